@@ -1,0 +1,19 @@
+// Each subcommand registers itself on the root CLI11 app and sets `exit_code` when it runs.
+// `trailing` holds the words after a lone "--" (a command to run).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+namespace memcensus::cli {
+
+struct Context {
+  std::vector<std::string> trailing;
+  bool has_trailing = false;  // a "--" was given
+  int exit_code = 0;
+};
+
+void add_map_command(CLI::App& root, Context& ctx);
+
+}  // namespace memcensus::cli

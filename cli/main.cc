@@ -1,0 +1,48 @@
+// memcensus: where every byte of a running program lives and how it got there.
+// The only place where errors become text and exit codes: 2 for bad usage or unusable input
+// (one line on stderr), 1 for problems a command was asked to fail on, else the command's.
+#include <cstdio>
+#include <cstring>
+
+#include "cli/commands.h"
+#include "util/error.h"
+
+int main(int argc, char** argv) {
+  using memcensus::cli::Context;
+  Context ctx;
+  int own_argc = argc;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--") == 0) {
+      own_argc = i;
+      ctx.has_trailing = true;
+      for (int j = i + 1; j < argc; ++j) ctx.trailing.emplace_back(argv[j]);
+      break;
+    }
+  }
+
+  CLI::App app("memcensus: where every byte of a running program lives and how it got there",
+               "memcensus");
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "memcensus 0.1.0");
+  memcensus::cli::add_map_command(app, ctx);
+
+  try {
+    app.parse(own_argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "memcensus: %s (see memcensus --help)\n", e.what());
+    return 2;
+  } catch (const memcensus::Error& e) {
+    std::fprintf(stderr, "memcensus: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "memcensus: internal error: %s\n", e.what());
+    return 2;
+  }
+  return ctx.exit_code;
+}

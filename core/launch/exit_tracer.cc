@@ -1,0 +1,278 @@
+#include "launch/exit_tracer.h"
+
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <exception>
+#include <set>
+
+#include "layout/thread_sp.h"
+#include "procfs/process_reader.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace memcensus {
+namespace {
+
+#if defined(__x86_64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
+#endif
+
+// In the child, before exec: make exit_group a tracer stop. Returns false if seccomp
+// filters are not available; the program then runs without it.
+bool install_exit_filter() {
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kAuditArch, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_exit_group, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0) return true;
+  // Without CAP_SYS_ADMIN a filter needs no_new_privs (set-user-ID bits then do not apply).
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
+  return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+}
+
+bool is_fatal_by_default(int sig) {
+  switch (sig) {
+    case SIGCHLD: case SIGCONT: case SIGURG: case SIGWINCH:
+    case SIGSTOP: case SIGTSTP: case SIGTTIN: case SIGTTOU:
+      return false;
+    default:
+      return sig > 0 && sig < SIGRTMIN ? true : sig >= SIGRTMIN;
+  }
+}
+
+// True if delivering `sig` to process `pid` will end it: default action, not ignored, not caught.
+bool signal_will_kill(pid_t pid, int sig) {
+  if (!is_fatal_by_default(sig)) return false;
+  auto text = read_file_if_exists("/proc/" + std::to_string(pid) + "/status");
+  if (!text) return false;
+  try {
+    ProcessStatus st = parse_status(*text);
+    uint64_t bit = 1ull << (sig - 1);
+    return !(st.sig_caught & bit) && !(st.sig_ignored & bit);
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+pid_t tgid_of(pid_t tid) {
+  auto text = read_file_if_exists("/proc/" + std::to_string(tid) + "/status");
+  if (!text) return 0;
+  try {
+    return parse_status(*text).tgid;
+  } catch (const Error&) {
+    return 0;
+  }
+}
+
+void resume(pid_t tid, int sig) {
+  ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
+}
+
+class ExitTracer {
+ public:
+  ExitTracer(pid_t pid, const std::function<void(const ExitEvent&)>& at_exit)
+      : pid_(pid), at_exit_(at_exit) {}
+
+  int loop() {
+    for (;;) {
+      int st = 0;
+      pid_t w = waitpid(-1, &st, __WALL);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == ECHILD) return final_status_;
+        throw Error(std::string("waitpid: ") + std::strerror(errno));
+      }
+      if (WIFEXITED(st) || WIFSIGNALED(st)) {
+        if (w == pid_) return st;
+        continue;
+      }
+      if (WIFSTOPPED(st)) on_stop(w, st);
+    }
+  }
+
+  std::exception_ptr failure() const { return failure_; }
+
+ private:
+  bool in_target(pid_t tid) {
+    auto it = tgid_.find(tid);
+    if (it == tgid_.end()) it = tgid_.emplace(tid, tgid_of(tid)).first;
+    return it->second == pid_;
+  }
+
+  void on_stop(pid_t w, int st) {
+    int sig = WSTOPSIG(st);
+    int event = st >> 16;
+    switch (event) {
+      case PTRACE_EVENT_SECCOMP:
+        if (in_target(w)) snapshot(w, "exit_group");
+        resume(w, 0);
+        return;
+      case PTRACE_EVENT_EXIT:
+        if (w == pid_) snapshot(w, "exit");
+        resume(w, 0);
+        return;
+      case PTRACE_EVENT_STOP:
+        if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)
+          ptrace(PTRACE_LISTEN, w, nullptr, nullptr);  // a group stop: stay stopped
+        else
+          resume(w, 0);
+        return;
+      case 0:
+        break;
+      default:  // clone, fork, vfork, exec notifications
+        resume(w, 0);
+        return;
+    }
+    if (in_target(w) && signal_will_kill(pid_, sig)) snapshot(w, std::string("signal ") + sigabbrev_np(sig));
+    resume(w, sig);
+  }
+
+  // Stops every other thread of the target, records stack pointers, calls back, resumes.
+  void snapshot(pid_t stopped, const std::string& cause) {
+    if (done_) return;
+    done_ = true;
+    ExitEvent ev;
+    ev.pid = pid_;
+    ev.cause = cause;
+    if (auto sp = read_sp_of_stopped(stopped)) ev.stack_pointers[stopped] = *sp;
+    std::map<pid_t, int> pending;  // interrupted thread -> signal to re-inject
+    std::vector<pid_t> tids;
+    try {
+      tids = ProcessReader(pid_).tids();
+    } catch (const Error&) {
+    }
+    for (pid_t t : tids) {
+      if (t == stopped) continue;
+      if (ptrace(PTRACE_INTERRUPT, t, nullptr, nullptr) != 0) continue;
+      int st = 0;
+      pid_t r;
+      do {
+        r = waitpid(t, &st, __WALL);
+      } while (r < 0 && errno == EINTR);
+      if (r != t || !WIFSTOPPED(st)) continue;
+      int event = st >> 16;
+      pending[t] = event == 0 ? WSTOPSIG(st) : 0;
+      if (auto sp = read_sp_of_stopped(t)) ev.stack_pointers[t] = *sp;
+    }
+    try {
+      at_exit_(ev);
+    } catch (...) {
+      failure_ = std::current_exception();
+    }
+    for (auto [t, sig] : pending) resume(t, sig);
+  }
+
+  pid_t pid_;
+  const std::function<void(const ExitEvent&)>& at_exit_;
+  std::map<pid_t, pid_t> tgid_;
+  bool done_ = false;
+  int final_status_ = 0;
+  std::exception_ptr failure_;
+};
+
+}  // namespace
+
+int exit_code_of(int st) {
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return 1;
+}
+
+std::string resolve_command(const std::string& argv0) {
+  if (argv0.empty()) throw Error("empty command");
+  auto usable = [](const std::string& p) {
+    struct stat st;
+    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+  };
+  if (argv0.find('/') != std::string::npos) {
+    if (!usable(argv0)) {
+      struct stat st;
+      throw Error("cannot run '" + argv0 + "': " +
+                  (::stat(argv0.c_str(), &st) != 0 ? std::strerror(errno)
+                                                   : "not an executable file"));
+    }
+    return argv0;
+  }
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t b = 0;
+  while (b <= dirs.size()) {
+    size_t e = dirs.find(':', b);
+    if (e == std::string::npos) e = dirs.size();
+    std::string dir = dirs.substr(b, e - b);
+    std::string cand = (dir.empty() ? "." : dir) + "/" + argv0;
+    if (usable(cand)) return cand;
+    b = e + 1;
+  }
+  throw Error("cannot run '" + argv0 + "': command not found in PATH");
+}
+
+int run_with_exit_hook(const std::vector<std::string>& argv,
+                       const std::function<void(const ExitEvent&)>& at_exit) {
+  if (argv.empty()) throw Error("no command given after --");
+  std::string exe = resolve_command(argv[0]);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+
+  int err_pipe[2];
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
+  pid_t pid = fork();
+  if (pid < 0) throw Error(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::close(err_pipe[0]);
+    install_exit_filter();
+    raise(SIGSTOP);  // wait for the tracer to attach
+    execv(exe.c_str(), args.data());
+    int e = errno;
+    (void)!::write(err_pipe[1], &e, sizeof e);
+    _exit(127);
+  }
+  ::close(err_pipe[1]);
+  int st = 0;
+  while (waitpid(pid, &st, WSTOPPED) < 0 && errno == EINTR) {
+  }
+  long opts = PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK |
+              PTRACE_O_TRACESECCOMP | PTRACE_O_TRACEEXIT | PTRACE_O_EXITKILL;
+  if (ptrace(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(opts)) != 0) {
+    int e = errno;
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    ::close(err_pipe[0]);
+    throw Error(std::string("cannot trace the command (ptrace: ") + std::strerror(e) +
+                "; is ptrace restricted by /proc/sys/kernel/yama/ptrace_scope?)");
+  }
+  kill(pid, SIGCONT);
+  ExitTracer tracer(pid, at_exit);
+  int status = tracer.loop();
+  int exec_errno = 0;
+  bool exec_failed = ::read(err_pipe[0], &exec_errno, sizeof exec_errno) == sizeof exec_errno;
+  ::close(err_pipe[0]);
+  if (exec_failed)
+    throw Error("cannot run '" + argv[0] + "': " + std::strerror(exec_errno));
+  if (tracer.failure()) std::rethrow_exception(tracer.failure());
+  return status;
+}
+
+}  // namespace memcensus

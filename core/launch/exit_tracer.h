@@ -1,0 +1,44 @@
+// Runs a command under ptrace and calls back at the moment it exits, while its address
+// space and all its threads are still whole.
+//
+// How: the child installs a seccomp filter that asks the tracer about exit_group only, so the
+// program runs at full speed and stops exactly once, on entry to exit_group, before the
+// kernel kills its other threads. The tracer stops every thread (PTRACE_INTERRUPT), reads
+// their stack pointers and calls `at_exit`. A program that dies of a fatal signal is caught
+// at the signal's delivery instead. If the filter cannot be installed, the exit-event stop
+// of the main thread is used (threads other than the main one may be gone by then).
+//
+// Policy: children the program forks are traced too (the filter is inherited) but only so
+// that they run unchanged; their exits are let through. Job-control stops are kept
+// (PTRACE_LISTEN) and signals are passed on.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace memcensus {
+
+struct ExitEvent {
+  pid_t pid = 0;
+  std::map<pid_t, uint64_t> stack_pointers;  // of every thread stopped for the snapshot
+  std::string cause;                          // "exit_group", "signal SIGSEGV", "exit"
+};
+
+// Returns the program's wait status (as waitpid gives it). Throws Error if the command
+// cannot be started. `at_exit` is called at most once; if it throws, the program is still
+// let finish and the exception is rethrown afterwards.
+int run_with_exit_hook(const std::vector<std::string>& argv,
+                       const std::function<void(const ExitEvent&)>& at_exit);
+
+// Shell convention for a wait status: the exit code, or 128 + signal number.
+int exit_code_of(int wait_status);
+
+// Finds an executable for argv0 as execvp would; throws Error naming it if there is none.
+std::string resolve_command(const std::string& argv0);
+
+}  // namespace memcensus

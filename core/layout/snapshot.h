@@ -1,0 +1,27 @@
+// Takes the layout of a live process: reads smaps and smaps_rollup, the threads and their
+// stack pointers, the ELF objects, and classifies everything (see layout/classify.h).
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <optional>
+
+#include "layout/layout.h"
+
+namespace memcensus {
+
+struct SnapshotOptions {
+  size_t symbols = 20;  // how many of the largest static symbols to list
+  // Stack pointers already known (threads the caller has stopped); others are read from
+  // /proc/PID/task/TID/syscall, and for running threads by a brief ptrace interrupt when
+  // `interrupt_running` is set.
+  std::map<pid_t, uint64_t> known_sps;
+  bool interrupt_running = true;
+};
+
+// Throws Error with a one-line message if the process does not exist, vanishes while being
+// read, or may not be read. Missing optional information becomes a warning in the Layout.
+Layout snapshot_layout(pid_t pid, const SnapshotOptions& options);
+
+}  // namespace memcensus

@@ -1,0 +1,86 @@
+#include "layout/static_symbols.h"
+
+#include <elf.h>
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+
+#include "symbolize/demangle.h"
+
+namespace memcensus {
+namespace {
+
+struct Candidate {
+  uint64_t size;
+  uint64_t address;
+  size_t object;
+  const ElfSymbol* sym;
+};
+
+}  // namespace
+
+uint64_t resident_bytes(uint64_t addr, uint64_t size, uint64_t page, uint64_t first_page,
+                        const std::vector<uint64_t>& entries) {
+  constexpr uint64_t kPresent = 1ull << 63;
+  uint64_t total = 0;
+  uint64_t end = addr + size;
+  for (uint64_t p = addr / page; p * page < end; ++p) {
+    if (p < first_page || p - first_page >= entries.size()) break;
+    if (!(entries[p - first_page] & kPresent)) continue;
+    uint64_t a = std::max(addr, p * page);
+    uint64_t b = std::min(end, (p + 1) * page);
+    total += b - a;
+  }
+  return total;
+}
+
+std::vector<StaticSymbol> largest_static_symbols(const std::vector<LoadedObject>& objects,
+                                                 const std::vector<ElfInfo>& infos, size_t n,
+                                                 uint64_t page, const PagemapReader& pagemap) {
+  std::vector<Candidate> all;
+  for (size_t o = 0; o < objects.size() && o < infos.size(); ++o) {
+    if (!objects[o].readable) continue;
+    const ElfInfo& info = infos[o];
+    const ElfSegment* tls = info.find_segment(PT_TLS);
+    for (const ElfSymbol& s : info.data_symbols) {
+      if (s.section >= info.sections.size() || !info.sections[s.section].allocated()) continue;
+      uint64_t vaddr = s.value;
+      if (s.tls) {
+        if (!tls) continue;
+        vaddr = tls->vaddr + s.value;
+      }
+      all.push_back({s.size, objects[o].bias + vaddr, o, &s});
+    }
+  }
+  auto larger = [](const Candidate& a, const Candidate& b) {
+    return std::tie(b.size, a.address) < std::tie(a.size, b.address);
+  };
+  std::sort(all.begin(), all.end(), larger);
+
+  std::vector<StaticSymbol> out;
+  std::set<std::tuple<size_t, uint64_t, uint64_t>> seen;
+  for (const Candidate& c : all) {
+    if (out.size() >= n) break;
+    if (!seen.emplace(c.object, c.address, c.size).second) continue;
+    const ElfInfo& info = infos[c.object];
+    StaticSymbol s;
+    s.object = objects[c.object].path;
+    s.mangled = c.sym->name;
+    s.name = demangle(c.sym->name);
+    s.section = info.sections[c.sym->section].name;
+    s.address = c.address;
+    s.size = c.size;
+    s.tls = c.sym->tls;
+    uint64_t first = c.address / page;
+    uint64_t last = (c.address + c.size - 1) / page;
+    if (last - first < (1u << 20)) {
+      auto entries = pagemap(first, static_cast<size_t>(last - first + 1));
+      s.rss = resident_bytes(c.address, c.size, page, first, entries);
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace memcensus

@@ -1,0 +1,137 @@
+#include "procfs/process_reader.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "util/error.h"
+#include "util/file.h"
+
+namespace memcensus {
+
+ProcessReader::ProcessReader(pid_t pid) : pid_(pid), root_("/proc/" + std::to_string(pid)) {
+  struct stat st;
+  if (pid <= 0 || ::stat(root_.c_str(), &st) != 0)
+    throw Error("no process with PID " + std::to_string(pid));
+}
+
+std::string ProcessReader::proc_path(const std::string& leaf) const { return root_ + "/" + leaf; }
+
+void ProcessReader::fail_read(const std::string& leaf, int err) const {
+  std::string p = proc_path(leaf);
+  if (err == EACCES || err == EPERM)
+    throw Error("permission denied reading " + p + " (process " + std::to_string(pid_) +
+                " belongs to another user; run memcensus as that user or as root)");
+  if (err == ENOENT || err == ESRCH) {
+    struct stat st;
+    if (::stat(root_.c_str(), &st) != 0)
+      throw Error("process " + std::to_string(pid_) + " exited while being read");
+    throw Error(p + ": not provided by this kernel");
+  }
+  throw Error(p + ": " + std::strerror(err));
+}
+
+std::string ProcessReader::read(const std::string& leaf) const {
+  try {
+    return read_file(proc_path(leaf));
+  } catch (const Error&) {
+    fail_read(leaf, last_read_errno());
+  }
+}
+
+std::optional<std::string> ProcessReader::read_if_exists(const std::string& leaf) const {
+  try {
+    auto r = read_file_if_exists(proc_path(leaf));
+    if (!r) {
+      struct stat st;
+      if (::stat(root_.c_str(), &st) != 0)
+        throw Error("process " + std::to_string(pid_) + " exited while being read");
+    }
+    return r;
+  } catch (const Error& e) {
+    int err = last_read_errno();
+    if (err == 0) throw;
+    fail_read(leaf, err);
+  }
+}
+
+ProcessStatus ProcessReader::status() const { return parse_status(read("status")); }
+
+std::vector<std::string> ProcessReader::cmdline() const {
+  auto text = read_if_exists("cmdline");
+  return text ? parse_cmdline(*text) : std::vector<std::string>{};
+}
+
+std::string ProcessReader::exe() const {
+  char buf[4096];
+  ssize_t n = ::readlink(proc_path("exe").c_str(), buf, sizeof buf - 1);
+  if (n <= 0) return {};
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+std::vector<pid_t> ProcessReader::tids() const {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir(proc_path("task").c_str());
+  if (!d) fail_read("task", errno);
+  while (dirent* e = ::readdir(d)) {
+    char* endp = nullptr;
+    long v = std::strtol(e->d_name, &endp, 10);
+    if (endp && *endp == 0 && v > 0) out.push_back(static_cast<pid_t>(v));
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string ProcessReader::thread_name(pid_t tid) const {
+  auto s = read_file_if_exists(proc_path("task/" + std::to_string(tid) + "/comm"));
+  if (!s) return {};
+  if (!s->empty() && s->back() == '\n') s->pop_back();
+  return *s;
+}
+
+std::optional<std::string> ProcessReader::thread_syscall(pid_t tid) const {
+  try {
+    return read_file_if_exists(proc_path("task/" + std::to_string(tid) + "/syscall"));
+  } catch (const Error&) {
+    return std::nullopt;  // forbidden without ptrace rights: treated as unknown
+  }
+}
+
+std::string ProcessReader::map_files_path(uint64_t start, uint64_t end) const {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "/map_files/%lx-%lx", static_cast<unsigned long>(start),
+                static_cast<unsigned long>(end));
+  return root_ + buf;
+}
+
+bool ProcessReader::read_memory(uint64_t addr, void* out, size_t len) const {
+  iovec local{out, len};
+  iovec remote{reinterpret_cast<void*>(addr), len};
+  ssize_t n = ::process_vm_readv(pid_, &local, 1, &remote, 1, 0);
+  if (n == static_cast<ssize_t>(len)) return true;
+  int fd = ::open(proc_path("mem").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  n = ::pread(fd, out, len, static_cast<off_t>(addr));
+  ::close(fd);
+  return n == static_cast<ssize_t>(len);
+}
+
+std::vector<uint64_t> ProcessReader::pagemap(uint64_t first_page, size_t count) const {
+  std::vector<uint64_t> out(count);
+  int fd = ::open(proc_path("pagemap").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  size_t want = count * sizeof(uint64_t);
+  ssize_t n = ::pread(fd, out.data(), want, static_cast<off_t>(first_page * sizeof(uint64_t)));
+  ::close(fd);
+  if (n != static_cast<ssize_t>(want)) return {};
+  return out;
+}
+
+}  // namespace memcensus

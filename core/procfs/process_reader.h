@@ -1,0 +1,53 @@
+// Access to one live process through /proc, with errors turned into one-line messages that
+// name the PID: "no process with PID 12", "process 12 exited while being read",
+// "permission denied reading /proc/12/smaps (...)". Not thread-safe; one per snapshot.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "procfs/task_parser.h"
+
+namespace memcensus {
+
+class ProcessReader {
+ public:
+  // Throws Error if /proc/PID does not exist.
+  explicit ProcessReader(pid_t pid);
+
+  pid_t pid() const { return pid_; }
+  std::string proc_path(const std::string& leaf) const;
+
+  // Whole-file reads; missing files throw "exited" errors unless the _if_exists form is used.
+  std::string read(const std::string& leaf) const;
+  std::optional<std::string> read_if_exists(const std::string& leaf) const;
+
+  ProcessStatus status() const;
+  std::vector<std::string> cmdline() const;
+  std::string exe() const;  // empty if unreadable
+  std::vector<pid_t> tids() const;
+  std::string thread_name(pid_t tid) const;  // empty if the thread is gone
+  // The contents of task/TID/syscall, or nullopt if the thread is gone.
+  std::optional<std::string> thread_syscall(pid_t tid) const;
+
+  // Path through which a mapping's file can be opened even if deleted or replaced.
+  std::string map_files_path(uint64_t start, uint64_t end) const;
+
+  // Reads target memory; false if not permitted or not mapped.
+  bool read_memory(uint64_t addr, void* out, size_t len) const;
+
+  // Residency of pages [first_page, first_page + count): bit 63 present, bit 62 swapped.
+  // Empty if /proc/PID/pagemap cannot be read.
+  std::vector<uint64_t> pagemap(uint64_t first_page, size_t count) const;
+
+ private:
+  [[noreturn]] void fail_read(const std::string& leaf, int err) const;
+  pid_t pid_;
+  std::string root_;
+};
+
+}  // namespace memcensus

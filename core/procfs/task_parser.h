@@ -1,0 +1,34 @@
+// Parsers for small per-process and per-thread procfs files. Byte views in, values out;
+// malformed input throws Error.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace memcensus {
+
+// /proc/PID/task/TID/syscall: "running", "-1 SP PC" (blocked outside a syscall) or
+// "NR A1 A2 A3 A4 A5 A6 SP PC" (blocked in syscall NR). Returns the stack pointer, or
+// nullopt when the thread is running.
+std::optional<uint64_t> parse_syscall_sp(std::string_view text);
+
+// The fields of /proc/PID/status that memcensus uses.
+struct ProcessStatus {
+  std::string name;
+  int tgid = 0;
+  int ppid = 0;
+  uint32_t uid = 0;    // real
+  uint32_t euid = 0;   // effective
+  int threads = 0;
+  uint64_t sig_ignored = 0;  // SigIgn mask
+  uint64_t sig_caught = 0;   // SigCgt mask
+};
+ProcessStatus parse_status(std::string_view text);
+
+// /proc/PID/cmdline: NUL-separated arguments.
+std::vector<std::string> parse_cmdline(std::string_view text);
+
+}  // namespace memcensus

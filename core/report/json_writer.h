@@ -1,0 +1,51 @@
+// A streaming JSON writer: values are written as they come, with no document tree, so
+// output of any size costs O(1) memory. Commas and nesting are tracked; strings are escaped
+// (control characters, quotes, backslashes; invalid UTF-8 bytes become U+FFFD).
+// Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace memcensus {
+
+class JsonWriter {
+ public:
+  explicit JsonWriter(std::string& out) : out_(out) {}
+
+  void begin_object();
+  void end_object();
+  void begin_array();
+  void end_array();
+  void key(std::string_view k);
+
+  void value(std::string_view s);
+  void value(const char* s) { value(std::string_view(s)); }
+  void value(uint64_t v);
+  void value(int64_t v);
+  void value(int v) { value(static_cast<int64_t>(v)); }
+  void value(double v);
+  void value(bool v);
+  void null();
+
+  template <typename T>
+  void field(std::string_view k, const T& v) {
+    key(k);
+    value(v);
+  }
+  void null_field(std::string_view k) {
+    key(k);
+    null();
+  }
+
+ private:
+  void separate();
+  void write_string(std::string_view s);
+  std::string& out_;
+  std::vector<bool> first_;  // per open container: no element written yet
+  bool after_key_ = false;
+};
+
+}  // namespace memcensus

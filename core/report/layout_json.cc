@@ -1,0 +1,191 @@
+#include <map>
+
+#include "report/json_writer.h"
+#include "report/layout_report.h"
+
+namespace memcensus {
+namespace {
+
+void write_main_figures(JsonWriter& w, const SmapsFigures& f) {
+  w.field("size", f.get(SmapsField::kSize));
+  w.field("rss", f.get(SmapsField::kRss));
+  w.field("pss", f.get(SmapsField::kPss));
+  w.field("uss", f.uss());
+  w.field("swap", f.get(SmapsField::kSwap));
+}
+
+// The summary figures, then every other figure the kernel printed.
+void write_all_figures(JsonWriter& w, const SmapsFigures& f) {
+  write_main_figures(w, f);
+  for (size_t i = 0; i < kSmapsFieldCount; ++i) {
+    auto field = static_cast<SmapsField>(i);
+    if (field == SmapsField::kSize || field == SmapsField::kRss || field == SmapsField::kPss ||
+        field == SmapsField::kSwap || !f.has(field))
+      continue;
+    w.field(smaps_field_json_name(field), f.get(field));
+  }
+  for (const auto& [name, bytes] : f.extra) w.field(name, bytes);
+}
+
+void write_region(JsonWriter& w, const Region& r) {
+  const SmapsRegion& s = r.raw;
+  w.begin_object();
+  w.field("start", s.start);
+  w.field("end", s.end);
+  w.field("perms", std::string_view(s.perms, 4));
+  w.field("offset", s.offset);
+  char dev[24];
+  std::snprintf(dev, sizeof dev, "%02x:%02x", s.dev_major, s.dev_minor);
+  w.field("dev", dev);
+  w.field("inode", s.inode);
+  if (s.path.empty()) w.null_field("path");
+  else w.field("path", s.path);
+  w.field("deleted", s.deleted);
+  w.field("kind", kind_name(r.kind));
+  if (r.object.empty()) w.null_field("object");
+  else w.field("object", r.object);
+  w.key("sections");
+  w.begin_array();
+  for (const auto& sec : r.sections) w.value(sec);
+  w.end_array();
+  if (r.tid) w.field("tid", static_cast<int64_t>(*r.tid));
+  else w.null_field("tid");
+  if (r.detail.empty()) w.null_field("detail");
+  else w.field("detail", r.detail);
+  write_all_figures(w, s.fig);
+  if (s.thp_eligible >= 0) w.field("thp_eligible", s.thp_eligible);
+  if (s.protection_key >= 0) w.field("protection_key", s.protection_key);
+  w.field("vm_flags", s.vm_flags);
+  w.end_object();
+}
+
+struct Group {
+  SmapsFigures fig;
+  uint64_t regions = 0;
+};
+
+void write_groups(JsonWriter& w, const std::map<std::string, Group>& groups) {
+  w.begin_object();
+  for (const auto& [name, g] : groups) {
+    w.key(name);
+    w.begin_object();
+    write_main_figures(w, g.fig);
+    w.field("regions", g.regions);
+    w.end_object();
+  }
+  w.end_object();
+}
+
+}  // namespace
+
+void write_layout_json(const Layout& layout, std::string& out) {
+  JsonWriter w(out);
+  w.begin_object();
+  w.field("pid", static_cast<int64_t>(layout.pid));
+  w.field("command", layout.command);
+  w.field("exe", layout.exe);
+
+  SmapsFigures totals = layout.totals();
+  w.key("totals");
+  w.begin_object();
+  write_all_figures(w, totals);
+  w.end_object();
+  w.key("rollup");
+  if (layout.rollup) {
+    w.begin_object();
+    write_all_figures(w, *layout.rollup);
+    w.end_object();
+  } else {
+    w.null();
+  }
+
+  std::map<std::string, Group> by_kind, by_object;
+  for (const Region& r : layout.regions) {
+    Group& k = by_kind[std::string(kind_name(r.kind))];
+    add_figures(k.fig, r.raw.fig);
+    ++k.regions;
+    std::string obj = !r.object.empty() ? r.object
+                      : !r.raw.path.empty() ? r.raw.path
+                                            : "[" + std::string(kind_name(r.kind)) + "]";
+    Group& o = by_object[obj];
+    add_figures(o.fig, r.raw.fig);
+    ++o.regions;
+  }
+  w.key("by_kind");
+  write_groups(w, by_kind);
+  w.key("by_object");
+  write_groups(w, by_object);
+
+  w.key("regions");
+  w.begin_array();
+  for (const Region& r : layout.regions) write_region(w, r);
+  w.end_array();
+
+  w.key("threads");
+  w.begin_array();
+  for (const ThreadInfo& t : layout.threads) {
+    w.begin_object();
+    w.field("tid", static_cast<int64_t>(t.tid));
+    w.field("name", t.name);
+    if (t.sp) w.field("sp", *t.sp);
+    else w.null_field("sp");
+    if (t.stack_found) {
+      w.field("stack_start", t.stack_start);
+      w.field("stack_end", t.stack_end);
+      w.field("stack_size", t.stack_end - t.stack_start);
+      w.field("stack_rss", t.stack_rss);
+    } else {
+      for (auto k : {"stack_start", "stack_end", "stack_size", "stack_rss"}) w.null_field(k);
+    }
+    if (t.guard_start) {
+      w.field("guard_start", *t.guard_start);
+      w.field("guard_end", *t.guard_end);
+    } else {
+      w.null_field("guard_start");
+      w.null_field("guard_end");
+    }
+    w.end_object();
+  }
+  w.end_array();
+
+  w.key("symbols");
+  w.begin_array();
+  for (const StaticSymbol& s : layout.symbols) {
+    w.begin_object();
+    w.field("object", s.object);
+    w.field("name", s.name);
+    w.field("mangled", s.mangled);
+    w.field("section", s.section);
+    w.field("address", s.address);
+    w.field("size", s.size);
+    w.field("rss", s.rss);
+    w.field("tls", s.tls);
+    w.end_object();
+  }
+  w.end_array();
+
+  w.key("objects");
+  w.begin_array();
+  for (const LoadedObject& o : layout.objects) {
+    w.begin_object();
+    w.field("path", o.path);
+    w.field("build_id", o.build_id);
+    w.field("start", o.start);
+    w.field("end", o.end);
+    w.field("bias", o.bias);
+    w.field("readable", o.readable);
+    w.field("stripped", o.stripped);
+    w.field("deleted", o.deleted);
+    w.end_object();
+  }
+  w.end_array();
+
+  w.key("warnings");
+  w.begin_array();
+  for (const auto& warning : layout.warnings) w.value(warning);
+  w.end_array();
+  w.end_object();
+  out += '\n';
+}
+
+}  // namespace memcensus

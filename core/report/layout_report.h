@@ -1,0 +1,24 @@
+// Rendering a Layout: JSON (every figure, integers in bytes) and text (a one-screen
+// summary, then an aligned table that fits 100 columns).
+#pragma once
+
+#include <string>
+
+#include "layout/layout.h"
+
+namespace memcensus {
+
+enum class LayoutTable { kRegion, kKind, kObject };
+
+struct LayoutTextOptions {
+  LayoutTable by = LayoutTable::kRegion;
+  bool all_fields = false;  // every smaps figure as a column
+};
+
+void write_layout_json(const Layout& layout, std::string& out);
+void write_layout_text(const Layout& layout, const LayoutTextOptions& opt, std::string& out);
+
+// "0 B", "4.0 KiB", "12.3 MiB", "1.50 GiB".
+std::string human_bytes(uint64_t bytes);
+
+}  // namespace memcensus
