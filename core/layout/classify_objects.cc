@@ -21,17 +21,42 @@ bool is_plain_anon(const Region& r) {
   return r.kind == RegionKind::kAnon && r.raw.anonymous() && !r.raw.shared();
 }
 
-// The load bias of `r` if its file offset lies in a PT_LOAD segment, else kNoBias.
-constexpr uint64_t kNoBias = ~0ull;
-uint64_t bias_of(const SmapsRegion& r, const ElfInfo& info, uint64_t page) {
+// The load biases under which `r`'s file offset lies in a PT_LOAD segment. A file page can
+// belong to two segments (the end of one and the start of the next), hence several.
+std::vector<uint64_t> biases_of(const SmapsRegion& r, const ElfInfo& info, uint64_t page) {
+  std::vector<uint64_t> out;
   for (const ElfSegment* l : info.loads()) {
     uint64_t off0 = trunc_to(l->offset, page);
     uint64_t off1 = round_up(l->offset + l->filesz, page);
     if (r.offset < off0 || r.offset >= off1) continue;
     uint64_t vaddr = trunc_to(l->vaddr, page) + (r.offset - off0);
-    return r.start - vaddr;
+    out.push_back(r.start - vaddr);
   }
-  return kNoBias;
+  return out;
+}
+
+// The bias of the first region of a mapping: the one of a segment with the region's
+// permissions if the offset is ambiguous.
+constexpr uint64_t kNoBias = ~0ull;
+uint64_t first_bias_of(const SmapsRegion& r, const ElfInfo& info, uint64_t page) {
+  uint64_t fallback = kNoBias;
+  for (const ElfSegment* l : info.loads()) {
+    uint64_t off0 = trunc_to(l->offset, page);
+    uint64_t off1 = round_up(l->offset + l->filesz, page);
+    if (r.offset < off0 || r.offset >= off1) continue;
+    uint64_t bias = r.start - (trunc_to(l->vaddr, page) + (r.offset - off0));
+    bool same_perms = ((l->flags & PF_X) != 0) == r.executable() &&
+                      ((l->flags & PF_W) != 0) == r.writable();
+    if (same_perms || r.offset == 0) return bias;
+    if (fallback == kNoBias) fallback = bias;
+  }
+  return fallback;
+}
+
+bool has_bias(const SmapsRegion& r, const ElfInfo& info, uint64_t page, uint64_t bias) {
+  for (uint64_t b : biases_of(r, info, page))
+    if (b == bias) return true;
+  return false;
 }
 
 uint64_t image_end(const ElfInfo& info, uint64_t page) {
@@ -141,16 +166,16 @@ void classify_objects(std::vector<Region>& regions, const ElfLoader& load, uint6
 
     // Regions of one mapping of this file: consecutive, same file, same load bias.
     size_t j = i + 1;
-    const uint64_t first_bias = info ? bias_of(first, *info, page) : kNoBias;
-    const bool has_bias = first_bias != kNoBias;
-    const uint64_t b = has_bias ? first_bias : 0;
+    const uint64_t first_bias = info ? first_bias_of(first, *info, page) : kNoBias;
+    const bool known_bias = first_bias != kNoBias;
+    const uint64_t b = known_bias ? first_bias : 0;
     while (j < regions.size() && regions[j].kind == RegionKind::kFile &&
            !regions[j].raw.shared() && same_file(regions[j].raw, first)) {
-      if (info && bias_of(regions[j].raw, *info, page) != first_bias) break;
+      if (info && !has_bias(regions[j].raw, *info, page, first_bias)) break;
       ++j;
     }
 
-    if (info && !has_bias) {  // an ELF file mapped as data, not as a loaded object
+    if (info && !known_bias) {  // an ELF file mapped as data, not as a loaded object
       i = j;
       continue;
     }

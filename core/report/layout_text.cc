@@ -75,14 +75,14 @@ void write_region_table(const Layout& layout, bool all_fields, std::string& out)
   }
   out += fmt::format("{:<25} {:<4} {:<6}", "ADDRESS", "PERM", "KIND");
   for (size_t i = 0; i < kSmapsFieldCount; ++i)
-    out += fmt::format(" {:>10}", fit(std::string(smaps_field_json_name(static_cast<SmapsField>(i))), 10));
+    out += fmt::format(" {:>16}", smaps_field_json_name(static_cast<SmapsField>(i)));
   out += fmt::format(" {:>4} {:<24} {}\n", "THP", "VMFLAGS", "WHAT");
   for (const Region& r : layout.regions) {
     out += fmt::format("{:012x}-{:012x} {:<4} {:<6}", r.raw.start, r.raw.end,
                        std::string_view(r.raw.perms, 4), kind_name(r.kind));
     for (size_t i = 0; i < kSmapsFieldCount; ++i) {
       auto f = static_cast<SmapsField>(i);
-      out += fmt::format(" {:>10}", r.raw.fig.has(f) ? human_bytes(r.raw.fig.get(f)) : "-");
+      out += fmt::format(" {:>16}", r.raw.fig.has(f) ? human_bytes(r.raw.fig.get(f)) : "-");
     }
     out += fmt::format(" {:>4} {:<24} {}\n",
                        r.raw.thp_eligible >= 0 ? std::to_string(r.raw.thp_eligible) : "-",

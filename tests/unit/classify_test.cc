@@ -1,0 +1,246 @@
+#include <elf.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "layout/classify.h"
+#include "layout/static_symbols.h"
+
+namespace memcensus {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+Region make(uint64_t start, uint64_t end, const char* perms, uint64_t offset = 0,
+            uint64_t inode = 0, const std::string& path = "") {
+  Region r;
+  r.raw.start = start;
+  r.raw.end = end;
+  std::memcpy(r.raw.perms, perms, 4);
+  r.raw.offset = offset;
+  r.raw.inode = inode;
+  r.raw.path = path;
+  r.raw.fig.set(SmapsField::kSize, end - start);
+  return r;
+}
+
+// A typical PIE: R, RX, R, RW(.data + .bss) with RELRO at the start of the RW segment.
+ElfInfo typical_elf() {
+  ElfInfo e;
+  e.segments = {
+      {PT_LOAD, PF_R, 0x0, 0x0, 0xae0, 0xae0, 0x1000},
+      {PT_LOAD, PF_R | PF_X, 0x1000, 0x1000, 0x6a1, 0x6a1, 0x1000},
+      {PT_LOAD, PF_R, 0x2000, 0x2000, 0x4378, 0x4378, 0x1000},
+      {PT_LOAD, PF_R | PF_W, 0x6dc8, 0x7dc8, 0x42f8, 0x1043b8, 0x1000},
+      {PT_GNU_RELRO, PF_R, 0x6dc8, 0x7dc8, 0x238, 0x238, 1},
+  };
+  auto sec = [](const char* n, uint32_t type, uint64_t addr, uint64_t size) {
+    ElfSection s;
+    s.name = n;
+    s.type = type;
+    s.flags = SHF_ALLOC;
+    s.addr = addr;
+    s.size = size;
+    return s;
+  };
+  e.sections = {ElfSection{},
+                sec(".text", SHT_PROGBITS, 0x1100, 0x500),
+                sec(".rodata", SHT_PROGBITS, 0x2000, 0x4000),
+                sec(".got", SHT_PROGBITS, 0x7dc8, 0x238),
+                sec(".data", SHT_PROGBITS, 0x8000, 0x40c0),
+                sec(".bss", SHT_NOBITS, 0xc0c0, 0x100100)};
+  e.data_symbols = {{"_ZN4tour13zeroed_bufferE", 0xc0e0, 0x100000, 5, false},
+                    {"small", 0x8010, 16, 4, false}};
+  e.symbols_from_symtab = true;
+  return e;
+}
+
+TEST(ClassifyObjects, SegmentsRelroDataAndBssContinuation) {
+  const uint64_t b = 0x555500000000;
+  const std::string exe = "/usr/bin/tour";
+  std::vector<Region> regions = {
+      make(b + 0x0000, b + 0x1000, "r--p", 0x0000, 7, exe),
+      make(b + 0x1000, b + 0x2000, "r-xp", 0x1000, 7, exe),
+      make(b + 0x2000, b + 0x7000, "r--p", 0x2000, 7, exe),
+      make(b + 0x7000, b + 0x8000, "r--p", 0x6000, 7, exe),
+      make(b + 0x8000, b + 0xd000, "rw-p", 0x7000, 7, exe),
+      make(b + 0xd000, b + 0x10d000, "rw-p"),
+      make(b + 0x200000, b + 0x221000, "rw-p", 0, 0, "[heap]"),
+  };
+  classify_basic(regions, 1);
+  std::vector<LoadedObject> objects;
+  std::vector<ElfInfo> infos;
+  std::vector<std::string> warnings;
+  int loads = 0;
+  classify_objects(
+      regions,
+      [&](const SmapsRegion&, std::string&) {
+        ++loads;
+        return std::optional<ElfInfo>(typical_elf());
+      },
+      kPage, objects, infos, warnings);
+  EXPECT_EQ(loads, 1);  // each file read once
+  ASSERT_EQ(objects.size(), 1u);
+  EXPECT_EQ(objects[0].bias, b);
+  EXPECT_EQ(objects[0].end, b + 0x10d000);
+  EXPECT_EQ(regions[0].kind, RegionKind::kRodata);
+  EXPECT_EQ(regions[1].kind, RegionKind::kText);
+  EXPECT_EQ(regions[2].kind, RegionKind::kRodata);
+  EXPECT_EQ(regions[3].kind, RegionKind::kRelro);
+  EXPECT_EQ(regions[4].kind, RegionKind::kData);
+  EXPECT_EQ(regions[5].kind, RegionKind::kBss);
+  EXPECT_EQ(regions[5].object, exe);
+  EXPECT_EQ(regions[6].kind, RegionKind::kHeap);
+  auto has = [](const Region& r, const std::string& s) {
+    return std::find(r.sections.begin(), r.sections.end(), s) != r.sections.end();
+  };
+  EXPECT_TRUE(has(regions[1], ".text"));
+  EXPECT_TRUE(has(regions[3], ".got"));
+  EXPECT_TRUE(has(regions[3], "[RELRO]"));
+  EXPECT_TRUE(has(regions[4], ".data"));
+  EXPECT_TRUE(has(regions[4], "[zero-fill]"));
+  EXPECT_TRUE(has(regions[5], ".bss"));
+  EXPECT_FALSE(has(regions[5], ".data"));
+  EXPECT_TRUE(warnings.empty());
+
+  // Largest symbols: placed at bias + value, demangled, resident bytes from the pagemap.
+  auto syms = largest_static_symbols(objects, infos, 1, kPage, [&](uint64_t first, size_t n) {
+    std::vector<uint64_t> e(n, 0);
+    e[0] = 1ull << 63;  // only the first page is present
+    (void)first;
+    return e;
+  });
+  ASSERT_EQ(syms.size(), 1u);
+  EXPECT_EQ(syms[0].name, "tour::zeroed_buffer");
+  EXPECT_EQ(syms[0].address, b + 0xc0e0);
+  EXPECT_EQ(syms[0].section, ".bss");
+  EXPECT_EQ(syms[0].rss, 0x1000u - 0xe0u);
+}
+
+TEST(ClassifyObjects, UnreadableObjectFallsBackToPermissionsWithWarning) {
+  std::vector<Region> regions = {
+      make(0x10000, 0x11000, "r--p", 0, 9, "/gone/lib.so"),
+      make(0x11000, 0x12000, "r-xp", 0x1000, 9, "/gone/lib.so"),
+      make(0x12000, 0x13000, "rw-p", 0x2000, 9, "/gone/lib.so"),
+      make(0x13000, 0x14000, "rw-p"),
+  };
+  classify_basic(regions, 1);
+  std::vector<LoadedObject> objects;
+  std::vector<ElfInfo> infos;
+  std::vector<std::string> warnings;
+  classify_objects(
+      regions,
+      [](const SmapsRegion&, std::string& why) {
+        why = "deleted on disk";
+        return std::optional<ElfInfo>();
+      },
+      kPage, objects, infos, warnings);
+  EXPECT_EQ(regions[1].kind, RegionKind::kText);
+  EXPECT_EQ(regions[2].kind, RegionKind::kData);
+  EXPECT_EQ(regions[3].kind, RegionKind::kBss);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("/gone/lib.so"), std::string::npos);
+  ASSERT_EQ(objects.size(), 1u);
+  EXPECT_FALSE(objects[0].readable);
+}
+
+TEST(ClassifyObjects, NonElfFileStaysFile) {
+  std::vector<Region> regions = {make(0x10000, 0x20000, "r--p", 0, 5, "/usr/lib/locale/x")};
+  classify_basic(regions, 1);
+  std::vector<LoadedObject> objects;
+  std::vector<ElfInfo> infos;
+  std::vector<std::string> warnings;
+  classify_objects(
+      regions, [](const SmapsRegion&, std::string&) { return std::optional<ElfInfo>(); }, kPage,
+      objects, infos, warnings);
+  EXPECT_EQ(regions[0].kind, RegionKind::kFile);
+  EXPECT_TRUE(objects.empty());
+  EXPECT_TRUE(warnings.empty());
+}
+
+TEST(ClassifyBasic, Labels) {
+  std::vector<Region> regions = {
+      make(0x1000, 0x2000, "rw-p", 0, 0, "[heap]"),
+      make(0x3000, 0x4000, "rw-s", 0, 77, "/dev/shm/x"),
+      make(0x5000, 0x6000, "rw-s"),
+      make(0x7000, 0x8000, "r--p", 0, 0, "[vvar]"),
+      make(0x9000, 0xa000, "r-xp", 0, 0, "[vdso]"),
+      make(0xb000, 0xc000, "rw-p", 0, 0, "[anon:my pool]"),
+      make(0xd000, 0xe000, "rw-p", 0, 0, "[stack]"),
+      make(0xf000, 0x10000, "--xp", 0, 0, "[vsyscall]"),
+  };
+  classify_basic(regions, 42);
+  EXPECT_EQ(regions[0].kind, RegionKind::kHeap);
+  EXPECT_EQ(regions[1].kind, RegionKind::kShm);
+  EXPECT_EQ(regions[2].kind, RegionKind::kShm);
+  EXPECT_EQ(regions[3].kind, RegionKind::kVvar);
+  EXPECT_EQ(regions[4].kind, RegionKind::kVdso);
+  EXPECT_EQ(regions[5].kind, RegionKind::kAnon);
+  EXPECT_EQ(regions[5].detail, "[anon:my pool]");
+  EXPECT_EQ(regions[6].kind, RegionKind::kStack);
+  EXPECT_EQ(regions[6].tid, 42);
+  EXPECT_EQ(regions[7].kind, RegionKind::kVsyscall);
+}
+
+TEST(ThreadStacks, StackAndGuardFromStackPointer) {
+  std::vector<Region> regions = {
+      make(0x7f0000000000, 0x7f0000001000, "---p"),
+      make(0x7f0000001000, 0x7f0000041000, "rw-p"),
+      make(0x7f0000100000, 0x7f0000200000, "rw-p"),  // not a stack: no thread's sp in it
+      make(0x7ffd00000000, 0x7ffd00021000, "rw-p", 0, 0, "[stack]"),
+  };
+  regions[1].raw.fig.set(SmapsField::kRss, 8192);
+  classify_basic(regions, 10);
+  std::vector<ThreadInfo> threads(3);
+  threads[0].tid = 10;
+  threads[0].sp = 0x7ffd00020000;
+  threads[1].tid = 11;
+  threads[1].sp = 0x7f0000040f00;
+  threads[2].tid = 12;  // running, unknown sp
+  assign_thread_stacks(regions, threads, 10);
+  EXPECT_EQ(regions[0].kind, RegionKind::kGuard);
+  EXPECT_EQ(regions[0].tid, 11);
+  EXPECT_EQ(regions[1].kind, RegionKind::kStack);
+  EXPECT_EQ(regions[1].tid, 11);
+  EXPECT_EQ(regions[2].kind, RegionKind::kAnon);
+  EXPECT_EQ(regions[3].tid, 10);
+  EXPECT_TRUE(threads[1].stack_found);
+  EXPECT_EQ(threads[1].stack_end - threads[1].stack_start, 0x40000u);
+  EXPECT_EQ(threads[1].stack_rss, 8192u);
+  EXPECT_EQ(*threads[1].guard_start, 0x7f0000000000u);
+  EXPECT_TRUE(threads[0].stack_found);
+  EXPECT_FALSE(threads[0].guard_start.has_value());
+  EXPECT_FALSE(threads[2].stack_found);
+}
+
+TEST(Arenas, AlignedHeapWithReservedTailAndValidHeader) {
+  const uint64_t base = 0x7f0004000000;  // 64 MiB aligned
+  std::vector<Region> regions = {
+      make(base, base + 0x21000, "rw-p"),
+      make(base + 0x21000, base + 0x4000000, "---p"),
+      make(base + 0x8000000, base + 0x8021000, "rw-p"),  // aligned, but header says otherwise
+      make(base + 0x8021000, base + 0xc000000, "---p"),
+  };
+  classify_basic(regions, 1);
+  find_arenas(regions, [&](uint64_t addr, void* out, size_t n) {
+    uint64_t h[4] = {addr + 0x20, 0, 0x21000, addr == base ? 0x21000u : 0x5000u};
+    std::memcpy(out, h, std::min(n, sizeof h));
+    return true;
+  });
+  EXPECT_EQ(regions[0].kind, RegionKind::kArena);
+  EXPECT_EQ(regions[1].kind, RegionKind::kArena);
+  EXPECT_EQ(regions[2].kind, RegionKind::kAnon);
+  EXPECT_EQ(regions[3].kind, RegionKind::kAnon);
+}
+
+TEST(StaticSymbols, ResidentBytes) {
+  // Pages 10..12; 10 and 12 present.
+  std::vector<uint64_t> e = {1ull << 63, 0, 1ull << 63};
+  EXPECT_EQ(resident_bytes(10 * kPage + 100, 3 * kPage - 200, kPage, 10, e),
+            (kPage - 100) + (kPage - 100));
+  EXPECT_EQ(resident_bytes(11 * kPage, 100, kPage, 10, e), 0u);
+  EXPECT_EQ(resident_bytes(10 * kPage, 10, kPage, 10, {}), 0u);
+}
+
+}  // namespace
+}  // namespace memcensus

@@ -1,0 +1,44 @@
+#include "procfs/task_parser.h"
+
+#include <gtest/gtest.h>
+
+#include "util/error.h"
+
+namespace memcensus {
+namespace {
+
+TEST(TaskParser, SyscallStackPointer) {
+  EXPECT_EQ(parse_syscall_sp("running\n"), std::nullopt);
+  EXPECT_EQ(parse_syscall_sp("-1 0x7ffc1234 0x401000\n"), 0x7ffc1234u);
+  EXPECT_EQ(parse_syscall_sp("202 0x1 0x2 0x3 0x4 0x5 0x6 0x7f0000001000 0x7f00aa\n"),
+            0x7f0000001000u);
+  EXPECT_THROW(parse_syscall_sp("202 0x1\n"), Error);
+  EXPECT_THROW(parse_syscall_sp("-1 zz 0x1\n"), Error);
+  EXPECT_THROW(parse_syscall_sp(""), Error);
+}
+
+TEST(TaskParser, Status) {
+  auto st = parse_status(
+      "Name:\tmy prog\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\nPPid:\t1\n"
+      "Uid:\t1000\t1001\t1000\t1000\nThreads:\t3\nSigIgn:\t0000000000001000\n"
+      "SigCgt:\t0000000180004002\n");
+  EXPECT_EQ(st.name, "my prog");
+  EXPECT_EQ(st.tgid, 42);
+  EXPECT_EQ(st.ppid, 1);
+  EXPECT_EQ(st.uid, 1000u);
+  EXPECT_EQ(st.euid, 1001u);
+  EXPECT_EQ(st.threads, 3);
+  EXPECT_EQ(st.sig_ignored, 0x1000u);
+  EXPECT_EQ(st.sig_caught, 0x180004002u);
+  EXPECT_THROW(parse_status("Tgid:\t1\n"), Error);
+  EXPECT_THROW(parse_status("Name:\tx\nTgid:\tabc\n"), Error);
+}
+
+TEST(TaskParser, Cmdline) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(parse_cmdline(std::string_view("a\0bb\0c c\0", 9)), (V{"a", "bb", "c c"}));
+  EXPECT_EQ(parse_cmdline(""), V{});
+}
+
+}  // namespace
+}  // namespace memcensus
