@@ -18,7 +18,8 @@ namespace tour {
 int initialised_table[4096] = {1, 2, 3, 4};
 // Zero-initialised static data: .bss, which the file does not store; it is zero-filled
 // memory right after .data.
-char zeroed_buffer[1 << 20];
+// Page-aligned so that it starts in the anonymous bss mapping rather than in the last file page.
+alignas(4096) char zeroed_buffer[1 << 20];
 // Read-only data: .rodata, shared with every process running this binary.
 extern const char read_only_text[];
 const char read_only_text[16384] = "constants live in .rodata";

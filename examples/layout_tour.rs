@@ -14,8 +14,11 @@ static mut INITIALISED_TABLE: [u32; 4096] = {
     t[1] = 2;
     t
 };
-// Zero-initialised static data: .bss.
-static mut ZEROED_BUFFER: [u8; 1 << 20] = [0; 1 << 20];
+// Zero-initialised static data: .bss (page-aligned so that it starts in the anonymous bss
+// mapping rather than in the last file page).
+#[repr(align(4096))]
+struct PageAligned([u8; 1 << 20]);
+static mut ZEROED_BUFFER: PageAligned = PageAligned([0; 1 << 20]);
 // Read-only data: .rodata.
 static READ_ONLY_TEXT: [u8; 16384] = {
     let mut t = [b'r'; 16384];
@@ -36,7 +39,7 @@ fn main() {
         *b = 7;
     }
     unsafe {
-        ZEROED_BUFFER[0] = 1;
+        ZEROED_BUFFER.0[0] = 1;
         INITIALISED_TABLE[2] = 3;
     }
     println!("layout tour (Rust), pid {}", std::process::id());

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The main job on the bundled example: installs dependencies, builds, runs the layout tour
+# under `memcensus map`, and shows each of the tour's values in the region, kind and section
+# memcensus found it in.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/build.sh release >/dev/null
+bin=build/release/cli/memcensus
+out=build/demo
+mkdir -p "$out"
+
+echo "== The layout tour prints where it put each value =="
+"$bin" map --json -o "$out/layout.json" -- build/release/examples/layout_tour | tee "$out/tour.txt"
+echo
+echo "== memcensus map: the layout at the moment the tour exited =="
+python3 examples/tour_report.py "$out/tour.txt" "$out/layout.json"
+echo
+echo "== The same tour in Rust =="
+"$bin" map --json -o "$out/layout_rs.json" -- build/release/examples/layout_tour_rs >"$out/tour_rs.txt"
+python3 examples/tour_report.py "$out/tour_rs.txt" "$out/layout_rs.json"
+echo
+echo "== The whole map (text) =="
+"$bin" map --symbols 8 -o "$out/layout.txt" -- build/release/examples/layout_tour >/dev/null
+cat "$out/layout.txt"
+echo
+echo "Files: $out/layout.json (the JSON layout), $out/layout.txt"
