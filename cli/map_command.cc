@@ -34,22 +34,29 @@ pid_t parse_pid(const std::string& s) {
 }
 
 void emit(const MapOptions& o, const Layout& layout) {
+  FILE* f = stdout;
+  if (!o.output.empty()) {
+    f = std::fopen(o.output.c_str(), "w");
+    if (!f) throw Error("cannot write '" + o.output + "': " + std::strerror(errno));
+  }
+  auto write_out = [&](std::string& text) {
+    if (std::fwrite(text.data(), 1, text.size(), f) != text.size())
+      throw Error("cannot write '" + (o.output.empty() ? std::string("stdout") : o.output) +
+                  "': " + std::strerror(errno));
+    text.clear();
+  };
   std::string out;
+  out.reserve(1 << 21);
   if (o.json) {
-    write_layout_json(layout, out);
+    write_layout_json(layout, out, write_out);
   } else {
     LayoutTextOptions t;
     t.by = o.by == "kind" ? LayoutTable::kKind : o.by == "object" ? LayoutTable::kObject
                                                                     : LayoutTable::kRegion;
     t.all_fields = o.all_fields;
     write_layout_text(layout, t, out);
+    write_out(out);
   }
-  FILE* f = stdout;
-  if (!o.output.empty()) {
-    f = std::fopen(o.output.c_str(), "w");
-    if (!f) throw Error("cannot write '" + o.output + "': " + std::strerror(errno));
-  }
-  std::fwrite(out.data(), 1, out.size(), f);
   if (f != stdout) std::fclose(f);
   else std::fflush(stdout);
 }

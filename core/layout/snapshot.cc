@@ -103,12 +103,11 @@ Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
   if (layout.command.empty()) layout.command = proc.status().name;
   layout.exe = proc.exe();
 
-  std::string smaps = proc.read("smaps");
+  std::vector<SmapsRegion> raw = proc.smaps();
   if (auto rollup = proc.read_if_exists("smaps_rollup"))
     layout.rollup = parse_smaps_rollup(*rollup);
   else
     layout.warnings.push_back("smaps_rollup not provided by this kernel; totals are sums of smaps");
-  std::vector<SmapsRegion> raw = parse_smaps(smaps);
   if (raw.empty()) throw Error("process " + std::to_string(pid) + " has no memory mappings (a zombie or kernel thread)");
 
   layout.regions.reserve(raw.size());

@@ -61,6 +61,18 @@ std::optional<std::string> ProcessReader::read_if_exists(const std::string& leaf
   }
 }
 
+std::vector<SmapsRegion> ProcessReader::smaps() const {
+  SmapsStreamParser parser;
+  try {
+    read_file_pieces(proc_path("smaps"), 1 << 20, [&](std::string_view p) { parser.feed(p); });
+  } catch (const Error& e) {
+    int err = last_read_errno();
+    if (err == 0) throw;  // a parse error
+    fail_read("smaps", err);
+  }
+  return parser.finish();
+}
+
 ProcessStatus ProcessReader::status() const { return parse_status(read("status")); }
 
 std::vector<std::string> ProcessReader::cmdline() const {

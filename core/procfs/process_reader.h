@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "procfs/smaps_parser.h"
 #include "procfs/task_parser.h"
 
 namespace memcensus {
@@ -25,6 +26,9 @@ class ProcessReader {
   // Whole-file reads; missing files throw "exited" errors unless the _if_exists form is used.
   std::string read(const std::string& leaf) const;
   std::optional<std::string> read_if_exists(const std::string& leaf) const;
+
+  // Reads and parses /proc/PID/smaps piece by piece.
+  std::vector<SmapsRegion> smaps() const;
 
   ProcessStatus status() const;
   std::vector<std::string> cmdline() const;

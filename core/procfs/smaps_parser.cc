@@ -177,22 +177,52 @@ std::string_view smaps_field_json_name(SmapsField f) {
   return kFieldNames[static_cast<size_t>(f)].json;
 }
 
-std::vector<SmapsRegion> parse_smaps(std::string_view text) {
-  std::vector<SmapsRegion> regions;
-  size_t hint = 0;
-  for_each_line(text, [&](std::string_view line, size_t line_no) {
-    if (is_header(line)) {
-      SmapsRegion& r = regions.emplace_back();
-      parse_header(line, line_no, r);
-      if (regions.size() > 1 && r.start < regions[regions.size() - 2].end)
-        fail(line_no, "regions overlap or are out of order", line);
-      hint = 0;
+void SmapsStreamParser::line(std::string_view line) {
+  ++line_no_;
+  if (line.empty()) return;
+  if (is_header(line)) {
+    SmapsRegion& r = regions_.emplace_back();
+    parse_header(line, line_no_, r);
+    if (regions_.size() > 1 && r.start < regions_[regions_.size() - 2].end)
+      fail(line_no_, "regions overlap or are out of order", line);
+    hint_ = 0;
+    return;
+  }
+  if (regions_.empty()) fail(line_no_, "figure before the first region", line);
+  parse_field(line, line_no_, regions_.back().fig, &regions_.back(), hint_);
+}
+
+void SmapsStreamParser::feed(std::string_view piece) {
+  while (!piece.empty()) {
+    size_t nl = piece.find('\n');
+    if (nl == std::string_view::npos) {
+      partial_.append(piece);
       return;
     }
-    if (regions.empty()) fail(line_no, "figure before the first region", line);
-    parse_field(line, line_no, regions.back().fig, &regions.back(), hint);
-  });
-  return regions;
+    if (partial_.empty()) {
+      line(piece.substr(0, nl));
+    } else {
+      partial_.append(piece.substr(0, nl));
+      line(partial_);
+      partial_.clear();
+    }
+    piece.remove_prefix(nl + 1);
+  }
+}
+
+std::vector<SmapsRegion> SmapsStreamParser::finish() {
+  if (!partial_.empty()) {
+    std::string last = std::move(partial_);
+    partial_.clear();
+    line(last);
+  }
+  return std::move(regions_);
+}
+
+std::vector<SmapsRegion> parse_smaps(std::string_view text) {
+  SmapsStreamParser p;
+  p.feed(text);
+  return p.finish();
 }
 
 SmapsFigures parse_smaps_rollup(std::string_view text) {

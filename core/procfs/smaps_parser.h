@@ -96,6 +96,22 @@ struct SmapsRegion {
 // Parses smaps text (or maps text, which is smaps without figures).
 std::vector<SmapsRegion> parse_smaps(std::string_view text);
 
+// The same parser fed in pieces as the text is read, so that a process with tens of
+// thousands of mappings is never held as text whole. Lines may be split across pieces.
+class SmapsStreamParser {
+ public:
+  void feed(std::string_view piece);
+  // Parses the last line if unterminated; returns the regions. Call once.
+  std::vector<SmapsRegion> finish();
+
+ private:
+  void line(std::string_view line);
+  std::vector<SmapsRegion> regions_;
+  std::string partial_;
+  size_t line_no_ = 0;
+  size_t hint_ = 0;
+};
+
 // Parses smaps_rollup text: the header line "[rollup]" and its figures.
 SmapsFigures parse_smaps_rollup(std::string_view text);
 

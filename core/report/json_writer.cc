@@ -87,6 +87,18 @@ void JsonWriter::write_string(std::string_view s) {
   out_ += '"';
   size_t i = 0;
   while (i < s.size()) {
+    // Copy the longest run of printable ASCII that needs no escape in one append.
+    size_t run = i;
+    while (run < s.size()) {
+      unsigned char r = static_cast<unsigned char>(s[run]);
+      if (r < 0x20 || r >= 0x80 || r == '"' || r == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out_.append(s.data() + i, run - i);
+      i = run;
+      if (i == s.size()) break;
+    }
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (c == '"' || c == '\\') {
       out_ += '\\';

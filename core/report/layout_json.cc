@@ -78,7 +78,11 @@ void write_groups(JsonWriter& w, const std::map<std::string, Group>& groups) {
 
 }  // namespace
 
-void write_layout_json(const Layout& layout, std::string& out) {
+void write_layout_json(const Layout& layout, std::string& out,
+                       const std::function<void(std::string&)>& flush) {
+  auto maybe_flush = [&] {
+    if (flush && out.size() >= (1u << 20)) flush(out);
+  };
   JsonWriter w(out);
   w.begin_object();
   w.field("pid", static_cast<int64_t>(layout.pid));
@@ -118,7 +122,10 @@ void write_layout_json(const Layout& layout, std::string& out) {
 
   w.key("regions");
   w.begin_array();
-  for (const Region& r : layout.regions) write_region(w, r);
+  for (const Region& r : layout.regions) {
+    write_region(w, r);
+    maybe_flush();
+  }
   w.end_array();
 
   w.key("threads");
@@ -186,6 +193,7 @@ void write_layout_json(const Layout& layout, std::string& out) {
   w.end_array();
   w.end_object();
   out += '\n';
+  if (flush) flush(out);
 }
 
 }  // namespace memcensus

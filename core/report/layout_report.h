@@ -2,6 +2,7 @@
 // summary, then an aligned table that fits 100 columns).
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "layout/layout.h"
@@ -15,7 +16,10 @@ struct LayoutTextOptions {
   bool all_fields = false;  // every smaps figure as a column
 };
 
-void write_layout_json(const Layout& layout, std::string& out);
+// Appends JSON to `out`. If `flush` is given, it is called whenever `out` passes 1 MiB and
+// must consume (and clear) it, so that the whole document is never held in memory.
+void write_layout_json(const Layout& layout, std::string& out,
+                       const std::function<void(std::string&)>& flush = {});
 void write_layout_text(const Layout& layout, const LayoutTextOptions& opt, std::string& out);
 
 // "0 B", "4.0 KiB", "12.3 MiB", "1.50 GiB".

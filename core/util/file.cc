@@ -56,6 +56,35 @@ std::optional<std::string> read_file_if_exists(const std::string& path) {
   return out;
 }
 
+void read_file_pieces(const std::string& path, size_t piece,
+                      const std::function<void(std::string_view)>& sink) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    g_last_errno = errno;
+    throw Error(path + ": " + std::strerror(g_last_errno));
+  }
+  g_last_errno = 0;
+  std::string buf(piece, '\0');
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      g_last_errno = errno;
+      ::close(fd);
+      throw Error(path + ": " + std::strerror(g_last_errno));
+    }
+    if (n == 0) break;
+    try {
+      sink(std::string_view(buf.data(), static_cast<size_t>(n)));
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+  }
+  ::close(fd);
+  g_last_errno = 0;
+}
+
 int last_read_errno() { return g_last_errno; }
 
 }  // namespace memcensus
