@@ -97,6 +97,7 @@ std::vector<ThreadInfo> read_threads(const ProcessReader& proc, const SnapshotOp
 
 Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
   ProcessReader proc(pid);
+  const uint64_t started = proc.start_time();
   Layout layout;
   layout.pid = pid;
   layout.command = join(proc.cmdline());
@@ -108,6 +109,8 @@ Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
     layout.rollup = parse_smaps_rollup(*rollup);
   else
     layout.warnings.push_back("smaps_rollup not provided by this kernel; totals are sums of smaps");
+  // A process that exits while smaps is read yields a truncated text: never report it.
+  proc.check_still_there(started);
   if (raw.empty()) throw Error("process " + std::to_string(pid) + " has no memory mappings (a zombie or kernel thread)");
 
   layout.regions.reserve(raw.size());
@@ -135,6 +138,7 @@ Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
   for (const auto& o : layout.objects)
     if (o.readable && o.stripped && !o.path.empty() && o.path == layout.exe)
       layout.warnings.push_back(o.path + ": stripped; symbols from .dynsym only");
+  proc.check_still_there(started);
   return layout;
 }
 

@@ -7,6 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 
@@ -21,6 +26,15 @@ ProcessReader::ProcessReader(pid_t pid) : pid_(pid), root_("/proc/" + std::to_st
     throw Error("no process with PID " + std::to_string(pid));
 }
 
+bool ProcessReader::alive() const {
+  auto text = read_file_if_exists(root_ + "/stat");
+  if (!text) return false;
+  size_t close = text->rfind(')');
+  if (close == std::string::npos || close + 2 >= text->size()) return false;
+  char state = (*text)[close + 2];
+  return state != 'Z' && state != 'X';  // a zombie has no memory left to read
+}
+
 std::string ProcessReader::proc_path(const std::string& leaf) const { return root_ + "/" + leaf; }
 
 void ProcessReader::fail_read(const std::string& leaf, int err) const {
@@ -29,9 +43,7 @@ void ProcessReader::fail_read(const std::string& leaf, int err) const {
     throw Error("permission denied reading " + p + " (process " + std::to_string(pid_) +
                 " belongs to another user; run memcensus as that user or as root)");
   if (err == ENOENT || err == ESRCH) {
-    struct stat st;
-    if (::stat(root_.c_str(), &st) != 0)
-      throw Error("process " + std::to_string(pid_) + " exited while being read");
+    if (!alive()) throw Error("process " + std::to_string(pid_) + " exited while being read");
     throw Error(p + ": not provided by this kernel");
   }
   throw Error(p + ": " + std::strerror(err));
@@ -48,11 +60,7 @@ std::string ProcessReader::read(const std::string& leaf) const {
 std::optional<std::string> ProcessReader::read_if_exists(const std::string& leaf) const {
   try {
     auto r = read_file_if_exists(proc_path(leaf));
-    if (!r) {
-      struct stat st;
-      if (::stat(root_.c_str(), &st) != 0)
-        throw Error("process " + std::to_string(pid_) + " exited while being read");
-    }
+    if (!r && !alive()) throw Error("process " + std::to_string(pid_) + " exited while being read");
     return r;
   } catch (const Error& e) {
     int err = last_read_errno();
@@ -62,18 +70,77 @@ std::optional<std::string> ProcessReader::read_if_exists(const std::string& leaf
 }
 
 std::vector<SmapsRegion> ProcessReader::smaps() const {
+  // The kernel generates smaps text inside read(); parsing it costs about as much again.
+  // A reader thread and this one overlap the two, with at most kMaxPending pieces between.
+  constexpr size_t kMaxPending = 16;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> pieces;
+  bool done = false;
+  int read_errno = 0;
+  std::exception_ptr read_failure;
+  std::thread reader([&] {
+    try {
+      read_file_pieces(proc_path("smaps"), 256 << 10, [&](std::string_view p) {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return pieces.size() < kMaxPending || done; });
+        if (done) throw Error("stopped");
+        pieces.emplace_back(p);
+        cv.notify_all();
+      });
+    } catch (const Error&) {
+      std::lock_guard<std::mutex> lock(mu);
+      read_errno = last_read_errno();
+      read_failure = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+    cv.notify_all();
+  });
   SmapsStreamParser parser;
-  try {
-    read_file_pieces(proc_path("smaps"), 1 << 20, [&](std::string_view p) { parser.feed(p); });
-  } catch (const Error& e) {
-    int err = last_read_errno();
-    if (err == 0) throw;  // a parse error
-    fail_read("smaps", err);
+  std::exception_ptr parse_failure;
+  for (;;) {
+    std::string piece;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return !pieces.empty() || done; });
+      if (pieces.empty()) break;
+      piece = std::move(pieces.front());
+      pieces.pop_front();
+      cv.notify_all();
+    }
+    try {
+      parser.feed(piece);
+    } catch (const Error&) {
+      parse_failure = std::current_exception();
+      std::lock_guard<std::mutex> lock(mu);
+      done = true;
+      cv.notify_all();
+      break;
+    }
+  }
+  reader.join();
+  if (parse_failure) std::rethrow_exception(parse_failure);
+  if (read_failure) {
+    if (read_errno != 0) fail_read("smaps", read_errno);
+    std::rethrow_exception(read_failure);
   }
   return parser.finish();
 }
 
 ProcessStatus ProcessReader::status() const { return parse_status(read("status")); }
+
+uint64_t ProcessReader::start_time() const { return parse_stat_start_time(read("stat")); }
+
+void ProcessReader::check_still_there(uint64_t start) const {
+  auto text = read_file_if_exists(proc_path("stat"));
+  bool same = false;
+  try {
+    same = text && parse_stat_start_time(*text) == start;
+  } catch (const Error&) {
+  }
+  if (!same) throw Error("process " + std::to_string(pid_) + " exited while being read");
+}
 
 std::vector<std::string> ProcessReader::cmdline() const {
   auto text = read_if_exists("cmdline");

@@ -21,6 +21,8 @@ class ProcessReader {
   explicit ProcessReader(pid_t pid);
 
   pid_t pid() const { return pid_; }
+  // False once the process has exited (also while it is a zombie).
+  bool alive() const;
   std::string proc_path(const std::string& leaf) const;
 
   // Whole-file reads; missing files throw "exited" errors unless the _if_exists form is used.
@@ -31,6 +33,10 @@ class ProcessReader {
   std::vector<SmapsRegion> smaps() const;
 
   ProcessStatus status() const;
+  // Start time of the process (to tell it from a later process with the same PID).
+  uint64_t start_time() const;
+  // Throws "process N exited while being read" unless the same process is still there.
+  void check_still_there(uint64_t start_time) const;
   std::vector<std::string> cmdline() const;
   std::string exe() const;  // empty if unreadable
   std::vector<pid_t> tids() const;

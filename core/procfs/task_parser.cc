@@ -75,6 +75,16 @@ ProcessStatus parse_status(std::string_view text) {
   return st;
 }
 
+uint64_t parse_stat_start_time(std::string_view text) {
+  size_t close = text.rfind(')');
+  if (close == std::string_view::npos) throw Error("stat file: no command name");
+  auto fields = split_ws(text.substr(close + 1));
+  // fields[0] is field 3 (state); the start time is field 22.
+  uint64_t start = 0;
+  if (fields.size() < 20 || !parse_num(fields[19], start)) throw Error("stat file: no start time");
+  return start;
+}
+
 std::vector<std::string> parse_cmdline(std::string_view text) {
   std::vector<std::string> args;
   while (!text.empty()) {

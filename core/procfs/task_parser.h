@@ -28,6 +28,10 @@ struct ProcessStatus {
 };
 ProcessStatus parse_status(std::string_view text);
 
+// /proc/PID/stat: the process start time (field 22, clock ticks since boot). The command
+// name (field 2) may hold spaces and parentheses, so fields are counted after its last ')'.
+uint64_t parse_stat_start_time(std::string_view text);
+
 // /proc/PID/cmdline: NUL-separated arguments.
 std::vector<std::string> parse_cmdline(std::string_view text);
 

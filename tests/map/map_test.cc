@@ -3,6 +3,7 @@
 // pthread_getattr_np, and the kernel's /proc/PID/smaps_rollup.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -384,6 +385,34 @@ TEST(MapErrors, BadInputsGiveOneLineAndExit2) {
   expect_usage_error({"frobnicate"}, "unknown command 'frobnicate'");
   expect_usage_error({"map", "-o", "/nonexistent-dir/x.json", std::to_string(getpid())},
                      "cannot write '/nonexistent-dir/x.json'");
+}
+
+TEST(MapErrors, ProcessesThatExitWhileBeingReadGiveAnErrorNotANumber) {
+  // Short-lived processes, mapped while they exit: each attempt either succeeds or says the
+  // process is gone, with exit status 2; never a crash or a partial layout.
+  int succeeded = 0, gone = 0;
+  for (int i = 0; i < 20; ++i) {
+    pid_t child = fork();
+    if (child == 0) {
+      usleep(static_cast<useconds_t>(i * 300));
+      _exit(0);
+    }
+    CommandResult r = run_command({memcensus_bin(), "map", "--json", std::to_string(child)});
+    int st;
+    waitpid(child, &st, 0);
+    if (r.exit_code == 0) {
+      ++succeeded;
+      EXPECT_NO_THROW(json::parse(r.out));
+      continue;
+    }
+    ++gone;
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    bool known = r.err.find("exited while being read") != std::string::npos ||
+                 r.err.find("no process with PID") != std::string::npos ||
+                 r.err.find("no memory mappings") != std::string::npos;
+    EXPECT_TRUE(known) << r.err;
+  }
+  EXPECT_EQ(succeeded + gone, 20);
 }
 
 TEST(MapErrors, AnotherUsersProcessIsPermissionDenied) {

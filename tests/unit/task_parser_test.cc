@@ -42,3 +42,17 @@ TEST(TaskParser, Cmdline) {
 
 }  // namespace
 }  // namespace memcensus
+
+namespace memcensus {
+namespace {
+
+TEST(TaskParser, StatStartTime) {
+  EXPECT_EQ(parse_stat_start_time("42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 "
+                                  "1 0 123456 1000 10 18446744073709551615"),
+            123456u);
+  EXPECT_THROW(parse_stat_start_time("42 (x S 1"), Error);
+  EXPECT_THROW(parse_stat_start_time("42 (x) S 1 2 3"), Error);
+}
+
+}  // namespace
+}  // namespace memcensus
