@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
   memcensus::cli::add_map_command(app, ctx);
 
   bool known = false;
-  for (const CLI::App* sub : app.get_subcommands({})) known |= own_argc > 1 && sub->get_name() == argv[1];
+  for (const CLI::App* sub : app.get_subcommands({}))
+    known |= own_argc > 1 && sub->get_name() == argv[1];
   if (own_argc > 1 && argv[1][0] != '-' && !known) {
     std::fprintf(stderr, "memcensus: unknown command '%s' (see memcensus --help)\n", argv[1]);
     return 2;

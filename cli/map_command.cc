@@ -3,8 +3,8 @@
 
 #include <cerrno>
 #include <charconv>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 
 #include "cli/commands.h"
@@ -29,7 +29,8 @@ pid_t parse_pid(const std::string& s) {
   int v = 0;
   auto r = std::from_chars(s.data(), s.data() + s.size(), v);
   if (r.ec != std::errc() || r.ptr != s.data() + s.size() || v <= 0)
-    throw Error("'" + s + "' is not a PID (a positive integer); to run a command use: memcensus map -- CMD");
+    throw Error("'" + s +
+                "' is not a PID (a positive integer); to run a command use: memcensus map -- CMD");
   return v;
 }
 
@@ -51,14 +52,17 @@ void emit(const MapOptions& o, const Layout& layout) {
     write_layout_json(layout, out, write_out);
   } else {
     LayoutTextOptions t;
-    t.by = o.by == "kind" ? LayoutTable::kKind : o.by == "object" ? LayoutTable::kObject
-                                                                    : LayoutTable::kRegion;
+    t.by = o.by == "kind"     ? LayoutTable::kKind
+           : o.by == "object" ? LayoutTable::kObject
+                              : LayoutTable::kRegion;
     t.all_fields = o.all_fields;
     write_layout_text(layout, t, out);
     write_out(out);
   }
-  if (f != stdout) std::fclose(f);
-  else std::fflush(stdout);
+  if (f != stdout)
+    std::fclose(f);
+  else
+    std::fflush(stdout);
 }
 
 int run_map(const MapOptions& o, const Context& ctx) {
@@ -92,7 +96,8 @@ int run_map(const MapOptions& o, const Context& ctx) {
 void add_map_command(CLI::App& root, Context& ctx) {
   auto o = std::make_shared<MapOptions>();
   CLI::App* app = root.add_subcommand(
-      "map", "Layout of a running process (PID), or of CMD at the moment it exits (-- CMD ARGS...)");
+      "map",
+      "Layout of a running process (PID), or of CMD at the moment it exits (-- CMD ARGS...)");
   app->add_option("pid", o->pid, "process to read; it is not stopped");
   app->add_flag("--json", o->json, "print one JSON object (byte figures as integers)");
   app->add_option("--symbols", o->symbols, "how many of the largest static symbols to list")

@@ -51,10 +51,10 @@ int main(int argc, char** argv) {
   bool wait = argc > 1 && std::strcmp(argv[1], "--wait") == 0;
   char on_main_stack[256];
   std::memset(on_main_stack, 1, sizeof on_main_stack);
-  tour::zeroed_buffer[0] = 1;  // touch one page of .bss
-  void* small = std::malloc(64);                     // from the brk heap
-  void* large = std::malloc(8 << 20);                // above the mmap threshold: its own mapping
-  std::memset(large, 7, 1 << 20);                    // make 1 MiB of it resident
+  tour::zeroed_buffer[0] = 1;          // touch one page of .bss
+  void* small = std::malloc(64);       // from the brk heap
+  void* large = std::malloc(8 << 20);  // above the mmap threshold: its own mapping
+  std::memset(large, 7, 1 << 20);      // make 1 MiB of it resident
 
   std::printf("layout tour, pid %d\n", static_cast<int>(getpid()));
   tour::show("tour::initialised_table", tour::initialised_table, "data (.data)");

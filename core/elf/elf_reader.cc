@@ -47,8 +47,7 @@ void read_build_id(Elf_Scn* scn, std::string& out) {
   GElf_Nhdr nhdr;
   size_t name_off = 0;
   size_t desc_off = 0;
-  while (off < data->d_size &&
-         (off = gelf_getnote(data, off, &nhdr, &name_off, &desc_off)) > 0) {
+  while (off < data->d_size && (off = gelf_getnote(data, off, &nhdr, &name_off, &desc_off)) > 0) {
     if (nhdr.n_type == NT_GNU_BUILD_ID && nhdr.n_namesz == 4 &&
         std::memcmp(static_cast<const char*>(data->d_buf) + name_off, "GNU", 4) == 0 &&
         desc_off + nhdr.n_descsz <= data->d_size) {
@@ -83,7 +82,9 @@ void read_symbols(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr, size_t nsection
 
 }  // namespace
 
-bool ElfSection::allocated() const { return (flags & SHF_ALLOC) != 0; }
+bool ElfSection::allocated() const {
+  return (flags & SHF_ALLOC) != 0;
+}
 
 const ElfSegment* ElfInfo::find_segment(uint32_t t) const {
   for (const auto& s : segments)
@@ -139,8 +140,8 @@ ElfInfo parse_handle(Elf* elf_handle, const std::string& name) {
     if (!gelf_getphdr(elf.get(), static_cast<int>(i), &ph)) fail(name, "bad program header");
     if (ph.p_memsz < ph.p_filesz || ph.p_vaddr + ph.p_memsz < ph.p_vaddr)
       fail(name, "inconsistent program header " + std::to_string(i));
-    info.segments.push_back({ph.p_type, ph.p_flags, ph.p_offset, ph.p_vaddr, ph.p_filesz,
-                             ph.p_memsz, ph.p_align});
+    info.segments.push_back(
+        {ph.p_type, ph.p_flags, ph.p_offset, ph.p_vaddr, ph.p_filesz, ph.p_memsz, ph.p_align});
   }
 
   size_t nsections = 0;

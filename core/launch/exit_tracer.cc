@@ -53,8 +53,14 @@ bool install_exit_filter() {
 
 bool is_fatal_by_default(int sig) {
   switch (sig) {
-    case SIGCHLD: case SIGCONT: case SIGURG: case SIGWINCH:
-    case SIGSTOP: case SIGTSTP: case SIGTTIN: case SIGTTOU:
+    case SIGCHLD:
+    case SIGCONT:
+    case SIGURG:
+    case SIGWINCH:
+    case SIGSTOP:
+    case SIGTSTP:
+    case SIGTTIN:
+    case SIGTTOU:
       return false;
     default:
       return sig > 0 && sig < SIGRTMIN ? true : sig >= SIGRTMIN;
@@ -144,7 +150,8 @@ class ExitTracer {
         resume(w, 0);
         return;
     }
-    if (in_target(w) && signal_will_kill(pid_, sig)) snapshot(w, std::string("signal ") + sigabbrev_np(sig));
+    if (in_target(w) && signal_will_kill(pid_, sig))
+      snapshot(w, std::string("signal ") + sigabbrev_np(sig));
     resume(w, sig);
   }
 
@@ -208,9 +215,9 @@ std::string resolve_command(const std::string& argv0) {
   if (argv0.find('/') != std::string::npos) {
     if (!usable(argv0)) {
       struct stat st;
-      throw Error("cannot run '" + argv0 + "': " +
-                  (::stat(argv0.c_str(), &st) != 0 ? std::strerror(errno)
-                                                   : "not an executable file"));
+      throw Error(
+          "cannot run '" + argv0 + "': " +
+          (::stat(argv0.c_str(), &st) != 0 ? std::strerror(errno) : "not an executable file"));
     }
     return argv0;
   }
@@ -269,8 +276,7 @@ int run_with_exit_hook(const std::vector<std::string>& argv,
   int exec_errno = 0;
   bool exec_failed = ::read(err_pipe[0], &exec_errno, sizeof exec_errno) == sizeof exec_errno;
   ::close(err_pipe[0]);
-  if (exec_failed)
-    throw Error("cannot run '" + argv[0] + "': " + std::strerror(exec_errno));
+  if (exec_failed) throw Error("cannot run '" + argv[0] + "': " + std::strerror(exec_errno));
   if (tracer.failure()) std::rethrow_exception(tracer.failure());
   return status;
 }

@@ -26,7 +26,7 @@ namespace memcensus {
 struct ExitEvent {
   pid_t pid = 0;
   std::map<pid_t, uint64_t> stack_pointers;  // of every thread stopped for the snapshot
-  std::string cause;                          // "exit_group", "signal SIGSEGV", "exit"
+  std::string cause;                         // "exit_group", "signal SIGSEGV", "exit"
 };
 
 // Returns the program's wait status (as waitpid gives it). Throws Error if the command

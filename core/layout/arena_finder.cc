@@ -20,8 +20,8 @@ struct HeapInfoPrefix {
 void find_arenas(std::vector<Region>& regions, const MemoryReader& read) {
   for (size_t i = 0; i < regions.size(); ++i) {
     Region& r = regions[i];
-    if (r.kind != RegionKind::kAnon || !r.raw.anonymous() || r.raw.shared() ||
-        !r.raw.writable() || r.raw.start % kHeapMax != 0 || r.raw.size() > kHeapMax)
+    if (r.kind != RegionKind::kAnon || !r.raw.anonymous() || r.raw.shared() || !r.raw.writable() ||
+        r.raw.start % kHeapMax != 0 || r.raw.size() > kHeapMax)
       continue;
     Region* tail = nullptr;
     if (i + 1 < regions.size()) {
@@ -33,8 +33,8 @@ void find_arenas(std::vector<Region>& regions, const MemoryReader& read) {
     if (!tail && r.raw.size() != kHeapMax) continue;
     HeapInfoPrefix h{};
     if (read(r.raw.start, &h, sizeof h)) {
-      bool plausible = h.ar_ptr != 0 && h.size > 0 && h.size <= kHeapMax &&
-                       h.mprotect_size == r.raw.size();
+      bool plausible =
+          h.ar_ptr != 0 && h.size > 0 && h.size <= kHeapMax && h.mprotect_size == r.raw.size();
       if (!plausible) continue;
       r.detail = "glibc malloc arena heap";
     } else {

@@ -33,10 +33,10 @@ void classify_basic(std::vector<Region>& regions, pid_t pid) {
       r.detail = p;
     } else if (p.starts_with("[anon:")) {
       // glibc 2.39+ may name its own mappings (tunable glibc.mem.decorate_maps).
-      r.kind = p.find("malloc arena") != std::string::npos ? RegionKind::kArena
+      r.kind = p.find("malloc arena") != std::string::npos          ? RegionKind::kArena
                : p.find("pthread stack guard") != std::string::npos ? RegionKind::kGuard
-               : p.find("pthread stack") != std::string::npos     ? RegionKind::kStack
-                                                                   : RegionKind::kAnon;
+               : p.find("pthread stack") != std::string::npos       ? RegionKind::kStack
+                                                                    : RegionKind::kAnon;
       r.detail = p;
     } else if (p.front() == '[') {
       r.kind = RegionKind::kOther;

@@ -9,8 +9,12 @@
 namespace memcensus {
 namespace {
 
-uint64_t trunc_to(uint64_t v, uint64_t page) { return v & ~(page - 1); }
-uint64_t round_up(uint64_t v, uint64_t page) { return (v + page - 1) & ~(page - 1); }
+uint64_t trunc_to(uint64_t v, uint64_t page) {
+  return v & ~(page - 1);
+}
+uint64_t round_up(uint64_t v, uint64_t page) {
+  return (v + page - 1) & ~(page - 1);
+}
 
 bool same_file(const SmapsRegion& a, const SmapsRegion& b) {
   return a.inode == b.inode && a.dev_major == b.dev_major && a.dev_minor == b.dev_minor &&
@@ -45,8 +49,8 @@ uint64_t first_bias_of(const SmapsRegion& r, const ElfInfo& info, uint64_t page)
     uint64_t off1 = round_up(l->offset + l->filesz, page);
     if (r.offset < off0 || r.offset >= off1) continue;
     uint64_t bias = r.start - (trunc_to(l->vaddr, page) + (r.offset - off0));
-    bool same_perms = ((l->flags & PF_X) != 0) == r.executable() &&
-                      ((l->flags & PF_W) != 0) == r.writable();
+    bool same_perms =
+        ((l->flags & PF_X) != 0) == r.executable() && ((l->flags & PF_W) != 0) == r.writable();
     if (same_perms || r.offset == 0) return bias;
     if (fallback == kNoBias) fallback = bias;
   }
@@ -78,7 +82,8 @@ std::vector<std::string> sections_in(const ElfInfo& info, uint64_t vstart, uint6
   bool zero_fill = false;
   for (const ElfSegment& seg : info.segments) {
     if (seg.type != PT_LOAD) continue;
-    if (overlaps(seg.vaddr, seg.vaddr + seg.memsz)) out.push_back("[LOAD " + std::to_string(n) + "]");
+    if (overlaps(seg.vaddr, seg.vaddr + seg.memsz))
+      out.push_back("[LOAD " + std::to_string(n) + "]");
     if (overlaps(seg.vaddr + seg.filesz, seg.vaddr + seg.memsz)) zero_fill = true;
     ++n;
   }
@@ -95,8 +100,7 @@ RegionKind kind_by_perms(const SmapsRegion& r) {
   return RegionKind::kRodata;
 }
 
-RegionKind kind_in_object(const SmapsRegion& r, const ElfInfo& info, uint64_t bias,
-                          uint64_t page) {
+RegionKind kind_in_object(const SmapsRegion& r, const ElfInfo& info, uint64_t bias, uint64_t page) {
   RegionKind k = kind_by_perms(r);
   if (k != RegionKind::kRodata) return k;
   if (const ElfSegment* relro = info.find_segment(PT_GNU_RELRO)) {
@@ -169,8 +173,8 @@ void classify_objects(std::vector<Region>& regions, const ElfLoader& load, uint6
     const uint64_t first_bias = info ? first_bias_of(first, *info, page) : kNoBias;
     const bool known_bias = first_bias != kNoBias;
     const uint64_t b = known_bias ? first_bias : 0;
-    while (j < regions.size() && regions[j].kind == RegionKind::kFile &&
-           !regions[j].raw.shared() && same_file(regions[j].raw, first)) {
+    while (j < regions.size() && regions[j].kind == RegionKind::kFile && !regions[j].raw.shared() &&
+           same_file(regions[j].raw, first)) {
       if (info && !has_bias(regions[j].raw, *info, page, first_bias)) break;
       ++j;
     }
@@ -228,8 +232,7 @@ void classify_objects(std::vector<Region>& regions, const ElfLoader& load, uint6
     uint64_t limit = info ? b + image_end(*info, page) : regions[j - 1].raw.end + page;
     bool last_writable = regions[j - 1].raw.writable();
     size_t after = (info || last_writable)
-                       ? mark_bss(regions, j, first.path, info ? &*info : nullptr,
-                                  b, limit)
+                       ? mark_bss(regions, j, first.path, info ? &*info : nullptr, b, limit)
                        : j;
     obj.end = regions[after - 1].raw.end;
     objects.push_back(std::move(obj));

@@ -6,8 +6,8 @@ namespace memcensus {
 
 std::string_view kind_name(RegionKind k) {
   static constexpr std::array<std::string_view, kRegionKindCount> kNames = {
-      "text", "rodata", "relro", "data",  "bss",  "heap", "arena",    "stack",
-      "guard", "anon",  "file",  "shm",   "vdso", "vvar", "vsyscall", "other"};
+      "text",  "rodata", "relro", "data", "bss",  "heap", "arena",    "stack",
+      "guard", "anon",   "file",  "shm",  "vdso", "vvar", "vsyscall", "other"};
   return kNames[static_cast<size_t>(k)];
 }
 

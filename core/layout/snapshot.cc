@@ -111,7 +111,9 @@ Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
     layout.warnings.push_back("smaps_rollup not provided by this kernel; totals are sums of smaps");
   // A process that exits while smaps is read yields a truncated text: never report it.
   proc.check_still_there(started);
-  if (raw.empty()) throw Error("process " + std::to_string(pid) + " has no memory mappings (a zombie or kernel thread)");
+  if (raw.empty())
+    throw Error("process " + std::to_string(pid) +
+                " has no memory mappings (a zombie or kernel thread)");
 
   layout.regions.reserve(raw.size());
   for (auto& r : raw) layout.regions.push_back(Region{std::move(r)});
@@ -125,9 +127,8 @@ Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
       layout.objects, infos, layout.warnings);
   layout.threads = read_threads(proc, opt, layout.warnings);
   assign_thread_stacks(layout.regions, layout.threads, pid);
-  find_arenas(layout.regions, [&](uint64_t a, void* out, size_t n) {
-    return proc.read_memory(a, out, n);
-  });
+  find_arenas(layout.regions,
+              [&](uint64_t a, void* out, size_t n) { return proc.read_memory(a, out, n); });
   bool pagemap_ok = !proc.pagemap(0, 1).empty();
   layout.symbols = largest_static_symbols(
       layout.objects, infos, opt.symbols, page,

@@ -37,8 +37,7 @@ void fill_stack(std::vector<Region>& regions, size_t idx, ThreadInfo& t) {
   t.stack_rss = r.raw.fig.get(SmapsField::kRss);
   if (idx == 0) return;
   Region& below = regions[idx - 1];
-  bool guard_shape = below.raw.end == r.raw.start && below.raw.no_access() &&
-                     below.raw.anonymous();
+  bool guard_shape = below.raw.end == r.raw.start && below.raw.no_access() && below.raw.anonymous();
   if (guard_shape || (below.kind == RegionKind::kGuard && below.raw.end == r.raw.start)) {
     below.kind = RegionKind::kGuard;
     below.tid = t.tid;

@@ -7,13 +7,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <mutex>
 #include <thread>
-#include <cerrno>
-#include <cstring>
 
 #include "util/error.h"
 #include "util/file.h"
@@ -35,7 +35,9 @@ bool ProcessReader::alive() const {
   return state != 'Z' && state != 'X';  // a zombie has no memory left to read
 }
 
-std::string ProcessReader::proc_path(const std::string& leaf) const { return root_ + "/" + leaf; }
+std::string ProcessReader::proc_path(const std::string& leaf) const {
+  return root_ + "/" + leaf;
+}
 
 void ProcessReader::fail_read(const std::string& leaf, int err) const {
   std::string p = proc_path(leaf);
@@ -128,9 +130,13 @@ std::vector<SmapsRegion> ProcessReader::smaps() const {
   return parser.finish();
 }
 
-ProcessStatus ProcessReader::status() const { return parse_status(read("status")); }
+ProcessStatus ProcessReader::status() const {
+  return parse_status(read("status"));
+}
 
-uint64_t ProcessReader::start_time() const { return parse_stat_start_time(read("stat")); }
+uint64_t ProcessReader::start_time() const {
+  return parse_stat_start_time(read("stat"));
+}
 
 void ProcessReader::check_still_there(uint64_t start) const {
   auto text = read_file_if_exists(proc_path("stat"));

@@ -43,8 +43,8 @@ constexpr std::array<FieldName, kSmapsFieldCount> kFieldNames = {{
 
 [[noreturn]] void fail(size_t line_no, std::string_view what, std::string_view line) {
   std::string shown(line.substr(0, 80));
-  throw Error("smaps line " + std::to_string(line_no) + ": " + std::string(what) + " in '" +
-              shown + "'");
+  throw Error("smaps line " + std::to_string(line_no) + ": " + std::string(what) + " in '" + shown +
+              "'");
 }
 
 bool is_hex(char c) {

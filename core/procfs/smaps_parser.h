@@ -76,12 +76,12 @@ struct SmapsRegion {
   uint32_t dev_major = 0;
   uint32_t dev_minor = 0;
   uint64_t inode = 0;
-  std::string path;  // file path, "[heap]"-style label, or empty for anonymous
+  std::string path;      // file path, "[heap]"-style label, or empty for anonymous
   bool deleted = false;  // path ended in " (deleted)" (removed from path)
   SmapsFigures fig;
-  int thp_eligible = -1;     // -1: not printed
-  int protection_key = -1;   // -1: not printed
-  std::string vm_flags;      // "rd wr mr mw me ac sd"
+  int thp_eligible = -1;    // -1: not printed
+  int protection_key = -1;  // -1: not printed
+  std::string vm_flags;     // "rd wr mr mw me ac sd"
 
   uint64_t size() const { return end - start; }
   bool readable() const { return perms[0] == 'r'; }

@@ -62,13 +62,18 @@ ProcessStatus parse_status(std::string_view text) {
     }
     if (fields.empty()) continue;
     bool ok = true;
-    if (key == "Tgid") ok = parse_num(fields[0], st.tgid);
-    else if (key == "PPid") ok = parse_num(fields[0], st.ppid);
-    else if (key == "Threads") ok = parse_num(fields[0], st.threads);
-    else if (key == "SigIgn") ok = parse_num(fields[0], st.sig_ignored, 16);
-    else if (key == "SigCgt") ok = parse_num(fields[0], st.sig_caught, 16);
-    else if (key == "Uid") ok = fields.size() >= 2 && parse_num(fields[0], st.uid) &&
-                                parse_num(fields[1], st.euid);
+    if (key == "Tgid")
+      ok = parse_num(fields[0], st.tgid);
+    else if (key == "PPid")
+      ok = parse_num(fields[0], st.ppid);
+    else if (key == "Threads")
+      ok = parse_num(fields[0], st.threads);
+    else if (key == "SigIgn")
+      ok = parse_num(fields[0], st.sig_ignored, 16);
+    else if (key == "SigCgt")
+      ok = parse_num(fields[0], st.sig_caught, 16);
+    else if (key == "Uid")
+      ok = fields.size() >= 2 && parse_num(fields[0], st.uid) && parse_num(fields[1], st.euid);
     if (!ok) throw Error("status file: bad value for " + std::string(key));
   }
   if (!have_name) throw Error("status file: no Name line");

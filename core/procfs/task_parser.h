@@ -20,8 +20,8 @@ struct ProcessStatus {
   std::string name;
   int tgid = 0;
   int ppid = 0;
-  uint32_t uid = 0;    // real
-  uint32_t euid = 0;   // effective
+  uint32_t uid = 0;   // real
+  uint32_t euid = 0;  // effective
   int threads = 0;
   uint64_t sig_ignored = 0;  // SigIgn mask
   uint64_t sig_caught = 0;   // SigCgt mask

@@ -38,20 +38,28 @@ void write_region(JsonWriter& w, const Region& r) {
   std::snprintf(dev, sizeof dev, "%02x:%02x", s.dev_major, s.dev_minor);
   w.field("dev", dev);
   w.field("inode", s.inode);
-  if (s.path.empty()) w.null_field("path");
-  else w.field("path", s.path);
+  if (s.path.empty())
+    w.null_field("path");
+  else
+    w.field("path", s.path);
   w.field("deleted", s.deleted);
   w.field("kind", kind_name(r.kind));
-  if (r.object.empty()) w.null_field("object");
-  else w.field("object", r.object);
+  if (r.object.empty())
+    w.null_field("object");
+  else
+    w.field("object", r.object);
   w.key("sections");
   w.begin_array();
   for (const auto& sec : r.sections) w.value(sec);
   w.end_array();
-  if (r.tid) w.field("tid", static_cast<int64_t>(*r.tid));
-  else w.null_field("tid");
-  if (r.detail.empty()) w.null_field("detail");
-  else w.field("detail", r.detail);
+  if (r.tid)
+    w.field("tid", static_cast<int64_t>(*r.tid));
+  else
+    w.null_field("tid");
+  if (r.detail.empty())
+    w.null_field("detail");
+  else
+    w.field("detail", r.detail);
   write_all_figures(w, s.fig);
   if (s.thp_eligible >= 0) w.field("thp_eligible", s.thp_eligible);
   if (s.protection_key >= 0) w.field("protection_key", s.protection_key);
@@ -108,7 +116,7 @@ void write_layout_json(const Layout& layout, std::string& out,
     Group& k = by_kind[std::string(kind_name(r.kind))];
     add_figures(k.fig, r.raw.fig);
     ++k.regions;
-    std::string obj = !r.object.empty() ? r.object
+    std::string obj = !r.object.empty()     ? r.object
                       : !r.raw.path.empty() ? r.raw.path
                                             : "[" + std::string(kind_name(r.kind)) + "]";
     Group& o = by_object[obj];
@@ -134,8 +142,10 @@ void write_layout_json(const Layout& layout, std::string& out,
     w.begin_object();
     w.field("tid", static_cast<int64_t>(t.tid));
     w.field("name", t.name);
-    if (t.sp) w.field("sp", *t.sp);
-    else w.null_field("sp");
+    if (t.sp)
+      w.field("sp", *t.sp);
+    else
+      w.null_field("sp");
     if (t.stack_found) {
       w.field("stack_start", t.stack_start);
       w.field("stack_end", t.stack_end);

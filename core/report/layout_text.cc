@@ -21,8 +21,10 @@ std::string fit(std::string s, size_t width) {
 
 std::string describe(const Region& r) {
   std::string d;
-  if (!r.object.empty()) d = basename_of(r.object);
-  else if (!r.raw.path.empty()) d = r.raw.path.front() == '[' ? r.raw.path : basename_of(r.raw.path);
+  if (!r.object.empty())
+    d = basename_of(r.object);
+  else if (!r.raw.path.empty())
+    d = r.raw.path.front() == '[' ? r.raw.path : basename_of(r.raw.path);
   if (r.raw.deleted) d += " (deleted)";
   if (r.tid) d += (d.empty() ? "" : " ") + fmt::format("tid {}", *r.tid);
   std::string secs;
@@ -31,8 +33,10 @@ std::string describe(const Region& r) {
     if (!secs.empty()) secs += ',';
     secs += s;
   }
-  if (!secs.empty()) d += (d.empty() ? "" : " ") + secs;
-  else if (!r.detail.empty() && !r.tid) d += (d.empty() ? "" : " ") + r.detail;
+  if (!secs.empty())
+    d += (d.empty() ? "" : " ") + secs;
+  else if (!r.detail.empty() && !r.tid)
+    d += (d.empty() ? "" : " ") + r.detail;
   return d;
 }
 
@@ -108,20 +112,21 @@ std::string human_bytes(uint64_t b) {
 void write_layout_text(const Layout& layout, const LayoutTextOptions& opt, std::string& out) {
   SmapsFigures t = layout.totals();
   out += fmt::format("memcensus map  pid {}  {}\n", layout.pid, fit(layout.command, 70));
-  out += fmt::format("  virtual {}   rss {}   pss {}   uss {}   swap {}   ({} regions, {} threads)\n",
-                     human_bytes(t.get(SmapsField::kSize)), human_bytes(t.get(SmapsField::kRss)),
-                     human_bytes(t.get(SmapsField::kPss)), human_bytes(t.uss()),
-                     human_bytes(t.get(SmapsField::kSwap)), layout.regions.size(),
-                     layout.threads.size());
+  out += fmt::format(
+      "  virtual {}   rss {}   pss {}   uss {}   swap {}   ({} regions, {} threads)\n",
+      human_bytes(t.get(SmapsField::kSize)), human_bytes(t.get(SmapsField::kRss)),
+      human_bytes(t.get(SmapsField::kPss)), human_bytes(t.uss()),
+      human_bytes(t.get(SmapsField::kSwap)), layout.regions.size(), layout.threads.size());
   if (layout.rollup) {
     bool same = layout.rollup->get(SmapsField::kRss) == t.get(SmapsField::kRss) &&
                 layout.rollup->uss() == t.uss() &&
                 layout.rollup->get(SmapsField::kSwap) == t.get(SmapsField::kSwap);
     out += same ? "  totals agree with smaps_rollup\n"
-                : fmt::format("  smaps_rollup read a moment later: rss {}, uss {} (the process "
-                              "changed between the reads)\n",
-                              human_bytes(layout.rollup->get(SmapsField::kRss)),
-                              human_bytes(layout.rollup->uss()));
+                : fmt::format(
+                      "  smaps_rollup read a moment later: rss {}, uss {} (the process "
+                      "changed between the reads)\n",
+                      human_bytes(layout.rollup->get(SmapsField::kRss)),
+                      human_bytes(layout.rollup->uss()));
   }
 
   std::map<std::string, Group> by_kind, by_object;
@@ -129,7 +134,7 @@ void write_layout_text(const Layout& layout, const LayoutTextOptions& opt, std::
     Group& k = by_kind[std::string(kind_name(r.kind))];
     add_figures(k.fig, r.raw.fig);
     ++k.regions;
-    std::string obj = !r.object.empty() ? r.object
+    std::string obj = !r.object.empty()     ? r.object
                       : !r.raw.path.empty() ? r.raw.path
                                             : "[" + std::string(kind_name(r.kind)) + "]";
     Group& o = by_object[obj];
@@ -156,8 +161,8 @@ void write_layout_text(const Layout& layout, const LayoutTextOptions& opt, std::
   }
 
   if (!layout.threads.empty()) {
-    out += fmt::format("\n{:>8}  {:<16} {:>27} {:>9} {:>9}  {}\n", "TID", "THREAD", "STACK",
-                       "SIZE", "RESIDENT", "GUARD");
+    out += fmt::format("\n{:>8}  {:<16} {:>27} {:>9} {:>9}  {}\n", "TID", "THREAD", "STACK", "SIZE",
+                       "RESIDENT", "GUARD");
     for (const ThreadInfo& th : layout.threads) {
       if (th.stack_found)
         out += fmt::format("{:>8}  {:<16} {:012x}-{:012x} {:>9} {:>9}  {}\n", th.tid,

@@ -85,6 +85,8 @@ void read_file_pieces(const std::string& path, size_t piece,
   g_last_errno = 0;
 }
 
-int last_read_errno() { return g_last_errno; }
+int last_read_errno() {
+  return g_last_errno;
+}
 
 }  // namespace memcensus

@@ -17,7 +17,9 @@ namespace {
 
 using json = nlohmann::json;
 
-uint64_t hex(const std::string& s) { return std::stoull(s, nullptr, 16); }
+uint64_t hex(const std::string& s) {
+  return std::stoull(s, nullptr, 16);
+}
 
 json map_json(pid_t pid, const std::vector<std::string>& extra = {}) {
   std::vector<std::string> argv = {memcensus_bin(), "map", "--json", "--symbols", "200"};
@@ -96,9 +98,8 @@ bool totals_match(const json& layout, const Rollup& rollup, std::string& why) {
   const json& t = layout["totals"];
   uint64_t pss = t["pss"].get<uint64_t>();
   std::ostringstream o;
-  o << "rss " << t["rss"] << " vs " << rollup.rss << ", uss " << t["uss"] << " vs "
-    << rollup.uss << ", swap " << t["swap"] << " vs " << rollup.swap << ", pss " << pss
-    << " vs " << rollup.pss;
+  o << "rss " << t["rss"] << " vs " << rollup.rss << ", uss " << t["uss"] << " vs " << rollup.uss
+    << ", swap " << t["swap"] << " vs " << rollup.swap << ", pss " << pss << " vs " << rollup.pss;
   why = o.str();
   const json& same_moment = layout["rollup"];
   uint64_t rollup_pss = same_moment["pss"].get<uint64_t>();
@@ -195,8 +196,8 @@ TEST(MapCpp, SymbolsSectionsKindsThreadsAndTotals) {
     std::string want = b[1] == "heap" ? "heap" : b[1] == "big" ? "anon" : "arena";
     EXPECT_EQ((*r)["kind"], want);
   }
-  for (const char* k : {"text", "rodata", "relro", "data", "bss", "heap", "arena", "stack",
-                        "guard", "vdso"})
+  for (const char* k :
+       {"text", "rodata", "relro", "data", "bss", "heap", "arena", "stack", "guard", "vdso"})
     EXPECT_TRUE(layout["by_kind"].contains(k)) << k;
   const json* main_thread = nullptr;
   for (const auto& t : layout["threads"])
@@ -216,7 +217,8 @@ TEST(MapCpp, TextOutputShowsSummaryAndTables) {
     EXPECT_NE(r.out.find("fixture::bss_array"), std::string::npos);
     EXPECT_NE(r.out.find("totals agree with smaps_rollup"), std::string::npos);
   }
-  CommandResult all = run_command({memcensus_bin(), "map", "--all-fields", std::to_string(fx.pid())});
+  CommandResult all =
+      run_command({memcensus_bin(), "map", "--all-fields", std::to_string(fx.pid())});
   ASSERT_EQ(all.exit_code, 0);
   EXPECT_NE(all.out.find("private_dirty"), std::string::npos);
 }
@@ -224,8 +226,8 @@ TEST(MapCpp, TextOutputShowsSummaryAndTables) {
 TEST(MapCpp, SnapshotAtExitKeepsThreadsAndPassesStatusThrough) {
   std::string bin = fixture_path("layout_fixture");
   std::string out = ::testing::TempDir() + "/map_exit.json";
-  CommandResult r = run_command({memcensus_bin(), "map", "--json", "--symbols", "200", "-o", out,
-                                 "--", bin, "--exit", "7"});
+  CommandResult r = run_command(
+      {memcensus_bin(), "map", "--json", "--symbols", "200", "-o", out, "--", bin, "--exit", "7"});
   EXPECT_EQ(r.exit_code, 7) << r.err;
   std::ifstream f(out);
   json layout = json::parse(f);
@@ -240,6 +242,27 @@ TEST(MapCpp, SnapshotAtExitKeepsThreadsAndPassesStatusThrough) {
   EXPECT_EQ(thread_named(layout, "fx-small")->at("stack_size").get<uint64_t>(), 256u << 10);
   EXPECT_NE(symbol_named(layout, "fixture::bss_array"), nullptr);
   EXPECT_EQ(layout["totals"]["rss"], layout["rollup"]["rss"]);
+}
+
+TEST(MapCpp, RunningThreadIsInterruptedBrieflyForItsStackPointer) {
+  Fixture fx({fixture_path("layout_fixture"), "--busy", "1"});
+  json layout = map_json(fx.pid());
+  const json* t = thread_named(layout, "fx-busy");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ((*t)["tid"].get<int>(), std::stoi(fx.facts("busy")[0][1]));
+  ASSERT_FALSE((*t)["sp"].is_null());
+  const json* r = region_at(layout, (*t)["sp"].get<uint64_t>());
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ((*r)["kind"], "stack");
+  EXPECT_EQ((*r)["tid"], (*t)["tid"]);
+  // The thread keeps running afterwards: it is detached, not left stopped.
+  usleep(50000);
+  std::ifstream stat("/proc/" + std::to_string(fx.pid()) + "/task/" +
+                     std::to_string((*t)["tid"].get<int>()) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  char state = line[line.rfind(')') + 2];
+  EXPECT_EQ(state, 'R') << line;
 }
 
 TEST(MapCpp, ManyMappings) {
@@ -270,7 +293,8 @@ TEST(MapCpp, StrippedBinaryDegradesWithWarning) {
   json layout = map_json(fx.pid());
   EXPECT_EQ(symbol_named(layout, "fixture::data_array"), nullptr);
   bool warned = false;
-  for (const auto& w : layout["warnings"]) warned |= w.get<std::string>().find("stripped") != std::string::npos;
+  for (const auto& w : layout["warnings"])
+    warned |= w.get<std::string>().find("stripped") != std::string::npos;
   EXPECT_TRUE(warned);
   // Sections come from section headers, which strip keeps: kinds are still exact.
   auto bss = fx.facts("symbol")[1];
@@ -287,10 +311,9 @@ TEST_P(MapRust, StaticsAndThreads) {
   Fixture fx({bin});
   json layout = map_json(fx.pid());
   std::string p = GetParam() + "::statics::";
-  expect_symbols_in_place(layout, fx, bin,
-                          {{p + "DATA_TABLE", "data"},
-                           {p + "BSS_TABLE", "bss"},
-                           {p + "RODATA_TABLE", "rodata"}});
+  expect_symbols_in_place(
+      layout, fx, bin,
+      {{p + "DATA_TABLE", "data"}, {p + "BSS_TABLE", "bss"}, {p + "RODATA_TABLE", "rodata"}});
   expect_threads(layout, fx);
   // The symbol table holds the mangled names in the scheme the binary was built with.
   const json* s = symbol_named(layout, p + "DATA_TABLE");
@@ -304,7 +327,8 @@ INSTANTIATE_TEST_SUITE_P(Mangling, MapRust,
                          ::testing::Values("layout_fixture_rs", "layout_fixture_rs_v0"));
 
 // Programs nobody here wrote.
-void expect_real_program_mapped(const std::vector<std::string>& argv, const std::string& text_object) {
+void expect_real_program_mapped(const std::vector<std::string>& argv,
+                                const std::string& text_object) {
   Fixture fx(argv);
   usleep(100000);
   ASSERT_EQ(kill(fx.pid(), SIGSTOP), 0);
@@ -340,14 +364,13 @@ void expect_real_program_mapped(const std::vector<std::string>& argv, const std:
 }
 
 TEST(MapReal, SleepingPython) {
-  expect_real_program_mapped(
-      {"python3", "-c",
-       "import threading,sys\n"
-       "ev=threading.Event()\n"
-       "ts=[threading.Thread(target=ev.wait) for _ in range(3)]\n"
-       "[t.start() for t in ts]\n"
-       "print('ready',flush=True)\nsys.stdin.readline()\nev.set()"},
-      "python3");
+  expect_real_program_mapped({"python3", "-c",
+                              "import threading,sys\n"
+                              "ev=threading.Event()\n"
+                              "ts=[threading.Thread(target=ev.wait) for _ in range(3)]\n"
+                              "[t.start() for t in ts]\n"
+                              "print('ready',flush=True)\nsys.stdin.readline()\nev.set()"},
+                             "python3");
 }
 
 TEST(MapReal, Bash) {
@@ -356,10 +379,10 @@ TEST(MapReal, Bash) {
 
 TEST(MapReal, MultiThreadedNode) {
   if (run_command({"node", "--version"}).exit_code != 0) GTEST_SKIP() << "node not installed";
-  expect_real_program_mapped(
-      {"node", "-e",
-       "console.log('ready'); process.stdin.resume(); process.stdin.on('end', () => process.exit(0));"},
-      "node");
+  expect_real_program_mapped({"node", "-e",
+                              "console.log('ready'); process.stdin.resume(); "
+                              "process.stdin.on('end', () => process.exit(0));"},
+                             "node");
 }
 
 // Bad input: one line on stderr naming what was wrong, exit status 2.
@@ -427,8 +450,8 @@ TEST(MapErrors, AnotherUsersProcessIsPermissionDenied) {
 
 TEST(MapErrors, ProgramKilledBySignalIsMappedAtDeliveryAndStatusPassedThrough) {
   std::string out = ::testing::TempDir() + "/map_abort.json";
-  CommandResult r = run_command({memcensus_bin(), "map", "--json", "-o", out, "--", "bash", "-c",
-                                 "kill -SEGV $$"});
+  CommandResult r = run_command(
+      {memcensus_bin(), "map", "--json", "-o", out, "--", "bash", "-c", "kill -SEGV $$"});
   EXPECT_EQ(r.exit_code, 128 + SIGSEGV) << r.err;
   std::ifstream f(out);
   json layout = json::parse(f);

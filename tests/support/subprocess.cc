@@ -110,8 +110,10 @@ Fixture::Fixture(const std::vector<std::string>& argv) {
     while ((nl = pending.find('\n')) != std::string::npos) {
       std::string line = pending.substr(0, nl);
       pending.erase(0, nl + 1);
-      if (line == "ready") ready = true;
-      else lines_.push_back(line);
+      if (line == "ready")
+        ready = true;
+      else
+        lines_.push_back(line);
     }
     if (ready) {
       close(out[0]);
@@ -143,7 +145,9 @@ std::vector<std::vector<std::string>> Fixture::facts(const std::string& key) con
   return out;
 }
 
-std::string memcensus_bin() { return MEMCENSUS_BUILD_DIR "/cli/memcensus"; }
+std::string memcensus_bin() {
+  return MEMCENSUS_BUILD_DIR "/cli/memcensus";
+}
 std::string fixture_path(const std::string& name) {
   return MEMCENSUS_BUILD_DIR "/tests/fixtures/" + name;
 }

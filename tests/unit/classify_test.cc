@@ -1,9 +1,10 @@
+#include "layout/classify.h"
+
 #include <elf.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
 
-#include "layout/classify.h"
 #include "layout/static_symbols.h"
 
 namespace memcensus {

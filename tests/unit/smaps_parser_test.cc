@@ -82,8 +82,9 @@ TEST(SmapsParser, ParsesHeadersAndFigures) {
 }
 
 TEST(SmapsParser, MapsTextWithoutFigures) {
-  auto r = parse_smaps("00400000-00452000 r-xp 00000000 08:02 173521 /usr/bin/dbus-daemon\n"
-                       "00e03000-00e24000 rw-p 00000000 00:00 0 [heap]\n");
+  auto r = parse_smaps(
+      "00400000-00452000 r-xp 00000000 08:02 173521 /usr/bin/dbus-daemon\n"
+      "00e03000-00e24000 rw-p 00000000 00:00 0 [heap]\n");
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r[1].path, "[heap]");
   EXPECT_TRUE(r[1].anonymous() == false);
