@@ -45,7 +45,7 @@ void ProcessReader::fail_read(const std::string& leaf, int err) const {
     throw Error("permission denied reading " + p + " (process " + std::to_string(pid_) +
                 " belongs to another user; run memcensus as that user or as root)");
   if (err == ENOENT || err == ESRCH) {
-    if (!alive()) throw Error("process " + std::to_string(pid_) + " exited while being read");
+    if (err == ESRCH || !alive()) throw Error("process " + std::to_string(pid_) + " exited while being read");
     throw Error(p + ": not provided by this kernel");
   }
   throw Error(p + ": " + std::strerror(err));
@@ -145,7 +145,10 @@ void ProcessReader::check_still_there(uint64_t start) const {
     same = text && parse_stat_start_time(*text) == start;
   } catch (const Error&) {
   }
-  if (!same) throw Error("process " + std::to_string(pid_) + " exited while being read");
+  // An exiting process drops its memory before it turns zombie; statm then reads all zeros.
+  auto statm = read_file_if_exists(proc_path("statm"));
+  if (!same || !statm || statm->empty() || (*statm)[0] == '0')
+    throw Error("process " + std::to_string(pid_) + " exited while being read");
 }
 
 std::vector<std::string> ProcessReader::cmdline() const {
