@@ -28,12 +28,13 @@ time_one() {  # name, command...
 for ((i = 0; i < rounds; i++)); do
   time_one cat cat /proc/$pid/smaps
   time_one pmap pmap -X "$pid"
-  time_one memcensus "$bin" map --json "$pid"
+  time_one "memcensus map --json" "$bin" map --json "$pid"
+  time_one "memcensus map (text)" "$bin" map --by kind "$pid"
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 base=$(echo "${samples[cat]}" | median)
 echo "process with $regions regions, $rounds rounds, median wall time:"
-for name in cat pmap memcensus; do
+for name in cat pmap "memcensus map --json" "memcensus map (text)"; do
   m=$(echo "${samples[$name]}" | median)
   awk -v n="$name" -v m="$m" -v b="$base" 'BEGIN{printf "  %-28s %8.1f ms   %5.2fx cat smaps\n", n, m*1000, m/b}'
 done

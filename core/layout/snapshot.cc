@@ -104,10 +104,10 @@ Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
   if (layout.command.empty()) layout.command = proc.status().name;
   layout.exe = proc.exe();
 
-  std::vector<SmapsRegion> raw = proc.smaps();
-  if (auto rollup = proc.read_if_exists("smaps_rollup"))
-    layout.rollup = parse_smaps_rollup(*rollup);
-  else
+  ProcessReader::SmapsWithRollup read = proc.smaps();
+  std::deque<SmapsRegion>& raw = read.regions;
+  layout.rollup = std::move(read.rollup);
+  if (!layout.rollup)
     layout.warnings.push_back("smaps_rollup not provided by this kernel; totals are sums of smaps");
   // A process that exits while smaps is read yields a truncated text: never report it.
   proc.check_still_there(started);

@@ -71,7 +71,7 @@ std::optional<std::string> ProcessReader::read_if_exists(const std::string& leaf
   }
 }
 
-std::vector<SmapsRegion> ProcessReader::smaps() const {
+ProcessReader::SmapsWithRollup ProcessReader::smaps() const {
   // The kernel generates smaps text inside read(); parsing it costs about as much again.
   // A reader thread and this one overlap the two, with at most kMaxPending pieces between.
   constexpr size_t kMaxPending = 16;
@@ -81,6 +81,8 @@ std::vector<SmapsRegion> ProcessReader::smaps() const {
   bool done = false;
   int read_errno = 0;
   std::exception_ptr read_failure;
+  std::optional<std::string> rollup_text;
+  const char* stage = "smaps";
   std::thread reader([&] {
     try {
       read_file_pieces(proc_path("smaps"), 256 << 10, [&](std::string_view p) {
@@ -90,6 +92,9 @@ std::vector<SmapsRegion> ProcessReader::smaps() const {
         pieces.emplace_back(p);
         cv.notify_all();
       });
+      // While the parser finishes, take the kernel's totals: the same moment, near enough.
+      stage = "smaps_rollup";
+      rollup_text = read_file_if_exists(proc_path("smaps_rollup"));
     } catch (const Error&) {
       std::lock_guard<std::mutex> lock(mu);
       read_errno = last_read_errno();
@@ -124,10 +129,14 @@ std::vector<SmapsRegion> ProcessReader::smaps() const {
   reader.join();
   if (parse_failure) std::rethrow_exception(parse_failure);
   if (read_failure) {
-    if (read_errno != 0) fail_read("smaps", read_errno);
+    if (read_errno != 0) fail_read(stage, read_errno);
     std::rethrow_exception(read_failure);
   }
-  return parser.finish();
+  SmapsWithRollup out;
+  out.regions = parser.finish();
+  if (rollup_text) out.rollup = parse_smaps_rollup(*rollup_text);
+  else if (!alive()) throw Error("process " + std::to_string(pid_) + " exited while being read");
+  return out;
 }
 
 ProcessStatus ProcessReader::status() const {

@@ -29,8 +29,13 @@ class ProcessReader {
   std::string read(const std::string& leaf) const;
   std::optional<std::string> read_if_exists(const std::string& leaf) const;
 
-  // Reads and parses /proc/PID/smaps piece by piece.
-  std::vector<SmapsRegion> smaps() const;
+  // Reads and parses /proc/PID/smaps piece by piece, then reads smaps_rollup (nullopt if
+  // the kernel has none) right after it.
+  struct SmapsWithRollup {
+    std::deque<SmapsRegion> regions;
+    std::optional<SmapsFigures> rollup;
+  };
+  SmapsWithRollup smaps() const;
 
   ProcessStatus status() const;
   // Start time of the process (to tell it from a later process with the same PID).

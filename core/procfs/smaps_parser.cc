@@ -210,7 +210,7 @@ void SmapsStreamParser::feed(std::string_view piece) {
   }
 }
 
-std::vector<SmapsRegion> SmapsStreamParser::finish() {
+std::deque<SmapsRegion> SmapsStreamParser::finish() {
   if (!partial_.empty()) {
     std::string last = std::move(partial_);
     partial_.clear();
@@ -222,7 +222,8 @@ std::vector<SmapsRegion> SmapsStreamParser::finish() {
 std::vector<SmapsRegion> parse_smaps(std::string_view text) {
   SmapsStreamParser p;
   p.feed(text);
-  return p.finish();
+  std::deque<SmapsRegion> regions = p.finish();
+  return {std::make_move_iterator(regions.begin()), std::make_move_iterator(regions.end())};
 }
 
 SmapsFigures parse_smaps_rollup(std::string_view text) {

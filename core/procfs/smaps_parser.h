@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <deque>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -102,11 +103,12 @@ class SmapsStreamParser {
  public:
   void feed(std::string_view piece);
   // Parses the last line if unterminated; returns the regions. Call once.
-  std::vector<SmapsRegion> finish();
+  std::deque<SmapsRegion> finish();
 
  private:
   void line(std::string_view line);
-  std::vector<SmapsRegion> regions_;
+  // A deque: regions are never moved while the text is parsed.
+  std::deque<SmapsRegion> regions_;
   std::string partial_;
   size_t line_no_ = 0;
   size_t hint_ = 0;

@@ -12,14 +12,14 @@ void JsonWriter::separate() {
   }
   if (!first_.empty()) {
     if (!first_.back()) out_ += ',';
-    first_.back() = false;
+    first_.back() = 0;
   }
 }
 
 void JsonWriter::begin_object() {
   separate();
   out_ += '{';
-  first_.push_back(true);
+  first_.push_back(1);
 }
 void JsonWriter::end_object() {
   out_ += '}';
@@ -28,7 +28,7 @@ void JsonWriter::end_object() {
 void JsonWriter::begin_array() {
   separate();
   out_ += '[';
-  first_.push_back(true);
+  first_.push_back(1);
 }
 void JsonWriter::end_array() {
   out_ += ']';
@@ -39,6 +39,14 @@ void JsonWriter::key(std::string_view k) {
   separate();
   write_string(k);
   out_ += ':';
+  after_key_ = true;
+}
+
+void JsonWriter::plain_key(std::string_view k) {
+  separate();
+  out_ += '"';
+  out_.append(k);
+  out_.append("\":", 2);
   after_key_ = true;
 }
 

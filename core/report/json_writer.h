@@ -15,11 +15,21 @@ class JsonWriter {
  public:
   explicit JsonWriter(std::string& out) : out_(out) {}
 
+  // A writer for the continuation of an array whose earlier elements another writer wrote:
+  // its first value is preceded by a comma. Used to format parts of a long array in
+  // parallel and concatenate them.
+  static JsonWriter continuing_array(std::string& out) {
+    JsonWriter w(out);
+    w.first_.push_back(0);
+    return w;
+  }
+
   void begin_object();
   void end_object();
   void begin_array();
   void end_array();
   void key(std::string_view k);
+  void plain_key(std::string_view k);  // k must need no escaping
 
   void value(std::string_view s);
   void value(const char* s) { value(std::string_view(s)); }
@@ -30,13 +40,14 @@ class JsonWriter {
   void value(bool v);
   void null();
 
+  // Fields with keys that are plain ASCII needing no escapes (the program's own names).
   template <typename T>
   void field(std::string_view k, const T& v) {
-    key(k);
+    plain_key(k);
     value(v);
   }
   void null_field(std::string_view k) {
-    key(k);
+    plain_key(k);
     null();
   }
 
@@ -44,7 +55,7 @@ class JsonWriter {
   void separate();
   void write_string(std::string_view s);
   std::string& out_;
-  std::vector<bool> first_;  // per open container: no element written yet
+  std::vector<char> first_;  // per open container: no element written yet
   bool after_key_ = false;
 };
 

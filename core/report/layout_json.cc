@@ -1,4 +1,6 @@
+#include <charconv>
 #include <map>
+#include <thread>
 
 #include "report/json_writer.h"
 #include "report/layout_report.h"
@@ -24,7 +26,10 @@ void write_all_figures(JsonWriter& w, const SmapsFigures& f) {
       continue;
     w.field(smaps_field_json_name(field), f.get(field));
   }
-  for (const auto& [name, bytes] : f.extra) w.field(name, bytes);
+  for (const auto& [name, bytes] : f.extra) {
+    w.key(name);  // a name from the kernel's text: escaped
+    w.value(bytes);
+  }
 }
 
 void write_region(JsonWriter& w, const Region& r) {
@@ -35,8 +40,10 @@ void write_region(JsonWriter& w, const Region& r) {
   w.field("perms", std::string_view(s.perms, 4));
   w.field("offset", s.offset);
   char dev[24];
-  std::snprintf(dev, sizeof dev, "%02x:%02x", s.dev_major, s.dev_minor);
-  w.field("dev", dev);
+  auto end = std::to_chars(dev, dev + 10, s.dev_major, 16).ptr;
+  *end++ = ':';
+  end = std::to_chars(end, dev + sizeof dev, s.dev_minor, 16).ptr;
+  w.field("dev", std::string_view(dev, static_cast<size_t>(end - dev)));
   w.field("inode", s.inode);
   if (s.path.empty())
     w.null_field("path");
@@ -48,7 +55,7 @@ void write_region(JsonWriter& w, const Region& r) {
     w.null_field("object");
   else
     w.field("object", r.object);
-  w.key("sections");
+  w.plain_key("sections");
   w.begin_array();
   for (const auto& sec : r.sections) w.value(sec);
   w.end_array();
@@ -84,13 +91,43 @@ void write_groups(JsonWriter& w, const std::map<std::string, Group>& groups) {
   w.end_object();
 }
 
+// Writes the regions array's elements. Long arrays are formatted in two halves at once:
+// the second half by a helper thread into its own buffer, appended after the first.
+void write_regions(JsonWriter& w, const std::vector<Region>& regions, std::string& out,
+                   const std::function<void(std::string&)>& flush) {
+  auto maybe_flush = [&] {
+    if (flush && out.size() >= (1u << 20)) flush(out);
+  };
+  constexpr size_t kParallelFrom = 4096;
+  size_t half = regions.size() >= kParallelFrom ? regions.size() / 2 : regions.size();
+  std::string second;
+  std::thread helper;
+  if (half < regions.size()) {
+    helper = std::thread([&] {
+      second.reserve((regions.size() - half) * 640);
+      JsonWriter w2 = JsonWriter::continuing_array(second);
+      for (size_t i = half; i < regions.size(); ++i) write_region(w2, regions[i]);
+    });
+  }
+  for (size_t i = 0; i < half; ++i) {
+    write_region(w, regions[i]);
+    maybe_flush();
+  }
+  if (helper.joinable()) {  // half > 0 here, so the leading comma of `second` is right
+    helper.join();
+    if (flush) {
+      flush(out);
+      flush(second);
+    } else {
+      out += second;
+    }
+  }
+}
+
 }  // namespace
 
 void write_layout_json(const Layout& layout, std::string& out,
                        const std::function<void(std::string&)>& flush) {
-  auto maybe_flush = [&] {
-    if (flush && out.size() >= (1u << 20)) flush(out);
-  };
   JsonWriter w(out);
   w.begin_object();
   w.field("pid", static_cast<int64_t>(layout.pid));
@@ -130,10 +167,7 @@ void write_layout_json(const Layout& layout, std::string& out,
 
   w.key("regions");
   w.begin_array();
-  for (const Region& r : layout.regions) {
-    write_region(w, r);
-    maybe_flush();
-  }
+  write_regions(w, layout.regions, out, flush);
   w.end_array();
 
   w.key("threads");

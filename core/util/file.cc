@@ -64,22 +64,28 @@ void read_file_pieces(const std::string& path, size_t piece,
     throw Error(path + ": " + std::strerror(g_last_errno));
   }
   g_last_errno = 0;
+  // procfs files come a page per read(): gather pieces of `piece` bytes before handing on.
   std::string buf(piece, '\0');
-  for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
+  size_t used = 0;
+  bool eof = false;
+  while (!eof) {
+    ssize_t n = ::read(fd, buf.data() + used, buf.size() - used);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       g_last_errno = errno;
       ::close(fd);
       throw Error(path + ": " + std::strerror(g_last_errno));
     }
-    if (n == 0) break;
+    eof = n == 0;
+    used += static_cast<size_t>(n);
+    if (used < buf.size() && !eof) continue;
     try {
-      sink(std::string_view(buf.data(), static_cast<size_t>(n)));
+      if (used > 0) sink(std::string_view(buf.data(), used));
     } catch (...) {
       ::close(fd);
       throw;
     }
+    used = 0;
   }
   ::close(fd);
   g_last_errno = 0;
