@@ -110,7 +110,11 @@ class ExitTracer {
         throw Error(std::string("waitpid: ") + std::strerror(errno));
       }
       if (WIFEXITED(st) || WIFSIGNALED(st)) {
-        if (w == pid_) return st;
+        tracees_.erase(w);
+        if (w == pid_) {
+          release_descendants();
+          return st;
+        }
         continue;
       }
       if (WIFSTOPPED(st)) on_stop(w, st);
@@ -120,6 +124,24 @@ class ExitTracer {
   std::exception_ptr failure() const { return failure_; }
 
  private:
+  // When the command has exited, its descendants that still run are let go: each is stopped
+  // just long enough to detach it (with any signal it was about to receive), so that
+  // memcensus does not wait for them, nor kill them when it exits.
+  void release_descendants() {
+    for (pid_t t : tracees_) {
+      if (ptrace(PTRACE_INTERRUPT, t, nullptr, nullptr) != 0) continue;
+      int st = 0;
+      pid_t r;
+      do {
+        r = waitpid(t, &st, __WALL);
+      } while (r < 0 && errno == EINTR);
+      if (r != t || !WIFSTOPPED(st)) continue;
+      int sig = (st >> 16) == 0 ? WSTOPSIG(st) : 0;
+      ptrace(PTRACE_DETACH, t, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
+    }
+    tracees_.clear();
+  }
+
   bool in_target(pid_t tid) {
     auto it = tgid_.find(tid);
     if (it == tgid_.end()) it = tgid_.emplace(tid, tgid_of(tid)).first;
@@ -146,7 +168,16 @@ class ExitTracer {
         return;
       case 0:
         break;
-      default:  // clone, fork, vfork, exec notifications
+      case PTRACE_EVENT_FORK:
+      case PTRACE_EVENT_VFORK:
+      case PTRACE_EVENT_CLONE: {
+        unsigned long child = 0;
+        if (ptrace(PTRACE_GETEVENTMSG, w, nullptr, &child) == 0)
+          tracees_.insert(static_cast<pid_t>(child));
+        resume(w, 0);
+        return;
+      }
+      default:  // exec and vfork-done notifications
         resume(w, 0);
         return;
     }
@@ -193,6 +224,7 @@ class ExitTracer {
   pid_t pid_;
   const std::function<void(const ExitEvent&)>& at_exit_;
   std::map<pid_t, pid_t> tgid_;
+  std::set<pid_t> tracees_;  // auto-attached threads and descendants still alive
   bool done_ = false;
   int final_status_ = 0;
   std::exception_ptr failure_;

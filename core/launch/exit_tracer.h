@@ -9,8 +9,11 @@
 // of the main thread is used (threads other than the main one may be gone by then).
 //
 // Policy: children the program forks are traced too (the filter is inherited) but only so
-// that they run unchanged; their exits are let through. Job-control stops are kept
-// (PTRACE_LISTEN) and signals are passed on.
+// that they run unchanged; their exits are let through. When the command exits, descendants
+// still running are detached, not waited for or killed; from then on their own exit_group
+// fails with ENOSYS (the inherited filter has no tracer to ask), which glibc's _exit
+// answers by ending the thread with exit, so a single-threaded descendant exits as before.
+// Job-control stops are kept (PTRACE_LISTEN) and signals are passed on.
 #pragma once
 
 #include <sys/types.h>

@@ -286,6 +286,22 @@ TEST(MapCpp, DeletedBinaryStillReadThroughMapFiles) {
   EXPECT_TRUE((*r)["deleted"].get<bool>());
 }
 
+TEST(MapCpp, BinaryReplacedOnDiskIsReadThroughMapFiles) {
+  std::string copy = ::testing::TempDir() + "/layout_fixture_replaced";
+  ASSERT_EQ(run_command({"cp", fixture_path("layout_fixture"), copy}).exit_code, 0);
+  Fixture fx({copy});
+  // Replace the file by another program under the same name (a new inode), as an upgrade
+  // does: the running process still maps the old one.
+  std::string other = copy + ".new";
+  ASSERT_EQ(run_command({"cp", memcensus_bin(), other}).exit_code, 0);
+  ASSERT_EQ(rename(other.c_str(), copy.c_str()), 0);
+  json layout = map_json(fx.pid());
+  const json* s = symbol_named(layout, "fixture::data_array");
+  ASSERT_NE(s, nullptr) << "symbols must come from the mapped file, not the new one";
+  EXPECT_EQ((*s)["address"].get<uint64_t>(), hex(fx.facts("symbol")[0][2]));
+  unlink(copy.c_str());
+}
+
 TEST(MapCpp, StrippedBinaryDegradesWithWarning) {
   std::string copy = ::testing::TempDir() + "/layout_fixture_stripped";
   ASSERT_EQ(run_command({"strip", "-o", copy, fixture_path("layout_fixture")}).exit_code, 0);
@@ -446,6 +462,18 @@ TEST(MapErrors, AnotherUsersProcessIsPermissionDenied) {
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_NE(r.err.find("permission denied"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(std::to_string(fx.pid())), std::string::npos) << r.err;
+}
+
+TEST(MapCpp, BackgroundChildrenOutliveTheCommandUnharmed) {
+  std::string marker = ::testing::TempDir() + "/map_background_done";
+  unlink(marker.c_str());
+  CommandResult r = run_command({memcensus_bin(), "map", "-o", "/dev/null", "--", "bash", "-c",
+                                 "(sleep 0.5; touch " + marker + ") >/dev/null 2>&1 & exit 3"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  // memcensus returned without waiting for the child; the child finishes its work later.
+  EXPECT_NE(access(marker.c_str(), F_OK), 0);
+  for (int i = 0; i < 50 && access(marker.c_str(), F_OK) != 0; ++i) usleep(100000);
+  EXPECT_EQ(access(marker.c_str(), F_OK), 0);
 }
 
 TEST(MapErrors, ProgramKilledBySignalIsMappedAtDeliveryAndStatusPassedThrough) {
