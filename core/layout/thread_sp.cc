@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 #include <sys/user.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -28,11 +29,16 @@ std::optional<uint64_t> interrupt_and_read_sp(pid_t tid) {
   if (ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) return std::nullopt;
   std::optional<uint64_t> sp;
   if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == 0) {
+    // A thread stops at once unless it is in an uninterruptible sleep; never wait more than
+    // about 200 ms for it. One left behind is detached by the kernel when memcensus exits.
     int status = 0;
-    pid_t r;
-    do {
-      r = waitpid(tid, &status, __WALL);
-    } while (r < 0 && errno == EINTR);
+    pid_t r = 0;
+    for (int i = 0; i < 200 && r == 0; ++i) {
+      r = waitpid(tid, &status, __WALL | WNOHANG);
+      if (r < 0 && errno == EINTR) r = 0;
+      if (r == 0) usleep(1000);
+    }
+    if (r == 0) return std::nullopt;
     if (r == tid && WIFSTOPPED(status)) {
       sp = read_sp_of_stopped(tid);
       // A signal that arrived meanwhile is a signal-delivery stop: hand it back on detach.

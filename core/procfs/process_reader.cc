@@ -45,7 +45,8 @@ void ProcessReader::fail_read(const std::string& leaf, int err) const {
     throw Error("permission denied reading " + p + " (process " + std::to_string(pid_) +
                 " belongs to another user; run memcensus as that user or as root)");
   if (err == ENOENT || err == ESRCH) {
-    if (err == ESRCH || !alive()) throw Error("process " + std::to_string(pid_) + " exited while being read");
+    if (err == ESRCH || !alive())
+      throw Error("process " + std::to_string(pid_) + " exited while being read");
     throw Error(p + ": not provided by this kernel");
   }
   throw Error(p + ": " + std::strerror(err));
@@ -134,8 +135,10 @@ ProcessReader::SmapsWithRollup ProcessReader::smaps() const {
   }
   SmapsWithRollup out;
   out.regions = parser.finish();
-  if (rollup_text) out.rollup = parse_smaps_rollup(*rollup_text);
-  else if (!alive()) throw Error("process " + std::to_string(pid_) + " exited while being read");
+  if (rollup_text)
+    out.rollup = parse_smaps_rollup(*rollup_text);
+  else if (!alive())
+    throw Error("process " + std::to_string(pid_) + " exited while being read");
   return out;
 }
 
