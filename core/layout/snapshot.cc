@@ -8,8 +8,7 @@
 #include <cstring>
 
 #include "elf/elf_reader.h"
-#include "layout/classify.h"
-#include "layout/static_symbols.h"
+#include "layout/classify_layout.h"
 #include "layout/thread_sp.h"
 #include "procfs/process_reader.h"
 #include "util/error.h"
@@ -115,30 +114,16 @@ Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
     throw Error("process " + std::to_string(pid) +
                 " has no memory mappings (a zombie or kernel thread)");
 
-  layout.regions.reserve(raw.size());
-  for (auto& r : raw) layout.regions.push_back(Region{std::move(r)});
-
-  uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  classify_basic(layout.regions, pid);
-  std::vector<ElfInfo> infos;
-  classify_objects(
-      layout.regions,
-      [&](const SmapsRegion& r, std::string& why) { return load_object(proc, r, why); }, page,
-      layout.objects, infos, layout.warnings);
   layout.threads = read_threads(proc, opt, layout.warnings);
-  assign_thread_stacks(layout.regions, layout.threads, pid);
-  find_arenas(layout.regions,
-              [&](uint64_t a, void* out, size_t n) { return proc.read_memory(a, out, n); });
-  bool pagemap_ok = !proc.pagemap(0, 1).empty();
-  layout.symbols = largest_static_symbols(
-      layout.objects, infos, opt.symbols, page,
-      [&](uint64_t first, size_t count) { return proc.pagemap(first, count); });
-  if (!pagemap_ok && !layout.symbols.empty())
+  LayoutSources src;
+  src.symbols = opt.symbols;
+  src.load_elf = [&](const SmapsRegion& r, std::string& why) { return load_object(proc, r, why); };
+  src.read_memory = [&](uint64_t a, void* out, size_t n) { return proc.read_memory(a, out, n); };
+  src.pagemap = [&](uint64_t first, size_t count) { return proc.pagemap(first, count); };
+  classify_layout(raw, src, layout);
+  if (proc.pagemap(0, 1).empty() && !layout.symbols.empty())
     layout.warnings.push_back("/proc/" + std::to_string(pid) +
                               "/pagemap unreadable: symbol rss shown as 0");
-  for (const auto& o : layout.objects)
-    if (o.readable && o.stripped && !o.path.empty() && o.path == layout.exe)
-      layout.warnings.push_back(o.path + ": stripped; symbols from .dynsym only");
   proc.check_still_there(started);
   return layout;
 }

@@ -245,3 +245,46 @@ TEST(StaticSymbols, ResidentBytes) {
 
 }  // namespace
 }  // namespace memcensus
+
+#include <fstream>
+#include <sstream>
+
+#include "layout/classify_layout.h"
+#include "util/error.h"
+
+namespace memcensus {
+namespace {
+
+int g_static_probe[5000] = {1};
+
+TEST(LayoutFromSmaps, ClassifiesARecordedSnapshotWithFilesOnDisk) {
+  std::ifstream f("/proc/self/smaps");
+  std::stringstream text;
+  text << f.rdbuf();
+  g_static_probe[1] = 2;
+  Layout layout = layout_from_smaps(text.str(), getpid(), {}, 5000);
+  auto region_at = [&](uint64_t a) -> const Region* {
+    for (const auto& r : layout.regions)
+      if (r.raw.start <= a && a < r.raw.end) return &r;
+    return nullptr;
+  };
+  const Region* data = region_at(reinterpret_cast<uint64_t>(&g_static_probe[2500]));
+  ASSERT_NE(data, nullptr);
+  EXPECT_TRUE(data->kind == RegionKind::kData || data->kind == RegionKind::kBss);
+  bool found_symbol = false;
+  for (const auto& s : layout.symbols)
+    found_symbol |=
+        s.address == reinterpret_cast<uint64_t>(g_static_probe) && s.size == sizeof g_static_probe;
+  EXPECT_TRUE(found_symbol);
+  bool text_kind = false, stack = false;
+  for (const auto& r : layout.regions) {
+    text_kind |= r.kind == RegionKind::kText;
+    stack |= r.kind == RegionKind::kStack;
+  }
+  EXPECT_TRUE(text_kind);
+  EXPECT_TRUE(stack);  // the main thread's [stack] label
+  EXPECT_THROW(layout_from_smaps("garbage\n", 1, {}, 1), Error);
+}
+
+}  // namespace
+}  // namespace memcensus
