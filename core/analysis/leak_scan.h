@@ -1,0 +1,51 @@
+// Leaks by reachability, as LeakSanitizer and Valgrind memcheck define them: scans root
+// memory (data, bss, stacks, registers, TLS) for pointers into live heap blocks and
+// classifies every block.
+//
+//  reachable  a pointer to the block's start is found from the roots, directly or through
+//             other reachable blocks;
+//  possible   only interior pointers (into the block, not at its start) lead to it;
+//  definite   no pointer from the roots leads to it, and no other lost block points to it
+//             (it heads a group of lost blocks);
+//  indirect   lost, but pointed to by another lost block (it goes when its head is freed).
+//
+// Pointers are aligned 8-byte words. Memory is read through a callback (process_vm_readv
+// on a stopped process, or a plain copy in tests). Cost: O(root bytes + live bytes) reads
+// and O(words * log blocks) lookups. Thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace memcensus {
+
+enum class LeakKind : uint8_t { kReachable, kPossible, kIndirect, kDefinite };
+
+struct ScanRange {
+  uint64_t start = 0;
+  uint64_t end = 0;
+};
+
+// Reads [addr, addr + len) into out; false if unreadable (the range is then skipped).
+using ScanReader = std::function<bool(uint64_t addr, void* out, size_t len)>;
+
+// `blocks`: live heap blocks (start, end), sorted by start, not overlapping. `roots`:
+// memory to scan as roots; `root_words`: extra root values (thread registers). Returns one
+// kind per block, in the same order.
+std::vector<LeakKind> classify_leaks(const std::vector<ScanRange>& blocks,
+                                     const std::vector<ScanRange>& roots,
+                                     const std::vector<uint64_t>& root_words,
+                                     const ScanReader& read);
+
+struct Layout;
+
+// The root ranges of a stopped process for classify_leaks: writable data of every object
+// (data, bss), each thread's stack from its stack pointer up (the whole stack when the
+// pointer is unknown), and writable anonymous memory that holds no live block (program
+// mmaps, the main thread's TLS). Not roots: heap and arena regions, mappings holding live
+// blocks, and mappings labelled "[anon:memcensus...]" (memcensus's own buffers, which hold
+// copies of every pointer). `blocks` as for classify_leaks.
+std::vector<ScanRange> leak_roots(const Layout& layout, const std::vector<ScanRange>& blocks);
+
+}  // namespace memcensus
