@@ -68,6 +68,7 @@ void emit(const MapOptions& o, const Layout& layout) {
 int run_map(const MapOptions& o, const Context& ctx) {
   SnapshotOptions snap;
   snap.symbols = o.symbols;
+  if (o.json) snap.prerender = render_region_figures_json;
   if (!ctx.has_trailing) {
     if (o.pid.empty()) throw Error("map needs a PID or -- CMD [ARGS...]");
     emit(o, snapshot_layout(parse_pid(o.pid), snap));

@@ -45,6 +45,9 @@ struct Region {
   std::vector<std::string> sections;  // section names, then "[LOAD n]", "[RELRO]", "[zero-fill]"
   std::optional<pid_t> tid;           // owner of a stack or guard
   std::string detail;                 // "main thread", "reserved tail", an anon name...
+  // The region's smaps figures already rendered as JSON members (see
+  // render_region_figures_json), or empty. Filled while smaps is still being read.
+  std::string figures_json;
 };
 
 struct ThreadInfo {

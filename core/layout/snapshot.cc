@@ -103,7 +103,11 @@ Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
   if (layout.command.empty()) layout.command = proc.status().name;
   layout.exe = proc.exe();
 
-  ProcessReader::SmapsWithRollup read = proc.smaps();
+  std::deque<std::string> rendered;
+  SmapsStreamParser::RegionDone done;
+  if (opt.prerender)
+    done = [&](const SmapsRegion& r, size_t) { rendered.push_back(opt.prerender(r)); };
+  ProcessReader::SmapsWithRollup read = proc.smaps(done);
   std::deque<SmapsRegion>& raw = read.regions;
   layout.rollup = std::move(read.rollup);
   if (!layout.rollup)
@@ -121,6 +125,9 @@ Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
   src.read_memory = [&](uint64_t a, void* out, size_t n) { return proc.read_memory(a, out, n); };
   src.pagemap = [&](uint64_t first, size_t count) { return proc.pagemap(first, count); };
   classify_layout(raw, src, layout);
+  if (rendered.size() == layout.regions.size())
+    for (size_t i = 0; i < rendered.size(); ++i)
+      layout.regions[i].figures_json = std::move(rendered[i]);
   if (proc.pagemap(0, 1).empty() && !layout.symbols.empty())
     layout.warnings.push_back("/proc/" + std::to_string(pid) +
                               "/pagemap unreadable: symbol rss shown as 0");

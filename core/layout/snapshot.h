@@ -4,8 +4,10 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <optional>
+#include <string>
 
 #include "layout/layout.h"
 
@@ -18,6 +20,9 @@ struct SnapshotOptions {
   // `interrupt_running` is set.
   std::map<pid_t, uint64_t> known_sps;
   bool interrupt_running = true;
+  // If set, called on the parsing thread for each region while smaps is still being read;
+  // its result becomes Region::figures_json (used to render JSON output early).
+  std::function<std::string(const SmapsRegion&)> prerender;
 };
 
 // Throws Error with a one-line message if the process does not exist, vanishes while being

@@ -72,7 +72,8 @@ std::optional<std::string> ProcessReader::read_if_exists(const std::string& leaf
   }
 }
 
-ProcessReader::SmapsWithRollup ProcessReader::smaps() const {
+ProcessReader::SmapsWithRollup ProcessReader::smaps(
+    const SmapsStreamParser::RegionDone& on_region) const {
   // The kernel generates smaps text inside read(); parsing it costs about as much again.
   // A reader thread and this one overlap the two, with at most kMaxPending pieces between.
   constexpr size_t kMaxPending = 16;
@@ -105,7 +106,7 @@ ProcessReader::SmapsWithRollup ProcessReader::smaps() const {
     done = true;
     cv.notify_all();
   });
-  SmapsStreamParser parser;
+  SmapsStreamParser parser(on_region);
   std::exception_ptr parse_failure;
   for (;;) {
     std::string piece;

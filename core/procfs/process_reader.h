@@ -35,7 +35,7 @@ class ProcessReader {
     std::deque<SmapsRegion> regions;
     std::optional<SmapsFigures> rollup;
   };
-  SmapsWithRollup smaps() const;
+  SmapsWithRollup smaps(const SmapsStreamParser::RegionDone& done = {}) const;
 
   ProcessStatus status() const;
   // Start time of the process (to tell it from a later process with the same PID).

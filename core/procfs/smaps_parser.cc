@@ -181,6 +181,7 @@ void SmapsStreamParser::line(std::string_view line) {
   ++line_no_;
   if (line.empty()) return;
   if (is_header(line)) {
+    if (done_ && !regions_.empty()) done_(regions_.back(), regions_.size() - 1);
     SmapsRegion& r = regions_.emplace_back();
     parse_header(line, line_no_, r);
     if (regions_.size() > 1 && r.start < regions_[regions_.size() - 2].end)
@@ -216,6 +217,7 @@ std::deque<SmapsRegion> SmapsStreamParser::finish() {
     partial_.clear();
     line(last);
   }
+  if (done_ && !regions_.empty()) done_(regions_.back(), regions_.size() - 1);
   return std::move(regions_);
 }
 

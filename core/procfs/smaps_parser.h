@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -101,6 +102,12 @@ std::vector<SmapsRegion> parse_smaps(std::string_view text);
 // thousands of mappings is never held as text whole. Lines may be split across pieces.
 class SmapsStreamParser {
  public:
+  // Called on the parsing thread with each region once all its lines are parsed, and its
+  // index; lets a caller do per-region work while the rest of the text is still being read.
+  using RegionDone = std::function<void(const SmapsRegion&, size_t index)>;
+  SmapsStreamParser() = default;
+  explicit SmapsStreamParser(RegionDone done) : done_(std::move(done)) {}
+
   void feed(std::string_view piece);
   // Parses the last line if unterminated; returns the regions. Call once.
   std::deque<SmapsRegion> finish();
@@ -110,6 +117,7 @@ class SmapsStreamParser {
   // A deque: regions are never moved while the text is parsed.
   std::deque<SmapsRegion> regions_;
   std::string partial_;
+  RegionDone done_;
   size_t line_no_ = 0;
   size_t hint_ = 0;
 };

@@ -18,6 +18,12 @@ class JsonWriter {
   // A writer for the continuation of an array whose earlier elements another writer wrote:
   // its first value is preceded by a comma. Used to format parts of a long array in
   // parallel and concatenate them.
+  // The same for members of an object that already has members.
+  static JsonWriter continuing_object(std::string& out) { return continuing_array(out); }
+  // Appends members rendered by a continuing_object writer (they start with a comma) to the
+  // object being written, which must already have members.
+  void raw_members(std::string_view members) { out_.append(members); }
+
   static JsonWriter continuing_array(std::string& out) {
     JsonWriter w(out);
     w.first_.push_back(0);

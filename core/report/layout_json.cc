@@ -32,6 +32,13 @@ void write_all_figures(JsonWriter& w, const SmapsFigures& f) {
   }
 }
 
+void write_region_figures(JsonWriter& w, const SmapsRegion& s) {
+  write_all_figures(w, s.fig);
+  if (s.thp_eligible >= 0) w.field("thp_eligible", s.thp_eligible);
+  if (s.protection_key >= 0) w.field("protection_key", s.protection_key);
+  w.field("vm_flags", s.vm_flags);
+}
+
 void write_region(JsonWriter& w, const Region& r) {
   const SmapsRegion& s = r.raw;
   w.begin_object();
@@ -67,10 +74,10 @@ void write_region(JsonWriter& w, const Region& r) {
     w.null_field("detail");
   else
     w.field("detail", r.detail);
-  write_all_figures(w, s.fig);
-  if (s.thp_eligible >= 0) w.field("thp_eligible", s.thp_eligible);
-  if (s.protection_key >= 0) w.field("protection_key", s.protection_key);
-  w.field("vm_flags", s.vm_flags);
+  if (!r.figures_json.empty())
+    w.raw_members(r.figures_json);
+  else
+    write_region_figures(w, s);
   w.end_object();
 }
 
@@ -125,6 +132,14 @@ void write_regions(JsonWriter& w, const std::vector<Region>& regions, std::strin
 }
 
 }  // namespace
+
+std::string render_region_figures_json(const SmapsRegion& r) {
+  std::string out;
+  out.reserve(512);
+  JsonWriter w = JsonWriter::continuing_object(out);
+  write_region_figures(w, r);
+  return out;
+}
 
 void write_layout_json(const Layout& layout, std::string& out,
                        const std::function<void(std::string&)>& flush) {

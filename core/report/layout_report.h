@@ -22,6 +22,10 @@ void write_layout_json(const Layout& layout, std::string& out,
                        const std::function<void(std::string&)>& flush = {});
 void write_layout_text(const Layout& layout, const LayoutTextOptions& opt, std::string& out);
 
+// The members of a region's JSON object that come from smaps alone (every figure, THP
+// eligibility, protection key, VmFlags), with a leading comma. Thread-safe.
+std::string render_region_figures_json(const SmapsRegion& r);
+
 // "0 B", "4.0 KiB", "12.3 MiB", "1.50 GiB".
 std::string human_bytes(uint64_t bytes);
 
