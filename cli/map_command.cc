@@ -99,6 +99,9 @@ void add_map_command(CLI::App& root, Context& ctx) {
   CLI::App* app = root.add_subcommand(
       "map",
       "Layout of a running process (PID), or of CMD at the moment it exits (-- CMD ARGS...)");
+  app->footer(
+      "\nExamples:\n  memcensus map 1234                     layout of process 1234\n"
+      "  memcensus map --json -o out.json -- ./prog arg   run prog, map it as it exits");
   app->add_option("pid", o->pid, "process to read; it is not stopped");
   app->add_flag("--json", o->json, "print one JSON object (byte figures as integers)");
   app->add_option("--symbols", o->symbols, "how many of the largest static symbols to list")
