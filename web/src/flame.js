@@ -108,13 +108,17 @@ export function flameView(panel, app) {
     return root.descendants().find((n) => n.data === data) || null;
   }
 
+  let stale = false;
   draw();
   return {
     onRange() {
-      if (measure.ranged) draw();
+      if (!measure.ranged) return;
+      if (panel.hidden) stale = true;
+      else draw();
     },
     onShow() {
-      if (Math.abs((box.clientWidth || 0) - drawnWidth) > 40) draw();
+      if (stale || Math.abs((box.clientWidth || 0) - drawnWidth) > 40) draw();
+      stale = false;
     },
     /** Zooms to a site's allocating frame, switching to a measure in which the site counts. */
     focusSite(id) {
@@ -126,13 +130,19 @@ export function flameView(panel, app) {
         details.textContent = `Site #${id} has nothing to show in any measure${app.range ? ' in the selected time range' : ''}.`;
         return;
       }
-      if (m !== measure || !chart) {
+      if (m !== measure || !chart || stale) {
         measure = m;
+        stale = false;
         draw();
       }
       focused = tree.nodeOfSite.get(id) || null;
       const node = focused && hierarchyNodeOf(focused);
       if (node) {
+        // Zooming hides the siblings of the zoomed path; undo an earlier zoom first.
+        for (const n of select(box).datum().descendants()) {
+          n.data.hide = false;
+          n.data.fade = false;
+        }
         chart.zoomTo(node);
         details.textContent = `Site #${id}: ${label(node)} \u00b7 ${siteLocation(model, site)}`;
       }

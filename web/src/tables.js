@@ -28,7 +28,7 @@ function functionColumn(app) {
   return {
     key: 'fn', label: 'Allocating function', get: (r) => r.fn,
     format: (v, r) => h('button', {
-      type: 'button', class: 'link', title: `Show site #${r.site.id} in the flame graph`,
+      type: 'button', class: 'link', title: `${v}\nsite #${r.site.id}: show it in the flame graph`,
       onclick: () => app.openSite(r.site.id),
     }, v),
   };
