@@ -1,10 +1,10 @@
 // The embedded report template keeps the contract `memcensus html` relies on.
-#include "web/report_asset.h"
-
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <string_view>
+
+#include "web/report_asset.h"
 
 namespace {
 
