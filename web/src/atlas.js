@@ -81,12 +81,14 @@ export function atlasView(panel, app) {
 
   let cells = [];
   let symbols = new Map();
-  map.addEventListener('mouseover', (ev) => {
+  const describe = (ev) => {
     const cell = ev.target.closest('.cell');
     if (!cell) return;
     const i = Number(cell.dataset.index);
     info.replaceChildren(...regionDetails(cells[i], symbols.get(i)).filter(Boolean));
-  });
+  };
+  map.addEventListener('mouseover', describe);
+  map.addEventListener('focusin', describe);
 
   function draw() {
     for (const b of snapBar.children) b.setAttribute('aria-checked', b.dataset.snapshot === snap.label ? 'true' : 'false');
@@ -121,7 +123,8 @@ export function atlasView(panel, app) {
         const r = leaf.data.region;
         if (!leaf.value) { hidden += 1; continue; }
         map.append(h('div', {
-          class: 'cell', 'data-index': index.get(r), 'data-kind': r.kind,
+          class: 'cell', 'data-index': index.get(r), 'data-kind': r.kind, tabindex: 0,
+          'aria-label': `${r.kind} ${fmt.bytes(r[sizeBy])}${r.object ? ` in ${fmt.basename(r.object)}` : ''}`,
           style: { left: `${leaf.x0}px`, top: `${leaf.y0}px`, width: `${Math.max(0, leaf.x1 - leaf.x0)}px`, height: `${Math.max(0, leaf.y1 - leaf.y0)}px`, background: KIND_COLOURS[r.kind] || KIND_COLOURS.other },
         }, leaf.x1 - leaf.x0 > 46 && leaf.y1 - leaf.y0 > 14 ? h('span', { class: 'cell-label' }, r.kind) : null));
       }

@@ -27,10 +27,13 @@ export function flameView(panel, app) {
   const modeBar = h('div', { class: 'segmented', role: 'radiogroup', 'aria-label': 'Measure' });
   const search = h('input', { type: 'search', placeholder: 'Search functions', 'aria-label': 'Search functions', class: 'search' });
   const reset = h('button', { type: 'button', class: 'reset' }, 'Reset zoom');
-  const details = h('div', { class: 'details', 'aria-live': 'polite' });
+  // details: the frame under the pointer, or search results; chosen: the frame zoomed into.
+  const details = h('div', { class: 'details hover-line' });
+  let searchText = '';
+  const chosen = h('div', { class: 'details chosen', 'aria-live': 'polite' });
   const note = h('p', { class: 'hint' });
   const box = h('div', { class: 'flame-box' });
-  panel.append(h('div', { class: 'toolbar' }, modeBar, search, reset), note, details, box);
+  panel.append(h('div', { class: 'toolbar' }, modeBar, search, reset), note, chosen, details, box);
 
   for (const m of MEASURES) {
     modeBar.append(h('button', {
@@ -51,6 +54,7 @@ export function flameView(panel, app) {
     for (const b of modeBar.children) b.setAttribute('aria-checked', b.dataset.measure === measure.id ? 'true' : 'false');
     box.replaceChildren();
     details.textContent = '';
+    chosen.textContent = '';
     note.textContent = measure.ranged && app.range
       ? `Counting only allocations made between ${fmt.seconds(app.range[0])} and ${fmt.seconds(app.range[1])}.`
       : measure.ranged ? '' : 'Whole run (this measure does not follow the time range).';
@@ -76,12 +80,13 @@ export function flameView(panel, app) {
       .setColorMapper((d, original) => (focused && d.data === focused ? FOCUS_COLOUR : original))
       .setSearchMatch((d, term) => !!term && d.data.name.toLowerCase().includes(term.toLowerCase()))
       .setSearchHandler((results, sum, all) => {
-        details.textContent = search.value
+        searchText = search.value
           ? `${results.length} frames match \u201c${search.value}\u201d: ${measure.format(sum)} of ${measure.format(all)} (${fmt.percent(sum, all)})`
           : '';
+        details.textContent = searchText;
       })
-      .setDetailsHandler((text) => { if (text) details.textContent = text; })
-      .onClick((d) => { details.textContent = label(d); });
+      .setDetailsHandler((text) => { details.textContent = text || searchText; })
+      .onClick((d) => { chosen.textContent = d.parent ? `Zoomed into ${label(d)}` : ''; });
     select(box).datum(tree.root).call(chart);
     if (search.value) chart.search(search.value);
     box.scrollTop = box.scrollHeight;
@@ -90,15 +95,17 @@ export function flameView(panel, app) {
   search.addEventListener('input', () => {
     if (!chart) return;
     if (search.value) chart.search(search.value);
-    else { chart.clear(); details.textContent = ''; }
+    else { searchText = ''; chart.clear(); details.textContent = ''; }
   });
   reset.addEventListener('click', () => {
     search.value = '';
+    searchText = '';
     focused = null;
     if (chart) {
       chart.clear();
       chart.resetZoom();
       details.textContent = '';
+      chosen.textContent = '';
     }
   });
 
@@ -127,7 +134,7 @@ export function flameView(panel, app) {
       const order = [measure, ...MEASURES.filter((m) => m !== measure)];
       const m = order.find((x) => x.value(app)(site) > 0);
       if (!m) {
-        details.textContent = `Site #${id} has nothing to show in any measure${app.range ? ' in the selected time range' : ''}.`;
+        chosen.textContent = `Site #${id} has nothing to show in any measure${app.range ? ' in the selected time range' : ''}.`;
         return;
       }
       if (m !== measure || !chart || stale) {
@@ -144,7 +151,7 @@ export function flameView(panel, app) {
           n.data.fade = false;
         }
         chart.zoomTo(node);
-        details.textContent = `Site #${id}: ${label(node)} \u00b7 ${siteLocation(model, site)}`;
+        chosen.textContent = `Site #${id}: ${label(node)} \u00b7 ${siteLocation(model, site)}`;
       }
     },
   };

@@ -24,6 +24,7 @@ export function count(n) {
 /** Seconds as "850 ms" or "12.40 s". */
 export function seconds(t) {
   if (t === null || t === undefined || Number.isNaN(t)) return '\u2014';
+  if (t === 0) return '0 s';
   if (Math.abs(t) < 1) return `${(t * 1000).toFixed(t < 0.01 ? 2 : 0)} ms`;
   return `${t.toFixed(2)} s`;
 }

@@ -47,16 +47,21 @@ function siteTableView(spec) {
       emptyText: spec.emptyText,
       onActivate: (r) => app.openSite(r.site.id),
     });
-    const note = h('p', { class: 'hint' });
-    panel.append(h('h2', null, spec.title), h('p', { class: 'hint' }, spec.hint), note, table.el);
+    const note = h('span', { class: 'hint' });
+    const filter = h('input', { type: 'search', class: 'search', placeholder: 'Filter by function or file', 'aria-label': `Filter ${spec.title}` });
+    panel.append(h('h2', null, spec.title), h('p', { class: 'hint' }, spec.hint),
+      h('div', { class: 'toolbar' }, filter, note), table.el);
     function refresh() {
-      const rows = siteRows(app, spec.keep);
+      const needle = filter.value.trim().toLowerCase();
+      const rows = siteRows(app, spec.keep).filter((r) => !needle
+        || r.fn.toLowerCase().includes(needle) || r.location.toLowerCase().includes(needle));
       table.setRows(rows);
-      note.textContent = app.range
-        ? `${rows.length.toLocaleString('en-US')} sites allocated in the selected time range.`
-        : '';
-      if (app.range && !rows.length) table.el.replaceChildren(emptyNote('No site in this table allocated anything in the selected time range.'));
+      const why = [app.range ? 'allocated in the selected time range' : '', needle ? `matching \u201c${filter.value.trim()}\u201d` : '']
+        .filter(Boolean).join(' and ');
+      note.textContent = why ? `${rows.length.toLocaleString('en-US')} sites ${why}.` : '';
+      if (why && !rows.length) table.el.replaceChildren(emptyNote(`No site in this table ${why}.`));
     }
+    filter.addEventListener('input', refresh);
     refresh();
     return { onRange: refresh };
   };

@@ -13,6 +13,12 @@ const COLOURS = {
   peak: '#c0392b',
 };
 
+// Axis steps in round binary units: 1, 2, 5, 10, 20, 50, 100, 200, 500 B, KiB, MiB...
+const BYTE_STEPS = [];
+for (let unit = 1; unit <= 1024 ** 5; unit *= 1024) {
+  for (const m of [1, 2, 5, 10, 20, 50, 100, 200, 500]) BYTE_STEPS.push(m * unit);
+}
+
 function chartData(tl) {
   const n = tl.t.length;
   const file = tl.rss_file || new Array(n).fill(null);
@@ -79,7 +85,7 @@ export function timelineView(panel, app) {
       scales: { x: { time: false } },
       axes: [
         { label: 'time since start (s)', values: (u, vals) => vals.map((v) => fmt.seconds(v)) },
-        { values: yBytes, size: 80 },
+        { values: yBytes, size: 80, incrs: BYTE_STEPS },
       ],
       series: [
         { label: 'time', value: (u, v) => (v === null ? '\u2014' : fmt.seconds(v)) },
