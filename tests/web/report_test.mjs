@@ -265,6 +265,20 @@ async function sampleChecks(context, dir, sample, template, out) {
     assert(await rowCount(page, 'sites') === sample.sites.length, 'clearing the range did not restore rows');
   });
 
+  await check('timeline: a range typed in seconds filters the tables too', async () => {
+    await showTab(page, 'timeline');
+    await page.fill('#view-timeline input[aria-label="Range start in seconds"]', '1.0');
+    await page.fill('#view-timeline input[aria-label="Range end in seconds"]', '1.25');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.body.dataset.range === '1,1.25');
+    const want = expectedRowsInRange(sample, 1.0, 1.25, 0.1);
+    await showTab(page, 'leaks');
+    const got = await rowCount(page, 'leaks');
+    const wantLeaks = sample.sites.filter((s) => s.leaked_bytes > 0 && s.buckets.some(([t]) => t + 0.1 >= 1.0 && t <= 1.25)).length;
+    assert(want > 0 && wantLeaks > 0 && got === wantLeaks, `${got} leak rows in range, want ${wantLeaks}`);
+    await page.click('#range-clear');
+  });
+
   await check('layout atlas: regions drawn, hover details, size toggle, snapshot picker', async () => {
     await showTab(page, 'layout');
     const virtualCells = await page.locator('#view-layout .cell').count();

@@ -67,7 +67,22 @@ export function timelineView(panel, app) {
     `Drag across the chart to select a time range: tables and flame graphs then count only allocations made in it. `,
     s.peak_live_bytes ? `The live heap peaked at ${fmt.bytes(s.peak_live_bytes)} at ${fmt.seconds(s.peak_time)}.` : ''));
   const box = h('div', { class: 'chart-box' });
-  panel.append(box);
+  const end = tl.t[tl.t.length - 1];
+  const field = (label) => h('input', { type: 'number', step: 'any', min: tl.t[0], max: end, 'aria-label': label, class: 'range-input' });
+  const from = field('Range start in seconds');
+  const to = field('Range end in seconds');
+  const form = h('form', { class: 'toolbar range-form' },
+    h('span', { class: 'tool-label' }, 'Time range from'), from, h('span', { class: 'tool-label' }, 's to'), to,
+    h('span', { class: 'tool-label' }, 's'),
+    h('button', { type: 'submit', class: 'reset' }, 'Apply'),
+    h('button', { type: 'button', class: 'reset', onclick: () => app.setRange(null) }, 'Whole run'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const lo = Number(from.value);
+    const hi = Number(to.value);
+    if (from.value !== '' && to.value !== '' && hi > lo) app.setRange([lo, hi]);
+  });
+  panel.append(box, form);
 
   const yBytes = (u, vals) => vals.map((v) => fmt.bytes(v));
   let plot = null;
@@ -115,6 +130,8 @@ export function timelineView(panel, app) {
   }
 
   function showRange(range) {
+    from.value = range ? range[0].toFixed(3) : '';
+    to.value = range ? range[1].toFixed(3) : '';
     if (!plot) return;
     settingFromApp = true;
     if (range) {
