@@ -26,7 +26,7 @@ export function flameView(panel, app) {
 
   const modeBar = h('div', { class: 'segmented', role: 'radiogroup', 'aria-label': 'Measure' });
   const search = h('input', { type: 'search', placeholder: 'Search functions', 'aria-label': 'Search functions', class: 'search' });
-  const reset = h('button', { type: 'button', class: 'reset' }, 'Reset zoom');
+  const reset = h('button', { type: 'button', class: 'reset', title: 'Zoom out and clear the search (Escape)' }, 'Reset zoom');
   // details: the frame under the pointer, or search results; chosen: the frame zoomed into.
   const details = h('div', { class: 'details hover-line' });
   let searchText = '';
@@ -96,6 +96,9 @@ export function flameView(panel, app) {
     if (!chart) return;
     if (search.value) chart.search(search.value);
     else { searchText = ''; chart.clear(); details.textContent = ''; }
+  });
+  panel.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') reset.click();
   });
   reset.addEventListener('click', () => {
     search.value = '';
