@@ -20,19 +20,24 @@ export function rng(seed) {
 const MiB = 1024 * 1024;
 const round3 = (x) => Math.round(x * 1000) / 1000;
 
-/** Copies a layout, scaling the resident figures of its heap-like regions to heapRss in total. */
+/** Copies a layout with its brk heap grown (or shrunk) to heapRss bytes, all resident. */
 function layoutWithHeap(layout, heapRss, pid) {
   const copy = JSON.parse(JSON.stringify(layout));
   copy.pid = pid;
-  const heapish = copy.regions.filter((r) => r.kind === 'heap' || r.kind === 'arena' || r.kind === 'anon');
-  const capacity = heapish.reduce((a, r) => a + r.size, 0);
-  let delta = 0;
-  for (const r of heapish) {
-    const rss = Math.min(r.size, Math.round((heapRss * (r.size / capacity)) / 4096) * 4096);
-    delta += rss - r.rss;
-    for (const k of ['rss', 'pss', 'uss', 'private_dirty', 'anonymous', 'referenced']) r[k] = rss;
+  const heap = copy.regions.find((r) => r.kind === 'heap');
+  if (!heap) return copy;
+  const bytes = Math.ceil(heapRss / 4096) * 4096;
+  const dSize = bytes - heap.size;
+  const dRss = bytes - heap.rss;
+  heap.end = heap.start + bytes;
+  heap.size = bytes;
+  for (const k of ['rss', 'pss', 'uss', 'private_dirty', 'anonymous', 'referenced', 'pss_dirty']) heap[k] = bytes;
+  copy.totals.size += dSize;
+  for (const k of ['rss', 'pss', 'uss', 'private_dirty', 'anonymous', 'referenced', 'pss_dirty']) copy.totals[k] += dRss;
+  if (copy.by_kind && copy.by_kind.heap) {
+    copy.by_kind.heap.size = bytes;
+    for (const k of ['rss', 'pss', 'uss']) copy.by_kind.heap[k] = bytes;
   }
-  for (const k of ['rss', 'pss', 'uss', 'private_dirty', 'anonymous', 'referenced']) copy.totals[k] += delta;
   return copy;
 }
 

@@ -283,14 +283,24 @@ async function sampleChecks(context, dir, sample, template, out) {
     await showTab(page, 'layout');
     const virtualCells = await page.locator('#view-layout .cell').count();
     assert(virtualCells >= 20, `${virtualCells} cells`);
-    await page.locator('#view-layout .cell[data-kind="text"]').first().hover();
+    const hoverLargest = async (kind) => {
+      const cells = page.locator(`#view-layout .cell[data-kind="${kind}"]`);
+      const areas = await cells.evaluateAll((els) => els.map((e) => e.offsetWidth * e.offsetHeight));
+      assert(areas.length && Math.max(...areas) > 0, `no visible ${kind} cell`);
+      await cells.nth(areas.indexOf(Math.max(...areas))).hover();
+    };
+    await hoverLargest('text');
     const info = await page.locator('#view-layout .atlas-info').textContent();
     assert(info.includes('Resident') && info.includes('.text'), 'hover details lack figures or sections');
-    await page.locator('#view-layout .cell[data-kind="bss"]').first().hover();
+    await hoverLargest('bss');
     assert((await page.locator('#view-layout .atlas-info').textContent()).includes('Largest symbols'), 'no symbols on hover');
     await page.click('#view-layout [data-size="rss"]');
     const residentCells = await page.locator('#view-layout .cell').count();
     assert(residentCells < virtualCells && residentCells > 5, `resident ${residentCells} vs virtual ${virtualCells}`);
+    const strip = await page.locator('#view-layout .strip-seg').count();
+    assert(strip === sample.snapshots[1].layout.regions.length, `${strip} address-order segments`);
+    await page.locator('#view-layout .strip-seg').last().hover();
+    assert((await page.locator('#view-layout .atlas-info').textContent()).includes('vsyscall'), 'last segment is not vsyscall');
     const snaps = await page.locator('#view-layout [data-snapshot]').count();
     assert(snaps === 3, `${snaps} snapshots`);
     await page.click('#view-layout [data-snapshot="start"]');

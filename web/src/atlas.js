@@ -66,11 +66,13 @@ export function atlasView(panel, app) {
   const snapBar = h('div', { class: 'segmented', role: 'radiogroup', 'aria-label': 'Snapshot' });
   const sizeBar = h('div', { class: 'segmented', role: 'radiogroup', 'aria-label': 'Size cells by' });
   const totals = h('p', { class: 'hint' });
+  const strip = h('div', { class: 'strip', role: 'img', 'aria-label': 'Regions in address order' });
   const map = h('div', { class: 'atlas', role: 'img', 'aria-label': 'Address space map' });
   const info = h('aside', { class: 'atlas-info', 'aria-live': 'polite' });
   const legend = h('div', { class: 'legend-row' });
   panel.append(h('div', { class: 'toolbar' }, h('span', { class: 'tool-label' }, 'Snapshot'), snapBar, h('span', { class: 'tool-label' }, 'Size by'), sizeBar),
-    totals, h('div', { class: 'atlas-row' }, map, info), legend);
+    totals, h('div', { class: 'strip-label' }, h('span', null, 'low addresses'), h('span', null, 'every region in address order, widths on a log scale'), h('span', null, 'high addresses')),
+    strip, h('div', { class: 'atlas-row' }, map, info), legend);
 
   for (const s of snaps) {
     snapBar.append(h('button', { type: 'button', role: 'radio', 'data-snapshot': s.label, onclick: () => { snap = s; draw(); } }, `${s.label} (${fmt.seconds(s.time)})`));
@@ -82,13 +84,15 @@ export function atlasView(panel, app) {
   let cells = [];
   let symbols = new Map();
   const describe = (ev) => {
-    const cell = ev.target.closest('.cell');
+    const cell = ev.target.closest('.cell, .strip-seg');
     if (!cell) return;
     const i = Number(cell.dataset.index);
     info.replaceChildren(...regionDetails(cells[i], symbols.get(i)).filter(Boolean));
   };
-  map.addEventListener('mouseover', describe);
-  map.addEventListener('focusin', describe);
+  for (const el of [map, strip]) {
+    el.addEventListener('mouseover', describe);
+    el.addEventListener('focusin', describe);
+  }
 
   function draw() {
     for (const b of snapBar.children) b.setAttribute('aria-checked', b.dataset.snapshot === snap.label ? 'true' : 'false');
@@ -99,6 +103,7 @@ export function atlasView(panel, app) {
     const t = layout.totals || {};
     totals.textContent = `${cells.length} regions \u00b7 virtual ${fmt.bytes(t.size)} \u00b7 resident ${fmt.bytes(t.rss)} \u00b7 PSS ${fmt.bytes(t.pss)} \u00b7 USS ${fmt.bytes(t.uss)} \u00b7 swapped ${fmt.bytes(t.swap)}. Hover a cell for its figures.`;
     map.replaceChildren();
+    drawStrip();
     info.replaceChildren(h('p', { class: 'hint' }, 'Hover a region to see its figures, sections and largest symbols.'));
     const index = new Map(cells.map((r, i) => [r, i]));
     const groups = groupRegions(layout);
@@ -109,7 +114,7 @@ export function atlasView(panel, app) {
       return;
     }
     const width = Math.max(400, map.clientWidth || 800);
-    const height = 460;
+    const height = 420;
     treemap().size([width, height]).tile(treemapSquarify.ratio(1.4)).paddingOuter(2).paddingTop(18).paddingInner(1)(root);
     let hidden = 0;
     for (const g of root.children || []) {
@@ -135,6 +140,21 @@ export function atlasView(panel, app) {
     legend.replaceChildren(...Object.keys(byKind).map((k) => h('span', { class: 'legend-item' },
       h('span', { class: 'swatch', style: { background: KIND_COLOURS[k] || KIND_COLOURS.other } }),
       `${k} ${fmt.bytes(byKind[k][sizeBy])}`)));
+  }
+
+  // Address order at a glance: one segment per region, width growing with log2 of its size,
+  // so a 4 KiB guard page and a 64 MiB arena reservation are both visible.
+  function drawStrip() {
+    const weight = (r) => {
+      const bytes = Math.max(0, r[sizeBy] || 0);
+      return bytes ? 1 + Math.log2(1 + bytes / 4096) : 0.35;
+    };
+    const total = cells.reduce((a, r) => a + weight(r), 0);
+    strip.replaceChildren(...cells.map((r, i) => h('div', {
+      class: 'strip-seg', 'data-index': i,
+      title: `${r.kind} ${fmt.hex(r.start)} ${fmt.bytes(r.size)} virtual, ${fmt.bytes(r.rss)} resident`,
+      style: { width: `${(100 * weight(r)) / total}%`, background: r[sizeBy] ? KIND_COLOURS[r.kind] || KIND_COLOURS.other : '#f4f4f4' },
+    })));
   }
 
   draw();

@@ -8,11 +8,11 @@ import { activityIn, flameTree, siteLocation } from './model.js';
 import * as fmt from './format.js';
 
 const MEASURES = [
-  { id: 'allocations', label: 'Allocation calls', format: fmt.count, value: (app) => (s) => activityIn(s, app.range, app.bucketWidth).allocations, ranged: true, empty: 'No allocation calls' },
-  { id: 'bytes', label: 'Bytes allocated', format: fmt.bytes, value: (app) => (s) => activityIn(s, app.range, app.bucketWidth).bytes, ranged: true, empty: 'No bytes allocated' },
-  { id: 'peak', label: 'Live at peak', format: fmt.bytes, value: () => (s) => s.peak_bytes, empty: 'No heap bytes live at the peak' },
-  { id: 'leaked', label: 'Leaked', format: fmt.bytes, value: () => (s) => s.leaked_bytes, empty: 'Nothing leaked' },
-  { id: 'temporary', label: 'Temporary', format: fmt.count, value: () => (s) => s.temporary, empty: 'No temporary allocations' },
+  { id: 'allocations', label: 'Allocation calls', format: fmt.count, value: (app) => (s) => activityIn(s, app.range, app.bucketWidth).allocations, ranged: true, hue: 'warm', empty: 'No allocation calls' },
+  { id: 'bytes', label: 'Bytes allocated', format: fmt.bytes, value: (app) => (s) => activityIn(s, app.range, app.bucketWidth).bytes, ranged: true, hue: 'warm', empty: 'No bytes allocated' },
+  { id: 'peak', label: 'Live at peak', format: fmt.bytes, value: () => (s) => s.peak_bytes, hue: 'blue', empty: 'No heap bytes live at the peak' },
+  { id: 'leaked', label: 'Leaked', format: fmt.bytes, value: () => (s) => s.leaked_bytes, hue: 'red', empty: 'Nothing leaked' },
+  { id: 'temporary', label: 'Temporary', format: fmt.count, value: () => (s) => s.temporary, hue: 'aqua', empty: 'No temporary allocations' },
 ];
 const FOCUS_COLOUR = '#2b6cb0';
 
@@ -75,6 +75,7 @@ export function flameView(panel, app) {
       .selfValue(true)
       .transitionDuration(120)
       .title('')
+      .setColorHue(measure.hue)
       .label(label)
       .sort((a, b) => b.value - a.value)
       .setColorMapper((d, original) => (focused && d.data === focused ? FOCUS_COLOUR : original))
