@@ -82,3 +82,15 @@ test('a site is located at its innermost frame with a source file', () => {
   const m = normalise(sample);
   assert.equal(siteLocation(m, m.sites[0]), 'src/io.cc:19');
 });
+
+test('what to look at first: nothing for an empty model, leaks first when there are leaks', async () => {
+  const { findings } = await import('../../web/src/summary.js');
+  assert.deepEqual(findings(normalise({})), []);
+  const list = findings(normalise(sample));
+  assert.equal(list[0].view, 'leaks');
+  assert.match(list[0].text, /leaked in 1,503 blocks/);
+  assert.ok(list.some((f) => f.view === 'copies'));
+  assert.ok(list.some((f) => f.text.startsWith('Warning: ')));
+  const failed = findings(normalise({ meta: { exit_status: 3 } }));
+  assert.match(failed[0].text, /exited with status 3/);
+});
