@@ -28,7 +28,8 @@ function functionColumn(app) {
   return {
     key: 'fn', label: 'Allocating function', get: (r) => r.fn,
     format: (v, r) => h('button', {
-      type: 'button', class: 'link', title: `${v}\nsite #${r.site.id}: show it in the flame graph`,
+      // Not a tab stop of its own: the row is (Enter on the row does the same).
+      type: 'button', class: 'link', tabindex: -1, title: `${v}\nsite #${r.site.id}: show it in the flame graph`,
       onclick: () => app.openSite(r.site.id),
     }, v),
   };
