@@ -18,6 +18,7 @@ packages=(
   binutils                      # nm, readelf: oracles in tests
   python3
   valgrind heaptrack            # peers, measured in benchmarks and tests
+  chromium                      # headless browser for the HTML report tests (tests/web)
 )
 
 missing=()
@@ -30,6 +31,11 @@ if ! command -v rustc >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/rustc" ]; then
   missing+=(rustc)
 fi
 
+# The HTML report front end (web/) is bundled with Node.js; use the one on PATH, else Debian's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
+
 if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -38,4 +44,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# npm packages of the report front end, exactly as locked; skipped when already installed.
+web_dir="$(cd "$(dirname "$0")/.." && pwd)/web"
+[ -d "$web_dir/node_modules" ] || npm ci --prefix "$web_dir" --no-audit --no-fund
 echo "setup: all dependencies present"

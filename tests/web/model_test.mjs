@@ -1,0 +1,96 @@
+// Model logic of the report front end (web/src/model.js), run with `node --test`.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  normalise, bucketWidth, activityIn, flameTree, treeTotal, groupRegions, siteLocation,
+} from '../../web/src/model.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const sample = JSON.parse(readFileSync(join(here, 'sample_model.json'), 'utf8'));
+
+test('an empty model normalises to empty parts', () => {
+  const m = normalise({});
+  assert.deepEqual(m.sites, []);
+  assert.deepEqual(m.timeline.t, []);
+  assert.equal(m.timeline.rss, null);
+  assert.deepEqual(m.snapshots, []);
+  assert.equal(m.resident.at_peak, null);
+  assert.equal(m.summary.present, false);
+});
+
+test('a timeline series of the wrong length is dropped', () => {
+  const m = normalise({ timeline: { t: [0, 1, 2], rss: [1, 2], heap_live: [1, 2, 3] } });
+  assert.equal(m.timeline.rss, null);
+  assert.deepEqual(m.timeline.heap_live, [1, 2, 3]);
+});
+
+test('bucket width is the smallest gap between bucket times', () => {
+  const m = normalise(sample);
+  assert.ok(Math.abs(bucketWidth(m.sites) - 0.1) < 1e-9);
+  assert.equal(bucketWidth([]), 0);
+});
+
+test('activity in a range sums the overlapping buckets only', () => {
+  const site = { allocations: 60, bytes: 600, buckets: [[0, 10, 100], [1, 20, 200], [2, 30, 300]] };
+  assert.deepEqual(activityIn(site, null, 1), { allocations: 60, bytes: 600 });
+  assert.deepEqual(activityIn(site, [1.2, 1.8], 1), { allocations: 20, bytes: 200 });
+  assert.deepEqual(activityIn(site, [0.5, 1.5], 1), { allocations: 30, bytes: 300 });
+  assert.deepEqual(activityIn(site, [5, 6], 1), { allocations: 0, bytes: 0 });
+});
+
+test('the flame tree merges common callers and puts each site on its allocating frame', () => {
+  const m = normalise({
+    frames: [{ function: 'main' }, { function: 'a' }, { function: 'b' }, { function: 'leaf' }],
+    sites: [
+      { id: 1, frames: [3, 1, 0], bytes: 10 },
+      { id: 2, frames: [3, 2, 0], bytes: 5 },
+      { id: 3, frames: [1, 0], bytes: 7 },
+      { id: 4, frames: [2, 0], bytes: 0 },
+    ],
+  });
+  const { root, nodeOfSite } = flameTree(m, (s) => s.bytes);
+  assert.equal(root.children.length, 1);
+  const main = root.children[0];
+  assert.equal(main.name, 'main');
+  assert.deepEqual(main.children.map((c) => c.name).sort(), ['a', 'b']);
+  assert.equal(treeTotal(root), 22);
+  assert.equal(nodeOfSite.get(3).name, 'a');
+  assert.equal(nodeOfSite.get(3).value, 7);
+  assert.equal(nodeOfSite.has(4), false);
+  assert.equal(nodeOfSite.get(1).name, 'leaf');
+});
+
+test('regions are grouped by object, with an anonymous .bss joining its object', () => {
+  const layout = sample.snapshots[2].layout;
+  const groups = groupRegions(layout);
+  const exe = groups.find((g) => g.label.endsWith('layout_tour'));
+  assert.ok(exe.regions.some((r) => r.kind === 'bss' && r.path === null));
+  const orphan = { regions: [
+    { start: 0, end: 4096, kind: 'data', object: '/lib/x.so' },
+    { start: 4096, end: 8192, kind: 'bss', object: null },
+    { start: 8192, end: 12288, kind: 'anon', object: null },
+  ] };
+  assert.deepEqual(groupRegions(orphan).map((g) => [g.key, g.regions.length]), [['obj:/lib/x.so', 2], ['anon', 1]]);
+  assert.ok(groups.some((g) => g.key === 'stack'));
+  assert.equal(groups.reduce((a, g) => a + g.regions.length, 0), layout.regions.length);
+});
+
+test('a site is located at its innermost frame with a source file', () => {
+  const m = normalise(sample);
+  assert.equal(siteLocation(m, m.sites[0]), 'src/io.cc:19');
+});
+
+test('what to look at first: nothing for an empty model, leaks first when there are leaks', async () => {
+  const { findings } = await import('../../web/src/summary.js');
+  assert.deepEqual(findings(normalise({})), []);
+  const list = findings(normalise(sample));
+  assert.equal(list[0].view, 'leaks');
+  assert.match(list[0].text, /leaked in 1,503 blocks/);
+  assert.ok(list.some((f) => f.view === 'copies'));
+  assert.ok(list.some((f) => f.text.startsWith('Warning: ')));
+  const failed = findings(normalise({ meta: { exit_status: 3 } }));
+  assert.match(failed[0].text, /exited with status 3/);
+});
