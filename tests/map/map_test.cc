@@ -468,11 +468,11 @@ TEST(MapCpp, BackgroundChildrenOutliveTheCommandUnharmed) {
   std::string marker = ::testing::TempDir() + "/map_background_done";
   unlink(marker.c_str());
   CommandResult r = run_command({memcensus_bin(), "map", "-o", "/dev/null", "--", "bash", "-c",
-                                 "(sleep 0.5; touch " + marker + ") >/dev/null 2>&1 & exit 3"});
+                                 "(sleep 3; touch " + marker + ") >/dev/null 2>&1 & exit 3"});
   EXPECT_EQ(r.exit_code, 3) << r.err;
   // memcensus returned without waiting for the child; the child finishes its work later.
   EXPECT_NE(access(marker.c_str(), F_OK), 0);
-  for (int i = 0; i < 50 && access(marker.c_str(), F_OK) != 0; ++i) usleep(100000);
+  for (int i = 0; i < 150 && access(marker.c_str(), F_OK) != 0; ++i) usleep(100000);
   EXPECT_EQ(access(marker.c_str(), F_OK), 0);
 }
 
