@@ -1,0 +1,199 @@
+#include "analysis/heap_analysis.h"
+
+#include <algorithm>
+
+#include "format/trace_format.h"
+
+namespace memcensus {
+namespace f = memcensus::format;
+
+// Per-site bytes at the global peak, computed lazily: peak_epoch_ counts new global peaks.
+// A site whose live bytes last changed in an earlier epoch still had those bytes at the
+// latest peak, so before each change (and at the end) such a site copies live_bytes into
+// peak_bytes. A change that itself sets a new peak bumps the epoch after being applied.
+void HeapAnalysis::site_change(uint32_t stack, int64_t delta) {
+  SiteStats& site = sites_[stack];
+  site.stack = stack;
+  if (site.epoch < peak_epoch_) site.peak_bytes = site.live_bytes;
+  site.epoch = peak_epoch_;
+  site.live_bytes += static_cast<uint64_t>(delta);
+  live_bytes_ += static_cast<uint64_t>(delta);
+  if (live_bytes_ > s_.totals.peak_live_bytes) {
+    s_.totals.peak_live_bytes = live_bytes_;
+    ++peak_epoch_;
+  }
+}
+
+void HeapAnalysis::note_time(uint64_t t) { s_.duration_ns = std::max(s_.duration_ns, t); }
+
+void HeapAnalysis::allocated(uint64_t ptr, uint64_t size, uint32_t stack, uint64_t time) {
+  SiteStats& site = sites_[stack];
+  site.stack = stack;
+  site.allocations++;
+  site.bytes += size;
+  auto pending = pending_frees_.find(ptr);
+  if (pending != pending_frees_.end()) {
+    auto& times = pending->second;
+    auto it = std::find_if(times.begin(), times.end(), [&](uint64_t t) { return t >= time; });
+    if (it != times.end()) {  // its free was read first (another thread's buffer)
+      times.erase(it);
+      if (times.empty()) pending_frees_.erase(pending);
+      s_.totals.unmatched_frees--;
+      return;
+    }
+  }
+  uint64_t before = s_.totals.peak_live_bytes;
+  site_change(stack, static_cast<int64_t>(size));
+  if (s_.totals.peak_live_bytes != before) s_.totals.peak_time_ns = time;
+  Block b{size, time, stack};
+  auto [slot, fresh] = live_.try_emplace(ptr, b);
+  if (!fresh) extra_live_[ptr].push_back(b);
+}
+
+bool HeapAnalysis::take_block(uint64_t ptr, uint64_t time, Block* out) {
+  auto it = live_.find(ptr);
+  if (it == live_.end()) return false;
+  auto ex = extra_live_.find(ptr);
+  if (ex == extra_live_.end()) {
+    *out = it->second;
+    live_.erase(it);
+    return true;
+  }
+  // Several live blocks at one address: take the latest allocated at or before `time`.
+  std::vector<Block>& more = ex->second;
+  Block* best = it->second.time <= time ? &it->second : nullptr;
+  for (Block& b : more)
+    if (b.time <= time && (!best || b.time > best->time)) best = &b;
+  if (!best) best = &it->second;
+  *out = *best;
+  if (best == &it->second) {
+    it->second = more.back();
+  } else {
+    *best = more.back();
+  }
+  more.pop_back();
+  if (more.empty()) extra_live_.erase(ex);
+  return true;
+}
+
+uint64_t HeapAnalysis::released(uint64_t ptr, uint64_t time, bool* known) {
+  Block b;
+  *known = take_block(ptr, time, &b);
+  if (!*known) {
+    pending_frees_[ptr].push_back(time);
+    s_.totals.unmatched_frees++;
+    return 0;
+  }
+  site_change(b.stack, -static_cast<int64_t>(b.size));
+  return b.size;
+}
+
+void HeapAnalysis::on_alloc(const TraceEvent& e) {
+  s_.totals.allocation_calls++;
+  if (e.ptr == 0) {
+    s_.totals.failed_allocations++;
+    return;
+  }
+  s_.totals.bytes_allocated += e.size;
+  allocated(e.ptr, e.size, e.stack, e.time);
+}
+
+void HeapAnalysis::on_free(const TraceEvent& e) {
+  s_.totals.free_calls++;
+  bool known = false;
+  if (e.ptr != 0) released(e.ptr, e.time, &known);
+}
+
+void HeapAnalysis::on_realloc(const TraceEvent& e) {
+  s_.totals.allocation_calls++;
+  s_.totals.realloc_calls++;
+  if (e.ptr == 0) {
+    // Failed (old block kept), or realloc(p, 0) which frees p in glibc.
+    if (e.size == 0 && e.old_ptr != 0) {
+      bool known = false;
+      released(e.old_ptr, e.time, &known);
+    } else {
+      s_.totals.failed_allocations++;
+    }
+    return;
+  }
+  uint64_t old_size = 0;
+  bool known = false;
+  if (e.old_ptr != 0) old_size = released(e.old_ptr, e.time, &known);
+  if (e.old_ptr != 0 && e.ptr != e.old_ptr) {
+    s_.totals.realloc_moves++;
+    s_.totals.realloc_bytes_copied += std::min(old_size, e.size);
+  }
+  s_.totals.bytes_allocated += e.size;
+  allocated(e.ptr, e.size, e.stack, e.time_after);
+}
+
+void HeapAnalysis::on_event(const TraceEvent& e) {
+  s_.events++;
+  note_time(e.time_after);
+  if (streams_.emplace(e.stream, true).second) s_.threads++;
+  f::Shape shape = f::shape_of(e.kind);
+  s_.calls[shape.entry_point]++;
+  switch (shape.family) {
+    case f::Family::kAlloc: return on_alloc(e);
+    case f::Family::kFree: return on_free(e);
+    case f::Family::kRealloc: return on_realloc(e);
+    default: return;  // mappings are counted by entry point only
+  }
+}
+
+void HeapAnalysis::on_stack(const TraceStack& s) { s_.stacks[s.id] = s.frames; }
+
+void HeapAnalysis::on_module(const TraceModule& m) {
+  auto key = std::make_pair(m.path, m.bias);
+  if (module_index_.emplace(key, s_.modules.size()).second) {
+    s_.modules.push_back(m);
+  } else {
+    s_.modules[module_index_[key]] = m;
+  }
+}
+
+void HeapAnalysis::on_process(const TraceProcess& p) {
+  s_.process = p;
+  s_.have_process = true;
+}
+
+void HeapAnalysis::on_rss(const TraceRss& r) {
+  note_time(r.time);
+  s_.totals.peak_rss = std::max(s_.totals.peak_rss, r.rss);
+}
+
+void HeapAnalysis::on_end(const TraceEnd& e) {
+  note_time(e.time);
+  s_.clean_end = true;
+  s_.lost_events = e.lost_events;
+}
+
+void HeapAnalysis::on_exit(const TraceExit& e) {
+  s_.exit = e;
+  s_.have_exit = true;
+}
+
+HeapSummary HeapAnalysis::finish() {
+  auto leak = [&](const Block& b) {
+    s_.totals.leaked_blocks++;
+    s_.totals.leaked_bytes += b.size;
+    sites_[b.stack].leaked_blocks++;
+    sites_[b.stack].leaked_bytes += b.size;
+  };
+  for (auto& [ptr, b] : live_) leak(b);
+  for (auto& [ptr, v] : extra_live_)
+    for (const Block& b : v) leak(b);
+  for (auto& [id, site] : sites_) {
+    if (site.epoch < peak_epoch_) site.peak_bytes = site.live_bytes;
+    s_.sites.push_back(site);
+  }
+  std::sort(s_.sites.begin(), s_.sites.end(), [](const SiteStats& a, const SiteStats& b) {
+    if (a.bytes != b.bytes) return a.bytes > b.bytes;
+    if (a.allocations != b.allocations) return a.allocations > b.allocations;
+    return a.stack < b.stack;
+  });
+  return std::move(s_);
+}
+
+}  // namespace memcensus
