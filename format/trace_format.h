@@ -97,7 +97,11 @@ enum MetaTag : uint8_t {
   kSmaps = 0x46,      // varint time, varint reason (SmapsReason), string smaps text
   kEnd = 0x47,        // varint time, varint lost_events: the runtime shut down cleanly
   kExit = 0x48,       // varint how (0 exited, 1 signal), varint code: appended by the CLI
-  kLastMetaTag = 0x48,
+  kRound = 0x49,      // (no body) the writer drained every ring once. An event can only
+                      // depend on events published before it, so sorting the events between
+                      // two kRound records by time gives an order consistent with causality
+                      // (see core/analysis/heap_analysis.h).
+  kLastMetaTag = 0x49,
 };
 
 enum SmapsReason : uint8_t { kSmapsStart = 0, kSmapsPeak = 1, kSmapsExit = 2 };

@@ -20,9 +20,11 @@ using namespace memcensus::rt;
 
 namespace {
 
-// The unwinder maps its caches with mmap: those calls are the runtime's, not the program's.
-inline bool skip() {
-  return __builtin_expect(t_state.guard | t_state.unwinding, 0) || !rt_active();
+// The unwinder maps (and at thread exit unmaps) its caches: those calls are the runtime's.
+inline bool skip(void* ret) {
+  uint64_t r = reinterpret_cast<uint64_t>(ret);
+  return __builtin_expect(t_state.guard | t_state.unwinding, 0) ||
+         (r >= g_unwinder_lo && r < g_unwinder_hi) || !rt_active();
 }
 
 void* sys_mmap(void* a, size_t len, int prot, int flags, int fd, off_t off) {
@@ -32,21 +34,21 @@ void* sys_mmap(void* a, size_t len, int prot, int flags, int fd, off_t off) {
 }  // namespace
 
 MEMCENSUS_EXPORT void* mmap(void* a, size_t len, int prot, int flags, int fd, off_t off) {
-  if (skip()) return sys_mmap(a, len, prot, flags, fd, off);
+  if (skip(__builtin_return_address(0))) return sys_mmap(a, len, prot, flags, fd, off);
   void* p = sys_mmap(a, len, prot, flags, fd, off);
   record_mmap(p, len, prot, flags, fd, __builtin_return_address(0));
   return p;
 }
 
 MEMCENSUS_EXPORT void* mmap64(void* a, size_t len, int prot, int flags, int fd, off_t off) {
-  if (skip()) return sys_mmap(a, len, prot, flags, fd, off);
+  if (skip(__builtin_return_address(0))) return sys_mmap(a, len, prot, flags, fd, off);
   void* p = sys_mmap(a, len, prot, flags, fd, off);
   record_mmap(p, len, prot, flags, fd, __builtin_return_address(0));
   return p;
 }
 
 MEMCENSUS_EXPORT int munmap(void* a, size_t len) {
-  if (skip()) return static_cast<int>(syscall(SYS_munmap, a, len));
+  if (skip(__builtin_return_address(0))) return static_cast<int>(syscall(SYS_munmap, a, len));
   int r = static_cast<int>(syscall(SYS_munmap, a, len));
   record_munmap(a, len, r);
   return r;
@@ -63,7 +65,7 @@ MEMCENSUS_EXPORT void* mremap(void* old, size_t old_len, size_t new_len, int fla
   auto call = [&] {
     return reinterpret_cast<void*>(syscall(SYS_mremap, old, old_len, new_len, flags, target));
   };
-  if (skip()) return call();
+  if (skip(__builtin_return_address(0))) return call();
   uint64_t before = rt_now();
   void* p = call();
   record_mremap(old, old_len, p, new_len, before, __builtin_return_address(0));

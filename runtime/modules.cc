@@ -81,7 +81,37 @@ int first_counts(dl_phdr_info* info, size_t size, void* data) {
   return 1;
 }
 
+struct RangeQuery {
+  uint64_t addr, lo, hi;
+  bool found;
+};
+
+int find_range(dl_phdr_info* info, size_t, void* data) {
+  RangeQuery* q = static_cast<RangeQuery*>(data);
+  uint64_t lo = ~0ull, hi = 0;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD) continue;
+    uint64_t s = info->dlpi_addr + ph.p_vaddr;
+    if (s < lo) lo = s;
+    if (s + ph.p_memsz > hi) hi = s + ph.p_memsz;
+  }
+  if (q->addr < lo || q->addr >= hi) return 0;
+  q->lo = lo;
+  q->hi = hi;
+  q->found = true;
+  return 1;
+}
+
 }  // namespace
+
+bool module_range_of(const void* addr, uint64_t* lo, uint64_t* hi) {
+  RangeQuery q{reinterpret_cast<uint64_t>(addr), 0, 0, false};
+  dl_iterate_phdr(find_range, &q);
+  *lo = q.lo;
+  *hi = q.hi;
+  return q.found;
+}
 
 void module_generation(uint64_t* adds, uint64_t* subs) {
   uint64_t c[2] = {0, 0};

@@ -13,4 +13,7 @@ void module_generation(uint64_t* adds, uint64_t* subs);
 // Calls sink once per loaded object with its encoded kModule record.
 void for_each_module(void (*sink)(const uint8_t* record, size_t n));
 
+// The address range [lo, hi) of the PT_LOAD segments of the object containing `addr`.
+bool module_range_of(const void* addr, uint64_t* lo, uint64_t* hi);
+
 }  // namespace memcensus::rt

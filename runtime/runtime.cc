@@ -5,6 +5,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
+#include "runtime/modules.h"
 #include "runtime/ring.h"
 #include "runtime/stack_table.h"
 #include "runtime/sys.h"
@@ -18,6 +19,7 @@ std::atomic<uint32_t> g_phase{kUninit};
 std::atomic<uint64_t> g_lost_events{0};
 Config g_config;
 uint64_t g_t0 = 0;
+uint64_t g_unwinder_lo = 0, g_unwinder_hi = 0;
 
 namespace {
 
@@ -93,6 +95,7 @@ bool setup() {
   g_t0 = monotonic_ns();
   if (!writer_open()) return false;
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+  module_range_of(reinterpret_cast<const void*>(&unw_backtrace), &g_unwinder_lo, &g_unwinder_hi);
   pthread_key_create(&g_thread_key, thread_exit);
   pthread_atfork(fork_prepare, fork_parent, fork_child);
   return true;

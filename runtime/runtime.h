@@ -53,6 +53,9 @@ inline bool rt_active() {
 // Writes everything recorded so far and turns the runtime off (destructor, _exit).
 void rt_shutdown();
 
+// Text range of libunwind: mappings it makes for its caches are not the program's.
+extern uint64_t g_unwinder_lo, g_unwinder_hi;
+
 // Events dropped because no ring could be claimed or the writer was gone.
 extern std::atomic<uint64_t> g_lost_events;
 

@@ -5,6 +5,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 #define ZSTD_STATIC_LINKING_ONLY
@@ -184,6 +185,8 @@ void round_locked(bool final_round) {
   if (check_alive) g_last_alive_check = t;
   uint32_t count = g_rings->count.load(std::memory_order_acquire);
   for (uint32_t i = 0; i < count; ++i) drain_ring(&g_rings->rings[i], check_alive);
+  const uint8_t round = f::kRound;
+  emit(&round, 1);
   emit_rss();
   if (!final_round) maybe_peak_snapshot();
   if (final_round || g_raw_used >= kFlushBytes || now() - g_last_flush >= kFlushNs) flush_chunk();
@@ -231,26 +234,19 @@ void emit_process() {
   }
 }
 
-// Opens the trace for this image: the configured path for the root process's first image,
-// else "<path>.<pid>" or "<path>.<pid>.<n>".
+// Opens the trace for this image: the configured path for the root process, else
+// "<path>.<pid>". An image that follows an exec in the same process appends to the file
+// its predecessor wrote: it starts a new segment with its own file header.
 int open_trace_file() {
-  constexpr int kFlags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
-  pid_t pid = sys_getpid();
-  if (pid == g_config.root_pid) {
-    int fd = sys_open(g_config.output, kFlags, 0644);
-    if (fd >= 0 || errno != EEXIST) return fd;
-  }
   char path[4200];
-  for (uint64_t n = 0; n < 1000; ++n) {
-    char* p = put_str(path, g_config.output);
+  char* p = put_str(path, g_config.output);
+  pid_t pid = sys_getpid();
+  if (pid != g_config.root_pid) {
     *p++ = '.';
     p = put_decimal(p, static_cast<uint64_t>(pid));
-    if (n) *p++ = '.', p = put_decimal(p, n);
-    *p = 0;
-    int fd = sys_open(path, kFlags, 0644);
-    if (fd >= 0 || errno != EEXIST) return fd;
   }
-  return -1;
+  *p = 0;
+  return sys_open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 }
 
 }  // namespace
@@ -288,7 +284,13 @@ void writer_start() {
   emit_smaps(f::kSmapsStart);
   pthread_mutex_unlock(&g_lock);
   g_stop.store(false);
+  // The writer is born with every signal blocked: the program's handlers must run on the
+  // program's threads, where their allocations are recorded.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   if (pthread_create(&g_thread, nullptr, writer_main, nullptr) == 0) g_running.store(true);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 void writer_wake() {
@@ -341,6 +343,18 @@ void writer_finish() {
     sys_close(g_fd);
     g_fd = -1;
   }
+  pthread_mutex_unlock(&g_lock);
+}
+
+void writer_pause_for_exec() {
+  GuardScope guard;
+  if (g_running.exchange(false)) {
+    g_stop.store(true, std::memory_order_release);
+    writer_wake();
+    pthread_join(g_thread, nullptr);
+  }
+  pthread_mutex_lock(&g_lock);
+  round_locked(true);
   pthread_mutex_unlock(&g_lock);
 }
 

@@ -27,6 +27,10 @@ void writer_note_modules();
 // Final round: drains every ring, exit snapshot, kEnd, closes the file. Idempotent.
 void writer_finish();
 
+// Before an exec: stops the writer thread and writes everything recorded so far. If the
+// exec fails, writer_start() resumes tracing.
+void writer_pause_for_exec();
+
 void writer_fork_prepare();
 void writer_fork_parent();
 // In a forked child: drops the parent's file; opens a new one when `follow` is set.

@@ -34,7 +34,9 @@ void HeapAnalysis::allocated(uint64_t ptr, uint64_t size, uint32_t stack, uint64
   auto pending = pending_frees_.find(ptr);
   if (pending != pending_frees_.end()) {
     auto& times = pending->second;
-    auto it = std::find_if(times.begin(), times.end(), [&](uint64_t t) { return t >= time; });
+    auto it = times.end();  // the earliest free at or after this allocation
+    for (auto i = times.begin(); i != times.end(); ++i)
+      if (*i >= time && (it == times.end() || *i < *it)) it = i;
     if (it != times.end()) {  // its free was read first (another thread's buffer)
       times.erase(it);
       if (times.empty()) pending_frees_.erase(pending);
@@ -50,27 +52,25 @@ void HeapAnalysis::allocated(uint64_t ptr, uint64_t size, uint32_t stack, uint64
   if (!fresh) extra_live_[ptr].push_back(b);
 }
 
+// Takes the live block at `ptr` that this free releases: the latest one allocated at or
+// before `time`. A block allocated later belongs to a later free (its buffer was read first).
 bool HeapAnalysis::take_block(uint64_t ptr, uint64_t time, Block* out) {
   auto it = live_.find(ptr);
   if (it == live_.end()) return false;
   auto ex = extra_live_.find(ptr);
+  Block* best = it->second.time <= time ? &it->second : nullptr;
+  if (ex != extra_live_.end()) {
+    for (Block& b : ex->second)
+      if (b.time <= time && (!best || b.time > best->time)) best = &b;
+  }
+  if (!best) return false;
+  *out = *best;
   if (ex == extra_live_.end()) {
-    *out = it->second;
     live_.erase(it);
     return true;
   }
-  // Several live blocks at one address: take the latest allocated at or before `time`.
   std::vector<Block>& more = ex->second;
-  Block* best = it->second.time <= time ? &it->second : nullptr;
-  for (Block& b : more)
-    if (b.time <= time && (!best || b.time > best->time)) best = &b;
-  if (!best) best = &it->second;
-  *out = *best;
-  if (best == &it->second) {
-    it->second = more.back();
-  } else {
-    *best = more.back();
-  }
+  *best = more.back();  // fill the hole with the last extra block (maybe best itself)
   more.pop_back();
   if (more.empty()) extra_live_.erase(ex);
   return true;
@@ -128,7 +128,16 @@ void HeapAnalysis::on_realloc(const TraceEvent& e) {
   allocated(e.ptr, e.size, e.stack, e.time_after);
 }
 
-void HeapAnalysis::on_event(const TraceEvent& e) {
+void HeapAnalysis::on_event(const TraceEvent& e) { round_.push_back(e); }
+
+void HeapAnalysis::on_round() {
+  std::stable_sort(round_.begin(), round_.end(),
+                   [](const TraceEvent& a, const TraceEvent& b) { return a.time < b.time; });
+  for (const TraceEvent& e : round_) apply(e);
+  round_.clear();
+}
+
+void HeapAnalysis::apply(const TraceEvent& e) {
   s_.events++;
   note_time(e.time_after);
   if (streams_.emplace(e.stream, true).second) s_.threads++;
@@ -174,7 +183,13 @@ void HeapAnalysis::on_exit(const TraceExit& e) {
   s_.have_exit = true;
 }
 
+HeapAnalysis::HeapAnalysis() {
+  for (unsigned k = 1; k < f::kEventKindEnd; ++k)
+    if (const char* name = f::shape_of(static_cast<uint8_t>(k)).entry_point) s_.calls[name] = 0;
+}
+
 HeapSummary HeapAnalysis::finish() {
+  on_round();
   auto leak = [&](const Block& b) {
     s_.totals.leaked_blocks++;
     s_.totals.leaked_bytes += b.size;

@@ -12,10 +12,12 @@
 //    delete or realloc. "leaked" = live when the trace ends.
 //  * realloc moves: successful reallocs of a non-null block that returned another address;
 //    bytes copied: min(old requested size, new size) for each move.
-//  * Frees and allocations of the same address from different threads are matched by time
-//    (each free goes with the latest earlier allocation of its address), so the order in
-//    which per-thread buffers reached the file does not matter. The peak is evaluated in
-//    file order, which equals time order within a thread.
+//  * Order: threads write through separate buffers, so the file interleaves them out of
+//    time order. A free in one thread can only follow an allocation another thread published
+//    earlier, and the writer drains every buffer once per round (format::kRound), so the
+//    events of one round sorted by time are in causal order: that is the order analysed
+//    (memory: one round of events). Within it each free also goes with the latest
+//    allocation of its address at or before the free's time.
 // Not thread-safe.
 #pragma once
 
@@ -75,6 +77,7 @@ struct HeapSummary {
 
 class HeapAnalysis : public TraceVisitor {
  public:
+  HeapAnalysis();  // every entry point starts at 0 calls
   void on_event(const TraceEvent& e) override;
   void on_stack(const TraceStack& s) override;
   void on_module(const TraceModule& m) override;
@@ -82,6 +85,7 @@ class HeapAnalysis : public TraceVisitor {
   void on_rss(const TraceRss& r) override;
   void on_end(const TraceEnd& e) override;
   void on_exit(const TraceExit& e) override;
+  void on_round() override;
 
   // Ends the analysis: what is still live is leaked. Call once.
   HeapSummary finish();
@@ -102,6 +106,8 @@ class HeapAnalysis : public TraceVisitor {
   void on_free(const TraceEvent& e);
   void on_realloc(const TraceEvent& e);
   void note_time(uint64_t t);
+  void apply(const TraceEvent& e);
+  std::vector<TraceEvent> round_;  // events of the current round, in file order
 
   HeapSummary s_;
   std::unordered_map<uint64_t, Block> live_;

@@ -1,5 +1,6 @@
 #include "trace/record_decoder.h"
 
+#include <algorithm>
 #include <string_view>
 
 #include "format/trace_format.h"
@@ -54,6 +55,7 @@ RecordDecoder::Handler RecordDecoder::handler_for(uint8_t tag) {
     case f::kSmaps: return &RecordDecoder::on_smaps;
     case f::kEnd: return &RecordDecoder::on_end;
     case f::kExit: return &RecordDecoder::on_exit;
+    case f::kRound: return &RecordDecoder::on_round;
     default: return nullptr;
   }
 }
@@ -70,6 +72,13 @@ uint64_t RecordDecoder::decode(std::span<const uint8_t> chunk, uint64_t chunk_in
     (this->*h)(c, tag, v);
   }
   return events_;
+}
+
+void RecordDecoder::new_segment() {
+  streams_.clear();
+  current_ = nullptr;
+  current_id_ = 0;
+  stack_offset_ = max_stack_;
 }
 
 void RecordDecoder::on_event(Cursor& c, uint8_t tag, TraceVisitor& v) {
@@ -113,6 +122,7 @@ void RecordDecoder::on_event(Cursor& c, uint8_t tag, TraceVisitor& v) {
       e.failed = c.varint() != 0;
     }
   }
+  if (e.stack) e.stack += stack_offset_;
   if (!absolute) {
     st.prev_time = e.time_after;
     st.prev_ptr = s.family == f::Family::kRealloc && e.ptr == 0 ? e.old_ptr : e.ptr;
@@ -139,7 +149,8 @@ void RecordDecoder::on_thread_end(Cursor& c, uint8_t, TraceVisitor& v) {
 
 void RecordDecoder::on_stack(Cursor& c, uint8_t, TraceVisitor& v) {
   TraceStack s;
-  s.id = static_cast<uint32_t>(c.varint());
+  s.id = static_cast<uint32_t>(c.varint()) + stack_offset_;
+  max_stack_ = std::max(max_stack_, s.id);
   uint64_t depth = c.varint();
   if (depth > 4096 || depth > c.data.size() - c.pos) c.fail("stack depth out of range");
   s.frames.reserve(depth);
@@ -211,5 +222,7 @@ void RecordDecoder::on_exit(Cursor& c, uint8_t, TraceVisitor& v) {
   e.code = static_cast<int>(c.varint() & 0xffff);
   v.on_exit(e);
 }
+
+void RecordDecoder::on_round(Cursor&, uint8_t, TraceVisitor& v) { v.on_round(); }
 
 }  // namespace memcensus

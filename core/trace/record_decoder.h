@@ -16,6 +16,10 @@ class RecordDecoder {
  public:
   explicit RecordDecoder(std::string name) : name_(std::move(name)) {}
 
+  // A new segment starts (an exec'd image appended its own header): stream state is reset
+  // and the segment's stack ids are shifted past every id seen so far, so ids stay unique.
+  void new_segment();
+
   // Decodes one chunk's records; returns the number of events.
   uint64_t decode(std::span<const uint8_t> chunk, uint64_t chunk_index, TraceVisitor& v);
 
@@ -38,6 +42,7 @@ class RecordDecoder {
   void on_smaps(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_end(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_exit(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_round(Cursor& c, uint8_t tag, TraceVisitor& v);
   static Handler handler_for(uint8_t tag);
 
   std::string name_;
@@ -45,6 +50,8 @@ class RecordDecoder {
   Stream* current_ = nullptr;
   uint64_t current_id_ = 0;
   uint64_t events_ = 0;
+  uint32_t stack_offset_ = 0;
+  uint32_t max_stack_ = 0;
 };
 
 }  // namespace memcensus

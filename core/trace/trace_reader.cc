@@ -113,37 +113,61 @@ TraceReader TraceReader::from_memory(std::string_view bytes, std::string name) {
 
 const TraceStats& TraceReader::stats() const { return impl_->stats; }
 
+namespace {
+
+bool is_file_header(const f::ChunkHeader& h) {
+  return std::memcmp(&h, f::kFileMagic, sizeof h.magic) == 0;
+}
+
+// Reads the rest of a file header whose first 16 bytes are in `first`; returns its size.
+size_t finish_header(Source& src, const void* first, const std::string& name) {
+  f::FileHeader fh{};
+  std::memcpy(&fh, first, sizeof fh);
+  check_header(fh, sizeof fh, name);
+  std::vector<uint8_t> skip(fh.header_size - sizeof fh);
+  if (src.read(skip.data(), skip.size()) != skip.size())
+    throw Error(name + ": malformed trace header");
+  return fh.header_size;
+}
+
+}  // namespace
+
 void TraceReader::read(TraceVisitor& visitor) {
   Impl& m = *impl_;
   if (!m.source) m.source = std::make_unique<FileSource>(m.path);
   m.stats = {};
   f::FileHeader fh{};
-  size_t got = m.source->read(&fh, sizeof fh);
-  check_header(fh, got, m.name);
-  std::vector<uint8_t> skip(fh.header_size - sizeof fh);
-  if (m.source->read(skip.data(), skip.size()) != skip.size())
-    throw Error(m.name + ": malformed trace header");
-  m.stats.compressed_bytes = fh.header_size;
+  check_header(fh, m.source->read(&fh, sizeof fh), m.name);
+  m.stats.compressed_bytes = finish_header(*m.source, &fh, m.name);
   RecordDecoder decoder(m.name);
   std::vector<uint8_t> comp, raw;
-  for (uint32_t seq = 0;; ++seq) {
+  uint64_t index = 0;
+  for (uint32_t seq = 0;;) {
     f::ChunkHeader ch{};
-    got = m.source->read(&ch, sizeof ch);
+    size_t got = m.source->read(&ch, sizeof ch);
     if (got == 0) return;
     if (got < sizeof ch) break;
+    if (is_file_header(ch)) {  // the next segment (an exec'd image)
+      m.stats.compressed_bytes += finish_header(*m.source, &ch, m.name);
+      decoder.new_segment();
+      seq = 0;
+      continue;
+    }
     check_chunk(ch, seq, m.name);
     comp.resize(ch.compressed_size);
     if (m.source->read(comp.data(), comp.size()) != comp.size()) break;
     raw.resize(ch.raw_size);
     size_t n = ZSTD_decompress(raw.data(), raw.size(), comp.data(), comp.size());
     if (ZSTD_isError(n) || n != ch.raw_size)
-      throw Error(m.name + ": malformed trace: chunk " + std::to_string(seq) +
+      throw Error(m.name + ": malformed trace: chunk " + std::to_string(index) +
                   " does not decompress (" +
                   (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch") + ")");
-    m.stats.events += decoder.decode(raw, seq, visitor);
+    m.stats.events += decoder.decode(raw, index, visitor);
     m.stats.chunks++;
     m.stats.compressed_bytes += sizeof ch + comp.size();
     m.stats.raw_bytes += raw.size();
+    ++seq;
+    ++index;
   }
   m.stats.truncated = true;
 }
@@ -153,13 +177,16 @@ TraceTail scan_trace_tail(const std::string& path) {
   f::FileHeader fh{};
   check_header(fh, src.read(&fh, sizeof fh), path);
   TraceTail tail;
-  tail.valid_end = fh.header_size;
-  std::vector<uint8_t> skip(fh.header_size - sizeof fh);
-  if (src.read(skip.data(), skip.size()) != skip.size()) return tail;
+  tail.valid_end = finish_header(src, &fh, path);
   std::vector<uint8_t> comp;
   for (;;) {
     f::ChunkHeader ch{};
     if (src.read(&ch, sizeof ch) < sizeof ch) return tail;
+    if (is_file_header(ch)) {
+      tail.valid_end += finish_header(src, &ch, path);
+      tail.next_sequence = 0;
+      continue;
+    }
     check_chunk(ch, tail.next_sequence, path);
     comp.resize(ch.compressed_size);
     if (src.read(comp.data(), comp.size()) != comp.size()) return tail;

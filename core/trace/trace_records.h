@@ -81,6 +81,7 @@ class TraceVisitor {
   virtual void on_thread_end(uint64_t /*stream*/) {}
   virtual void on_end(const TraceEnd&) {}
   virtual void on_exit(const TraceExit&) {}
+  virtual void on_round() {}  // the writer drained every thread once (format::kRound)
 };
 
 }  // namespace memcensus
