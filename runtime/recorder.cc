@@ -6,6 +6,7 @@
 
 #include "format/trace_format.h"
 #include "runtime/ring.h"
+#include "runtime/sampler.h"
 #include "runtime/runtime.h"
 #include "runtime/stack_table.h"
 #include "runtime/sys.h"
@@ -102,6 +103,10 @@ uint64_t addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
 uint64_t rt_now() { return monotonic_ns() - g_t0; }
 
 void record_alloc(uint8_t kind, const void* p, size_t size, size_t align, void* ret) {
+  if (g_config.sample_bytes) {
+    if (!p || !sample_allocation(size)) return;
+    sampled_insert(p);
+  }
   emit([&](ThreadState& t, Record& r) {
     uint32_t stack = capture_stack(t, r, ret);
     put_head(t, r, kind, rt_now());
@@ -112,7 +117,12 @@ void record_alloc(uint8_t kind, const void* p, size_t size, size_t align, void* 
   });
 }
 
+namespace {
+void record_free_unsampled(const void* p);
+}
+
 void record_free(uint8_t kind, const void* p, size_t size, size_t align) {
+  if (g_config.sample_bytes && !sampled_release(p)) return;
   emit([&](ThreadState& t, Record& r) {
     put_head(t, r, kind, rt_now());
     put_ptr(t, r, addr(p));
@@ -124,6 +134,18 @@ void record_free(uint8_t kind, const void* p, size_t size, size_t align) {
 
 void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, uint64_t t_before,
                     void* ret) {
+  if (g_config.sample_bytes) {
+    // Under sampling a realloc is recorded for its sampled halves only: a released sampled
+    // block without a sampled successor becomes a free, an unsampled predecessor a null one.
+    bool old_sampled = old && (p || size == 0) && sampled_release(old);
+    bool new_sampled = p && sample_allocation(size);
+    if (new_sampled) sampled_insert(p);
+    if (!new_sampled) {
+      if (old_sampled) record_free_unsampled(old);
+      return;
+    }
+    if (!old_sampled) old = nullptr;
+  }
   emit([&](ThreadState& t, Record& r) {
     uint32_t stack = capture_stack(t, r, ret);
     uint64_t t_after = rt_now();
@@ -138,6 +160,15 @@ void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, u
     r.p = f::put_varint(r.p, stack);
   });
 }
+
+namespace {
+void record_free_unsampled(const void* p) {
+  emit([&](ThreadState& t, Record& r) {
+    put_head(t, r, f::kFree, rt_now());
+    put_ptr(t, r, addr(p));
+  });
+}
+}  // namespace
 
 void record_mmap(const void* p, size_t len, int prot, int flags, int fd, void* ret) {
   emit([&](ThreadState& t, Record& r) {

@@ -7,6 +7,7 @@
 
 #include "runtime/modules.h"
 #include "runtime/ring.h"
+#include "runtime/sampler.h"
 #include "runtime/stack_table.h"
 #include "runtime/sys.h"
 #include "runtime/thread_state.h"
@@ -91,7 +92,7 @@ void fork_child() {
 }
 
 bool setup() {
-  if (!read_config() || !rings_init() || !stack_table_init()) return false;
+  if (!read_config() || !rings_init() || !stack_table_init() || !sampler_init()) return false;
   g_t0 = monotonic_ns();
   if (!writer_open()) return false;
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);

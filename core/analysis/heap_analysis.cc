@@ -1,6 +1,7 @@
 #include "analysis/heap_analysis.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "format/trace_format.h"
 
@@ -47,7 +48,7 @@ void HeapAnalysis::allocated(uint64_t ptr, uint64_t size, uint32_t stack, uint64
   uint64_t before = s_.totals.peak_live_bytes;
   site_change(stack, static_cast<int64_t>(size));
   if (s_.totals.peak_live_bytes != before) s_.totals.peak_time_ns = time;
-  Block b{size, time, stack};
+  Block b{size, time, stack, last_alloc_weight_};
   auto [slot, fresh] = live_.try_emplace(ptr, b);
   if (!fresh) extra_live_[ptr].push_back(b);
 }
@@ -85,6 +86,8 @@ uint64_t HeapAnalysis::released(uint64_t ptr, uint64_t time, bool* known) {
     return 0;
   }
   site_change(b.stack, -static_cast<int64_t>(b.size));
+  last_weight_ = b.weight;
+  est_.live -= static_cast<double>(b.size) * b.weight;
   return b.size;
 }
 
@@ -137,17 +140,73 @@ void HeapAnalysis::on_round() {
   round_.clear();
 }
 
+double HeapAnalysis::weight_of(uint64_t size) const {
+  if (!s_.process.sample_bytes) return 1;
+  double p = -std::expm1(-static_cast<double>(size) / static_cast<double>(s_.process.sample_bytes));
+  return p > 0 ? 1 / p : 1;
+}
+
+void HeapAnalysis::estimate_alloc(const TraceEvent& e, double w) {
+  est_.allocation_calls += w;
+  est_.calls[f::shape_of(e.kind).entry_point] += w;
+  if (e.ptr == 0) return;
+  est_.bytes += static_cast<double>(e.size) * w;
+  est_.live += static_cast<double>(e.size) * w;
+  est_.peak = std::max(est_.peak, est_.live);
+  SiteStats& site = sites_[e.stack];
+  site.est_allocations += w;
+  site.est_bytes += static_cast<double>(e.size) * w;
+}
+
 void HeapAnalysis::apply(const TraceEvent& e) {
   s_.events++;
+  f::Shape fam = f::shape_of(e.kind);
+  last_alloc_weight_ = 1;
+  if (fam.family == f::Family::kAlloc || fam.family == f::Family::kRealloc) {
+    last_alloc_weight_ = weight_of(e.size);
+    estimate_alloc(e, last_alloc_weight_);
+  }
+  last_weight_ = 1;
   note_time(e.time_after);
   if (streams_.emplace(e.stream, true).second) s_.threads++;
   f::Shape shape = f::shape_of(e.kind);
   s_.calls[shape.entry_point]++;
   switch (shape.family) {
-    case f::Family::kAlloc: return on_alloc(e);
-    case f::Family::kFree: return on_free(e);
-    case f::Family::kRealloc: return on_realloc(e);
-    default: return;  // mappings are counted by entry point only
+    case f::Family::kAlloc: on_alloc(e); break;
+    case f::Family::kFree: on_free(e); break;
+    case f::Family::kRealloc: on_realloc(e); break;
+    default: break;  // mappings are counted by entry point only
+  }
+  if (fam.family == f::Family::kFree) {
+    est_.free_calls += last_weight_;
+    est_.calls[fam.entry_point] += last_weight_;
+  } else if (fam.family != f::Family::kAlloc && fam.family != f::Family::kRealloc) {
+    est_.calls[fam.entry_point] += 1;
+  }
+}
+
+// A --sample trace reports its weighted estimates in place of the recorded counts.
+void HeapAnalysis::apply_estimates() {
+  if (!s_.process.sample_bytes) return;
+  HeapTotals& t = s_.totals;
+  t.estimated = true;
+  t.allocation_calls = std::llround(est_.allocation_calls);
+  t.free_calls = std::llround(est_.free_calls);
+  t.bytes_allocated = std::llround(est_.bytes);
+  t.peak_live_bytes = std::llround(est_.peak);
+  for (auto& [name, v] : est_.calls) s_.calls[name] = std::llround(v);
+  t.leaked_blocks = 0;
+  t.leaked_bytes = 0;
+  auto leak = [&](const Block& b) {
+    t.leaked_blocks += std::llround(b.weight);
+    t.leaked_bytes += std::llround(static_cast<double>(b.size) * b.weight);
+  };
+  for (auto& [ptr, b] : live_) leak(b);
+  for (auto& [ptr, v] : extra_live_)
+    for (const Block& b : v) leak(b);
+  for (SiteStats& site : s_.sites) {
+    site.allocations = std::llround(site.est_allocations);
+    site.bytes = std::llround(site.est_bytes);
   }
 }
 
@@ -203,6 +262,7 @@ HeapSummary HeapAnalysis::finish() {
     if (site.epoch < peak_epoch_) site.peak_bytes = site.live_bytes;
     s_.sites.push_back(site);
   }
+  apply_estimates();
   std::sort(s_.sites.begin(), s_.sites.end(), [](const SiteStats& a, const SiteStats& b) {
     if (a.bytes != b.bytes) return a.bytes > b.bytes;
     if (a.allocations != b.allocations) return a.allocations > b.allocations;

@@ -40,6 +40,7 @@ struct SiteStats {
   uint64_t leaked_blocks = 0;
   uint64_t leaked_bytes = 0;
   uint64_t epoch = 0;  // peak epoch when live_bytes last changed (see heap_analysis.cc)
+  double est_allocations = 0, est_bytes = 0;  // --sample traces: weighted estimates
 };
 
 struct HeapTotals {
@@ -56,6 +57,7 @@ struct HeapTotals {
   uint64_t realloc_moves = 0;
   uint64_t realloc_bytes_copied = 0;
   uint64_t unmatched_frees = 0;  // non-null frees of addresses never seen allocated
+  bool estimated = false;  // a --sample trace: the figures above are unbiased estimates
 };
 
 struct HeapSummary {
@@ -95,7 +97,19 @@ class HeapAnalysis : public TraceVisitor {
     uint64_t size = 0;
     uint64_t time = 0;
     uint32_t stack = 0;
+    double weight = 1;  // allocations this recorded one stands for (--sample)
   };
+  // Weighted figures of a --sample trace (1/p per recorded allocation of probability p).
+  struct Estimates {
+    double allocation_calls = 0, free_calls = 0, bytes = 0, live = 0, peak = 0;
+    std::map<std::string, double> calls;
+  };
+  double weight_of(uint64_t size) const;
+  void estimate_alloc(const TraceEvent& e, double w);
+  void apply_estimates();
+  Estimates est_;
+  double last_weight_ = 1;
+  double last_alloc_weight_ = 1;  // weight of the allocation being applied  // weight of the block released by the latest released()
 
   void allocated(uint64_t ptr, uint64_t size, uint32_t stack, uint64_t time);
   // Releases the block at ptr freed at `time`; returns its size (0 if unknown).
