@@ -39,7 +39,8 @@ std::string find_runtime() {
   std::string dir(buf, static_cast<size_t>(n));
   dir = dir.substr(0, dir.rfind('/'));
   const std::string name = "/libmemcensus_rt.so";
-  for (const std::string& rel : {std::string("/../runtime"), "/" + std::string(MEMCENSUS_RT_INSTALL_RELDIR)}) {
+  for (const std::string& rel :
+       {std::string("/../runtime"), "/" + std::string(MEMCENSUS_RT_INSTALL_RELDIR)}) {
     std::string candidate = dir + rel + name;
     if (::access(candidate.c_str(), R_OK) == 0) {
       char real[4096];

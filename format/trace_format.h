@@ -126,47 +126,73 @@ enum class Family : uint8_t { kNone, kAlloc, kFree, kRealloc, kMmap, kMunmap, kM
 
 struct Shape {
   Family family;
-  bool has_size;   // frees: sized delete
-  bool has_align;  // aligned allocations and deletes
+  bool has_size;            // frees: sized delete
+  bool has_align;           // aligned allocations and deletes
   const char* entry_point;  // the name a report shows: "malloc", "operator new"...
 };
 
 constexpr Shape shape_of(uint8_t kind) {
   switch (kind) {
-    case kMalloc: return {Family::kAlloc, true, false, "malloc"};
-    case kCalloc: return {Family::kAlloc, true, false, "calloc"};
-    case kRealloc: return {Family::kRealloc, true, false, "realloc"};
-    case kReallocArray: return {Family::kRealloc, true, false, "reallocarray"};
-    case kPosixMemalign: return {Family::kAlloc, true, true, "posix_memalign"};
-    case kAlignedAlloc: return {Family::kAlloc, true, true, "aligned_alloc"};
-    case kMemalign: return {Family::kAlloc, true, true, "memalign"};
-    case kValloc: return {Family::kAlloc, true, false, "valloc"};
-    case kPvalloc: return {Family::kAlloc, true, false, "pvalloc"};
+    case kMalloc:
+      return {Family::kAlloc, true, false, "malloc"};
+    case kCalloc:
+      return {Family::kAlloc, true, false, "calloc"};
+    case kRealloc:
+      return {Family::kRealloc, true, false, "realloc"};
+    case kReallocArray:
+      return {Family::kRealloc, true, false, "reallocarray"};
+    case kPosixMemalign:
+      return {Family::kAlloc, true, true, "posix_memalign"};
+    case kAlignedAlloc:
+      return {Family::kAlloc, true, true, "aligned_alloc"};
+    case kMemalign:
+      return {Family::kAlloc, true, true, "memalign"};
+    case kValloc:
+      return {Family::kAlloc, true, false, "valloc"};
+    case kPvalloc:
+      return {Family::kAlloc, true, false, "pvalloc"};
     case kNew:
-    case kNewNothrow: return {Family::kAlloc, true, false, "operator new"};
+    case kNewNothrow:
+      return {Family::kAlloc, true, false, "operator new"};
     case kNewArray:
-    case kNewArrayNothrow: return {Family::kAlloc, true, false, "operator new[]"};
+    case kNewArrayNothrow:
+      return {Family::kAlloc, true, false, "operator new[]"};
     case kNewAligned:
-    case kNewAlignedNothrow: return {Family::kAlloc, true, true, "operator new"};
+    case kNewAlignedNothrow:
+      return {Family::kAlloc, true, true, "operator new"};
     case kNewArrayAligned:
-    case kNewArrayAlignedNothrow: return {Family::kAlloc, true, true, "operator new[]"};
-    case kFree: return {Family::kFree, false, false, "free"};
+    case kNewArrayAlignedNothrow:
+      return {Family::kAlloc, true, true, "operator new[]"};
+    case kFree:
+      return {Family::kFree, false, false, "free"};
     case kDelete:
-    case kDeleteNothrow: return {Family::kFree, false, false, "operator delete"};
+    case kDeleteNothrow:
+      return {Family::kFree, false, false, "operator delete"};
     case kDeleteArray:
-    case kDeleteArrayNothrow: return {Family::kFree, false, false, "operator delete[]"};
-    case kDeleteSized: return {Family::kFree, true, false, "operator delete"};
-    case kDeleteArraySized: return {Family::kFree, true, false, "operator delete[]"};
+    case kDeleteArrayNothrow:
+      return {Family::kFree, false, false, "operator delete[]"};
+    case kDeleteSized:
+      return {Family::kFree, true, false, "operator delete"};
+    case kDeleteArraySized:
+      return {Family::kFree, true, false, "operator delete[]"};
     case kDeleteAligned:
-    case kDeleteAlignedNothrow: return {Family::kFree, false, true, "operator delete"};
+    case kDeleteAlignedNothrow:
+      return {Family::kFree, false, true, "operator delete"};
     case kDeleteArrayAligned:
-    case kDeleteArrayAlignedNothrow: return {Family::kFree, false, true, "operator delete[]"};
-    case kDeleteSizedAligned: return {Family::kFree, true, true, "operator delete"};
-    case kDeleteArraySizedAligned: return {Family::kFree, true, true, "operator delete[]"};
-    case kMmap: return {Family::kMmap, true, false, "mmap"};
-    case kMunmap: return {Family::kMunmap, true, false, "munmap"};
-    case kMremap: return {Family::kMremap, true, false, "mremap"};
-    default: return {Family::kNone, false, false, nullptr};
+    case kDeleteArrayAlignedNothrow:
+      return {Family::kFree, false, true, "operator delete[]"};
+    case kDeleteSizedAligned:
+      return {Family::kFree, true, true, "operator delete"};
+    case kDeleteArraySizedAligned:
+      return {Family::kFree, true, true, "operator delete[]"};
+    case kMmap:
+      return {Family::kMmap, true, false, "mmap"};
+    case kMunmap:
+      return {Family::kMunmap, true, false, "munmap"};
+    case kMremap:
+      return {Family::kMremap, true, false, "mremap"};
+    default:
+      return {Family::kNone, false, false, nullptr};
   }
 }
 

@@ -30,9 +30,13 @@ void resolve() {
   g_resolved = true;
 }
 
-bool pow2(size_t v) { return v && !(v & (v - 1)); }
+bool pow2(size_t v) {
+  return v && !(v & (v - 1));
+}
 
-inline bool skip() { return __builtin_expect(t_state.guard, 0) || !rt_active(); }
+inline bool skip() {
+  return __builtin_expect(t_state.guard, 0) || !rt_active();
+}
 
 }  // namespace
 
@@ -110,8 +114,7 @@ MEMCENSUS_EXPORT void free(void* p) {
 MEMCENSUS_EXPORT int posix_memalign(void** out, size_t align, size_t n) {
   if (skip()) return real_posix_memalign(out, align, n);
   int r = real_posix_memalign(out, align, n);
-  record_alloc(f::kPosixMemalign, r == 0 ? *out : nullptr, n, align,
-               __builtin_return_address(0));
+  record_alloc(f::kPosixMemalign, r == 0 ? *out : nullptr, n, align, __builtin_return_address(0));
   return r;
 }
 

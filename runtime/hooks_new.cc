@@ -50,7 +50,9 @@ Handler current_new_handler() {
   abort();
 }
 
-inline bool skip() { return __builtin_expect(t_state.guard, 0) || !rt_active(); }
+inline bool skip() {
+  return __builtin_expect(t_state.guard, 0) || !rt_active();
+}
 
 void* allocate(uint8_t kind, size_t n, size_t align, bool nothrow, void* ret) {
   size_t real_n = n ? n : 1;
@@ -70,7 +72,9 @@ void release(uint8_t kind, void* p, size_t size, size_t align) {
   __libc_free(p);
 }
 
-size_t al(std::align_val_t a) { return static_cast<size_t>(a); }
+size_t al(std::align_val_t a) {
+  return static_cast<size_t>(a);
+}
 
 }  // namespace
 }  // namespace memcensus::rt
@@ -82,8 +86,12 @@ namespace f = memcensus::format;
 #define EXPORT __attribute__((visibility("default")))
 #define RET __builtin_return_address(0)
 
-EXPORT void* operator new(size_t n) { return allocate(f::kNew, n, 0, false, RET); }
-EXPORT void* operator new[](size_t n) { return allocate(f::kNewArray, n, 0, false, RET); }
+EXPORT void* operator new(size_t n) {
+  return allocate(f::kNew, n, 0, false, RET);
+}
+EXPORT void* operator new[](size_t n) {
+  return allocate(f::kNewArray, n, 0, false, RET);
+}
 EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept {
   return allocate(f::kNewNothrow, n, 0, true, RET);
 }
@@ -103,9 +111,15 @@ EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&)
   return allocate(f::kNewArrayAlignedNothrow, n, al(a), true, RET);
 }
 
-EXPORT void operator delete(void* p) noexcept { release(f::kDelete, p, 0, 0); }
-EXPORT void operator delete[](void* p) noexcept { release(f::kDeleteArray, p, 0, 0); }
-EXPORT void operator delete(void* p, size_t n) noexcept { release(f::kDeleteSized, p, n, 0); }
+EXPORT void operator delete(void* p) noexcept {
+  release(f::kDelete, p, 0, 0);
+}
+EXPORT void operator delete[](void* p) noexcept {
+  release(f::kDeleteArray, p, 0, 0);
+}
+EXPORT void operator delete(void* p, size_t n) noexcept {
+  release(f::kDeleteSized, p, n, 0);
+}
 EXPORT void operator delete[](void* p, size_t n) noexcept {
   release(f::kDeleteArraySized, p, n, 0);
 }

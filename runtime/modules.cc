@@ -28,8 +28,7 @@ size_t build_id(const dl_phdr_info* info, const uint8_t** out) {
       size_t desc = (n->n_descsz + 3) & ~size_t{3};
       const uint8_t* d = p + sizeof(ElfW(Nhdr)) + name;
       if (d + n->n_descsz > end) break;
-      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 &&
-          p[sizeof(ElfW(Nhdr))] == 'G') {
+      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && p[sizeof(ElfW(Nhdr))] == 'G') {
         *out = d;
         return n->n_descsz;
       }

@@ -6,8 +6,8 @@
 
 #include "format/trace_format.h"
 #include "runtime/ring.h"
-#include "runtime/sampler.h"
 #include "runtime/runtime.h"
+#include "runtime/sampler.h"
 #include "runtime/stack_table.h"
 #include "runtime/sys.h"
 #include "runtime/thread_state.h"
@@ -96,11 +96,15 @@ inline void emit(Build&& build) {
   errno = saved;
 }
 
-uint64_t addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
+uint64_t addr(const void* p) {
+  return reinterpret_cast<uint64_t>(p);
+}
 
 }  // namespace
 
-uint64_t rt_now() { return monotonic_ns() - g_t0; }
+uint64_t rt_now() {
+  return monotonic_ns() - g_t0;
+}
 
 void record_alloc(uint8_t kind, const void* p, size_t size, size_t align, void* ret) {
   if (g_config.sample_bytes) {
@@ -117,12 +121,8 @@ void record_alloc(uint8_t kind, const void* p, size_t size, size_t align, void* 
   });
 }
 
-namespace {
-void record_free_unsampled(const void* p);
-}
-
 void record_free(uint8_t kind, const void* p, size_t size, size_t align) {
-  if (g_config.sample_bytes && !sampled_release(p)) return;
+  if (g_config.sample_bytes && p && !sampled_release(p)) return;
   emit([&](ThreadState& t, Record& r) {
     put_head(t, r, kind, rt_now());
     put_ptr(t, r, addr(p));
@@ -135,16 +135,15 @@ void record_free(uint8_t kind, const void* p, size_t size, size_t align) {
 void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, uint64_t t_before,
                     void* ret) {
   if (g_config.sample_bytes) {
-    // Under sampling a realloc is recorded for its sampled halves only: a released sampled
-    // block without a sampled successor becomes a free, an unsampled predecessor a null one.
+    // Under sampling a realloc is recorded for its sampled halves only: an unsampled
+    // predecessor is written as null; a released sampled block without a sampled successor
+    // as "realloc(old, 0) = null", which readers of a sampled trace take as a release only.
     bool old_sampled = old && (p || size == 0) && sampled_release(old);
     bool new_sampled = p && sample_allocation(size);
     if (new_sampled) sampled_insert(p);
-    if (!new_sampled) {
-      if (old_sampled) record_free_unsampled(old);
-      return;
-    }
+    if (!new_sampled && !old_sampled) return;
     if (!old_sampled) old = nullptr;
+    if (!new_sampled) p = nullptr, size = 0;
   }
   emit([&](ThreadState& t, Record& r) {
     uint32_t stack = capture_stack(t, r, ret);
@@ -160,15 +159,6 @@ void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, u
     r.p = f::put_varint(r.p, stack);
   });
 }
-
-namespace {
-void record_free_unsampled(const void* p) {
-  emit([&](ThreadState& t, Record& r) {
-    put_head(t, r, f::kFree, rt_now());
-    put_ptr(t, r, addr(p));
-  });
-}
-}  // namespace
 
 void record_mmap(const void* p, size_t len, int prot, int flags, int fd, void* ret) {
   emit([&](ThreadState& t, Record& r) {

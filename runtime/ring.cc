@@ -32,8 +32,7 @@ Ring* ring_claim(pid_t tid) {
     r->tid = tid;
     r->stream = g_rings->next_stream.fetch_add(1, std::memory_order_relaxed);
     uint32_t c = g_rings->count.load(std::memory_order_relaxed);
-    while (c < i + 1 &&
-           !g_rings->count.compare_exchange_weak(c, static_cast<uint32_t>(i + 1))) {
+    while (c < i + 1 && !g_rings->count.compare_exchange_weak(c, static_cast<uint32_t>(i + 1))) {
     }
     return r;
   }

@@ -50,7 +50,9 @@ Ring* ring_claim(pid_t tid);
 // cannot wait (the writer is gone and the ring cannot be drained here).
 bool ring_append(Ring* r, const uint8_t* p, size_t n, bool publish);
 // Producer: publishes everything reserved so far.
-inline void ring_publish(Ring* r) { r->head.store(r->reserve, std::memory_order_release); }
+inline void ring_publish(Ring* r) {
+  r->head.store(r->reserve, std::memory_order_release);
+}
 
 // Writer side: copies published bytes into `out` (capacity >= kRingSize) and returns their
 // count; releases the space.

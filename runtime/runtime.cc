@@ -143,7 +143,9 @@ namespace {
 __attribute__((constructor)) void runtime_constructor() {
   if (rt_active()) writer_start();
 }
-__attribute__((destructor)) void runtime_destructor() { rt_shutdown(); }
+__attribute__((destructor)) void runtime_destructor() {
+  rt_shutdown();
+}
 }  // namespace
 
 }  // namespace memcensus::rt

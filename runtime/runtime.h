@@ -30,12 +30,12 @@ enum Phase : uint32_t { kUninit = 0, kIniting = 1, kActive = 2, kOff = 3 };
 extern std::atomic<uint32_t> g_phase;
 
 struct Config {
-  char output[4096];       // trace path of the root process
+  char output[4096];  // trace path of the root process
   bool follow_fork;
   bool no_stacks;
-  uint32_t stack_depth;    // frames kept per stack
-  uint64_t sample_bytes;   // 0: record every allocation
-  pid_t root_pid;          // the process `memcensus run` started
+  uint32_t stack_depth;   // frames kept per stack
+  uint64_t sample_bytes;  // 0: record every allocation
+  pid_t root_pid;         // the process `memcensus run` started
 };
 extern Config g_config;
 extern uint64_t g_t0;  // CLOCK_MONOTONIC of the trace start

@@ -31,7 +31,9 @@ int64_t next_gap() {
   return static_cast<int64_t>(-log(u) * static_cast<double>(g_config.sample_bytes)) + 1;
 }
 
-uint64_t slot_of(uint64_t p) { return (p * 0x9e3779b97f4a7c15ull) >> (64 - 22); }
+uint64_t slot_of(uint64_t p) {
+  return (p * 0x9e3779b97f4a7c15ull) >> (64 - 22);
+}
 
 }  // namespace
 

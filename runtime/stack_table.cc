@@ -9,9 +9,9 @@
 namespace memcensus::rt {
 namespace {
 
-constexpr uint64_t kSlots = 1u << 20;               // open addressing, power of two
-constexpr uint64_t kMaxStacks = kSlots / 4 * 3;     // keep probes short
-constexpr uint64_t kArenaFrames = 64u << 20;        // frames of all stacks together
+constexpr uint64_t kSlots = 1u << 20;            // open addressing, power of two
+constexpr uint64_t kMaxStacks = kSlots / 4 * 3;  // keep probes short
+constexpr uint64_t kArenaFrames = 64u << 20;     // frames of all stacks together
 constexpr int kMaxProbes = 256;
 
 struct Slot {

@@ -19,13 +19,17 @@ void* sys_map(size_t size) {
   return reinterpret_cast<void*>(r);
 }
 
-void sys_unmap(void* p, size_t size) { syscall(SYS_munmap, p, size); }
+void sys_unmap(void* p, size_t size) {
+  syscall(SYS_munmap, p, size);
+}
 
 int sys_open(const char* path, int flags, int mode) {
   return static_cast<int>(syscall(SYS_openat, AT_FDCWD, path, flags, mode));
 }
 
-int sys_close(int fd) { return static_cast<int>(syscall(SYS_close, fd)); }
+int sys_close(int fd) {
+  return static_cast<int>(syscall(SYS_close, fd));
+}
 
 ssize_t sys_read(int fd, void* buf, size_t n) {
   for (;;) {
@@ -65,9 +69,15 @@ bool sys_write2(int fd, const void* a, size_t an, const void* b, size_t bn) {
   return sys_write_all(fd, static_cast<const char*>(b) + (done - an), bn - (done - an));
 }
 
-pid_t sys_gettid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
-pid_t sys_getpid() { return static_cast<pid_t>(syscall(SYS_getpid)); }
-pid_t sys_getppid() { return static_cast<pid_t>(syscall(SYS_getppid)); }
+pid_t sys_gettid() {
+  return static_cast<pid_t>(syscall(SYS_gettid));
+}
+pid_t sys_getpid() {
+  return static_cast<pid_t>(syscall(SYS_getpid));
+}
+pid_t sys_getppid() {
+  return static_cast<pid_t>(syscall(SYS_getppid));
+}
 
 bool sys_thread_alive(pid_t pid, pid_t tid) {
   return syscall(SYS_tgkill, pid, tid, 0) == 0 || errno != ESRCH;

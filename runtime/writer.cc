@@ -47,7 +47,9 @@ uint64_t g_last_flush = 0;
 uint64_t g_peak_rss = 0, g_snapshot_rss = 0, g_snapshot_time = 0, g_last_alive_check = 0;
 uint64_t g_module_adds = ~0ull, g_module_subs = ~0ull;
 
-uint64_t now() { return monotonic_ns() - g_t0; }
+uint64_t now() {
+  return monotonic_ns() - g_t0;
+}
 
 bool buffers_init() {
   if (g_raw) return true;
@@ -358,8 +360,12 @@ void writer_pause_for_exec() {
   pthread_mutex_unlock(&g_lock);
 }
 
-void writer_fork_prepare() { pthread_mutex_lock(&g_lock); }
-void writer_fork_parent() { pthread_mutex_unlock(&g_lock); }
+void writer_fork_prepare() {
+  pthread_mutex_lock(&g_lock);
+}
+void writer_fork_parent() {
+  pthread_mutex_unlock(&g_lock);
+}
 
 void writer_fork_child(bool follow) {
   pthread_mutex_init(&g_lock, nullptr);

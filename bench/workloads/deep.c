@@ -7,16 +7,16 @@ void* volatile sink;
 typedef void (*step_fn)(unsigned, int);
 static step_fn steps[4];
 
-#define STEP(name)                                        \
+#define STEP(name)                                                      \
   __attribute__((noinline)) static void name(unsigned key, int depth) { \
-    if (depth == 0) {                                     \
-      void* p = malloc(32 + (key & 255));                 \
-      sink = p;                                           \
-      free(p);                                            \
-      return;                                             \
-    }                                                     \
-    steps[(key >> (depth % 28)) & 3](key, depth - 1);     \
-    __asm__ volatile("" ::: "memory");                    \
+    if (depth == 0) {                                                   \
+      void* p = malloc(32 + (key & 255));                               \
+      sink = p;                                                         \
+      free(p);                                                          \
+      return;                                                           \
+    }                                                                   \
+    steps[(key >> (depth % 28)) & 3](key, depth - 1);                   \
+    __asm__ volatile("" ::: "memory");                                  \
   }
 STEP(s0)
 STEP(s1)

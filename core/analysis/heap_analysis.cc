@@ -25,7 +25,9 @@ void HeapAnalysis::site_change(uint32_t stack, int64_t delta) {
   }
 }
 
-void HeapAnalysis::note_time(uint64_t t) { s_.duration_ns = std::max(s_.duration_ns, t); }
+void HeapAnalysis::note_time(uint64_t t) {
+  s_.duration_ns = std::max(s_.duration_ns, t);
+}
 
 void HeapAnalysis::allocated(uint64_t ptr, uint64_t size, uint32_t stack, uint64_t time) {
   SiteStats& site = sites_[stack];
@@ -131,7 +133,9 @@ void HeapAnalysis::on_realloc(const TraceEvent& e) {
   allocated(e.ptr, e.size, e.stack, e.time_after);
 }
 
-void HeapAnalysis::on_event(const TraceEvent& e) { round_.push_back(e); }
+void HeapAnalysis::on_event(const TraceEvent& e) {
+  round_.push_back(e);
+}
 
 void HeapAnalysis::on_round() {
   std::stable_sort(round_.begin(), round_.end(),
@@ -162,7 +166,9 @@ void HeapAnalysis::apply(const TraceEvent& e) {
   s_.events++;
   f::Shape fam = f::shape_of(e.kind);
   last_alloc_weight_ = 1;
-  if (fam.family == f::Family::kAlloc || fam.family == f::Family::kRealloc) {
+  bool release_only = fam.family == f::Family::kRealloc && s_.process.sample_bytes && e.ptr == 0 &&
+                      e.size == 0;  // see docs/trace-format.md, Sampling
+  if (fam.family == f::Family::kAlloc || (fam.family == f::Family::kRealloc && !release_only)) {
     last_alloc_weight_ = weight_of(e.size);
     estimate_alloc(e, last_alloc_weight_);
   }
@@ -172,10 +178,17 @@ void HeapAnalysis::apply(const TraceEvent& e) {
   f::Shape shape = f::shape_of(e.kind);
   s_.calls[shape.entry_point]++;
   switch (shape.family) {
-    case f::Family::kAlloc: on_alloc(e); break;
-    case f::Family::kFree: on_free(e); break;
-    case f::Family::kRealloc: on_realloc(e); break;
-    default: break;  // mappings are counted by entry point only
+    case f::Family::kAlloc:
+      on_alloc(e);
+      break;
+    case f::Family::kFree:
+      on_free(e);
+      break;
+    case f::Family::kRealloc:
+      on_realloc(e);
+      break;
+    default:
+      break;  // mappings are counted by entry point only
   }
   if (fam.family == f::Family::kFree) {
     est_.free_calls += last_weight_;
@@ -210,7 +223,9 @@ void HeapAnalysis::apply_estimates() {
   }
 }
 
-void HeapAnalysis::on_stack(const TraceStack& s) { s_.stacks[s.id] = s.frames; }
+void HeapAnalysis::on_stack(const TraceStack& s) {
+  s_.stacks[s.id] = s.frames;
+}
 
 void HeapAnalysis::on_module(const TraceModule& m) {
   auto key = std::make_pair(m.path, m.bias);

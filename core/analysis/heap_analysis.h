@@ -57,7 +57,7 @@ struct HeapTotals {
   uint64_t realloc_moves = 0;
   uint64_t realloc_bytes_copied = 0;
   uint64_t unmatched_frees = 0;  // non-null frees of addresses never seen allocated
-  bool estimated = false;  // a --sample trace: the figures above are unbiased estimates
+  bool estimated = false;        // a --sample trace: the figures above are unbiased estimates
 };
 
 struct HeapSummary {
@@ -109,7 +109,8 @@ class HeapAnalysis : public TraceVisitor {
   void apply_estimates();
   Estimates est_;
   double last_weight_ = 1;
-  double last_alloc_weight_ = 1;  // weight of the allocation being applied  // weight of the block released by the latest released()
+  double last_alloc_weight_ = 1;  // weight of the allocation being applied  // weight of the block
+                                  // released by the latest released()
 
   void allocated(uint64_t ptr, uint64_t size, uint32_t stack, uint64_t time);
   // Releases the block at ptr freed at `time`; returns its size (0 if unknown).

@@ -40,8 +40,9 @@ bool has_interpreter(const std::string& path, bool* is_elf) {
   if (fd < 0) return true;
   Elf64_Ehdr eh{};
   bool dynamic = true;
-  if (::pread(fd, &eh, sizeof eh, 0) == sizeof eh && std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
-      eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_phentsize == sizeof(Elf64_Phdr)) {
+  if (::pread(fd, &eh, sizeof eh, 0) == sizeof eh &&
+      std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 && eh.e_ident[EI_CLASS] == ELFCLASS64 &&
+      eh.e_phentsize == sizeof(Elf64_Phdr)) {
     *is_elf = true;
     dynamic = false;
     for (unsigned i = 0; i < eh.e_phnum; ++i) {
@@ -55,7 +56,9 @@ bool has_interpreter(const std::string& path, bool* is_elf) {
   return dynamic;
 }
 
-void set_env(const char* name, const std::string& value) { ::setenv(name, value.c_str(), 1); }
+void set_env(const char* name, const std::string& value) {
+  ::setenv(name, value.c_str(), 1);
+}
 
 [[noreturn]] void exec_child(const std::vector<std::string>& argv, const PreloadOptions& o,
                              const std::string& trace, int report_fd) {
@@ -130,7 +133,8 @@ LaunchResult run_preloaded(const std::vector<std::string>& argv, const PreloadOp
     exec_child(argv, o, trace_for(::getpid()), fds[1]);
   }
   ::close(fds[1]);
-  struct sigaction ign{}, old_int{}, old_quit{};
+  struct sigaction ign {
+  }, old_int{}, old_quit{};
   ign.sa_handler = SIG_IGN;
   ::sigaction(SIGINT, &ign, &old_int);
   ::sigaction(SIGQUIT, &ign, &old_quit);

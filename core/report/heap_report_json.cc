@@ -16,8 +16,14 @@ void write_frames(JsonWriter& w, const HeapSummary& s, uint32_t stack, Symbolize
         if (written++ >= max_frames) break;
         w.begin_object();
         w.field("function", f.function);
-        if (f.file) w.field("file", *f.file); else w.null_field("file");
-        if (f.line) w.field("line", *f.line); else w.null_field("line");
+        if (f.file)
+          w.field("file", *f.file);
+        else
+          w.null_field("file");
+        if (f.line)
+          w.field("line", *f.line);
+        else
+          w.null_field("line");
         w.field("object", f.object);
         w.field("address", f.address);
         w.field("inlined", f.inlined);
@@ -56,7 +62,10 @@ void write_process(JsonWriter& w, const HeapSummary& s) {
   w.field("exe", s.process.exe);
   w.field("pid", static_cast<int64_t>(s.process.pid));
   int status = traced_exit_status(s);
-  if (status >= 0) w.field("exit_status", status); else w.null_field("exit_status");
+  if (status >= 0)
+    w.field("exit_status", status);
+  else
+    w.null_field("exit_status");
   w.field("duration_ns", s.duration_ns);
   w.field("threads", s.threads);
   w.field("sample_bytes", s.process.sample_bytes);

@@ -53,8 +53,9 @@ void write_heap_text(const HeapSummary& s, const TraceStats& st, Symbolizer& sym
   write_header(s, out);
   write_totals(s, out);
   if (st.truncated || !s.clean_end)
-    out += "note: the trace ends early (process killed or crashed); figures cover what was "
-           "written\n";
+    out +=
+        "note: the trace ends early (process killed or crashed); figures cover what was "
+        "written\n";
   if (s.lost_events) out += fmt::format("note: {} events were lost\n", s.lost_events);
   out += fmt::format("top {} allocation sites by bytes:\n", std::min(o.top_sites, s.sites.size()));
   for (size_t i = 0; i < s.sites.size() && i < o.top_sites; ++i) {

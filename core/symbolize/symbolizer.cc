@@ -123,8 +123,8 @@ std::vector<SourceFrame> Symbolizer::Impl::lookup(uint64_t pc) {
     return out;
   }
   const char* mainfile = nullptr;
-  const char* name = dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                      &mainfile, nullptr);
+  const char* name =
+      dwfl_module_info(mod, nullptr, nullptr, nullptr, nullptr, nullptr, &mainfile, nullptr);
   base.object = mainfile ? mainfile : name ? name : "[unknown]";
   if (auto it = stale.find(mod); it != stale.end()) {
     base.function = "?? (" + it->second + ")";

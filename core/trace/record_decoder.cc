@@ -46,17 +46,28 @@ RecordDecoder::Handler RecordDecoder::handler_for(uint8_t tag) {
     return &RecordDecoder::on_event;
   if (tag & f::kAbsoluteFlag) return nullptr;
   switch (tag) {
-    case f::kThread: return &RecordDecoder::on_thread;
-    case f::kThreadEnd: return &RecordDecoder::on_thread_end;
-    case f::kStack: return &RecordDecoder::on_stack;
-    case f::kModule: return &RecordDecoder::on_module;
-    case f::kProcess: return &RecordDecoder::on_process;
-    case f::kRss: return &RecordDecoder::on_rss;
-    case f::kSmaps: return &RecordDecoder::on_smaps;
-    case f::kEnd: return &RecordDecoder::on_end;
-    case f::kExit: return &RecordDecoder::on_exit;
-    case f::kRound: return &RecordDecoder::on_round;
-    default: return nullptr;
+    case f::kThread:
+      return &RecordDecoder::on_thread;
+    case f::kThreadEnd:
+      return &RecordDecoder::on_thread_end;
+    case f::kStack:
+      return &RecordDecoder::on_stack;
+    case f::kModule:
+      return &RecordDecoder::on_module;
+    case f::kProcess:
+      return &RecordDecoder::on_process;
+    case f::kRss:
+      return &RecordDecoder::on_rss;
+    case f::kSmaps:
+      return &RecordDecoder::on_smaps;
+    case f::kEnd:
+      return &RecordDecoder::on_end;
+    case f::kExit:
+      return &RecordDecoder::on_exit;
+    case f::kRound:
+      return &RecordDecoder::on_round;
+    default:
+      return nullptr;
   }
 }
 
@@ -223,6 +234,8 @@ void RecordDecoder::on_exit(Cursor& c, uint8_t, TraceVisitor& v) {
   v.on_exit(e);
 }
 
-void RecordDecoder::on_round(Cursor&, uint8_t, TraceVisitor& v) { v.on_round(); }
+void RecordDecoder::on_round(Cursor&, uint8_t, TraceVisitor& v) {
+  v.on_round();
+}
 
 }  // namespace memcensus

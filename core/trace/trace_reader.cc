@@ -68,8 +68,8 @@ void check_header(const f::FileHeader& h, size_t got, const std::string& name) {
     throw Error(name + ": not a memcensus trace (bad magic)");
   if (h.version != f::kVersion)
     throw Error(name + ": trace format version " + std::to_string(h.version) +
-                " is not supported (this memcensus reads version " +
-                std::to_string(f::kVersion) + ")");
+                " is not supported (this memcensus reads version " + std::to_string(f::kVersion) +
+                ")");
   if (h.header_size < sizeof h) throw Error(name + ": malformed trace header");
 }
 
@@ -111,7 +111,9 @@ TraceReader TraceReader::from_memory(std::string_view bytes, std::string name) {
   return TraceReader(std::move(impl));
 }
 
-const TraceStats& TraceReader::stats() const { return impl_->stats; }
+const TraceStats& TraceReader::stats() const {
+  return impl_->stats;
+}
 
 namespace {
 

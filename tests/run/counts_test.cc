@@ -9,17 +9,16 @@ using nlohmann::json;
 
 namespace {
 
-const char* kTotals[] = {"allocation_calls", "free_calls", "bytes_allocated", "leaked_blocks",
-                         "leaked_bytes", "realloc_calls", "realloc_moves",
-                         "realloc_bytes_copied"};
+const char* kTotals[] = {"allocation_calls", "free_calls",          "bytes_allocated",
+                         "leaked_blocks",    "leaked_bytes",        "realloc_calls",
+                         "realloc_moves",    "realloc_bytes_copied"};
 
 // Expects report == baseline + truth for every total and every entry point of the truth.
 void expect_counts(const json& report, const json& baseline, const json& truth) {
   ASSERT_FALSE(report.is_null());
   for (const char* k : kTotals) {
     uint64_t base = baseline.is_null() ? 0 : baseline["totals"][k].get<uint64_t>();
-    EXPECT_EQ(report["totals"][k].get<uint64_t>(), base + truth["totals"][k].get<uint64_t>())
-        << k;
+    EXPECT_EQ(report["totals"][k].get<uint64_t>(), base + truth["totals"][k].get<uint64_t>()) << k;
   }
   for (auto& [name, n] : truth["calls"].items()) {
     uint64_t base = baseline.is_null() ? 0 : baseline["calls"][name].get<uint64_t>();
@@ -84,8 +83,9 @@ TEST(Counts, TotalEqualsHeaptrack) {
   ASSERT_EQ(t.status, 0);
   auto h = mctest::run({"sh", "-c",
                         "cd " + dir + " && heaptrack -o " + dir + "/ht " + fixture("count_cxx") +
-                            " " + dir + "/t2.json 200 >/dev/null 2>&1 && heaptrack_print " +
-                            dir + "/ht.zst 2>/dev/null | sed -n 's/^calls to allocation functions: \\([0-9]*\\).*/\\1/p'"});
+                            " " + dir + "/t2.json 200 >/dev/null 2>&1 && heaptrack_print " + dir +
+                            "/ht.zst 2>/dev/null | sed -n 's/^calls to allocation functions: "
+                            "\\([0-9]*\\).*/\\1/p'"});
   ASSERT_EQ(h.status, 0);
   ASSERT_FALSE(h.out.empty()) << "heaptrack_print gave no total";
   EXPECT_EQ(t.report["totals"]["allocation_calls"].get<uint64_t>(), std::stoull(h.out));

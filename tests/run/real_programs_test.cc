@@ -27,8 +27,9 @@ TEST(RealPrograms, Git) {
   if (mctest::run({"sh", "-c", "command -v git"}).status != 0) GTEST_SKIP() << "no git";
   std::string dir = mctest::scratch_dir();
   auto setup = mctest::run({"sh", "-c",
-                            "cd " + dir + " && git init -q && echo hi > a && git add a && "
-                            "git -c user.name=t -c user.email=t@t commit -qm first"});
+                            "cd " + dir +
+                                " && git init -q && echo hi > a && git add a && "
+                                "git -c user.name=t -c user.email=t@t commit -qm first"});
   ASSERT_EQ(setup.status, 0);
   expect_same({"git", "-C", dir, "log", "--format=%s %an"});
   expect_same({"git", "-C", dir, "rev-parse", "no-such-ref"});
@@ -37,8 +38,10 @@ TEST(RealPrograms, Git) {
 TEST(RealPrograms, Gxx) {
   if (mctest::run({"sh", "-c", "command -v g++"}).status != 0) GTEST_SKIP() << "no g++";
   std::string dir = mctest::scratch_dir();
-  mctest::run({"sh", "-c", "printf '#include <vector>\\nint main(){std::vector<int> v(3);"
-                           "return v.size();}' > " + dir + "/x.cc"});
+  mctest::run({"sh", "-c",
+               "printf '#include <vector>\\nint main(){std::vector<int> v(3);"
+               "return v.size();}' > " +
+                   dir + "/x.cc"});
   expect_same({"g++", "-O1", "-c", dir + "/x.cc", "-o", dir + "/x.o"});
   expect_same({"g++", "-c", dir + "/missing.cc", "-o", dir + "/y.o"});
 }

@@ -45,8 +45,12 @@ std::string scratch_dir() {
   return d;
 }
 
-std::string fixture(const std::string& name) { return std::string(MC_FX) + "/" + name; }
-std::string memcensus() { return MC_BIN; }
+std::string fixture(const std::string& name) {
+  return std::string(MC_FX) + "/" + name;
+}
+std::string memcensus() {
+  return MC_BIN;
+}
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);

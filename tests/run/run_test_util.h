@@ -23,8 +23,8 @@ std::string fixture(const std::string& name);  // path of a built fixture
 std::string memcensus();
 
 struct Traced {
-  int status = 0;    // exit status of `memcensus run`
-  std::string out;   // the program's stdout
+  int status = 0;   // exit status of `memcensus run`
+  std::string out;  // the program's stdout
   std::string trace;
   nlohmann::json report;  // report --json of the trace (null if it failed)
 };

@@ -1,5 +1,7 @@
 // The trace reader on damaged input: truncation is tolerated up to the last complete chunk,
 // anything else malformed is one memcensus::Error, never a crash.
+#include "trace/trace_reader.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -7,7 +9,6 @@
 
 #include "analysis/heap_analysis.h"
 #include "run_test_util.h"
-#include "trace/trace_reader.h"
 #include "util/error.h"
 
 namespace {
