@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "runtime/sys.h"
+#include "runtime/thread_state.h"
 #include "runtime/writer.h"
 
 namespace memcensus::rt {
@@ -52,7 +53,9 @@ bool wait_for_space(Ring* r, uint64_t need) {
   for (int spins = 0;; ++spins) {
     uint64_t used = r->reserve - r->tail.load(std::memory_order_acquire);
     if (used + need + kNestedSlack <= kRingSize) return true;
-    ring_publish(r);
+    // Publish what is complete, so the writer can take it; a signal handler nested in a
+    // record must not, since the interrupted record's reserved bytes are not written yet.
+    if (t_state.depth <= 1) ring_publish(r);
     if (!writer_make_room(spins)) return false;
   }
 }
