@@ -64,7 +64,7 @@ namespace f = memcensus::format;
 MEMCENSUS_EXPORT void* malloc(size_t n) {
   if (skip()) return __libc_malloc(n);
   void* p = __libc_malloc(n);
-  record_alloc(f::kMalloc, p, n, 0, __builtin_return_address(0));
+  record_alloc(f::kMalloc, p, n, 0, MEMCENSUS_START_FRAME());
   return p;
 }
 
@@ -73,7 +73,7 @@ MEMCENSUS_EXPORT void* calloc(size_t n, size_t m) {
   void* p = __libc_calloc(n, m);
   size_t total;
   if (__builtin_mul_overflow(n, m, &total)) total = SIZE_MAX;
-  record_alloc(f::kCalloc, p, total, 0, __builtin_return_address(0));
+  record_alloc(f::kCalloc, p, total, 0, MEMCENSUS_START_FRAME());
   return p;
 }
 
@@ -81,7 +81,7 @@ MEMCENSUS_EXPORT void* realloc(void* old, size_t n) {
   if (skip()) return __libc_realloc(old, n);
   uint64_t before = rt_now();
   void* p = __libc_realloc(old, n);
-  record_realloc(f::kRealloc, old, p, n, before, __builtin_return_address(0));
+  record_realloc(f::kRealloc, old, p, n, before, MEMCENSUS_START_FRAME());
   return p;
 }
 
@@ -101,7 +101,7 @@ MEMCENSUS_EXPORT void* reallocarray(void* old, size_t n, size_t m) {
   } else {
     p = __libc_realloc(old, total);
   }
-  record_realloc(f::kReallocArray, old, p, total, before, __builtin_return_address(0));
+  record_realloc(f::kReallocArray, old, p, total, before, MEMCENSUS_START_FRAME());
   return p;
 }
 
@@ -114,34 +114,34 @@ MEMCENSUS_EXPORT void free(void* p) {
 MEMCENSUS_EXPORT int posix_memalign(void** out, size_t align, size_t n) {
   if (skip()) return real_posix_memalign(out, align, n);
   int r = real_posix_memalign(out, align, n);
-  record_alloc(f::kPosixMemalign, r == 0 ? *out : nullptr, n, align, __builtin_return_address(0));
+  record_alloc(f::kPosixMemalign, r == 0 ? *out : nullptr, n, align, MEMCENSUS_START_FRAME());
   return r;
 }
 
 MEMCENSUS_EXPORT void* aligned_alloc(size_t align, size_t n) {
   if (skip()) return real_aligned_alloc(align, n);
   void* p = real_aligned_alloc(align, n);
-  record_alloc(f::kAlignedAlloc, p, n, align, __builtin_return_address(0));
+  record_alloc(f::kAlignedAlloc, p, n, align, MEMCENSUS_START_FRAME());
   return p;
 }
 
 MEMCENSUS_EXPORT void* memalign(size_t align, size_t n) {
   if (skip()) return __libc_memalign(align, n);
   void* p = __libc_memalign(align, n);
-  record_alloc(f::kMemalign, p, n, align, __builtin_return_address(0));
+  record_alloc(f::kMemalign, p, n, align, MEMCENSUS_START_FRAME());
   return p;
 }
 
 MEMCENSUS_EXPORT void* valloc(size_t n) {
   if (skip()) return __libc_valloc(n);
   void* p = __libc_valloc(n);
-  record_alloc(f::kValloc, p, n, 0, __builtin_return_address(0));
+  record_alloc(f::kValloc, p, n, 0, MEMCENSUS_START_FRAME());
   return p;
 }
 
 MEMCENSUS_EXPORT void* pvalloc(size_t n) {
   if (skip()) return __libc_pvalloc(n);
   void* p = __libc_pvalloc(n);
-  record_alloc(f::kPvalloc, p, n, 0, __builtin_return_address(0));
+  record_alloc(f::kPvalloc, p, n, 0, MEMCENSUS_START_FRAME());
   return p;
 }

@@ -54,12 +54,12 @@ inline bool skip() {
   return __builtin_expect(t_state.guard, 0) || !rt_active();
 }
 
-void* allocate(uint8_t kind, size_t n, size_t align, bool nothrow, void* ret) {
+void* allocate(uint8_t kind, size_t n, size_t align, bool nothrow, const StartFrame& from) {
   size_t real_n = n ? n : 1;
   for (;;) {
     void* p = align ? __libc_memalign(align, real_n) : __libc_malloc(real_n);
     if (p || !current_new_handler()) {
-      if (!skip()) record_alloc(kind, p, n, align, ret);
+      if (!skip()) record_alloc(kind, p, n, align, from);
       if (p || nothrow) return p;
       throw_bad_alloc();
     }
@@ -84,7 +84,7 @@ using memcensus::rt::allocate;
 using memcensus::rt::release;
 namespace f = memcensus::format;
 #define EXPORT __attribute__((visibility("default")))
-#define RET __builtin_return_address(0)
+#define RET MEMCENSUS_START_FRAME()
 
 EXPORT void* operator new(size_t n) {
   return allocate(f::kNew, n, 0, false, RET);

@@ -36,14 +36,14 @@ void* sys_mmap(void* a, size_t len, int prot, int flags, int fd, off_t off) {
 MEMCENSUS_EXPORT void* mmap(void* a, size_t len, int prot, int flags, int fd, off_t off) {
   if (skip(__builtin_return_address(0))) return sys_mmap(a, len, prot, flags, fd, off);
   void* p = sys_mmap(a, len, prot, flags, fd, off);
-  record_mmap(p, len, prot, flags, fd, __builtin_return_address(0));
+  record_mmap(p, len, prot, flags, fd, MEMCENSUS_START_FRAME());
   return p;
 }
 
 MEMCENSUS_EXPORT void* mmap64(void* a, size_t len, int prot, int flags, int fd, off_t off) {
   if (skip(__builtin_return_address(0))) return sys_mmap(a, len, prot, flags, fd, off);
   void* p = sys_mmap(a, len, prot, flags, fd, off);
-  record_mmap(p, len, prot, flags, fd, __builtin_return_address(0));
+  record_mmap(p, len, prot, flags, fd, MEMCENSUS_START_FRAME());
   return p;
 }
 
@@ -68,7 +68,7 @@ MEMCENSUS_EXPORT void* mremap(void* old, size_t old_len, size_t new_len, int fla
   if (skip(__builtin_return_address(0))) return call();
   uint64_t before = rt_now();
   void* p = call();
-  record_mremap(old, old_len, p, new_len, before, __builtin_return_address(0));
+  record_mremap(old, old_len, p, new_len, before, MEMCENSUS_START_FRAME());
   return p;
 }
 

@@ -1,6 +1,7 @@
 #include "runtime/recorder.h"
 
 #include <errno.h>
+#include <string.h>
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
@@ -27,24 +28,35 @@ struct Record {
   bool nested;
 };
 
-// Captures the stack of the hook's caller, interns it, and writes its kStack record into
-// `r` when it is new. Returns the stack id (0: none).
-uint32_t capture_stack(ThreadState& t, Record& r, void* ret) {
-  if (g_config.no_stacks || t.unwinding) return 0;
+// The stack of the hook's caller in `ips`: CFI walk, or libunwind when that fails (then our
+// own frames, up to the caller's return address, are dropped). Returns the depth.
+uint32_t walk(const StartFrame& from, uint64_t* ips) {
+  int max = static_cast<int>(g_config.stack_depth);
+  int n = fast_unwind(from, ips, max);
+  if (n >= 0) return static_cast<uint32_t>(n);
   void* frames[kMaxStackDepth + kRuntimeFrames];
-  t.unwinding = 1;
-  int n = unw_backtrace(frames, static_cast<int>(g_config.stack_depth) + kRuntimeFrames);
-  t.unwinding = 0;
+  n = unw_backtrace(frames, max + kRuntimeFrames);
   int start = 0;
   for (int i = 0; i < n && i < kRuntimeFrames; ++i) {
-    if (frames[i] == ret) {
+    if (reinterpret_cast<uint64_t>(frames[i]) == from.ip) {
       start = i;
       break;
     }
   }
   uint32_t depth = static_cast<uint32_t>(n - start);
   if (depth > g_config.stack_depth) depth = g_config.stack_depth;
-  const uint64_t* ips = reinterpret_cast<const uint64_t*>(frames + start);
+  memcpy(ips, frames + start, depth * sizeof(uint64_t));
+  return depth;
+}
+
+// Captures the stack of the hook's caller, interns it, and writes its kStack record into
+// `r` when it is new. Returns the stack id (0: none).
+uint32_t capture_stack(ThreadState& t, Record& r, const StartFrame& from) {
+  if (g_config.no_stacks || t.unwinding) return 0;
+  uint64_t ips[kMaxStackDepth];
+  t.unwinding = 1;
+  uint32_t depth = walk(from, ips);
+  t.unwinding = 0;
   bool is_new = false;
   uint32_t id = stack_intern(ips, depth, r.nested, &is_new);
   if (is_new) {
@@ -106,13 +118,13 @@ uint64_t rt_now() {
   return monotonic_ns() - g_t0;
 }
 
-void record_alloc(uint8_t kind, const void* p, size_t size, size_t align, void* ret) {
+void record_alloc(uint8_t kind, const void* p, size_t size, size_t align, const StartFrame& from) {
   if (g_config.sample_bytes) {
     if (!p || !sample_allocation(size)) return;
     sampled_insert(p);
   }
   emit([&](ThreadState& t, Record& r) {
-    uint32_t stack = capture_stack(t, r, ret);
+    uint32_t stack = capture_stack(t, r, from);
     put_head(t, r, kind, rt_now());
     put_ptr(t, r, addr(p));
     r.p = f::put_varint(r.p, size);
@@ -133,7 +145,7 @@ void record_free(uint8_t kind, const void* p, size_t size, size_t align) {
 }
 
 void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, uint64_t t_before,
-                    void* ret) {
+                    const StartFrame& from) {
   if (g_config.sample_bytes) {
     // Under sampling a realloc is recorded for its sampled halves only: an unsampled
     // predecessor is written as null; a released sampled block without a sampled successor
@@ -146,7 +158,7 @@ void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, u
     if (!new_sampled) p = nullptr, size = 0;
   }
   emit([&](ThreadState& t, Record& r) {
-    uint32_t stack = capture_stack(t, r, ret);
+    uint32_t stack = capture_stack(t, r, from);
     uint64_t t_after = rt_now();
     put_head(t, r, kind, t_before);
     r.p = f::put_varint(r.p, t_after - t_before);
@@ -160,9 +172,9 @@ void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, u
   });
 }
 
-void record_mmap(const void* p, size_t len, int prot, int flags, int fd, void* ret) {
+void record_mmap(const void* p, size_t len, int prot, int flags, int fd, const StartFrame& from) {
   emit([&](ThreadState& t, Record& r) {
-    uint32_t stack = capture_stack(t, r, ret);
+    uint32_t stack = capture_stack(t, r, from);
     put_head(t, r, f::kMmap, rt_now());
     put_ptr(t, r, addr(p));
     r.p = f::put_varint(r.p, len);
@@ -183,9 +195,9 @@ void record_munmap(const void* p, size_t len, int result) {
 }
 
 void record_mremap(const void* old, size_t old_len, const void* p, size_t new_len,
-                   uint64_t t_before, void* ret) {
+                   uint64_t t_before, const StartFrame& from) {
   emit([&](ThreadState& t, Record& r) {
-    uint32_t stack = capture_stack(t, r, ret);
+    uint32_t stack = capture_stack(t, r, from);
     uint64_t t_after = rt_now();
     put_head(t, r, f::kMremap, t_before);
     r.p = f::put_varint(r.p, t_after - t_before);

@@ -5,6 +5,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
+#include "runtime/fast_unwind.h"
 #include "runtime/modules.h"
 #include "runtime/ring.h"
 #include "runtime/sampler.h"
@@ -92,7 +93,9 @@ void fork_child() {
 }
 
 bool setup() {
-  if (!read_config() || !rings_init() || !stack_table_init() || !sampler_init()) return false;
+  if (!read_config() || !rings_init() || !stack_table_init() || !sampler_init() ||
+      !fast_unwind_init())
+    return false;
   g_t0 = monotonic_ns();
   if (!writer_open()) return false;
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
