@@ -14,6 +14,19 @@ void expect_same(const std::vector<std::string>& argv) {
   EXPECT_GT(t.report["totals"]["allocation_calls"].get<uint64_t>(), 0u);
 }
 
+TEST(RealPrograms, AllocatorBehaviourIsUnchanged) {
+  mctest::Result plain = mctest::run({mctest::fixture("behaviour")});
+  ASSERT_EQ(plain.status, 7);
+  ASSERT_NE(plain.out.find("new_handler calls before bad_alloc: 1"), std::string::npos)
+      << plain.out;
+  mctest::Traced t = mctest::traced({mctest::fixture("behaviour")});
+  EXPECT_EQ(t.status, 7);
+  EXPECT_EQ(t.out, plain.out);
+  ASSERT_FALSE(t.report.is_null());
+  EXPECT_GE(t.report["totals"]["failed_allocations"].get<int>(), 5);
+  EXPECT_EQ(t.report["calls"]["aligned_alloc"], 1);
+}
+
 TEST(RealPrograms, Python) {
   if (mctest::run({"sh", "-c", "command -v python3"}).status != 0) GTEST_SKIP() << "no python3";
   expect_same({"python3", "-c",

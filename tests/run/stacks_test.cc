@@ -2,6 +2,8 @@
 // the right order, from the allocating function out to main.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "run_test_util.h"
 
 using nlohmann::json;
@@ -51,6 +53,21 @@ TEST(Stacks, RustWithoutFramePointersReachesMain) {
       found = true;
   }
   EXPECT_TRUE(found) << t.report["top_sites"].dump(1);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Stacks, StackDepthLimitsTheFramesKept) {
+  auto t = mctest::traced({mctest::fixture("stacks")}, {"--stack-depth", "2"});
+  ASSERT_EQ(t.status, 0);
+  const json& top = t.report["top_sites"][0];
+  std::vector<std::string> fns = functions(top);
+  ASSERT_FALSE(fns.empty());
+  EXPECT_EQ(fns.front(), "leaf_alloc");
+  EXPECT_TRUE(fns.back() == "chain_c(int)" || fns.back() == "chain_c()") << top.dump(1);
+  EXPECT_EQ(std::count(fns.begin(), fns.end(), "main"), 0);
 }
 
 }  // namespace
