@@ -2,6 +2,7 @@
 // knows them, and the trace stays readable.
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "run_test_util.h"
 
@@ -135,6 +136,22 @@ TEST(Robustness, StaticProgramsAreRefusedWithAReason) {
   auto r = mctest::run({"sh", "-c", mctest::memcensus() + " run -- " + dir + "/s 2>&1"});
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.out.find("statically linked"), std::string::npos) << r.out;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Robustness, SetuidProgramsAreRefusedWithAReason) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to make a set-user-ID copy owned by nobody";
+  std::string dir = mctest::scratch_dir();
+  std::string prog = dir + "/suid_true";
+  auto made = mctest::run(
+      {"sh", "-c", "cp /bin/true " + prog + " && chown nobody " + prog + " && chmod u+s " + prog});
+  if (made.status != 0) GTEST_SKIP() << "cannot make a set-user-ID program here";
+  auto r = mctest::run({"sh", "-c", mctest::memcensus() + " run -- " + prog + " 2>&1"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("set-user-ID"), std::string::npos) << r.out;
 }
 
 }  // namespace
