@@ -71,3 +71,24 @@ TEST(Stacks, StackDepthLimitsTheFramesKept) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Stacks, ReplacedBinaryIsNotSymbolizedWithWrongNames) {
+  std::string dir = mctest::scratch_dir();
+  std::string prog = dir + "/stacks_copy";
+  ASSERT_EQ(mctest::run({"cp", mctest::fixture("stacks"), prog}).status, 0);
+  auto t = mctest::traced({prog});
+  ASSERT_EQ(t.status, 0);
+  EXPECT_EQ(functions(t.report["top_sites"][0]).front(), "leaf_alloc");
+  // Another program now sits at the same path: its build-id differs from the recorded one.
+  ASSERT_EQ(mctest::run({"cp", mctest::fixture("count_c"), prog}).status, 0);
+  json again = mctest::report_json(t.trace);
+  ASSERT_FALSE(again.is_null());
+  const json& f0 = again["top_sites"][0]["frames"][0];
+  EXPECT_NE(f0["function"].get<std::string>().find("build-id mismatch"), std::string::npos)
+      << f0.dump();
+  EXPECT_EQ(f0["object"], prog);
+}
+
+}  // namespace
