@@ -118,11 +118,8 @@ uint64_t rt_now() {
   return monotonic_ns() - g_t0;
 }
 
-void record_alloc(uint8_t kind, const void* p, size_t size, size_t align, const StartFrame& from) {
-  if (g_config.sample_bytes) {
-    if (!p || !sample_allocation(size)) return;
-    sampled_insert(p);
-  }
+void record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
+                        const StartFrame& from) {
   emit([&](ThreadState& t, Record& r) {
     uint32_t stack = capture_stack(t, r, from);
     put_head(t, r, kind, rt_now());
@@ -133,8 +130,7 @@ void record_alloc(uint8_t kind, const void* p, size_t size, size_t align, const 
   });
 }
 
-void record_free(uint8_t kind, const void* p, size_t size, size_t align) {
-  if (g_config.sample_bytes && p && !sampled_release(p)) return;
+void record_free_event(uint8_t kind, const void* p, size_t size, size_t align) {
   emit([&](ThreadState& t, Record& r) {
     put_head(t, r, kind, rt_now());
     put_ptr(t, r, addr(p));

@@ -15,13 +15,31 @@
 #include <stdint.h>
 
 #include "runtime/fast_unwind.h"
+#include "runtime/runtime.h"
+#include "runtime/sampler.h"
 
 namespace memcensus::rt {
 
 uint64_t rt_now();  // ns since the trace start
 
-void record_alloc(uint8_t kind, const void* p, size_t size, size_t align, const StartFrame& from);
-void record_free(uint8_t kind, const void* p, size_t size, size_t align);
+void record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
+                        const StartFrame& from);
+void record_free_event(uint8_t kind, const void* p, size_t size, size_t align);
+
+// --sample: the common unsampled cases are decided inline, without a call.
+inline void record_alloc(uint8_t kind, const void* p, size_t size, size_t align,
+                         const StartFrame& from) {
+  if (g_config.sample_bytes) {
+    if (!p || !sample_allocation(size)) return;
+    sampled_insert(p);
+  }
+  record_alloc_event(kind, p, size, align, from);
+}
+
+inline void record_free(uint8_t kind, const void* p, size_t size, size_t align) {
+  if (g_config.sample_bytes && p && !sampled_release(p)) return;
+  record_free_event(kind, p, size, align);
+}
 void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, uint64_t t_before,
                     const StartFrame& from);
 void record_mmap(const void* p, size_t len, int prot, int flags, int fd, const StartFrame& from);

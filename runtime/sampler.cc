@@ -11,9 +11,8 @@
 namespace memcensus::rt {
 namespace {
 
-constexpr uint64_t kSlots = 1u << 22;  // open addressing; 0 = empty, 1 = removed
+constexpr uint64_t kSlots = 1u << kSampleSetBits;
 constexpr uint64_t kRemoved = 1;
-std::atomic<uint64_t>* g_set = nullptr;
 
 __thread uint64_t t_rng __attribute__((tls_model("initial-exec")));
 
@@ -31,21 +30,19 @@ int64_t next_gap() {
   return static_cast<int64_t>(-log(u) * static_cast<double>(g_config.sample_bytes)) + 1;
 }
 
-uint64_t slot_of(uint64_t p) {
-  return (p * 0x9e3779b97f4a7c15ull) >> (64 - 22);
-}
-
 }  // namespace
+
+std::atomic<uint64_t>* g_sample_set = nullptr;
 
 bool sampler_init() {
   if (g_config.sample_bytes == 0) return true;
-  g_set = static_cast<std::atomic<uint64_t>*>(sys_map(kSlots * sizeof(uint64_t)));
-  return g_set != nullptr;
+  g_sample_set = static_cast<std::atomic<uint64_t>*>(sys_map(kSlots * sizeof(uint64_t)));
+  return g_sample_set != nullptr;
 }
 
-bool sample_allocation(size_t size) {
+bool sample_allocation_slow(size_t size) {
   ThreadState& t = t_state;
-  if (t.sample_left == 0) t.sample_left = next_gap();
+  if (t.sample_left == 0) t.sample_left = next_gap();  // this thread's first allocation
   t.sample_left -= static_cast<int64_t>(size);
   if (t.sample_left > 0) return false;
   while (t.sample_left <= 0) t.sample_left += next_gap();
@@ -55,21 +52,20 @@ bool sample_allocation(size_t size) {
 void sampled_insert(const void* ptr) {
   uint64_t p = reinterpret_cast<uint64_t>(ptr);
   if (p <= kRemoved) return;
-  for (uint64_t i = slot_of(p), n = 0; n < kSlots; ++n, i = (i + 1) & (kSlots - 1)) {
-    uint64_t cur = g_set[i].load(std::memory_order_relaxed);
+  for (uint64_t i = sample_slot(p), n = 0; n < kSlots; ++n, i = (i + 1) & (kSlots - 1)) {
+    uint64_t cur = g_sample_set[i].load(std::memory_order_relaxed);
     if ((cur == 0 || cur == kRemoved) &&
-        g_set[i].compare_exchange_strong(cur, p, std::memory_order_acq_rel))
+        g_sample_set[i].compare_exchange_strong(cur, p, std::memory_order_acq_rel))
       return;
   }
 }
 
-bool sampled_release(const void* ptr) {
+bool sampled_release_slow(const void* ptr, uint64_t slot) {
   uint64_t p = reinterpret_cast<uint64_t>(ptr);
-  if (p <= kRemoved) return false;
-  for (uint64_t i = slot_of(p), n = 0; n < kSlots; ++n, i = (i + 1) & (kSlots - 1)) {
-    uint64_t cur = g_set[i].load(std::memory_order_acquire);
+  for (uint64_t i = slot, n = 0; n < kSlots; ++n, i = (i + 1) & (kSlots - 1)) {
+    uint64_t cur = g_sample_set[i].load(std::memory_order_acquire);
     if (cur == 0) return false;
-    if (cur == p) return g_set[i].compare_exchange_strong(cur, kRemoved);
+    if (cur == p) return g_sample_set[i].compare_exchange_strong(cur, kRemoved);
   }
   return false;
 }
