@@ -7,13 +7,14 @@
 // Fork/exec policy:
 //  * fork without --follow-fork: the child disables the runtime (every hook passes through);
 //    only the parent's trace is written.
-//  * fork with --follow-fork: the child starts a new trace file "<output>.<pid>" (first free
-//    "<output>.<pid>.<n>" if taken), with its own writer thread; events of the parent before
-//    the fork stay in the parent's trace.
-//  * exec: the new image loads the runtime again (LD_PRELOAD is inherited). It traces only if
-//    it is the process `memcensus run` started or --follow-fork is set; it writes
-//    "<output>.<pid>" (or .<n>) because the old image's trace keeps its name.
-//  * vfork/posix_spawn children run no hooks between vfork and exec in correct programs.
+//  * fork with --follow-fork: the child starts a new trace file "<output>.<pid>" with its own
+//    writer thread; events of the parent before the fork stay in the parent's trace.
+//  * exec: the old image writes everything it recorded first (hooks_exec.cc). The new image
+//    loads the runtime again (LD_PRELOAD is inherited) and traces only if it is the process
+//    `memcensus run` started or --follow-fork is set; it appends a new segment (its own file
+//    header) to the file of its process, so one file holds the whole exec chain of a pid.
+//  * vfork/posix_spawn: children run no hooks between vfork and exec in correct programs; a
+//    vfork child that allocates anyway writes into its parent's thread buffer.
 // Thread exit: a pthread key destructor closes the thread's ring; the writer drains and
 // recycles it. Threads that vanish without it (killed) are found by the writer (tgkill 0).
 #pragma once

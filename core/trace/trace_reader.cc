@@ -53,7 +53,7 @@ class MemorySource : public Source {
   explicit MemorySource(std::string_view bytes) : bytes_(bytes) {}
   size_t read(void* out, size_t n) override {
     size_t k = std::min(n, bytes_.size() - pos_);
-    std::memcpy(out, bytes_.data() + pos_, k);
+    if (k) std::memcpy(out, bytes_.data() + pos_, k);
     pos_ += k;
     return k;
   }
