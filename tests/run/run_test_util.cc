@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -38,10 +39,25 @@ Result run(const std::vector<std::string>& argv, const std::vector<std::string>&
   return r;
 }
 
+namespace {
+
+// Scratch directories of this test process, removed when it exits.
+struct ScratchDirs {
+  std::vector<std::string> dirs;
+  ~ScratchDirs() {
+    std::error_code ec;
+    for (const std::string& d : dirs) std::filesystem::remove_all(d, ec);
+  }
+};
+ScratchDirs g_scratch;
+
+}  // namespace
+
 std::string scratch_dir() {
   char tmpl[] = "/tmp/memcensus-test-XXXXXX";
   const char* d = mkdtemp(tmpl);
   if (!d) throw std::runtime_error("mkdtemp");
+  g_scratch.dirs.push_back(d);
   return d;
 }
 
