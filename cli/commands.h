@@ -15,5 +15,7 @@ struct Context {
 };
 
 void add_map_command(CLI::App& root, Context& ctx);
+void add_run_command(CLI::App& root, Context& ctx);
+void add_report_command(CLI::App& root, Context& ctx);
 
 }  // namespace memcensus::cli

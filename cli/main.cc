@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "memcensus 0.1.0");
   memcensus::cli::add_map_command(app, ctx);
+  memcensus::cli::add_run_command(app, ctx);
+  memcensus::cli::add_report_command(app, ctx);
 
   bool known = false;
   for (const CLI::App* sub : app.get_subcommands({}))

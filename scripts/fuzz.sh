@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 ./scripts/build.sh fuzz
-for name in smaps task elf; do
+for name in smaps task elf trace_reader; do
   work="build/fuzz/corpus-$name"
   mkdir -p "$work"
   seeds=("fuzz/corpus/$name")

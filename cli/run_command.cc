@@ -1,0 +1,117 @@
+// memcensus run [-o FILE] [--follow-fork] [--sample BYTES] [--no-stacks] [--stack-depth N]
+//               -- CMD [ARGS...]
+// Runs CMD with the runtime preloaded, adds its exit status to the trace, prints a summary
+// on stderr (stdout stays the program's) and exits with the program's status.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "analysis/heap_analysis.h"
+#include "cli/commands.h"
+#include "launch/exit_tracer.h"
+#include "launch/preload_launcher.h"
+#include "trace/trace_reader.h"
+#include "util/error.h"
+
+#ifndef MEMCENSUS_RT_INSTALL_RELDIR
+#define MEMCENSUS_RT_INSTALL_RELDIR "../lib"
+#endif
+
+namespace memcensus::cli {
+namespace {
+
+struct RunOptions {
+  std::string output;
+  bool follow_fork = false;
+  bool no_stacks = false;
+  uint32_t stack_depth = 64;
+  uint64_t sample = 0;
+  bool quiet = false;
+};
+
+// The runtime next to this executable: the build tree (cli/../runtime) or the install tree
+// (bin/<relative libdir>). Found from /proc/self/exe, never from the environment.
+std::string find_runtime() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw Error("cannot read /proc/self/exe to locate the memcensus runtime");
+  std::string dir(buf, static_cast<size_t>(n));
+  dir = dir.substr(0, dir.rfind('/'));
+  const std::string name = "/libmemcensus_rt.so";
+  for (const std::string& rel :
+       {std::string("/../runtime"), "/" + std::string(MEMCENSUS_RT_INSTALL_RELDIR)}) {
+    std::string candidate = dir + rel + name;
+    if (::access(candidate.c_str(), R_OK) == 0) {
+      char real[4096];
+      return ::realpath(candidate.c_str(), real) ? std::string(real) : candidate;
+    }
+  }
+  throw Error("the memcensus runtime (libmemcensus_rt.so) is not installed next to " + dir);
+}
+
+TraceExit exit_of(int status) {
+  TraceExit e;
+  e.signaled = WIFSIGNALED(status);
+  e.code = e.signaled ? WTERMSIG(status) : WEXITSTATUS(status);
+  return e;
+}
+
+void print_summary(const std::string& path) {
+  TraceReader reader = TraceReader::from_file(path);
+  HeapAnalysis analysis;
+  reader.read(analysis);
+  HeapSummary s = analysis.finish();
+  const HeapTotals& t = s.totals;
+  std::fprintf(stderr,
+               "memcensus: %llu allocations (%llu bytes), %llu frees, peak heap %llu bytes, "
+               "%llu bytes in %llu blocks not freed%s\n",
+               static_cast<unsigned long long>(t.allocation_calls),
+               static_cast<unsigned long long>(t.bytes_allocated),
+               static_cast<unsigned long long>(t.free_calls),
+               static_cast<unsigned long long>(t.peak_live_bytes),
+               static_cast<unsigned long long>(t.leaked_bytes),
+               static_cast<unsigned long long>(t.leaked_blocks),
+               reader.stats().truncated ? " (trace cut short)" : "");
+}
+
+int run(const RunOptions& o, const Context& ctx) {
+  if (!ctx.has_trailing || ctx.trailing.empty()) throw Error("run needs -- CMD [ARGS...]");
+  PreloadOptions p;
+  p.runtime = find_runtime();
+  p.output = o.output;
+  p.follow_fork = o.follow_fork;
+  p.no_stacks = o.no_stacks;
+  p.stack_depth = o.stack_depth;
+  p.sample_bytes = o.sample;
+  LaunchResult r = run_preloaded(ctx.trailing, p);
+  if (::access(r.trace_path.c_str(), F_OK) != 0)
+    throw Error("'" + ctx.trailing[0] + "' wrote no trace to " + r.trace_path +
+                ": the runtime was not loaded (LD_PRELOAD removed or ignored?)");
+  append_exit_record(r.trace_path, exit_of(r.wait_status));
+  if (!o.quiet) print_summary(r.trace_path);
+  std::fprintf(stderr, "memcensus: trace written to %s%s\n", r.trace_path.c_str(),
+               o.follow_fork ? " (children: <trace>.<pid>)" : "");
+  return exit_code_of(r.wait_status);
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& root, Context& ctx) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* app = root.add_subcommand(
+      "run", "Run CMD recording every allocation, reallocation and free with its call stack");
+  app->add_option("-o,--output", o->output,
+                  "trace file (default: memcensus.<program>.<pid>.trace in the current directory)");
+  app->add_flag("--follow-fork", o->follow_fork,
+                "trace forked children too, each into <trace>.<pid>");
+  app->add_option("--sample", o->sample,
+                  "record allocations sampled every BYTES bytes on average (0: record all)");
+  app->add_flag("--no-stacks", o->no_stacks, "do not record call stacks");
+  app->add_option("--stack-depth", o->stack_depth, "frames kept per stack")
+      ->check(CLI::Range(1, 256));
+  app->add_flag("-q,--quiet", o->quiet, "print only the trace path");
+  app->callback([o, &ctx] { ctx.exit_code = run(*o, ctx); });
+}
+
+}  // namespace memcensus::cli

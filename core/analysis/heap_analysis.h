@@ -1,0 +1,138 @@
+// HeapAnalysis: folds a trace (fed record by record through TraceVisitor) into counts by
+// entry point, bytes, peak live heap, leaks, realloc moves and per-call-site statistics.
+// Memory: O(live blocks + distinct stacks + modules), independent of the trace's length.
+//
+// Definitions (also in docs/trace-format.md):
+//  * allocation_calls: calls of malloc, calloc, realloc, reallocarray, posix_memalign,
+//    aligned_alloc, memalign, valloc, pvalloc and every operator new, failed ones included.
+//    free_calls: calls of free and every operator delete, free(NULL) included.
+//    mmap/munmap/mremap are counted in `calls` only.
+//  * bytes_allocated: requested bytes of successful allocating calls (realloc: its new size).
+//  * live heap: blocks returned by an allocating call and not yet released by a free,
+//    delete or realloc. "leaked" = live when the trace ends.
+//  * realloc moves: successful reallocs of a non-null block that returned another address;
+//    bytes copied: min(old requested size, new size) for each move.
+//  * Order: threads write through separate buffers, so the file interleaves them out of
+//    time order. A free in one thread can only follow an allocation another thread published
+//    earlier, and the writer drains every buffer once per round (format::kRound), so the
+//    events of one round sorted by time are in causal order: that is the order analysed
+//    (memory: one round of events). Within it each free also goes with the latest
+//    allocation of its address at or before the free's time.
+// Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "trace/trace_records.h"
+
+namespace memcensus {
+
+struct SiteStats {
+  uint32_t stack = 0;
+  uint64_t allocations = 0;
+  uint64_t bytes = 0;
+  uint64_t live_bytes = 0;
+  uint64_t peak_bytes = 0;  // live bytes of this site when the whole heap peaked
+  uint64_t leaked_blocks = 0;
+  uint64_t leaked_bytes = 0;
+  uint64_t epoch = 0;  // peak epoch when live_bytes last changed (see heap_analysis.cc)
+  double est_allocations = 0, est_bytes = 0;  // --sample traces: weighted estimates
+};
+
+struct HeapTotals {
+  uint64_t allocation_calls = 0;
+  uint64_t free_calls = 0;
+  uint64_t failed_allocations = 0;
+  uint64_t bytes_allocated = 0;
+  uint64_t peak_live_bytes = 0;
+  uint64_t peak_time_ns = 0;
+  uint64_t peak_rss = 0;
+  uint64_t leaked_blocks = 0;
+  uint64_t leaked_bytes = 0;
+  uint64_t realloc_calls = 0;
+  uint64_t realloc_moves = 0;
+  uint64_t realloc_bytes_copied = 0;
+  uint64_t unmatched_frees = 0;  // non-null frees of addresses never seen allocated
+  bool estimated = false;        // a --sample trace: the figures above are unbiased estimates
+};
+
+struct HeapSummary {
+  TraceProcess process;
+  bool have_process = false;
+  bool clean_end = false;  // the runtime shut down normally (kEnd)
+  bool have_exit = false;
+  TraceExit exit;
+  uint64_t duration_ns = 0;
+  uint64_t lost_events = 0;
+  uint64_t events = 0;
+  uint64_t threads = 0;
+  HeapTotals totals;
+  std::map<std::string, uint64_t> calls;  // by entry point name
+  std::vector<SiteStats> sites;           // sorted by bytes allocated, descending
+  std::unordered_map<uint32_t, std::vector<uint64_t>> stacks;
+  std::vector<TraceModule> modules;  // distinct (path, bias), in order of first appearance
+};
+
+class HeapAnalysis : public TraceVisitor {
+ public:
+  HeapAnalysis();  // every entry point starts at 0 calls
+  void on_event(const TraceEvent& e) override;
+  void on_stack(const TraceStack& s) override;
+  void on_module(const TraceModule& m) override;
+  void on_process(const TraceProcess& p) override;
+  void on_rss(const TraceRss& r) override;
+  void on_end(const TraceEnd& e) override;
+  void on_exit(const TraceExit& e) override;
+  void on_round() override;
+
+  // Ends the analysis: what is still live is leaked. Call once.
+  HeapSummary finish();
+
+ private:
+  struct Block {
+    uint64_t size = 0;
+    uint64_t time = 0;
+    uint32_t stack = 0;
+    double weight = 1;  // allocations this recorded one stands for (--sample)
+  };
+  // Weighted figures of a --sample trace (1/p per recorded allocation of probability p).
+  struct Estimates {
+    double allocation_calls = 0, free_calls = 0, bytes = 0, live = 0, peak = 0;
+    std::map<std::string, double> calls;
+  };
+  double weight_of(uint64_t size) const;
+  void estimate_alloc(const TraceEvent& e, double w);
+  void apply_estimates();
+  Estimates est_;
+  double last_weight_ = 1;
+  double last_alloc_weight_ = 1;  // weight of the allocation being applied  // weight of the block
+                                  // released by the latest released()
+
+  void allocated(uint64_t ptr, uint64_t size, uint32_t stack, uint64_t time);
+  // Releases the block at ptr freed at `time`; returns its size (0 if unknown).
+  uint64_t released(uint64_t ptr, uint64_t time, bool* known);
+  bool take_block(uint64_t ptr, uint64_t time, Block* out);
+  void site_change(uint32_t stack, int64_t delta);
+  void on_alloc(const TraceEvent& e);
+  void on_free(const TraceEvent& e);
+  void on_realloc(const TraceEvent& e);
+  void note_time(uint64_t t);
+  void apply(const TraceEvent& e);
+  std::vector<TraceEvent> round_;  // events of the current round, in file order
+
+  HeapSummary s_;
+  std::unordered_map<uint64_t, Block> live_;
+  std::unordered_map<uint64_t, std::vector<Block>> extra_live_;  // same address, other threads
+  std::unordered_map<uint64_t, std::vector<uint64_t>> pending_frees_;
+  std::unordered_map<uint32_t, SiteStats> sites_;
+  std::map<std::pair<std::string, uint64_t>, size_t> module_index_;
+  std::unordered_map<uint64_t, bool> streams_;
+  uint64_t live_bytes_ = 0;
+  uint64_t peak_epoch_ = 0;
+};
+
+}  // namespace memcensus

@@ -1,0 +1,39 @@
+// Starting a program with the memcensus runtime preloaded: finding it on PATH, refusing what
+// the dynamic loader would not preload into (static executables, set-user-ID/group-ID
+// programs), passing the runtime's settings through its environment, and waiting for it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace memcensus {
+
+struct PreloadOptions {
+  std::string runtime;  // absolute path of libmemcensus_rt.so
+  std::string output;   // trace path; empty: memcensus.<program>.<pid>.trace in the cwd
+  bool follow_fork = false;
+  bool no_stacks = false;
+  uint32_t stack_depth = 64;
+  uint64_t sample_bytes = 0;
+};
+
+struct LaunchResult {
+  pid_t pid = 0;
+  int wait_status = 0;
+  std::string trace_path;  // absolute
+};
+
+// The executable `name` would run as (execvp's PATH search). Throws Error if none.
+std::string find_program(const std::string& name);
+
+// Throws Error with the reason when the runtime cannot be preloaded into `path`.
+void check_preloadable(const std::string& path);
+
+// Runs argv with the runtime preloaded; returns when it has exited. SIGINT and SIGQUIT are
+// ignored by the caller meanwhile (they reach the program). Throws Error if it cannot start.
+LaunchResult run_preloaded(const std::vector<std::string>& argv, const PreloadOptions& o);
+
+}  // namespace memcensus

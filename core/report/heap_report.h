@@ -1,0 +1,28 @@
+// The `memcensus report` output of a heap trace: a JSON object for machines (byte figures
+// as integers) and a text summary for people. Top sites are symbolized on the way out.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "analysis/heap_analysis.h"
+#include "symbolize/symbolizer.h"
+#include "trace/trace_reader.h"
+
+namespace memcensus {
+
+struct HeapReportOptions {
+  size_t top_sites = 10;
+  size_t max_frames = 64;  // per site, after inline expansion
+};
+
+void write_heap_json(const HeapSummary& s, const TraceStats& stats, Symbolizer& sym,
+                     const HeapReportOptions& o, std::string& out);
+void write_heap_text(const HeapSummary& s, const TraceStats& stats, Symbolizer& sym,
+                     const HeapReportOptions& o, std::string& out);
+
+// Exit status of the traced program as a shell would show it (128+N for signal N), or -1
+// when the trace does not say.
+int traced_exit_status(const HeapSummary& s);
+
+}  // namespace memcensus

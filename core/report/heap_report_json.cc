@@ -1,0 +1,136 @@
+#include "report/heap_report.h"
+#include "report/json_writer.h"
+
+namespace memcensus {
+namespace {
+
+void write_frames(JsonWriter& w, const HeapSummary& s, uint32_t stack, Symbolizer& sym,
+                  size_t max_frames) {
+  w.key("frames");
+  w.begin_array();
+  auto it = s.stacks.find(stack);
+  size_t written = 0;
+  if (it != s.stacks.end()) {
+    for (uint64_t addr : it->second) {
+      for (const SourceFrame& f : sym.symbolize_return_address(addr)) {
+        if (written++ >= max_frames) break;
+        w.begin_object();
+        w.field("function", f.function);
+        if (f.file)
+          w.field("file", *f.file);
+        else
+          w.null_field("file");
+        if (f.line)
+          w.field("line", *f.line);
+        else
+          w.null_field("line");
+        w.field("object", f.object);
+        w.field("address", f.address);
+        w.field("inlined", f.inlined);
+        w.end_object();
+      }
+    }
+  }
+  w.end_array();
+}
+
+void write_totals(JsonWriter& w, const HeapTotals& t) {
+  w.key("totals");
+  w.begin_object();
+  w.field("allocation_calls", t.allocation_calls);
+  w.field("free_calls", t.free_calls);
+  w.field("failed_allocations", t.failed_allocations);
+  w.field("bytes_allocated", t.bytes_allocated);
+  w.field("peak_live_bytes", t.peak_live_bytes);
+  w.field("peak_time_ns", t.peak_time_ns);
+  w.field("peak_rss", t.peak_rss);
+  w.field("leaked_blocks", t.leaked_blocks);
+  w.field("leaked_bytes", t.leaked_bytes);
+  w.field("realloc_calls", t.realloc_calls);
+  w.field("realloc_moves", t.realloc_moves);
+  w.field("realloc_bytes_copied", t.realloc_bytes_copied);
+  w.field("unmatched_frees", t.unmatched_frees);
+  w.field("estimated", t.estimated);
+  w.end_object();
+}
+
+void write_process(JsonWriter& w, const HeapSummary& s) {
+  w.key("command");
+  w.begin_array();
+  for (const std::string& a : s.process.argv) w.value(a);
+  w.end_array();
+  w.field("exe", s.process.exe);
+  w.field("pid", static_cast<int64_t>(s.process.pid));
+  int status = traced_exit_status(s);
+  if (status >= 0)
+    w.field("exit_status", status);
+  else
+    w.null_field("exit_status");
+  w.field("duration_ns", s.duration_ns);
+  w.field("threads", s.threads);
+  w.field("sample_bytes", s.process.sample_bytes);
+}
+
+void write_trace_info(JsonWriter& w, const HeapSummary& s, const TraceStats& st) {
+  w.key("trace");
+  w.begin_object();
+  w.field("events", st.events);
+  w.field("chunks", st.chunks);
+  w.field("file_bytes", st.compressed_bytes);
+  w.field("raw_bytes", st.raw_bytes);
+  w.field("complete", s.clean_end && !st.truncated);
+  w.field("truncated", st.truncated);
+  w.field("lost_events", s.lost_events);
+  w.field("stacks", static_cast<uint64_t>(s.stacks.size()));
+  w.end_object();
+}
+
+}  // namespace
+
+int traced_exit_status(const HeapSummary& s) {
+  if (!s.have_exit) return -1;
+  return s.exit.signaled ? 128 + s.exit.code : s.exit.code;
+}
+
+void write_heap_json(const HeapSummary& s, const TraceStats& st, Symbolizer& sym,
+                     const HeapReportOptions& o, std::string& out) {
+  JsonWriter w(out);
+  w.begin_object();
+  write_process(w, s);
+  write_totals(w, s.totals);
+  w.key("calls");
+  w.begin_object();
+  for (const auto& [name, n] : s.calls) w.field(name, n);
+  w.end_object();
+  w.key("top_sites");
+  w.begin_array();
+  for (size_t i = 0; i < s.sites.size() && i < o.top_sites; ++i) {
+    const SiteStats& site = s.sites[i];
+    w.begin_object();
+    w.field("stack_id", static_cast<uint64_t>(site.stack));
+    write_frames(w, s, site.stack, sym, o.max_frames);
+    w.field("allocations", site.allocations);
+    w.field("bytes", site.bytes);
+    w.field("peak_bytes", site.peak_bytes);
+    w.field("leaked_blocks", site.leaked_blocks);
+    w.field("leaked_bytes", site.leaked_bytes);
+    w.end_object();
+  }
+  w.end_array();
+  w.key("modules");
+  w.begin_array();
+  for (const TraceModule& m : s.modules) {
+    w.begin_object();
+    w.field("path", m.path);
+    w.field("build_id", Symbolizer::hex(m.build_id));
+    w.field("start", m.start);
+    w.field("end", m.end);
+    w.end_object();
+  }
+  w.end_array();
+  write_trace_info(w, s, st);
+  w.end_object();
+  out += '\n';
+}
+
+}  // namespace memcensus

@@ -1,0 +1,241 @@
+#include "trace/record_decoder.h"
+
+#include <algorithm>
+#include <string_view>
+
+#include "format/trace_format.h"
+#include "util/error.h"
+
+namespace memcensus {
+namespace f = memcensus::format;
+
+struct RecordDecoder::Cursor {
+  std::span<const uint8_t> data;
+  size_t pos = 0;
+  size_t record_start = 0;
+  uint64_t chunk = 0;
+  const std::string* name = nullptr;
+
+  [[noreturn]] void fail(std::string_view what) const {
+    throw Error(*name + ": malformed trace: " + std::string(what) + " (chunk " +
+                std::to_string(chunk) + ", offset " + std::to_string(record_start) + ")");
+  }
+  uint64_t varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos >= data.size()) fail("record runs past the end of its chunk");
+      uint8_t b = data[pos++];
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    fail("varint longer than 10 bytes");
+  }
+  int64_t signed_varint() { return f::unzigzag(varint()); }
+  std::string string(size_t max) {
+    uint64_t n = varint();
+    if (n > max || n > data.size() - pos) fail("string length out of range");
+    std::string s(reinterpret_cast<const char*>(data.data() + pos), n);
+    pos += n;
+    return s;
+  }
+};
+
+RecordDecoder::Handler RecordDecoder::handler_for(uint8_t tag) {
+  uint8_t base = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
+  if (base < f::kEventKindEnd && f::shape_of(base).family != f::Family::kNone)
+    return &RecordDecoder::on_event;
+  if (tag & f::kAbsoluteFlag) return nullptr;
+  switch (tag) {
+    case f::kThread:
+      return &RecordDecoder::on_thread;
+    case f::kThreadEnd:
+      return &RecordDecoder::on_thread_end;
+    case f::kStack:
+      return &RecordDecoder::on_stack;
+    case f::kModule:
+      return &RecordDecoder::on_module;
+    case f::kProcess:
+      return &RecordDecoder::on_process;
+    case f::kRss:
+      return &RecordDecoder::on_rss;
+    case f::kSmaps:
+      return &RecordDecoder::on_smaps;
+    case f::kEnd:
+      return &RecordDecoder::on_end;
+    case f::kExit:
+      return &RecordDecoder::on_exit;
+    case f::kRound:
+      return &RecordDecoder::on_round;
+    default:
+      return nullptr;
+  }
+}
+
+uint64_t RecordDecoder::decode(std::span<const uint8_t> chunk, uint64_t chunk_index,
+                               TraceVisitor& v) {
+  Cursor c{chunk, 0, 0, chunk_index, &name_};
+  events_ = 0;
+  while (c.pos < chunk.size()) {
+    c.record_start = c.pos;
+    uint8_t tag = chunk[c.pos++];
+    Handler h = handler_for(tag);
+    if (!h) c.fail("unknown record tag " + std::to_string(tag));
+    (this->*h)(c, tag, v);
+  }
+  return events_;
+}
+
+void RecordDecoder::new_segment() {
+  streams_.clear();
+  current_ = nullptr;
+  current_id_ = 0;
+  stack_offset_ = max_stack_;
+}
+
+void RecordDecoder::on_event(Cursor& c, uint8_t tag, TraceVisitor& v) {
+  if (!current_) c.fail("event outside a thread stream");
+  bool absolute = tag & f::kAbsoluteFlag;
+  uint8_t kind = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
+  f::Shape s = f::shape_of(kind);
+  Stream& st = *current_;
+  uint64_t time_base = absolute ? 0 : st.prev_time;
+  uint64_t ptr_base = absolute ? 0 : st.prev_ptr;
+  TraceEvent e;
+  e.kind = kind;
+  e.stream = current_id_;
+  e.tid = st.tid;
+  e.time = time_base + c.varint();
+  e.time_after = e.time;
+  if (s.family == f::Family::kRealloc || s.family == f::Family::kMremap) {
+    e.time_after = e.time + c.varint();
+    e.old_ptr = ptr_base + static_cast<uint64_t>(c.signed_varint());
+    e.ptr = e.old_ptr + static_cast<uint64_t>(c.signed_varint());
+    if (s.family == f::Family::kMremap) e.old_size = c.varint();
+    e.size = c.varint();
+    e.stack = static_cast<uint32_t>(c.varint());
+  } else {
+    e.ptr = ptr_base + static_cast<uint64_t>(c.signed_varint());
+    if (s.family == f::Family::kAlloc) {
+      e.size = c.varint();
+      e.stack = static_cast<uint32_t>(c.varint());
+      if (s.has_align) e.align = c.varint();
+    } else if (s.family == f::Family::kFree) {
+      if (s.has_size) e.size = c.varint();
+      if (s.has_align) e.align = c.varint();
+    } else if (s.family == f::Family::kMmap) {
+      e.size = c.varint();
+      e.prot = static_cast<uint32_t>(c.varint());
+      e.flags = static_cast<uint32_t>(c.varint());
+      e.fd = c.signed_varint();
+      e.stack = static_cast<uint32_t>(c.varint());
+    } else {  // munmap
+      e.size = c.varint();
+      e.failed = c.varint() != 0;
+    }
+  }
+  if (e.stack) e.stack += stack_offset_;
+  if (!absolute) {
+    st.prev_time = e.time_after;
+    st.prev_ptr = s.family == f::Family::kRealloc && e.ptr == 0 ? e.old_ptr : e.ptr;
+  }
+  ++events_;
+  v.on_event(e);
+}
+
+void RecordDecoder::on_thread(Cursor& c, uint8_t, TraceVisitor&) {
+  uint64_t id = c.varint();
+  uint64_t tid = c.varint();
+  Stream& st = streams_[id];
+  st.tid = static_cast<pid_t>(tid);
+  current_ = &st;
+  current_id_ = id;
+}
+
+void RecordDecoder::on_thread_end(Cursor& c, uint8_t, TraceVisitor& v) {
+  uint64_t id = c.varint();
+  streams_.erase(id);
+  if (current_id_ == id) current_ = nullptr;
+  v.on_thread_end(id);
+}
+
+void RecordDecoder::on_stack(Cursor& c, uint8_t, TraceVisitor& v) {
+  TraceStack s;
+  s.id = static_cast<uint32_t>(c.varint()) + stack_offset_;
+  max_stack_ = std::max(max_stack_, s.id);
+  uint64_t depth = c.varint();
+  if (depth > 4096 || depth > c.data.size() - c.pos) c.fail("stack depth out of range");
+  s.frames.reserve(depth);
+  uint64_t prev = 0;
+  for (uint64_t i = 0; i < depth; ++i) {
+    prev += static_cast<uint64_t>(c.signed_varint());
+    s.frames.push_back(prev);
+  }
+  v.on_stack(s);
+}
+
+void RecordDecoder::on_module(Cursor& c, uint8_t, TraceVisitor& v) {
+  TraceModule m;
+  m.bias = c.varint();
+  m.start = c.varint();
+  m.end = c.varint();
+  m.path = c.string(65536);
+  m.build_id = c.string(256);
+  if (m.end < m.start) c.fail("module range ends before it starts");
+  v.on_module(m);
+}
+
+void RecordDecoder::on_process(Cursor& c, uint8_t, TraceVisitor& v) {
+  TraceProcess p;
+  p.pid = static_cast<pid_t>(c.varint());
+  p.ppid = static_cast<pid_t>(c.varint());
+  p.start_unix_ns = c.varint();
+  p.sample_bytes = c.varint();
+  p.stack_depth = c.varint();
+  p.flags = c.varint();
+  p.exe = c.string(65536);
+  uint64_t argc = c.varint();
+  if (argc > c.data.size() - c.pos) c.fail("argument count out of range");
+  for (uint64_t i = 0; i < argc; ++i) p.argv.push_back(c.string(1 << 20));
+  v.on_process(p);
+}
+
+void RecordDecoder::on_rss(Cursor& c, uint8_t, TraceVisitor& v) {
+  TraceRss r;
+  r.time = c.varint();
+  r.rss = c.varint();
+  r.rss_anon = c.varint();
+  r.rss_file = c.varint();
+  v.on_rss(r);
+}
+
+void RecordDecoder::on_smaps(Cursor& c, uint8_t, TraceVisitor& v) {
+  TraceSmaps s;
+  s.time = c.varint();
+  uint64_t reason = c.varint();
+  if (reason > f::kSmapsExit) c.fail("unknown smaps snapshot reason");
+  s.reason = static_cast<uint8_t>(reason);
+  s.text = c.string(f::kMaxChunkRaw);
+  v.on_smaps(s);
+}
+
+void RecordDecoder::on_end(Cursor& c, uint8_t, TraceVisitor& v) {
+  TraceEnd e;
+  e.time = c.varint();
+  e.lost_events = c.varint();
+  v.on_end(e);
+}
+
+void RecordDecoder::on_exit(Cursor& c, uint8_t, TraceVisitor& v) {
+  TraceExit e;
+  uint64_t how = c.varint();
+  if (how > 1) c.fail("unknown exit kind");
+  e.signaled = how == 1;
+  e.code = static_cast<int>(c.varint() & 0xffff);
+  v.on_exit(e);
+}
+
+void RecordDecoder::on_round(Cursor&, uint8_t, TraceVisitor& v) {
+  v.on_round();
+}
+
+}  // namespace memcensus

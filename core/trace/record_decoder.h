@@ -1,0 +1,57 @@
+// Decodes the records of one inflated chunk (format/trace_format.h) into a TraceVisitor.
+// Keeps the delta state of every open thread stream across chunks. Every read is bounds-
+// checked; malformed records throw Error with the chunk number and offset.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <unordered_map>
+
+#include "trace/trace_records.h"
+
+namespace memcensus {
+
+class RecordDecoder {
+ public:
+  explicit RecordDecoder(std::string name) : name_(std::move(name)) {}
+
+  // A new segment starts (an exec'd image appended its own header): stream state is reset
+  // and the segment's stack ids are shifted past every id seen so far, so ids stay unique.
+  void new_segment();
+
+  // Decodes one chunk's records; returns the number of events.
+  uint64_t decode(std::span<const uint8_t> chunk, uint64_t chunk_index, TraceVisitor& v);
+
+ private:
+  struct Stream {
+    pid_t tid = 0;
+    uint64_t prev_time = 0;
+    uint64_t prev_ptr = 0;
+  };
+  struct Cursor;
+  using Handler = void (RecordDecoder::*)(Cursor&, uint8_t tag, TraceVisitor&);
+
+  void on_event(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_thread(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_thread_end(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_stack(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_module(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_process(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_rss(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_smaps(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_end(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_exit(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_round(Cursor& c, uint8_t tag, TraceVisitor& v);
+  static Handler handler_for(uint8_t tag);
+
+  std::string name_;
+  std::unordered_map<uint64_t, Stream> streams_;
+  Stream* current_ = nullptr;
+  uint64_t current_id_ = 0;
+  uint64_t events_ = 0;
+  uint32_t stack_offset_ = 0;
+  uint32_t max_stack_ = 0;
+};
+
+}  // namespace memcensus

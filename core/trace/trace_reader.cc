@@ -1,0 +1,223 @@
+#include "trace/trace_reader.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "format/trace_format.h"
+#include "trace/record_decoder.h"
+#include "util/error.h"
+
+namespace memcensus {
+namespace f = memcensus::format;
+namespace {
+
+// A byte source: a file descriptor or a memory view. read() returns fewer bytes than asked
+// only at the end of the input.
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual size_t read(void* out, size_t n) = 0;
+};
+
+class FileSource : public Source {
+ public:
+  explicit FileSource(const std::string& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) throw Error(path + ": " + std::strerror(errno));
+  }
+  ~FileSource() override { ::close(fd_); }
+  size_t read(void* out, size_t n) override {
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = ::read(fd_, static_cast<char*>(out) + got, n - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) throw Error(path_ + ": " + std::strerror(errno));
+      if (r == 0) break;
+      got += static_cast<size_t>(r);
+    }
+    return got;
+  }
+
+ private:
+  std::string path_;
+  int fd_;
+};
+
+class MemorySource : public Source {
+ public:
+  explicit MemorySource(std::string_view bytes) : bytes_(bytes) {}
+  size_t read(void* out, size_t n) override {
+    size_t k = std::min(n, bytes_.size() - pos_);
+    if (k) std::memcpy(out, bytes_.data() + pos_, k);
+    pos_ += k;
+    return k;
+  }
+
+ private:
+  std::string_view bytes_;
+  size_t pos_ = 0;
+};
+
+void check_header(const f::FileHeader& h, size_t got, const std::string& name) {
+  if (got < sizeof h || std::memcmp(h.magic, f::kFileMagic, sizeof h.magic) != 0)
+    throw Error(name + ": not a memcensus trace (bad magic)");
+  if (h.version != f::kVersion)
+    throw Error(name + ": trace format version " + std::to_string(h.version) +
+                " is not supported (this memcensus reads version " + std::to_string(f::kVersion) +
+                ")");
+  if (h.header_size < sizeof h) throw Error(name + ": malformed trace header");
+}
+
+void check_chunk(const f::ChunkHeader& h, uint32_t expected_seq, const std::string& name) {
+  std::string where = " (chunk " + std::to_string(expected_seq) + ")";
+  if (h.magic != f::kChunkMagic) throw Error(name + ": malformed trace: bad chunk magic" + where);
+  if (h.raw_size > f::kMaxChunkRaw || h.compressed_size > ZSTD_compressBound(f::kMaxChunkRaw))
+    throw Error(name + ": malformed trace: chunk size out of range" + where);
+  if (h.sequence != expected_seq)
+    throw Error(name + ": malformed trace: chunk sequence " + std::to_string(h.sequence) +
+                " where " + std::to_string(expected_seq) + " was expected");
+}
+
+}  // namespace
+
+struct TraceReader::Impl {
+  std::string name;
+  std::unique_ptr<Source> source;
+  std::string path;  // when reading a file
+  TraceStats stats;
+};
+
+TraceReader::TraceReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TraceReader::~TraceReader() = default;
+TraceReader::TraceReader(TraceReader&&) noexcept = default;
+TraceReader& TraceReader::operator=(TraceReader&&) noexcept = default;
+
+TraceReader TraceReader::from_file(std::string path) {
+  auto impl = std::make_unique<Impl>();
+  impl->name = path;
+  impl->path = std::move(path);
+  return TraceReader(std::move(impl));
+}
+
+TraceReader TraceReader::from_memory(std::string_view bytes, std::string name) {
+  auto impl = std::make_unique<Impl>();
+  impl->name = std::move(name);
+  impl->source = std::make_unique<MemorySource>(bytes);
+  return TraceReader(std::move(impl));
+}
+
+const TraceStats& TraceReader::stats() const {
+  return impl_->stats;
+}
+
+namespace {
+
+bool is_file_header(const f::ChunkHeader& h) {
+  return std::memcmp(&h, f::kFileMagic, sizeof h.magic) == 0;
+}
+
+// Reads the rest of a file header whose first 16 bytes are in `first`; returns its size.
+size_t finish_header(Source& src, const void* first, const std::string& name) {
+  f::FileHeader fh{};
+  std::memcpy(&fh, first, sizeof fh);
+  check_header(fh, sizeof fh, name);
+  std::vector<uint8_t> skip(fh.header_size - sizeof fh);
+  if (src.read(skip.data(), skip.size()) != skip.size())
+    throw Error(name + ": malformed trace header");
+  return fh.header_size;
+}
+
+}  // namespace
+
+void TraceReader::read(TraceVisitor& visitor) {
+  Impl& m = *impl_;
+  if (!m.source) m.source = std::make_unique<FileSource>(m.path);
+  m.stats = {};
+  f::FileHeader fh{};
+  check_header(fh, m.source->read(&fh, sizeof fh), m.name);
+  m.stats.compressed_bytes = finish_header(*m.source, &fh, m.name);
+  RecordDecoder decoder(m.name);
+  std::vector<uint8_t> comp, raw;
+  uint64_t index = 0;
+  for (uint32_t seq = 0;;) {
+    f::ChunkHeader ch{};
+    size_t got = m.source->read(&ch, sizeof ch);
+    if (got == 0) return;
+    if (got < sizeof ch) break;
+    if (is_file_header(ch)) {  // the next segment (an exec'd image)
+      m.stats.compressed_bytes += finish_header(*m.source, &ch, m.name);
+      decoder.new_segment();
+      seq = 0;
+      continue;
+    }
+    check_chunk(ch, seq, m.name);
+    comp.resize(ch.compressed_size);
+    if (m.source->read(comp.data(), comp.size()) != comp.size()) break;
+    raw.resize(ch.raw_size);
+    size_t n = ZSTD_decompress(raw.data(), raw.size(), comp.data(), comp.size());
+    if (ZSTD_isError(n) || n != ch.raw_size)
+      throw Error(m.name + ": malformed trace: chunk " + std::to_string(index) +
+                  " does not decompress (" +
+                  (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch") + ")");
+    m.stats.events += decoder.decode(raw, index, visitor);
+    m.stats.chunks++;
+    m.stats.compressed_bytes += sizeof ch + comp.size();
+    m.stats.raw_bytes += raw.size();
+    ++seq;
+    ++index;
+  }
+  m.stats.truncated = true;
+}
+
+TraceTail scan_trace_tail(const std::string& path) {
+  FileSource src(path);
+  f::FileHeader fh{};
+  check_header(fh, src.read(&fh, sizeof fh), path);
+  TraceTail tail;
+  tail.valid_end = finish_header(src, &fh, path);
+  std::vector<uint8_t> comp;
+  for (;;) {
+    f::ChunkHeader ch{};
+    if (src.read(&ch, sizeof ch) < sizeof ch) return tail;
+    if (is_file_header(ch)) {
+      tail.valid_end += finish_header(src, &ch, path);
+      tail.next_sequence = 0;
+      continue;
+    }
+    check_chunk(ch, tail.next_sequence, path);
+    comp.resize(ch.compressed_size);
+    if (src.read(comp.data(), comp.size()) != comp.size()) return tail;
+    tail.valid_end += sizeof ch + comp.size();
+    tail.next_sequence++;
+  }
+}
+
+void append_exit_record(const std::string& path, const TraceExit& exit) {
+  TraceTail tail = scan_trace_tail(path);
+  uint8_t rec[32], *p = rec;
+  *p++ = f::kExit;
+  p = f::put_varint(p, exit.signaled ? 1 : 0);
+  p = f::put_varint(p, static_cast<uint64_t>(exit.code));
+  size_t raw = static_cast<size_t>(p - rec);
+  std::vector<uint8_t> comp(ZSTD_compressBound(raw));
+  size_t n = ZSTD_compress(comp.data(), comp.size(), rec, raw, 1);
+  if (ZSTD_isError(n)) throw Error(path + ": cannot compress the exit record");
+  f::ChunkHeader ch{f::kChunkMagic, static_cast<uint32_t>(n), static_cast<uint32_t>(raw),
+                    tail.next_sequence};
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": " + std::strerror(errno));
+  bool ok = ::ftruncate(fd, static_cast<off_t>(tail.valid_end)) == 0 &&
+            ::pwrite(fd, &ch, sizeof ch, static_cast<off_t>(tail.valid_end)) == sizeof ch &&
+            ::pwrite(fd, comp.data(), n, static_cast<off_t>(tail.valid_end + sizeof ch)) ==
+                static_cast<ssize_t>(n);
+  int e = errno;
+  ::close(fd);
+  if (!ok) throw Error(path + ": cannot append the exit record: " + std::strerror(e));
+}
+
+}  // namespace memcensus

@@ -1,0 +1,59 @@
+// TraceReader: streams a trace file chunk by chunk into a TraceVisitor. Memory is bounded by
+// one chunk plus the delta state of the thread streams open at that point; a 10 GB trace is
+// never loaded whole. Malformed input (bad magic, unknown version or tag, a record running
+// past its chunk, a checksum or size mismatch, a sequence gap) throws Error naming the file,
+// the chunk and the offset. A file that ends inside a chunk (a traced process killed mid-
+// write) is not an error: reading stops after the last complete chunk and truncated() is set.
+// Not thread-safe; one reader per file.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "trace/trace_records.h"
+
+namespace memcensus {
+
+struct TraceStats {
+  uint64_t chunks = 0;
+  uint64_t compressed_bytes = 0;  // file bytes of complete chunks and the header
+  uint64_t raw_bytes = 0;
+  uint64_t events = 0;
+  bool truncated = false;  // the file ended inside a chunk
+};
+
+class TraceReader {
+ public:
+  // Reads the file at `path` (opened lazily by read()).
+  static TraceReader from_file(std::string path);
+  // Reads bytes already in memory; `name` is used in messages (the fuzzer uses this).
+  static TraceReader from_memory(std::string_view bytes, std::string name);
+
+  ~TraceReader();
+  TraceReader(TraceReader&&) noexcept;
+  TraceReader& operator=(TraceReader&&) noexcept;
+
+  // Decodes the whole trace in file order. Throws Error on malformed input.
+  void read(TraceVisitor& visitor);
+  const TraceStats& stats() const;
+
+ private:
+  struct Impl;
+  explicit TraceReader(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Where a trace's complete chunks end and which sequence number comes next; used to append.
+struct TraceTail {
+  uint64_t valid_end = 0;  // offset just past the last complete chunk
+  uint32_t next_sequence = 0;
+};
+// Scans chunk headers only (no decompression). Throws Error if the file is not a trace.
+TraceTail scan_trace_tail(const std::string& path);
+
+// Cuts an incomplete last chunk off and appends one chunk with a kExit record.
+void append_exit_record(const std::string& path, const TraceExit& exit);
+
+}  // namespace memcensus

@@ -1,0 +1,87 @@
+// What a trace contains, decoded: the records of format/trace_format.h as plain structs.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace memcensus {
+
+// One intercepted call. Fields a kind does not carry are 0.
+struct TraceEvent {
+  uint8_t kind = 0;     // format::EventKind
+  uint64_t stream = 0;  // thread stream (unique per thread lifetime)
+  pid_t tid = 0;
+  uint64_t time = 0;        // ns since trace start; for realloc/mremap: before the call
+  uint64_t time_after = 0;  // realloc/mremap: after the call; else == time
+  uint64_t ptr = 0;         // returned / freed / unmapped address (0: failed allocation)
+  uint64_t old_ptr = 0;     // realloc/mremap: the block passed in
+  uint64_t size = 0;        // requested bytes (sized delete: the size given)
+  uint64_t old_size = 0;    // mremap: old length
+  uint64_t align = 0;
+  uint32_t stack = 0;  // 0: no stack
+  uint32_t prot = 0, flags = 0;
+  int64_t fd = -1;
+  bool failed = false;  // munmap reported an error
+};
+
+struct TraceStack {
+  uint32_t id = 0;
+  std::vector<uint64_t> frames;  // return addresses, innermost (the allocating function) first
+};
+
+struct TraceModule {
+  uint64_t bias = 0, start = 0, end = 0;
+  std::string path;
+  std::string build_id;  // raw bytes
+};
+
+struct TraceProcess {
+  pid_t pid = 0, ppid = 0;
+  uint64_t start_unix_ns = 0;
+  uint64_t sample_bytes = 0;
+  uint64_t stack_depth = 0;
+  uint64_t flags = 0;
+  std::string exe;
+  std::vector<std::string> argv;
+};
+
+struct TraceRss {
+  uint64_t time = 0, rss = 0, rss_anon = 0, rss_file = 0;
+};
+
+struct TraceSmaps {
+  uint64_t time = 0;
+  uint8_t reason = 0;  // format::SmapsReason
+  std::string text;
+};
+
+struct TraceEnd {
+  uint64_t time = 0;
+  uint64_t lost_events = 0;
+};
+
+struct TraceExit {
+  bool signaled = false;
+  int code = 0;  // exit code, or signal number
+};
+
+// Receives records in file order. Default handlers ignore the record.
+class TraceVisitor {
+ public:
+  virtual ~TraceVisitor() = default;
+  virtual void on_event(const TraceEvent&) {}
+  virtual void on_stack(const TraceStack&) {}
+  virtual void on_module(const TraceModule&) {}
+  virtual void on_process(const TraceProcess&) {}
+  virtual void on_rss(const TraceRss&) {}
+  virtual void on_smaps(const TraceSmaps&) {}
+  virtual void on_thread_end(uint64_t /*stream*/) {}
+  virtual void on_end(const TraceEnd&) {}
+  virtual void on_exit(const TraceExit&) {}
+  virtual void on_round() {}  // the writer drained every thread once (format::kRound)
+};
+
+}  // namespace memcensus

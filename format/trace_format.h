@@ -1,0 +1,231 @@
+// The memcensus trace file: the one definition shared by the runtime (which writes it) and
+// core/trace (which reads it). docs/trace-format.md describes the same layout in prose.
+//
+//   file   := FileHeader Chunk*
+//   Chunk  := ChunkHeader zstd-frame(compressed_size bytes, raw_size bytes when inflated)
+//   raw    := Record*            (records never span chunks)
+//   Record := tag:u8 body        (body layout per tag, below; all integers LEB128 varints,
+//                                 signed values zigzag-encoded, strings varint length + bytes)
+//
+// A file cut short (SIGKILL, crash) is readable up to its last complete chunk: every chunk is
+// written with one write() call, header first, and carries its own sizes and a zstd checksum.
+//
+// This header is freestanding (no allocation, no exceptions) so the runtime can include it.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace memcensus::format {
+
+inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
+inline constexpr uint16_t kVersion = 1;
+inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file
+inline constexpr uint32_t kMaxChunkRaw = 64u << 20;  // readers reject larger chunks
+
+// 16 bytes at offset 0. Little-endian.
+struct FileHeader {
+  uint8_t magic[8];
+  uint16_t version;
+  uint16_t header_size;  // sizeof(FileHeader); readers skip unknown trailing bytes
+  uint32_t flags;        // reserved, 0
+};
+static_assert(sizeof(FileHeader) == 16);
+
+// 16 bytes before each compressed payload.
+struct ChunkHeader {
+  uint32_t magic;            // kChunkMagic
+  uint32_t compressed_size;  // bytes of zstd frame that follow
+  uint32_t raw_size;         // bytes once inflated, <= kMaxChunkRaw
+  uint32_t sequence;         // 0, 1, 2... per file; a gap means a corrupt file
+};
+static_assert(sizeof(ChunkHeader) == 16);
+
+// ---- Record tags -------------------------------------------------------------------------
+// Tags below kFirstMetaTag are heap events of the current thread stream (set by kThread).
+// Bit 0x80 on an event tag marks an "absolute" event (written from a signal handler that
+// interrupted another record): its time and pointers are absolute and it does not update
+// the stream's delta state.
+inline constexpr uint8_t kAbsoluteFlag = 0x80;
+
+enum EventKind : uint8_t {
+  kMalloc = 1,
+  kCalloc,
+  kRealloc,
+  kReallocArray,
+  kPosixMemalign,
+  kAlignedAlloc,
+  kMemalign,
+  kValloc,
+  kPvalloc,
+  kNew,
+  kNewArray,
+  kNewNothrow,
+  kNewArrayNothrow,
+  kNewAligned,
+  kNewArrayAligned,
+  kNewAlignedNothrow,
+  kNewArrayAlignedNothrow,
+  kFree = 0x20,
+  kDelete,
+  kDeleteArray,
+  kDeleteSized,
+  kDeleteArraySized,
+  kDeleteNothrow,
+  kDeleteArrayNothrow,
+  kDeleteAligned,
+  kDeleteArrayAligned,
+  kDeleteSizedAligned,
+  kDeleteArraySizedAligned,
+  kDeleteAlignedNothrow,
+  kDeleteArrayAlignedNothrow,
+  kMmap = 0x30,
+  kMunmap,
+  kMremap,
+  kEventKindEnd = 0x40,
+};
+
+enum MetaTag : uint8_t {
+  kFirstMetaTag = 0x40,
+  kThread = 0x40,     // varint stream, varint tid: following events belong to this stream
+  kThreadEnd = 0x41,  // varint stream: the stream ended (thread exited); its state is dropped
+  kStack = 0x42,      // varint id, varint depth, depth x zigzag(ip - previous ip, first vs 0)
+  kModule = 0x43,     // varint bias, varint start, varint end, string path, string build_id
+  kProcess = 0x44,    // varint pid, ppid, start_unix_ns, sample_bytes, stack_depth, flags;
+                      // string exe; varint argc; argc x string
+  kRss = 0x45,        // varint time, rss, rss_anon, rss_file (bytes)
+  kSmaps = 0x46,      // varint time, varint reason (SmapsReason), string smaps text
+  kEnd = 0x47,        // varint time, varint lost_events: the runtime shut down cleanly
+  kExit = 0x48,       // varint how (0 exited, 1 signal), varint code: appended by the CLI
+  kRound = 0x49,      // (no body) the writer drained every ring once. An event can only
+                      // depend on events published before it, so sorting the events between
+                      // two kRound records by time gives an order consistent with causality
+                      // (see core/analysis/heap_analysis.h).
+  kLastMetaTag = 0x49,
+};
+
+enum SmapsReason : uint8_t { kSmapsStart = 0, kSmapsPeak = 1, kSmapsExit = 2 };
+
+// kProcess flags.
+inline constexpr uint64_t kFlagFollowFork = 1;
+inline constexpr uint64_t kFlagNoStacks = 2;
+
+// ---- Event shapes ------------------------------------------------------------------------
+// Body of each event kind (d = delta against the stream's previous value; t = time in ns
+// since the process's trace start, CLOCK_MONOTONIC):
+//   allocation:  dt, zz(dptr), size, stack [, align]        ptr 0 = the call failed
+//   free:        dt, zz(dptr) [, size] [, align]
+//   realloc:     dt(before), t_after - t_before, zz(old - prev), zz(new - old), size, stack
+//   mmap:        dt, zz(dptr), length, prot, flags, zz(fd), stack
+//   munmap:      dt, zz(dptr), length, varint result (0 ok, 1 failed)
+//   mremap:      dt(before), t_after - t_before, zz(old - prev), zz(new - old), old_len,
+//                new_len, stack
+// After an event the stream's previous pointer is its returned pointer (realloc: the new
+// pointer, or the old one when the call failed), its previous time the last time stored.
+enum class Family : uint8_t { kNone, kAlloc, kFree, kRealloc, kMmap, kMunmap, kMremap };
+
+struct Shape {
+  Family family;
+  bool has_size;            // frees: sized delete
+  bool has_align;           // aligned allocations and deletes
+  const char* entry_point;  // the name a report shows: "malloc", "operator new"...
+};
+
+constexpr Shape shape_of(uint8_t kind) {
+  switch (kind) {
+    case kMalloc:
+      return {Family::kAlloc, true, false, "malloc"};
+    case kCalloc:
+      return {Family::kAlloc, true, false, "calloc"};
+    case kRealloc:
+      return {Family::kRealloc, true, false, "realloc"};
+    case kReallocArray:
+      return {Family::kRealloc, true, false, "reallocarray"};
+    case kPosixMemalign:
+      return {Family::kAlloc, true, true, "posix_memalign"};
+    case kAlignedAlloc:
+      return {Family::kAlloc, true, true, "aligned_alloc"};
+    case kMemalign:
+      return {Family::kAlloc, true, true, "memalign"};
+    case kValloc:
+      return {Family::kAlloc, true, false, "valloc"};
+    case kPvalloc:
+      return {Family::kAlloc, true, false, "pvalloc"};
+    case kNew:
+    case kNewNothrow:
+      return {Family::kAlloc, true, false, "operator new"};
+    case kNewArray:
+    case kNewArrayNothrow:
+      return {Family::kAlloc, true, false, "operator new[]"};
+    case kNewAligned:
+    case kNewAlignedNothrow:
+      return {Family::kAlloc, true, true, "operator new"};
+    case kNewArrayAligned:
+    case kNewArrayAlignedNothrow:
+      return {Family::kAlloc, true, true, "operator new[]"};
+    case kFree:
+      return {Family::kFree, false, false, "free"};
+    case kDelete:
+    case kDeleteNothrow:
+      return {Family::kFree, false, false, "operator delete"};
+    case kDeleteArray:
+    case kDeleteArrayNothrow:
+      return {Family::kFree, false, false, "operator delete[]"};
+    case kDeleteSized:
+      return {Family::kFree, true, false, "operator delete"};
+    case kDeleteArraySized:
+      return {Family::kFree, true, false, "operator delete[]"};
+    case kDeleteAligned:
+    case kDeleteAlignedNothrow:
+      return {Family::kFree, false, true, "operator delete"};
+    case kDeleteArrayAligned:
+    case kDeleteArrayAlignedNothrow:
+      return {Family::kFree, false, true, "operator delete[]"};
+    case kDeleteSizedAligned:
+      return {Family::kFree, true, true, "operator delete"};
+    case kDeleteArraySizedAligned:
+      return {Family::kFree, true, true, "operator delete[]"};
+    case kMmap:
+      return {Family::kMmap, true, false, "mmap"};
+    case kMunmap:
+      return {Family::kMunmap, true, false, "munmap"};
+    case kMremap:
+      return {Family::kMremap, true, false, "mremap"};
+    default:
+      return {Family::kNone, false, false, nullptr};
+  }
+}
+
+// ---- Varints -----------------------------------------------------------------------------
+// LEB128: 7 bits per byte, low first, high bit = more. At most 10 bytes for 64 bits.
+inline constexpr size_t kMaxVarint = 10;
+
+inline uint8_t* put_varint(uint8_t* p, uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = static_cast<uint8_t>(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = static_cast<uint8_t>(v);
+  return p;
+}
+
+inline uint64_t zigzag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+inline int64_t unzigzag(uint64_t v) {
+  return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
+}
+
+// Writes zigzag(b - a) computed in wrapping unsigned arithmetic.
+inline uint8_t* put_delta(uint8_t* p, uint64_t a, uint64_t b) {
+  return put_varint(p, zigzag(static_cast<int64_t>(b - a)));
+}
+
+inline uint8_t* put_bytes(uint8_t* p, const void* data, size_t n) {
+  p = put_varint(p, n);
+  const uint8_t* s = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) p[i] = s[i];
+  return p + n;
+}
+
+}  // namespace memcensus::format

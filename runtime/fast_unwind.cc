@@ -1,0 +1,427 @@
+#include "runtime/fast_unwind.h"
+
+#include <link.h>
+#include <string.h>
+
+#include <atomic>
+
+#include "runtime/sys.h"
+
+namespace memcensus::rt {
+namespace {
+
+// ---- Rules --------------------------------------------------------------------------------
+// A rule packed in 64 bits (0 = cannot unwind here):
+//   bit 0 usable, bit 1 outermost (no caller), bit 2 CFA from RBP (else RSP),
+//   bit 3 RBP saved at CFA + rbp_off (else unchanged), bits 8-31 CFA offset,
+//   bits 32-47 rbp_off (signed).
+constexpr uint64_t kUsable = 1, kOutermost = 2, kCfaRbp = 4, kRbpSaved = 8;
+
+uint64_t make_rule(bool outermost, bool cfa_rbp, int64_t cfa_off, bool rbp_saved, int64_t rbp_off) {
+  if (cfa_off < 0 || cfa_off >= (1 << 24) || rbp_off < -32768 || rbp_off > 32767) return 0;
+  return kUsable | (outermost ? kOutermost : 0) | (cfa_rbp ? kCfaRbp : 0) |
+         (rbp_saved ? kRbpSaved : 0) | (static_cast<uint64_t>(cfa_off) << 8) |
+         (static_cast<uint64_t>(static_cast<uint16_t>(rbp_off)) << 32);
+}
+
+// ---- Reading DWARF encodings -----------------------------------------------------------------
+struct Reader {
+  const uint8_t* p;
+  const uint8_t* end;
+  bool ok = true;
+
+  bool has(size_t n) {
+    if (static_cast<size_t>(end - p) < n) ok = false;
+    return ok;
+  }
+  template <typename T>
+  T fixed() {
+    T v{};
+    if (!has(sizeof v)) return v;
+    memcpy(&v, p, sizeof v);
+    p += sizeof v;
+    return v;
+  }
+  uint64_t uleb() {
+    uint64_t v = 0;
+    for (int shift = 0; has(1) && shift < 64; shift += 7) {
+      uint8_t b = *p++;
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    ok = false;
+    return 0;
+  }
+  int64_t sleb() {
+    int64_t v = 0;
+    int shift = 0;
+    uint8_t b = 0;
+    do {
+      if (!has(1) || shift >= 64) return ok = false, 0;
+      b = *p++;
+      v |= static_cast<int64_t>(b & 0x7f) << shift;
+      shift += 7;
+    } while (b & 0x80);
+    if (shift < 64 && (b & 0x40)) v |= -(static_cast<int64_t>(1) << shift);
+    return v;
+  }
+  // A pointer in DW_EH_PE encoding `enc` (absptr, udata/sdata 2/4/8, pcrel or datarel).
+  uint64_t pointer(uint8_t enc, uint64_t datarel_base) {
+    uint64_t here = reinterpret_cast<uint64_t>(p);
+    uint64_t v = 0;
+    switch (enc & 0x0f) {
+      case 0x00:
+        v = fixed<uint64_t>();
+        break;
+      case 0x02:
+        v = fixed<uint16_t>();
+        break;
+      case 0x03:
+        v = fixed<uint32_t>();
+        break;
+      case 0x04:
+        v = fixed<uint64_t>();
+        break;
+      case 0x0a:
+        v = static_cast<uint64_t>(static_cast<int64_t>(fixed<int16_t>()));
+        break;
+      case 0x0b:
+        v = static_cast<uint64_t>(static_cast<int64_t>(fixed<int32_t>()));
+        break;
+      case 0x0c:
+        v = fixed<uint64_t>();
+        break;
+      default:
+        ok = false;
+        return 0;
+    }
+    switch (enc & 0x70) {
+      case 0x00:
+        break;
+      case 0x10:
+        v += here;
+        break;
+      case 0x30:
+        v += datarel_base;
+        break;
+      default:
+        ok = false;
+    }
+    if (enc & 0x80) ok = false;  // indirect: not used for code addresses
+    return v;
+  }
+};
+
+// ---- CFI interpretation ----------------------------------------------------------------------
+constexpr uint64_t kRegRbp = 6, kRegRsp = 7, kRegRa = 16;
+
+struct CfaState {
+  uint64_t cfa_reg = kRegRsp;
+  int64_t cfa_off = 8;
+  int rbp = 0;  // 0 unchanged, 1 saved at CFA + rbp_off, 2 unsupported
+  int64_t rbp_off = 0;
+  bool ra_undefined = false;
+  bool unsupported = false;
+};
+
+struct Cie {
+  uint64_t code_align = 1;
+  int64_t data_align = -8;
+  uint64_t ra_reg = kRegRa;
+  uint8_t fde_enc = 0;
+  bool signal_frame = false;
+  const uint8_t* insns = nullptr;
+  const uint8_t* insns_end = nullptr;
+};
+
+bool parse_cie(const uint8_t* at, Cie* cie) {
+  Reader r{at, at + 16};
+  uint64_t len = r.fixed<uint32_t>();
+  if (len == 0 || len == 0xffffffff) return false;
+  r.end = r.p + len;
+  if (r.fixed<uint32_t>() != 0) return false;  // CIE id
+  uint8_t version = r.fixed<uint8_t>();
+  const char* aug = reinterpret_cast<const char*>(r.p);
+  size_t aug_len = strnlen(aug, static_cast<size_t>(r.end - r.p));
+  r.p += aug_len + 1;
+  if (aug[0] == 'e' && aug[1] == 'h') return false;
+  cie->code_align = r.uleb();
+  cie->data_align = r.sleb();
+  cie->ra_reg = version == 1 ? r.fixed<uint8_t>() : r.uleb();
+  const uint8_t* aug_end = nullptr;
+  for (size_t i = 0; i < aug_len && r.ok; ++i) {
+    switch (aug[i]) {
+      case 'z': {
+        uint64_t n = r.uleb();
+        aug_end = r.p + n;
+        break;
+      }
+      case 'R':
+        cie->fde_enc = r.fixed<uint8_t>();
+        break;
+      case 'P': {
+        uint8_t enc = r.fixed<uint8_t>();
+        r.pointer(enc & 0x7f, 0);
+        r.ok = true;
+        break;
+      }
+      case 'L':
+        r.fixed<uint8_t>();
+        break;
+      case 'S':
+        cie->signal_frame = true;
+        break;
+      default:
+        return false;
+    }
+  }
+  if (aug_end) r.p = aug_end;
+  cie->insns = r.p;
+  cie->insns_end = r.end;
+  return r.ok && r.p <= r.end;
+}
+
+// Runs CFA instructions until the location passes `target`.
+void run_cfa(Reader r, const Cie& cie, uint64_t loc, uint64_t target, CfaState& s,
+             const CfaState& initial) {
+  CfaState stack[8];
+  int depth = 0;
+  while (r.ok && r.p < r.end && loc <= target) {
+    uint8_t op = r.fixed<uint8_t>();
+    uint8_t low = op & 0x3f;
+    switch (op >> 6) {
+      case 1:
+        loc += low * cie.code_align;
+        continue;
+      case 2: {
+        int64_t off = static_cast<int64_t>(r.uleb()) * cie.data_align;
+        if (low == kRegRbp) s.rbp = 1, s.rbp_off = off;
+        continue;
+      }
+      case 3:
+        if (low == kRegRbp) s.rbp = initial.rbp, s.rbp_off = initial.rbp_off;
+        continue;
+    }
+    switch (op) {
+      case 0x00:
+        break;
+      case 0x01:
+        loc = r.pointer(cie.fde_enc, 0);
+        break;
+      case 0x02:
+        loc += r.fixed<uint8_t>() * cie.code_align;
+        break;
+      case 0x03:
+        loc += r.fixed<uint16_t>() * cie.code_align;
+        break;
+      case 0x04:
+        loc += r.fixed<uint32_t>() * cie.code_align;
+        break;
+      case 0x05:
+      case 0x11: {
+        uint64_t reg = r.uleb();
+        int64_t off = (op == 0x05 ? static_cast<int64_t>(r.uleb()) : r.sleb()) * cie.data_align;
+        if (reg == kRegRbp) s.rbp = 1, s.rbp_off = off;
+        break;
+      }
+      case 0x06:
+        if (r.uleb() == kRegRbp) s.rbp = initial.rbp, s.rbp_off = initial.rbp_off;
+        break;
+      case 0x07: {
+        uint64_t reg = r.uleb();
+        if (reg == cie.ra_reg) s.ra_undefined = true;
+        if (reg == kRegRbp) s.rbp = 2;
+        break;
+      }
+      case 0x08:
+        if (r.uleb() == kRegRbp) s.rbp = 0;
+        break;
+      case 0x09: {
+        uint64_t reg = r.uleb();
+        r.uleb();
+        if (reg == kRegRbp || reg == cie.ra_reg) s.unsupported = true;
+        break;
+      }
+      case 0x0a:
+        if (depth == 8) return void(s.unsupported = true);
+        stack[depth++] = s;
+        break;
+      case 0x0b:
+        if (depth == 0) return void(s.unsupported = true);
+        {
+          bool ra = s.ra_undefined;
+          s = stack[--depth];
+          s.ra_undefined = ra;
+        }
+        break;
+      case 0x0c:
+        s.cfa_reg = r.uleb();
+        s.cfa_off = static_cast<int64_t>(r.uleb());
+        break;
+      case 0x0d:
+        s.cfa_reg = r.uleb();
+        break;
+      case 0x0e:
+        s.cfa_off = static_cast<int64_t>(r.uleb());
+        break;
+      case 0x12:
+        s.cfa_reg = r.uleb();
+        s.cfa_off = r.sleb() * cie.data_align;
+        break;
+      case 0x13:
+        s.cfa_off = r.sleb() * cie.data_align;
+        break;
+      case 0x0f:
+        s.unsupported = true;
+        return;  // CFA from an expression
+      case 0x10:
+      case 0x16: {
+        uint64_t reg = r.uleb();
+        r.p += r.uleb();
+        if (reg == kRegRbp || reg == cie.ra_reg) s.unsupported = true;
+        break;
+      }
+      case 0x14:
+      case 0x15: {
+        uint64_t reg = r.uleb();
+        if (op == 0x14) {
+          r.uleb();
+        } else {
+          r.sleb();
+        }
+        if (reg == kRegRbp || reg == cie.ra_reg) s.unsupported = true;
+        break;
+      }
+      case 0x2e:
+        r.uleb();
+        break;  // GNU_args_size
+      case 0x2f: {
+        uint64_t reg = r.uleb();
+        int64_t off = -static_cast<int64_t>(r.uleb()) * cie.data_align;
+        if (reg == kRegRbp) s.rbp = 1, s.rbp_off = off;
+        break;
+      }
+      default:
+        s.unsupported = true;
+        return;
+    }
+  }
+  if (!r.ok) s.unsupported = true;
+}
+
+// ---- Finding the FDE -------------------------------------------------------------------------
+struct Lookup {
+  uint64_t pc;
+  const uint8_t* hdr;
+};
+
+int find_hdr(dl_phdr_info* info, size_t, void* data) {
+  Lookup* q = static_cast<Lookup*>(data);
+  const uint8_t* hdr = nullptr;
+  bool inside = false;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    uint64_t start = info->dlpi_addr + ph.p_vaddr;
+    if (ph.p_type == PT_LOAD && q->pc >= start && q->pc < start + ph.p_memsz) inside = true;
+    if (ph.p_type == PT_GNU_EH_FRAME) hdr = reinterpret_cast<const uint8_t*>(start);
+  }
+  if (!inside) return 0;
+  q->hdr = hdr;
+  return 1;
+}
+
+// Computes the rule for return address `ip` (looked up at ip - 1).
+uint64_t compute_rule(uint64_t ip) {
+  uint64_t pc = ip - 1;
+  Lookup q{pc, nullptr};
+  dl_iterate_phdr(find_hdr, &q);
+  if (!q.hdr || q.hdr[0] != 1 || q.hdr[3] != 0x3b) return 0;
+  uint64_t base = reinterpret_cast<uint64_t>(q.hdr);
+  Reader h{q.hdr + 4, q.hdr + 4 + 16};
+  h.pointer(q.hdr[1], base);
+  uint64_t count = h.pointer(q.hdr[2], base);
+  if (!h.ok || count == 0) return 0;
+  const int32_t* table = reinterpret_cast<const int32_t*>(h.p);
+  uint64_t lo = 0, hi = count;
+  while (hi - lo > 1) {
+    uint64_t mid = (lo + hi) / 2;
+    if (base + static_cast<uint64_t>(static_cast<int64_t>(table[2 * mid])) <= pc)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  const uint8_t* fde = reinterpret_cast<const uint8_t*>(
+      base + static_cast<uint64_t>(static_cast<int64_t>(table[2 * lo + 1])));
+  Reader r{fde, fde + 8};
+  uint64_t len = r.fixed<uint32_t>();
+  if (len == 0 || len == 0xffffffff) return 0;
+  r.end = r.p + len;
+  const uint8_t* cie_ptr_at = r.p;
+  uint32_t cie_off = r.fixed<uint32_t>();
+  Cie cie;
+  if (!parse_cie(cie_ptr_at - cie_off, &cie) || cie.signal_frame) return 0;
+  uint64_t start = r.pointer(cie.fde_enc, 0);
+  uint64_t range = r.pointer(cie.fde_enc & 0x0f, 0);
+  if (!r.ok || pc < start || pc >= start + range) return 0;
+  r.p += r.uleb();  // augmentation data ('z')
+  CfaState s;
+  run_cfa(Reader{cie.insns, cie.insns_end}, cie, start, ~0ull, s, s);
+  CfaState initial = s;
+  run_cfa(r, cie, start, pc, s, initial);
+  if (s.unsupported || s.rbp == 2 || (s.cfa_reg != kRegRsp && s.cfa_reg != kRegRbp)) return 0;
+  return make_rule(s.ra_undefined, s.cfa_reg == kRegRbp, s.cfa_off, s.rbp == 1, s.rbp_off);
+}
+
+// ---- Cache -----------------------------------------------------------------------------------
+constexpr uint64_t kSlots = 1u << 16;
+constexpr uint64_t kBusy = 1;
+struct Slot {
+  std::atomic<uint64_t> ip;
+  std::atomic<uint64_t> rule;
+};
+Slot* g_cache = nullptr;
+
+uint64_t rule_for(uint64_t ip) {
+  Slot& s = g_cache[(ip * 0x9e3779b97f4a7c15ull) >> 48];
+  uint64_t seen = s.ip.load(std::memory_order_acquire);
+  if (seen == ip) {
+    uint64_t rule = s.rule.load(std::memory_order_acquire);
+    if (s.ip.load(std::memory_order_acquire) == ip) return rule;
+  }
+  uint64_t rule = compute_rule(ip);
+  if (seen != kBusy && s.ip.compare_exchange_strong(seen, kBusy, std::memory_order_acq_rel)) {
+    s.rule.store(rule, std::memory_order_release);
+    s.ip.store(ip, std::memory_order_release);
+  }
+  return rule;
+}
+
+}  // namespace
+
+bool fast_unwind_init() {
+  g_cache = static_cast<Slot*>(sys_map(kSlots * sizeof(Slot)));
+  return g_cache != nullptr;
+}
+
+int fast_unwind(const StartFrame& start, uint64_t* ips, int max) {
+  uint64_t ip = start.ip, sp = start.sp, rbp = start.rbp;
+  int n = 0;
+  while (n < max) {
+    ips[n++] = ip;
+    uint64_t rule = rule_for(ip);
+    if (!(rule & kUsable)) return -1;
+    if (rule & kOutermost) break;
+    uint64_t cfa = ((rule & kCfaRbp) ? rbp : sp) + ((rule >> 8) & 0xffffff);
+    if (cfa <= sp || cfa - sp > (64u << 20) || (cfa & 7)) return -1;
+    if (rule & kRbpSaved) {
+      int64_t off = static_cast<int16_t>((rule >> 32) & 0xffff);
+      rbp = *reinterpret_cast<const uint64_t*>(cfa + static_cast<uint64_t>(off));
+    }
+    ip = *reinterpret_cast<const uint64_t*>(cfa - 8);
+    sp = cfa;
+    if (ip == 0) break;
+  }
+  return n;
+}
+
+}  // namespace memcensus::rt

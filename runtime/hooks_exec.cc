@@ -1,0 +1,119 @@
+// Hooks for the exec family: the image about to be replaced writes everything it recorded
+// (the kernel would otherwise discard the writer thread's pending work). The new image, if
+// traced, appends a new segment to the same file (see writer.cc). If exec fails, tracing
+// resumes. The l-variants collect their arguments (at most kMaxArgs) and call the v-variants.
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <unistd.h>
+
+#include "runtime/libc_alloc.h"
+#include "runtime/runtime.h"
+#include "runtime/thread_state.h"
+#include "runtime/writer.h"
+
+using namespace memcensus::rt;
+
+namespace {
+
+constexpr int kMaxArgs = 4096;
+
+void* real(const char* name) {
+  GuardScope guard;
+  return dlsym(RTLD_NEXT, name);
+}
+
+bool before_exec() {
+  if (t_state.guard || g_phase.load() != kActive) return false;
+  writer_pause_for_exec();
+  return true;
+}
+
+void after_failed_exec(bool paused) {
+  if (!paused) return;
+  int saved = errno;
+  writer_start();
+  errno = saved;
+}
+
+using ExecFn = int (*)(const char*, char* const*, char* const*);
+using ExecvFn = int (*)(const char*, char* const*);
+
+int do_execve(const char* path, char* const* argv, char* const* envp) {
+  static ExecFn fn = reinterpret_cast<ExecFn>(real("execve"));
+  bool paused = before_exec();
+  int r = fn(path, argv, envp);
+  after_failed_exec(paused);
+  return r;
+}
+
+int do_execvpe(const char* file, char* const* argv, char* const* envp) {
+  static ExecFn fn = reinterpret_cast<ExecFn>(real("execvpe"));
+  bool paused = before_exec();
+  int r = fn(file, argv, envp);
+  after_failed_exec(paused);
+  return r;
+}
+
+// Collects the NULL-terminated variadic arguments after arg0; returns false if too many.
+bool collect(const char* arg0, va_list ap, char** out, char* const** envp) {
+  int n = 0;
+  out[n++] = const_cast<char*>(arg0);
+  while (n < kMaxArgs) {
+    out[n] = va_arg(ap, char*);
+    if (!out[n]) break;
+    ++n;
+  }
+  if (n == kMaxArgs) return false;
+  if (envp) *envp = va_arg(ap, char* const*);
+  return true;
+}
+
+}  // namespace
+
+MEMCENSUS_EXPORT int execve(const char* path, char* const* argv, char* const* envp) {
+  return do_execve(path, argv, envp);
+}
+
+MEMCENSUS_EXPORT int execv(const char* path, char* const* argv) {
+  return do_execve(path, argv, environ);
+}
+
+MEMCENSUS_EXPORT int execvpe(const char* file, char* const* argv, char* const* envp) {
+  return do_execvpe(file, argv, envp);
+}
+
+MEMCENSUS_EXPORT int execvp(const char* file, char* const* argv) {
+  return do_execvpe(file, argv, environ);
+}
+
+MEMCENSUS_EXPORT int execl(const char* path, const char* arg0, ...) {
+  char* args[kMaxArgs + 1];
+  va_list ap;
+  va_start(ap, arg0);
+  bool ok = collect(arg0, ap, args, nullptr);
+  va_end(ap);
+  if (!ok) return errno = E2BIG, -1;
+  return do_execve(path, args, environ);
+}
+
+MEMCENSUS_EXPORT int execlp(const char* file, const char* arg0, ...) {
+  char* args[kMaxArgs + 1];
+  va_list ap;
+  va_start(ap, arg0);
+  bool ok = collect(arg0, ap, args, nullptr);
+  va_end(ap);
+  if (!ok) return errno = E2BIG, -1;
+  return do_execvpe(file, args, environ);
+}
+
+MEMCENSUS_EXPORT int execle(const char* path, const char* arg0, ...) {
+  char* args[kMaxArgs + 1];
+  char* const* envp = nullptr;
+  va_list ap;
+  va_start(ap, arg0);
+  bool ok = collect(arg0, ap, args, &envp);
+  va_end(ap);
+  if (!ok) return errno = E2BIG, -1;
+  return do_execve(path, args, envp);
+}

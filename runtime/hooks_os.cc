@@ -1,0 +1,94 @@
+// Hooks for the program's own mappings (mmap, munmap, mremap), for dlclose (the module list
+// is recorded before an object goes away) and for _exit (which skips destructors, so the
+// trace is finished here). mmap and friends go straight to the kernel, as glibc's do.
+// dlopen is deliberately not hooked: glibc resolves the caller's RUNPATH from the return
+// address, so an interposed dlopen would change which libraries are found; the writer
+// notices new objects through the loader's counters instead.
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "runtime/libc_alloc.h"
+#include "runtime/recorder.h"
+#include "runtime/runtime.h"
+#include "runtime/thread_state.h"
+#include "runtime/writer.h"
+
+using namespace memcensus::rt;
+
+namespace {
+
+// The unwinder maps (and at thread exit unmaps) its caches: those calls are the runtime's.
+inline bool skip(void* ret) {
+  uint64_t r = reinterpret_cast<uint64_t>(ret);
+  return __builtin_expect(t_state.guard | t_state.unwinding, 0) ||
+         (r >= g_unwinder_lo && r < g_unwinder_hi) || !rt_active();
+}
+
+void* sys_mmap(void* a, size_t len, int prot, int flags, int fd, off_t off) {
+  return reinterpret_cast<void*>(syscall(SYS_mmap, a, len, prot, flags, fd, off));
+}
+
+}  // namespace
+
+MEMCENSUS_EXPORT void* mmap(void* a, size_t len, int prot, int flags, int fd, off_t off) {
+  if (skip(__builtin_return_address(0))) return sys_mmap(a, len, prot, flags, fd, off);
+  void* p = sys_mmap(a, len, prot, flags, fd, off);
+  record_mmap(p, len, prot, flags, fd, MEMCENSUS_START_FRAME());
+  return p;
+}
+
+MEMCENSUS_EXPORT void* mmap64(void* a, size_t len, int prot, int flags, int fd, off_t off) {
+  if (skip(__builtin_return_address(0))) return sys_mmap(a, len, prot, flags, fd, off);
+  void* p = sys_mmap(a, len, prot, flags, fd, off);
+  record_mmap(p, len, prot, flags, fd, MEMCENSUS_START_FRAME());
+  return p;
+}
+
+MEMCENSUS_EXPORT int munmap(void* a, size_t len) {
+  if (skip(__builtin_return_address(0))) return static_cast<int>(syscall(SYS_munmap, a, len));
+  int r = static_cast<int>(syscall(SYS_munmap, a, len));
+  record_munmap(a, len, r);
+  return r;
+}
+
+MEMCENSUS_EXPORT void* mremap(void* old, size_t old_len, size_t new_len, int flags, ...) {
+  void* target = nullptr;
+  if (flags & MREMAP_FIXED) {
+    va_list ap;
+    va_start(ap, flags);
+    target = va_arg(ap, void*);
+    va_end(ap);
+  }
+  auto call = [&] {
+    return reinterpret_cast<void*>(syscall(SYS_mremap, old, old_len, new_len, flags, target));
+  };
+  if (skip(__builtin_return_address(0))) return call();
+  uint64_t before = rt_now();
+  void* p = call();
+  record_mremap(old, old_len, p, new_len, before, MEMCENSUS_START_FRAME());
+  return p;
+}
+
+MEMCENSUS_EXPORT int dlclose(void* handle) {
+  using Fn = int (*)(void*);
+  static Fn real = nullptr;
+  if (!real) {
+    GuardScope guard;
+    real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "dlclose"));
+  }
+  if (!t_state.guard && g_phase.load() == kActive) writer_note_modules();
+  return real(handle);
+}
+
+MEMCENSUS_EXPORT void _exit(int status) {
+  if (!t_state.guard) rt_shutdown();
+  for (;;) syscall(SYS_exit_group, status);
+}
+
+MEMCENSUS_EXPORT void _Exit(int status) {
+  if (!t_state.guard) rt_shutdown();
+  for (;;) syscall(SYS_exit_group, status);
+}

@@ -1,0 +1,25 @@
+// The real allocator: glibc's exported __libc_* entry points, which never come back into
+// our hooks. posix_memalign and aligned_alloc have no __libc_ alias; they are looked up once
+// with dlsym(RTLD_NEXT) under the guard, and emulated through __libc_memalign until then.
+#pragma once
+
+#include <stddef.h>
+
+extern "C" {
+void* __libc_malloc(size_t);
+void* __libc_calloc(size_t, size_t);
+void* __libc_realloc(void*, size_t);
+void __libc_free(void*);
+void* __libc_memalign(size_t, size_t);
+void* __libc_valloc(size_t);
+void* __libc_pvalloc(size_t);
+}
+
+namespace memcensus::rt {
+
+int real_posix_memalign(void** out, size_t align, size_t size);
+void* real_aligned_alloc(size_t align, size_t size);
+
+}  // namespace memcensus::rt
+
+#define MEMCENSUS_EXPORT extern "C" __attribute__((visibility("default")))

@@ -1,0 +1,211 @@
+#include "runtime/recorder.h"
+
+#include <errno.h>
+#include <string.h>
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "format/trace_format.h"
+#include "runtime/ring.h"
+#include "runtime/runtime.h"
+#include "runtime/sampler.h"
+#include "runtime/stack_table.h"
+#include "runtime/sys.h"
+#include "runtime/thread_state.h"
+#include "runtime/writer.h"
+
+namespace memcensus::rt {
+namespace f = memcensus::format;
+namespace {
+
+constexpr size_t kRecordBuf = 64 + 16 + kMaxStackDepth * f::kMaxVarint;
+constexpr int kRuntimeFrames = 8;  // upper bound of our own frames above the hook's caller
+
+// One record being built in a stack buffer, then appended to the ring in one piece.
+struct Record {
+  uint8_t buf[kRecordBuf];
+  uint8_t* p = buf;
+  bool nested;
+};
+
+// The stack of the hook's caller in `ips`: CFI walk, or libunwind when that fails (then our
+// own frames, up to the caller's return address, are dropped). Returns the depth.
+uint32_t walk(const StartFrame& from, uint64_t* ips) {
+  int max = static_cast<int>(g_config.stack_depth);
+  int n = fast_unwind(from, ips, max);
+  if (n >= 0) return static_cast<uint32_t>(n);
+  void* frames[kMaxStackDepth + kRuntimeFrames];
+  n = unw_backtrace(frames, max + kRuntimeFrames);
+  int start = 0;
+  for (int i = 0; i < n && i < kRuntimeFrames; ++i) {
+    if (reinterpret_cast<uint64_t>(frames[i]) == from.ip) {
+      start = i;
+      break;
+    }
+  }
+  uint32_t depth = static_cast<uint32_t>(n - start);
+  if (depth > g_config.stack_depth) depth = g_config.stack_depth;
+  memcpy(ips, frames + start, depth * sizeof(uint64_t));
+  return depth;
+}
+
+// Captures the stack of the hook's caller, interns it, and writes its kStack record into
+// `r` when it is new. Returns the stack id (0: none).
+uint32_t capture_stack(ThreadState& t, Record& r, const StartFrame& from) {
+  if (g_config.no_stacks || t.unwinding) return 0;
+  uint64_t ips[kMaxStackDepth];
+  t.unwinding = 1;
+  uint32_t depth = walk(from, ips);
+  t.unwinding = 0;
+  bool is_new = false;
+  uint32_t id = stack_intern(ips, depth, r.nested, &is_new);
+  if (is_new) {
+    *r.p++ = f::kStack;
+    r.p = f::put_varint(r.p, id);
+    r.p = f::put_varint(r.p, depth);
+    uint64_t prev = 0;
+    for (uint32_t i = 0; i < depth; ++i) {
+      r.p = f::put_delta(r.p, prev, ips[i]);
+      prev = ips[i];
+    }
+  }
+  return id;
+}
+
+// Writes the tag and the event's time: a delta against the stream, or absolute if nested.
+void put_head(ThreadState& t, Record& r, uint8_t kind, uint64_t time) {
+  *r.p++ = r.nested ? static_cast<uint8_t>(kind | f::kAbsoluteFlag) : kind;
+  r.p = f::put_varint(r.p, r.nested ? time : time - t.prev_time);
+  if (!r.nested) t.prev_time = time;
+}
+
+void put_ptr(ThreadState& t, Record& r, uint64_t ptr) {
+  r.p = f::put_delta(r.p, r.nested ? 0 : t.prev_ptr, ptr);
+  if (!r.nested) t.prev_ptr = ptr;
+}
+
+// Runs `build` on a fresh record and appends it; handles errno, nesting and publishing.
+template <typename Build>
+inline void emit(Build&& build) {
+  ThreadState& t = t_state;
+  int saved = errno;
+  if (!t.ring && !rt_attach_thread()) {
+    g_lost_events.fetch_add(1, std::memory_order_relaxed);
+    errno = saved;
+    return;
+  }
+  Record r;
+  r.nested = t.depth++ > 0;
+  build(t, r);
+  Ring* ring = t.ring;
+  if (!ring_append(ring, r.buf, static_cast<size_t>(r.p - r.buf), false))
+    g_lost_events.fetch_add(1, std::memory_order_relaxed);
+  if (--t.depth == 0) {
+    ring_publish(ring);
+    uint64_t used = ring->reserve - ring->tail.load(std::memory_order_relaxed);
+    if (used > kRingSize / 2) writer_wake();
+  }
+  errno = saved;
+}
+
+uint64_t addr(const void* p) {
+  return reinterpret_cast<uint64_t>(p);
+}
+
+}  // namespace
+
+uint64_t rt_now() {
+  return monotonic_ns() - g_t0;
+}
+
+void record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
+                        const StartFrame& from) {
+  emit([&](ThreadState& t, Record& r) {
+    uint32_t stack = capture_stack(t, r, from);
+    put_head(t, r, kind, rt_now());
+    put_ptr(t, r, addr(p));
+    r.p = f::put_varint(r.p, size);
+    r.p = f::put_varint(r.p, stack);
+    if (f::shape_of(kind).has_align) r.p = f::put_varint(r.p, align);
+  });
+}
+
+void record_free_event(uint8_t kind, const void* p, size_t size, size_t align) {
+  emit([&](ThreadState& t, Record& r) {
+    put_head(t, r, kind, rt_now());
+    put_ptr(t, r, addr(p));
+    f::Shape s = f::shape_of(kind);
+    if (s.has_size) r.p = f::put_varint(r.p, size);
+    if (s.has_align) r.p = f::put_varint(r.p, align);
+  });
+}
+
+void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, uint64_t t_before,
+                    const StartFrame& from) {
+  if (g_config.sample_bytes) {
+    // Under sampling a realloc is recorded for its sampled halves only: an unsampled
+    // predecessor is written as null; a released sampled block without a sampled successor
+    // as "realloc(old, 0) = null", which readers of a sampled trace take as a release only.
+    bool old_sampled = old && (p || size == 0) && sampled_release(old);
+    bool new_sampled = p && sample_allocation(size);
+    if (new_sampled) sampled_insert(p);
+    if (!new_sampled && !old_sampled) return;
+    if (!old_sampled) old = nullptr;
+    if (!new_sampled) p = nullptr, size = 0;
+  }
+  emit([&](ThreadState& t, Record& r) {
+    uint32_t stack = capture_stack(t, r, from);
+    uint64_t t_after = rt_now();
+    put_head(t, r, kind, t_before);
+    r.p = f::put_varint(r.p, t_after - t_before);
+    if (!r.nested) t.prev_time = t_after;
+    uint64_t base = r.nested ? 0 : t.prev_ptr;
+    r.p = f::put_delta(r.p, base, addr(old));
+    r.p = f::put_delta(r.p, addr(old), addr(p));
+    if (!r.nested) t.prev_ptr = p ? addr(p) : addr(old);
+    r.p = f::put_varint(r.p, size);
+    r.p = f::put_varint(r.p, stack);
+  });
+}
+
+void record_mmap(const void* p, size_t len, int prot, int flags, int fd, const StartFrame& from) {
+  emit([&](ThreadState& t, Record& r) {
+    uint32_t stack = capture_stack(t, r, from);
+    put_head(t, r, f::kMmap, rt_now());
+    put_ptr(t, r, addr(p));
+    r.p = f::put_varint(r.p, len);
+    r.p = f::put_varint(r.p, static_cast<uint32_t>(prot));
+    r.p = f::put_varint(r.p, static_cast<uint32_t>(flags));
+    r.p = f::put_varint(r.p, f::zigzag(fd));
+    r.p = f::put_varint(r.p, stack);
+  });
+}
+
+void record_munmap(const void* p, size_t len, int result) {
+  emit([&](ThreadState& t, Record& r) {
+    put_head(t, r, f::kMunmap, rt_now());
+    put_ptr(t, r, addr(p));
+    r.p = f::put_varint(r.p, len);
+    r.p = f::put_varint(r.p, result == 0 ? 0 : 1);
+  });
+}
+
+void record_mremap(const void* old, size_t old_len, const void* p, size_t new_len,
+                   uint64_t t_before, const StartFrame& from) {
+  emit([&](ThreadState& t, Record& r) {
+    uint32_t stack = capture_stack(t, r, from);
+    uint64_t t_after = rt_now();
+    put_head(t, r, f::kMremap, t_before);
+    r.p = f::put_varint(r.p, t_after - t_before);
+    if (!r.nested) t.prev_time = t_after;
+    uint64_t base = r.nested ? 0 : t.prev_ptr;
+    r.p = f::put_delta(r.p, base, addr(old));
+    r.p = f::put_delta(r.p, addr(old), addr(p));
+    if (!r.nested) t.prev_ptr = addr(p);
+    r.p = f::put_varint(r.p, old_len);
+    r.p = f::put_varint(r.p, new_len);
+    r.p = f::put_varint(r.p, stack);
+  });
+}
+
+}  // namespace memcensus::rt

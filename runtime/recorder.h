@@ -1,0 +1,50 @@
+// The hot path: turns one intercepted call into one record in the calling thread's ring.
+//
+// Contract for every record_* function: called by a hook after it checked the guard and
+// rt_active(); preserves errno; never allocates; never blocks except when the ring is full
+// (then it waits for the writer). Safe to re-enter from a signal handler that interrupts it:
+// the inner record is written "absolute" (see format/trace_format.h) and published by the
+// outer one. `from` is the hook's caller (MEMCENSUS_START_FRAME): the first frame kept.
+//
+// Cost per allocation: one clock read (vDSO), one unwind (FastUnwinder, libunwind when it cannot),
+// one StackTable lookup, ~20 bytes of varints and a memcpy into the ring; frees skip the
+// unwind. bench/README.md has the measured figures.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/fast_unwind.h"
+#include "runtime/runtime.h"
+#include "runtime/sampler.h"
+
+namespace memcensus::rt {
+
+uint64_t rt_now();  // ns since the trace start
+
+void record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
+                        const StartFrame& from);
+void record_free_event(uint8_t kind, const void* p, size_t size, size_t align);
+
+// --sample: the common unsampled cases are decided inline, without a call.
+inline void record_alloc(uint8_t kind, const void* p, size_t size, size_t align,
+                         const StartFrame& from) {
+  if (g_config.sample_bytes) {
+    if (!p || !sample_allocation(size)) return;
+    sampled_insert(p);
+  }
+  record_alloc_event(kind, p, size, align, from);
+}
+
+inline void record_free(uint8_t kind, const void* p, size_t size, size_t align) {
+  if (g_config.sample_bytes && p && !sampled_release(p)) return;
+  record_free_event(kind, p, size, align);
+}
+void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, uint64_t t_before,
+                    const StartFrame& from);
+void record_mmap(const void* p, size_t len, int prot, int flags, int fd, const StartFrame& from);
+void record_munmap(const void* p, size_t len, int result);
+void record_mremap(const void* old, size_t old_len, const void* p, size_t new_len,
+                   uint64_t t_before, const StartFrame& from);
+
+}  // namespace memcensus::rt

@@ -1,0 +1,90 @@
+#include "runtime/ring.h"
+
+#include <string.h>
+
+#include "runtime/sys.h"
+#include "runtime/thread_state.h"
+#include "runtime/writer.h"
+
+namespace memcensus::rt {
+
+RingRegistry* g_rings = nullptr;
+
+bool rings_init() {
+  g_rings = static_cast<RingRegistry*>(sys_map(sizeof(RingRegistry)));
+  if (g_rings) g_rings->next_stream.store(1, std::memory_order_relaxed);
+  return g_rings != nullptr;
+}
+
+Ring* ring_claim(pid_t tid) {
+  for (size_t i = 0; i < kMaxRings; ++i) {
+    Ring* r = &g_rings->rings[i];
+    uint32_t expected = kRingFree;
+    if (!r->state.compare_exchange_strong(expected, kRingActive, std::memory_order_acq_rel))
+      continue;
+    if (!r->data) r->data = static_cast<uint8_t*>(sys_map(kRingSize));
+    if (!r->data) {
+      r->state.store(kRingFree, std::memory_order_release);
+      return nullptr;
+    }
+    uint64_t end = r->head.load(std::memory_order_relaxed);
+    r->reserve = end;
+    r->tail.store(end, std::memory_order_relaxed);
+    r->tid = tid;
+    r->stream = g_rings->next_stream.fetch_add(1, std::memory_order_relaxed);
+    uint32_t c = g_rings->count.load(std::memory_order_relaxed);
+    while (c < i + 1 && !g_rings->count.compare_exchange_weak(c, static_cast<uint32_t>(i + 1))) {
+    }
+    return r;
+  }
+  return nullptr;
+}
+
+namespace {
+
+// Reserves n bytes with one instruction (an unlocked xadd), so that a signal handler that
+// interrupts this thread between two records can never reserve the same bytes.
+inline uint64_t reserve_bytes(uint64_t* reserve, uint64_t n) {
+  asm volatile("xaddq %0, %1" : "+r"(n), "+m"(*reserve) : : "memory");
+  return n;
+}
+
+bool wait_for_space(Ring* r, uint64_t need) {
+  for (int spins = 0;; ++spins) {
+    uint64_t used = r->reserve - r->tail.load(std::memory_order_acquire);
+    if (used + need + kNestedSlack <= kRingSize) return true;
+    // Publish what is complete, so the writer can take it; a signal handler nested in a
+    // record must not, since the interrupted record's reserved bytes are not written yet.
+    if (t_state.depth <= 1) ring_publish(r);
+    if (!writer_make_room(spins)) return false;
+  }
+}
+
+}  // namespace
+
+bool ring_append(Ring* r, const uint8_t* p, size_t n, bool publish) {
+  uint64_t used = r->reserve - r->tail.load(std::memory_order_acquire);
+  if (used + n + kNestedSlack > kRingSize && !wait_for_space(r, n)) return false;
+  uint64_t pos = reserve_bytes(&r->reserve, n);
+  size_t off = pos & (kRingSize - 1);
+  size_t first = kRingSize - off < n ? kRingSize - off : n;
+  memcpy(r->data + off, p, first);
+  if (first < n) memcpy(r->data, p + first, n - first);
+  if (publish) ring_publish(r);
+  return true;
+}
+
+size_t ring_take(Ring* r, uint8_t* out) {
+  uint64_t head = r->head.load(std::memory_order_acquire);
+  uint64_t tail = r->tail.load(std::memory_order_relaxed);
+  size_t n = static_cast<size_t>(head - tail);
+  if (n == 0) return 0;
+  size_t off = tail & (kRingSize - 1);
+  size_t first = kRingSize - off < n ? kRingSize - off : n;
+  memcpy(out, r->data + off, first);
+  if (first < n) memcpy(out + first, r->data, n - first);
+  r->tail.store(head, std::memory_order_release);
+  return n;
+}
+
+}  // namespace memcensus::rt

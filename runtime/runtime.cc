@@ -1,0 +1,154 @@
+#include "runtime/runtime.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "runtime/fast_unwind.h"
+#include "runtime/modules.h"
+#include "runtime/ring.h"
+#include "runtime/sampler.h"
+#include "runtime/stack_table.h"
+#include "runtime/sys.h"
+#include "runtime/thread_state.h"
+#include "runtime/writer.h"
+
+namespace memcensus::rt {
+
+__thread ThreadState t_state __attribute__((tls_model("initial-exec")));
+std::atomic<uint32_t> g_phase{kUninit};
+std::atomic<uint64_t> g_lost_events{0};
+Config g_config;
+uint64_t g_t0 = 0;
+uint64_t g_unwinder_lo = 0, g_unwinder_hi = 0;
+
+namespace {
+
+pthread_key_t g_thread_key;
+
+bool env_flag(const char* name) {
+  const char* v = getenv(name);
+  return v && str_eq(v, "1");
+}
+
+// Reads the settings `memcensus run` put in the environment. False: not started by it, or
+// this process is not one to trace.
+bool read_config() {
+  const char* out = getenv("MEMCENSUS_OUTPUT");
+  if (!out || !*out || str_len(out) >= sizeof g_config.output) return false;
+  char* end = put_str(g_config.output, out);
+  *end = 0;
+  uint64_t v = 0;
+  g_config.root_pid = parse_u64(getenv("MEMCENSUS_ROOT_PID"), &v) ? static_cast<pid_t>(v) : 0;
+  g_config.follow_fork = env_flag("MEMCENSUS_FOLLOW_FORK");
+  g_config.no_stacks = env_flag("MEMCENSUS_NO_STACKS");
+  g_config.stack_depth = 64;
+  if (parse_u64(getenv("MEMCENSUS_STACK_DEPTH"), &v))
+    g_config.stack_depth = v > kMaxStackDepth ? kMaxStackDepth : static_cast<uint32_t>(v);
+  g_config.sample_bytes = parse_u64(getenv("MEMCENSUS_SAMPLE"), &v) ? v : 0;
+  return sys_getpid() == g_config.root_pid || g_config.follow_fork;
+}
+
+// pthread key destructor: the thread is exiting; hand its ring to the writer.
+void thread_exit(void*) {
+  ThreadState& t = t_state;
+  t.key_set = 0;
+  Ring* r = t.ring;
+  if (!r) return;
+  t.ring = nullptr;
+  ring_publish(r);
+  r->state.store(kRingClosed, std::memory_order_release);
+}
+
+void fork_prepare() {
+  if (g_phase.load() == kActive) writer_fork_prepare();
+}
+
+void fork_parent() {
+  if (g_phase.load() == kActive) writer_fork_parent();
+}
+
+// The child keeps none of the parent's pending events: they are the parent's to write.
+void fork_child() {
+  if (g_phase.load() != kActive) return;
+  GuardScope guard;
+  uint32_t count = g_rings->count.load();
+  for (uint32_t i = 0; i < count; ++i) {
+    Ring& r = g_rings->rings[i];
+    r.reserve = r.head.load();
+    r.tail.store(r.reserve);
+    r.state.store(kRingFree);
+  }
+  t_state.ring = nullptr;
+  t_state.key_set = 0;
+  if (!g_config.follow_fork) {
+    g_phase.store(kOff);
+    writer_fork_child(false);
+    return;
+  }
+  stack_table_reset();
+  g_t0 = monotonic_ns();
+  writer_fork_child(true);
+}
+
+bool setup() {
+  if (!read_config() || !rings_init() || !stack_table_init() || !sampler_init() ||
+      !fast_unwind_init())
+    return false;
+  g_t0 = monotonic_ns();
+  if (!writer_open()) return false;
+  unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+  module_range_of(reinterpret_cast<const void*>(&unw_backtrace), &g_unwinder_lo, &g_unwinder_hi);
+  pthread_key_create(&g_thread_key, thread_exit);
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  return true;
+}
+
+}  // namespace
+
+bool rt_initialise() {
+  uint32_t expected = kUninit;
+  if (!g_phase.compare_exchange_strong(expected, kIniting)) return false;
+  GuardScope guard;
+  bool ok = setup();
+  g_phase.store(ok ? kActive : kOff, std::memory_order_release);
+  return ok;
+}
+
+bool rt_attach_thread() {
+  ThreadState& t = t_state;
+  if (t.no_ring) return false;
+  Ring* r = ring_claim(sys_gettid());
+  if (!r) {
+    t.no_ring = 1;
+    return false;
+  }
+  t.ring = r;
+  t.prev_time = 0;
+  t.prev_ptr = 0;
+  if (!t.key_set) {
+    GuardScope guard;
+    pthread_setspecific(g_thread_key, r);
+    t.key_set = 1;
+  }
+  return true;
+}
+
+// Ends tracing of this process image: writes everything recorded so far.
+void rt_shutdown() {
+  if (g_phase.load() != kActive) return;
+  writer_finish();
+  g_phase.store(kOff, std::memory_order_release);
+}
+
+namespace {
+__attribute__((constructor)) void runtime_constructor() {
+  if (rt_active()) writer_start();
+}
+__attribute__((destructor)) void runtime_destructor() {
+  rt_shutdown();
+}
+}  // namespace
+
+}  // namespace memcensus::rt

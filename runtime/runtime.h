@@ -1,0 +1,66 @@
+// Process-wide state of the runtime and its life cycle.
+//
+// Life cycle: the first hook call (or the library constructor, whichever comes first)
+// initialises the runtime from the environment set by `memcensus run`; the constructor
+// starts the writer thread; the destructor (or _exit) writes the last chunk.
+//
+// Fork/exec policy:
+//  * fork without --follow-fork: the child disables the runtime (every hook passes through);
+//    only the parent's trace is written.
+//  * fork with --follow-fork: the child starts a new trace file "<output>.<pid>" with its own
+//    writer thread; events of the parent before the fork stay in the parent's trace.
+//  * exec: the old image writes everything it recorded first (hooks_exec.cc). The new image
+//    loads the runtime again (LD_PRELOAD is inherited) and traces only if it is the process
+//    `memcensus run` started or --follow-fork is set; it appends a new segment (its own file
+//    header) to the file of its process, so one file holds the whole exec chain of a pid.
+//  * vfork/posix_spawn: children run no hooks between vfork and exec in correct programs; a
+//    vfork child that allocates anyway writes into its parent's thread buffer.
+// Thread exit: a pthread key destructor closes the thread's ring; the writer drains and
+// recycles it. Threads that vanish without it (killed) are found by the writer (tgkill 0).
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <atomic>
+
+namespace memcensus::rt {
+
+enum Phase : uint32_t { kUninit = 0, kIniting = 1, kActive = 2, kOff = 3 };
+extern std::atomic<uint32_t> g_phase;
+
+struct Config {
+  char output[4096];  // trace path of the root process
+  bool follow_fork;
+  bool no_stacks;
+  uint32_t stack_depth;   // frames kept per stack
+  uint64_t sample_bytes;  // 0: record every allocation
+  pid_t root_pid;         // the process `memcensus run` started
+};
+extern Config g_config;
+extern uint64_t g_t0;  // CLOCK_MONOTONIC of the trace start
+
+// Initialises the runtime once (any thread, any hook); true when it became active.
+bool rt_initialise();
+
+// True when events should be recorded. Cheap when active; initialises on first use.
+inline bool rt_active() {
+  uint32_t p = g_phase.load(std::memory_order_acquire);
+  if (__builtin_expect(p == kActive, 1)) return true;
+  return p == kUninit && rt_initialise();
+}
+
+// Writes everything recorded so far and turns the runtime off (destructor, _exit).
+void rt_shutdown();
+
+// Text range of libunwind: mappings it makes for its caches are not the program's.
+extern uint64_t g_unwinder_lo, g_unwinder_hi;
+
+// Events dropped because no ring could be claimed or the writer was gone.
+extern std::atomic<uint64_t> g_lost_events;
+
+// Ensures the calling thread owns a ring (claims one and registers the thread-exit hook).
+bool rt_attach_thread();
+
+}  // namespace memcensus::rt

@@ -1,0 +1,100 @@
+#include "runtime/stack_table.h"
+
+#include <string.h>
+
+#include <atomic>
+
+#include "runtime/sys.h"
+
+namespace memcensus::rt {
+namespace {
+
+constexpr uint64_t kSlots = 1u << 20;            // open addressing, power of two
+constexpr uint64_t kMaxStacks = kSlots / 4 * 3;  // keep probes short
+constexpr uint64_t kArenaFrames = 64u << 20;     // frames of all stacks together
+constexpr int kMaxProbes = 256;
+
+struct Slot {
+  std::atomic<uint64_t> key;    // hash | 1, 0 = empty
+  std::atomic<uint32_t> ready;  // 1 once id/depth/frames are written
+  uint32_t id;
+  uint32_t depth;
+  uint32_t pad;
+  uint64_t offset;  // first frame in the arena
+};
+
+Slot* g_slots = nullptr;
+uint64_t* g_arena = nullptr;
+std::atomic<uint64_t> g_arena_used{0};
+std::atomic<uint32_t> g_next_id{1};
+
+uint64_t hash_frames(const uint64_t* ips, uint32_t n) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+  for (uint32_t i = 0; i < n; ++i) {
+    h ^= ips[i];
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  return h | 1;
+}
+
+bool same(const Slot& s, const uint64_t* ips, uint32_t n) {
+  return s.depth == n && memcmp(g_arena + s.offset, ips, n * sizeof(uint64_t)) == 0;
+}
+
+// Fills a freshly claimed slot; returns its id or 0 when the arena or ids are exhausted.
+uint32_t fill(Slot& s, const uint64_t* ips, uint32_t n) {
+  uint64_t off = g_arena_used.fetch_add(n, std::memory_order_relaxed);
+  uint32_t id = 0;
+  if (off + n <= kArenaFrames) {
+    id = g_next_id.fetch_add(1, std::memory_order_relaxed);
+    if (id > kMaxStacks) id = 0;
+  }
+  if (id != 0) memcpy(g_arena + off, ips, n * sizeof(uint64_t));
+  s.id = id;
+  s.depth = id ? n : UINT32_MAX;  // an unusable slot never matches
+  s.offset = off;
+  s.ready.store(1, std::memory_order_release);
+  return id;
+}
+
+}  // namespace
+
+bool stack_table_init() {
+  g_slots = static_cast<Slot*>(sys_map(kSlots * sizeof(Slot)));
+  g_arena = static_cast<uint64_t*>(sys_map(kArenaFrames * sizeof(uint64_t)));
+  return g_slots && g_arena;
+}
+
+void stack_table_reset() {
+  sys_unmap(g_slots, kSlots * sizeof(Slot));
+  g_slots = static_cast<Slot*>(sys_map(kSlots * sizeof(Slot)));
+  g_arena_used.store(0);
+  g_next_id.store(1);
+}
+
+uint32_t stack_intern(const uint64_t* ips, uint32_t n, bool nested, bool* is_new) {
+  *is_new = false;
+  if (!g_slots) return 0;
+  uint64_t h = hash_frames(ips, n);
+  for (int probe = 0; probe < kMaxProbes; ++probe) {
+    Slot& s = g_slots[(h + static_cast<uint64_t>(probe)) & (kSlots - 1)];
+    uint64_t key = s.key.load(std::memory_order_acquire);
+    if (key == 0) {
+      if (s.key.compare_exchange_strong(key, h, std::memory_order_acq_rel)) {
+        uint32_t id = fill(s, ips, n);
+        *is_new = id != 0;
+        return id;
+      }
+    }
+    if (key != h) continue;
+    int spins = 0;
+    while (!s.ready.load(std::memory_order_acquire)) {
+      if (nested || ++spins > 1000000) return 0;
+    }
+    if (same(s, ips, n)) return s.id;
+  }
+  return 0;
+}
+
+}  // namespace memcensus::rt

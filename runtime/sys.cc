@@ -1,0 +1,160 @@
+#include "runtime/sys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+namespace memcensus::rt {
+
+void* sys_map(size_t size) {
+  long r = syscall(SYS_mmap, nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (r < 0 && r > -4096) return nullptr;
+  return reinterpret_cast<void*>(r);
+}
+
+void sys_unmap(void* p, size_t size) {
+  syscall(SYS_munmap, p, size);
+}
+
+int sys_open(const char* path, int flags, int mode) {
+  return static_cast<int>(syscall(SYS_openat, AT_FDCWD, path, flags, mode));
+}
+
+int sys_close(int fd) {
+  return static_cast<int>(syscall(SYS_close, fd));
+}
+
+ssize_t sys_read(int fd, void* buf, size_t n) {
+  for (;;) {
+    ssize_t r = syscall(SYS_read, fd, buf, n);
+    if (r < 0 && errno == EINTR) continue;
+    return r;
+  }
+}
+
+bool sys_write_all(int fd, const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    ssize_t r = syscall(SYS_write, fd, c, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    c += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+bool sys_write2(int fd, const void* a, size_t an, const void* b, size_t bn) {
+  struct iovec iov[2] = {{const_cast<void*>(a), an}, {const_cast<void*>(b), bn}};
+  ssize_t r;
+  do {
+    r = syscall(SYS_writev, fd, iov, 2);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return false;
+  size_t done = static_cast<size_t>(r);
+  if (done >= an + bn) return true;
+  if (done < an) {
+    if (!sys_write_all(fd, static_cast<const char*>(a) + done, an - done)) return false;
+    return sys_write_all(fd, b, bn);
+  }
+  return sys_write_all(fd, static_cast<const char*>(b) + (done - an), bn - (done - an));
+}
+
+pid_t sys_gettid() {
+  return static_cast<pid_t>(syscall(SYS_gettid));
+}
+pid_t sys_getpid() {
+  return static_cast<pid_t>(syscall(SYS_getpid));
+}
+pid_t sys_getppid() {
+  return static_cast<pid_t>(syscall(SYS_getppid));
+}
+
+bool sys_thread_alive(pid_t pid, pid_t tid) {
+  return syscall(SYS_tgkill, pid, tid, 0) == 0 || errno != ESRCH;
+}
+
+void sys_futex_wait(uint32_t* word, uint32_t expected, uint64_t timeout_ns) {
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(timeout_ns / 1000000000u);
+  ts.tv_nsec = static_cast<long>(timeout_ns % 1000000000u);
+  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, &ts, nullptr, 0);
+}
+
+void sys_futex_wake(uint32_t* word) {
+  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+uint64_t monotonic_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+uint64_t realtime_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+ssize_t read_small_file(const char* path, char* buf, size_t cap) {
+  int fd = sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  size_t used = 0;
+  while (used < cap) {
+    ssize_t r = sys_read(fd, buf + used, cap - used);
+    if (r <= 0) break;
+    used += static_cast<size_t>(r);
+  }
+  sys_close(fd);
+  return static_cast<ssize_t>(used);
+}
+
+size_t str_len(const char* s) {
+  size_t n = 0;
+  while (s[n]) ++n;
+  return n;
+}
+
+bool str_eq(const char* a, const char* b) {
+  while (*a && *a == *b) ++a, ++b;
+  return *a == *b;
+}
+
+bool parse_u64(const char* s, uint64_t* out) {
+  if (!s || !*s) return false;
+  uint64_t v = 0;
+  for (; *s; ++s) {
+    if (*s < '0' || *s > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(*s - '0');
+  }
+  *out = v;
+  return true;
+}
+
+char* put_decimal(char* p, uint64_t v) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n) *p++ = tmp[--n];
+  return p;
+}
+
+char* put_str(char* p, const char* s) {
+  while (*s) *p++ = *s++;
+  return p;
+}
+
+}  // namespace memcensus::rt

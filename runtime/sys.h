@@ -1,0 +1,48 @@
+// The runtime's OS layer: raw system calls and small libc-free helpers. Nothing here
+// allocates, takes a lock, or touches errno visibly to the program (callers of the hooks
+// save and restore errno around recording). All functions are async-signal-safe.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+namespace memcensus::rt {
+
+// Anonymous private mapping of `size` bytes (MAP_NORESERVE), or nullptr.
+void* sys_map(size_t size);
+void sys_unmap(void* p, size_t size);
+
+int sys_open(const char* path, int flags, int mode);
+int sys_close(int fd);
+ssize_t sys_read(int fd, void* buf, size_t n);
+// Writes all of [p, p+n) unless an error other than EINTR occurs; returns false then.
+bool sys_write_all(int fd, const void* p, size_t n);
+// Writes two buffers with one writev (looping on short writes).
+bool sys_write2(int fd, const void* a, size_t an, const void* b, size_t bn);
+
+pid_t sys_gettid();
+pid_t sys_getpid();
+pid_t sys_getppid();
+bool sys_thread_alive(pid_t pid, pid_t tid);
+
+// Futex on a 32-bit word: wait while *word == expected, at most timeout_ns.
+void sys_futex_wait(uint32_t* word, uint32_t expected, uint64_t timeout_ns);
+void sys_futex_wake(uint32_t* word);
+
+uint64_t monotonic_ns();
+uint64_t realtime_ns();
+
+// Reads the whole file into [buf, buf+cap); returns bytes read (at most cap), -1 on error.
+ssize_t read_small_file(const char* path, char* buf, size_t cap);
+
+size_t str_len(const char* s);
+bool str_eq(const char* a, const char* b);
+// Parses a decimal unsigned integer; returns false if s is not one.
+bool parse_u64(const char* s, uint64_t* out);
+// Writes v in decimal at p (no terminator); returns the end.
+char* put_decimal(char* p, uint64_t v);
+// Copies a C string to p (no terminator); returns the end.
+char* put_str(char* p, const char* s);
+
+}  // namespace memcensus::rt

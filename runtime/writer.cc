@@ -1,0 +1,379 @@
+#include "runtime/writer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#define ZSTD_STATIC_LINKING_ONLY
+#include <zstd.h>
+
+#include "format/trace_format.h"
+#include "runtime/modules.h"
+#include "runtime/ring.h"
+#include "runtime/runtime.h"
+#include "runtime/sys.h"
+#include "runtime/thread_state.h"
+
+namespace memcensus::rt {
+namespace f = memcensus::format;
+namespace {
+
+constexpr size_t kChunkCap = 8u << 20;
+constexpr size_t kFlushBytes = 1u << 20;
+constexpr uint64_t kRoundNs = 10'000'000;
+constexpr uint64_t kFlushNs = 50'000'000;
+constexpr uint64_t kPeakSnapshotGapNs = 1'000'000'000;
+constexpr size_t kSmapsMax = 32u << 20;
+
+pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_t g_thread;
+std::atomic<bool> g_running{false};
+std::atomic<bool> g_stop{false};
+uint32_t g_wake_word = 0;
+
+int g_fd = -1;
+uint32_t g_sequence = 0;
+uint8_t* g_raw = nullptr;  // kChunkCap
+size_t g_raw_used = 0;
+uint8_t* g_comp = nullptr;
+size_t g_comp_cap = 0;
+ZSTD_CCtx* g_cctx = nullptr;
+char* g_smaps = nullptr;
+uint64_t g_last_flush = 0;
+uint64_t g_peak_rss = 0, g_snapshot_rss = 0, g_snapshot_time = 0, g_last_alive_check = 0;
+uint64_t g_module_adds = ~0ull, g_module_subs = ~0ull;
+
+uint64_t now() {
+  return monotonic_ns() - g_t0;
+}
+
+bool buffers_init() {
+  if (g_raw) return true;
+  g_raw = static_cast<uint8_t*>(sys_map(kChunkCap));
+  g_comp_cap = ZSTD_compressBound(kChunkCap);
+  g_comp = static_cast<uint8_t*>(sys_map(g_comp_cap));
+  g_smaps = static_cast<char*>(sys_map(kSmapsMax));
+  size_t ws = ZSTD_estimateCCtxSize(1);
+  void* w = sys_map(ws);
+  if (!g_raw || !g_comp || !g_smaps || !w) return false;
+  g_cctx = ZSTD_initStaticCCtx(w, ws);
+  if (!g_cctx) return false;
+  ZSTD_CCtx_setParameter(g_cctx, ZSTD_c_compressionLevel, 1);
+  ZSTD_CCtx_setParameter(g_cctx, ZSTD_c_checksumFlag, 1);
+  return true;
+}
+
+void flush_chunk() {
+  if (g_raw_used == 0 || g_fd < 0) return;
+  size_t n = ZSTD_compress2(g_cctx, g_comp, g_comp_cap, g_raw, g_raw_used);
+  if (!ZSTD_isError(n)) {
+    f::ChunkHeader h{f::kChunkMagic, static_cast<uint32_t>(n), static_cast<uint32_t>(g_raw_used),
+                     g_sequence++};
+    sys_write2(g_fd, &h, sizeof h, g_comp, n);
+  }
+  g_raw_used = 0;
+  g_last_flush = now();
+}
+
+// Makes room for n more raw bytes in the current chunk.
+void need(size_t n) {
+  if (g_raw_used + n > kChunkCap) flush_chunk();
+}
+
+void emit(const uint8_t* p, size_t n) {
+  need(n);
+  memcpy(g_raw + g_raw_used, p, n);
+  g_raw_used += n;
+}
+
+void emit_rss() {
+  char buf[256];
+  ssize_t n = read_small_file("/proc/self/statm", buf, sizeof buf - 1);
+  if (n <= 0) return;
+  buf[n] = 0;
+  uint64_t v[3] = {0, 0, 0};
+  const char* s = buf;
+  for (int i = 0; i < 3; ++i) {
+    while (*s == ' ') ++s;
+    while (*s >= '0' && *s <= '9') v[i] = v[i] * 10 + static_cast<uint64_t>(*s++ - '0');
+  }
+  uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  uint64_t rss = v[1] * page, file = v[2] * page;
+  uint8_t rec[64], *p = rec;
+  *p++ = f::kRss;
+  p = f::put_varint(p, now());
+  p = f::put_varint(p, rss);
+  p = f::put_varint(p, rss > file ? rss - file : 0);
+  p = f::put_varint(p, file);
+  emit(rec, static_cast<size_t>(p - rec));
+  if (rss > g_peak_rss) g_peak_rss = rss;
+}
+
+void emit_smaps(uint8_t reason) {
+  ssize_t n = read_small_file("/proc/self/smaps", g_smaps, kSmapsMax);
+  if (n <= 0) return;
+  size_t len = static_cast<size_t>(n);
+  size_t limit = kChunkCap - 64;
+  if (len > limit) {
+    len = limit;
+    while (len > 0 && g_smaps[len - 1] != '\n') --len;
+  }
+  uint8_t head[32], *p = head;
+  *p++ = f::kSmaps;
+  p = f::put_varint(p, now());
+  p = f::put_varint(p, reason);
+  p = f::put_varint(p, len);
+  need(static_cast<size_t>(p - head) + len);
+  emit(head, static_cast<size_t>(p - head));
+  emit(reinterpret_cast<const uint8_t*>(g_smaps), len);
+  g_snapshot_rss = g_peak_rss;
+  g_snapshot_time = now();
+}
+
+void maybe_peak_snapshot() {
+  if (g_peak_rss <= g_snapshot_rss + g_snapshot_rss / 10) return;
+  if (now() - g_snapshot_time < kPeakSnapshotGapNs) return;
+  emit_smaps(f::kSmapsPeak);
+}
+
+void emit_modules(bool force) {
+  uint64_t adds = 0, subs = 0;
+  module_generation(&adds, &subs);
+  if (!force && adds == g_module_adds && subs == g_module_subs) return;
+  g_module_adds = adds;
+  g_module_subs = subs;
+  for_each_module([](const uint8_t* rec, size_t n) { emit(rec, n); });
+}
+
+void emit_thread_end(Ring* r) {
+  uint8_t rec[16], *p = rec;
+  *p++ = f::kThreadEnd;
+  p = f::put_varint(p, r->stream);
+  emit(rec, static_cast<size_t>(p - rec));
+}
+
+void drain_ring(Ring* r, bool check_alive) {
+  uint32_t st = r->state.load(std::memory_order_acquire);
+  if (st == kRingFree) return;
+  if (st == kRingActive && check_alive && !sys_thread_alive(sys_getpid(), r->tid)) {
+    st = kRingClosed;
+  }
+  uint64_t pending = r->head.load(std::memory_order_acquire) - r->tail.load();
+  if (pending) {
+    uint8_t rec[32], *p = rec;
+    *p++ = f::kThread;
+    p = f::put_varint(p, r->stream);
+    p = f::put_varint(p, static_cast<uint64_t>(r->tid));
+    need(static_cast<size_t>(p - rec) + kRingSize);
+    emit(rec, static_cast<size_t>(p - rec));
+    g_raw_used += ring_take(r, g_raw + g_raw_used);
+  }
+  if (st == kRingClosed) {
+    emit_thread_end(r);
+    r->state.store(kRingFree, std::memory_order_release);
+  }
+}
+
+// One round; the caller holds g_lock.
+void round_locked(bool final_round) {
+  if (g_fd < 0) return;
+  emit_modules(false);
+  uint64_t t = now();
+  bool check_alive = t - g_last_alive_check > 1'000'000'000;
+  if (check_alive) g_last_alive_check = t;
+  uint32_t count = g_rings->count.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < count; ++i) drain_ring(&g_rings->rings[i], check_alive);
+  const uint8_t round = f::kRound;
+  emit(&round, 1);
+  emit_rss();
+  if (!final_round) maybe_peak_snapshot();
+  if (final_round || g_raw_used >= kFlushBytes || now() - g_last_flush >= kFlushNs) flush_chunk();
+}
+
+void* writer_main(void*) {
+  t_state.guard = 1;
+  while (!g_stop.load(std::memory_order_acquire)) {
+    sys_futex_wait(&g_wake_word, 0, kRoundNs);
+    __atomic_store_n(&g_wake_word, 0, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&g_lock);
+    round_locked(false);
+    pthread_mutex_unlock(&g_lock);
+  }
+  return nullptr;
+}
+
+void emit_process() {
+  static char cmdline[65536];
+  static char exe[4096];
+  ssize_t n = read_small_file("/proc/self/cmdline", cmdline, sizeof cmdline);
+  ssize_t e = readlink("/proc/self/exe", exe, sizeof exe);
+  uint64_t argc = 0;
+  for (ssize_t i = 0; i < n; ++i) argc += cmdline[i] == 0;
+  uint8_t head[128], *p = head;
+  *p++ = f::kProcess;
+  p = f::put_varint(p, static_cast<uint64_t>(sys_getpid()));
+  p = f::put_varint(p, static_cast<uint64_t>(sys_getppid()));
+  p = f::put_varint(p, realtime_ns());
+  p = f::put_varint(p, g_config.sample_bytes);
+  p = f::put_varint(p, g_config.stack_depth);
+  p = f::put_varint(p, (g_config.follow_fork ? f::kFlagFollowFork : 0) |
+                           (g_config.no_stacks ? f::kFlagNoStacks : 0));
+  p = f::put_varint(p, e > 0 ? static_cast<uint64_t>(e) : 0);
+  emit(head, static_cast<size_t>(p - head));
+  if (e > 0) emit(reinterpret_cast<uint8_t*>(exe), static_cast<size_t>(e));
+  p = f::put_varint(head, argc);
+  emit(head, static_cast<size_t>(p - head));
+  for (ssize_t i = 0; i < n;) {
+    size_t len = str_len(cmdline + i);
+    p = f::put_varint(head, len);
+    emit(head, static_cast<size_t>(p - head));
+    emit(reinterpret_cast<uint8_t*>(cmdline + i), len);
+    i += static_cast<ssize_t>(len) + 1;
+  }
+}
+
+// Opens the trace for this image: the configured path for the root process, else
+// "<path>.<pid>". An image that follows an exec in the same process appends to the file
+// its predecessor wrote: it starts a new segment with its own file header.
+int open_trace_file() {
+  char path[4200];
+  char* p = put_str(path, g_config.output);
+  pid_t pid = sys_getpid();
+  if (pid != g_config.root_pid) {
+    *p++ = '.';
+    p = put_decimal(p, static_cast<uint64_t>(pid));
+  }
+  *p = 0;
+  return sys_open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+}  // namespace
+
+bool writer_open() {
+  if (!buffers_init()) return false;
+  int fd = open_trace_file();
+  if (fd < 0) return false;
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, 1000);
+  if (high >= 0) {
+    sys_close(fd);
+    fd = high;
+  }
+  f::FileHeader h{};
+  memcpy(h.magic, f::kFileMagic, sizeof h.magic);
+  h.version = f::kVersion;
+  h.header_size = sizeof h;
+  if (!sys_write_all(fd, &h, sizeof h)) {
+    sys_close(fd);
+    return false;
+  }
+  g_fd = fd;
+  g_sequence = 0;
+  g_raw_used = 0;
+  g_peak_rss = g_snapshot_rss = g_snapshot_time = 0;
+  g_module_adds = g_module_subs = ~0ull;
+  emit_process();
+  return true;
+}
+
+void writer_start() {
+  if (g_running.load() || g_fd < 0) return;
+  GuardScope guard;
+  pthread_mutex_lock(&g_lock);
+  emit_smaps(f::kSmapsStart);
+  pthread_mutex_unlock(&g_lock);
+  g_stop.store(false);
+  // The writer is born with every signal blocked: the program's handlers must run on the
+  // program's threads, where their allocations are recorded.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  if (pthread_create(&g_thread, nullptr, writer_main, nullptr) == 0) g_running.store(true);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+void writer_wake() {
+  if (__atomic_exchange_n(&g_wake_word, 1, __ATOMIC_ACQ_REL) == 0) sys_futex_wake(&g_wake_word);
+}
+
+bool writer_make_room(int attempt) {
+  if (g_running.load(std::memory_order_acquire)) {
+    writer_wake();
+    if (attempt < 50) {
+      sched_yield();
+    } else {
+      struct timespec ts = {0, 200000};
+      nanosleep(&ts, nullptr);
+    }
+    return true;
+  }
+  if (t_state.depth > 1 || g_fd < 0) return false;
+  if (pthread_mutex_trylock(&g_lock) != 0) return attempt < 1000;
+  GuardScope guard;
+  round_locked(false);
+  pthread_mutex_unlock(&g_lock);
+  return true;
+}
+
+void writer_note_modules() {
+  GuardScope guard;
+  pthread_mutex_lock(&g_lock);
+  if (g_fd >= 0) emit_modules(true);
+  pthread_mutex_unlock(&g_lock);
+}
+
+void writer_finish() {
+  GuardScope guard;
+  if (g_running.exchange(false)) {
+    g_stop.store(true, std::memory_order_release);
+    writer_wake();
+    pthread_join(g_thread, nullptr);
+  }
+  pthread_mutex_lock(&g_lock);
+  if (g_fd >= 0) {
+    round_locked(false);
+    emit_smaps(f::kSmapsExit);
+    uint8_t rec[32], *p = rec;
+    *p++ = f::kEnd;
+    p = f::put_varint(p, now());
+    p = f::put_varint(p, g_lost_events.load());
+    emit(rec, static_cast<size_t>(p - rec));
+    round_locked(true);
+    sys_close(g_fd);
+    g_fd = -1;
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
+void writer_pause_for_exec() {
+  GuardScope guard;
+  if (g_running.exchange(false)) {
+    g_stop.store(true, std::memory_order_release);
+    writer_wake();
+    pthread_join(g_thread, nullptr);
+  }
+  pthread_mutex_lock(&g_lock);
+  round_locked(true);
+  pthread_mutex_unlock(&g_lock);
+}
+
+void writer_fork_prepare() {
+  pthread_mutex_lock(&g_lock);
+}
+void writer_fork_parent() {
+  pthread_mutex_unlock(&g_lock);
+}
+
+void writer_fork_child(bool follow) {
+  pthread_mutex_init(&g_lock, nullptr);
+  g_running.store(false);
+  if (g_fd >= 0) sys_close(g_fd);
+  g_fd = -1;
+  g_raw_used = 0;
+  if (follow && writer_open()) writer_start();
+}
+
+}  // namespace memcensus::rt

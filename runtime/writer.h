@@ -1,0 +1,39 @@
+// TraceWriter: the one place that writes the trace file. A dedicated thread wakes every
+// 10 ms (or when a ring is half full), takes the published bytes of every ring, adds RSS
+// samples, module lists and smaps snapshots, and writes a zstd chunk at least every 50 ms,
+// so a process killed by SIGKILL loses at most about 60 ms of events.
+//
+// All functions take the writer lock (a mutex never touched on the allocation hot path).
+// The writer thread runs with its guard set: nothing it does is recorded.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace memcensus::rt {
+
+// Opens this process image's trace file and writes the header and kProcess record.
+// False: the runtime must stay off.
+bool writer_open();
+// Starts the writer thread (from the library constructor, or a forked child).
+void writer_start();
+// Producer whose ring is full: wakes the writer and waits a little (or drains synchronously
+// when there is no writer thread yet). False when the event must be dropped.
+bool writer_make_room(int attempt);
+// Asks the writer thread to run a round soon.
+void writer_wake();
+// Records the current module list now (dlopen/dlclose).
+void writer_note_modules();
+// Final round: drains every ring, exit snapshot, kEnd, closes the file. Idempotent.
+void writer_finish();
+
+// Before an exec: stops the writer thread and writes everything recorded so far. If the
+// exec fails, writer_start() resumes tracing.
+void writer_pause_for_exec();
+
+void writer_fork_prepare();
+void writer_fork_parent();
+// In a forked child: drops the parent's file; opens a new one when `follow` is set.
+void writer_fork_child(bool follow);
+
+}  // namespace memcensus::rt

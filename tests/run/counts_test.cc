@@ -1,0 +1,123 @@
+// Exact counts: report --json against what the fixtures did, call by call.
+#include <gtest/gtest.h>
+
+#include "run_test_util.h"
+
+using mctest::fixture;
+using mctest::traced;
+using nlohmann::json;
+
+namespace {
+
+const char* kTotals[] = {"allocation_calls", "free_calls",          "bytes_allocated",
+                         "leaked_blocks",    "leaked_bytes",        "realloc_calls",
+                         "realloc_moves",    "realloc_bytes_copied"};
+
+// Expects report == baseline + truth for every total and every entry point of the truth.
+void expect_counts(const json& report, const json& baseline, const json& truth) {
+  ASSERT_FALSE(report.is_null());
+  for (const char* k : kTotals) {
+    uint64_t base = baseline.is_null() ? 0 : baseline["totals"][k].get<uint64_t>();
+    EXPECT_EQ(report["totals"][k].get<uint64_t>(), base + truth["totals"][k].get<uint64_t>()) << k;
+  }
+  for (auto& [name, n] : truth["calls"].items()) {
+    uint64_t base = baseline.is_null() ? 0 : baseline["calls"][name].get<uint64_t>();
+    EXPECT_EQ(report["calls"][name].get<uint64_t>(), base + n.get<uint64_t>()) << name;
+  }
+}
+
+TEST(Counts, CProgramEveryEntryPointExactly) {
+  std::string truth = mctest::scratch_dir() + "/truth.json";
+  auto t = traced({fixture("count_c"), truth, "300"});
+  ASSERT_EQ(t.status, 0);
+  // A C program makes no allocation of its own outside main: no baseline.
+  expect_counts(t.report, nullptr, mctest::read_json(truth));
+  EXPECT_EQ(t.report["totals"]["unmatched_frees"], 0);
+  EXPECT_EQ(t.report["exit_status"], 0);
+  EXPECT_EQ(t.report["command"][0], fixture("count_c"));
+}
+
+TEST(Counts, CppNewAndDeleteVariantsExactly) {
+  std::string dir = mctest::scratch_dir();
+  // libstdc++ allocates before main (its emergency exception pool): measured by a 0-round run.
+  auto base = traced({fixture("count_cxx"), dir + "/t0.json", "0"});
+  auto t = traced({fixture("count_cxx"), dir + "/t.json", "200"});
+  ASSERT_EQ(t.status, 0);
+  ASSERT_FALSE(base.report.is_null());
+  EXPECT_LE(base.report["totals"]["allocation_calls"].get<int>(), 2);
+  EXPECT_EQ(base.report["calls"]["operator new"], 0);
+  expect_counts(t.report, base.report, mctest::read_json(dir + "/t.json"));
+}
+
+TEST(Counts, RustProgramExactly) {
+  std::string rust = MC_RUST_FIXTURE;
+  if (rust.empty()) GTEST_SKIP() << "no rustc on PATH or in ~/.cargo/bin: Rust fixture not built";
+  std::string dir = mctest::scratch_dir();
+  std::string truth = dir + "/truth.json";
+  // The allocator counts every Rust allocation; glibc's own (pthread_getattr_np at start) and
+  // the frees after the counters are read come from the 0-round run.
+  auto base = traced({rust, truth, "0000"});
+  json t0 = mctest::read_json(truth);
+  auto t = traced({rust, truth, "0400"});
+  json t1 = mctest::read_json(truth);
+  ASSERT_EQ(t.status, 0);
+  for (const char* name : {"malloc", "calloc", "realloc", "free"}) {
+    uint64_t delta = t1["calls"][name].get<uint64_t>() - t0["calls"][name].get<uint64_t>();
+    EXPECT_EQ(t.report["calls"][name].get<uint64_t>(),
+              base.report["calls"][name].get<uint64_t>() + delta)
+        << name;
+  }
+  EXPECT_EQ(t.report["totals"]["bytes_allocated"].get<uint64_t>(),
+            base.report["totals"]["bytes_allocated"].get<uint64_t>() + t1["bytes"].get<uint64_t>() -
+                t0["bytes"].get<uint64_t>());
+  EXPECT_GT(t1["calls"]["realloc"].get<uint64_t>(), 400u);
+}
+
+TEST(Counts, TotalEqualsHeaptrack) {
+  if (mctest::run({"sh", "-c", "command -v heaptrack && command -v heaptrack_print"}).status != 0)
+    GTEST_SKIP() << "heaptrack not installed";
+  std::string dir = mctest::scratch_dir();
+  // A C++ program: heaptrack's own preload library brings libstdc++ (and its start-up
+  // allocation) into any program, so a C program would differ by that one call.
+  auto t = traced({fixture("count_cxx"), dir + "/truth.json", "200"});
+  ASSERT_EQ(t.status, 0);
+  auto h = mctest::run({"sh", "-c",
+                        "cd " + dir + " && heaptrack -o " + dir + "/ht " + fixture("count_cxx") +
+                            " " + dir + "/t2.json 200 >/dev/null 2>&1 && heaptrack_print " + dir +
+                            "/ht.zst 2>/dev/null | sed -n 's/^calls to allocation functions: "
+                            "\\([0-9]*\\).*/\\1/p'"});
+  ASSERT_EQ(h.status, 0);
+  ASSERT_FALSE(h.out.empty()) << "heaptrack_print gave no total";
+  EXPECT_EQ(t.report["totals"]["allocation_calls"].get<uint64_t>(), std::stoull(h.out));
+}
+
+TEST(Counts, NoStacksKeepsCounts) {
+  std::string truth = mctest::scratch_dir() + "/truth.json";
+  auto t = traced({fixture("count_c"), truth, "100"}, {"--no-stacks"});
+  ASSERT_EQ(t.status, 0);
+  expect_counts(t.report, nullptr, mctest::read_json(truth));
+  EXPECT_EQ(t.report["trace"]["stacks"], 0);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Counts, SampleEstimatesTotalsWithoutBias) {
+  std::string truth = mctest::scratch_dir() + "/truth.json";
+  auto t = traced({fixture("count_c"), truth, "3000"}, {"--sample", "512"});
+  ASSERT_EQ(t.status, 0);
+  json want = mctest::read_json(truth);
+  EXPECT_TRUE(t.report["totals"]["estimated"].get<bool>());
+  // Blocks of 16-215 bytes sampled with p = 1 - exp(-n/512): the estimate of 30,000 calls has
+  // a standard error of ~1.5%, so 10% is about 7 standard errors.
+  for (const char* k : {"allocation_calls", "bytes_allocated", "free_calls"}) {
+    double got = t.report["totals"][k].get<double>();
+    double expected = want["totals"][k].get<double>();
+    EXPECT_NEAR(got / expected, 1.0, 0.1) << k;
+  }
+  EXPECT_LT(t.report["trace"]["events"].get<uint64_t>(),
+            want["totals"]["allocation_calls"].get<uint64_t>());
+}
+
+}  // namespace

@@ -1,0 +1,109 @@
+// RecordDecoder on hand-built chunks: delta state per stream, absolute (signal-nested)
+// events, stacks, segments, and errors for malformed records.
+#include "trace/record_decoder.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "format/trace_format.h"
+#include "util/error.h"
+
+namespace f = memcensus::format;
+using memcensus::RecordDecoder;
+using memcensus::TraceEvent;
+using memcensus::TraceStack;
+
+namespace {
+
+struct Collect : memcensus::TraceVisitor {
+  std::vector<TraceEvent> events;
+  std::vector<TraceStack> stacks;
+  void on_event(const TraceEvent& e) override { events.push_back(e); }
+  void on_stack(const TraceStack& s) override { stacks.push_back(s); }
+};
+
+class Chunk {
+ public:
+  Chunk& tag(uint8_t t) { return bytes(&t, 1); }
+  Chunk& v(uint64_t x) {
+    uint8_t buf[f::kMaxVarint];
+    return bytes(buf, static_cast<size_t>(f::put_varint(buf, x) - buf));
+  }
+  Chunk& z(int64_t x) { return v(f::zigzag(x)); }
+  Chunk& bytes(const uint8_t* p, size_t n) {
+    data.insert(data.end(), p, p + n);
+    return *this;
+  }
+  std::vector<uint8_t> data;
+};
+
+TEST(RecordDecoder, DeltasPerStreamAndAbsoluteNestedEvents) {
+  Chunk c;
+  c.tag(f::kThread).v(1).v(100);                                     // stream 1, tid 100
+  c.tag(f::kMalloc).v(1000).z(0x5000).v(32).v(0);                    // t=1000 ptr=0x5000
+  c.tag(f::kMalloc | f::kAbsoluteFlag).v(1500).z(0x9000).v(8).v(0);  // nested, absolute
+  c.tag(f::kFree).v(10).z(0);                                        // t=1010 ptr=0x5000
+  c.tag(f::kThread).v(2).v(200);
+  c.tag(f::kFree).v(2000).z(0x9000);  // new stream: own bases
+  Collect out;
+  RecordDecoder d("test");
+  EXPECT_EQ(d.decode(c.data, 0, out), 4u);
+  ASSERT_EQ(out.events.size(), 4u);
+  EXPECT_EQ(out.events[0].ptr, 0x5000u);
+  EXPECT_EQ(out.events[0].time, 1000u);
+  EXPECT_EQ(out.events[0].size, 32u);
+  EXPECT_EQ(out.events[1].ptr, 0x9000u);
+  EXPECT_EQ(out.events[1].time, 1500u);
+  EXPECT_EQ(out.events[2].ptr, 0x5000u);  // unaffected by the absolute event
+  EXPECT_EQ(out.events[2].time, 1010u);
+  EXPECT_EQ(out.events[2].tid, 100);
+  EXPECT_EQ(out.events[3].ptr, 0x9000u);
+  EXPECT_EQ(out.events[3].tid, 200);
+}
+
+TEST(RecordDecoder, ReallocAndStacksAcrossSegments) {
+  Chunk c;
+  c.tag(f::kStack).v(1).v(2).z(0x401000).z(0x10);
+  c.tag(f::kThread).v(1).v(7);
+  c.tag(f::kRealloc).v(50).v(5).z(0x7000).z(0x100).v(64).v(1);
+  Collect out;
+  RecordDecoder d("test");
+  d.decode(c.data, 0, out);
+  ASSERT_EQ(out.stacks.size(), 1u);
+  EXPECT_EQ(out.stacks[0].frames, (std::vector<uint64_t>{0x401000, 0x401010}));
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_EQ(out.events[0].old_ptr, 0x7000u);
+  EXPECT_EQ(out.events[0].ptr, 0x7100u);
+  EXPECT_EQ(out.events[0].time_after, 55u);
+  d.new_segment();
+  Chunk next;
+  next.tag(f::kStack).v(1).v(1).z(0x500000);
+  next.tag(f::kThread).v(1).v(7);
+  next.tag(f::kMalloc).v(1).z(0x10).v(1).v(1);
+  d.decode(next.data, 1, out);
+  EXPECT_EQ(out.stacks[1].id, 2u);  // shifted past the first segment's ids
+  EXPECT_EQ(out.events[1].stack, 2u);
+  EXPECT_EQ(out.events[1].ptr, 0x10u);  // stream state was reset
+}
+
+TEST(RecordDecoder, MalformedRecordsAreErrors) {
+  Collect out;
+  auto decode = [&](const Chunk& c) {
+    RecordDecoder d("bad.trace");
+    d.decode(c.data, 3, out);
+  };
+  EXPECT_THROW(decode(Chunk().tag(f::kMalloc).v(1).z(1).v(1).v(0)), memcensus::Error);
+  EXPECT_THROW(decode(Chunk().tag(0x3f)), memcensus::Error);
+  EXPECT_THROW(decode(Chunk().tag(f::kThread).v(1)), memcensus::Error);
+  EXPECT_THROW(decode(Chunk().tag(f::kStack).v(1).v(1000000)), memcensus::Error);
+  try {
+    decode(Chunk().tag(f::kThread).v(1).v(1).tag(f::kFree).v(0x80));
+    FAIL();
+  } catch (const memcensus::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.trace"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("chunk 3"), std::string::npos);
+  }
+}
+
+}  // namespace

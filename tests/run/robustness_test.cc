@@ -1,0 +1,157 @@
+// Threads, fork/exec, signals, SIGKILL, crashes, dlopen: counts stay exact where the fixture
+// knows them, and the trace stays readable.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "run_test_util.h"
+
+using mctest::fixture;
+using mctest::traced;
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::string> child_traces(const std::string& trace) {
+  std::string dir = trace.substr(0, trace.rfind('/'));
+  std::vector<std::string> out;
+  DIR* d = opendir(dir.c_str());
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n.rfind("trace.", 0) == 0) out.push_back(dir + "/" + n);
+  }
+  closedir(d);
+  return out;
+}
+
+TEST(Robustness, ManyThreadsWithCrossThreadFrees) {
+  std::string dir = mctest::scratch_dir();
+  // glibc allocates per thread (the TLS vector) and frees at thread exit: the same 8 threads
+  // with 0 rounds measure that; the rounds add exactly what the fixture counted.
+  auto base = traced({fixture("threads"), dir + "/t0.json", "8", "0"});
+  json want0 = mctest::read_json(dir + "/t0.json");
+  auto t = traced({fixture("threads"), dir + "/t.json", "8", "20000"});
+  ASSERT_EQ(t.status, 0);
+  ASSERT_FALSE(base.report.is_null());
+  json want = mctest::read_json(dir + "/t.json");
+  auto expect_delta = [&](const char* group, const char* key) {
+    EXPECT_EQ(t.report[group][key].get<int64_t>() - base.report[group][key].get<int64_t>(),
+              want[group][key].get<int64_t>() - want0[group][key].get<int64_t>())
+        << key;
+  };
+  expect_delta("calls", "malloc");
+  expect_delta("calls", "free");
+  EXPECT_EQ(t.report["totals"]["leaked_blocks"], base.report["totals"]["leaked_blocks"]);
+  EXPECT_EQ(t.report["totals"]["leaked_bytes"], base.report["totals"]["leaked_bytes"]);
+  EXPECT_EQ(t.report["totals"]["unmatched_frees"], 0);
+  EXPECT_GE(t.report["threads"].get<int>(), 9);
+}
+
+TEST(Robustness, ForkWithoutFollowTracesOnlyTheParent) {
+  auto t = traced({fixture("fork"), "fork", "-"});
+  ASSERT_EQ(t.status, 0);
+  EXPECT_EQ(t.report["calls"]["malloc"], 20);
+  EXPECT_TRUE(child_traces(t.trace).empty());
+}
+
+TEST(Robustness, FollowForkGivesTheChildItsOwnTrace) {
+  for (const char* mode : {"fork", "_exit"}) {
+    auto t = traced({fixture("fork"), mode, "-"}, {"--follow-fork"});
+    ASSERT_EQ(t.status, 0);
+    EXPECT_EQ(t.report["calls"]["malloc"], 20) << mode;
+    std::vector<std::string> children = child_traces(t.trace);
+    ASSERT_EQ(children.size(), 1u) << mode;
+    json child = mctest::report_json(children[0]);
+    ASSERT_FALSE(child.is_null());
+    EXPECT_EQ(child["calls"]["malloc"], 20) << mode;
+    EXPECT_TRUE(child["trace"]["complete"].get<bool>() || std::string(mode) == "fork") << mode;
+  }
+}
+
+TEST(Robustness, FollowForkAcrossExec) {
+  auto t = traced({fixture("fork"), "exec", fixture("count_c")}, {"--follow-fork"});
+  ASSERT_EQ(t.status, 0);
+  bool found = false;
+  for (const std::string& c : child_traces(t.trace)) {
+    json r = mctest::report_json(c);
+    if (!r.is_null() && r["totals"]["allocation_calls"] == 55 && r["totals"]["free_calls"] == 50)
+      found = true;
+  }
+  EXPECT_TRUE(found) << "no child trace with count_c's 55 allocations and 50 frees";
+}
+
+TEST(Robustness, SigkillMidRunLeavesAReadableTrace) {
+  auto t = traced({fixture("die"), "kill", "400"});
+  EXPECT_EQ(t.status, 128 + 9);
+  ASSERT_FALSE(t.report.is_null());
+  EXPECT_EQ(t.report["exit_status"], 137);
+  EXPECT_GT(t.report["calls"]["malloc"].get<uint64_t>(), 10000u);
+  EXPECT_FALSE(t.report["trace"]["complete"].get<bool>());
+}
+
+TEST(Robustness, CrashAndAbortLeaveReadableTraces) {
+  auto crash = traced({fixture("die"), "crash", "100"});
+  EXPECT_EQ(crash.status, 128 + 11);
+  ASSERT_FALSE(crash.report.is_null());
+  EXPECT_EQ(crash.report["exit_status"], 139);
+  EXPECT_GT(crash.report["calls"]["malloc"].get<uint64_t>(), 1000u);
+  auto ab = traced({fixture("die"), "abort", "100"});
+  EXPECT_EQ(ab.status, 128 + 6);
+  ASSERT_FALSE(ab.report.is_null());
+  EXPECT_EQ(ab.report["exit_status"], 134);
+}
+
+TEST(Robustness, SignalHandlersThatAllocateAreCountedExactly) {
+  std::string truth = mctest::scratch_dir() + "/t.json";
+  auto t = traced({fixture("signal"), truth, "400"});
+  ASSERT_EQ(t.status, 0);
+  json want = mctest::read_json(truth);
+  EXPECT_GT(want["calls"]["malloc"].get<uint64_t>(), 100u);
+  for (const char* k : {"malloc", "free", "mmap", "munmap"})
+    EXPECT_EQ(t.report["calls"][k], want["calls"][k]) << k;
+}
+
+TEST(Robustness, DlopenedLibraryAllocationsAreAttributed) {
+  auto t = traced({fixture("dlopen"), fixture("libdlalloc.so"), "50"});
+  ASSERT_EQ(t.status, 0);
+  bool found = false;
+  for (const json& site : t.report["top_sites"]) {
+    const json& f0 = site["frames"][0];
+    if (f0["function"] == "dl_allocate") {
+      found = true;
+      EXPECT_EQ(site["allocations"], 50);
+      EXPECT_EQ(site["leaked_bytes"], 50 * 4096);
+      EXPECT_NE(f0["object"].get<std::string>().find("libdlalloc.so"), std::string::npos);
+    }
+  }
+  EXPECT_TRUE(found) << t.report["top_sites"].dump(1);
+}
+
+TEST(Robustness, StaticProgramsAreRefusedWithAReason) {
+  std::string dir = mctest::scratch_dir();
+  auto build = mctest::run({"sh", "-c",
+                            "printf 'int main(){return 0;}' > " + dir + "/s.c && cc -static -o " +
+                                dir + "/s " + dir + "/s.c 2>/dev/null"});
+  if (build.status != 0) GTEST_SKIP() << "no static libc to build a static program";
+  auto r = mctest::run({"sh", "-c", mctest::memcensus() + " run -- " + dir + "/s 2>&1"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("statically linked"), std::string::npos) << r.out;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Robustness, SetuidProgramsAreRefusedWithAReason) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to make a set-user-ID copy owned by nobody";
+  std::string dir = mctest::scratch_dir();
+  std::string prog = dir + "/suid_true";
+  auto made = mctest::run(
+      {"sh", "-c", "cp /bin/true " + prog + " && chown nobody " + prog + " && chmod u+s " + prog});
+  if (made.status != 0) GTEST_SKIP() << "cannot make a set-user-ID program here";
+  auto r = mctest::run({"sh", "-c", mctest::memcensus() + " run -- " + prog + " 2>&1"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("set-user-ID"), std::string::npos) << r.out;
+}
+
+}  // namespace

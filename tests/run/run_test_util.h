@@ -1,0 +1,38 @@
+// Helpers of the end-to-end tests: run a command (capturing stdout), run it under
+// `memcensus run`, read `memcensus report --json`, and the fixtures' truth files.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace mctest {
+
+struct Result {
+  int status = 0;  // exit code, or 128 + signal
+  std::string out;
+};
+
+// Runs argv, capturing stdout (stderr is inherited). `env` adds NAME=VALUE entries.
+Result run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
+
+// A fresh scratch directory for one test.
+std::string scratch_dir();
+
+std::string fixture(const std::string& name);  // path of a built fixture
+std::string memcensus();
+
+struct Traced {
+  int status = 0;   // exit status of `memcensus run`
+  std::string out;  // the program's stdout
+  std::string trace;
+  nlohmann::json report;  // report --json of the trace (null if it failed)
+};
+
+// memcensus run [opts] -o DIR/trace -- argv ; then memcensus report --json --top 5.
+Traced traced(const std::vector<std::string>& argv, const std::vector<std::string>& opts = {});
+
+nlohmann::json report_json(const std::string& trace, int top = 5);
+nlohmann::json read_json(const std::string& path);
+
+}  // namespace mctest

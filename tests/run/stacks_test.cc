@@ -1,0 +1,94 @@
+// Stacks on binaries without frame pointers: the top site names the right functions in
+// the right order, from the allocating function out to main.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "run_test_util.h"
+
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::string> functions(const json& site) {
+  std::vector<std::string> out;
+  for (const json& f : site["frames"]) out.push_back(f["function"].get<std::string>());
+  return out;
+}
+
+// True when `want` appears in `have` in this order (other frames may come between).
+bool in_order(const std::vector<std::string>& have, const std::vector<std::string>& want) {
+  size_t i = 0;
+  for (const std::string& h : have)
+    if (i < want.size() && h == want[i]) ++i;
+  return i == want.size();
+}
+
+TEST(Stacks, CppWithoutFramePointersNamesTheChain) {
+  auto t = mctest::traced({mctest::fixture("stacks")});
+  ASSERT_EQ(t.status, 0);
+  const json& top = t.report["top_sites"][0];
+  EXPECT_EQ(top["allocations"], 10);
+  EXPECT_EQ(top["bytes"], 10 << 20);
+  std::vector<std::string> fns = functions(top);
+  ASSERT_FALSE(fns.empty());
+  EXPECT_EQ(fns[0], "leaf_alloc");
+  EXPECT_TRUE(in_order(fns, {"leaf_alloc", "chain_c()", "chain_b()", "chain_a()", "main"}) ||
+              in_order(fns, {"leaf_alloc", "chain_c(int)", "chain_b(int)", "chain_a(int)", "main"}))
+      << t.report["top_sites"][0].dump(1);
+  const json& f0 = top["frames"][0];
+  EXPECT_NE(f0["file"].get<std::string>().find("stacks.cc"), std::string::npos);
+  EXPECT_TRUE(f0["line"].is_number());
+  EXPECT_EQ(f0["object"], mctest::fixture("stacks"));
+}
+
+TEST(Stacks, RustWithoutFramePointersReachesMain) {
+  std::string rust = MC_RUST_FIXTURE;
+  if (rust.empty()) GTEST_SKIP() << "no rustc on PATH or in ~/.cargo/bin: Rust fixture not built";
+  auto t = mctest::traced({rust, mctest::scratch_dir() + "/t.json", "0300"});
+  ASSERT_EQ(t.status, 0);
+  bool found = false;
+  for (const json& site : t.report["top_sites"]) {
+    if (in_order(functions(site), {"count_rust::outer_level", "count_rust::main", "main"}))
+      found = true;
+  }
+  EXPECT_TRUE(found) << t.report["top_sites"].dump(1);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Stacks, StackDepthLimitsTheFramesKept) {
+  auto t = mctest::traced({mctest::fixture("stacks")}, {"--stack-depth", "2"});
+  ASSERT_EQ(t.status, 0);
+  const json& top = t.report["top_sites"][0];
+  std::vector<std::string> fns = functions(top);
+  ASSERT_FALSE(fns.empty());
+  EXPECT_EQ(fns.front(), "leaf_alloc");
+  EXPECT_TRUE(fns.back() == "chain_c(int)" || fns.back() == "chain_c()") << top.dump(1);
+  EXPECT_EQ(std::count(fns.begin(), fns.end(), "main"), 0);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Stacks, ReplacedBinaryIsNotSymbolizedWithWrongNames) {
+  std::string dir = mctest::scratch_dir();
+  std::string prog = dir + "/stacks_copy";
+  ASSERT_EQ(mctest::run({"cp", mctest::fixture("stacks"), prog}).status, 0);
+  auto t = mctest::traced({prog});
+  ASSERT_EQ(t.status, 0);
+  EXPECT_EQ(functions(t.report["top_sites"][0]).front(), "leaf_alloc");
+  // Another program now sits at the same path: its build-id differs from the recorded one.
+  ASSERT_EQ(mctest::run({"cp", mctest::fixture("count_c"), prog}).status, 0);
+  json again = mctest::report_json(t.trace);
+  ASSERT_FALSE(again.is_null());
+  const json& f0 = again["top_sites"][0]["frames"][0];
+  EXPECT_NE(f0["function"].get<std::string>().find("build-id mismatch"), std::string::npos)
+      << f0.dump();
+  EXPECT_EQ(f0["object"], prog);
+}
+
+}  // namespace
