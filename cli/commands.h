@@ -17,5 +17,6 @@ struct Context {
 void add_map_command(CLI::App& root, Context& ctx);
 void add_run_command(CLI::App& root, Context& ctx);
 void add_report_command(CLI::App& root, Context& ctx);
+void add_html_command(CLI::App& root, Context& ctx);
 
 }  // namespace memcensus::cli

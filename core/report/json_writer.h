@@ -23,6 +23,11 @@ class JsonWriter {
   // Appends members rendered by a continuing_object writer (they start with a comma) to the
   // object being written, which must already have members.
   void raw_members(std::string_view members) { out_.append(members); }
+  // Writes a complete JSON value rendered elsewhere (by another JsonWriter).
+  void raw_value(std::string_view json) {
+    separate();
+    out_.append(json);
+  }
 
   static JsonWriter continuing_array(std::string& out) {
     JsonWriter w(out);
