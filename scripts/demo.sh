@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the bundled example: installs dependencies, builds, runs the layout tour
-# under `memcensus map`, and shows each of the tour's values in the region, kind and section
-# memcensus found it in.
+# under `memcensus map` and shows each of the tour's values in the region, kind and section
+# memcensus found it in; then records the tour's allocations with `memcensus run`, prints
+# `memcensus report` and writes the interactive HTML report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build.sh release >/dev/null
@@ -23,4 +24,11 @@ echo "== The whole map (text) =="
 "$bin" map --symbols 8 -o "$out/layout.txt" -- build/release/examples/layout_tour >/dev/null
 cat "$out/layout.txt"
 echo
-echo "Files: $out/layout.json (the JSON layout), $out/layout.txt"
+echo "== memcensus run: every allocation and free of the tour, with call stacks =="
+"$bin" run -o "$out/tour.trace" -- build/release/examples/layout_tour >/dev/null
+"$bin" report "$out/tour.trace"
+echo
+"$bin" html "$out/tour.trace" -o "$out/report.html"
+echo
+echo "Files in $out/: layout.json and layout.txt (the layout), tour.trace (the recording),"
+echo "report.html (open it in a browser: summary, timeline, flame graphs, tables, layout atlas)."
