@@ -91,6 +91,21 @@ pid_t tgid_of(pid_t tid) {
   }
 }
 
+// Stops a traced, running thread (PTRACE_INTERRUPT) and waits for the stop. Returns false
+// if it is gone; else sets `pending` to the signal it was about to receive (0 for none), to
+// be handed back when it is resumed or detached.
+bool interrupt_and_wait(pid_t tid, int& pending) {
+  if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) return false;
+  int st = 0;
+  pid_t r;
+  do {
+    r = waitpid(tid, &st, __WALL);
+  } while (r < 0 && errno == EINTR);
+  if (r != tid || !WIFSTOPPED(st)) return false;
+  pending = (st >> 16) == 0 ? WSTOPSIG(st) : 0;
+  return true;
+}
+
 void resume(pid_t tid, int sig) {
   ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
 }
@@ -129,14 +144,8 @@ class ExitTracer {
   // memcensus does not wait for them, nor kill them when it exits.
   void release_descendants() {
     for (pid_t t : tracees_) {
-      if (ptrace(PTRACE_INTERRUPT, t, nullptr, nullptr) != 0) continue;
-      int st = 0;
-      pid_t r;
-      do {
-        r = waitpid(t, &st, __WALL);
-      } while (r < 0 && errno == EINTR);
-      if (r != t || !WIFSTOPPED(st)) continue;
-      int sig = (st >> 16) == 0 ? WSTOPSIG(st) : 0;
+      int sig = 0;
+      if (!interrupt_and_wait(t, sig)) continue;
       ptrace(PTRACE_DETACH, t, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
     }
     tracees_.clear();
@@ -202,15 +211,9 @@ class ExitTracer {
     }
     for (pid_t t : tids) {
       if (t == stopped) continue;
-      if (ptrace(PTRACE_INTERRUPT, t, nullptr, nullptr) != 0) continue;
-      int st = 0;
-      pid_t r;
-      do {
-        r = waitpid(t, &st, __WALL);
-      } while (r < 0 && errno == EINTR);
-      if (r != t || !WIFSTOPPED(st)) continue;
-      int event = st >> 16;
-      pending[t] = event == 0 ? WSTOPSIG(st) : 0;
+      int sig = 0;
+      if (!interrupt_and_wait(t, sig)) continue;
+      pending[t] = sig;
       if (auto sp = read_sp_of_stopped(t)) ev.stack_pointers[t] = *sp;
     }
     try {

@@ -11,6 +11,8 @@
 
 namespace memcensus {
 
+class JsonWriter;
+
 struct HeapReportOptions {
   size_t top_sites = 10;
   size_t max_frames = 64;  // per site, after inline expansion
@@ -24,5 +26,8 @@ void write_heap_text(const HeapSummary& s, const TraceStats& stats, Symbolizer& 
 // Exit status of the traced program as a shell would show it (128+N for signal N), or -1
 // when the trace does not say.
 int traced_exit_status(const HeapSummary& s);
+
+// The members "function", "file" (or null), "line" (or null) and "object" of one frame.
+void write_frame_members(JsonWriter& w, const SourceFrame& f);
 
 }  // namespace memcensus

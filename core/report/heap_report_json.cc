@@ -15,16 +15,7 @@ void write_frames(JsonWriter& w, const HeapSummary& s, uint32_t stack, Symbolize
       for (const SourceFrame& f : sym.symbolize_return_address(addr)) {
         if (written++ >= max_frames) break;
         w.begin_object();
-        w.field("function", f.function);
-        if (f.file)
-          w.field("file", *f.file);
-        else
-          w.null_field("file");
-        if (f.line)
-          w.field("line", *f.line);
-        else
-          w.null_field("line");
-        w.field("object", f.object);
+        write_frame_members(w, f);
         w.field("address", f.address);
         w.field("inlined", f.inlined);
         w.end_object();
@@ -86,6 +77,19 @@ void write_trace_info(JsonWriter& w, const HeapSummary& s, const TraceStats& st)
 }
 
 }  // namespace
+
+void write_frame_members(JsonWriter& w, const SourceFrame& f) {
+  w.field("function", f.function);
+  if (f.file)
+    w.field("file", *f.file);
+  else
+    w.null_field("file");
+  if (f.line)
+    w.field("line", *f.line);
+  else
+    w.null_field("line");
+  w.field("object", f.object);
+}
 
 int traced_exit_status(const HeapSummary& s) {
   if (!s.have_exit) return -1;

@@ -33,16 +33,7 @@ class FrameTable {
     w.begin_array();
     for (const SourceFrame& f : frames_) {
       w.begin_object();
-      w.field("function", f.function);
-      if (f.file)
-        w.field("file", *f.file);
-      else
-        w.null_field("file");
-      if (f.line)
-        w.field("line", *f.line);
-      else
-        w.null_field("line");
-      w.field("object", f.object);
+      write_frame_members(w, f);
       w.end_object();
     }
     w.end_array();

@@ -10,7 +10,8 @@ namespace memcensus {
 namespace {
 
 TEST(HtmlPage, FillsPlaceholderAndNeutralisesMarkupInData) {
-  std::string page = "<html><script id=\"d\" type=\"application/json\">__MEMCENSUS_DATA__</script></html>";
+  std::string page =
+      "<html><script id=\"d\" type=\"application/json\">__MEMCENSUS_DATA__</script></html>";
   std::string model = R"({"f":"a</script><!--x","n":1})";
   std::string out = fill_report_template(page, model);
   EXPECT_EQ(out.find("</script><!--"), std::string::npos);
