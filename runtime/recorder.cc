@@ -114,10 +114,6 @@ uint64_t addr(const void* p) {
 
 }  // namespace
 
-uint64_t rt_now() {
-  return monotonic_ns() - g_t0;
-}
-
 void record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
                         const StartFrame& from) {
   emit([&](ThreadState& t, Record& r) {
