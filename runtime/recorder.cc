@@ -12,6 +12,7 @@
 #include "runtime/stack_table.h"
 #include "runtime/sys.h"
 #include "runtime/thread_state.h"
+#include "runtime/walk_cache.h"
 #include "runtime/writer.h"
 
 namespace memcensus::rt {
@@ -28,12 +29,14 @@ struct Record {
   bool nested;
 };
 
-// The stack of the hook's caller in `ips`: CFI walk, or libunwind when that fails (then our
-// own frames, up to the caller's return address, are dropped). Returns the depth.
-uint32_t walk(const StartFrame& from, uint64_t* ips) {
+// The stack of the hook's caller in `ips`: CFI walk (logging the words it read in `reads`
+// when given), or libunwind when that fails (then our own frames, up to the caller's return
+// address, are dropped, and *nreads is -1: such a walk is not cached). Returns the depth.
+uint32_t walk(const StartFrame& from, uint64_t* ips, UnwindRead* reads, int* nreads) {
   int max = static_cast<int>(g_config.stack_depth);
-  int n = fast_unwind(from, ips, max);
+  int n = fast_unwind(from, ips, max, reads, nreads);
   if (n >= 0) return static_cast<uint32_t>(n);
+  if (nreads) *nreads = -1;
   void* frames[kMaxStackDepth + kRuntimeFrames];
   n = unw_backtrace(frames, max + kRuntimeFrames);
   int start = 0;
@@ -50,15 +53,37 @@ uint32_t walk(const StartFrame& from, uint64_t* ips) {
 }
 
 // Captures the stack of the hook's caller, interns it, and writes its kStack record into
-// `r` when it is new. Returns the stack id (0: none).
+// `r` when it is new. Returns the stack id (0: none). The thread's WalkCache answers repeated
+// walks from the same registers over an unchanged stack (walk_cache.h); everything here runs
+// with `unwinding` set, so a signal handler that interrupts it records no stack.
 uint32_t capture_stack(ThreadState& t, Record& r, const StartFrame& from) {
   if (g_config.no_stacks || t.unwinding) return 0;
-  uint64_t ips[kMaxStackDepth];
   t.unwinding = 1;
-  uint32_t depth = walk(from, ips);
-  t.unwinding = 0;
+  WalkCache* cache = t.ring->walk_cache;
+  WalkCacheEntry* entry = nullptr;
+  if (cache) {
+    entry = &walk_cache_slot(*cache, from);
+    if (uint32_t id = walk_cache_find(*entry, from)) {
+      t.unwinding = 0;
+      return id;
+    }
+  }
+  uint64_t ips[kMaxStackDepth];
+  UnwindRead reads[2 * kMaxStackDepth];
+  int nreads = -1;
+  uint32_t depth = walk(from, ips, entry ? reads : nullptr, entry ? &nreads : nullptr);
   bool is_new = false;
   uint32_t id = stack_intern(ips, depth, r.nested, &is_new);
+  if (entry && id != 0 && nreads >= 0 && nreads <= kWalkCacheReads) {
+    entry->ip = 0;
+    entry->sp = from.sp;
+    entry->rbp = from.rbp;
+    entry->id = id;
+    entry->nreads = static_cast<uint32_t>(nreads);
+    memcpy(entry->reads, reads, static_cast<size_t>(nreads) * sizeof(UnwindRead));
+    entry->ip = from.ip;
+  }
+  t.unwinding = 0;
   if (is_new) {
     *r.p++ = f::kStack;
     r.p = f::put_varint(r.p, id);

@@ -4,6 +4,7 @@
 
 #include "runtime/sys.h"
 #include "runtime/thread_state.h"
+#include "runtime/walk_cache.h"
 #include "runtime/writer.h"
 
 namespace memcensus::rt {
@@ -27,6 +28,8 @@ Ring* ring_claim(pid_t tid) {
       r->state.store(kRingFree, std::memory_order_release);
       return nullptr;
     }
+    if (!r->walk_cache) r->walk_cache = static_cast<WalkCache*>(sys_map(sizeof(WalkCache)));
+    walk_cache_clear(r->walk_cache);
     uint64_t end = r->head.load(std::memory_order_relaxed);
     r->reserve = end;
     r->tail.store(end, std::memory_order_relaxed);

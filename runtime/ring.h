@@ -16,6 +16,8 @@
 
 namespace memcensus::rt {
 
+struct WalkCache;
+
 inline constexpr size_t kRingSize = 1u << 20;  // bytes, power of two
 inline constexpr size_t kMaxRings = 4096;
 // Space kept free for records of signal handlers nested in a record being written.
@@ -29,8 +31,9 @@ struct Ring {
   alignas(64) uint64_t reserve;            // producer-private end of reserved space
   std::atomic<uint32_t> state;
   pid_t tid;
-  uint64_t stream;  // unique per claim: names the stream in the trace
-  uint8_t* data;    // kRingSize bytes
+  uint64_t stream;        // unique per claim: names the stream in the trace
+  uint8_t* data;          // kRingSize bytes
+  WalkCache* walk_cache;  // the owning thread's stack-walk memo (null: none could be mapped)
 };
 
 // The registry. `count` is the number of slots ever used (the writer scans [0, count)).
