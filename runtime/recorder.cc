@@ -97,14 +97,34 @@ uint32_t capture_stack(ThreadState& t, Record& r, const StartFrame& from) {
   return id;
 }
 
+// Which optional fields each event kind carries (format::shape_of, tabulated at compile
+// time: the hot path reads one byte instead of running the switch).
+constexpr uint8_t kHasSize = 1, kHasAlign = 2;
+struct KindFields {
+  uint8_t bits[f::kEventKindEnd];
+};
+constexpr KindFields make_kind_fields() {
+  KindFields t{};
+  for (int k = 0; k < f::kEventKindEnd; ++k) {
+    f::Shape s = f::shape_of(static_cast<uint8_t>(k));
+    t.bits[k] = static_cast<uint8_t>((s.has_size ? kHasSize : 0) | (s.has_align ? kHasAlign : 0));
+  }
+  return t;
+}
+constexpr KindFields kKindFields = make_kind_fields();
+inline uint8_t fields_of(uint8_t kind) {
+  return kKindFields.bits[kind & (f::kEventKindEnd - 1)];
+}
+
 // Writes the tag and the event's time: a delta against the stream, or absolute if nested.
-void put_head(ThreadState& t, Record& r, uint8_t kind, uint64_t time) {
+[[gnu::always_inline]] inline void put_head(ThreadState& t, Record& r, uint8_t kind,
+                                            uint64_t time) {
   *r.p++ = r.nested ? static_cast<uint8_t>(kind | f::kAbsoluteFlag) : kind;
   r.p = f::put_varint(r.p, r.nested ? time : time - t.prev_time);
   if (!r.nested) t.prev_time = time;
 }
 
-void put_ptr(ThreadState& t, Record& r, uint64_t ptr) {
+[[gnu::always_inline]] inline void put_ptr(ThreadState& t, Record& r, uint64_t ptr) {
   r.p = f::put_delta(r.p, r.nested ? 0 : t.prev_ptr, ptr);
   if (!r.nested) t.prev_ptr = ptr;
 }
@@ -147,7 +167,7 @@ void record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
     put_ptr(t, r, addr(p));
     r.p = f::put_varint(r.p, size);
     r.p = f::put_varint(r.p, stack);
-    if (f::shape_of(kind).has_align) r.p = f::put_varint(r.p, align);
+    if (fields_of(kind) & kHasAlign) r.p = f::put_varint(r.p, align);
   });
 }
 
@@ -155,9 +175,9 @@ void record_free_event(uint8_t kind, const void* p, size_t size, size_t align) {
   emit([&](ThreadState& t, Record& r) {
     put_head(t, r, kind, rt_now());
     put_ptr(t, r, addr(p));
-    f::Shape s = f::shape_of(kind);
-    if (s.has_size) r.p = f::put_varint(r.p, size);
-    if (s.has_align) r.p = f::put_varint(r.p, align);
+    uint8_t fields = fields_of(kind);
+    if (fields & kHasSize) r.p = f::put_varint(r.p, size);
+    if (fields & kHasAlign) r.p = f::put_varint(r.p, align);
   });
 }
 
