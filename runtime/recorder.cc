@@ -143,7 +143,8 @@ inline void emit(Build&& build) {
   r.nested = t.depth++ > 0;
   build(t, r);
   Ring* ring = t.ring;
-  if (!ring_append(ring, r.buf, static_cast<size_t>(r.p - r.buf), false))
+  size_t n = static_cast<size_t>(r.p - r.buf);
+  if (!ring_append_fast(ring, r.buf, n) && !ring_append(ring, r.buf, n, false))
     g_lost_events.fetch_add(1, std::memory_order_relaxed);
   if (--t.depth == 0) {
     ring_publish(ring);

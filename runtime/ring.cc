@@ -45,13 +45,6 @@ Ring* ring_claim(pid_t tid) {
 
 namespace {
 
-// Reserves n bytes with one instruction (an unlocked xadd), so that a signal handler that
-// interrupts this thread between two records can never reserve the same bytes.
-inline uint64_t reserve_bytes(uint64_t* reserve, uint64_t n) {
-  asm volatile("xaddq %0, %1" : "+r"(n), "+m"(*reserve) : : "memory");
-  return n;
-}
-
 bool wait_for_space(Ring* r, uint64_t need) {
   for (int spins = 0;; ++spins) {
     uint64_t used = r->reserve - r->tail.load(std::memory_order_acquire);
@@ -63,36 +56,15 @@ bool wait_for_space(Ring* r, uint64_t need) {
   }
 }
 
-// Copies a record of n bytes. Most events are 3-20 bytes: two overlapping fixed-size moves
-// cover them inline without a call into libc's memcpy; both write only [dst, dst+n), since
-// the bytes past the record may already belong to a signal handler's record.
-inline void copy_record(uint8_t* dst, const uint8_t* src, size_t n) {
-  if (n >= 8 && n <= 16) {
-    uint64_t a, b;
-    memcpy(&a, src, 8);
-    memcpy(&b, src + n - 8, 8);
-    memcpy(dst, &a, 8);
-    memcpy(dst + n - 8, &b, 8);
-  } else if (n >= 4 && n < 8) {
-    uint32_t a, b;
-    memcpy(&a, src, 4);
-    memcpy(&b, src + n - 4, 4);
-    memcpy(dst, &a, 4);
-    memcpy(dst + n - 4, &b, 4);
-  } else {
-    memcpy(dst, src, n);
-  }
-}
-
 }  // namespace
 
 bool ring_append(Ring* r, const uint8_t* p, size_t n, bool publish) {
   uint64_t used = r->reserve - r->tail.load(std::memory_order_acquire);
   if (used + n + kNestedSlack > kRingSize && !wait_for_space(r, n)) return false;
-  uint64_t pos = reserve_bytes(&r->reserve, n);
+  uint64_t pos = ring_reserve_bytes(&r->reserve, n);
   size_t off = pos & (kRingSize - 1);
   if (off + n <= kRingSize) {
-    copy_record(r->data + off, p, n);
+    ring_copy_record(r->data + off, p, n);
     if (publish) ring_publish(r);
     return true;
   }
