@@ -6,9 +6,10 @@
 // the inner record is written "absolute" (see format/trace_format.h) and published by the
 // outer one. `from` is the hook's caller (MEMCENSUS_START_FRAME): the first frame kept.
 //
-// Cost per allocation: one event-clock read (runtime.h: one locked add), one unwind (FastUnwinder,
-// libunwind when it cannot), one StackTable lookup, ~20 bytes of varints and a memcpy into the
-// ring; frees skip the unwind. bench/README.md has the measured figures.
+// Cost per allocation: a WalkCache probe (a full CFI walk, libunwind when it cannot, and a
+// StackTable lookup only when the stack words changed), one event-clock xadd (runtime.h),
+// ~5-20 bytes of varints and an inline copy into the ring; frees skip the stack.
+// runtime/README.md and bench/README.md have the measured figures.
 #pragma once
 
 #include <stddef.h>
