@@ -403,12 +403,16 @@ bool fast_unwind_init() {
   return g_cache != nullptr;
 }
 
-int fast_unwind(const StartFrame& start, uint64_t* ips, int max, UnwindRead* reads, int* nreads) {
+int fast_unwind(const StartFrame& start, uint64_t* ips, int max, UnwindRead* reads, int reads_cap,
+                int* nreads) {
   uint64_t ip = start.ip, sp = start.sp, rbp = start.rbp;
   int n = 0, nr = 0;
   auto load = [&](uint64_t at) {
     uint64_t v = *reinterpret_cast<const uint64_t*>(at);
-    if (reads) reads[nr++] = UnwindRead{at, v};
+    if (reads) {
+      if (nr < reads_cap) reads[nr] = UnwindRead{at, v};
+      ++nr;
+    }
     return v;
   };
   if (nreads) *nreads = 0;
@@ -427,7 +431,7 @@ int fast_unwind(const StartFrame& start, uint64_t* ips, int max, UnwindRead* rea
     sp = cfa;
     if (ip == 0) break;
   }
-  if (nreads) *nreads = nr;
+  if (nreads) *nreads = nr <= reads_cap ? nr : -1;
   return n;
 }
 

@@ -32,11 +32,12 @@ struct UnwindRead {
 bool fast_unwind_init();
 // Fills ips[0..max) with return addresses, innermost first; returns how many, or -1 when a
 // frame could not be unwound from CFI (then nothing is usable). When `reads` is given it also
-// logs, in order, every stack word the walk read (at most 2 * max), and their count in
-// *nreads. The walk is a function of `start`, of the rules (fixed per address) and of those
-// words: a later walk from the same registers that finds them unchanged has the same result.
+// logs, in order, every stack word the walk read, and their count in *nreads (-1 when there
+// were more than `reads_cap`). The walk is a function of `start`, of the rules (fixed per
+// address) and of those words: a later walk from the same registers that finds them
+// unchanged has the same result.
 int fast_unwind(const StartFrame& start, uint64_t* ips, int max, UnwindRead* reads = nullptr,
-                int* nreads = nullptr);
+                int reads_cap = 0, int* nreads = nullptr);
 
 }  // namespace memcensus::rt
 

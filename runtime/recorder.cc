@@ -32,9 +32,10 @@ struct Record {
 // The stack of the hook's caller in `ips`: CFI walk (logging the words it read in `reads`
 // when given), or libunwind when that fails (then our own frames, up to the caller's return
 // address, are dropped, and *nreads is -1: such a walk is not cached). Returns the depth.
-uint32_t walk(const StartFrame& from, uint64_t* ips, UnwindRead* reads, int* nreads) {
+uint32_t walk(const StartFrame& from, uint64_t* ips, UnwindRead* reads, int reads_cap,
+              int* nreads) {
   int max = static_cast<int>(g_config.stack_depth);
-  int n = fast_unwind(from, ips, max, reads, nreads);
+  int n = fast_unwind(from, ips, max, reads, reads_cap, nreads);
   if (n >= 0) return static_cast<uint32_t>(n);
   if (nreads) *nreads = -1;
   void* frames[kMaxStackDepth + kRuntimeFrames];
@@ -69,18 +70,18 @@ uint32_t capture_stack(ThreadState& t, Record& r, const StartFrame& from) {
     }
   }
   uint64_t ips[kMaxStackDepth];
-  UnwindRead reads[2 * kMaxStackDepth];
   int nreads = -1;
-  uint32_t depth = walk(from, ips, entry ? reads : nullptr, entry ? &nreads : nullptr);
+  // The walk logs its reads straight into the entry it replaces (emptied first).
+  if (entry) entry->ip = 0;
+  uint32_t depth =
+      walk(from, ips, entry ? entry->reads : nullptr, kWalkCacheReads, entry ? &nreads : nullptr);
   bool is_new = false;
   uint32_t id = stack_intern(ips, depth, r.nested, &is_new);
-  if (entry && id != 0 && nreads >= 0 && nreads <= kWalkCacheReads) {
-    entry->ip = 0;
+  if (entry && id != 0 && nreads >= 0) {
     entry->sp = from.sp;
     entry->rbp = from.rbp;
     entry->id = id;
     entry->nreads = static_cast<uint32_t>(nreads);
-    memcpy(entry->reads, reads, static_cast<size_t>(nreads) * sizeof(UnwindRead));
     entry->ip = from.ip;
   }
   t.unwinding = 0;
