@@ -41,7 +41,7 @@ run_one() {
   # shellcheck disable=SC2086
   m=$(best "$mc" run -q $mcopts -o "$work/$name.trace" -- "$@")
   bpe=$("$mc" report --json --top 0 "$work/$name.trace" |
-        python3 -c 'import json,sys; t=json.load(sys.stdin)["trace"]; print("%.2f" % (t["file_bytes"]/max(t["events"],1)))')
+        python3 -c 'import json,sys; t=json.load(sys.stdin)["trace"]; print("%.3f" % (t["file_bytes"]/max(t["events"],1)))')
   if [ -z "$mcopts" ] && have heaptrack; then
     h=$(cd "$work" && wall heaptrack -o "$work/$name.ht" "$@")
   fi

@@ -112,7 +112,8 @@ inline constexpr uint64_t kFlagNoStacks = 2;
 
 // ---- Event shapes ------------------------------------------------------------------------
 // Body of each event kind (d = delta against the stream's previous value; t = time in ns
-// since the process's trace start, CLOCK_MONOTONIC):
+// since the process's trace start, read from the runtime's event clock: strictly increasing
+// along causality across threads, ~10 ms resolution; see runtime/runtime.h):
 //   allocation:  dt, zz(dptr), size, stack [, align]        ptr 0 = the call failed
 //   free:        dt, zz(dptr) [, size] [, align]
 //   realloc:     dt(before), t_after - t_before, zz(old - prev), zz(new - old), size, stack

@@ -403,9 +403,19 @@ bool fast_unwind_init() {
   return g_cache != nullptr;
 }
 
-int fast_unwind(const StartFrame& start, uint64_t* ips, int max) {
+int fast_unwind(const StartFrame& start, uint64_t* ips, int max, UnwindRead* reads, int reads_cap,
+                int* nreads) {
   uint64_t ip = start.ip, sp = start.sp, rbp = start.rbp;
-  int n = 0;
+  int n = 0, nr = 0;
+  auto load = [&](uint64_t at) {
+    uint64_t v = *reinterpret_cast<const uint64_t*>(at);
+    if (reads) {
+      if (nr < reads_cap) reads[nr] = UnwindRead{at, v};
+      ++nr;
+    }
+    return v;
+  };
+  if (nreads) *nreads = 0;
   while (n < max) {
     ips[n++] = ip;
     uint64_t rule = rule_for(ip);
@@ -415,12 +425,13 @@ int fast_unwind(const StartFrame& start, uint64_t* ips, int max) {
     if (cfa <= sp || cfa - sp > (64u << 20) || (cfa & 7)) return -1;
     if (rule & kRbpSaved) {
       int64_t off = static_cast<int16_t>((rule >> 32) & 0xffff);
-      rbp = *reinterpret_cast<const uint64_t*>(cfa + static_cast<uint64_t>(off));
+      rbp = load(cfa + static_cast<uint64_t>(off));
     }
-    ip = *reinterpret_cast<const uint64_t*>(cfa - 8);
+    ip = load(cfa - 8);
     sp = cfa;
     if (ip == 0) break;
   }
+  if (nreads) *nreads = nr <= reads_cap ? nr : -1;
   return n;
 }
 

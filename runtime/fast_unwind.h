@@ -23,10 +23,21 @@ struct StartFrame {
   uint64_t rbp;  // the caller's RBP
 };
 
+// One word of the stack a walk read, with its value.
+struct UnwindRead {
+  uint64_t addr;
+  uint64_t value;
+};
+
 bool fast_unwind_init();
 // Fills ips[0..max) with return addresses, innermost first; returns how many, or -1 when a
-// frame could not be unwound from CFI (then nothing is usable).
-int fast_unwind(const StartFrame& start, uint64_t* ips, int max);
+// frame could not be unwound from CFI (then nothing is usable). When `reads` is given it also
+// logs, in order, every stack word the walk read, and their count in *nreads (-1 when there
+// were more than `reads_cap`). The walk is a function of `start`, of the rules (fixed per
+// address) and of those words: a later walk from the same registers that finds them
+// unchanged has the same result.
+int fast_unwind(const StartFrame& start, uint64_t* ips, int max, UnwindRead* reads = nullptr,
+                int reads_cap = 0, int* nreads = nullptr);
 
 }  // namespace memcensus::rt
 

@@ -62,17 +62,17 @@ using namespace memcensus::rt;
 namespace f = memcensus::format;
 
 MEMCENSUS_EXPORT void* malloc(size_t n) {
-  if (skip()) return __libc_malloc(n);
+  if (skip() || alloc_unsampled(n)) return __libc_malloc(n);
   void* p = __libc_malloc(n);
   record_alloc(f::kMalloc, p, n, 0, MEMCENSUS_START_FRAME());
   return p;
 }
 
 MEMCENSUS_EXPORT void* calloc(size_t n, size_t m) {
-  if (skip()) return __libc_calloc(n, m);
-  void* p = __libc_calloc(n, m);
   size_t total;
   if (__builtin_mul_overflow(n, m, &total)) total = SIZE_MAX;
+  if (skip() || alloc_unsampled(total)) return __libc_calloc(n, m);
+  void* p = __libc_calloc(n, m);
   record_alloc(f::kCalloc, p, total, 0, MEMCENSUS_START_FRAME());
   return p;
 }
@@ -112,35 +112,35 @@ MEMCENSUS_EXPORT void free(void* p) {
 }
 
 MEMCENSUS_EXPORT int posix_memalign(void** out, size_t align, size_t n) {
-  if (skip()) return real_posix_memalign(out, align, n);
+  if (skip() || alloc_unsampled(n)) return real_posix_memalign(out, align, n);
   int r = real_posix_memalign(out, align, n);
   record_alloc(f::kPosixMemalign, r == 0 ? *out : nullptr, n, align, MEMCENSUS_START_FRAME());
   return r;
 }
 
 MEMCENSUS_EXPORT void* aligned_alloc(size_t align, size_t n) {
-  if (skip()) return real_aligned_alloc(align, n);
+  if (skip() || alloc_unsampled(n)) return real_aligned_alloc(align, n);
   void* p = real_aligned_alloc(align, n);
   record_alloc(f::kAlignedAlloc, p, n, align, MEMCENSUS_START_FRAME());
   return p;
 }
 
 MEMCENSUS_EXPORT void* memalign(size_t align, size_t n) {
-  if (skip()) return __libc_memalign(align, n);
+  if (skip() || alloc_unsampled(n)) return __libc_memalign(align, n);
   void* p = __libc_memalign(align, n);
   record_alloc(f::kMemalign, p, n, align, MEMCENSUS_START_FRAME());
   return p;
 }
 
 MEMCENSUS_EXPORT void* valloc(size_t n) {
-  if (skip()) return __libc_valloc(n);
+  if (skip() || alloc_unsampled(n)) return __libc_valloc(n);
   void* p = __libc_valloc(n);
   record_alloc(f::kValloc, p, n, 0, MEMCENSUS_START_FRAME());
   return p;
 }
 
 MEMCENSUS_EXPORT void* pvalloc(size_t n) {
-  if (skip()) return __libc_pvalloc(n);
+  if (skip() || alloc_unsampled(n)) return __libc_pvalloc(n);
   void* p = __libc_pvalloc(n);
   record_alloc(f::kPvalloc, p, n, 0, MEMCENSUS_START_FRAME());
   return p;

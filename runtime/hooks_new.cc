@@ -56,10 +56,11 @@ inline bool skip() {
 
 void* allocate(uint8_t kind, size_t n, size_t align, bool nothrow, const StartFrame& from) {
   size_t real_n = n ? n : 1;
+  bool record = !skip() && !alloc_unsampled(n);
   for (;;) {
     void* p = align ? __libc_memalign(align, real_n) : __libc_malloc(real_n);
     if (p || !current_new_handler()) {
-      if (!skip()) record_alloc(kind, p, n, align, from);
+      if (record && !skip()) record_alloc(kind, p, n, align, from);
       if (p || nothrow) return p;
       throw_bad_alloc();
     }

@@ -12,6 +12,7 @@
 #include "runtime/stack_table.h"
 #include "runtime/sys.h"
 #include "runtime/thread_state.h"
+#include "runtime/walk_cache.h"
 #include "runtime/writer.h"
 
 namespace memcensus::rt {
@@ -28,12 +29,15 @@ struct Record {
   bool nested;
 };
 
-// The stack of the hook's caller in `ips`: CFI walk, or libunwind when that fails (then our
-// own frames, up to the caller's return address, are dropped). Returns the depth.
-uint32_t walk(const StartFrame& from, uint64_t* ips) {
+// The stack of the hook's caller in `ips`: CFI walk (logging the words it read in `reads`
+// when given), or libunwind when that fails (then our own frames, up to the caller's return
+// address, are dropped, and *nreads is -1: such a walk is not cached). Returns the depth.
+uint32_t walk(const StartFrame& from, uint64_t* ips, UnwindRead* reads, int reads_cap,
+              int* nreads) {
   int max = static_cast<int>(g_config.stack_depth);
-  int n = fast_unwind(from, ips, max);
+  int n = fast_unwind(from, ips, max, reads, reads_cap, nreads);
   if (n >= 0) return static_cast<uint32_t>(n);
+  if (nreads) *nreads = -1;
   void* frames[kMaxStackDepth + kRuntimeFrames];
   n = unw_backtrace(frames, max + kRuntimeFrames);
   int start = 0;
@@ -50,15 +54,37 @@ uint32_t walk(const StartFrame& from, uint64_t* ips) {
 }
 
 // Captures the stack of the hook's caller, interns it, and writes its kStack record into
-// `r` when it is new. Returns the stack id (0: none).
+// `r` when it is new. Returns the stack id (0: none). The thread's WalkCache answers repeated
+// walks from the same registers over an unchanged stack (walk_cache.h); everything here runs
+// with `unwinding` set, so a signal handler that interrupts it records no stack.
 uint32_t capture_stack(ThreadState& t, Record& r, const StartFrame& from) {
   if (g_config.no_stacks || t.unwinding) return 0;
-  uint64_t ips[kMaxStackDepth];
   t.unwinding = 1;
-  uint32_t depth = walk(from, ips);
-  t.unwinding = 0;
+  WalkCache* cache = t.ring->walk_cache;
+  WalkCacheEntry* entry = nullptr;
+  if (cache) {
+    entry = &walk_cache_slot(*cache, from);
+    if (uint32_t id = walk_cache_find(*entry, from)) {
+      t.unwinding = 0;
+      return id;
+    }
+  }
+  uint64_t ips[kMaxStackDepth];
+  int nreads = -1;
+  // The walk logs its reads straight into the entry it replaces (emptied first).
+  if (entry) entry->ip = 0;
+  uint32_t depth =
+      walk(from, ips, entry ? entry->reads : nullptr, kWalkCacheReads, entry ? &nreads : nullptr);
   bool is_new = false;
   uint32_t id = stack_intern(ips, depth, r.nested, &is_new);
+  if (entry && id != 0 && nreads >= 0) {
+    entry->sp = from.sp;
+    entry->rbp = from.rbp;
+    entry->id = id;
+    entry->nreads = static_cast<uint32_t>(nreads);
+    entry->ip = from.ip;
+  }
+  t.unwinding = 0;
   if (is_new) {
     *r.p++ = f::kStack;
     r.p = f::put_varint(r.p, id);
@@ -72,14 +98,34 @@ uint32_t capture_stack(ThreadState& t, Record& r, const StartFrame& from) {
   return id;
 }
 
+// Which optional fields each event kind carries (format::shape_of, tabulated at compile
+// time: the hot path reads one byte instead of running the switch).
+constexpr uint8_t kHasSize = 1, kHasAlign = 2;
+struct KindFields {
+  uint8_t bits[f::kEventKindEnd];
+};
+constexpr KindFields make_kind_fields() {
+  KindFields t{};
+  for (int k = 0; k < f::kEventKindEnd; ++k) {
+    f::Shape s = f::shape_of(static_cast<uint8_t>(k));
+    t.bits[k] = static_cast<uint8_t>((s.has_size ? kHasSize : 0) | (s.has_align ? kHasAlign : 0));
+  }
+  return t;
+}
+constexpr KindFields kKindFields = make_kind_fields();
+inline uint8_t fields_of(uint8_t kind) {
+  return kKindFields.bits[kind & (f::kEventKindEnd - 1)];
+}
+
 // Writes the tag and the event's time: a delta against the stream, or absolute if nested.
-void put_head(ThreadState& t, Record& r, uint8_t kind, uint64_t time) {
+[[gnu::always_inline]] inline void put_head(ThreadState& t, Record& r, uint8_t kind,
+                                            uint64_t time) {
   *r.p++ = r.nested ? static_cast<uint8_t>(kind | f::kAbsoluteFlag) : kind;
   r.p = f::put_varint(r.p, r.nested ? time : time - t.prev_time);
   if (!r.nested) t.prev_time = time;
 }
 
-void put_ptr(ThreadState& t, Record& r, uint64_t ptr) {
+[[gnu::always_inline]] inline void put_ptr(ThreadState& t, Record& r, uint64_t ptr) {
   r.p = f::put_delta(r.p, r.nested ? 0 : t.prev_ptr, ptr);
   if (!r.nested) t.prev_ptr = ptr;
 }
@@ -98,7 +144,8 @@ inline void emit(Build&& build) {
   r.nested = t.depth++ > 0;
   build(t, r);
   Ring* ring = t.ring;
-  if (!ring_append(ring, r.buf, static_cast<size_t>(r.p - r.buf), false))
+  size_t n = static_cast<size_t>(r.p - r.buf);
+  if (!ring_append_fast(ring, r.buf, n) && !ring_append(ring, r.buf, n, false))
     g_lost_events.fetch_add(1, std::memory_order_relaxed);
   if (--t.depth == 0) {
     ring_publish(ring);
@@ -114,10 +161,6 @@ uint64_t addr(const void* p) {
 
 }  // namespace
 
-uint64_t rt_now() {
-  return monotonic_ns() - g_t0;
-}
-
 void record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
                         const StartFrame& from) {
   emit([&](ThreadState& t, Record& r) {
@@ -126,7 +169,7 @@ void record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
     put_ptr(t, r, addr(p));
     r.p = f::put_varint(r.p, size);
     r.p = f::put_varint(r.p, stack);
-    if (f::shape_of(kind).has_align) r.p = f::put_varint(r.p, align);
+    if (fields_of(kind) & kHasAlign) r.p = f::put_varint(r.p, align);
   });
 }
 
@@ -134,9 +177,9 @@ void record_free_event(uint8_t kind, const void* p, size_t size, size_t align) {
   emit([&](ThreadState& t, Record& r) {
     put_head(t, r, kind, rt_now());
     put_ptr(t, r, addr(p));
-    f::Shape s = f::shape_of(kind);
-    if (s.has_size) r.p = f::put_varint(r.p, size);
-    if (s.has_align) r.p = f::put_varint(r.p, align);
+    uint8_t fields = fields_of(kind);
+    if (fields & kHasSize) r.p = f::put_varint(r.p, size);
+    if (fields & kHasAlign) r.p = f::put_varint(r.p, align);
   });
 }
 

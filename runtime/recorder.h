@@ -6,9 +6,10 @@
 // the inner record is written "absolute" (see format/trace_format.h) and published by the
 // outer one. `from` is the hook's caller (MEMCENSUS_START_FRAME): the first frame kept.
 //
-// Cost per allocation: one clock read (vDSO), one unwind (FastUnwinder, libunwind when it cannot),
-// one StackTable lookup, ~20 bytes of varints and a memcpy into the ring; frees skip the
-// unwind. bench/README.md has the measured figures.
+// Cost per allocation: a WalkCache probe (a full CFI walk, libunwind when it cannot, and a
+// StackTable lookup only when the stack words changed), one event-clock xadd (runtime.h),
+// ~5-20 bytes of varints and an inline copy into the ring; frees skip the stack.
+// runtime/README.md and bench/README.md have the measured figures.
 #pragma once
 
 #include <stddef.h>
@@ -20,17 +21,23 @@
 
 namespace memcensus::rt {
 
-uint64_t rt_now();  // ns since the trace start
-
 void record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
                         const StartFrame& from);
 void record_free_event(uint8_t kind, const void* p, size_t size, size_t align);
 
-// --sample: the common unsampled cases are decided inline, without a call.
+// --sample: true when an allocation of `size` bytes is not to be recorded. Hooks ask before
+// anything else and then only forward the call (one TLS subtraction, no frame walk, no
+// clock), so an unsampled allocation costs about what interposition itself costs.
+inline bool alloc_unsampled(size_t size) {
+  return g_config.sample_bytes && !sample_allocation(size);
+}
+
+// Records an allocation that alloc_unsampled() let through. Under --sample a failed call
+// is not recorded (its sample point is spent: failures are rare and carry no bytes).
 inline void record_alloc(uint8_t kind, const void* p, size_t size, size_t align,
                          const StartFrame& from) {
   if (g_config.sample_bytes) {
-    if (!p || !sample_allocation(size)) return;
+    if (!p) return;
     sampled_insert(p);
   }
   record_alloc_event(kind, p, size, align, from);

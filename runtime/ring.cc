@@ -4,6 +4,7 @@
 
 #include "runtime/sys.h"
 #include "runtime/thread_state.h"
+#include "runtime/walk_cache.h"
 #include "runtime/writer.h"
 
 namespace memcensus::rt {
@@ -27,6 +28,8 @@ Ring* ring_claim(pid_t tid) {
       r->state.store(kRingFree, std::memory_order_release);
       return nullptr;
     }
+    if (!r->walk_cache) r->walk_cache = static_cast<WalkCache*>(sys_map(sizeof(WalkCache)));
+    walk_cache_clear(r->walk_cache);
     uint64_t end = r->head.load(std::memory_order_relaxed);
     r->reserve = end;
     r->tail.store(end, std::memory_order_relaxed);
@@ -41,13 +44,6 @@ Ring* ring_claim(pid_t tid) {
 }
 
 namespace {
-
-// Reserves n bytes with one instruction (an unlocked xadd), so that a signal handler that
-// interrupts this thread between two records can never reserve the same bytes.
-inline uint64_t reserve_bytes(uint64_t* reserve, uint64_t n) {
-  asm volatile("xaddq %0, %1" : "+r"(n), "+m"(*reserve) : : "memory");
-  return n;
-}
 
 bool wait_for_space(Ring* r, uint64_t need) {
   for (int spins = 0;; ++spins) {
@@ -65,9 +61,14 @@ bool wait_for_space(Ring* r, uint64_t need) {
 bool ring_append(Ring* r, const uint8_t* p, size_t n, bool publish) {
   uint64_t used = r->reserve - r->tail.load(std::memory_order_acquire);
   if (used + n + kNestedSlack > kRingSize && !wait_for_space(r, n)) return false;
-  uint64_t pos = reserve_bytes(&r->reserve, n);
+  uint64_t pos = ring_reserve_bytes(&r->reserve, n);
   size_t off = pos & (kRingSize - 1);
-  size_t first = kRingSize - off < n ? kRingSize - off : n;
+  if (off + n <= kRingSize) {
+    ring_copy_record(r->data + off, p, n);
+    if (publish) ring_publish(r);
+    return true;
+  }
+  size_t first = kRingSize - off;
   memcpy(r->data + off, p, first);
   if (first < n) memcpy(r->data, p + first, n - first);
   if (publish) ring_publish(r);

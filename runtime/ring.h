@@ -16,6 +16,8 @@
 
 namespace memcensus::rt {
 
+struct WalkCache;
+
 inline constexpr size_t kRingSize = 1u << 20;  // bytes, power of two
 inline constexpr size_t kMaxRings = 4096;
 // Space kept free for records of signal handlers nested in a record being written.
@@ -29,8 +31,9 @@ struct Ring {
   alignas(64) uint64_t reserve;            // producer-private end of reserved space
   std::atomic<uint32_t> state;
   pid_t tid;
-  uint64_t stream;  // unique per claim: names the stream in the trace
-  uint8_t* data;    // kRingSize bytes
+  uint64_t stream;        // unique per claim: names the stream in the trace
+  uint8_t* data;          // kRingSize bytes
+  WalkCache* walk_cache;  // the owning thread's stack-walk memo (null: none could be mapped)
 };
 
 // The registry. `count` is the number of slots ever used (the writer scans [0, count)).
@@ -49,9 +52,57 @@ Ring* ring_claim(pid_t tid);
 // Waits for the writer when the ring is full. Returns false (record lost) only when it
 // cannot wait (the writer is gone and the ring cannot be drained here).
 bool ring_append(Ring* r, const uint8_t* p, size_t n, bool publish);
+// The common case of ring_append, inlined into the recorder: there is room without waiting.
+// Returns false (nothing reserved) when the caller must use ring_append, which waits.
+inline bool ring_append_fast(Ring* r, const uint8_t* p, size_t n);
 // Producer: publishes everything reserved so far.
 inline void ring_publish(Ring* r) {
   r->head.store(r->reserve, std::memory_order_release);
+}
+
+// Reserves n bytes with one instruction (an unlocked xadd), so that a signal handler that
+// interrupts this thread between two records can never reserve the same bytes.
+inline uint64_t ring_reserve_bytes(uint64_t* reserve, uint64_t n) {
+  asm volatile("xaddq %0, %1" : "+r"(n), "+m"(*reserve) : : "memory");
+  return n;
+}
+
+// Copies a record of n bytes. Most events are 3-20 bytes: two overlapping fixed-size moves
+// cover them without a call into libc's memcpy; both write only [dst, dst+n), since the
+// bytes past the record may already belong to a signal handler's record.
+inline void ring_copy_record(uint8_t* dst, const uint8_t* src, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t a, b;
+    __builtin_memcpy(&a, src, 8);
+    __builtin_memcpy(&b, src + n - 8, 8);
+    __builtin_memcpy(dst, &a, 8);
+    __builtin_memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4 && n < 8) {
+    uint32_t a, b;
+    __builtin_memcpy(&a, src, 4);
+    __builtin_memcpy(&b, src + n - 4, 4);
+    __builtin_memcpy(dst, &a, 4);
+    __builtin_memcpy(dst + n - 4, &b, 4);
+  } else {
+    __builtin_memcpy(dst, src, n);
+  }
+}
+
+inline bool ring_append_fast(Ring* r, const uint8_t* p, size_t n) {
+  uint64_t used = r->reserve - r->tail.load(std::memory_order_acquire);
+  if (used + n + kNestedSlack > kRingSize) return false;
+  // A signal handler may append between the check and the xadd (kNestedSlack covers its
+  // bytes), so contiguity is decided on the position actually reserved.
+  uint64_t pos = ring_reserve_bytes(&r->reserve, n);
+  size_t off = pos & (kRingSize - 1);
+  if (off + n <= kRingSize) {
+    ring_copy_record(r->data + off, p, n);
+  } else {
+    size_t first = kRingSize - off;
+    __builtin_memcpy(r->data + off, p, first);
+    __builtin_memcpy(r->data, p + first, n - first);
+  }
+  return true;
 }
 
 // Writer side: copies published bytes into `out` (capacity >= kRingSize) and returns their

@@ -21,6 +21,7 @@ std::atomic<uint32_t> g_phase{kUninit};
 std::atomic<uint64_t> g_lost_events{0};
 Config g_config;
 uint64_t g_t0 = 0;
+std::atomic<uint64_t> g_event_clock{0};
 uint64_t g_unwinder_lo = 0, g_unwinder_hi = 0;
 
 namespace {
@@ -89,6 +90,7 @@ void fork_child() {
   }
   stack_table_reset();
   g_t0 = monotonic_ns();
+  g_event_clock.store(0, std::memory_order_relaxed);
   writer_fork_child(true);
 }
 

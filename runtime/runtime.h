@@ -41,6 +41,38 @@ struct Config {
 extern Config g_config;
 extern uint64_t g_t0;  // CLOCK_MONOTONIC of the trace start
 
+// The event clock: the time every event record carries, in ns since the trace start.
+//
+// Contract: every read returns a value strictly greater than every value returned before it
+// in the process, by any thread; the writer thread raises it to the real CLOCK_MONOTONIC
+// time (ns since g_t0) at the start of each round, so an event's time is the real time
+// rounded down to the writer's last round (at most ~10 ms, the round period, behind).
+//
+// Why this orders events by causality (what core/analysis needs, docs/trace-format.md
+// "Order"): every read is one locked `xadd` on g_event_clock. On x86-64 locked instructions
+// are totally ordered and that order agrees with each thread's program order and with
+// every memory operation that carries a dependency from one thread to another (TSO). If
+// event X on thread A can influence event Y on thread B -- B frees a block whose address A
+// published after X, or B's malloc gets a block A's free handed to glibc (through an arena
+// lock, a fastbin CAS or munmap/mmap) -- then X's xadd precedes A's publishing store or
+// lock release, which precedes B's observing load or lock acquisition, which precedes Y's
+// xadd; so time(X) < time(Y). Within a thread values increase in program order. The
+// writer only raises the value (a CAS loop that never lowers it), which keeps both facts.
+//
+// Cost: one uncontended locked add, ~5-10 ns here, against ~25 ns for a vDSO
+// clock_gettime(CLOCK_MONOTONIC) and ~20 ns for lfence+rdtsc (bench/README.md "## run").
+// Threads allocating at once share its cache line.
+extern std::atomic<uint64_t> g_event_clock;
+inline uint64_t rt_now() {
+  return g_event_clock.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+// Writer: raises the event clock to `t` if it is behind (never lowers it).
+inline void event_clock_raise(uint64_t t) {
+  uint64_t cur = g_event_clock.load(std::memory_order_relaxed);
+  while (cur < t && !g_event_clock.compare_exchange_weak(cur, t, std::memory_order_relaxed)) {
+  }
+}
+
 // Initialises the runtime once (any thread, any hook); true when it became active.
 bool rt_initialise();
 

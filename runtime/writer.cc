@@ -183,6 +183,7 @@ void round_locked(bool final_round) {
   if (g_fd < 0) return;
   emit_modules(false);
   uint64_t t = now();
+  event_clock_raise(t);
   bool check_alive = t - g_last_alive_check > 1'000'000'000;
   if (check_alive) g_last_alive_check = t;
   uint32_t count = g_rings->count.load(std::memory_order_acquire);

@@ -47,6 +47,23 @@ TEST(Robustness, ManyThreadsWithCrossThreadFrees) {
   EXPECT_GE(t.report["threads"].get<int>(), 9);
 }
 
+// Event times must order a free by one thread before the next allocation of the same
+// address by another (runtime.h, "The event clock"). The fixture keeps at most one 4 MiB
+// block live; any misordered pair would double the peak or leave a block behind.
+TEST(Robustness, CrossThreadHandoffKeepsOneBlockAtThePeak) {
+  std::string truth = mctest::scratch_dir() + "/t.json";
+  auto t = traced({fixture("handoff"), truth, "3000"});
+  ASSERT_EQ(t.status, 0);
+  ASSERT_FALSE(t.report.is_null());
+  json want = mctest::read_json(truth);
+  constexpr int64_t kBlock = 4 << 20;
+  EXPECT_GE(t.report["calls"]["malloc"].get<int64_t>(), want["calls"]["malloc"].get<int64_t>());
+  EXPECT_GE(t.report["totals"]["peak_live_bytes"].get<int64_t>(), kBlock);
+  EXPECT_LT(t.report["totals"]["peak_live_bytes"].get<int64_t>(), kBlock + (64 << 10));
+  EXPECT_LT(t.report["totals"]["leaked_bytes"].get<int64_t>(), 64 << 10);
+  EXPECT_EQ(t.report["totals"]["unmatched_frees"], 0);
+}
+
 TEST(Robustness, ForkWithoutFollowTracesOnlyTheParent) {
   auto t = traced({fixture("fork"), "fork", "-"});
   ASSERT_EQ(t.status, 0);

@@ -42,6 +42,25 @@ TEST(Stacks, CppWithoutFramePointersNamesTheChain) {
   EXPECT_EQ(f0["object"], mctest::fixture("stacks"));
 }
 
+// The walk cache (runtime/walk_cache.h) must not hand one caller's stack to the other when
+// the allocating frame sits at the same place with the same return address.
+TEST(Stacks, SameFrameReachedFromTwoCallersKeepsTwoStacks) {
+  auto t = mctest::traced({mctest::fixture("two_callers"), "5000"});
+  ASSERT_EQ(t.status, 0);
+  int seen = 0;
+  for (const json& site : t.report["top_sites"]) {
+    std::vector<std::string> fns = functions(site);
+    if (fns.empty() || fns[0] != "leaf") continue;
+    bool left = in_order(fns, {"leaf", "from_left", "main"});
+    bool right = in_order(fns, {"leaf", "from_right", "main"});
+    ASSERT_NE(left, right) << site.dump(1);
+    EXPECT_EQ(site["allocations"], 5000);
+    EXPECT_EQ(site["bytes"], left ? 5000 * 1000 : 5000 * 3000);
+    ++seen;
+  }
+  EXPECT_EQ(seen, 2) << t.report["top_sites"].dump(1);
+}
+
 TEST(Stacks, RustWithoutFramePointersReachesMain) {
   std::string rust = MC_RUST_FIXTURE;
   if (rust.empty()) GTEST_SKIP() << "no rustc on PATH or in ~/.cargo/bin: Rust fixture not built";
