@@ -11,7 +11,7 @@ old=$(cd "$1" && pwd)
 new=$(cd "$2" && pwd)
 repeat=${REPEAT:-3}
 bin=$new/bench/bin
-work=$(mktemp -d /tmp/memcensus-cmp-XXXXXX)
+work=$(mktemp -d -t memcensus-cmp.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 ms() {

@@ -16,6 +16,22 @@ void add_figures(SmapsFigures& a, const SmapsFigures& b) {
   a.present |= b.present;
 }
 
+RegionGroups group_regions(const Layout& layout) {
+  RegionGroups g;
+  for (const Region& r : layout.regions) {
+    RegionGroup& k = g.by_kind[std::string(kind_name(r.kind))];
+    add_figures(k.fig, r.raw.fig);
+    ++k.regions;
+    std::string obj = !r.object.empty()     ? r.object
+                      : !r.raw.path.empty() ? r.raw.path
+                                            : "[" + std::string(kind_name(r.kind)) + "]";
+    RegionGroup& o = g.by_object[obj];
+    add_figures(o.fig, r.raw.fig);
+    ++o.regions;
+  }
+  return g;
+}
+
 SmapsFigures Layout::totals() const {
   SmapsFigures t;
   for (const auto& r : regions) add_figures(t, r.raw.fig);

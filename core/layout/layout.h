@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -101,5 +102,17 @@ struct Layout {
 
 // Sums figures: a += b, field by field (presence is the union).
 void add_figures(SmapsFigures& a, const SmapsFigures& b);
+
+// Regions summed by kind and by object (the ELF file, else the path or label, else
+// "[KIND]" for anonymous memory).
+struct RegionGroup {
+  SmapsFigures fig;
+  uint64_t regions = 0;
+};
+struct RegionGroups {
+  std::map<std::string, RegionGroup> by_kind;
+  std::map<std::string, RegionGroup> by_object;
+};
+RegionGroups group_regions(const Layout& layout);
 
 }  // namespace memcensus

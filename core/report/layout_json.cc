@@ -81,12 +81,7 @@ void write_region(JsonWriter& w, const Region& r) {
   w.end_object();
 }
 
-struct Group {
-  SmapsFigures fig;
-  uint64_t regions = 0;
-};
-
-void write_groups(JsonWriter& w, const std::map<std::string, Group>& groups) {
+void write_groups(JsonWriter& w, const std::map<std::string, RegionGroup>& groups) {
   w.begin_object();
   for (const auto& [name, g] : groups) {
     w.key(name);
@@ -163,18 +158,9 @@ void write_layout_json(const Layout& layout, std::string& out,
     w.null();
   }
 
-  std::map<std::string, Group> by_kind, by_object;
-  for (const Region& r : layout.regions) {
-    Group& k = by_kind[std::string(kind_name(r.kind))];
-    add_figures(k.fig, r.raw.fig);
-    ++k.regions;
-    std::string obj = !r.object.empty()     ? r.object
-                      : !r.raw.path.empty() ? r.raw.path
-                                            : "[" + std::string(kind_name(r.kind)) + "]";
-    Group& o = by_object[obj];
-    add_figures(o.fig, r.raw.fig);
-    ++o.regions;
-  }
+  RegionGroups groups = group_regions(layout);
+  const auto& by_kind = groups.by_kind;
+  const auto& by_object = groups.by_object;
   w.key("by_kind");
   write_groups(w, by_kind);
   w.key("by_object");

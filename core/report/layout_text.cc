@@ -40,14 +40,9 @@ std::string describe(const Region& r) {
   return d;
 }
 
-struct Group {
-  SmapsFigures fig;
-  uint64_t regions = 0;
-};
-
-void write_group_table(const std::string& title, const std::map<std::string, Group>& groups,
+void write_group_table(const std::string& title, const std::map<std::string, RegionGroup>& groups,
                        std::string& out) {
-  std::vector<std::pair<std::string, const Group*>> rows;
+  std::vector<std::pair<std::string, const RegionGroup*>> rows;
   for (const auto& [k, g] : groups) rows.emplace_back(k, &g);
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
     return a.second->fig.get(SmapsField::kRss) > b.second->fig.get(SmapsField::kRss);
@@ -129,18 +124,9 @@ void write_layout_text(const Layout& layout, const LayoutTextOptions& opt, std::
                       human_bytes(layout.rollup->uss()));
   }
 
-  std::map<std::string, Group> by_kind, by_object;
-  for (const Region& r : layout.regions) {
-    Group& k = by_kind[std::string(kind_name(r.kind))];
-    add_figures(k.fig, r.raw.fig);
-    ++k.regions;
-    std::string obj = !r.object.empty()     ? r.object
-                      : !r.raw.path.empty() ? r.raw.path
-                                            : "[" + std::string(kind_name(r.kind)) + "]";
-    Group& o = by_object[obj];
-    add_figures(o.fig, r.raw.fig);
-    ++o.regions;
-  }
+  RegionGroups groups = group_regions(layout);
+  const auto& by_kind = groups.by_kind;
+  const auto& by_object = groups.by_object;
   out += "\n  resident by kind:";
   {
     std::vector<std::pair<uint64_t, std::string>> ks;
