@@ -9,8 +9,8 @@ namespace memcensus {
 namespace f = memcensus::format;
 
 const char* lifetime_bucket_name(size_t i) {
-  static const char* const names[kLifetimeBuckets] = {
-      "< 1 us", "< 10 us", "< 100 us", "< 1 ms", "< 10 ms", "< 100 ms", "< 1 s", ">= 1 s"};
+  static const char* const names[kLifetimeBuckets] = {"< 1 us",  "< 10 us",  "< 100 us", "< 1 ms",
+                                                      "< 10 ms", "< 100 ms", "< 1 s",    ">= 1 s"};
   return i < kLifetimeBuckets ? names[i] : "?";
 }
 
@@ -171,8 +171,7 @@ void HeapDetails::unmap(uint64_t addr, uint64_t len) {
     AddressBlock m = it->second;
     it = mmaps_.erase(it);
     if (m.address < addr) mmaps_[m.address] = AddressBlock{m.address, addr - m.address, m.site};
-    if (m.address + m.size > end)
-      mmaps_[end] = AddressBlock{end, m.address + m.size - end, m.site};
+    if (m.address + m.size > end) mmaps_[end] = AddressBlock{end, m.address + m.size - end, m.site};
   }
 }
 

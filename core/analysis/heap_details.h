@@ -42,8 +42,9 @@ struct SiteDetail {
   uint64_t temporary = 0, temporary_bytes = 0;
   uint64_t realloc_moves = 0, realloc_bytes_copied = 0;
   uint64_t growth_steps = 0, growth_bytes_copied = 0, growth_chains = 0, longest_chain = 0;
-  uint64_t live_blocks = 0, live_bytes = 0, peak_blocks = 0;  // peak_blocks: when the whole heap peaked
-  uint64_t epoch = 0;                         // see HeapAnalysis::site_change
+  uint64_t live_blocks = 0, live_bytes = 0,
+           peak_blocks = 0;  // peak_blocks: when the whole heap peaked
+  uint64_t epoch = 0;        // see HeapAnalysis::site_change
   std::array<uint64_t, kLifetimeBuckets> lifetimes{};
 };
 

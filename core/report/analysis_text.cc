@@ -30,8 +30,8 @@ void tree_lines(const FrameTree& t, size_t node, size_t depth, uint64_t min, std
   if (depth > 12) return;
   for (size_t c : t.children(node, min, 6)) {
     const FrameTree::Node& n = t.node(c);
-    out += fmt::format("  {:>10}  {}{}\n", format_bytes(n.value), std::string(depth * 2, ' '),
-                       n.name);
+    out +=
+        fmt::format("  {:>10}  {}{}\n", format_bytes(n.value), std::string(depth * 2, ' '), n.name);
     tree_lines(t, c, depth + 1, min, out);
   }
 }
@@ -106,8 +106,7 @@ void write_sites(const Analysis& a, SiteNames& names, size_t top, std::string& o
 
 void write_threads(const Analysis& a, std::string& out) {
   out += fmt::format("\n== threads ({})\n  {:>8} {:>12} {:>12} {:>12} {:>10}\n",
-                     a.details.threads.size(), "tid", "allocations", "bytes", "frees",
-                     "temporary");
+                     a.details.threads.size(), "tid", "allocations", "bytes", "frees", "temporary");
   for (const ThreadDetail& t : a.details.threads)
     out += fmt::format("  {:>8} {:>12} {:>12} {:>12} {:>10}\n", t.tid, t.allocations,
                        format_bytes(t.bytes), t.frees, t.temporary);
@@ -128,9 +127,9 @@ void write_histogram(const Analysis& a, std::string& out) {
 
 void write_timeline(const Analysis& a, std::string& out) {
   std::vector<TimelineBucket> b = a.details.timeline.buckets();
-  out += fmt::format("\n== timeline ({} buckets of {:.1f} ms)\n  {:>10} {:>12} {:>12}\n",
-                     b.size(), static_cast<double>(a.details.timeline.width_ns()) / 1e6, "time",
-                     "live heap", "RSS");
+  out += fmt::format("\n== timeline ({} buckets of {:.1f} ms)\n  {:>10} {:>12} {:>12}\n", b.size(),
+                     static_cast<double>(a.details.timeline.width_ns()) / 1e6, "time", "live heap",
+                     "RSS");
   size_t step = std::max<size_t>(1, (b.size() + 19) / 20);
   for (size_t i = 0; i < b.size(); i += step) {
     uint64_t live = 0, rss = 0;
@@ -176,8 +175,9 @@ void write_analysis_text(const Analysis& a, Symbolizer& sym, const ReportSection
     write_heap_summary(a.heap, a.stats, out);
     write_summary_extra(a, out);
     write_sites(a, names, std::min<size_t>(o.top_sites, 5), out);
-    out += "(sections: --peak --leaks --temporary --copies --sites --threads --histogram "
-           "--timeline --resident; --json for everything)\n";
+    out +=
+        "(sections: --peak --leaks --temporary --copies --sites --threads --histogram "
+        "--timeline --resident; --json for everything)\n";
     return;
   }
   if (sec.peak) write_peak(a, names, out);

@@ -50,8 +50,8 @@ ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names)
   Layout layout = layout_from_smaps(m.smaps, pid, {}, 0);
   ResidentMoment r;
   r.time_ns = m.time;
-  r.parts = split_resident(layout, m.heap, m.mmaps,
-                           [&](uint32_t site) { return names.name(site); });
+  r.parts =
+      split_resident(layout, m.heap, m.mmaps, [&](uint32_t site) { return names.name(site); });
   for (const ResidentPart& p : r.parts) r.rss += p.bytes;
   return r;
 }
