@@ -17,5 +17,7 @@ struct Context {
 void add_map_command(CLI::App& root, Context& ctx);
 void add_run_command(CLI::App& root, Context& ctx);
 void add_report_command(CLI::App& root, Context& ctx);
+void add_export_command(CLI::App& root, Context& ctx);
+void add_diff_command(CLI::App& root, Context& ctx);
 
 }  // namespace memcensus::cli

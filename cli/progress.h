@@ -7,6 +7,7 @@
 
 namespace memcensus::cli {
 
-Analysis analyse_with_progress(TraceReader& reader);
+Analysis analyse_with_progress(TraceReader& reader,
+                               std::optional<uint64_t> capture_ns = std::nullopt);
 
 }  // namespace memcensus::cli

@@ -175,8 +175,17 @@ void HeapDetails::unmap(uint64_t addr, uint64_t len) {
   }
 }
 
+void HeapDetails::capture_sites(uint64_t before) {
+  if (!capture_at_ || *capture_at_ >= before) return;
+  auto& out = s_.sites_at.emplace();
+  for (const auto& [id, site] : s_.sites)
+    if (site.live_blocks) out[id] = SiteLive{site.live_blocks, site.live_bytes};
+  capture_at_.reset();
+}
+
 void HeapDetails::apply(const TraceEvent& e) {
   take_snapshots(e.time);
+  capture_sites(e.time);
   switch (f::shape_of(e.kind).family) {
     case f::Family::kAlloc:
       on_alloc(e);
@@ -261,6 +270,7 @@ void HeapDetails::on_round() {
 HeapDetailSummary HeapDetails::finish() {
   on_round();
   take_snapshots(UINT64_MAX);
+  capture_sites(UINT64_MAX);
   for (const auto& [ptr, b] : live_) s_.sites[b.stack].stack = b.stack;
   for (auto& [id, site] : s_.sites) {
     if (site.epoch < peak_epoch_) site.peak_blocks = site.live_blocks;

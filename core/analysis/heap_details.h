@@ -62,6 +62,11 @@ struct MomentSnapshot {
   std::vector<AddressBlock> mmaps;  // anonymous mappings made by mmap calls, still mapped
 };
 
+// Live blocks and bytes of one site at a moment.
+struct SiteLive {
+  uint64_t blocks = 0, bytes = 0;
+};
+
 struct HeapDetailSummary {
   uint64_t temporary = 0, temporary_bytes = 0;
   uint64_t growth_steps = 0, growth_bytes_copied = 0, growth_chains = 0;
@@ -72,11 +77,15 @@ struct HeapDetailSummary {
   Timeline timeline;
   std::optional<MomentSnapshot> at_rss_peak;  // the snapshot (of any reason) with most RSS
   std::optional<MomentSnapshot> at_exit;
+  // Live heap by site at the time given to capture_sites_at (when it was called).
+  std::optional<std::unordered_map<uint32_t, SiteLive>> sites_at;
 };
 
 class HeapDetails : public TraceVisitor {
  public:
   explicit HeapDetails(size_t timeline_buckets = 200);
+  // Also record the live heap by site as it was at `time_ns` (the last state at or before).
+  void capture_sites_at(uint64_t time_ns) { capture_at_ = time_ns; }
   void on_event(const TraceEvent& e) override;
   void on_rss(const TraceRss& r) override;
   void on_smaps(const TraceSmaps& s) override;
@@ -119,6 +128,8 @@ class HeapDetails : public TraceVisitor {
   std::unordered_map<uint32_t, LastAlloc> last_by_site_;
   std::unordered_map<uint64_t, size_t> thread_index_;  // stream -> threads index
   std::vector<PendingSnapshot> pending_;
+  void capture_sites(uint64_t before);
+  std::optional<uint64_t> capture_at_;
   uint64_t best_peak_rss_ = 0, stored_peak_rss_ = 0;
   uint64_t last_alloc_ptr_ = 0;
   uint64_t live_bytes_ = 0, peak_bytes_ = 0, peak_epoch_ = 0;

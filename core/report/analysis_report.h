@@ -27,8 +27,10 @@ struct Analysis {
 };
 
 // Reads the whole trace. `progress` (may be empty) is called now and then with the events
-// read so far. Throws Error on a malformed trace.
-Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>& progress = {});
+// read so far; `capture_ns`: also the live heap by site at that time (details.sites_at).
+// Throws Error on a malformed trace.
+Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>& progress = {},
+                       std::optional<uint64_t> capture_ns = std::nullopt);
 
 // Symbolized names of call sites, each stack symbolized once.
 class SiteNames {

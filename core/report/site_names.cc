@@ -8,7 +8,7 @@
 namespace memcensus {
 
 std::string frame_label(const SourceFrame& f, const std::vector<TraceModule>& modules) {
-  if (f.function != "??") return f.function;
+  if (f.function.rfind("??", 0) != 0) return f.function;
   std::string object = f.object;
   size_t slash = object.rfind('/');
   if (slash != std::string::npos) object = object.substr(slash + 1);
@@ -79,7 +79,8 @@ FrameTree peak_tree(const Analysis& a, SiteNames& names, bool top_down) {
   return tree;
 }
 
-Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>& progress) {
+Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>& progress,
+                       std::optional<uint64_t> capture_ns) {
   struct Progress : TraceVisitor {
     const std::function<void(uint64_t)>* cb;
     uint64_t events = 0;
@@ -91,6 +92,7 @@ Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>&
   p.cb = &progress;
   HeapAnalysis heap;
   HeapDetails details;
+  if (capture_ns) details.capture_sites_at(*capture_ns);
   TraceTee tee({&heap, &details, &p});
   reader.read(tee);
   Analysis a;
