@@ -49,8 +49,11 @@ void HeapDetails::site_change(uint32_t stack, int64_t blocks, int64_t bytes) {
 }
 
 ThreadDetail& HeapDetails::thread(const TraceEvent& e) {
+  if (e.stream == last_stream_ && last_thread_ < s_.threads.size()) return s_.threads[last_thread_];
   auto [it, fresh] = thread_index_.try_emplace(e.stream, s_.threads.size());
   if (fresh) s_.threads.push_back(ThreadDetail{e.tid, 0, 0, 0, 0});
+  last_stream_ = e.stream;
+  last_thread_ = it->second;
   return s_.threads[it->second];
 }
 
@@ -261,8 +264,9 @@ void HeapDetails::on_smaps(const TraceSmaps& s) {
 }
 
 void HeapDetails::on_round() {
-  std::stable_sort(round_.begin(), round_.end(),
-                   [](const TraceEvent& a, const TraceEvent& b) { return a.time < b.time; });
+  auto by_time = [](const TraceEvent& a, const TraceEvent& b) { return a.time < b.time; };
+  if (!std::is_sorted(round_.begin(), round_.end(), by_time))  // one thread: already sorted
+    std::stable_sort(round_.begin(), round_.end(), by_time);
   for (const TraceEvent& e : round_) apply(e);
   round_.clear();
 }

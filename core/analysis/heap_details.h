@@ -132,6 +132,8 @@ class HeapDetails : public TraceVisitor {
   std::optional<uint64_t> capture_at_;
   uint64_t best_peak_rss_ = 0, stored_peak_rss_ = 0;
   uint64_t last_alloc_ptr_ = 0;
+  uint64_t last_stream_ = 0;
+  size_t last_thread_ = SIZE_MAX;  // index of last_stream_ in s_.threads
   uint64_t live_bytes_ = 0, peak_bytes_ = 0, peak_epoch_ = 0;
 };
 

@@ -65,7 +65,11 @@ void Timeline::on_heap(uint64_t time, uint32_t site, bool is_alloc, uint64_t siz
   } else {
     b.frees++;
   }
-  std::vector<SitePoint>& pts = sites_[site];
+  if (site != cache_.site || !cache_.points) {
+    cache_.site = site;
+    cache_.points = &sites_[site];  // node-based map: the vector does not move
+  }
+  std::vector<SitePoint>& pts = *cache_.points;
   if (pts.size() <= i) pts.resize(i + 1);
   if (is_alloc) {
     pts[i].p.allocations++;

@@ -62,6 +62,18 @@ class Timeline {
   uint64_t width_;
   std::vector<TimelineBucket> buckets_;
   std::unordered_map<uint32_t, std::vector<SitePoint>> sites_;
+  // sites_[site] of the latest change; a copy or move of the Timeline starts without it.
+  struct SiteCache {
+    uint32_t site = 0;
+    std::vector<SitePoint>* points = nullptr;
+    SiteCache() = default;
+    SiteCache(const SiteCache&) {}
+    SiteCache& operator=(const SiteCache&) {
+      points = nullptr;
+      return *this;
+    }
+  };
+  SiteCache cache_;
 };
 
 // Reads the whole trace and returns its timeline (for callers that want only the charts).
