@@ -18,5 +18,7 @@ void add_map_command(CLI::App& root, Context& ctx);
 void add_run_command(CLI::App& root, Context& ctx);
 void add_report_command(CLI::App& root, Context& ctx);
 void add_html_command(CLI::App& root, Context& ctx);
+void add_export_command(CLI::App& root, Context& ctx);
+void add_diff_command(CLI::App& root, Context& ctx);
 
 }  // namespace memcensus::cli

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   memcensus::cli::add_run_command(app, ctx);
   memcensus::cli::add_report_command(app, ctx);
   memcensus::cli::add_html_command(app, ctx);
+  memcensus::cli::add_export_command(app, ctx);
+  memcensus::cli::add_diff_command(app, ctx);
 
   bool known = false;
   for (const CLI::App* sub : app.get_subcommands({}))

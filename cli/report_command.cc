@@ -1,9 +1,10 @@
-// memcensus report FILE [--json] [--top N]
+// memcensus report FILE [--json] [--top N] [--peak --leaks --temporary --copies --sites
+//                        --threads --histogram --timeline --resident]
 #include <cstdio>
 
-#include "analysis/heap_analysis.h"
 #include "cli/commands.h"
-#include "report/heap_report.h"
+#include "cli/progress.h"
+#include "report/analysis_report.h"
 #include "symbolize/symbolizer.h"
 #include "trace/trace_reader.h"
 
@@ -14,25 +15,36 @@ struct ReportOptions {
   std::string file;
   bool json = false;
   size_t top = 10;
+  ReportSections sections;
 };
 
 int report(const ReportOptions& o) {
   TraceReader reader = TraceReader::from_file(o.file);
-  HeapAnalysis analysis;
-  reader.read(analysis);
-  HeapSummary s = analysis.finish();
-  Symbolizer sym(s.modules);
+  Analysis a = analyse_with_progress(reader);
+  Symbolizer sym(a.heap.modules);
   HeapReportOptions ro;
   ro.top_sites = o.top;
   std::string out;
   if (o.json) {
-    write_heap_json(s, reader.stats(), sym, ro, out);
+    write_analysis_json(a, sym, ro, out);
   } else {
-    write_heap_text(s, reader.stats(), sym, ro, out);
+    write_analysis_text(a, sym, o.sections, ro, out);
   }
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fflush(stdout);
   return 0;
+}
+
+void add_section_flags(CLI::App* app, ReportSections& s) {
+  app->add_flag("--peak", s.peak, "live heap at its peak by site, top-down and bottom-up");
+  app->add_flag("--leaks", s.leaks, "blocks not freed at exit, by site");
+  app->add_flag("--temporary", s.temporary, "temporary allocations and lifetimes");
+  app->add_flag("--copies", s.copies, "realloc moves and growth chains, by site");
+  app->add_flag("--sites", s.sites, "allocation sites by bytes");
+  app->add_flag("--threads", s.threads, "per-thread totals");
+  app->add_flag("--histogram", s.histogram, "allocation sizes");
+  app->add_flag("--timeline", s.timeline, "live heap and RSS over time");
+  app->add_flag("--resident", s.resident, "RSS at its peak and at exit, every byte named");
 }
 
 }  // namespace
@@ -41,9 +53,10 @@ void add_report_command(CLI::App& root, Context& ctx) {
   auto o = std::make_shared<ReportOptions>();
   CLI::App* app = root.add_subcommand("report", "Summary of a trace written by memcensus run");
   app->add_option("file", o->file, "trace file")->required();
-  app->add_flag("--json", o->json, "print one JSON object (byte figures as integers)");
+  app->add_flag("--json", o->json, "print one JSON object with every section (bytes as integers)");
   app->add_option("--top", o->top, "how many allocation sites to list")
       ->check(CLI::Range(0, 1000000));
+  add_section_flags(app, o->sections);
   app->callback([o, &ctx] { ctx.exit_code = report(*o); });
 }
 

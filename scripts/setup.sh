@@ -47,4 +47,7 @@ fi
 # npm packages of the report front end, exactly as locked; skipped when already installed.
 web_dir="$(cd "$(dirname "$0")/.." && pwd)/web"
 [ -d "$web_dir/node_modules" ] || npm ci --prefix "$web_dir" --no-audit --no-fund
+# The independent pprof decoder (pprof-format) the export tests check against, as locked.
+pprof_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/pprof"
+[ -d "$pprof_dir/node_modules" ] || npm ci --prefix "$pprof_dir" --no-audit --no-fund
 echo "setup: all dependencies present"

@@ -138,8 +138,9 @@ void HeapAnalysis::on_event(const TraceEvent& e) {
 }
 
 void HeapAnalysis::on_round() {
-  std::stable_sort(round_.begin(), round_.end(),
-                   [](const TraceEvent& a, const TraceEvent& b) { return a.time < b.time; });
+  auto by_time = [](const TraceEvent& a, const TraceEvent& b) { return a.time < b.time; };
+  if (!std::is_sorted(round_.begin(), round_.end(), by_time))  // one thread: already sorted
+    std::stable_sort(round_.begin(), round_.end(), by_time);
   for (const TraceEvent& e : round_) apply(e);
   round_.clear();
 }
@@ -152,7 +153,7 @@ double HeapAnalysis::weight_of(uint64_t size) const {
 
 void HeapAnalysis::estimate_alloc(const TraceEvent& e, double w) {
   est_.allocation_calls += w;
-  est_.calls[f::shape_of(e.kind).entry_point] += w;
+  *est_slot_[e.kind] += w;
   if (e.ptr == 0) return;
   est_.bytes += static_cast<double>(e.size) * w;
   est_.live += static_cast<double>(e.size) * w;
@@ -176,7 +177,7 @@ void HeapAnalysis::apply(const TraceEvent& e) {
   note_time(e.time_after);
   if (streams_.emplace(e.stream, true).second) s_.threads++;
   f::Shape shape = f::shape_of(e.kind);
-  s_.calls[shape.entry_point]++;
+  ++*call_slot_[e.kind];
   switch (shape.family) {
     case f::Family::kAlloc:
       on_alloc(e);
@@ -192,9 +193,9 @@ void HeapAnalysis::apply(const TraceEvent& e) {
   }
   if (fam.family == f::Family::kFree) {
     est_.free_calls += last_weight_;
-    est_.calls[fam.entry_point] += last_weight_;
+    *est_slot_[e.kind] += last_weight_;
   } else if (fam.family != f::Family::kAlloc && fam.family != f::Family::kRealloc) {
-    est_.calls[fam.entry_point] += 1;
+    *est_slot_[e.kind] += 1;
   }
 }
 
@@ -258,8 +259,13 @@ void HeapAnalysis::on_exit(const TraceExit& e) {
 }
 
 HeapAnalysis::HeapAnalysis() {
+  call_slot_.fill(&spare_call_);
+  est_slot_.fill(&spare_est_);
   for (unsigned k = 1; k < f::kEventKindEnd; ++k)
-    if (const char* name = f::shape_of(static_cast<uint8_t>(k)).entry_point) s_.calls[name] = 0;
+    if (const char* name = f::shape_of(static_cast<uint8_t>(k)).entry_point) {
+      call_slot_[k] = &s_.calls[name];
+      est_slot_[k] = &est_.calls[name];
+    }
 }
 
 HeapSummary HeapAnalysis::finish() {

@@ -21,6 +21,7 @@
 // Not thread-safe.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -79,7 +80,9 @@ struct HeapSummary {
 
 class HeapAnalysis : public TraceVisitor {
  public:
-  HeapAnalysis();  // every entry point starts at 0 calls
+  HeapAnalysis();                              // every entry point starts at 0 calls
+  HeapAnalysis(const HeapAnalysis&) = delete;  // holds pointers into itself
+  HeapAnalysis& operator=(const HeapAnalysis&) = delete;
   void on_event(const TraceEvent& e) override;
   void on_stack(const TraceStack& s) override;
   void on_module(const TraceModule& m) override;
@@ -123,6 +126,12 @@ class HeapAnalysis : public TraceVisitor {
   void note_time(uint64_t t);
   void apply(const TraceEvent& e);
   std::vector<TraceEvent> round_;  // events of the current round, in file order
+  // Per event kind, its entry point's counters in s_.calls and est_.calls (map nodes are
+  // stable): no string lookup per event. Kinds without an entry point share a spare slot.
+  std::array<uint64_t*, 256> call_slot_;
+  std::array<double*, 256> est_slot_;
+  uint64_t spare_call_ = 0;
+  double spare_est_ = 0;
 
   HeapSummary s_;
   std::unordered_map<uint64_t, Block> live_;

@@ -23,6 +23,17 @@ void write_heap_json(const HeapSummary& s, const TraceStats& stats, Symbolizer& 
 void write_heap_text(const HeapSummary& s, const TraceStats& stats, Symbolizer& sym,
                      const HeapReportOptions& o, std::string& out);
 
+class JsonWriter;
+// The members of write_heap_json's object, for writers that add more.
+void write_heap_fields(JsonWriter& w, const HeapSummary& s, const TraceStats& stats,
+                       Symbolizer& sym, const HeapReportOptions& o);
+// "frames": [...] of one stack, inlined frames expanded.
+void write_frames(JsonWriter& w, const HeapSummary& s, uint32_t stack, Symbolizer& sym,
+                  size_t max_frames);
+// The header, totals and notes of the text report.
+void write_heap_summary(const HeapSummary& s, const TraceStats& stats, std::string& out);
+std::string format_bytes(uint64_t b);  // "1.5 MiB"
+
 // Exit status of the traced program as a shell would show it (128+N for signal N), or -1
 // when the trace does not say.
 int traced_exit_status(const HeapSummary& s);

@@ -2,7 +2,6 @@
 #include "report/json_writer.h"
 
 namespace memcensus {
-namespace {
 
 void write_frames(JsonWriter& w, const HeapSummary& s, uint32_t stack, Symbolizer& sym,
                   size_t max_frames) {
@@ -24,6 +23,8 @@ void write_frames(JsonWriter& w, const HeapSummary& s, uint32_t stack, Symbolize
   }
   w.end_array();
 }
+
+namespace {
 
 void write_totals(JsonWriter& w, const HeapTotals& t) {
   w.key("totals");
@@ -100,6 +101,13 @@ void write_heap_json(const HeapSummary& s, const TraceStats& st, Symbolizer& sym
                      const HeapReportOptions& o, std::string& out) {
   JsonWriter w(out);
   w.begin_object();
+  write_heap_fields(w, s, st, sym, o);
+  w.end_object();
+  out += '\n';
+}
+
+void write_heap_fields(JsonWriter& w, const HeapSummary& s, const TraceStats& st, Symbolizer& sym,
+                       const HeapReportOptions& o) {
   write_process(w, s);
   write_totals(w, s.totals);
   w.key("calls");
@@ -133,8 +141,6 @@ void write_heap_json(const HeapSummary& s, const TraceStats& st, Symbolizer& sym
   }
   w.end_array();
   write_trace_info(w, s, st);
-  w.end_object();
-  out += '\n';
 }
 
 }  // namespace memcensus

@@ -48,8 +48,11 @@ void write_totals(const HeapSummary& s, std::string& out) {
 
 }  // namespace
 
-void write_heap_text(const HeapSummary& s, const TraceStats& st, Symbolizer& sym,
-                     const HeapReportOptions& o, std::string& out) {
+std::string format_bytes(uint64_t b) {
+  return bytes(b);
+}
+
+void write_heap_summary(const HeapSummary& s, const TraceStats& st, std::string& out) {
   write_header(s, out);
   write_totals(s, out);
   if (st.truncated || !s.clean_end)
@@ -57,6 +60,11 @@ void write_heap_text(const HeapSummary& s, const TraceStats& st, Symbolizer& sym
         "note: the trace ends early (process killed or crashed); figures cover what was "
         "written\n";
   if (s.lost_events) out += fmt::format("note: {} events were lost\n", s.lost_events);
+}
+
+void write_heap_text(const HeapSummary& s, const TraceStats& st, Symbolizer& sym,
+                     const HeapReportOptions& o, std::string& out) {
+  write_heap_summary(s, st, out);
   out += fmt::format("top {} allocation sites by bytes:\n", std::min(o.top_sites, s.sites.size()));
   for (size_t i = 0; i < s.sites.size() && i < o.top_sites; ++i) {
     const SiteStats& site = s.sites[i];

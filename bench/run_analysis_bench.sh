@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Analysis speed against heaptrack_print on the same program in the same run:
+# records bench_storm (20 M events) under memcensus and under heaptrack, then times
+# `memcensus report` and `heaptrack_print` on the two traces (best of REPEAT) and prints
+# wall time, max RSS and the ratio.
+# usage: bench/run_analysis_bench.sh [BUILD_DIR]
+set -euo pipefail
+build="$(cd "${1:-build/release}" && pwd)"
+mc="$build/cli/memcensus"
+storm="$build/bench/bin/bench_storm"
+repeat="${REPEAT:-3}"
+dir="$(mktemp -d)"
+trap 'rm -rf "$dir"' EXIT
+"$mc" run -o "$dir/storm.trace" -- "$storm" 10000000 1 >/dev/null 2>&1
+(cd "$dir" && heaptrack -o "$dir/storm" "$storm" 10000000 1 >/dev/null 2>&1)
+best() {  # best wall time and its max RSS (KiB) of REPEAT runs of "$@"
+  local best_t="" best_m=""
+  for _ in $(seq "$repeat"); do
+    /usr/bin/time -o "$dir/time" -f "%e %M" "$@" >/dev/null 2>&1
+    read -r t m <"$dir/time"
+    if [ -z "$best_t" ] || awk "BEGIN{exit !($t < $best_t)}"; then best_t=$t best_m=$m; fi
+  done
+  echo "$best_t $best_m"
+}
+read -r mt mm < <(best "$mc" report "$dir/storm.trace")
+read -r ht hm < <(best heaptrack_print "$dir/storm.zst")
+printf '%-28s %8s %12s\n' analyser "wall s" "max RSS KiB"
+printf '%-28s %8s %12s\n' "memcensus report" "$mt" "$mm"
+printf '%-28s %8s %12s\n' "heaptrack_print" "$ht" "$hm"
+awk "BEGIN{printf \"memcensus / heaptrack_print: %.2fx\\n\", $mt / $ht}"

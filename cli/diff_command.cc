@@ -1,0 +1,55 @@
+// memcensus diff OLD NEW [--json] [--top N] [--fail-on-growth PCT]
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "report/diff_report.h"
+
+namespace memcensus::cli {
+namespace {
+
+struct DiffOptions {
+  std::string old_file, new_file;
+  bool json = false;
+  size_t top = 20;
+  double fail_pct = -1;
+};
+
+int diff(const DiffOptions& o) {
+  TraceReader old_reader = TraceReader::from_file(o.old_file);
+  TraceReader new_reader = TraceReader::from_file(o.new_file);
+  Analysis old_a = analyse_with_progress(old_reader);
+  Analysis new_a = analyse_with_progress(new_reader);
+  Symbolizer old_sym(old_a.heap.modules), new_sym(new_a.heap.modules);
+  TraceDiff d = diff_analyses(old_a, old_sym, new_a, new_sym);
+  std::string out;
+  if (o.json)
+    write_diff_json(d, out);
+  else
+    write_diff_text(d, o.top, out);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+  if (o.fail_pct >= 0 && d.peak_growth_percent() > o.fail_pct) {
+    std::fprintf(stderr, "memcensus: peak live heap grew by %.1f%% (limit %.1f%%)\n",
+                 d.peak_growth_percent(), o.fail_pct);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_diff_command(CLI::App& root, Context& ctx) {
+  auto o = std::make_shared<DiffOptions>();
+  CLI::App* app = root.add_subcommand("diff", "What grew and what shrank between two traces");
+  app->add_option("old", o->old_file, "the earlier trace")->required();
+  app->add_option("new", o->new_file, "the later trace")->required();
+  app->add_flag("--json", o->json, "print one JSON object");
+  app->add_option("--top", o->top, "how many call sites to list")->check(CLI::Range(0, 1000000));
+  app->add_option("--fail-on-growth", o->fail_pct,
+                  "exit 1 when the peak live heap grew by more than PCT percent")
+      ->check(CLI::Range(0.0, 1e9));
+  app->callback([o, &ctx] { ctx.exit_code = diff(*o); });
+}
+
+}  // namespace memcensus::cli

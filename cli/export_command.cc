@@ -1,0 +1,77 @@
+// memcensus export --format pprof|collapsed|json FILE -o OUT [--at exit|peak|SECONDS]
+#include <cstdio>
+#include <cstdlib>
+
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "report/pprof_writer.h"
+#include "util/error.h"
+
+namespace memcensus::cli {
+namespace {
+
+struct ExportOptions {
+  std::string file, out, format = "pprof", at;  // at: "" = peak (pprof) / allocated (collapsed)
+};
+
+// "peak", "exit", or seconds since the trace started.
+std::optional<uint64_t> parse_at(const std::string& at) {
+  if (at.empty() || at == "peak" || at == "exit") return std::nullopt;
+  char* end = nullptr;
+  double s = std::strtod(at.c_str(), &end);
+  if (*end || !(s >= 0) || s > 1e9)
+    throw Error("--at " + at + ": expected peak, exit or a number of seconds");
+  return static_cast<uint64_t>(s * 1e9);
+}
+
+InUseBySite in_use(const Analysis& a, const std::string& at) {
+  if (at.empty() || at == "peak") return in_use_at_peak(a);
+  if (at == "exit") return in_use_at_exit(a);
+  InUseBySite out;
+  if (a.details.sites_at)
+    for (const auto& [site, live] : *a.details.sites_at) out[site] = {live.blocks, live.bytes};
+  return out;
+}
+
+void write_out(const std::string& path, const std::string& bytes) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) throw Error(path + ": cannot create output file");
+  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  ok &= std::fclose(f) == 0;
+  if (!ok) throw Error(path + ": write failed");
+}
+
+int run_export(const ExportOptions& o) {
+  std::optional<uint64_t> at = parse_at(o.at);
+  TraceReader reader = TraceReader::from_file(o.file);
+  Analysis a = analyse_with_progress(reader, at);
+  Symbolizer sym(a.heap.modules);
+  std::string bytes;
+  if (o.format == "pprof") {
+    bytes = gzip(encode_pprof(a, in_use(a, o.at), sym));
+  } else if (o.format == "collapsed") {
+    InUseBySite live = in_use(a, o.at);
+    bytes = collapsed_stacks(a, o.at.empty() ? nullptr : &live, sym);
+  } else {
+    write_analysis_json(a, sym, HeapReportOptions{}, bytes);
+  }
+  write_out(o.out, bytes);
+  return 0;
+}
+
+}  // namespace
+
+void add_export_command(CLI::App& root, Context& ctx) {
+  auto o = std::make_shared<ExportOptions>();
+  CLI::App* app = root.add_subcommand("export", "Write a trace's analysis for other tools");
+  app->add_option("file", o->file, "trace file")->required();
+  app->add_option("-o,--output", o->out, "output file")->required();
+  app->add_option("--format", o->format, "pprof (gzipped profile.proto), collapsed or json")
+      ->check(CLI::IsMember({"pprof", "collapsed", "json"}));
+  app->add_option("--at", o->at,
+                  "in-use figures at: peak (the default), exit, or SECONDS after the start; "
+                  "collapsed stacks show bytes allocated unless --at is given");
+  app->callback([o, &ctx] { ctx.exit_code = run_export(*o); });
+}
+
+}  // namespace memcensus::cli

@@ -1,0 +1,32 @@
+#include "cli/progress.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+namespace memcensus::cli {
+
+Analysis analyse_with_progress(TraceReader& reader, std::optional<uint64_t> capture_ns) {
+  using Clock = std::chrono::steady_clock;
+  bool tty = isatty(STDERR_FILENO);
+  auto start = Clock::now();
+  auto last = start;
+  bool shown = false;
+  auto progress = [&](uint64_t events) {
+    if (!tty) return;
+    auto now = Clock::now();
+    if (now - start < std::chrono::seconds(1) || now - last < std::chrono::milliseconds(100))
+      return;
+    last = now;
+    shown = true;
+    double s = std::chrono::duration<double>(now - start).count();
+    std::fprintf(stderr, "\r[analysing] %llu events, %.1f s, %.1f M events/s ",
+                 static_cast<unsigned long long>(events), s, static_cast<double>(events) / s / 1e6);
+  };
+  Analysis a = analyse_trace(reader, progress, capture_ns);
+  if (shown) std::fprintf(stderr, "\r\033[K");
+  return a;
+}
+
+}  // namespace memcensus::cli

@@ -1,0 +1,13 @@
+// A progress line on stderr for long analyses: shown only when stderr is a terminal and the
+// work has taken more than a second; erased when done.
+#pragma once
+
+#include "report/analysis_report.h"
+#include "trace/trace_reader.h"
+
+namespace memcensus::cli {
+
+Analysis analyse_with_progress(TraceReader& reader,
+                               std::optional<uint64_t> capture_ns = std::nullopt);
+
+}  // namespace memcensus::cli

@@ -1,0 +1,125 @@
+#include "analysis/timeline.h"
+
+#include <algorithm>
+
+#include "analysis/heap_details.h"
+
+namespace memcensus {
+
+Timeline::Timeline(size_t max_buckets, uint64_t first_width_ns)
+    : max_(std::max<size_t>(max_buckets, 2)), width_(std::max<uint64_t>(first_width_ns, 1)) {}
+
+size_t Timeline::index(uint64_t time) {
+  while (time / width_ >= max_) halve();
+  size_t i = std::max<size_t>(time / width_, buckets_.empty() ? 0 : buckets_.size() - 1);
+  if (i >= buckets_.size()) {
+    uint64_t carry = buckets_.empty() ? 0 : buckets_.back().live_end;
+    while (buckets_.size() <= i) {
+      TimelineBucket b;
+      b.start_ns = buckets_.size() * width_;
+      b.live_max = b.live_end = carry;
+      buckets_.push_back(b);
+    }
+  }
+  return i;
+}
+
+// Doubles the bucket width: bucket i of the new series is buckets 2i and 2i+1 of the old.
+void Timeline::halve() {
+  std::vector<TimelineBucket> merged((buckets_.size() + 1) / 2);
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    TimelineBucket& m = merged[i / 2];
+    const TimelineBucket& b = buckets_[i];
+    m.start_ns = (i / 2) * width_ * 2;
+    m.live_max = std::max(m.live_max, b.live_max);
+    m.live_end = b.live_end;
+    m.rss_max = std::max(m.rss_max, b.rss_max);
+    m.allocations += b.allocations;
+    m.bytes += b.bytes;
+    m.frees += b.frees;
+  }
+  buckets_ = std::move(merged);
+  for (auto& [site, pts] : sites_) {
+    std::vector<SitePoint> m((pts.size() + 1) / 2);
+    for (size_t i = 0; i < pts.size(); ++i) {
+      SitePoint& t = m[i / 2];
+      t.p.allocations += pts[i].p.allocations;
+      t.p.bytes += pts[i].p.bytes;
+      if (pts[i].touched) t.p.live_end = pts[i].p.live_end;
+      t.touched |= pts[i].touched;
+    }
+    pts = std::move(m);
+  }
+  width_ *= 2;
+}
+
+void Timeline::on_heap(uint64_t time, uint32_t site, bool is_alloc, uint64_t size, uint64_t live,
+                       uint64_t site_live) {
+  size_t i = index(time);
+  TimelineBucket& b = buckets_[i];
+  b.live_max = std::max(b.live_max, live);
+  b.live_end = live;
+  if (is_alloc) {
+    b.allocations++;
+    b.bytes += size;
+  } else {
+    b.frees++;
+  }
+  if (site != cache_.site || !cache_.points) {
+    cache_.site = site;
+    cache_.points = &sites_[site];  // node-based map: the vector does not move
+  }
+  std::vector<SitePoint>& pts = *cache_.points;
+  if (pts.size() <= i) pts.resize(i + 1);
+  if (is_alloc) {
+    pts[i].p.allocations++;
+    pts[i].p.bytes += size;
+  }
+  pts[i].p.live_end = site_live;
+  pts[i].touched = true;
+}
+
+void Timeline::on_rss(uint64_t time, uint64_t rss) {
+  size_t i = index(time);
+  buckets_[i].rss_max = std::max(buckets_[i].rss_max, rss);
+}
+
+std::vector<TimelineBucket> Timeline::buckets() const {
+  return buckets_;
+}
+
+std::vector<SiteSeries> Timeline::site_series(size_t top) const {
+  std::vector<std::pair<uint64_t, uint32_t>> order;
+  for (const auto& [site, pts] : sites_) {
+    uint64_t bytes = 0;
+    for (const SitePoint& p : pts) bytes += p.p.bytes;
+    order.emplace_back(bytes, site);
+  }
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  if (top && order.size() > top) order.resize(top);
+  std::vector<SiteSeries> out;
+  for (const auto& [bytes, site] : order) {
+    const std::vector<SitePoint>& pts = sites_.at(site);
+    SiteSeries s{site, std::vector<SiteSeriesPoint>(buckets_.size())};
+    uint64_t live = 0;
+    for (size_t i = 0; i < s.points.size(); ++i) {
+      if (i < pts.size()) {
+        s.points[i] = pts[i].p;
+        if (pts[i].touched) live = pts[i].p.live_end;
+      }
+      s.points[i].live_end = live;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Timeline timeline_of_trace(TraceReader& reader, size_t max_buckets) {
+  HeapDetails details(max_buckets);
+  reader.read(details);
+  return details.finish().timeline;
+}
+
+}  // namespace memcensus

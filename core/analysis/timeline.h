@@ -1,0 +1,83 @@
+// Timeline: live heap and RSS over time, and per-call-site series, in at most `max_buckets`
+// equal time buckets. Buckets start 1 ms wide and double in width (merging pairs) whenever
+// the trace outgrows them, so memory stays O(max_buckets x sites that allocated) however
+// long the trace. This is what the HTML report's charts and the text --timeline draw.
+//
+// Feed it heap changes and RSS samples in (roughly) time order; a change earlier than the
+// current bucket is counted in the current bucket. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "trace/trace_reader.h"
+
+namespace memcensus {
+
+struct TimelineBucket {
+  uint64_t start_ns = 0;
+  uint64_t live_max = 0;  // highest live heap bytes within the bucket
+  uint64_t live_end = 0;  // live heap bytes at the bucket's end
+  uint64_t rss_max = 0;   // highest RSS sample within the bucket (0: no sample)
+  uint64_t allocations = 0, bytes = 0, frees = 0;
+};
+
+struct SiteSeriesPoint {
+  uint64_t allocations = 0, bytes = 0;  // allocated within the bucket
+  uint64_t live_end = 0;                // this site's live bytes at the bucket's end
+};
+
+struct SiteSeries {
+  uint32_t site = 0;                    // stack id
+  std::vector<SiteSeriesPoint> points;  // one per bucket of Timeline::buckets()
+};
+
+class Timeline {
+ public:
+  explicit Timeline(size_t max_buckets = 200, uint64_t first_width_ns = 1'000'000);
+
+  // The heap changed at `time` by `delta` bytes at `site` (an allocation when delta > 0 or
+  // `is_alloc`), leaving `live` bytes live in total and `site_live` at the site.
+  void on_heap(uint64_t time, uint32_t site, bool is_alloc, uint64_t size, uint64_t live,
+               uint64_t site_live);
+  void on_rss(uint64_t time, uint64_t rss);
+
+  uint64_t width_ns() const { return width_; }
+  // Buckets from time 0 to the last one touched; untouched ones carry the live bytes forward.
+  std::vector<TimelineBucket> buckets() const;
+  // Series of the `top` sites with the most bytes allocated (all when 0), largest first.
+  std::vector<SiteSeries> site_series(size_t top = 0) const;
+
+ private:
+  struct SitePoint {
+    SiteSeriesPoint p;
+    bool touched = false;
+  };
+  size_t index(uint64_t time);
+  void halve();
+
+  size_t max_;
+  uint64_t width_;
+  std::vector<TimelineBucket> buckets_;
+  std::unordered_map<uint32_t, std::vector<SitePoint>> sites_;
+  // sites_[site] of the latest change; a copy or move of the Timeline starts without it.
+  struct SiteCache {
+    uint32_t site = 0;
+    std::vector<SitePoint>* points = nullptr;
+    SiteCache() = default;
+    SiteCache(const SiteCache&) {}
+    SiteCache& operator=(const SiteCache&) {
+      points = nullptr;
+      return *this;
+    }
+  };
+  SiteCache cache_;
+};
+
+// Reads the whole trace and returns its timeline (for callers that want only the charts).
+// Throws Error on a malformed trace.
+Timeline timeline_of_trace(TraceReader& reader, size_t max_buckets = 200);
+
+}  // namespace memcensus

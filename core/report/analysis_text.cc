@@ -1,0 +1,194 @@
+// Text sections of `memcensus report`, each fitting a terminal.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "report/analysis_report.h"
+
+namespace memcensus {
+namespace {
+
+using Rows = std::vector<SiteRow>;
+
+std::string secs(uint64_t ns) {
+  return fmt::format("{:.3f} s", static_cast<double>(ns) / 1e9);
+}
+
+// Rows with key(row) > 0, largest first, at most n.
+template <typename Key>
+Rows top_rows(const Analysis& a, size_t n, Key key) {
+  Rows rows = site_rows(a);
+  rows.erase(std::remove_if(rows.begin(), rows.end(), [&](const SiteRow& r) { return !key(r); }),
+             rows.end());
+  std::stable_sort(rows.begin(), rows.end(),
+                   [&](const SiteRow& x, const SiteRow& y) { return key(x) > key(y); });
+  if (rows.size() > n) rows.resize(n);
+  return rows;
+}
+
+void tree_lines(const FrameTree& t, size_t node, size_t depth, uint64_t min, std::string& out) {
+  if (depth > 12) return;
+  for (size_t c : t.children(node, min, 6)) {
+    const FrameTree::Node& n = t.node(c);
+    out +=
+        fmt::format("  {:>10}  {}{}\n", format_bytes(n.value), std::string(depth * 2, ' '), n.name);
+    tree_lines(t, c, depth + 1, min, out);
+  }
+}
+
+void write_peak(const Analysis& a, SiteNames& names, std::string& out) {
+  out += fmt::format("\n== live heap at its peak: {} at {}\n",
+                     format_bytes(a.heap.totals.peak_live_bytes), secs(a.heap.totals.peak_time_ns));
+  for (bool top_down : {true, false}) {
+    FrameTree t = peak_tree(a, names, top_down);
+    out += top_down ? "top-down (callers first):\n" : "bottom-up (allocating functions first):\n";
+    tree_lines(t, 0, 0, t.root().value / 100, out);
+  }
+}
+
+void site_line(const std::string& figures, const std::string& name, std::string& out) {
+  out += fmt::format("  {}  {}\n", figures, name);
+}
+
+void write_leaks(const Analysis& a, SiteNames& names, size_t top, std::string& out) {
+  const HeapTotals& t = a.heap.totals;
+  out += fmt::format("\n== not freed at exit: {} in {} blocks\n", format_bytes(t.leaked_bytes),
+                     t.leaked_blocks);
+  for (const SiteRow& r : top_rows(a, top, [](const SiteRow& r) { return r.stats->leaked_bytes; }))
+    site_line(fmt::format("{:>10} in {:>6} blocks", format_bytes(r.stats->leaked_bytes),
+                          r.stats->leaked_blocks),
+              names.name(r.stats->stack), out);
+}
+
+void write_temporary(const Analysis& a, SiteNames& names, size_t top, std::string& out) {
+  const HeapDetailSummary& d = a.details;
+  out += fmt::format("\n== temporary allocations (freed with no allocation in between): {} ({})\n",
+                     d.temporary, format_bytes(d.temporary_bytes));
+  out += "lifetimes of freed blocks:\n";
+  for (size_t i = 0; i < kLifetimeBuckets; ++i)
+    out += fmt::format("  {:>8}  {}\n", lifetime_bucket_name(i), d.lifetimes[i]);
+  for (const SiteRow& r : top_rows(a, top, [](const SiteRow& r) { return r.detail->temporary; }))
+    site_line(fmt::format("{:>8} temporary ({})", r.detail->temporary,
+                          format_bytes(r.detail->temporary_bytes)),
+              names.name(r.stats->stack), out);
+}
+
+void write_copies(const Analysis& a, SiteNames& names, size_t top, std::string& out) {
+  const HeapTotals& t = a.heap.totals;
+  const HeapDetailSummary& d = a.details;
+  out += fmt::format("\n== copies: {} realloc moves copied {}; {} growth chains, {} steps, {}\n",
+                     t.realloc_moves, format_bytes(t.realloc_bytes_copied), d.growth_chains,
+                     d.growth_steps, format_bytes(d.growth_bytes_copied));
+  auto cost = [](const SiteRow& r) {
+    return r.detail->realloc_bytes_copied + r.detail->growth_bytes_copied;
+  };
+  for (const SiteRow& r : top_rows(a, top, cost)) {
+    const SiteDetail& s = *r.detail;
+    site_line(fmt::format("{} moves {}, {} chains (longest {}) {} steps {}", s.realloc_moves,
+                          format_bytes(s.realloc_bytes_copied), s.growth_chains, s.longest_chain,
+                          s.growth_steps, format_bytes(s.growth_bytes_copied)),
+              names.name(r.stats->stack), out);
+  }
+}
+
+void write_sites(const Analysis& a, SiteNames& names, size_t top, std::string& out) {
+  out += fmt::format("\n== allocation sites by bytes ({} sites)\n", a.heap.sites.size());
+  for (const SiteRow& r : top_rows(a, top, [](const SiteRow& r) { return r.stats->bytes + 1; })) {
+    const SiteStats& s = *r.stats;
+    site_line(fmt::format("{:>10} in {:>8} calls, {:>10} at peak, {:>10} not freed",
+                          format_bytes(s.bytes), s.allocations, format_bytes(s.peak_bytes),
+                          format_bytes(s.leaked_bytes)),
+              names.name(s.stack), out);
+    const auto& fr = names.frames(s.stack);
+    for (size_t i = 1; i < fr.size() && i < 6; ++i) out += "        " + names.label(fr[i]) + "\n";
+  }
+}
+
+void write_threads(const Analysis& a, std::string& out) {
+  out += fmt::format("\n== threads ({})\n  {:>8} {:>12} {:>12} {:>12} {:>10}\n",
+                     a.details.threads.size(), "tid", "allocations", "bytes", "frees", "temporary");
+  for (const ThreadDetail& t : a.details.threads)
+    out += fmt::format("  {:>8} {:>12} {:>12} {:>12} {:>10}\n", t.tid, t.allocations,
+                       format_bytes(t.bytes), t.frees, t.temporary);
+}
+
+void write_histogram(const Analysis& a, std::string& out) {
+  out += "\n== allocation sizes (requested bytes)\n";
+  const auto& h = a.details.size_histogram;
+  uint64_t most = std::max<uint64_t>(1, *std::max_element(h.begin(), h.end()));
+  for (size_t i = 0; i < h.size(); ++i) {
+    if (!h[i]) continue;
+    uint64_t lo = i ? uint64_t{1} << (i - 1) : 0;
+    out += fmt::format("  {:>10} .. {:<10} {:>10} {}\n", format_bytes(lo),
+                       i ? format_bytes(lo * 2 - 1) : "0 B", h[i],
+                       std::string(std::max<uint64_t>(1, h[i] * 40 / most), '#'));
+  }
+}
+
+void write_timeline(const Analysis& a, std::string& out) {
+  std::vector<TimelineBucket> b = a.details.timeline.buckets();
+  out += fmt::format("\n== timeline ({} buckets of {:.1f} ms)\n  {:>10} {:>12} {:>12}\n", b.size(),
+                     static_cast<double>(a.details.timeline.width_ns()) / 1e6, "time", "live heap",
+                     "RSS");
+  size_t step = std::max<size_t>(1, (b.size() + 19) / 20);
+  for (size_t i = 0; i < b.size(); i += step) {
+    uint64_t live = 0, rss = 0;
+    for (size_t j = i; j < std::min(b.size(), i + step); ++j)
+      live = std::max(live, b[j].live_max), rss = std::max(rss, b[j].rss_max);
+    out += fmt::format("  {:>10} {:>12} {:>12}\n", secs(b[i].start_ns), format_bytes(live),
+                       rss ? format_bytes(rss) : "-");
+  }
+}
+
+void write_moment(const char* title, const std::optional<MomentSnapshot>& m, pid_t pid,
+                  SiteNames& names, std::string& out) {
+  if (!m) {
+    out += fmt::format("{}: no smaps snapshot in the trace\n", title);
+    return;
+  }
+  ResidentMoment r = resident_at(*m, pid, names);
+  out += fmt::format("{} ({}): RSS {}\n", title, secs(r.time_ns), format_bytes(r.rss));
+  for (const ResidentPart& p : r.parts)
+    out += fmt::format("  {:>10}  {}\n", format_bytes(p.bytes), p.what);
+}
+
+void write_resident(const Analysis& a, SiteNames& names, std::string& out) {
+  out += "\n== resident memory, every byte named\n";
+  write_moment("at the RSS peak", a.details.at_rss_peak, a.heap.process.pid, names, out);
+  write_moment("at exit", a.details.at_exit, a.heap.process.pid, names, out);
+}
+
+void write_summary_extra(const Analysis& a, std::string& out) {
+  const HeapDetailSummary& d = a.details;
+  out += fmt::format("temporary:      {} allocations ({})\n", d.temporary,
+                     format_bytes(d.temporary_bytes));
+  out += fmt::format("growth chains:  {} ({} steps, {} copied)\n", d.growth_chains, d.growth_steps,
+                     format_bytes(d.growth_bytes_copied));
+}
+
+}  // namespace
+
+void write_analysis_text(const Analysis& a, Symbolizer& sym, const ReportSections& sec,
+                         const HeapReportOptions& o, std::string& out) {
+  SiteNames names(a.heap, sym);
+  if (!sec.any()) {
+    write_heap_summary(a.heap, a.stats, out);
+    write_summary_extra(a, out);
+    write_sites(a, names, std::min<size_t>(o.top_sites, 5), out);
+    out +=
+        "(sections: --peak --leaks --temporary --copies --sites --threads --histogram "
+        "--timeline --resident; --json for everything)\n";
+    return;
+  }
+  if (sec.peak) write_peak(a, names, out);
+  if (sec.leaks) write_leaks(a, names, o.top_sites, out);
+  if (sec.temporary) write_temporary(a, names, o.top_sites, out);
+  if (sec.copies) write_copies(a, names, o.top_sites, out);
+  if (sec.sites) write_sites(a, names, o.top_sites, out);
+  if (sec.threads) write_threads(a, out);
+  if (sec.histogram) write_histogram(a, out);
+  if (sec.timeline) write_timeline(a, out);
+  if (sec.resident) write_resident(a, names, out);
+}
+
+}  // namespace memcensus

@@ -1,0 +1,175 @@
+// The analysis sections of `memcensus report --json` against the analysis_fx fixture, whose
+// answers are known exactly (see fixtures/analysis_fx.cc).
+#include <gtest/gtest.h>
+
+#include <numeric>
+#include <sstream>
+
+#include "run_test_util.h"
+
+using nlohmann::json;
+
+namespace {
+
+// The first site with a frame of `function` (demangled, "name(args)"), or as its innermost
+// frame when `innermost`.
+const json* site_of(const json& report, const std::string& function, bool innermost = false) {
+  for (const json& site : report["sites"]) {
+    const json& frames = report["stacks"][std::to_string(site["stack_id"].get<uint64_t>())];
+    for (size_t i = 0; i < frames.size(); ++i) {
+      if (frames[i]["function"].get<std::string>().rfind(function + "(", 0) == 0) return &site;
+      if (innermost && i == 0) break;
+    }
+  }
+  return nullptr;
+}
+
+class AnalysisFixture : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    t_ = new mctest::Traced(mctest::traced({mctest::fixture("analysis_fx")}));
+  }
+  static void TearDownTestSuite() { delete t_; }
+  static const json& r() { return t_->report; }
+  static mctest::Traced* t_;
+};
+mctest::Traced* AnalysisFixture::t_ = nullptr;
+
+TEST_F(AnalysisFixture, Temporaries) {
+  ASSERT_EQ(t_->status, 0);
+  const json* s = site_of(r(), "temporaries", true);
+  ASSERT_TRUE(s);
+  EXPECT_EQ((*s)["allocations"], 50);
+  EXPECT_EQ((*s)["temporary"], 50);
+  EXPECT_EQ((*s)["temporary_bytes"], 5000);
+  EXPECT_GE(r()["temporary"]["allocations"].get<uint64_t>(), 50u);
+  uint64_t lifetimes = 0;
+  for (const json& b : r()["temporary"]["lifetimes"]) lifetimes += b["blocks"].get<uint64_t>();
+  EXPECT_EQ(lifetimes + r()["totals"]["leaked_blocks"].get<uint64_t>(),
+            r()["totals"]["allocation_calls"].get<uint64_t>() -
+                r()["totals"]["failed_allocations"].get<uint64_t>());
+}
+
+TEST_F(AnalysisFixture, VectorGrowthChain) {
+  const json* s = site_of(r(), "grow_vector");
+  ASSERT_TRUE(s);
+  EXPECT_EQ((*s)["allocations"], 11);
+  EXPECT_EQ((*s)["bytes"], 8188);  // 4 + 8 + ... + 4096
+  EXPECT_EQ((*s)["growth_chains"], 1);
+  EXPECT_EQ((*s)["growth_steps"], 10);
+  EXPECT_EQ((*s)["growth_bytes_copied"], 4092);
+  EXPECT_EQ((*s)["longest_chain"], 11);
+  EXPECT_EQ((*s)["temporary"], 0);
+}
+
+TEST_F(AnalysisFixture, ReallocCopiesBySite) {
+  std::istringstream out(t_->out);
+  std::string word;
+  uint64_t moves = 0, copied = 0;
+  out >> word >> moves >> word >> copied;
+  const json* loop = nullptr;
+  for (const json& site : r()["sites"])
+    if (site["allocations"] == 12 && site["name"].get<std::string>().rfind("grow_realloc(", 0) == 0)
+      loop = &site;
+  ASSERT_TRUE(loop) << t_->out;
+  EXPECT_EQ((*loop)["realloc_bytes_copied"], copied);
+  EXPECT_EQ((*loop)["growth_steps"], 11);
+  EXPECT_EQ((*loop)["longest_chain"], 12);
+  EXPECT_EQ(r()["copies"]["realloc_moves"], moves);
+  EXPECT_EQ(r()["copies"]["realloc_bytes_copied"], copied);
+  EXPECT_EQ(r()["totals"]["realloc_calls"], 12);  // the compiler makes realloc(nullptr, n) a malloc
+}
+
+TEST_F(AnalysisFixture, PeakBySiteAndTrees) {
+  const json* big = site_of(r(), "peak_big", true);
+  const json* small = site_of(r(), "peak_small", true);
+  ASSERT_TRUE(big && small);
+  EXPECT_EQ((*big)["peak_bytes"], 1 << 20);
+  EXPECT_EQ((*big)["peak_blocks"], 1);
+  EXPECT_EQ((*small)["peak_bytes"], 10000);
+  EXPECT_EQ((*small)["peak_blocks"], 10);
+  const json& peak = r()["peak"];
+  EXPECT_EQ(peak["bytes"], r()["totals"]["peak_live_bytes"]);
+  EXPECT_EQ(peak["top_down"]["bytes"], peak["bytes"]);
+  EXPECT_EQ(peak["bottom_up"]["bytes"], peak["bytes"]);
+  bool found = false;
+  for (const json& c : peak["bottom_up"]["children"])
+    found |= c["name"].get<std::string>().rfind("peak_big(", 0) == 0 && c["bytes"] == 1 << 20;
+  EXPECT_TRUE(found);
+}
+
+TEST_F(AnalysisFixture, LeaksBySite) {
+  const json* s = site_of(r(), "leak", true);
+  ASSERT_TRUE(s);
+  EXPECT_EQ((*s)["leaked_blocks"], 3);
+  EXPECT_EQ((*s)["leaked_bytes"], 369);
+}
+
+TEST_F(AnalysisFixture, ThreadsHistogramTimelineAddUp) {
+  const json& totals = r()["totals"];
+  uint64_t calls = 0, hist = 0;
+  for (const json& t : r()["thread_totals"]) calls += t["allocations"].get<uint64_t>();
+  EXPECT_EQ(calls, totals["allocation_calls"].get<uint64_t>());
+  for (const json& h : r()["histogram"]) hist += h["count"].get<uint64_t>();
+  EXPECT_EQ(hist, totals["allocation_calls"].get<uint64_t>() -
+                      totals["failed_allocations"].get<uint64_t>());
+  uint64_t live_max = 0, allocs = 0;
+  for (const json& b : r()["timeline"]["buckets"]) {
+    live_max = std::max(live_max, b["live_max"].get<uint64_t>());
+    allocs += b["allocations"].get<uint64_t>();
+  }
+  EXPECT_EQ(live_max, totals["peak_live_bytes"].get<uint64_t>());
+  EXPECT_EQ(allocs, hist);
+}
+
+void expect_exact_split(const json& moment) {
+  ASSERT_TRUE(moment.is_object());
+  uint64_t sum = 0;
+  for (const json& p : moment["parts"]) {
+    EXPECT_FALSE(p["what"].get<std::string>().empty());
+    sum += p["bytes"].get<uint64_t>();
+  }
+  EXPECT_GT(moment["rss"].get<uint64_t>(), 0u);
+  EXPECT_EQ(sum, moment["rss"].get<uint64_t>());
+}
+
+TEST_F(AnalysisFixture, ResidentSumsExactly) {
+  expect_exact_split(r()["resident"]["at_peak"]);
+  expect_exact_split(r()["resident"]["at_exit"]);
+  bool leak_named = false;
+  for (const json& p : r()["resident"]["at_exit"]["parts"])
+    leak_named |= p["what"].get<std::string>().rfind("live heap: leak(", 0) == 0;
+  EXPECT_TRUE(leak_named) << r()["resident"]["at_exit"].dump();
+}
+
+TEST(AnalysisReport, ResidentSumsExactlyOnRustAndPython) {
+  std::vector<std::vector<std::string>> programs = {{"python3", "-c", "x = [0] * 1000000"}};
+  std::string rust = MC_RUST_FIXTURE;
+  if (!rust.empty()) programs.push_back({rust, mctest::scratch_dir() + "/t.json", "10"});
+  for (const auto& argv : programs) {
+    auto t = mctest::traced(argv);
+    ASSERT_EQ(t.status, 0) << argv[0];
+    expect_exact_split(t.report["resident"]["at_peak"]);
+    expect_exact_split(t.report["resident"]["at_exit"]);
+  }
+}
+
+TEST(AnalysisReport, SectionsAloneAndBadInput) {
+  auto t = mctest::traced({mctest::fixture("analysis_fx")});
+  for (const char* flag : {"--peak", "--leaks", "--temporary", "--copies", "--sites", "--threads",
+                           "--histogram", "--timeline", "--resident"}) {
+    auto r = mctest::run({mctest::memcensus(), "report", t.trace, flag});
+    EXPECT_EQ(r.status, 0) << flag;
+    EXPECT_EQ(r.out.rfind("\n== ", 0), 0u) << flag << ": " << r.out.substr(0, 80);
+  }
+  auto summary = mctest::run({mctest::memcensus(), "report", t.trace});
+  EXPECT_EQ(summary.out.rfind("command:", 0), 0u);
+  EXPECT_LT(std::count(summary.out.begin(), summary.out.end(), '\n'), 60);
+  std::string bad = mctest::scratch_dir() + "/not-a-trace";
+  FILE* f = std::fopen(bad.c_str(), "w");
+  std::fputs("hello\n", f);
+  std::fclose(f);
+  EXPECT_EQ(mctest::run({mctest::memcensus(), "report", bad}).status, 2);
+}
+
+}  // namespace

@@ -1,0 +1,112 @@
+// `memcensus export` checked by an independent pprof decoder (the npm package pprof-format,
+// tests/pprof), and `memcensus diff` on traces with known differences.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "run_test_util.h"
+
+using nlohmann::json;
+
+namespace {
+
+std::string pprof_dir() {
+  return std::string(MC_SOURCE_DIR) + "/tests/pprof";
+}
+
+// Decoded summary of a pprof file, or null when the decoder is not installed.
+json decode(const std::string& profile) {
+  auto r = mctest::run({"node", pprof_dir() + "/decode_pprof.mjs", profile});
+  EXPECT_EQ(r.status, 0) << r.out;
+  return json::parse(r.out);
+}
+
+bool decoder_installed() {
+  struct stat st;
+  return stat((pprof_dir() + "/node_modules/pprof-format").c_str(), &st) == 0;
+}
+
+std::string exported(const std::string& trace, const std::string& format,
+                     const std::vector<std::string>& extra = {}) {
+  std::string out = mctest::scratch_dir() + "/out";
+  std::vector<std::string> argv = {
+      mctest::memcensus(), "export", "--format", format, trace, "-o", out};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  EXPECT_EQ(mctest::run(argv).status, 0);
+  return out;
+}
+
+TEST(Export, PprofTotalsMatchReportByIndependentDecoder) {
+  if (!decoder_installed())
+    GTEST_SKIP() << "pprof-format not installed: run scripts/setup.sh (npm ci in tests/pprof)";
+  auto t = mctest::traced({mctest::fixture("analysis_fx")});
+  ASSERT_EQ(t.status, 0);
+  const json& totals = t.report["totals"];
+  json p = decode(exported(t.trace, "pprof"));
+  EXPECT_EQ(p["sample_types"],
+            json({"alloc_objects", "alloc_space", "inuse_objects", "inuse_space"}));
+  EXPECT_EQ(p["totals"]["alloc_objects"], totals["allocation_calls"]);
+  EXPECT_EQ(p["totals"]["alloc_space"], totals["bytes_allocated"]);
+  EXPECT_EQ(p["totals"]["inuse_space"], totals["peak_live_bytes"]);
+  EXPECT_GE(p["max_lines_per_location"].get<int>(), 2);  // inlined frames as lines
+  bool named = false;
+  for (const json& f : p["functions"]) named |= f.get<std::string>().rfind("grow_vector(", 0) == 0;
+  EXPECT_TRUE(named);
+  bool build_id = false;
+  for (const json& m : p["mappings"])
+    build_id |= m["file"].get<std::string>().find("analysis_fx") != std::string::npos &&
+                m["build_id"].get<std::string>().size() == 40;
+  EXPECT_TRUE(build_id);
+
+  json at_exit = decode(exported(t.trace, "pprof", {"--at", "exit"}));
+  EXPECT_EQ(at_exit["totals"]["inuse_objects"], totals["leaked_blocks"]);
+  EXPECT_EQ(at_exit["totals"]["inuse_space"], totals["leaked_bytes"]);
+  json late = decode(exported(t.trace, "pprof", {"--at", "1000000"}));
+  EXPECT_EQ(late["totals"]["inuse_space"], totals["leaked_bytes"]);
+}
+
+TEST(Export, CollapsedAndJson) {
+  auto t = mctest::traced({mctest::fixture("analysis_fx")});
+  std::ifstream folded(exported(t.trace, "collapsed"));
+  uint64_t sum = 0;
+  bool vector_line = false;
+  for (std::string line; std::getline(folded, line);) {
+    size_t space = line.rfind(' ');
+    ASSERT_NE(space, std::string::npos) << line;
+    sum += std::stoull(line.substr(space + 1));
+    vector_line |= line.find("main;grow_vector(") != std::string::npos;
+  }
+  EXPECT_EQ(sum, t.report["totals"]["bytes_allocated"].get<uint64_t>());
+  EXPECT_TRUE(vector_line);
+  json j = mctest::read_json(exported(t.trace, "json"));
+  EXPECT_EQ(j["totals"], t.report["totals"]);
+  EXPECT_TRUE(j["resident"]["at_exit"].is_object());
+}
+
+TEST(Diff, GrowthBySiteAndFailOnGrowth) {
+  std::string dir = mctest::scratch_dir();
+  auto small = mctest::traced({mctest::fixture("count_cxx"), dir + "/a.json", "10"});
+  auto same = mctest::traced({mctest::fixture("count_cxx"), dir + "/b.json", "10"});
+  auto bigger = mctest::traced({mctest::fixture("analysis_fx")});
+  std::string mc = mctest::memcensus();
+  auto r = mctest::run({mc, "diff", small.trace, same.trace, "--json"});
+  ASSERT_EQ(r.status, 0);
+  json d = json::parse(r.out);
+  EXPECT_EQ(d["peak_growth_percent"], 0.0);
+  for (const json& s : d["sites"]) EXPECT_EQ(s["growth"], 0) << s.dump();
+  EXPECT_EQ(mctest::run({mc, "diff", small.trace, same.trace, "--fail-on-growth", "0"}).status, 0);
+
+  r = mctest::run({mc, "diff", small.trace, bigger.trace, "--json"});
+  d = json::parse(r.out);
+  EXPECT_EQ(d["new"]["peak"], bigger.report["totals"]["peak_live_bytes"]);
+  EXPECT_EQ(d["sites"][0]["new"]["peak"], 1 << 20);  // peak_big leads the growth
+  EXPECT_EQ(d["sites"][0]["old"]["peak"], 0);
+  EXPECT_FALSE(d["segments"].empty());
+  EXPECT_EQ(mctest::run({mc, "diff", small.trace, bigger.trace, "--fail-on-growth", "50"}).status,
+            1);
+  EXPECT_EQ(mctest::run({mc, "diff", small.trace, dir + "/missing"}).status, 2);
+}
+
+}  // namespace

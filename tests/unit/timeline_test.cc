@@ -1,0 +1,73 @@
+// Timeline buckets and their merging, FrameTree and diff ordering, on hand-made inputs.
+#include "analysis/timeline.h"
+
+#include <gtest/gtest.h>
+
+#include "analysis/frame_tree.h"
+#include "analysis/trace_diff.h"
+
+namespace memcensus {
+namespace {
+
+TEST(Timeline, BucketsCarryLiveBytesAndMergeWhenOutgrown) {
+  Timeline t(4, 1000);  // 4 buckets of 1 us
+  t.on_heap(100, 7, true, 50, 50, 50);
+  t.on_rss(200, 4096);
+  t.on_heap(2500, 7, false, 50, 0, 0);
+  auto b = t.buckets();
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[0].live_max, 50u);
+  EXPECT_EQ(b[0].rss_max, 4096u);
+  EXPECT_EQ(b[1].live_end, 50u);  // untouched: carried forward
+  EXPECT_EQ(b[2].live_end, 0u);
+  t.on_heap(9000, 8, true, 10, 10, 10);  // beyond 4 us: buckets double to 2 us, then 4 us
+  EXPECT_EQ(t.width_ns(), 4000u);
+  b = t.buckets();
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[0].allocations, 1u);
+  EXPECT_EQ(b[0].frees, 1u);
+  EXPECT_EQ(b[0].live_max, 50u);
+  EXPECT_EQ(b[2].allocations, 1u);
+  auto series = t.site_series();
+  ASSERT_EQ(series.size(), 2u);
+  EXPECT_EQ(series[0].site, 7u);  // 50 bytes allocated before site 8's 10
+  EXPECT_EQ(series[0].points[0].live_end, 0u);
+  EXPECT_EQ(series[1].points[1].live_end, 0u);
+  EXPECT_EQ(series[1].points[2].live_end, 10u);
+}
+
+TEST(FrameTree, MergesPathsByName) {
+  FrameTree t;
+  t.add({"main", "a", "malloc"}, 10);
+  t.add({"main", "b"}, 5);
+  t.add({"main", "a"}, 1);
+  EXPECT_EQ(t.root().value, 16u);
+  auto top = t.children(0, 0, 10);
+  ASSERT_EQ(top.size(), 1u);
+  auto kids = t.children(top[0], 0, 10);
+  ASSERT_EQ(kids.size(), 2u);
+  EXPECT_EQ(t.node(kids[0]).name, "a");
+  EXPECT_EQ(t.node(kids[0]).value, 11u);
+  EXPECT_EQ(t.children(top[0], 6, 10).size(), 1u);
+}
+
+TEST(TraceDiff, SortsByPeakGrowthThenBytes) {
+  std::vector<DiffRow> rows(3);
+  rows[0].what = "shrank";
+  rows[0].old_figures.peak = 10;
+  rows[1].what = "grew";
+  rows[1].new_figures.peak = 10;
+  rows[2].what = "more bytes";
+  rows[2].new_figures.bytes = 3;
+  sort_by_growth(rows);
+  EXPECT_EQ(rows[0].what, "grew");
+  EXPECT_EQ(rows[1].what, "more bytes");
+  EXPECT_EQ(rows[2].what, "shrank");
+  TraceDiff d;
+  d.old_totals.peak = 200;
+  d.new_totals.peak = 300;
+  EXPECT_DOUBLE_EQ(d.peak_growth_percent(), 50.0);
+}
+
+}  // namespace
+}  // namespace memcensus
