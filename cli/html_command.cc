@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include "analysis/heap_analysis.h"
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "report/html_model.h"
 #include "report/html_page.h"
 #include "symbolize/symbolizer.h"
@@ -23,15 +23,15 @@ struct HtmlOptions {
 };
 
 int html(const HtmlOptions& o) {
+  // Two passes: the analysis (as `memcensus report`) and the process samples. The trace is
+  // read in chunks each time, so memory stays bounded.
   TraceReader reader = TraceReader::from_file(o.file);
-  HeapAnalysis analysis;
+  Analysis a = analyse_with_progress(reader);
   TraceSamples samples;
-  VisitorTee both(analysis, samples);
-  reader.read(both);
-  HeapSummary s = analysis.finish();
-  Symbolizer sym(s.modules);
+  TraceReader::from_file(o.file).read(samples);
+  Symbolizer sym(a.heap.modules);
   HtmlModelInput in;
-  in.summary = &s;
+  in.analysis = &a;
   in.rss = &samples.rss;
   in.smaps = &samples.smaps;
   in.trace_path = o.file;

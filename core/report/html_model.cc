@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <tuple>
+#include <unordered_map>
 
 #include "format/trace_format.h"
 #include "layout/classify_layout.h"
@@ -46,7 +47,7 @@ class FrameTable {
 };
 
 void write_meta(JsonWriter& w, const HtmlModelInput& in) {
-  const HeapSummary& s = *in.summary;
+  const HeapSummary& s = in.analysis->heap;
   w.key("meta");
   w.begin_object();
   w.key("command");
@@ -64,8 +65,8 @@ void write_meta(JsonWriter& w, const HtmlModelInput& in) {
   w.end_object();
 }
 
-void write_summary(JsonWriter& w, const HeapSummary& s) {
-  const HeapTotals& t = s.totals;
+void write_summary(JsonWriter& w, const Analysis& a) {
+  const HeapTotals& t = a.heap.totals;
   w.key("summary");
   w.begin_object();
   w.field("allocation_calls", t.allocation_calls);
@@ -79,11 +80,22 @@ void write_summary(JsonWriter& w, const HeapSummary& s) {
   w.field("realloc_calls", t.realloc_calls);
   w.field("realloc_moves", t.realloc_moves);
   w.field("realloc_bytes_copied", t.realloc_bytes_copied);
+  w.field("temporary_allocations", a.details.temporary);
   w.end_object();
 }
 
-void write_timeline(JsonWriter& w, const std::vector<TraceRss>& rss, size_t max_points) {
+// RSS samples (thinned to max_points), with the live heap at each sample's time: the
+// highest live heap of the timeline bucket holding it.
+void write_timeline(JsonWriter& w, const std::vector<TraceRss>& rss, const Timeline& timeline,
+                    size_t max_points) {
   size_t step = rss.size() > max_points ? (rss.size() + max_points - 1) / max_points : 1;
+  std::vector<TimelineBucket> buckets = timeline.buckets();
+  uint64_t width = timeline.width_ns();
+  auto live_at = [&](uint64_t t) -> uint64_t {
+    if (buckets.empty()) return 0;
+    size_t i = std::min<size_t>(static_cast<size_t>(t / width), buckets.size() - 1);
+    return buckets[i].live_max;
+  };
   auto series = [&](const char* key, auto get) {
     w.key(key);
     w.begin_array();
@@ -96,11 +108,31 @@ void write_timeline(JsonWriter& w, const std::vector<TraceRss>& rss, size_t max_
   series("rss", [&](const TraceRss& r) { w.value(r.rss); });
   series("rss_anon", [&](const TraceRss& r) { w.value(r.rss_anon); });
   series("rss_file", [&](const TraceRss& r) { w.value(r.rss_file); });
+  if (!buckets.empty()) series("heap_live", [&](const TraceRss& r) { w.value(live_at(r.time)); });
   w.end_object();
 }
 
+void write_site_buckets(JsonWriter& w, const SiteSeries* series, uint64_t width) {
+  w.key("buckets");
+  w.begin_array();
+  if (series)
+    for (size_t b = 0; b < series->points.size(); ++b) {
+      const SiteSeriesPoint& p = series->points[b];
+      if (p.allocations == 0) continue;
+      w.begin_array();
+      w.value(seconds(b * width));
+      w.value(p.allocations);
+      w.value(p.bytes);
+      w.end_array();
+    }
+  w.end_array();
+}
+
 void write_sites(JsonWriter& w, const HtmlModelInput& in, Symbolizer& sym, FrameTable& frames) {
-  const HeapSummary& s = *in.summary;
+  const HeapSummary& s = in.analysis->heap;
+  const HeapDetailSummary& d = in.analysis->details;
+  std::unordered_map<uint32_t, SiteSeries> series;
+  for (SiteSeries& ss : d.timeline.site_series(in.max_sites)) series[ss.site] = std::move(ss);
   w.key("sites");
   w.begin_array();
   for (size_t i = 0; i < s.sites.size() && i < in.max_sites; ++i) {
@@ -119,9 +151,67 @@ void write_sites(JsonWriter& w, const HtmlModelInput& in, Symbolizer& sym, Frame
     w.field("peak_bytes", site.peak_bytes);
     w.field("leaked_blocks", site.leaked_blocks);
     w.field("leaked_bytes", site.leaked_bytes);
+    auto detail = d.sites.find(site.stack);
+    if (detail != d.sites.end()) {
+      w.field("temporary", detail->second.temporary);
+      w.field("copies", detail->second.realloc_moves);
+      w.field("copied_bytes", detail->second.realloc_bytes_copied);
+    }
+    auto it = series.find(site.stack);
+    write_site_buckets(w, it == series.end() ? nullptr : &it->second, d.timeline.width_ns());
     w.end_object();
   }
   w.end_array();
+}
+
+void write_threads(JsonWriter& w, const HeapDetailSummary& d) {
+  w.key("threads");
+  w.begin_array();
+  for (const ThreadDetail& t : d.threads) {
+    w.begin_object();
+    w.field("tid", static_cast<int64_t>(t.tid));
+    w.field("name", "");
+    w.field("allocations", t.allocations);
+    w.field("bytes", t.bytes);
+    w.null_field("stack_size");
+    w.null_field("stack_rss");
+    w.end_object();
+  }
+  w.end_array();
+}
+
+void write_resident(JsonWriter& w, const Analysis& a, Symbolizer& sym,
+                    std::vector<std::string>& warnings) {
+  SiteNames names(a.heap, sym);
+  w.key("resident");
+  w.begin_object();
+  auto moment = [&](const char* key, const std::optional<MomentSnapshot>& m) {
+    if (!m) return;
+    ResidentMoment r;
+    try {
+      r = resident_at(*m, a.heap.process.pid, names);
+    } catch (const Error& e) {
+      warnings.push_back(std::string("resident split ") + key + ": " + e.what());
+      return;
+    }
+    w.key(key);
+    w.begin_object();
+    w.field("time", seconds(r.time_ns));
+    w.field("rss", r.rss);
+    w.key("parts");
+    w.begin_array();
+    for (const ResidentPart& p : r.parts) {
+      w.begin_object();
+      w.field("what", p.what);
+      w.field("bytes", p.bytes);
+      w.end_object();
+    }
+    w.end_array();
+    w.end_object();
+  };
+  moment("at_peak", a.details.at_rss_peak);
+  moment("at_exit", a.details.at_exit);
+  w.end_object();
 }
 
 const char* snapshot_label(uint8_t reason) {
@@ -153,15 +243,15 @@ void write_snapshots(JsonWriter& w, const HtmlModelInput& in, std::vector<std::s
     if (it == chosen.end()) continue;
     Layout layout;
     try {
-      layout = layout_from_smaps(it->second->text, in.summary->process.pid, {}, 20);
+      layout = layout_from_smaps(it->second->text, in.analysis->heap.process.pid, {}, 20);
     } catch (const Error& e) {
       warnings.push_back(std::string(label) + " snapshot unreadable: " + e.what());
       continue;
     }
     layout.command = "";
-    for (const auto& a : in.summary->process.argv)
+    for (const auto& a : in.analysis->heap.process.argv)
       layout.command += (layout.command.empty() ? "" : " ") + a;
-    layout.exe = in.summary->process.exe;
+    layout.exe = in.analysis->heap.process.exe;
     w.begin_object();
     w.field("label", label);
     w.field("time", seconds(it->second->time));
@@ -178,24 +268,24 @@ void write_snapshots(JsonWriter& w, const HtmlModelInput& in, std::vector<std::s
 }  // namespace
 
 void write_html_model(const HtmlModelInput& in, Symbolizer& sym, std::string& out) {
+  const Analysis& a = *in.analysis;
   std::vector<std::string> warnings;
   JsonWriter w(out);
   FrameTable frames;
   w.begin_object();
   write_meta(w, in);
-  write_summary(w, *in.summary);
-  write_timeline(w, *in.rss, in.max_timeline);
+  write_summary(w, a);
+  write_timeline(w, *in.rss, a.details.timeline, in.max_timeline);
   write_sites(w, in, sym, frames);
   frames.write(w);
+  write_threads(w, a.details);
   write_snapshots(w, in, warnings);
-  if (in.summary->sites.size() > in.max_sites)
+  write_resident(w, a, sym, warnings);
+  if (a.heap.sites.size() > in.max_sites)
     warnings.push_back("only the " + std::to_string(in.max_sites) + " largest of " +
-                       std::to_string(in.summary->sites.size()) + " call sites are shown");
-  if (in.summary->totals.estimated)
+                       std::to_string(a.heap.sites.size()) + " call sites are shown");
+  if (a.heap.totals.estimated)
     warnings.push_back("a sampled trace (--sample): figures are estimates");
-  warnings.push_back(
-      "this version does not yet compute temporary allocations, realloc copies per site, "
-      "per-thread figures or the resident split: those views are empty");
   w.key("warnings");
   w.begin_array();
   for (const auto& s : warnings) w.value(s);

@@ -1,21 +1,21 @@
 // The report model that the HTML page (web/) draws: one JSON object with the run's meta
-// data, summary, timeline, symbolized frames and call sites, thread figures, classified
-// layout snapshots and warnings. Keys are documented in web/README.md. Figures this
-// version cannot compute are left out of the model (the page then says they are missing)
-// and named in `warnings`, never written as zeros.
+// data, summary, timeline, symbolized frames and call sites (with their activity per time
+// bucket, temporaries and realloc copies), per-thread figures, classified layout snapshots,
+// the resident split at the RSS peak and at exit, and warnings. Keys are documented in
+// web/README.md; it is built from the same analysis as `memcensus report`.
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "analysis/heap_analysis.h"
+#include "report/analysis_report.h"
 #include "symbolize/symbolizer.h"
 #include "trace/trace_records.h"
 
 namespace memcensus {
 
 struct HtmlModelInput {
-  const HeapSummary* summary = nullptr;
+  const Analysis* analysis = nullptr;
   const std::vector<TraceRss>* rss = nullptr;
   const std::vector<TraceSmaps>* smaps = nullptr;
   std::string trace_path;
