@@ -11,7 +11,7 @@ old=$(cd "$1" && pwd)
 new=$(cd "$2" && pwd)
 repeat=${REPEAT:-3}
 bin=$new/bench/bin
-work=$(mktemp -d -t memcensus-cmp.XXXXXX)
+work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 ms() {

@@ -9,7 +9,7 @@ build=$(cd "${1:-build/release}" && pwd)
 repeat=${REPEAT:-3}
 mc=$build/cli/memcensus
 bin=$build/bench/bin
-work=$(mktemp -d -t memcensus-bench.XXXXXX)
+work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 have() { command -v "$1" >/dev/null 2>&1; }
 
