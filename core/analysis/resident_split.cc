@@ -8,6 +8,7 @@ namespace {
 
 constexpr const char* kOverhead = "allocator overhead and retained free memory";
 constexpr const char* kUnknownAnon = "anonymous memory of unknown origin";
+constexpr const char* kOwn = "memcensus runtime buffers";
 
 // Bytes of [a, b) covered by [c, d).
 uint64_t overlap(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
@@ -63,10 +64,14 @@ std::vector<ResidentPart> split_resident(const Layout& layout, std::vector<Addre
   std::sort(mmaps.begin(), mmaps.end(), by_address);
 
   uint64_t code = 0, statics = 0, stacks = 0, overhead = 0, unknown_anon = 0, files = 0, shm = 0,
-           kernel = 0, other = 0;
+           kernel = 0, other = 0, own = 0;
   std::map<uint32_t, uint64_t> heap_parts, mmap_parts;
   for (const Region& r : layout.regions) {
     uint64_t rss = r.raw.fig.get(SmapsField::kRss);
+    if (r.raw.path.starts_with("[anon:memcensus")) {  // the recorder's own rings and buffers
+      own += rss;
+      continue;
+    }
     switch (r.kind) {
       case RegionKind::kText:
         code += rss;
@@ -148,6 +153,7 @@ std::vector<ResidentPart> split_resident(const Layout& layout, std::vector<Addre
   add("shared memory", shm);
   add("kernel-provided (vdso, vvar)", kernel);
   add("other", other);
+  add(kOwn, own);
   return parts;
 }
 

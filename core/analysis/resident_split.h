@@ -5,7 +5,8 @@
 // (stacks and guards), "live heap: SITE" for each call site with live blocks, "allocator
 // overhead and retained free memory" (resident heap and arena bytes not covered by live
 // blocks), "anonymous mmap: SITE" for mmaps the program made, "anonymous memory of unknown
-// origin", "file mappings", "shared memory", "kernel-provided (vdso, vvar)", "other".
+// origin", "file mappings", "shared memory", "kernel-provided (vdso, vvar)", "other",
+// "memcensus runtime buffers" (mappings labelled [anon:memcensus] by the recorder).
 //
 // Live bytes are counted resident up to the rss of the region that holds them (the trace
 // does not record which pages of a block were touched); within a region, its rss goes first

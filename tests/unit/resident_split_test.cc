@@ -40,7 +40,9 @@ TEST(ResidentSplit, EveryByteNamedAndSumExact) {
       region(0x70000, 0x71000, RegionKind::kAnon, 0x1000),  // nobody's: unknown origin
       region(0x80000, 0x90000, RegionKind::kStack, 0x2000),
       region(0xa0000, 0xa1000, RegionKind::kVdso, 0x1000),
+      region(0xb0000, 0xc0000, RegionKind::kAnon, 0x4000),  // the recorder's own ring
   };
+  l.regions.back().raw.path = "[anon:memcensus]";
   std::vector<AddressBlock> live = {
       {0x10010, 0x3000, 1},  // 12 KiB from site 1
       {0x14000, 0x1000, 2},  // 4 KiB from site 2
@@ -63,6 +65,7 @@ TEST(ResidentSplit, EveryByteNamedAndSumExact) {
   EXPECT_EQ(part(parts, "anonymous mmap: site4"), 0x3000u);
   EXPECT_EQ(part(parts, "anonymous memory of unknown origin"), 0x1000u);
   EXPECT_EQ(part(parts, "kernel-provided (vdso, vvar)"), 0x1000u);
+  EXPECT_EQ(part(parts, "memcensus runtime buffers"), 0x4000u);
   for (const auto& p : parts) EXPECT_GT(p.bytes, 0u) << p.what;
 }
 
