@@ -173,3 +173,25 @@ TEST(AnalysisReport, SectionsAloneAndBadInput) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(AnalysisReport, RustNamesWithFileLineAndInlinedFrames) {
+  std::string rust = MC_RUST_FIXTURE;
+  if (rust.empty()) GTEST_SKIP() << "no rustc on PATH or in ~/.cargo/bin: Rust fixture not built";
+  auto t = mctest::traced({rust, mctest::scratch_dir() + "/t.json", "10"});
+  ASSERT_EQ(t.status, 0);
+  bool named = false, inlined = false;
+  for (const auto& [id, frames] : t.report["stacks"].items()) {
+    for (const json& f : frames) {
+      std::string file = f.value("file", "");
+      named |= f["function"].get<std::string>().rfind("count_rust::", 0) == 0 && file.size() > 13 &&
+               file.substr(file.size() - 13) == "count_rust.rs" && f.value("line", 0) > 0;
+      inlined |= f["inlined"].get<bool>();
+    }
+  }
+  EXPECT_TRUE(named);
+  EXPECT_TRUE(inlined);
+}
+
+}  // namespace
