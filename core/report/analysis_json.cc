@@ -177,19 +177,7 @@ void write_moment(JsonWriter& w, const char* key, const std::optional<MomentSnap
   }
   ResidentMoment r = resident_at(*m, a.heap.process.pid, names);
   w.key(key);
-  w.begin_object();
-  w.field("time", static_cast<double>(r.time_ns) / 1e9);
-  w.field("rss", r.rss);
-  w.key("parts");
-  w.begin_array();
-  for (const ResidentPart& p : r.parts) {
-    w.begin_object();
-    w.field("what", p.what);
-    w.field("bytes", p.bytes);
-    w.end_object();
-  }
-  w.end_array();
-  w.end_object();
+  write_resident_moment(w, r);
 }
 
 }  // namespace

@@ -20,6 +20,8 @@
 
 namespace memcensus {
 
+class JsonWriter;
+
 struct Analysis {
   HeapSummary heap;
   HeapDetailSummary details;
@@ -57,6 +59,10 @@ struct ResidentMoment {
 };
 // The resident split of a snapshot (see analysis/resident_split.h).
 ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names);
+
+// {"time": seconds, "rss": bytes, "parts": [{"what", "bytes"}]}: the shape both
+// `report --json` and the HTML model use for a resident split.
+void write_resident_moment(JsonWriter& w, const ResidentMoment& r);
 
 // Per-site figures joined from both analyses, in HeapSummary::sites order.
 struct SiteRow {

@@ -195,19 +195,7 @@ void write_resident(JsonWriter& w, const Analysis& a, Symbolizer& sym,
       return;
     }
     w.key(key);
-    w.begin_object();
-    w.field("time", seconds(r.time_ns));
-    w.field("rss", r.rss);
-    w.key("parts");
-    w.begin_array();
-    for (const ResidentPart& p : r.parts) {
-      w.begin_object();
-      w.field("what", p.what);
-      w.field("bytes", p.bytes);
-      w.end_object();
-    }
-    w.end_array();
-    w.end_object();
+    write_resident_moment(w, r);
   };
   moment("at_peak", a.details.at_rss_peak);
   moment("at_exit", a.details.at_exit);

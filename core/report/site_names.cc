@@ -4,6 +4,7 @@
 
 #include "layout/classify_layout.h"
 #include "report/analysis_report.h"
+#include "report/json_writer.h"
 
 namespace memcensus {
 
@@ -54,6 +55,22 @@ ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names)
       split_resident(layout, m.heap, m.mmaps, [&](uint32_t site) { return names.name(site); });
   for (const ResidentPart& p : r.parts) r.rss += p.bytes;
   return r;
+}
+
+void write_resident_moment(JsonWriter& w, const ResidentMoment& r) {
+  w.begin_object();
+  w.field("time", static_cast<double>(r.time_ns) / 1e9);
+  w.field("rss", r.rss);
+  w.key("parts");
+  w.begin_array();
+  for (const ResidentPart& p : r.parts) {
+    w.begin_object();
+    w.field("what", p.what);
+    w.field("bytes", p.bytes);
+    w.end_object();
+  }
+  w.end_array();
+  w.end_object();
 }
 
 std::vector<SiteRow> site_rows(const Analysis& a) {
