@@ -19,7 +19,8 @@
 namespace memcensus::format {
 
 inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
-inline constexpr uint16_t kVersion = 1;
+inline constexpr uint16_t kVersion = 2;      // 2 added tags 0x4a-0x4e
+inline constexpr uint16_t kMinVersion = 1;   // readers accept kMinVersion..kVersion
 inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file
 inline constexpr uint32_t kMaxChunkRaw = 64u << 20;  // readers reject larger chunks
 
@@ -101,8 +102,56 @@ enum MetaTag : uint8_t {
                       // depend on events published before it, so sorting the events between
                       // two kRound records by time gives an order consistent with causality
                       // (see core/analysis/heap_analysis.h).
-  kLastMetaTag = 0x49,
+  kCheckError = 0x4a,  // run --check found an error (CheckKind): varint time, tid, kind, op (the
+                       // EventKind of the call, 0 for a memory access), address, stack (where;
+                       // 0 none), block (its start; 0 unknown), block_size, alloc_kind
+                       // (EventKind that allocated it; 0 unknown), alloc_stack, free_stack
+  kOwnMapping = 0x4b,  // varint start, length, mapped (1 mapped, 0 unmapped): memory the runtime
+                       // maps for itself (rings, tables, guard pool); never the program's
+  kThreadInfo = 0x4c,  // varint time, tid, stack_hint (an address inside the thread's stack, 0
+                       // unknown); string name (its comm, at most 15 bytes)
+  kLeakScan = 0x4d,    // appended by the CLI (run --check): varint status (LeakScanStatus),
+                       // varint root_bytes, varint scanned_blocks; string note (why it was
+                       // skipped, empty when done)
+  kLeakBlocks = 0x4e,  // appended after kLeakScan: varint count, count x (zz(block - previous
+                       // block, first against 0), varint class (LeakClass)): the class of every
+                       // block live at the scan; blocks not listed were not live then
+  kLastMetaTag = 0x4e,
 };
+
+// kCheckError kinds; the names are those of report --json "errors".
+enum CheckKind : uint8_t {
+  kInvalidFree = 1,     // a pointer no allocator returned, or one inside a block
+  kDoubleFree = 2,      // a block released twice (realloc of a released block included)
+  kMismatchedFree = 3,  // released by another family than the one that allocated it
+  kHeapOverflow = 4,    // access or write past the end of a guarded block
+  kHeapUnderflow = 5,   // access or write before the start of a guarded block
+  kUseAfterFree = 6,    // access to a guarded block after it was released
+  kCheckKindEnd = 7,
+};
+
+constexpr const char* check_kind_name(uint8_t kind) {
+  switch (kind) {
+    case kInvalidFree:
+      return "invalid-free";
+    case kDoubleFree:
+      return "double-free";
+    case kMismatchedFree:
+      return "mismatched-free";
+    case kHeapOverflow:
+      return "heap-overflow";
+    case kHeapUnderflow:
+      return "heap-underflow";
+    case kUseAfterFree:
+      return "use-after-free";
+    default:
+      return nullptr;
+  }
+}
+
+enum LeakScanStatus : uint8_t { kLeakScanDone = 0, kLeakScanSkipped = 1 };
+// Same order as memcensus::LeakKind (core/analysis/leak_scan.h).
+enum LeakClass : uint8_t { kLeakReachable = 0, kLeakPossible, kLeakIndirect, kLeakDefinite };
 
 enum SmapsReason : uint8_t { kSmapsStart = 0, kSmapsPeak = 1, kSmapsExit = 2 };
 

@@ -66,6 +66,16 @@ RecordDecoder::Handler RecordDecoder::handler_for(uint8_t tag) {
       return &RecordDecoder::on_exit;
     case f::kRound:
       return &RecordDecoder::on_round;
+    case f::kCheckError:
+      return &RecordDecoder::on_check_error;
+    case f::kOwnMapping:
+      return &RecordDecoder::on_own_mapping;
+    case f::kThreadInfo:
+      return &RecordDecoder::on_thread_info;
+    case f::kLeakScan:
+      return &RecordDecoder::on_leak_scan;
+    case f::kLeakBlocks:
+      return &RecordDecoder::on_leak_blocks;
     default:
       return nullptr;
   }
@@ -236,6 +246,84 @@ void RecordDecoder::on_exit(Cursor& c, uint8_t, TraceVisitor& v) {
 
 void RecordDecoder::on_round(Cursor&, uint8_t, TraceVisitor& v) {
   v.on_round();
+}
+
+// A stack id in a record other than an event: 0 stays "none", others shift with the segment.
+uint32_t RecordDecoder::stack_id(Cursor& c) {
+  uint64_t id = c.varint();
+  if (id > UINT32_MAX) c.fail("stack id out of range");
+  return id ? static_cast<uint32_t>(id) + stack_offset_ : 0;
+}
+
+void RecordDecoder::on_check_error(Cursor& c, uint8_t, TraceVisitor& v) {
+  TraceCheckError e;
+  e.time = c.varint();
+  e.tid = static_cast<pid_t>(c.varint());
+  uint64_t kind = c.varint();
+  if (kind == 0 || kind >= f::kCheckKindEnd) c.fail("unknown check error kind");
+  e.kind = static_cast<uint8_t>(kind);
+  uint64_t op = c.varint();
+  if (op != 0 && (op >= f::kEventKindEnd || f::shape_of(static_cast<uint8_t>(op)).family ==
+                                                 f::Family::kNone))
+    c.fail("unknown call kind in a check error");
+  e.op = static_cast<uint8_t>(op);
+  e.address = c.varint();
+  e.stack = stack_id(c);
+  e.block = c.varint();
+  e.block_size = c.varint();
+  uint64_t alloc_kind = c.varint();
+  if (alloc_kind != 0 && (alloc_kind >= f::kEventKindEnd ||
+                          f::shape_of(static_cast<uint8_t>(alloc_kind)).family == f::Family::kNone))
+    c.fail("unknown allocation kind in a check error");
+  e.alloc_kind = static_cast<uint8_t>(alloc_kind);
+  e.alloc_stack = stack_id(c);
+  e.free_stack = stack_id(c);
+  v.on_check_error(e);
+}
+
+void RecordDecoder::on_own_mapping(Cursor& c, uint8_t, TraceVisitor& v) {
+  TraceOwnMapping m;
+  m.start = c.varint();
+  m.length = c.varint();
+  uint64_t mapped = c.varint();
+  if (mapped > 1) c.fail("bad own-mapping state");
+  m.mapped = mapped == 1;
+  v.on_own_mapping(m);
+}
+
+void RecordDecoder::on_thread_info(Cursor& c, uint8_t, TraceVisitor& v) {
+  TraceThreadInfo t;
+  t.time = c.varint();
+  t.tid = static_cast<pid_t>(c.varint());
+  t.stack_hint = c.varint();
+  t.name = c.string(64);
+  v.on_thread_info(t);
+}
+
+void RecordDecoder::on_leak_scan(Cursor& c, uint8_t, TraceVisitor& v) {
+  TraceLeakScan s;
+  uint64_t status = c.varint();
+  if (status > f::kLeakScanSkipped) c.fail("unknown leak scan status");
+  s.done = status == f::kLeakScanDone;
+  s.root_bytes = c.varint();
+  s.scanned_blocks = c.varint();
+  s.note = c.string(4096);
+  v.on_leak_scan(s);
+}
+
+void RecordDecoder::on_leak_blocks(Cursor& c, uint8_t, TraceVisitor& v) {
+  uint64_t count = c.varint();
+  if (count > (c.data.size() - c.pos) / 2) c.fail("leak block count out of range");
+  std::vector<TraceLeakBlock> blocks(count);
+  uint64_t prev = 0;
+  for (TraceLeakBlock& b : blocks) {
+    b.block = prev + static_cast<uint64_t>(c.signed_varint());
+    prev = b.block;
+    uint64_t cls = c.varint();
+    if (cls > f::kLeakDefinite) c.fail("unknown leak class");
+    b.leak_class = static_cast<uint8_t>(cls);
+  }
+  v.on_leak_blocks(blocks);
 }
 
 }  // namespace memcensus

@@ -43,6 +43,12 @@ class RecordDecoder {
   void on_end(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_exit(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_round(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_check_error(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_own_mapping(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_thread_info(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_leak_scan(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_leak_blocks(Cursor& c, uint8_t tag, TraceVisitor& v);
+  uint32_t stack_id(Cursor& c);
   static Handler handler_for(uint8_t tag);
 
   std::string name_;

@@ -5,6 +5,7 @@
 #include <zstd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -66,10 +67,10 @@ class MemorySource : public Source {
 void check_header(const f::FileHeader& h, size_t got, const std::string& name) {
   if (got < sizeof h || std::memcmp(h.magic, f::kFileMagic, sizeof h.magic) != 0)
     throw Error(name + ": not a memcensus trace (bad magic)");
-  if (h.version != f::kVersion)
+  if (h.version < f::kMinVersion || h.version > f::kVersion)
     throw Error(name + ": trace format version " + std::to_string(h.version) +
-                " is not supported (this memcensus reads version " + std::to_string(f::kVersion) +
-                ")");
+                " is not supported (this memcensus reads versions " +
+                std::to_string(f::kMinVersion) + " to " + std::to_string(f::kVersion) + ")");
   if (h.header_size < sizeof h) throw Error(name + ": malformed trace header");
 }
 
@@ -197,27 +198,78 @@ TraceTail scan_trace_tail(const std::string& path) {
   }
 }
 
-void append_exit_record(const std::string& path, const TraceExit& exit) {
+void append_chunks(const std::string& path, const std::vector<std::vector<uint8_t>>& chunks) {
   TraceTail tail = scan_trace_tail(path);
-  uint8_t rec[32], *p = rec;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": " + std::strerror(errno));
+  bool ok = ::ftruncate(fd, static_cast<off_t>(tail.valid_end)) == 0;
+  uint64_t at = tail.valid_end;
+  uint32_t seq = tail.next_sequence;
+  std::vector<uint8_t> comp;
+  for (const std::vector<uint8_t>& raw : chunks) {
+    if (!ok) break;
+    if (raw.size() > f::kMaxChunkRaw) {
+      ::close(fd);
+      throw Error(path + ": internal error: appended chunk too large");
+    }
+    comp.resize(ZSTD_compressBound(raw.size()));
+    size_t n = ZSTD_compress(comp.data(), comp.size(), raw.data(), raw.size(), 1);
+    if (ZSTD_isError(n)) {
+      ::close(fd);
+      throw Error(path + ": cannot compress appended records");
+    }
+    f::ChunkHeader ch{f::kChunkMagic, static_cast<uint32_t>(n), static_cast<uint32_t>(raw.size()),
+                      seq++};
+    ok = ::pwrite(fd, &ch, sizeof ch, static_cast<off_t>(at)) == sizeof ch &&
+         ::pwrite(fd, comp.data(), n, static_cast<off_t>(at + sizeof ch)) ==
+             static_cast<ssize_t>(n);
+    at += sizeof ch + n;
+  }
+  int e = errno;
+  ::close(fd);
+  if (!ok) throw Error(path + ": cannot append to the trace: " + std::strerror(e));
+}
+
+void append_exit_record(const std::string& path, const TraceExit& exit) {
+  std::vector<uint8_t> rec(32);
+  uint8_t* p = rec.data();
   *p++ = f::kExit;
   p = f::put_varint(p, exit.signaled ? 1 : 0);
   p = f::put_varint(p, static_cast<uint64_t>(exit.code));
-  size_t raw = static_cast<size_t>(p - rec);
-  std::vector<uint8_t> comp(ZSTD_compressBound(raw));
-  size_t n = ZSTD_compress(comp.data(), comp.size(), rec, raw, 1);
-  if (ZSTD_isError(n)) throw Error(path + ": cannot compress the exit record");
-  f::ChunkHeader ch{f::kChunkMagic, static_cast<uint32_t>(n), static_cast<uint32_t>(raw),
-                    tail.next_sequence};
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(path + ": " + std::strerror(errno));
-  bool ok = ::ftruncate(fd, static_cast<off_t>(tail.valid_end)) == 0 &&
-            ::pwrite(fd, &ch, sizeof ch, static_cast<off_t>(tail.valid_end)) == sizeof ch &&
-            ::pwrite(fd, comp.data(), n, static_cast<off_t>(tail.valid_end + sizeof ch)) ==
-                static_cast<ssize_t>(n);
-  int e = errno;
-  ::close(fd);
-  if (!ok) throw Error(path + ": cannot append the exit record: " + std::strerror(e));
+  rec.resize(static_cast<size_t>(p - rec.data()));
+  append_chunks(path, {rec});
+}
+
+std::vector<std::vector<uint8_t>> encode_leak_scan(const TraceLeakScan& scan,
+                                                   const std::vector<TraceLeakBlock>& blocks) {
+  std::vector<std::vector<uint8_t>> chunks(1);
+  auto put = [](std::vector<uint8_t>& out, uint64_t v) {
+    uint8_t buf[f::kMaxVarint];
+    uint8_t* e = f::put_varint(buf, v);
+    out.insert(out.end(), buf, e);
+  };
+  std::vector<uint8_t>& head = chunks[0];
+  head.push_back(f::kLeakScan);
+  put(head, scan.done ? f::kLeakScanDone : f::kLeakScanSkipped);
+  put(head, scan.root_bytes);
+  put(head, scan.scanned_blocks);
+  put(head, scan.note.size());
+  head.insert(head.end(), scan.note.begin(), scan.note.end());
+  // kLeakBlocks records of at most kPerRecord blocks, one per chunk (<= ~2.2 MB raw each).
+  constexpr size_t kPerRecord = 100000;
+  for (size_t i = 0; i < blocks.size(); i += kPerRecord) {
+    size_t n = std::min(kPerRecord, blocks.size() - i);
+    std::vector<uint8_t>& out = chunks.emplace_back();
+    out.push_back(f::kLeakBlocks);
+    put(out, n);
+    uint64_t prev = 0;
+    for (size_t k = i; k < i + n; ++k) {
+      put(out, f::zigzag(static_cast<int64_t>(blocks[k].block - prev)));
+      prev = blocks[k].block;
+      put(out, blocks[k].leak_class);
+    }
+  }
+  return chunks;
 }
 
 }  // namespace memcensus

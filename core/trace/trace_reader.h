@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "trace/trace_records.h"
 
@@ -53,7 +54,16 @@ struct TraceTail {
 // Scans chunk headers only (no decompression). Throws Error if the file is not a trace.
 TraceTail scan_trace_tail(const std::string& path);
 
+// Cuts an incomplete last chunk off and appends one chunk per element of `chunks` (raw
+// records, each at most format::kMaxChunkRaw bytes). Throws Error when it cannot.
+void append_chunks(const std::string& path, const std::vector<std::vector<uint8_t>>& chunks);
+
 // Cuts an incomplete last chunk off and appends one chunk with a kExit record.
 void append_exit_record(const std::string& path, const TraceExit& exit);
+
+// The records of a leak scan (kLeakScan, then kLeakBlocks), split into chunks for
+// append_chunks. `blocks` in any order.
+std::vector<std::vector<uint8_t>> encode_leak_scan(const TraceLeakScan& scan,
+                                                   const std::vector<TraceLeakBlock>& blocks);
 
 }  // namespace memcensus

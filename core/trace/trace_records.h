@@ -68,6 +68,47 @@ struct TraceExit {
   int code = 0;  // exit code, or signal number
 };
 
+// run --check: an error the runtime found (format::kCheckError).
+struct TraceCheckError {
+  uint64_t time = 0;
+  pid_t tid = 0;
+  uint8_t kind = 0;        // format::CheckKind
+  uint8_t op = 0;          // format::EventKind of the faulting call; 0 for a memory access
+  uint64_t address = 0;    // the pointer passed, or the address accessed
+  uint32_t stack = 0;      // where it happened (0: none)
+  uint64_t block = 0;      // the block concerned (0: unknown)
+  uint64_t block_size = 0;
+  uint8_t alloc_kind = 0;  // format::EventKind that allocated the block (0: unknown)
+  uint32_t alloc_stack = 0;
+  uint32_t free_stack = 0;
+};
+
+// Memory the runtime mapped (or unmapped) for itself (format::kOwnMapping).
+struct TraceOwnMapping {
+  uint64_t start = 0, length = 0;
+  bool mapped = true;
+};
+
+// A thread's name and a hint to its stack (format::kThreadInfo).
+struct TraceThreadInfo {
+  uint64_t time = 0;
+  pid_t tid = 0;
+  uint64_t stack_hint = 0;  // an address inside its stack; 0 unknown
+  std::string name;
+};
+
+// The reachability scan at exit (format::kLeakScan + kLeakBlocks).
+struct TraceLeakScan {
+  bool done = false;  // false: skipped, see note
+  uint64_t root_bytes = 0;
+  uint64_t scanned_blocks = 0;
+  std::string note;
+};
+struct TraceLeakBlock {
+  uint64_t block = 0;
+  uint8_t leak_class = 0;  // format::LeakClass
+};
+
 // Receives records in file order. Default handlers ignore the record.
 class TraceVisitor {
  public:
@@ -82,6 +123,11 @@ class TraceVisitor {
   virtual void on_end(const TraceEnd&) {}
   virtual void on_exit(const TraceExit&) {}
   virtual void on_round() {}  // the writer drained every thread once (format::kRound)
+  virtual void on_check_error(const TraceCheckError&) {}
+  virtual void on_own_mapping(const TraceOwnMapping&) {}
+  virtual void on_thread_info(const TraceThreadInfo&) {}
+  virtual void on_leak_scan(const TraceLeakScan&) {}
+  virtual void on_leak_blocks(const std::vector<TraceLeakBlock>&) {}
 };
 
 }  // namespace memcensus

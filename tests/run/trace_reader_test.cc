@@ -75,3 +75,44 @@ TEST(TraceReader, CorruptBytesBecomeErrorsNotCrashes) {
 }
 
 }  // namespace
+
+// Leak scan records appended by the CLI read back block for block, after the exit record.
+namespace leak_roundtrip {
+struct Collect : memcensus::TraceVisitor {
+  bool exited = false;
+  std::vector<memcensus::TraceLeakScan> scans;
+  std::vector<memcensus::TraceLeakBlock> blocks;
+  void on_exit(const memcensus::TraceExit&) override { exited = true; }
+  void on_leak_scan(const memcensus::TraceLeakScan& s) override { scans.push_back(s); }
+  void on_leak_blocks(const std::vector<memcensus::TraceLeakBlock>& b) override {
+    blocks.insert(blocks.end(), b.begin(), b.end());
+  }
+};
+}  // namespace leak_roundtrip
+
+TEST(TraceReader, AppendedLeakScanReadsBack) {
+  std::string path = ::testing::TempDir() + "/leak_roundtrip.trace";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << sample_trace();
+  }
+  memcensus::append_exit_record(path, {false, 3});
+  memcensus::TraceLeakScan scan{true, 4096, 250001, ""};
+  std::vector<memcensus::TraceLeakBlock> blocks;
+  for (uint64_t i = 0; i < 250001; ++i)
+    blocks.push_back({0x7f0000000000ull - i * 48 + (i % 3) * 0x100000, static_cast<uint8_t>(i % 4)});
+  memcensus::append_chunks(path, memcensus::encode_leak_scan(scan, blocks));
+  leak_roundtrip::Collect c;
+  auto reader = memcensus::TraceReader::from_file(path);
+  reader.read(c);
+  EXPECT_TRUE(c.exited);
+  ASSERT_EQ(c.scans.size(), 1u);
+  EXPECT_TRUE(c.scans[0].done);
+  EXPECT_EQ(c.scans[0].root_bytes, 4096u);
+  EXPECT_EQ(c.scans[0].scanned_blocks, 250001u);
+  ASSERT_EQ(c.blocks.size(), blocks.size());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    ASSERT_EQ(c.blocks[i].block, blocks[i].block) << i;
+    ASSERT_EQ(c.blocks[i].leak_class, blocks[i].leak_class) << i;
+  }
+}
