@@ -34,6 +34,16 @@ struct Ring {
   uint64_t stream;        // unique per claim: names the stream in the trace
   uint8_t* data;          // kRingSize bytes
   WalkCache* walk_cache;  // the owning thread's stack-walk memo (null: none could be mapped)
+  // Thread info (format::kThreadInfo). The owner stores `stack_hint` (an address in its
+  // stack, release) once it holds the slot, and `exit_name` (its comm, NUL-terminated)
+  // before it closes the slot; the writer clears `stack_hint` before freeing the slot.
+  std::atomic<uint64_t> stack_hint;
+  char exit_name[16];
+  // Writer-private: what was last written for the current claim (see writer.cc).
+  uint64_t info_stream;  // the claim `info_*` describe (0: none yet)
+  uint64_t info_seen;    // when the writer first saw the hint (ns since trace start)
+  char info_name[16];    // the name written, NUL-terminated; empty: nothing written yet
+  bool info_written;
 };
 
 // The registry. `count` is the number of slots ever used (the writer scans [0, count)).

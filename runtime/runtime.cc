@@ -55,10 +55,13 @@ bool read_config() {
 void thread_exit(void*) {
   ThreadState& t = t_state;
   t.key_set = 0;
+  t.exited = 1;
   Ring* r = t.ring;
   if (!r) return;
   t.ring = nullptr;
   ring_publish(r);
+  // The name as the thread leaves: /proc may no longer show it when the writer looks.
+  sys_own_thread_name(r->exit_name);
   r->state.store(kRingClosed, std::memory_order_release);
 }
 
@@ -79,6 +82,7 @@ void fork_child() {
     Ring& r = g_rings->rings[i];
     r.reserve = r.head.load();
     r.tail.store(r.reserve);
+    r.stack_hint.store(0, std::memory_order_relaxed);
     r.state.store(kRingFree);
   }
   t_state.ring = nullptr;
@@ -129,6 +133,11 @@ bool rt_attach_thread() {
   t.ring = r;
   t.prev_time = 0;
   t.prev_ptr = 0;
+  // This frame is on the thread's stack (or, for a first event in a handler running on an
+  // alternate signal stack, on that one): the writer reports it with the thread's name.
+  r->exit_name[0] = 0;
+  uint64_t hint = t.exited ? 0 : reinterpret_cast<uint64_t>(__builtin_frame_address(0));
+  r->stack_hint.store(hint, std::memory_order_release);
   if (!t.key_set) {
     GuardScope guard;
     pthread_setspecific(g_thread_key, r);

@@ -17,6 +17,11 @@
 //    vfork child that allocates anyway writes into its parent's thread buffer.
 // Thread exit: a pthread key destructor closes the thread's ring; the writer drains and
 // recycles it. Threads that vanish without it (killed) are found by the writer (tgkill 0).
+// Thread info: a thread leaves a stack hint (an address in its stack) in its ring when it
+// claims it; the writer reads its name from /proc/self/task/TID/comm 50 ms later and writes
+// kThreadInfo; the key destructor keeps the name the thread leaves with (prctl), and the
+// writer writes it again at the thread's end, or at exit for those still running, if it
+// changed. A thread the runtime never sees (no event) has no info.
 #pragma once
 
 #include <stddef.h>
@@ -95,7 +100,9 @@ extern uint64_t g_unwinder_lo, g_unwinder_hi;
 // Events dropped because no ring could be claimed or the writer was gone.
 extern std::atomic<uint64_t> g_lost_events;
 
-// Ensures the calling thread owns a ring (claims one and registers the thread-exit hook).
+// Ensures the calling thread owns a ring (claims one and registers the thread-exit hook),
+// and leaves in it an address inside the calling thread's stack, which the writer reports
+// with the thread's name (format::kThreadInfo).
 bool rt_attach_thread();
 
 }  // namespace memcensus::rt

@@ -5,6 +5,7 @@
 #include <linux/futex.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -89,6 +90,29 @@ pid_t sys_getppid() {
 
 bool sys_thread_alive(pid_t pid, pid_t tid) {
   return syscall(SYS_tgkill, pid, tid, 0) == 0 || errno != ESRCH;
+}
+
+void sys_own_thread_name(char out[16]) {
+  out[0] = 0;
+  syscall(SYS_prctl, PR_GET_NAME, out, 0, 0, 0);
+  out[15] = 0;
+}
+
+bool sys_thread_name(pid_t tid, char out[16]) {
+  char path[48];
+  char* p = put_str(path, "/proc/self/task/");
+  p = put_decimal(p, static_cast<uint64_t>(tid));
+  p = put_str(p, "/comm");
+  *p = 0;
+  char buf[32];
+  ssize_t n = read_small_file(path, buf, sizeof buf);
+  if (n <= 0) return false;
+  size_t len = static_cast<size_t>(n);
+  if (buf[len - 1] == '\n') --len;
+  if (len > 15) len = 15;
+  __builtin_memcpy(out, buf, len);
+  out[len] = 0;
+  return true;
 }
 
 void sys_futex_wait(uint32_t* word, uint32_t expected, uint64_t timeout_ns) {

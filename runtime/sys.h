@@ -25,6 +25,11 @@ pid_t sys_gettid();
 pid_t sys_getpid();
 pid_t sys_getppid();
 bool sys_thread_alive(pid_t pid, pid_t tid);
+// The calling thread's name (prctl PR_GET_NAME): at most 15 bytes and a NUL.
+void sys_own_thread_name(char out[16]);
+// Thread `tid` of this process's name, from /proc/self/task/TID/comm (newline dropped);
+// false when it cannot be read (the thread is gone).
+bool sys_thread_name(pid_t tid, char out[16]);
 
 // Futex on a 32-bit word: wait while *word == expected, at most timeout_ns.
 void sys_futex_wait(uint32_t* word, uint32_t expected, uint64_t timeout_ns);

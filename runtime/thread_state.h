@@ -20,6 +20,8 @@ struct ThreadState {
   uint8_t unwinding;    // inside the unwinder: a nested record gets no stack
   uint8_t key_set;      // the thread-exit destructor is registered
   uint8_t no_ring;      // no ring could be obtained: events of this thread are counted lost
+  uint8_t exited;       // its thread-exit destructor ran: a ring claimed after that (for the
+                        // frees of thread teardown) carries no thread info
 };
 static_assert(sizeof(ThreadState) <= 48, "keep the TLS block small");
 

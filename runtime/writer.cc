@@ -28,6 +28,9 @@ constexpr uint64_t kRoundNs = 10'000'000;
 constexpr uint64_t kFlushNs = 50'000'000;
 constexpr uint64_t kPeakSnapshotGapNs = 1'000'000'000;
 constexpr size_t kSmapsMax = 32u << 20;
+// A thread's name is read this long after the writer first sees the thread, so that a name
+// its creator sets right after pthread_create is the one written.
+constexpr uint64_t kThreadNameDelayNs = 50'000'000;
 
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_t g_thread;
@@ -156,6 +159,58 @@ void emit_thread_end(Ring* r) {
   emit(rec, static_cast<size_t>(p - rec));
 }
 
+// Thread info (format::kThreadInfo), per claim of a ring: written once the thread has been
+// seen for kThreadNameDelayNs, and again when it ends or the process exits if its name has
+// changed by then; written at its end at the latest (with the name it had when it left).
+// Costs one read of /proc/self/task/TID/comm per thread, plus one per thread at exit.
+void emit_thread_info(Ring* r, uint64_t hint, const char* name) {
+  size_t len = str_len(name);
+  uint8_t rec[64], *p = rec;
+  *p++ = f::kThreadInfo;
+  p = f::put_varint(p, now());
+  p = f::put_varint(p, static_cast<uint64_t>(r->tid));
+  p = f::put_varint(p, hint);
+  p = f::put_varint(p, len);
+  memcpy(p, name, len);
+  p += len;
+  emit(rec, static_cast<size_t>(p - rec));
+  memcpy(r->info_name, name, len + 1);
+  r->info_written = true;
+}
+
+// `last`: the thread is ending or the process exiting; `known_name`: the name it had then
+// (null or empty: read it from /proc).
+void note_thread(Ring* r, bool last, const char* known_name) {
+  uint64_t hint = r->stack_hint.load(std::memory_order_acquire);
+  if (!hint) return;
+  if (r->info_stream != r->stream) {
+    r->info_stream = r->stream;
+    r->info_seen = now();
+    r->info_written = false;
+    r->info_name[0] = 0;
+  }
+  if (!last && (r->info_written || now() - r->info_seen < kThreadNameDelayNs)) return;
+  char name[16];
+  if (known_name && *known_name) {
+    memcpy(name, known_name, 16);
+    name[15] = 0;
+  } else if (!sys_thread_name(r->tid, name)) {
+    if (r->info_written) return;
+    name[0] = 0;
+  }
+  if (r->info_written && str_eq(name, r->info_name)) return;
+  emit_thread_info(r, hint, name);
+}
+
+// Process exit: every thread still running gets a last look at its name.
+void note_threads_at_exit() {
+  uint32_t count = g_rings->count.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < count; ++i) {
+    Ring* r = &g_rings->rings[i];
+    if (r->state.load(std::memory_order_acquire) == kRingActive) note_thread(r, true, nullptr);
+  }
+}
+
 void drain_ring(Ring* r, bool check_alive) {
   uint32_t st = r->state.load(std::memory_order_acquire);
   if (st == kRingFree) return;
@@ -173,8 +228,12 @@ void drain_ring(Ring* r, bool check_alive) {
     g_raw_used += ring_take(r, g_raw + g_raw_used);
   }
   if (st == kRingClosed) {
+    note_thread(r, true, r->exit_name);
     emit_thread_end(r);
+    r->stack_hint.store(0, std::memory_order_relaxed);
     r->state.store(kRingFree, std::memory_order_release);
+  } else {
+    note_thread(r, false, nullptr);
   }
 }
 
@@ -336,6 +395,7 @@ void writer_finish() {
   pthread_mutex_lock(&g_lock);
   if (g_fd >= 0) {
     round_locked(false);
+    note_threads_at_exit();
     emit_smaps(f::kSmapsExit);
     uint8_t rec[32], *p = rec;
     *p++ = f::kEnd;

@@ -117,16 +117,35 @@ void write_totals_sections(JsonWriter& w, const Analysis& a) {
   w.end_object();
 }
 
+// One entry per thread: heap figures, name ("" unknown), stack_size (null unknown) and the
+// resident bytes of its stack at each snapshot (null: not running or not found then).
 void write_threads(JsonWriter& w, const Analysis& a) {
+  std::vector<ThreadRecord> records = thread_stacks(a);
+  std::vector<SnapshotRef> snaps = report_snapshots(a);
   w.key("thread_totals");
   w.begin_array();
-  for (const ThreadDetail& t : a.details.threads) {
+  for (const ThreadRow& r : thread_rows(a.details, records)) {
+    ThreadDetail t = r.detail ? *r.detail : ThreadDetail{r.tid, 0, 0, 0, 0};
     w.begin_object();
     w.field("tid", static_cast<int64_t>(t.tid));
+    w.field("name", r.record ? r.record->name : std::string());
     w.field("allocations", t.allocations);
     w.field("bytes", t.bytes);
     w.field("frees", t.frees);
     w.field("temporary", t.temporary);
+    if (auto size = r.stack_size())
+      w.field("stack_size", *size);
+    else
+      w.null_field("stack_size");
+    w.key("stack_rss");
+    w.begin_object();
+    for (const SnapshotRef& s : snaps) {
+      if (auto rss = r.stack_rss(s.label))
+        w.field(s.label, *rss);
+      else
+        w.null_field(s.label);
+    }
+    w.end_object();
     w.end_object();
   }
   w.end_array();
@@ -175,7 +194,7 @@ void write_moment(JsonWriter& w, const char* key, const std::optional<MomentSnap
     w.null_field(key);
     return;
   }
-  ResidentMoment r = resident_at(*m, a.heap.process.pid, names);
+  ResidentMoment r = resident_at(*m, a.heap.process.pid, names, a.threads.threads);
   w.key(key);
   write_resident_moment(w, r);
 }

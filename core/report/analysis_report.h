@@ -8,12 +8,14 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "analysis/frame_tree.h"
 #include "analysis/heap_analysis.h"
 #include "analysis/heap_details.h"
+#include "analysis/thread_info.h"
 #include "report/heap_report.h"
 #include "symbolize/symbolizer.h"
 #include "trace/trace_reader.h"
@@ -25,6 +27,7 @@ class JsonWriter;
 struct Analysis {
   HeapSummary heap;
   HeapDetailSummary details;
+  ThreadSummary threads;  // names and stack hints (threads' stacks: see thread_stacks)
   TraceStats stats;
 };
 
@@ -57,12 +60,43 @@ struct ResidentMoment {
   uint64_t time_ns = 0, rss = 0;
   std::vector<ResidentPart> parts;  // sum == rss
 };
-// The resident split of a snapshot (see analysis/resident_split.h).
-ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names);
+// The resident split of a snapshot (see analysis/resident_split.h); the stacks of the
+// threads running then are found from their stack hints.
+ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names,
+                           const std::vector<ThreadRecord>& threads = {});
+
+// The snapshots a report shows, in time order: the first start, the one with the most RSS
+// ("peak", see HeapDetailSummary::at_rss_peak) and the exit one; those missing are left out.
+struct SnapshotRef {
+  const char* label;
+  uint64_t time_ns;
+  const std::string* smaps;
+};
+std::vector<SnapshotRef> report_snapshots(const Analysis& a);
+
+// a.threads.threads with each one's stack measured at report_snapshots (a snapshot that
+// cannot be classified is skipped, with a line in `warnings` when given).
+std::vector<ThreadRecord> thread_stacks(const Analysis& a,
+                                        std::vector<std::string>* warnings = nullptr);
 
 // {"time": seconds, "rss": bytes, "parts": [{"what", "bytes"}]}: the shape both
 // `report --json` and the HTML model use for a resident split.
 void write_resident_moment(JsonWriter& w, const ResidentMoment& r);
+
+// A thread's row in the reports: its heap figures and its name and stacks, joined by tid in
+// order of first event. Either may be null (a thread whose events were all lost but for its
+// info, or a trace without thread info).
+struct ThreadRow {
+  pid_t tid = 0;
+  const ThreadDetail* detail = nullptr;
+  const ThreadRecord* record = nullptr;
+  // The size of its stack mapping at the latest snapshot that found it.
+  std::optional<uint64_t> stack_size() const;
+  // Resident bytes of its stack at the snapshot `label`, if it was running and found then.
+  std::optional<uint64_t> stack_rss(std::string_view label) const;
+};
+std::vector<ThreadRow> thread_rows(const HeapDetailSummary& d,
+                                   const std::vector<ThreadRecord>& records);
 
 // Per-site figures joined from both analyses, in HeapSummary::sites order.
 struct SiteRow {

@@ -105,11 +105,27 @@ void write_sites(const Analysis& a, SiteNames& names, size_t top, std::string& o
 }
 
 void write_threads(const Analysis& a, std::string& out) {
-  out += fmt::format("\n== threads ({})\n  {:>8} {:>12} {:>12} {:>12} {:>10}\n",
-                     a.details.threads.size(), "tid", "allocations", "bytes", "frees", "temporary");
-  for (const ThreadDetail& t : a.details.threads)
-    out += fmt::format("  {:>8} {:>12} {:>12} {:>12} {:>10}\n", t.tid, t.allocations,
-                       format_bytes(t.bytes), t.frees, t.temporary);
+  std::vector<ThreadRecord> records = thread_stacks(a);
+  std::vector<ThreadRow> rows = thread_rows(a.details, records);
+  std::vector<SnapshotRef> snaps = report_snapshots(a);
+  std::string at;
+  for (const SnapshotRef& s : snaps) at += (at.empty() ? "" : " / ") + std::string(s.label);
+  out += fmt::format("\n== threads ({})\n  {:>8} {:<15} {:>12} {:>12} {:>12} {:>10} {:>10}  {}\n",
+                     rows.size(), "tid", "name", "allocations", "bytes", "frees", "temporary",
+                     "stack", at.empty() ? "resident stack: no snapshot" : "resident stack at " + at);
+  auto opt_bytes = [](std::optional<uint64_t> v) { return v ? format_bytes(*v) : std::string("-"); };
+  for (const ThreadRow& r : rows) {
+    ThreadDetail t = r.detail ? *r.detail : ThreadDetail{r.tid, 0, 0, 0, 0};
+    std::string name = r.record && !r.record->name.empty() ? r.record->name : "-";
+    std::string rss;
+    for (const SnapshotRef& s : snaps)
+      rss += (rss.empty() ? "" : " / ") + opt_bytes(r.stack_rss(s.label));
+    out += fmt::format("  {:>8} {:<15} {:>12} {:>12} {:>12} {:>10} {:>10}  {}\n", t.tid, name,
+                       t.allocations, format_bytes(t.bytes), t.frees, t.temporary,
+                       opt_bytes(r.stack_size()), rss);
+  }
+  if (!a.threads.any_info())
+    out += "  (no thread names or stacks: the trace was recorded without thread info)\n";
 }
 
 void write_histogram(const Analysis& a, std::string& out) {
@@ -140,13 +156,13 @@ void write_timeline(const Analysis& a, std::string& out) {
   }
 }
 
-void write_moment(const char* title, const std::optional<MomentSnapshot>& m, pid_t pid,
+void write_moment(const char* title, const std::optional<MomentSnapshot>& m, const Analysis& a,
                   SiteNames& names, std::string& out) {
   if (!m) {
     out += fmt::format("{}: no smaps snapshot in the trace\n", title);
     return;
   }
-  ResidentMoment r = resident_at(*m, pid, names);
+  ResidentMoment r = resident_at(*m, a.heap.process.pid, names, a.threads.threads);
   out += fmt::format("{} ({}): RSS {}\n", title, secs(r.time_ns), format_bytes(r.rss));
   for (const ResidentPart& p : r.parts)
     out += fmt::format("  {:>10}  {}\n", format_bytes(p.bytes), p.what);
@@ -154,8 +170,8 @@ void write_moment(const char* title, const std::optional<MomentSnapshot>& m, pid
 
 void write_resident(const Analysis& a, SiteNames& names, std::string& out) {
   out += "\n== resident memory, every byte named\n";
-  write_moment("at the RSS peak", a.details.at_rss_peak, a.heap.process.pid, names, out);
-  write_moment("at exit", a.details.at_exit, a.heap.process.pid, names, out);
+  write_moment("at the RSS peak", a.details.at_rss_peak, a, names, out);
+  write_moment("at exit", a.details.at_exit, a, names, out);
 }
 
 void write_summary_extra(const Analysis& a, std::string& out) {

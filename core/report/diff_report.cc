@@ -36,7 +36,9 @@ void add_sites(const Analysis& a, Symbolizer& sym, Side side,
 
 uint64_t add_segments(const Analysis& a, Side side, std::map<std::string, DiffRow>& rows) {
   if (!a.details.at_rss_peak) return 0;
-  Layout layout = layout_from_smaps(a.details.at_rss_peak->smaps, a.heap.process.pid, {}, 0);
+  const MomentSnapshot& m = *a.details.at_rss_peak;
+  Layout layout = layout_from_smaps(m.smaps, a.heap.process.pid,
+                                    threads_for_layout(a.threads.threads, m.time), 0);
   uint64_t total = 0;
   for (const Region& r : layout.regions) {
     std::string key(kind_name(r.kind));

@@ -164,17 +164,40 @@ void write_sites(JsonWriter& w, const HtmlModelInput& in, Symbolizer& sym, Frame
   w.end_array();
 }
 
-void write_threads(JsonWriter& w, const HeapDetailSummary& d) {
+// stack_rss: resident stack bytes at the latest snapshot that found the thread's stack;
+// stack_rss_at: {start, peak, exit} (null: not running or not found then).
+// (A snapshot that cannot be classified is reported once, by write_snapshots.)
+void write_threads(JsonWriter& w, const Analysis& a) {
+  std::vector<ThreadRecord> records = thread_stacks(a);
+  std::vector<SnapshotRef> snaps = report_snapshots(a);
   w.key("threads");
   w.begin_array();
-  for (const ThreadDetail& t : d.threads) {
+  for (const ThreadRow& r : thread_rows(a.details, records)) {
     w.begin_object();
-    w.field("tid", static_cast<int64_t>(t.tid));
-    w.field("name", "");
-    w.field("allocations", t.allocations);
-    w.field("bytes", t.bytes);
-    w.null_field("stack_size");
-    w.null_field("stack_rss");
+    w.field("tid", static_cast<int64_t>(r.tid));
+    w.field("name", r.record ? r.record->name : std::string());
+    w.field("allocations", r.detail ? r.detail->allocations : 0);
+    w.field("bytes", r.detail ? r.detail->bytes : 0);
+    std::optional<uint64_t> last_rss;
+    w.key("stack_rss_at");
+    w.begin_object();
+    for (const SnapshotRef& s : snaps) {
+      std::optional<uint64_t> rss = r.stack_rss(s.label);
+      if (rss) last_rss = rss;
+      if (rss)
+        w.field(s.label, *rss);
+      else
+        w.null_field(s.label);
+    }
+    w.end_object();
+    if (auto size = r.stack_size())
+      w.field("stack_size", *size);
+    else
+      w.null_field("stack_size");
+    if (last_rss)
+      w.field("stack_rss", *last_rss);
+    else
+      w.null_field("stack_rss");
     w.end_object();
   }
   w.end_array();
@@ -189,7 +212,7 @@ void write_resident(JsonWriter& w, const Analysis& a, Symbolizer& sym,
     if (!m) return;
     ResidentMoment r;
     try {
-      r = resident_at(*m, a.heap.process.pid, names);
+      r = resident_at(*m, a.heap.process.pid, names, a.threads.threads);
     } catch (const Error& e) {
       warnings.push_back(std::string("resident split ") + key + ": " + e.what());
       return;
@@ -231,7 +254,9 @@ void write_snapshots(JsonWriter& w, const HtmlModelInput& in, std::vector<std::s
     if (it == chosen.end()) continue;
     Layout layout;
     try {
-      layout = layout_from_smaps(it->second->text, in.analysis->heap.process.pid, {}, 20);
+      layout = layout_from_smaps(
+          it->second->text, in.analysis->heap.process.pid,
+          threads_for_layout(in.analysis->threads.threads, it->second->time), 20);
     } catch (const Error& e) {
       warnings.push_back(std::string(label) + " snapshot unreadable: " + e.what());
       continue;
@@ -266,7 +291,7 @@ void write_html_model(const HtmlModelInput& in, Symbolizer& sym, std::string& ou
   write_timeline(w, *in.rss, a.details.timeline, in.max_timeline);
   write_sites(w, in, sym, frames);
   frames.write(w);
-  write_threads(w, a.details);
+  write_threads(w, a);
   write_snapshots(w, in, warnings);
   write_resident(w, a, sym, warnings);
   if (a.heap.sites.size() > in.max_sites)

@@ -5,6 +5,7 @@
 #include "layout/classify_layout.h"
 #include "report/analysis_report.h"
 #include "report/json_writer.h"
+#include "util/error.h"
 
 namespace memcensus {
 
@@ -47,14 +48,74 @@ std::string SiteNames::name(uint32_t stack) {
   return s;
 }
 
-ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names) {
-  Layout layout = layout_from_smaps(m.smaps, pid, {}, 0);
+ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names,
+                           const std::vector<ThreadRecord>& threads) {
+  Layout layout = layout_from_smaps(m.smaps, pid, threads_for_layout(threads, m.time), 0);
   ResidentMoment r;
   r.time_ns = m.time;
   r.parts =
       split_resident(layout, m.heap, m.mmaps, [&](uint32_t site) { return names.name(site); });
   for (const ResidentPart& p : r.parts) r.rss += p.bytes;
   return r;
+}
+
+std::vector<SnapshotRef> report_snapshots(const Analysis& a) {
+  std::vector<SnapshotRef> out;
+  if (const auto& s = a.threads.start_snapshot) out.push_back({"start", s->time, &s->text});
+  if (const auto& m = a.details.at_rss_peak) out.push_back({"peak", m->time, &m->smaps});
+  if (const auto& m = a.details.at_exit) out.push_back({"exit", m->time, &m->smaps});
+  return out;
+}
+
+std::vector<ThreadRecord> thread_stacks(const Analysis& a, std::vector<std::string>* warnings) {
+  std::vector<ThreadRecord> threads = a.threads.threads;
+  if (!a.threads.any_info()) return threads;
+  for (const SnapshotRef& s : report_snapshots(a)) {
+    try {
+      Layout layout = layout_from_smaps(*s.smaps, a.heap.process.pid,
+                                        threads_for_layout(threads, s.time_ns), 0);
+      measure_thread_stacks(threads, s.label, s.time_ns, layout);
+    } catch (const Error& e) {
+      if (warnings) warnings->push_back(std::string(s.label) + " snapshot unreadable: " + e.what());
+    }
+  }
+  return threads;
+}
+
+std::optional<uint64_t> ThreadRow::stack_size() const {
+  std::optional<uint64_t> size;
+  if (record)
+    for (const ThreadStackAt& s : record->stacks)
+      if (s.found) size = s.size;
+  return size;
+}
+
+std::optional<uint64_t> ThreadRow::stack_rss(std::string_view label) const {
+  if (record)
+    for (const ThreadStackAt& s : record->stacks)
+      if (s.found && s.label == label) return s.rss;
+  return std::nullopt;
+}
+
+std::vector<ThreadRow> thread_rows(const HeapDetailSummary& d,
+                                   const std::vector<ThreadRecord>& records) {
+  std::unordered_map<pid_t, std::vector<size_t>> by_tid;  // unmatched records, in order
+  for (size_t i = records.size(); i-- > 0;) by_tid[records[i].tid].push_back(i);
+  std::vector<bool> used(records.size());
+  std::vector<ThreadRow> rows;
+  for (const ThreadDetail& t : d.threads) {
+    ThreadRow row{t.tid, &t, nullptr};
+    auto it = by_tid.find(t.tid);
+    if (it != by_tid.end() && !it->second.empty()) {
+      row.record = &records[it->second.back()];
+      used[it->second.back()] = true;
+      it->second.pop_back();
+    }
+    rows.push_back(row);
+  }
+  for (size_t i = 0; i < records.size(); ++i)
+    if (!used[i]) rows.push_back({records[i].tid, nullptr, &records[i]});
+  return rows;
 }
 
 void write_resident_moment(JsonWriter& w, const ResidentMoment& r) {
@@ -107,14 +168,22 @@ Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>&
     void on_event(const TraceEvent&) override { ++events; }
   } p;
   p.cb = &progress;
+  // TraceTee passes on the records the heap analyses read; thread info goes to `threads`.
+  struct Tee : TraceTee {
+    ThreadInfoCollector* threads;
+    Tee(std::vector<TraceVisitor*> to, ThreadInfoCollector* t) : TraceTee(std::move(to)), threads(t) {}
+    void on_thread_info(const TraceThreadInfo& t) override { threads->on_thread_info(t); }
+  };
   HeapAnalysis heap;
   HeapDetails details;
+  ThreadInfoCollector threads;
   if (capture_ns) details.capture_sites_at(*capture_ns);
-  TraceTee tee({&heap, &details, &p});
+  Tee tee({&heap, &details, &p, &threads}, &threads);
   reader.read(tee);
   Analysis a;
   a.heap = heap.finish();
   a.details = details.finish();
+  a.threads = threads.finish();
   a.stats = reader.stats();
   return a;
 }

@@ -1,8 +1,9 @@
 // A report written by `memcensus html` from a real trace (the layout tour run under
 // `memcensus run`), opened in headless Chromium: it loads without console errors or network
 // requests, the header names the traced command, the summary shows its figures, the flame
-// graph and top-sites table show the tour's own function, and the layout atlas draws the
-// recorded snapshots. A screenshot goes to --out. Exit 77 (skipped) only without chromium.
+// graph and top-sites table show the tour's own function, the layout atlas draws the recorded
+// snapshots, the threads table names the tour's threads and the timeline shows stacks among the
+// kinds at the snapshots. A screenshot goes to --out. Exit 77 (skipped) only without chromium.
 //
 // Usage: node generated_report_test.mjs --report report.html --web-dir web --out DIR
 import { createRequire } from 'node:module';
@@ -69,6 +70,17 @@ try {
   expect(await page.locator('#view-layout .cell').count() > 10, 'layout atlas: too few regions drawn');
   expect(await page.locator('#view-layout .cell[data-kind="text"]').count() >= 1, 'layout atlas: no text region');
   await page.screenshot({ path: join(opts.out, 'generated-report-layout.png') });
+
+  await page.click('#tab-threads');
+  await page.waitForSelector('#view-threads:not([hidden])');
+  const threads = await page.locator('#view-threads table.data tbody').textContent();
+  expect(threads.includes('tour-small') && threads.includes('tour-large'),
+    'threads: the recorded thread names are missing');
+
+  await page.click('#tab-timeline');
+  await page.waitForSelector('#view-timeline:not([hidden])');
+  expect(await page.locator('#view-timeline table.kinds-table tr[data-kind="stacks"]').count() === 1,
+    'timeline: no stacks among the kinds at the snapshots');
 
   expect(errors.length === 0, `console or network errors: ${errors.join('; ')}`);
 } finally {

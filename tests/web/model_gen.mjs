@@ -239,7 +239,7 @@ export function makeLarge(layout, { sites: nSites = 20000, points = 5000, seed =
     tl.rss_anon.push(a);
     tl.rss.push(a + f);
   }
-  const threads = Array.from({ length: 64 }, (_, i) => ({ tid: 9000 + i, name: i ? `worker-${i}` : 'bigapp', allocations: Math.floor(total.allocations / 64), bytes: Math.floor(total.bytes / 64), stack_size: 8 * MiB, stack_rss: 64 * 1024 }));
+  const threads = Array.from({ length: 64 }, (_, i) => ({ tid: 9000 + i, name: i ? `worker-${i}` : 'bigapp', allocations: Math.floor(total.allocations / 64), bytes: Math.floor(total.bytes / 64), stack_size: 8 * MiB, stack_rss: 64 * 1024, stack_rss_at: { start: i ? null : 40960, peak: 64 * 1024, exit: 64 * 1024 } }));
   const peakRss = Math.max(...tl.rss);
   return {
     meta: { command: ['bigapp', '--serve', '--requests', '1000000'], pid: 9000, exit_status: 0, duration, trace: 'bigapp.9000.mctrace' },

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  normalise, bucketWidth, activityIn, flameTree, treeTotal, groupRegions, siteLocation,
+  normalise, bucketWidth, activityIn, flameTree, treeTotal, groupRegions, siteLocation, rssByKind, RSS_KINDS,
 } from '../../web/src/model.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -93,4 +93,30 @@ test('what to look at first: nothing for an empty model, leaks first when there 
   assert.ok(list.some((f) => f.text.startsWith('Warning: ')));
   const failed = findings(normalise({ meta: { exit_status: 3 } }));
   assert.match(failed[0].text, /exited with status 3/);
+});
+
+test('RSS by kind at the snapshots sums region rss by kind group, in time order', () => {
+  const snaps = rssByKind([
+    { label: 'exit', time: 2, layout: { regions: [
+      { kind: 'text', rss: 100 }, { kind: 'stack', rss: 40 }, { kind: 'guard', rss: 0 },
+      { kind: 'bss', rss: 8 }, { kind: 'data', rss: 4 }, { kind: 'mystery', rss: 1 },
+    ] } },
+    { label: 'start', time: 0, layout: { regions: [{ kind: 'heap', rss: 10 }, { kind: 'arena', rss: 5 }] } },
+    { label: 'broken', layout: { regions: [] } },
+  ]);
+  assert.deepEqual(snaps.map((s) => s.label), ['start', 'exit']);
+  assert.equal(snaps[0].parts.heap, 15);
+  assert.equal(snaps[1].parts.code, 100);
+  assert.equal(snaps[1].parts.stacks, 40);
+  assert.equal(snaps[1].parts.static, 12);
+  assert.equal(snaps[1].parts.other, 1);
+  assert.equal(snaps[1].rss, 153);
+  assert.deepEqual(Object.keys(snaps[1].parts), RSS_KINDS.map((k) => k.id));
+  const real = rssByKind(normalise(sample).snapshots);
+  assert.equal(real.length, 3);
+  for (const s of real) {
+    const regions = sample.snapshots.find((x) => x.label === s.label).layout.regions;
+    assert.equal(s.rss, regions.reduce((a, r) => a + r.rss, 0));
+    assert.ok(s.parts.code > 0 && s.parts.stacks > 0, s.label);
+  }
 });

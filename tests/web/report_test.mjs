@@ -114,6 +114,37 @@ async function sampleChecks(context, dir, sample, template, out) {
     assert(legend.includes('Live heap') && legend.includes('RSS'), 'legend lacks series');
   });
 
+  await check('timeline: RSS by kind at the snapshots, with legend, tooltip and table', async () => {
+    await showTab(page, 'timeline');
+    const measured = await page.locator('#view-timeline p.measured').textContent();
+    assert(measured.includes('statm') && measured.includes('start, peak, exit'), `no note of what is measured: ${measured}`);
+    const keys = await page.locator('#view-timeline .kind-legend .kind-key').allTextContents();
+    for (const k of ['code', 'static data', 'stacks', 'heap and arenas']) assert(keys.some((x) => x.includes(k)), `legend lacks ${k}: ${keys}`);
+    const rows = await page.locator('#view-timeline table.kinds-table tbody tr[data-kind]').count();
+    assert(rows === keys.length, `${rows} kind rows, ${keys.length} legend keys`);
+    const heads = await page.locator('#view-timeline table.kinds-table thead th').allTextContents();
+    assert(heads.length === 4 && heads[2].startsWith('peak'), `columns ${heads}`);
+    const over = await page.locator('#view-timeline .u-over').boundingBox();
+    const tl = sample.timeline.t;
+    const peak = sample.snapshots.find((x) => x.label === 'peak');
+    const x = over.x + (over.width * (peak.time - tl[0])) / (tl[tl.length - 1] - tl[0]);
+    // The bar's colours are on the canvas at the peak's time, near the bottom of the plot.
+    const stackPixel = await page.evaluate(([cx, cy]) => {
+      const c = document.querySelector('#view-timeline .uplot canvas');
+      const r = c.getBoundingClientRect();
+      const px = c.getContext('2d').getImageData(Math.round((cx - r.left) * devicePixelRatio), Math.round((cy - r.top) * devicePixelRatio), 1, 1).data;
+      return [px[0], px[1], px[2], px[3]];
+    }, [x, over.y + over.height - 3]);
+    assert(stackPixel[3] > 0, 'nothing drawn at the peak snapshot');
+    await page.mouse.move(x, over.y + over.height - 10);
+    await page.waitForSelector('#view-timeline .kind-tip:not([hidden])', { timeout: 3000 });
+    const tip = await page.locator('#view-timeline .kind-tip').textContent();
+    assert(tip.includes('peak snapshot') && tip.includes('stacks') && tip.includes('code'), `tooltip: ${tip}`);
+    await page.mouse.move(over.x + over.width * 0.7, over.y + 5);
+    await page.waitForSelector('#view-timeline .kind-tip[hidden]', { state: 'attached', timeout: 3000 });
+    await page.screenshot({ path: join(out, 'report-timeline-kinds.png') });
+  });
+
   await check('flame graph: frames drawn', async () => {
     await showTab(page, 'flame');
     const n = await page.locator('#view-flame svg g.frame').count();
@@ -151,6 +182,42 @@ async function sampleChecks(context, dir, sample, template, out) {
       const n = await page.locator('#view-flame svg g.frame').count();
       assert(n >= 3, `${m}: ${n} frames`);
     }
+  });
+
+  await check('flame graph: keyboard moves between frames, Enter zooms, Escape resets', async () => {
+    await showTab(page, 'flame');
+    await page.click('#view-flame [data-measure="bytes"]');
+    const svgWidth = await page.locator('#view-flame svg').evaluate((s) => s.getBoundingClientRect().width);
+    await page.focus('#view-flame .flame-box');
+    const cursorWidth = () => page.locator('#view-flame svg g.frame.kbd-cursor rect').evaluate((r) => r.getBoundingClientRect().width);
+    assert(await page.locator('#view-flame svg g.frame.kbd-cursor').count() === 1, 'no frame under the cursor after focus');
+    assert((await page.locator('#view-flame .cursor-line').textContent()).startsWith('Frame: all'), 'cursor does not start at the root');
+    let width = await cursorWidth();
+    for (let i = 0; i < 12 && width >= svgWidth * 0.8; i++) {
+      await page.keyboard.press('ArrowUp');
+      width = await cursorWidth();
+    }
+    assert(width < svgWidth * 0.8, `no narrow frame reached by ArrowUp (${width} of ${svgWidth})`);
+    await page.keyboard.press('ArrowRight');
+    await page.keyboard.press('ArrowLeft');
+    const name = await page.locator('#view-flame svg g.frame.kbd-cursor').getAttribute('name');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(([n, w]) => [...document.querySelectorAll('#view-flame svg g.frame')]
+      .some((g) => g.getAttribute('name') === n && g.querySelector('rect').getBoundingClientRect().width > w * 0.95), [name, svgWidth], { timeout: 5000 });
+    assert((await page.locator('#view-flame .chosen').textContent()).includes('Zoomed into'), 'zoom not announced');
+    await page.keyboard.press('ArrowDown');
+    assert(await page.locator('#view-flame svg g.frame.kbd-cursor').getAttribute('name') !== name, 'ArrowDown did not move to the caller');
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(([n, w]) => [...document.querySelectorAll('#view-flame svg g.frame')]
+      .filter((g) => g.getAttribute('name') === n).every((g) => g.querySelector('rect').getBoundingClientRect().width < w * 0.8), [name, svgWidth], { timeout: 5000 });
+    assert((await page.locator('#view-flame .cursor-line').textContent()).startsWith('Frame: all'), 'Escape did not bring the cursor back to the root');
+  });
+
+  await check('threads: names, stack sizes and resident stack at each snapshot', async () => {
+    await showTab(page, 'threads');
+    const text = await page.locator('#view-threads table.data tbody').textContent();
+    for (const t of sample.threads) assert(text.includes(t.name), `thread ${t.name} not shown`);
+    assert(text.includes('peak 16 KiB') || text.includes('peak 16.0 KiB'), `no resident stack at the peak in ${text.slice(0, 200)}`);
   });
 
   await check('tables: every site, leak, copy and thread listed', async () => {

@@ -1,0 +1,122 @@
+#include "analysis/thread_info.h"
+
+#include <algorithm>
+
+#include "format/trace_format.h"
+
+namespace memcensus {
+
+bool ThreadSummary::any_info() const {
+  for (const ThreadRecord& t : threads)
+    if (t.stack_hint || !t.name.empty()) return true;
+  return false;
+}
+
+ThreadRecord& ThreadInfoCollector::thread_of(const TraceEvent& e) {
+  auto [it, fresh] = by_stream_.try_emplace(e.stream, s_.threads.size());
+  if (fresh) {
+    ThreadRecord t;
+    t.stream = e.stream;
+    t.tid = e.tid;
+    t.start_ns = e.tid == pid_ ? 0 : e.time;
+    s_.threads.push_back(std::move(t));
+    open_[e.tid].push_back(it->second);
+    last_[e.tid] = it->second;
+  }
+  return s_.threads[it->second];
+}
+
+void ThreadInfoCollector::on_event(const TraceEvent& e) {
+  if (e.stream == last_stream_) return;
+  last_stream_ = e.stream;
+  if (e.time > clock_) clock_ = e.time;
+  thread_of(e);
+}
+
+void ThreadInfoCollector::on_rss(const TraceRss& r) {
+  if (r.time > clock_) clock_ = r.time;
+}
+
+void ThreadInfoCollector::on_smaps(const TraceSmaps& s) {
+  if (s.time > clock_) clock_ = s.time;
+  if (s.reason == format::kSmapsStart && !s_.start_snapshot) s_.start_snapshot = s;
+}
+
+void ThreadInfoCollector::on_thread_end(uint64_t stream) {
+  auto it = by_stream_.find(stream);
+  if (it == by_stream_.end()) return;
+  ThreadRecord& t = s_.threads[it->second];
+  t.end_ns = std::max(clock_, t.start_ns);
+  std::vector<size_t>& open = open_[t.tid];
+  open.erase(std::remove(open.begin(), open.end(), it->second), open.end());
+  // The stream id may be given to a thread of another image only; keep it mapped so that
+  // a stray late record of this stream is not taken for a new thread.
+  if (last_stream_ == stream) last_stream_ = 0;
+}
+
+void ThreadInfoCollector::on_thread_info(const TraceThreadInfo& info) {
+  if (info.time > clock_) clock_ = info.time;
+  ThreadRecord* t = nullptr;
+  if (auto it = open_.find(info.tid); it != open_.end() && !it->second.empty())
+    t = &s_.threads[it->second.front()];
+  else if (auto last = last_.find(info.tid); last != last_.end())
+    t = &s_.threads[last->second];  // a record after the thread's end: its last look
+  if (!t) {
+    // No event of the thread reached the trace: it is known by this record alone.
+    ThreadRecord r;
+    r.tid = info.tid;
+    r.start_ns = info.tid == pid_ ? 0 : info.time;
+    open_[info.tid].push_back(s_.threads.size());
+    last_[info.tid] = s_.threads.size();
+    s_.threads.push_back(std::move(r));
+    t = &s_.threads.back();
+  }
+  t->name = info.name;
+  if (info.stack_hint) t->stack_hint = info.stack_hint;
+}
+
+void ThreadInfoCollector::on_process(const TraceProcess& p) {
+  // A new process image (exec, or a followed child's file): stream ids start over.
+  pid_ = p.pid;
+  by_stream_.clear();
+  open_.clear();
+  last_.clear();
+  last_stream_ = 0;
+  clock_ = 0;
+}
+
+ThreadSummary ThreadInfoCollector::finish() {
+  return std::move(s_);
+}
+
+std::vector<ThreadInfo> threads_for_layout(const std::vector<ThreadRecord>& threads,
+                                           uint64_t time_ns) {
+  std::vector<ThreadInfo> out;
+  for (const ThreadRecord& t : threads) {
+    if (!t.stack_hint || !t.running_at(time_ns)) continue;
+    ThreadInfo i;
+    i.tid = t.tid;
+    i.name = t.name;
+    i.sp = t.stack_hint;
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+void measure_thread_stacks(std::vector<ThreadRecord>& threads, const std::string& label,
+                           uint64_t time_ns, const Layout& layout) {
+  for (ThreadRecord& t : threads) {
+    if (!t.stack_hint || !t.running_at(time_ns)) continue;
+    ThreadStackAt at;
+    at.label = label;
+    for (const ThreadInfo& i : layout.threads) {
+      if (i.tid != t.tid || !i.sp || *i.sp != t.stack_hint || !i.stack_found) continue;
+      at.found = true;
+      at.size = i.stack_end - i.stack_start;
+      at.rss = i.stack_rss;
+    }
+    t.stacks.push_back(std::move(at));
+  }
+}
+
+}  // namespace memcensus

@@ -1,0 +1,92 @@
+// ThreadInfoCollector: every thread of a trace with its name and a hint to its stack (the
+// runtime's format::kThreadInfo records), its lifetime, and the start snapshot; then each
+// thread's stack as found in classified snapshots (see layout/classify.h,
+// assign_thread_stacks, which places a thread's stack by the mapping holding an address
+// inside it: the hint here, the stack pointer in `memcensus map`).
+//
+// Definitions:
+//  * thread: one stream of the trace (a thread's lifetime; a reused tid is another thread).
+//    A kThreadInfo record belongs to the first thread with its tid whose end the trace has
+//    not reached yet (the recorder writes a thread's info before its end; a thread that
+//    reuses a tid starts after the end of the one before); a later record for the same
+//    thread renames it (the name it had last is kept).
+//  * lifetime: from its first event (from 0 for the main thread) to its kThreadEnd record (which the writer writes in
+//    the round that drained its last events, so within about 10 ms of its exit), in the
+//    trace's clock. A thread with no end record ran until the end of the trace.
+//  * running at a time T: started at or before T and not ended before T.
+// Memory: O(threads). Cost per event: one compare (a hash lookup when the stream changes).
+// Not thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "layout/layout.h"
+#include "trace/trace_records.h"
+
+namespace memcensus {
+
+struct ThreadStackAt {
+  std::string label;  // "start", "peak" or "exit": the snapshot
+  bool found = false;  // the hint lay in a mapping then
+  uint64_t size = 0;   // bytes of the mapping holding the hint (its guard excluded)
+  uint64_t rss = 0;    // resident bytes of that mapping
+};
+
+struct ThreadRecord {
+  uint64_t stream = 0;
+  pid_t tid = 0;
+  std::string name;         // empty: not recorded
+  uint64_t stack_hint = 0;  // 0: not recorded
+  uint64_t start_ns = 0;
+  std::optional<uint64_t> end_ns;
+  std::vector<ThreadStackAt> stacks;  // filled by measure_thread_stacks, in snapshot order
+  bool running_at(uint64_t t) const { return start_ns <= t && (!end_ns || *end_ns >= t); }
+};
+
+struct ThreadSummary {
+  std::vector<ThreadRecord> threads;  // in order of first event (the last process image's
+                                      // threads after those of earlier images)
+  std::optional<TraceSmaps> start_snapshot;  // the first kSmapsStart
+  bool any_info() const;                     // some thread has a name or a stack hint
+};
+
+class ThreadInfoCollector : public TraceVisitor {
+ public:
+  void on_event(const TraceEvent& e) override;
+  void on_rss(const TraceRss& r) override;
+  void on_smaps(const TraceSmaps& s) override;
+  void on_thread_end(uint64_t stream) override;
+  void on_thread_info(const TraceThreadInfo& t) override;
+  void on_process(const TraceProcess& p) override;
+  ThreadSummary finish();  // call once
+
+ private:
+  ThreadRecord& thread_of(const TraceEvent& e);
+
+  ThreadSummary s_;
+  pid_t pid_ = 0;  // the current image's process: its main thread runs from time 0
+  std::unordered_map<uint64_t, size_t> by_stream_;  // this image: stream -> index
+  std::unordered_map<pid_t, std::vector<size_t>> open_;  // this image: tid -> indices of
+                                                         // threads not ended, in order
+  std::unordered_map<pid_t, size_t> last_;  // this image: tid -> latest index
+  uint64_t last_stream_ = 0;
+  uint64_t clock_ = 0;  // latest time seen in file order
+};
+
+// The threads running at `time_ns` that have a stack hint, as layout_from_smaps takes them
+// (the hint standing in for a stack pointer).
+std::vector<ThreadInfo> threads_for_layout(const std::vector<ThreadRecord>& threads,
+                                           uint64_t time_ns);
+
+// Appends to each thread running at the snapshot its stack there, from `layout` (classified
+// with threads_for_layout of the same time). Threads not running then get nothing.
+void measure_thread_stacks(std::vector<ThreadRecord>& threads, const std::string& label,
+                           uint64_t time_ns, const Layout& layout);
+
+}  // namespace memcensus

@@ -1,0 +1,119 @@
+// Thread names and stacks recorded by the runtime (format kThreadInfo), as `memcensus report`
+// shows them, against the named_threads fixture: each thread's final name, its stack size as
+// requested (pthread_getattr_np's stack lies inside the mapping found), resident stack bytes
+// at exit, and the resident split's stacks part holding them.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <sstream>
+
+#include "run_test_util.h"
+
+using nlohmann::json;
+
+namespace {
+
+struct ThreadFact {
+  std::string name;
+  int tid = 0;
+  uint64_t addr = 0, size = 0, requested = 0;
+};
+
+std::map<std::string, ThreadFact> thread_facts(const std::string& out) {
+  std::map<std::string, ThreadFact> facts;
+  std::istringstream in(out);
+  std::string word;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream l(line);
+    ThreadFact f;
+    std::string addr;
+    if (!(l >> word) || word != "thread") continue;
+    l >> f.name >> f.tid >> addr >> f.size >> f.requested;
+    f.addr = std::stoull(addr, nullptr, 16);
+    facts[f.name] = f;
+  }
+  return facts;
+}
+
+const json* thread_with_tid(const json& report, int tid) {
+  for (const json& t : report["thread_totals"])
+    if (t["tid"].get<int>() == tid) return &t;
+  return nullptr;
+}
+
+uint64_t part(const json& moment, const std::string& what) {
+  for (const json& p : moment["parts"])
+    if (p["what"] == what) return p["bytes"].get<uint64_t>();
+  return 0;
+}
+
+class NamedThreads : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    t_ = new mctest::Traced(mctest::traced({mctest::fixture("named_threads")}));
+  }
+  static void TearDownTestSuite() { delete t_; }
+  static mctest::Traced* t_;
+};
+mctest::Traced* NamedThreads::t_ = nullptr;
+
+TEST_F(NamedThreads, ReportNamesEachThreadAndItsStackSize) {
+  ASSERT_EQ(t_->status, 0);
+  ASSERT_FALSE(t_->report.is_null());
+  auto facts = thread_facts(t_->out);
+  ASSERT_EQ(facts.size(), 4u) << t_->out;
+  for (const auto& [name, f] : facts) {
+    SCOPED_TRACE(name);
+    const json* t = thread_with_tid(t_->report, f.tid);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ((*t)["name"], name);  // nt-final: the name it gave itself last
+    if (name == "nt-brief") {
+      // Ended before any snapshot of the process was taken with it running.
+      EXPECT_TRUE((*t)["stack_size"].is_null());
+      EXPECT_TRUE((*t)["stack_rss"]["exit"].is_null());
+      continue;
+    }
+    ASSERT_FALSE((*t)["stack_size"].is_null());
+    EXPECT_EQ((*t)["stack_size"].get<uint64_t>(), f.requested);
+    ASSERT_FALSE((*t)["stack_rss"]["exit"].is_null());
+    EXPECT_GE((*t)["stack_rss"]["exit"].get<uint64_t>(), 8192u);  // its touched buffer
+    EXPECT_LE((*t)["stack_rss"]["exit"].get<uint64_t>(), f.requested);
+  }
+  const json* main_thread = thread_with_tid(t_->report, t_->report["pid"].get<int>());
+  ASSERT_NE(main_thread, nullptr);
+  EXPECT_EQ((*main_thread)["name"], "named_threads");
+  EXPECT_FALSE((*main_thread)["stack_size"].is_null());
+}
+
+TEST_F(NamedThreads, ResidentSplitCountsThreadStacksAsStacks) {
+  ASSERT_EQ(t_->status, 0);
+  const json& exit = t_->report["resident"]["at_exit"];
+  ASSERT_TRUE(exit.is_object());
+  uint64_t stacks = part(exit, "stacks");
+  uint64_t threads = 0, main_stack = 0;
+  for (const json& t : t_->report["thread_totals"]) {
+    if (t["stack_rss"]["exit"].is_null()) continue;
+    uint64_t rss = t["stack_rss"]["exit"].get<uint64_t>();
+    if (t["tid"] == t_->report["pid"])
+      main_stack = rss;
+    else
+      threads += rss;
+  }
+  EXPECT_GE(threads, 3u * 8192);
+  EXPECT_GT(stacks, main_stack);
+  EXPECT_GE(stacks, main_stack + threads);
+}
+
+TEST_F(NamedThreads, TextReportShowsNamesAndStacks) {
+  auto r = mctest::run({mctest::memcensus(), "report", "--threads", t_->trace});
+  ASSERT_EQ(r.status, 0);
+  for (const char* name : {"nt-small", "nt-large", "nt-final", "nt-brief", "named_threads"})
+    EXPECT_NE(r.out.find(name), std::string::npos) << name << "\n" << r.out;
+  size_t small = r.out.find("nt-small");
+  ASSERT_NE(small, std::string::npos);
+  std::string line = r.out.substr(small, r.out.find('\n', small) - small);
+  EXPECT_NE(line.find("256.0 KiB"), std::string::npos) << line;  // its stack size
+  EXPECT_NE(r.out.find("resident stack at"), std::string::npos) << r.out;
+}
+
+}  // namespace
