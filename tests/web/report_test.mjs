@@ -188,6 +188,10 @@ async function sampleChecks(context, dir, sample, template, out) {
     await showTab(page, 'flame');
     await page.click('#view-flame [data-measure="bytes"]');
     const svgWidth = await page.locator('#view-flame svg').evaluate((s) => s.getBoundingClientRect().width);
+    await page.waitForFunction((w) => {
+      const r = document.querySelector('#view-flame svg g.frame[name="all"] rect');
+      return r && r.getBoundingClientRect().width > w * 0.95;
+    }, svgWidth);  // frames grow into place after a redraw
     await page.focus('#view-flame .flame-box');
     const cursorWidth = () => page.locator('#view-flame svg g.frame.kbd-cursor rect').evaluate((r) => r.getBoundingClientRect().width);
     assert(await page.locator('#view-flame svg g.frame.kbd-cursor').count() === 1, 'no frame under the cursor after focus');
@@ -204,7 +208,8 @@ async function sampleChecks(context, dir, sample, template, out) {
     await page.keyboard.press('Enter');
     await page.waitForFunction(([n, w]) => [...document.querySelectorAll('#view-flame svg g.frame')]
       .some((g) => g.getAttribute('name') === n && g.querySelector('rect').getBoundingClientRect().width > w * 0.95), [name, svgWidth], { timeout: 5000 });
-    assert((await page.locator('#view-flame .chosen').textContent()).includes('Zoomed into'), 'zoom not announced');
+    const said = await page.locator('#view-flame .chosen').textContent();
+    assert(said.includes('Zoomed into'), `zoom not announced: "${said}" (${name})`);
     await page.keyboard.press('ArrowDown');
     assert(await page.locator('#view-flame svg g.frame.kbd-cursor').getAttribute('name') !== name, 'ArrowDown did not move to the caller');
     await page.keyboard.press('Escape');

@@ -1,6 +1,9 @@
 // Flame graphs of the allocation sites: one per measure (allocation calls, bytes, live at the
 // peak, leaked, temporary). Calls and bytes follow the selected time range. Click a frame to
 // zoom into it; search highlights matching frames; Reset zooms out and clears the search.
+// By keyboard (the graph is one tab stop): arrow keys move a cursor between the drawn frames
+// (Up to the largest callee, Down to the caller, Left/Right along the same depth), Home to the
+// root, Enter or Space zooms into the cursor's frame, Escape resets.
 import { select } from 'd3-selection';
 import flamegraph from 'd3-flame-graph';
 import { h, emptyNote } from './dom.js';
@@ -32,8 +35,14 @@ export function flameView(panel, app) {
   let searchText = '';
   const chosen = h('div', { class: 'details chosen', 'aria-live': 'polite' });
   const note = h('p', { class: 'hint' });
-  const box = h('div', { class: 'flame-box' });
-  panel.append(h('div', { class: 'toolbar' }, modeBar, search, reset), note, chosen, details, box);
+  const box = h('div', {
+    class: 'flame-box', tabindex: '0', role: 'group',
+    'aria-label': 'Flame graph. Arrow keys move between frames, Enter zooms into a frame, Escape resets the zoom.',
+  });
+  // The frame under the keyboard cursor, announced as it moves.
+  const cursorLine = h('div', { class: 'details cursor-line', 'aria-live': 'polite' });
+  let cursor = null;
+  panel.append(h('div', { class: 'toolbar' }, modeBar, search, reset), note, chosen, details, cursorLine, box);
 
   for (const m of MEASURES) {
     modeBar.append(h('button', {
@@ -55,6 +64,8 @@ export function flameView(panel, app) {
     box.replaceChildren();
     details.textContent = '';
     chosen.textContent = '';
+    cursor = null;
+    cursorLine.textContent = '';
     note.textContent = measure.ranged && app.range
       ? `Counting only allocations made between ${fmt.seconds(app.range[0])} and ${fmt.seconds(app.range[1])}.`
       : measure.ranged ? '' : 'Whole run (this measure does not follow the time range).';
@@ -101,6 +112,54 @@ export function flameView(panel, app) {
   panel.addEventListener('keydown', (ev) => {
     if (ev.key === 'Escape') reset.click();
   });
+
+  // The frames drawn now (zooming hides some, and the narrowest are never drawn).
+  function drawnNodes() {
+    return select(box).selectAll('g.frame').data();
+  }
+  function showCursor() {
+    select(box).selectAll('g.frame').classed('kbd-cursor', (d) => d === cursor);
+    cursorLine.textContent = cursor ? `Frame: ${label(cursor)}` : '';
+  }
+  function moveCursor(key) {
+    const nodes = drawnNodes();
+    if (!nodes.length) return false;
+    const root = select(box).datum();
+    if (!cursor || !nodes.includes(cursor)) {
+      cursor = nodes.includes(root) ? root : nodes[0];
+      return true;
+    }
+    if (key === 'Home') {
+      cursor = nodes.includes(root) ? root : cursor;
+    } else if (key === 'ArrowDown') {
+      if (cursor.parent && nodes.includes(cursor.parent)) cursor = cursor.parent;
+    } else if (key === 'ArrowUp') {
+      const callees = nodes.filter((n) => n.parent === cursor);
+      if (callees.length) cursor = callees.reduce((a, b) => (b.value > a.value ? b : a));
+    } else {
+      const row = nodes.filter((n) => n.depth === cursor.depth).sort((a, b) => a.x0 - b.x0);
+      const i = row.indexOf(cursor) + (key === 'ArrowRight' ? 1 : -1);
+      if (i >= 0 && i < row.length) cursor = row[i];
+    }
+    return true;
+  }
+  box.addEventListener('focus', () => {
+    if (!cursor && chart) {
+      moveCursor('Home');
+      showCursor();
+    }
+  });
+  box.addEventListener('keydown', (ev) => {
+    if (!chart) return;
+    if (['ArrowUp', 'ArrowDown', 'ArrowLeft', 'ArrowRight', 'Home'].includes(ev.key)) {
+      ev.preventDefault();
+      if (moveCursor(ev.key)) showCursor();
+    } else if ((ev.key === 'Enter' || ev.key === ' ') && cursor) {
+      ev.preventDefault();
+      chart.zoomTo(cursor);
+      showCursor();
+    }
+  });
   reset.addEventListener('click', () => {
     search.value = '';
     searchText = '';
@@ -110,6 +169,10 @@ export function flameView(panel, app) {
       chart.resetZoom();
       details.textContent = '';
       chosen.textContent = '';
+      if (cursor) {
+        cursor = select(box).datum();
+        showCursor();
+      }
     }
   });
 

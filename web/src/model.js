@@ -227,3 +227,43 @@ export function groupRegions(layout) {
   }
   return [...groups.values()];
 }
+
+/**
+ * Kinds of resident memory shown at the snapshots on the timeline: each groups layout region
+ * kinds (`kind` of `memcensus map --json` regions).
+ */
+export const RSS_KINDS = [
+  { id: 'code', label: 'code', kinds: ['text'] },
+  { id: 'static', label: 'static data', kinds: ['rodata', 'relro', 'data', 'bss'] },
+  { id: 'heap', label: 'heap and arenas', kinds: ['heap', 'arena'] },
+  { id: 'stacks', label: 'stacks', kinds: ['stack', 'guard'] },
+  { id: 'anon', label: 'anonymous mmaps', kinds: ['anon'] },
+  { id: 'file', label: 'file mappings', kinds: ['file'] },
+  { id: 'shm', label: 'shared memory', kinds: ['shm'] },
+  { id: 'kernel', label: 'kernel (vdso, vvar)', kinds: ['vdso', 'vvar', 'vsyscall'] },
+  { id: 'other', label: 'other', kinds: ['other'] },
+];
+
+/**
+ * Resident bytes by kind at each snapshot, in time order: [{label, time, rss, parts: {id:
+ * bytes}}], `rss` being the sum of the snapshot's regions (every RSS_KINDS id is present; a
+ * region of an unknown kind counts as other). Snapshots without a time are left out.
+ */
+export function rssByKind(snapshots) {
+  const idOf = new Map();
+  for (const k of RSS_KINDS) for (const kind of k.kinds) idOf.set(kind, k.id);
+  const out = [];
+  for (const s of arr(snapshots)) {
+    if (typeof s.time !== 'number' || !s.layout) continue;
+    const parts = {};
+    for (const k of RSS_KINDS) parts[k.id] = 0;
+    let rss = 0;
+    for (const r of arr(s.layout.regions)) {
+      const bytes = num(r.rss);
+      parts[idOf.get(r.kind) || 'other'] += bytes;
+      rss += bytes;
+    }
+    out.push({ label: String(s.label || ''), time: s.time, rss, parts });
+  }
+  return out.sort((a, b) => a.time - b.time);
+}

@@ -117,6 +117,12 @@ export const siteTablesViews = [
   },
 ];
 
+/** "start 8 KiB · exit 12 KiB": a thread's resident stack at each snapshot. */
+function stackAt(r) {
+  const at = r.stack_rss_at && typeof r.stack_rss_at === 'object' ? r.stack_rss_at : {};
+  return Object.entries(at).map(([k, v]) => `${k} ${typeof v === 'number' ? fmt.bytes(v) : '\u2014'}`).join(' \u00b7 ');
+}
+
 /** Thread stacks and per-thread allocation figures. */
 export function threadsView(panel, app) {
   const table = sortableTable([
@@ -126,10 +132,11 @@ export function threadsView(panel, app) {
     { key: 'bytes', label: 'Bytes allocated', get: (r) => r.bytes ?? 0, format: fmt.bytes, numeric: true },
     { key: 'stack_size', label: 'Stack size', get: (r) => r.stack_size ?? -1, format: (v) => (v < 0 ? '\u2014' : fmt.bytes(v)), numeric: true },
     { key: 'stack_rss', label: 'Stack resident', get: (r) => r.stack_rss ?? -1, format: (v) => (v < 0 ? '\u2014' : fmt.bytes(v)), numeric: true },
+    { key: 'stack_rss_at', label: 'Stack resident at snapshots', get: (r) => stackAt(r), title: 'Resident stack bytes at each smaps snapshot (\u2014: not running or not found then)' },
     { key: 'use', label: 'Resident share', get: (r) => (r.stack_size ? (r.stack_rss ?? 0) / r.stack_size : -1), format: (v) => (v < 0 ? '\u2014' : fmt.percent(v, 1)), numeric: true, title: 'Resident part of the reserved stack' },
   ], { sortKey: 'bytes', caption: 'Threads', emptyText: 'This trace recorded no thread.' });
   panel.append(h('h2', null, 'Threads and their stacks'),
-    h('p', { class: 'hint' }, 'Allocations made by each thread over the whole run; the stack size reserved for it and the part of it that was resident.'),
+    h('p', { class: 'hint' }, 'Allocations made by each thread over the whole run; its name as the recorder last saw it; the size of the mapping holding its stack (guard page excluded) and the part of it that was resident, at the latest smaps snapshot and at each one.'),
     table.el);
   table.setRows(app.model.threads);
   return {};
