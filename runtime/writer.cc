@@ -418,6 +418,10 @@ void writer_pause_for_exec() {
   }
   pthread_mutex_lock(&g_lock);
   round_locked(true);
+  if (g_fd >= 0) {
+    note_threads_at_exit();  // the image ends here: its threads' last names
+    flush_chunk();
+  }
   pthread_mutex_unlock(&g_lock);
 }
 

@@ -1,6 +1,7 @@
 #include "analysis/thread_info.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "format/trace_format.h"
 
@@ -12,10 +13,26 @@ bool ThreadSummary::any_info() const {
   return false;
 }
 
+uint32_t ThreadSummary::image_of(uint64_t time_ns, std::string_view smaps) const {
+  size_t hash = std::hash<std::string_view>()(smaps);
+  for (const SnapshotImage& s : snapshots)
+    if (s.time == time_ns && s.text_hash == hash) return s.image;
+  uint32_t last = 0;
+  for (const ThreadRecord& t : threads) last = std::max(last, t.image);
+  return last;
+}
+
+std::vector<ThreadInfo> ThreadSummary::layout_threads(uint64_t time_ns,
+                                                      std::string_view smaps) const {
+  if (!any_info()) return {};
+  return threads_for_layout(threads, time_ns, image_of(time_ns, smaps));
+}
+
 ThreadRecord& ThreadInfoCollector::thread_of(const TraceEvent& e) {
   auto [it, fresh] = by_stream_.try_emplace(e.stream, s_.threads.size());
   if (fresh) {
     ThreadRecord t;
+    t.image = image_;
     t.stream = e.stream;
     t.tid = e.tid;
     t.start_ns = e.tid == pid_ ? 0 : e.time;
@@ -40,6 +57,7 @@ void ThreadInfoCollector::on_rss(const TraceRss& r) {
 void ThreadInfoCollector::on_smaps(const TraceSmaps& s) {
   if (s.time > clock_) clock_ = s.time;
   if (s.reason == format::kSmapsStart && !s_.start_snapshot) s_.start_snapshot = s;
+  s_.snapshots.push_back({s.time, std::hash<std::string_view>()(s.text), image_});
 }
 
 void ThreadInfoCollector::on_thread_end(uint64_t stream) {
@@ -64,6 +82,7 @@ void ThreadInfoCollector::on_thread_info(const TraceThreadInfo& info) {
   if (!t) {
     // No event of the thread reached the trace: it is known by this record alone.
     ThreadRecord r;
+    r.image = image_;
     r.tid = info.tid;
     r.start_ns = info.tid == pid_ ? 0 : info.time;
     open_[info.tid].push_back(s_.threads.size());
@@ -78,6 +97,8 @@ void ThreadInfoCollector::on_thread_info(const TraceThreadInfo& info) {
 void ThreadInfoCollector::on_process(const TraceProcess& p) {
   // A new process image (exec, or a followed child's file): stream ids start over.
   pid_ = p.pid;
+  if (seen_process_) ++image_;
+  seen_process_ = true;
   by_stream_.clear();
   open_.clear();
   last_.clear();
@@ -86,14 +107,25 @@ void ThreadInfoCollector::on_process(const TraceProcess& p) {
 }
 
 ThreadSummary ThreadInfoCollector::finish() {
+  // A thread's calls after its thread-exit hook ran (the frees of its teardown) arrive in a
+  // stream of their own, with no info: it carries the name of the thread before it.
+  std::unordered_map<uint64_t, size_t> previous;  // (image, tid) -> latest index
+  for (size_t i = 0; i < s_.threads.size(); ++i) {
+    ThreadRecord& t = s_.threads[i];
+    uint64_t key = (uint64_t{t.image} << 32) | static_cast<uint32_t>(t.tid);
+    auto it = previous.find(key);
+    if (it != previous.end() && t.name.empty() && !t.stack_hint)
+      t.name = s_.threads[it->second].name;
+    previous[key] = i;
+  }
   return std::move(s_);
 }
 
 std::vector<ThreadInfo> threads_for_layout(const std::vector<ThreadRecord>& threads,
-                                           uint64_t time_ns) {
+                                           uint64_t time_ns, uint32_t image) {
   std::vector<ThreadInfo> out;
   for (const ThreadRecord& t : threads) {
-    if (!t.stack_hint || !t.running_at(time_ns)) continue;
+    if (t.image != image || !t.stack_hint || !t.running_at(time_ns)) continue;
     ThreadInfo i;
     i.tid = t.tid;
     i.name = t.name;
@@ -104,9 +136,9 @@ std::vector<ThreadInfo> threads_for_layout(const std::vector<ThreadRecord>& thre
 }
 
 void measure_thread_stacks(std::vector<ThreadRecord>& threads, const std::string& label,
-                           uint64_t time_ns, const Layout& layout) {
+                           uint64_t time_ns, uint32_t image, const Layout& layout) {
   for (ThreadRecord& t : threads) {
-    if (!t.stack_hint || !t.running_at(time_ns)) continue;
+    if (t.image != image || !t.stack_hint || !t.running_at(time_ns)) continue;
     ThreadStackAt at;
     at.label = label;
     for (const ThreadInfo& i : layout.threads) {

@@ -9,7 +9,9 @@
 //    A kThreadInfo record belongs to the first thread with its tid whose end the trace has
 //    not reached yet (the recorder writes a thread's info before its end; a thread that
 //    reuses a tid starts after the end of the one before); a later record for the same
-//    thread renames it (the name it had last is kept).
+//    thread renames it (the name it had last is kept). A thread with no info of its own
+//    after another with its tid (the calls a thread makes after its exit hook, in a stream
+//    of their own) is given that thread's name.
 //  * lifetime: from its first event (from 0 for the main thread) to its kThreadEnd record (which the writer writes in
 //    the round that drained its last events, so within about 10 ms of its exit), in the
 //    trace's clock. A thread with no end record ran until the end of the trace.
@@ -23,6 +25,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -39,6 +42,7 @@ struct ThreadStackAt {
 };
 
 struct ThreadRecord {
+  uint32_t image = 0;  // the process image (trace segment: exec starts one), from 0
   uint64_t stream = 0;
   pid_t tid = 0;
   std::string name;         // empty: not recorded
@@ -49,11 +53,23 @@ struct ThreadRecord {
   bool running_at(uint64_t t) const { return start_ns <= t && (!end_ns || *end_ns >= t); }
 };
 
+// Which process image took a smaps snapshot (times restart with each image).
+struct SnapshotImage {
+  uint64_t time = 0;
+  size_t text_hash = 0;
+  uint32_t image = 0;
+};
+
 struct ThreadSummary {
   std::vector<ThreadRecord> threads;  // in order of first event (the last process image's
                                       // threads after those of earlier images)
   std::optional<TraceSmaps> start_snapshot;  // the first kSmapsStart
+  std::vector<SnapshotImage> snapshots;      // every smaps snapshot, in file order
   bool any_info() const;                     // some thread has a name or a stack hint
+  // The image that took the snapshot with this time and text; the last image if none did.
+  uint32_t image_of(uint64_t time_ns, std::string_view smaps) const;
+  // threads_for_layout for that snapshot.
+  std::vector<ThreadInfo> layout_threads(uint64_t time_ns, std::string_view smaps) const;
 };
 
 class ThreadInfoCollector : public TraceVisitor {
@@ -71,6 +87,8 @@ class ThreadInfoCollector : public TraceVisitor {
 
   ThreadSummary s_;
   pid_t pid_ = 0;  // the current image's process: its main thread runs from time 0
+  uint32_t image_ = 0;
+  bool seen_process_ = false;
   std::unordered_map<uint64_t, size_t> by_stream_;  // this image: stream -> index
   std::unordered_map<pid_t, std::vector<size_t>> open_;  // this image: tid -> indices of
                                                          // threads not ended, in order
@@ -79,14 +97,14 @@ class ThreadInfoCollector : public TraceVisitor {
   uint64_t clock_ = 0;  // latest time seen in file order
 };
 
-// The threads running at `time_ns` that have a stack hint, as layout_from_smaps takes them
-// (the hint standing in for a stack pointer).
+// The threads of `image` running at `time_ns` that have a stack hint, as layout_from_smaps
+// takes them (the hint standing in for a stack pointer).
 std::vector<ThreadInfo> threads_for_layout(const std::vector<ThreadRecord>& threads,
-                                           uint64_t time_ns);
+                                           uint64_t time_ns, uint32_t image);
 
-// Appends to each thread running at the snapshot its stack there, from `layout` (classified
-// with threads_for_layout of the same time). Threads not running then get nothing.
+// Appends to each thread of `image` running at the snapshot its stack there, from `layout`
+// (classified with threads_for_layout of the same time and image). Others get nothing.
 void measure_thread_stacks(std::vector<ThreadRecord>& threads, const std::string& label,
-                           uint64_t time_ns, const Layout& layout);
+                           uint64_t time_ns, uint32_t image, const Layout& layout);
 
 }  // namespace memcensus

@@ -194,7 +194,7 @@ void write_moment(JsonWriter& w, const char* key, const std::optional<MomentSnap
     w.null_field(key);
     return;
   }
-  ResidentMoment r = resident_at(*m, a.heap.process.pid, names, a.threads.threads);
+  ResidentMoment r = resident_at(*m, a.heap.process.pid, names, &a.threads);
   w.key(key);
   write_resident_moment(w, r);
 }

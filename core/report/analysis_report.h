@@ -63,7 +63,7 @@ struct ResidentMoment {
 // The resident split of a snapshot (see analysis/resident_split.h); the stacks of the
 // threads running then are found from their stack hints.
 ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names,
-                           const std::vector<ThreadRecord>& threads = {});
+                           const ThreadSummary* threads = nullptr);
 
 // The snapshots a report shows, in time order: the first start, the one with the most RSS
 // ("peak", see HeapDetailSummary::at_rss_peak) and the exit one; those missing are left out.

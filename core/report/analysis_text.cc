@@ -162,7 +162,7 @@ void write_moment(const char* title, const std::optional<MomentSnapshot>& m, con
     out += fmt::format("{}: no smaps snapshot in the trace\n", title);
     return;
   }
-  ResidentMoment r = resident_at(*m, a.heap.process.pid, names, a.threads.threads);
+  ResidentMoment r = resident_at(*m, a.heap.process.pid, names, &a.threads);
   out += fmt::format("{} ({}): RSS {}\n", title, secs(r.time_ns), format_bytes(r.rss));
   for (const ResidentPart& p : r.parts)
     out += fmt::format("  {:>10}  {}\n", format_bytes(p.bytes), p.what);

@@ -38,7 +38,7 @@ uint64_t add_segments(const Analysis& a, Side side, std::map<std::string, DiffRo
   if (!a.details.at_rss_peak) return 0;
   const MomentSnapshot& m = *a.details.at_rss_peak;
   Layout layout = layout_from_smaps(m.smaps, a.heap.process.pid,
-                                    threads_for_layout(a.threads.threads, m.time), 0);
+                                    a.threads.layout_threads(m.time, m.smaps), 0);
   uint64_t total = 0;
   for (const Region& r : layout.regions) {
     std::string key(kind_name(r.kind));

@@ -212,7 +212,7 @@ void write_resident(JsonWriter& w, const Analysis& a, Symbolizer& sym,
     if (!m) return;
     ResidentMoment r;
     try {
-      r = resident_at(*m, a.heap.process.pid, names, a.threads.threads);
+      r = resident_at(*m, a.heap.process.pid, names, &a.threads);
     } catch (const Error& e) {
       warnings.push_back(std::string("resident split ") + key + ": " + e.what());
       return;
@@ -256,7 +256,7 @@ void write_snapshots(JsonWriter& w, const HtmlModelInput& in, std::vector<std::s
     try {
       layout = layout_from_smaps(
           it->second->text, in.analysis->heap.process.pid,
-          threads_for_layout(in.analysis->threads.threads, it->second->time), 20);
+          in.analysis->threads.layout_threads(it->second->time, it->second->text), 20);
     } catch (const Error& e) {
       warnings.push_back(std::string(label) + " snapshot unreadable: " + e.what());
       continue;

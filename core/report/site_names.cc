@@ -49,8 +49,10 @@ std::string SiteNames::name(uint32_t stack) {
 }
 
 ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names,
-                           const std::vector<ThreadRecord>& threads) {
-  Layout layout = layout_from_smaps(m.smaps, pid, threads_for_layout(threads, m.time), 0);
+                           const ThreadSummary* threads) {
+  Layout layout = layout_from_smaps(
+      m.smaps, pid, threads ? threads->layout_threads(m.time, m.smaps) : std::vector<ThreadInfo>(),
+      0);
   ResidentMoment r;
   r.time_ns = m.time;
   r.parts =
@@ -71,10 +73,11 @@ std::vector<ThreadRecord> thread_stacks(const Analysis& a, std::vector<std::stri
   std::vector<ThreadRecord> threads = a.threads.threads;
   if (!a.threads.any_info()) return threads;
   for (const SnapshotRef& s : report_snapshots(a)) {
+    uint32_t image = a.threads.image_of(s.time_ns, *s.smaps);
     try {
       Layout layout = layout_from_smaps(*s.smaps, a.heap.process.pid,
-                                        threads_for_layout(threads, s.time_ns), 0);
-      measure_thread_stacks(threads, s.label, s.time_ns, layout);
+                                        threads_for_layout(threads, s.time_ns, image), 0);
+      measure_thread_stacks(threads, s.label, s.time_ns, image, layout);
     } catch (const Error& e) {
       if (warnings) warnings->push_back(std::string(s.label) + " snapshot unreadable: " + e.what());
     }

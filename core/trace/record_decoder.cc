@@ -100,6 +100,7 @@ void RecordDecoder::new_segment() {
   current_ = nullptr;
   current_id_ = 0;
   stack_offset_ = max_stack_;
+  stream_offset_ = max_stream_;
 }
 
 void RecordDecoder::on_event(Cursor& c, uint8_t tag, TraceVisitor& v) {
@@ -153,8 +154,9 @@ void RecordDecoder::on_event(Cursor& c, uint8_t tag, TraceVisitor& v) {
 }
 
 void RecordDecoder::on_thread(Cursor& c, uint8_t, TraceVisitor&) {
-  uint64_t id = c.varint();
+  uint64_t id = c.varint() + stream_offset_;
   uint64_t tid = c.varint();
+  max_stream_ = std::max(max_stream_, id);
   Stream& st = streams_[id];
   st.tid = static_cast<pid_t>(tid);
   current_ = &st;
@@ -162,7 +164,7 @@ void RecordDecoder::on_thread(Cursor& c, uint8_t, TraceVisitor&) {
 }
 
 void RecordDecoder::on_thread_end(Cursor& c, uint8_t, TraceVisitor& v) {
-  uint64_t id = c.varint();
+  uint64_t id = c.varint() + stream_offset_;
   streams_.erase(id);
   if (current_id_ == id) current_ = nullptr;
   v.on_thread_end(id);

@@ -17,7 +17,8 @@ class RecordDecoder {
   explicit RecordDecoder(std::string name) : name_(std::move(name)) {}
 
   // A new segment starts (an exec'd image appended its own header): stream state is reset
-  // and the segment's stack ids are shifted past every id seen so far, so ids stay unique.
+  // and the segment's stack and stream ids are shifted past every id seen so far, so ids
+  // stay unique in the whole file (its images number their streams from 1 again).
   void new_segment();
 
   // Decodes one chunk's records; returns the number of events.
@@ -58,6 +59,8 @@ class RecordDecoder {
   uint64_t events_ = 0;
   uint32_t stack_offset_ = 0;
   uint32_t max_stack_ = 0;
+  uint64_t stream_offset_ = 0;
+  uint64_t max_stream_ = 0;  // the largest stream id given out so far (shifted)
 };
 
 }  // namespace memcensus

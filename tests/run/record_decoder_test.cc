@@ -85,6 +85,8 @@ TEST(RecordDecoder, ReallocAndStacksAcrossSegments) {
   EXPECT_EQ(out.stacks[1].id, 2u);  // shifted past the first segment's ids
   EXPECT_EQ(out.events[1].stack, 2u);
   EXPECT_EQ(out.events[1].ptr, 0x10u);  // stream state was reset
+  EXPECT_EQ(out.events[0].stream, 1u);
+  EXPECT_EQ(out.events[1].stream, 2u);  // the new image's stream 1: shifted too
 }
 
 TEST(RecordDecoder, MalformedRecordsAreErrors) {

@@ -116,4 +116,23 @@ TEST_F(NamedThreads, TextReportShowsNamesAndStacks) {
   EXPECT_NE(r.out.find("resident stack at"), std::string::npos) << r.out;
 }
 
+TEST(ThreadInfo, EachExecImageNamesItsOwnThreads) {
+  // sh execs the fixture: one pid, two images in one trace, each with its own main thread.
+  auto t = mctest::traced({"/bin/sh", "-c", "exec " + mctest::fixture("named_threads")});
+  ASSERT_EQ(t.status, 0);
+  ASSERT_FALSE(t.report.is_null());
+  int pid = t.report["pid"].get<int>();
+  std::vector<std::string> main_names;
+  for (const json& th : t.report["thread_totals"])
+    if (th["tid"].get<int>() == pid) main_names.push_back(th["name"].get<std::string>());
+  EXPECT_EQ(main_names, (std::vector<std::string>{"sh", "named_threads"}));
+  auto facts = thread_facts(t.out);
+  ASSERT_EQ(facts.size(), 4u);
+  const json* small = thread_with_tid(t.report, facts["nt-small"].tid);
+  ASSERT_NE(small, nullptr);
+  EXPECT_EQ((*small)["name"], "nt-small");
+  ASSERT_FALSE((*small)["stack_size"].is_null());
+  EXPECT_EQ((*small)["stack_size"].get<uint64_t>(), 256u << 10);
+}
+
 }  // namespace

@@ -59,11 +59,11 @@ TEST(ThreadInfoCollector, JoinsNamesToThreadsByTidAndTime) {
   EXPECT_EQ(s.threads[3].start_ns, 3200u);
   EXPECT_TRUE(s.any_info());
 
-  std::vector<ThreadInfo> at1500 = threads_for_layout(s.threads, 1500);
+  std::vector<ThreadInfo> at1500 = threads_for_layout(s.threads, 1500, 0);
   ASSERT_EQ(at1500.size(), 2u);
   EXPECT_EQ(at1500[1].tid, 101);
   EXPECT_EQ(*at1500[1].sp, 0x7f000000u);
-  std::vector<ThreadInfo> at5000 = threads_for_layout(s.threads, 5000);
+  std::vector<ThreadInfo> at5000 = threads_for_layout(s.threads, 5000, 0);
   ASSERT_EQ(at5000.size(), 3u);
   EXPECT_EQ(*at5000[1].sp, 0x7e000000u);
 }
@@ -84,12 +84,42 @@ TEST(ThreadInfoCollector, MeasuresStacksFromAClassifiedLayout) {
   t.stack_end = 0x8000;
   t.stack_rss = 0x1000;
   layout.threads.push_back(t);
-  measure_thread_stacks(threads, "exit", 20, layout);
+  measure_thread_stacks(threads, "exit", 20, 0, layout);
   ASSERT_EQ(threads[0].stacks.size(), 1u);
   EXPECT_TRUE(threads[0].stacks[0].found);
   EXPECT_EQ(threads[0].stacks[0].size, 0x4000u);
   EXPECT_EQ(threads[0].stacks[0].rss, 0x1000u);
   EXPECT_TRUE(threads[1].stacks.empty());  // ended before the snapshot
+}
+
+TEST(ThreadInfoCollector, SnapshotsOfAnImageSeeOnlyItsThreads) {
+  ThreadInfoCollector c;
+  TraceProcess p;
+  p.pid = 50;
+  TraceSmaps snap;
+  snap.reason = format::kSmapsStart;
+  snap.time = 0;
+  snap.text = "first image";
+  c.on_process(p);
+  c.on_smaps(snap);
+  c.on_event(event(1, 50, 10));
+  c.on_thread_info(info(50, 20, 0x1000, "sh"));
+  c.on_process(p);  // exec: the same pid, a new image whose clock starts again
+  snap.text = "second image";
+  c.on_smaps(snap);
+  c.on_event(event(1, 50, 5));
+  c.on_thread_info(info(50, 30, 0x2000, "prog"));
+  ThreadSummary s = c.finish();
+  ASSERT_EQ(s.threads.size(), 2u);
+  EXPECT_EQ(s.threads[1].image, 1u);
+  EXPECT_EQ(s.image_of(0, "first image"), 0u);
+  EXPECT_EQ(s.image_of(0, "second image"), 1u);
+  std::vector<ThreadInfo> first = s.layout_threads(0, "first image");
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(*first[0].sp, 0x1000u);
+  std::vector<ThreadInfo> second = s.layout_threads(0, "second image");
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(*second[0].sp, 0x2000u);
 }
 
 }  // namespace
