@@ -42,7 +42,8 @@ export function flameView(panel, app) {
   // The frame under the keyboard cursor, announced as it moves.
   const cursorLine = h('div', { class: 'details cursor-line', 'aria-live': 'polite' });
   let cursor = null;
-  panel.append(h('div', { class: 'toolbar' }, modeBar, search, reset), note, chosen, details, cursorLine, box);
+  const keys = h('span', { class: 'tool-label keys' }, 'Keyboard: Tab to the graph, arrow keys move, Enter zooms, Escape resets');
+  panel.append(h('div', { class: 'toolbar' }, modeBar, search, reset, keys), note, chosen, details, cursorLine, box);
 
   for (const m of MEASURES) {
     modeBar.append(h('button', {
