@@ -114,8 +114,10 @@ ThreadSummary ThreadInfoCollector::finish() {
     ThreadRecord& t = s_.threads[i];
     uint64_t key = (uint64_t{t.image} << 32) | static_cast<uint32_t>(t.tid);
     auto it = previous.find(key);
-    if (it != previous.end() && t.name.empty() && !t.stack_hint)
+    if (it != previous.end() && t.name.empty() && !t.stack_hint) {
       t.name = s_.threads[it->second].name;
+      t.teardown = true;
+    }
     previous[key] = i;
   }
   return std::move(s_);

@@ -50,6 +50,7 @@ struct ThreadRecord {
   uint64_t start_ns = 0;
   std::optional<uint64_t> end_ns;
   std::vector<ThreadStackAt> stacks;  // filled by measure_thread_stacks, in snapshot order
+  bool teardown = false;  // the calls of the thread before it after its exit hook (same tid)
   bool running_at(uint64_t t) const { return start_ns <= t && (!end_ns || *end_ns >= t); }
 };
 

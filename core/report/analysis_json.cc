@@ -125,7 +125,7 @@ void write_threads(JsonWriter& w, const Analysis& a) {
   w.key("thread_totals");
   w.begin_array();
   for (const ThreadRow& r : thread_rows(a.details, records)) {
-    ThreadDetail t = r.detail ? *r.detail : ThreadDetail{r.tid, 0, 0, 0, 0};
+    const ThreadDetail& t = r.totals;
     w.begin_object();
     w.field("tid", static_cast<int64_t>(t.tid));
     w.field("name", r.record ? r.record->name : std::string());

@@ -84,11 +84,11 @@ std::vector<ThreadRecord> thread_stacks(const Analysis& a,
 void write_resident_moment(JsonWriter& w, const ResidentMoment& r);
 
 // A thread's row in the reports: its heap figures and its name and stacks, joined by tid in
-// order of first event. Either may be null (a thread whose events were all lost but for its
-// info, or a trace without thread info).
+// order of first event; the calls a thread makes after its exit hook (a stream of their own)
+// are added to its row. `record` is null for a trace without thread info.
 struct ThreadRow {
   pid_t tid = 0;
-  const ThreadDetail* detail = nullptr;
+  ThreadDetail totals;  // zero when the thread made no heap call
   const ThreadRecord* record = nullptr;
   // The size of its stack mapping at the latest snapshot that found it.
   std::optional<uint64_t> stack_size() const;

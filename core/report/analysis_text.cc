@@ -115,7 +115,7 @@ void write_threads(const Analysis& a, std::string& out) {
                      "stack", at.empty() ? "resident stack: no snapshot" : "resident stack at " + at);
   auto opt_bytes = [](std::optional<uint64_t> v) { return v ? format_bytes(*v) : std::string("-"); };
   for (const ThreadRow& r : rows) {
-    ThreadDetail t = r.detail ? *r.detail : ThreadDetail{r.tid, 0, 0, 0, 0};
+    const ThreadDetail& t = r.totals;
     std::string name = r.record && !r.record->name.empty() ? r.record->name : "-";
     std::string rss;
     for (const SnapshotRef& s : snaps)

@@ -176,8 +176,8 @@ void write_threads(JsonWriter& w, const Analysis& a) {
     w.begin_object();
     w.field("tid", static_cast<int64_t>(r.tid));
     w.field("name", r.record ? r.record->name : std::string());
-    w.field("allocations", r.detail ? r.detail->allocations : 0);
-    w.field("bytes", r.detail ? r.detail->bytes : 0);
+    w.field("allocations", r.totals.allocations);
+    w.field("bytes", r.totals.bytes);
     std::optional<uint64_t> last_rss;
     w.key("stack_rss_at");
     w.begin_object();

@@ -107,7 +107,7 @@ std::vector<ThreadRow> thread_rows(const HeapDetailSummary& d,
   std::vector<bool> used(records.size());
   std::vector<ThreadRow> rows;
   for (const ThreadDetail& t : d.threads) {
-    ThreadRow row{t.tid, &t, nullptr};
+    ThreadRow row{t.tid, t, nullptr};
     auto it = by_tid.find(t.tid);
     if (it != by_tid.end() && !it->second.empty()) {
       row.record = &records[it->second.back()];
@@ -117,8 +117,25 @@ std::vector<ThreadRow> thread_rows(const HeapDetailSummary& d,
     rows.push_back(row);
   }
   for (size_t i = 0; i < records.size(); ++i)
-    if (!used[i]) rows.push_back({records[i].tid, nullptr, &records[i]});
-  return rows;
+    if (!used[i]) rows.push_back({records[i].tid, ThreadDetail{records[i].tid, 0, 0, 0, 0}, &records[i]});
+  // A teardown stream joins the row of the thread it belongs to: the latest row before it
+  // with its tid.
+  std::vector<ThreadRow> merged;
+  std::unordered_map<pid_t, size_t> last;  // tid -> index in merged
+  for (const ThreadRow& r : rows) {
+    auto it = last.find(r.tid);
+    if (r.record && r.record->teardown && it != last.end()) {
+      ThreadDetail& t = merged[it->second].totals;
+      t.allocations += r.totals.allocations;
+      t.bytes += r.totals.bytes;
+      t.frees += r.totals.frees;
+      t.temporary += r.totals.temporary;
+      continue;
+    }
+    last[r.tid] = merged.size();
+    merged.push_back(r);
+  }
+  return merged;
 }
 
 void write_resident_moment(JsonWriter& w, const ResidentMoment& r) {

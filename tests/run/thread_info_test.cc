@@ -67,6 +67,9 @@ TEST_F(NamedThreads, ReportNamesEachThreadAndItsStackSize) {
     const json* t = thread_with_tid(t_->report, f.tid);
     ASSERT_NE(t, nullptr);
     EXPECT_EQ((*t)["name"], name);  // nt-final: the name it gave itself last
+    int rows = 0;
+    for (const json& other : t_->report["thread_totals"]) rows += other["tid"].get<int>() == f.tid;
+    EXPECT_EQ(rows, 1);  // its teardown calls after its exit hook join its row
     if (name == "nt-brief") {
       // Ended before any snapshot of the process was taken with it running.
       EXPECT_TRUE((*t)["stack_size"].is_null());
