@@ -72,7 +72,7 @@ void assign_thread_stacks(std::vector<Region>& regions, std::vector<ThreadInfo>&
       if (t.tid == pid)
         r.detail = "main thread";
       else if (r.detail.empty())
-        r.detail = "thread " + std::to_string(t.tid);
+        r.detail = "thread " + (t.name.empty() ? std::to_string(t.tid) : t.name);
       fill_stack(regions, static_cast<size_t>(idx), t);
     } else {
       t.stack_found = true;
