@@ -34,6 +34,8 @@ struct Ring {
   uint64_t stream;        // unique per claim: names the stream in the trace
   uint8_t* data;          // kRingSize bytes
   WalkCache* walk_cache;  // the owning thread's stack-walk memo (null: none could be mapped)
+  uint64_t tls_state;     // address of the owning thread's t_state (noted as the runtime's own
+                          // memory: it holds the thread's latest block pointer)
 };
 
 // The registry. `count` is the number of slots ever used (the writer scans [0, count)).

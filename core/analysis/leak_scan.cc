@@ -12,10 +12,13 @@ constexpr size_t kChunk = 1 << 16;  // bytes read at a time
 class Scanner {
  public:
   Scanner(const std::vector<ScanRange>& blocks, const ScanReader& read)
-      : blocks_(blocks), read_(read), state_(blocks.size(), kUnseen) {}
+      : blocks_(blocks), read_(read), state_(blocks.size(), kUnseen) {
+    if (!blocks.empty()) lo_ = blocks.front().start, hi_ = blocks.back().end;
+  }
 
   // What a word points to: block index and whether at its start; -1 if nothing.
   long find(uint64_t v, bool& at_start) const {
+    if (v < lo_ || v >= hi_) return -1;  // most words: no heap address at all
     auto it = std::upper_bound(blocks_.begin(), blocks_.end(), v,
                                [](uint64_t a, const ScanRange& b) { return a < b.start; });
     if (it == blocks_.begin()) return -1;
@@ -107,6 +110,7 @@ class Scanner {
   std::vector<size_t> work_;
   std::vector<uint64_t> buffers_[2];  // read buffers, reused; scans nest at most one deep
   int depth_ = 0;
+  uint64_t lo_ = 0, hi_ = 0;  // the blocks' span
 };
 
 }  // namespace

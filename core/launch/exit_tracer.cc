@@ -271,7 +271,8 @@ std::string resolve_command(const std::string& argv0) {
 }
 
 int run_with_exit_hook(const std::vector<std::string>& argv,
-                       const std::function<void(const ExitEvent&)>& at_exit) {
+                       const std::function<void(const ExitEvent&)>& at_exit,
+                       const ExitHookOptions& options) {
   if (argv.empty()) throw Error("no command given after --");
   std::string exe = resolve_command(argv[0]);
   std::vector<char*> args;
@@ -284,6 +285,7 @@ int run_with_exit_hook(const std::vector<std::string>& argv,
   if (pid < 0) throw Error(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
     ::close(err_pipe[0]);
+    if (options.before_exec) options.before_exec();
     install_exit_filter();
     raise(SIGSTOP);  // wait for the tracer to attach
     execv(exe.c_str(), args.data());
@@ -292,6 +294,7 @@ int run_with_exit_hook(const std::vector<std::string>& argv,
     _exit(127);
   }
   ::close(err_pipe[1]);
+  if (options.started) options.started(pid);
   int st = 0;
   while (waitpid(pid, &st, WSTOPPED) < 0 && errno == EINTR) {
   }

@@ -110,9 +110,9 @@ Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>&
   HeapAnalysis heap;
   HeapDetails details;
   if (capture_ns) details.capture_sites_at(*capture_ns);
-  TraceTee tee({&heap, &details, &p});
-  reader.read(tee);
   Analysis a;
+  TraceTee tee({&heap, &details, &p, &a.checks});
+  reader.read(tee);
   a.heap = heap.finish();
   a.details = details.finish();
   a.stats = reader.stats();

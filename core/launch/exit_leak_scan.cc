@@ -1,0 +1,181 @@
+#include "launch/exit_leak_scan.h"
+
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "analysis/heap_analysis.h"
+#include "launch/exit_tracer.h"
+#include "layout/snapshot.h"
+#include "trace/trace_reader.h"
+#include "util/error.h"
+
+namespace memcensus {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The runtime's own mappings still mapped at the end of the trace.
+class OwnMappings : public TraceVisitor {
+ public:
+  void on_own_mapping(const TraceOwnMapping& m) override {
+    if (m.mapped)
+      live_[m.start] = m.start + m.length;
+    else
+      live_.erase(m.start);
+  }
+  std::vector<ScanRange> ranges() const {
+    std::vector<ScanRange> out;
+    for (auto [start, end] : live_) out.push_back({start, end});
+    return out;
+  }
+
+ private:
+  std::map<uint64_t, uint64_t> live_;
+};
+
+class Both : public TraceVisitor {
+ public:
+  Both(HeapAnalysis& h, OwnMappings& m) : h_(h), m_(m) {}
+  void on_event(const TraceEvent& e) override { h_.on_event(e); }
+  void on_process(const TraceProcess& p) override { h_.on_process(p); }
+  void on_round() override { h_.on_round(); }
+  void on_own_mapping(const TraceOwnMapping& m) override { m_.on_own_mapping(m); }
+
+ private:
+  HeapAnalysis& h_;
+  OwnMappings& m_;
+};
+
+// Every general register of each stopped thread.
+std::vector<uint64_t> register_words(const ExitEvent& ev) {
+  std::vector<uint64_t> words;
+  for (const auto& [tid, sp] : ev.stack_pointers) {
+    user_regs_struct regs{};
+#if defined(__x86_64__)
+    if (ptrace(PTRACE_GETREGS, tid, nullptr, &regs) != 0) continue;
+#else
+    iovec io{&regs, sizeof regs};
+    if (ptrace(PTRACE_GETREGSET, tid, reinterpret_cast<void*>(1 /* NT_PRSTATUS */), &io) != 0)
+      continue;
+#endif
+    const auto* w = reinterpret_cast<const unsigned long long*>(&regs);
+    for (size_t i = 0; i < sizeof regs / sizeof *w; ++i) words.push_back(w[i]);
+  }
+  return words;
+}
+
+// Scan ranges of the live blocks, sorted, not overlapping; a 0-byte block counts as 1 byte
+// so that a pointer to it can be found. `order` maps each range to its LiveBlock.
+std::vector<ScanRange> block_ranges(const std::vector<LiveBlock>& live, std::vector<size_t>& order) {
+  std::vector<ScanRange> out;
+  for (size_t i = 0; i < live.size(); ++i) {
+    const LiveBlock& b = live[i];
+    if (!out.empty() && b.ptr < out.back().end) continue;  // the same address twice
+    out.push_back({b.ptr, b.ptr + std::max<uint64_t>(b.size, 1)});
+    order.push_back(i);
+  }
+  return out;
+}
+
+// Reads [addr, addr + len) of `pid`; pages that cannot be read are zero-filled. False if
+// nothing could be read.
+bool read_remote(pid_t pid, uint64_t addr, void* buf, size_t len) {
+  iovec local{buf, len};
+  iovec remote{reinterpret_cast<void*>(addr), len};
+  if (process_vm_readv(pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len)) return true;
+  constexpr uint64_t kPage = 4096;
+  bool any = false;
+  auto* out = static_cast<uint8_t*>(buf);
+  for (uint64_t at = addr; at < addr + len;) {
+    uint64_t next = std::min<uint64_t>((at / kPage + 1) * kPage, addr + len);
+    iovec l{out + (at - addr), next - at};
+    iovec r{reinterpret_cast<void*>(at), next - at};
+    if (process_vm_readv(pid, &l, 1, &r, 1, 0) == static_cast<ssize_t>(next - at))
+      any = true;
+    else
+      std::fill(out + (at - addr), out + (next - at) + (at - addr), uint8_t{0});
+    at = next;
+  }
+  return any;
+}
+
+}  // namespace
+
+std::vector<ScanRange> subtract_ranges(std::vector<ScanRange> ranges, std::vector<ScanRange> cut) {
+  std::sort(cut.begin(), cut.end(), [](const ScanRange& a, const ScanRange& b) {
+    return a.start < b.start;
+  });
+  std::vector<ScanRange> out;
+  for (ScanRange r : ranges) {
+    for (const ScanRange& c : cut) {
+      if (c.end <= r.start || r.end <= r.start) continue;
+      if (c.start >= r.end) break;
+      if (c.start > r.start) out.push_back({r.start, c.start});
+      r.start = std::max(r.start, c.end);
+    }
+    if (r.start < r.end) out.push_back(r);
+  }
+  return out;
+}
+
+ExitLeakScan skipped_leak_scan(std::string why) {
+  ExitLeakScan s;
+  s.scan.done = false;
+  s.scan.note = std::move(why);
+  return s;
+}
+
+ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path) {
+  if (ev.cause.starts_with("signal"))
+    return skipped_leak_scan("the program was killed by " + ev.cause.substr(7) +
+                             "; no leak scan at a crash");
+  try {
+    ExitLeakScan out;
+    auto t0 = std::chrono::steady_clock::now();
+    HeapAnalysis heap;
+    OwnMappings own;
+    Both both(heap, own);
+    TraceReader reader = TraceReader::from_file(trace_path);
+    reader.read(both);
+    HeapSummary s = heap.finish();
+    if (s.process.sample_bytes)
+      return skipped_leak_scan("the trace samples allocations (--sample): not every block is known");
+    out.trace_seconds = seconds_since(t0);
+
+    auto t1 = std::chrono::steady_clock::now();
+    std::vector<size_t> order;
+    std::vector<ScanRange> blocks = block_ranges(s.live_at_end, order);
+    std::vector<uint64_t> words = register_words(ev);
+    SnapshotOptions so;
+    so.symbols = 0;
+    so.known_sps = ev.stack_pointers;
+    so.interrupt_running = false;
+    Layout layout = snapshot_layout(ev.pid, so);
+    std::vector<ScanRange> roots = subtract_ranges(leak_roots(layout, blocks), own.ranges());
+    pid_t pid = ev.pid;
+    ScanReader read = [pid](uint64_t addr, void* buf, size_t len) {
+      return read_remote(pid, addr, buf, len);
+    };
+    std::vector<LeakKind> kinds = classify_leaks(blocks, roots, words, read);
+    out.scan_seconds = seconds_since(t1);
+
+    out.scan.done = true;
+    for (const ScanRange& r : roots) out.scan.root_bytes += r.end - r.start;
+    out.scan.scanned_blocks = blocks.size();
+    out.blocks.reserve(kinds.size());
+    for (size_t i = 0; i < kinds.size(); ++i)
+      out.blocks.push_back({s.live_at_end[order[i]].ptr, static_cast<uint8_t>(kinds[i])});
+    return out;
+  } catch (const std::exception& e) {
+    return skipped_leak_scan(std::string("the leak scan failed: ") + e.what());
+  }
+}
+
+}  // namespace memcensus
