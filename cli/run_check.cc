@@ -53,7 +53,7 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
   if (!scan) {
     scan = skipped_leak_scan(
         WIFSIGNALED(r.wait_status)
-            ? std::string("the program was killed by ") + sigabbrev_np(WTERMSIG(r.wait_status)) +
+            ? std::string("the program was killed by SIG") + sigabbrev_np(WTERMSIG(r.wait_status)) +
                   " before its exit could be observed"
             : std::string("the program's exit could not be observed"));
   }

@@ -134,7 +134,7 @@ ExitLeakScan skipped_leak_scan(std::string why) {
 
 ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path) {
   if (ev.cause.starts_with("signal"))
-    return skipped_leak_scan("the program was killed by " + ev.cause.substr(7) +
+    return skipped_leak_scan("the program was killed by SIG" + ev.cause.substr(7) +
                              "; no leak scan at a crash");
   try {
     ExitLeakScan out;

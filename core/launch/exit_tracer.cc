@@ -166,7 +166,7 @@ class ExitTracer {
         resume(w, 0);
         return;
       case PTRACE_EVENT_EXIT:
-        if (w == pid_) snapshot(w, "exit");
+        if (w == pid_) snapshot(w, exit_cause(w));
         resume(w, 0);
         return;
       case PTRACE_EVENT_STOP:
@@ -193,6 +193,17 @@ class ExitTracer {
     if (in_target(w) && signal_will_kill(pid_, sig))
       snapshot(w, std::string("signal ") + sigabbrev_np(sig));
     resume(w, sig);
+  }
+
+  // At the exit-event stop of `tid`: "exit", or "signal SIGKILL" for a thread being killed
+  // by a signal that ptrace cannot stop at (SIGKILL).
+  static std::string exit_cause(pid_t tid) {
+    unsigned long msg = 0;
+    if (ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &msg) == 0) {
+      int st = static_cast<int>(msg);
+      if (WIFSIGNALED(st)) return std::string("signal ") + sigabbrev_np(WTERMSIG(st));
+    }
+    return "exit";
   }
 
   // Stops every other thread of the target, records stack pointers, calls back, resumes.
