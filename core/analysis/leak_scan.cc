@@ -9,24 +9,77 @@ namespace {
 
 constexpr size_t kChunk = 1 << 16;  // bytes read at a time
 
+// Finds the block that starts at or before an address in O(1) expected: blocks are grouped
+// into spans (runs with gaps under kSpanGap), and each span has, per 4 KiB page, the first
+// block that ends after the page's start; the search is then a binary search among the
+// blocks of one page. Memory: 4 bytes per page of span, spans only where blocks are.
+class BlockIndex {
+ public:
+  explicit BlockIndex(const std::vector<ScanRange>& blocks) : blocks_(blocks) {
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (spans_.empty() || blocks[i].start - spans_.back().end >= kSpanGap)
+        spans_.push_back({blocks[i].start, blocks[i].end, i, i + 1, {}});
+      spans_.back().end = std::max(spans_.back().end, blocks[i].end);
+      spans_.back().last = i + 1;
+    }
+    for (Span& sp : spans_) {
+      uint64_t pages = ((sp.end - sp.start) >> kPageBits) + 1;
+      sp.page_first.resize(pages + 1);
+      size_t b = sp.first;
+      for (uint64_t p = 0; p <= pages; ++p) {
+        uint64_t at = sp.start + (p << kPageBits);
+        while (b < sp.last && blocks[b].end <= at) ++b;
+        sp.page_first[p] = static_cast<uint32_t>(b - sp.first);
+      }
+    }
+  }
+
+  // Index of the last block whose start <= v, among those of v's span; -1 when none.
+  long last_starting_at_or_before(uint64_t v) const {
+    auto it = std::upper_bound(spans_.begin(), spans_.end(), v,
+                               [](uint64_t a, const Span& sp) { return a < sp.start; });
+    if (it == spans_.begin()) return -1;
+    const Span& sp = *--it;
+    if (v >= sp.end) return -1;
+    uint64_t p = (v - sp.start) >> kPageBits;
+    size_t lo = sp.first + sp.page_first[p];
+    size_t hi = std::min(sp.last, sp.first + sp.page_first[p + 1] + 1);
+    // The blocks that may hold v: from the first ending after the page's start to the
+    // first ending after the next page's start, inclusive.
+    auto b = std::upper_bound(blocks_.begin() + static_cast<long>(lo),
+                              blocks_.begin() + static_cast<long>(hi), v,
+                              [](uint64_t a, const ScanRange& r) { return a < r.start; });
+    if (b == blocks_.begin() + static_cast<long>(lo)) return lo > sp.first ? static_cast<long>(lo) - 1 : -1;
+    return static_cast<long>(b - blocks_.begin()) - 1;
+  }
+
+ private:
+  static constexpr unsigned kPageBits = 12;
+  static constexpr uint64_t kSpanGap = 1 << 20;
+  struct Span {
+    uint64_t start, end;
+    size_t first, last;               // blocks [first, last)
+    std::vector<uint32_t> page_first;  // per page: first block (from `first`) ending after it
+  };
+  const std::vector<ScanRange>& blocks_;
+  std::vector<Span> spans_;
+};
+
 class Scanner {
  public:
   Scanner(const std::vector<ScanRange>& blocks, const ScanReader& read)
-      : blocks_(blocks), read_(read), state_(blocks.size(), kUnseen) {
+      : blocks_(blocks), index_(blocks), read_(read), state_(blocks.size(), kUnseen) {
     if (!blocks.empty()) lo_ = blocks.front().start, hi_ = blocks.back().end;
   }
 
   // What a word points to: block index and whether at its start; -1 if nothing.
   long find(uint64_t v, bool& at_start) const {
     if (v < lo_ || v >= hi_) return -1;  // most words: no heap address at all
-    auto it = std::upper_bound(blocks_.begin(), blocks_.end(), v,
-                               [](uint64_t a, const ScanRange& b) { return a < b.start; });
-    if (it == blocks_.begin()) return -1;
-    --it;
+    long b = index_.last_starting_at_or_before(v);
     // A pointer one past the end does not keep a block (as memcheck).
-    if (v >= it->end) return -1;
-    at_start = v == it->start;
-    return static_cast<long>(it - blocks_.begin());
+    if (b < 0 || v >= blocks_[static_cast<size_t>(b)].end) return -1;
+    at_start = v == blocks_[static_cast<size_t>(b)].start;
+    return b;
   }
 
   // Calls fn(word) for each aligned word of [start, end).
@@ -105,6 +158,7 @@ class Scanner {
   static constexpr uint8_t kReachable = 0, kPossible = 1, kUnseen = 2;
 
   const std::vector<ScanRange>& blocks_;
+  BlockIndex index_;
   const ScanReader& read_;
   std::vector<uint8_t> state_;
   std::vector<size_t> work_;
