@@ -34,23 +34,30 @@ class BlockIndex {
     }
   }
 
-  // Index of the last block whose start <= v, among those of v's span; -1 when none.
-  long last_starting_at_or_before(uint64_t v) const {
+  // The blocks that may hold v, [lo, hi), found without reading any block (so that the
+  // caller can prefetch them); false when v is outside every span.
+  bool candidates(uint64_t v, size_t& lo, size_t& hi) const {
     auto it = std::upper_bound(spans_.begin(), spans_.end(), v,
                                [](uint64_t a, const Span& sp) { return a < sp.start; });
-    if (it == spans_.begin()) return -1;
+    if (it == spans_.begin()) return false;
     const Span& sp = *--it;
-    if (v >= sp.end) return -1;
+    if (v >= sp.end) return false;
     uint64_t p = (v - sp.start) >> kPageBits;
-    size_t lo = sp.first + sp.page_first[p];
-    size_t hi = std::min(sp.last, sp.first + sp.page_first[p + 1] + 1);
-    // The blocks that may hold v: from the first ending after the page's start to the
-    // first ending after the next page's start, inclusive.
+    // From the first block ending after the page's start to the first ending after the
+    // next page's start, inclusive.
+    lo = sp.first + sp.page_first[p];
+    hi = std::min(sp.last, sp.first + sp.page_first[p + 1] + 1);
+    return lo < hi;
+  }
+
+  // The block of [lo, hi) (from candidates) that holds v; -1 when none.
+  long resolve(uint64_t v, size_t lo, size_t hi) const {
     auto b = std::upper_bound(blocks_.begin() + static_cast<long>(lo),
                               blocks_.begin() + static_cast<long>(hi), v,
                               [](uint64_t a, const ScanRange& r) { return a < r.start; });
-    if (b == blocks_.begin() + static_cast<long>(lo)) return lo > sp.first ? static_cast<long>(lo) - 1 : -1;
-    return static_cast<long>(b - blocks_.begin()) - 1;
+    if (b == blocks_.begin() + static_cast<long>(lo)) return -1;
+    --b;
+    return v < b->end ? static_cast<long>(b - blocks_.begin()) : -1;
   }
 
  private:
@@ -73,18 +80,49 @@ class Scanner {
   }
 
   // What a word points to: block index and whether at its start; -1 if nothing.
+  // A pointer one past the end does not keep a block (as memcheck).
   long find(uint64_t v, bool& at_start) const {
-    if (v < lo_ || v >= hi_) return -1;  // most words: no heap address at all
-    long b = index_.last_starting_at_or_before(v);
-    // A pointer one past the end does not keep a block (as memcheck).
-    if (b < 0 || v >= blocks_[static_cast<size_t>(b)].end) return -1;
-    at_start = v == blocks_[static_cast<size_t>(b)].start;
+    size_t lo = 0, hi = 0;
+    if (v < lo_ || v >= hi_ || !index_.candidates(v, lo, hi)) return -1;
+    long b = index_.resolve(v, lo, hi);
+    if (b >= 0) at_start = v == blocks_[static_cast<size_t>(b)].start;
     return b;
+  }
+
+  // mark() for each of n words. Lookups go in batches: first the candidate blocks of each
+  // word are found and prefetched, then resolved, so that the cache misses of a batch
+  // overlap (the scan's cost when much of the heap is pointers).
+  void mark_words(const uint64_t* w, size_t n, bool strong) {
+    constexpr size_t kBatch = 32;
+    uint64_t vals[kBatch];
+    size_t los[kBatch], his[kBatch];
+    for (size_t i = 0; i < n;) {
+      size_t k = 0;
+      for (; i < n && k < kBatch; ++i) {
+        uint64_t v = w[i];
+        if (v < lo_ || v >= hi_ || !index_.candidates(v, los[k], his[k])) continue;
+        __builtin_prefetch(&blocks_[los[k]]);
+        __builtin_prefetch(&state_[los[k]]);
+        vals[k++] = v;
+      }
+      for (size_t j = 0; j < k; ++j) {
+        long b = index_.resolve(vals[j], los[j], his[j]);
+        if (b >= 0) mark_block(static_cast<size_t>(b), vals[j] == blocks_[static_cast<size_t>(b)].start && strong);
+      }
+    }
   }
 
   // Calls fn(word) for each aligned word of [start, end).
   template <typename Fn>
   void for_each_word(uint64_t start, uint64_t end, Fn&& fn) {
+    for_each_chunk(start, end, [&](const uint64_t* w, size_t n) {
+      for (size_t i = 0; i < n; ++i) fn(w[i]);
+    });
+  }
+
+  // Calls fn(words, count) for the aligned words of [start, end), a chunk at a time.
+  template <typename Fn>
+  void for_each_chunk(uint64_t start, uint64_t end, Fn&& fn) {
     start = (start + 7) & ~7ull;
     std::vector<uint64_t>& buf = buffers_[depth_++ % 2];
     if (buf.size() < kChunk / 8) buf.resize(kChunk / 8);
@@ -98,7 +136,7 @@ class Scanner {
         at += len;
         continue;
       }
-      for (size_t i = 0; i < len / 8; ++i) fn(buf[i]);
+      fn(buf.data(), len / 8);
       at += len;
     }
   }
@@ -107,20 +145,29 @@ class Scanner {
   void mark(uint64_t v, bool strong) {
     bool at_start = false;
     long b = find(v, at_start);
-    if (b < 0) return;
-    uint8_t want = strong && at_start ? kReachable : kPossible;
-    if (state_[b] != kUnseen && state_[b] <= want) return;
-    state_[b] = want;
-    work_.push_back(static_cast<size_t>(b));
+    if (b >= 0) mark_block(static_cast<size_t>(b), strong && at_start);
   }
 
+  void mark_block(size_t b, bool reachable) {
+    uint8_t want = reachable ? kReachable : kPossible;
+    if (state_[b] != kUnseen && state_[b] <= want) return;
+    state_[b] = want;
+    work_.push_back(b);
+  }
+
+  // Scans the blocks of the work list until it is empty.
   void propagate() {
     while (!work_.empty()) {
       size_t b = work_.back();
       work_.pop_back();
-      bool strong = state_[b] == kReachable;
-      for_each_word(blocks_[b].start, blocks_[b].end, [&](uint64_t v) { mark(v, strong); });
+      scan_block(b);
     }
+  }
+
+  void scan_block(size_t b) {
+    bool strong = state_[b] == kReachable;
+    for_each_chunk(blocks_[b].start, blocks_[b].end,
+                   [&](const uint64_t* w, size_t n) { mark_words(w, n, strong); });
   }
 
   // Lost blocks: each not yet owned heads a group (definite); what it reaches is indirect,
@@ -210,7 +257,7 @@ std::vector<LeakKind> classify_leaks(const std::vector<ScanRange>& blocks,
   Scanner s(blocks, read);
   for (uint64_t v : root_words) s.mark(v, true);
   for (const ScanRange& r : roots)
-    s.for_each_word(r.start, r.end, [&](uint64_t v) { s.mark(v, true); });
+    s.for_each_chunk(r.start, r.end, [&](const uint64_t* w, size_t n) { s.mark_words(w, n, true); });
   s.propagate();
   std::vector<LeakKind> out(blocks.size());
   s.group_lost(out);

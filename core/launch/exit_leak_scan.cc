@@ -214,12 +214,16 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path) {
     so.interrupt_running = false;
     Layout layout = snapshot_layout(ev.pid, so);
     std::vector<ScanRange> roots = subtract_ranges(leak_roots(layout, blocks), own.ranges());
+    out.layout_seconds = seconds_since(t1);
+    auto t2 = std::chrono::steady_clock::now();
     HeapCopy heap_copy(ev.pid, blocks);
+    out.copy_seconds = seconds_since(t2);
+    auto t3 = std::chrono::steady_clock::now();
     ScanReader read = [&heap_copy](uint64_t addr, void* buf, size_t len) {
       return heap_copy.read(addr, buf, len);
     };
     std::vector<LeakKind> kinds = classify_leaks(blocks, roots, words, read);
-    out.scan_seconds = seconds_since(t1);
+    out.scan_seconds = seconds_since(t3);
 
     out.scan.done = true;
     for (const ScanRange& r : roots) out.scan.root_bytes += r.end - r.start;
