@@ -217,12 +217,18 @@ class Scanner {
 }  // namespace
 
 std::vector<ScanRange> leak_roots(const Layout& layout, const std::vector<ScanRange>& blocks) {
-  auto holds_block = [&](uint64_t start, uint64_t end) {
+  std::vector<ScanRange> roots;
+  // [start, end) without the live blocks in it (malloc's own mmaps of large blocks may share
+  // a mapping with the program's: the kernel merges adjacent anonymous mappings).
+  auto add_without_blocks = [&](uint64_t start, uint64_t end) {
     auto it = std::lower_bound(blocks.begin(), blocks.end(), start,
                                [](const ScanRange& b, uint64_t a) { return b.end <= a; });
-    return it != blocks.end() && it->start < end;
+    for (; it != blocks.end() && it->start < end; ++it) {
+      if (it->start > start) roots.push_back({start, it->start});
+      start = std::max(start, it->end);
+    }
+    if (start < end) roots.push_back({start, end});
   };
-  std::vector<ScanRange> roots;
   for (const Region& r : layout.regions) {
     const SmapsRegion& s = r.raw;
     if (!s.readable() || !s.writable()) continue;
@@ -241,7 +247,7 @@ std::vector<ScanRange> leak_roots(const Layout& layout, const std::vector<ScanRa
       }
       case RegionKind::kAnon:
       case RegionKind::kShm:
-        if (!holds_block(s.start, s.end)) roots.push_back({s.start, s.end});
+        add_without_blocks(s.start, s.end);
         break;
       default:
         break;

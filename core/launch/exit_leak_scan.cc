@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <memory>
 
 #include "analysis/heap_analysis.h"
 #include "launch/exit_tracer.h"
@@ -42,17 +43,30 @@ class OwnMappings : public TraceVisitor {
   std::map<uint64_t, uint64_t> live_;
 };
 
-class Both : public TraceVisitor {
+// The live blocks and the runtime's own mappings of the program's last image: an exec
+// appends a new segment (a kProcess record) to the same trace, and what the previous image
+// had went with its address space.
+class LastImage : public TraceVisitor {
  public:
-  Both(HeapAnalysis& h, OwnMappings& m) : h_(h), m_(m) {}
-  void on_event(const TraceEvent& e) override { h_.on_event(e); }
-  void on_process(const TraceProcess& p) override { h_.on_process(p); }
-  void on_round() override { h_.on_round(); }
-  void on_own_mapping(const TraceOwnMapping& m) override { m_.on_own_mapping(m); }
+  void on_event(const TraceEvent& e) override { heap_->on_event(e); }
+  void on_process(const TraceProcess& p) override {
+    if (seen_process_) {
+      heap_ = std::make_unique<HeapAnalysis>();
+      own_ = OwnMappings();
+    }
+    seen_process_ = true;
+    heap_->on_process(p);
+  }
+  void on_round() override { heap_->on_round(); }
+  void on_own_mapping(const TraceOwnMapping& m) override { own_.on_own_mapping(m); }
+
+  HeapAnalysis& heap() { return *heap_; }
+  const OwnMappings& own() const { return own_; }
 
  private:
-  HeapAnalysis& h_;
-  OwnMappings& m_;
+  std::unique_ptr<HeapAnalysis> heap_ = std::make_unique<HeapAnalysis>();
+  OwnMappings own_;
+  bool seen_process_ = false;
 };
 
 // Every general register of each stopped thread.
@@ -194,12 +208,10 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path) {
   try {
     ExitLeakScan out;
     auto t0 = std::chrono::steady_clock::now();
-    HeapAnalysis heap;
-    OwnMappings own;
-    Both both(heap, own);
+    LastImage image;
     TraceReader reader = TraceReader::from_file(trace_path);
-    reader.read(both);
-    HeapSummary s = heap.finish();
+    reader.read(image);
+    HeapSummary s = image.heap().finish();
     if (s.process.sample_bytes)
       return skipped_leak_scan("the trace samples allocations (--sample): not every block is known");
     out.trace_seconds = seconds_since(t0);
@@ -213,7 +225,7 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path) {
     so.known_sps = ev.stack_pointers;
     so.interrupt_running = false;
     Layout layout = snapshot_layout(ev.pid, so);
-    std::vector<ScanRange> roots = subtract_ranges(leak_roots(layout, blocks), own.ranges());
+    std::vector<ScanRange> roots = subtract_ranges(leak_roots(layout, blocks), image.own().ranges());
     out.layout_seconds = seconds_since(t1);
     auto t2 = std::chrono::steady_clock::now();
     HeapCopy heap_copy(ev.pid, blocks);

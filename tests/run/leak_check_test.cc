@@ -212,7 +212,10 @@ TEST(LeakCheck, PythonRunsUnchanged) {
   EXPECT_EQ(c.status, plain.status) << c.err;
   EXPECT_EQ(c.out, plain.out);
   ASSERT_TRUE(c.report.is_object()) << c.err;
-  EXPECT_FALSE(c.report["leak_kinds"].is_null()) << c.report["leak_scan"];
+  ASSERT_FALSE(c.report["leak_kinds"].is_null()) << c.report["leak_scan"];
+  // python3 may be a launcher that execs the interpreter: only the last image's blocks count.
+  // Valgrind finds no definite leak in this script either.
+  EXPECT_EQ(c.report["leak_kinds"]["definite"]["blocks"], 0) << c.report["leak_kinds"];
 }
 
 TEST(LeakCheck, ErrorExitCodeOnDefiniteLeak) {
