@@ -218,6 +218,27 @@ TEST(LeakCheck, PythonRunsUnchanged) {
   EXPECT_EQ(c.report["leak_kinds"]["definite"]["blocks"], 0) << c.report["leak_kinds"];
 }
 
+TEST(LeakCheck, GitRunsUnchanged) {
+  if (mctest::run({"sh", "-c", "command -v git"}).status != 0) GTEST_SKIP() << "no git";
+  std::string dir = mctest::scratch_dir();
+  ASSERT_EQ(mctest::run({"sh", "-c",
+                         "cd " + dir +
+                             " && git init -q && echo hi > a && git add a && "
+                             "git -c user.name=t -c user.email=t@t commit -qm first"})
+                .status,
+            0);
+  for (std::vector<std::string> argv :
+       {std::vector<std::string>{"git", "-C", dir, "log", "--format=%s %an"},
+        std::vector<std::string>{"git", "-C", dir, "rev-parse", "no-such-ref"}}) {
+    mctest::Result plain = mctest::run(argv);
+    Checked c = checked(argv);
+    EXPECT_EQ(c.status, plain.status) << c.err;
+    EXPECT_EQ(c.out, plain.out);
+    ASSERT_TRUE(c.report.is_object()) << c.err;
+    EXPECT_FALSE(c.report["leak_kinds"].is_null()) << c.report["leak_scan"];
+  }
+}
+
 TEST(LeakCheck, ErrorExitCodeOnDefiniteLeak) {
   Checked c = checked({mctest::fixture("leaks_cxx")}, {"--error-exitcode", "42"});
   EXPECT_EQ(c.status, 42) << c.err;
