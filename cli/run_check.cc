@@ -77,11 +77,10 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
     if (scan->scan.done)
       std::fprintf(stderr,
                    "memcensus: leak scan of %llu blocks and %llu bytes of roots; the program was "
-                   "stopped %.3f s (trace %.3f s, roots %.3f s, heap copy %.3f s, scan %.3f s)\n",
+                   "stopped %.3f s (trace %.3f s, roots %.3f s, scan %.3f s)\n",
                    static_cast<unsigned long long>(scan->scan.scanned_blocks),
                    static_cast<unsigned long long>(scan->scan.root_bytes), stopped,
-                   scan->trace_seconds, scan->layout_seconds, scan->copy_seconds,
-                   scan->scan_seconds);
+                   scan->trace_seconds, scan->layout_seconds, scan->scan_seconds);
     if (k.errors || k.suppressed_errors)
       std::fprintf(stderr, "memcensus: %llu errors (%llu suppressed)\n",
                    static_cast<unsigned long long>(k.errors + k.suppressed_errors),

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "layout/layout.h"
+#include "util/error.h"
 
 namespace memcensus {
 namespace {
@@ -72,6 +73,11 @@ class BlockIndex {
   std::vector<Span> spans_;
 };
 
+// Classifies blocks in two passes over memory-access patterns that suit another process:
+// (1) every block is read once, in address order, in pieces of up to kPiece bytes (one
+// read for many small blocks), and the pointers found in it are kept as edges to their
+// target blocks; (2) the roots are scanned and reachability follows the edges, with no
+// further reads. Memory: 4 bytes per pointer found in the heap.
 class Scanner {
  public:
   Scanner(const std::vector<ScanRange>& blocks, const ScanReader& read)
@@ -79,20 +85,12 @@ class Scanner {
     if (!blocks.empty()) lo_ = blocks.front().start, hi_ = blocks.back().end;
   }
 
-  // What a word points to: block index and whether at its start; -1 if nothing.
-  // A pointer one past the end does not keep a block (as memcheck).
-  long find(uint64_t v, bool& at_start) const {
-    size_t lo = 0, hi = 0;
-    if (v < lo_ || v >= hi_ || !index_.candidates(v, lo, hi)) return -1;
-    long b = index_.resolve(v, lo, hi);
-    if (b >= 0) at_start = v == blocks_[static_cast<size_t>(b)].start;
-    return b;
-  }
-
-  // mark() for each of n words. Lookups go in batches: first the candidate blocks of each
-  // word are found and prefetched, then resolved, so that the cache misses of a batch
-  // overlap (the scan's cost when much of the heap is pointers).
-  void mark_words(const uint64_t* w, size_t n, bool strong) {
+  // For n words: fn(block, at_start) for each that points into a block. A pointer one past
+  // the end does not keep a block (as memcheck). Lookups go in batches: the candidate
+  // blocks of each word are found and prefetched, then resolved, so that the cache misses
+  // of a batch overlap (the cost when much of the heap is pointers).
+  template <typename Fn>
+  void targets(const uint64_t* w, size_t n, Fn&& fn) {
     constexpr size_t kBatch = 32;
     uint64_t vals[kBatch];
     size_t los[kBatch], his[kBatch];
@@ -102,50 +100,62 @@ class Scanner {
         uint64_t v = w[i];
         if (v < lo_ || v >= hi_ || !index_.candidates(v, los[k], his[k])) continue;
         __builtin_prefetch(&blocks_[los[k]]);
-        __builtin_prefetch(&state_[los[k]]);
         vals[k++] = v;
       }
       for (size_t j = 0; j < k; ++j) {
         long b = index_.resolve(vals[j], los[j], his[j]);
-        if (b >= 0) mark_block(static_cast<size_t>(b), vals[j] == blocks_[static_cast<size_t>(b)].start && strong);
+        if (b >= 0)
+          fn(static_cast<size_t>(b), vals[j] == blocks_[static_cast<size_t>(b)].start);
       }
     }
-  }
-
-  // Calls fn(word) for each aligned word of [start, end).
-  template <typename Fn>
-  void for_each_word(uint64_t start, uint64_t end, Fn&& fn) {
-    for_each_chunk(start, end, [&](const uint64_t* w, size_t n) {
-      for (size_t i = 0; i < n; ++i) fn(w[i]);
-    });
   }
 
   // Calls fn(words, count) for the aligned words of [start, end), a chunk at a time.
   template <typename Fn>
   void for_each_chunk(uint64_t start, uint64_t end, Fn&& fn) {
     start = (start + 7) & ~7ull;
-    std::vector<uint64_t>& buf = buffers_[depth_++ % 2];
-    if (buf.size() < kChunk / 8) buf.resize(kChunk / 8);
-    struct Depth {
-      int& d;
-      ~Depth() { --d; }
-    } depth{depth_};
+    if (buf_.size() < kChunk / 8) buf_.resize(kChunk / 8);
     for (uint64_t at = start; at + 8 <= end;) {
       size_t len = static_cast<size_t>(std::min<uint64_t>(kChunk, (end - at) & ~7ull));
-      if (!read_(at, buf.data(), len)) {
-        at += len;
-        continue;
-      }
-      fn(buf.data(), len / 8);
+      if (read_(at, buf_.data(), len)) fn(buf_.data(), len / 8);
       at += len;
     }
   }
 
-  // Marks what `v` points to, from a source that is reachable (strong) or only possibly so.
-  void mark(uint64_t v, bool strong) {
-    bool at_start = false;
-    long b = find(v, at_start);
-    if (b >= 0) mark_block(static_cast<size_t>(b), strong && at_start);
+  // Pass 1: the edges of every block.
+  void build_edges() {
+    constexpr uint64_t kPiece = 1 << 20, kGap = 4096;
+    const size_t n = blocks_.size();
+    offsets_.assign(n + 1, 0);
+    auto add = [&](const uint64_t* w, size_t count) {
+      targets(w, count, [&](size_t t, bool at_start) {
+        edges_.push_back(static_cast<uint32_t>(t) | (at_start ? kAtStart : 0));
+      });
+    };
+    std::vector<uint64_t> piece;
+    for (size_t i = 0; i < n;) {
+      uint64_t start = blocks_[i].start & ~7ull;
+      size_t j = i + 1;
+      while (j < n && blocks_[j].end - start <= kPiece &&
+             blocks_[j].start - blocks_[j - 1].end < kGap)
+        ++j;
+      uint64_t end = (blocks_[j - 1].end + 7) & ~7ull;
+      if (end - start > kPiece) {  // one large block
+        for_each_chunk(blocks_[i].start, blocks_[i].end, add);
+        offsets_[i + 1] = edges_.size();
+        i = j;
+        continue;
+      }
+      piece.resize((end - start) / 8);
+      bool ok = read_(start, piece.data(), end - start);
+      for (size_t b = i; b < j; ++b) {
+        uint64_t from = (blocks_[b].start + 7) & ~7ull;
+        uint64_t words = blocks_[b].end >= from + 8 ? (blocks_[b].end - from) / 8 : 0;
+        if (ok && words) add(piece.data() + (from - start) / 8, static_cast<size_t>(words));
+        offsets_[b + 1] = edges_.size();
+      }
+      i = j;
+    }
   }
 
   void mark_block(size_t b, bool reachable) {
@@ -155,41 +165,41 @@ class Scanner {
     work_.push_back(b);
   }
 
-  // Scans the blocks of the work list until it is empty.
+  // Marks what roots point to (strong: from reachable memory).
+  void mark_words(const uint64_t* w, size_t n) {
+    targets(w, n, [&](size_t b, bool at_start) { mark_block(b, at_start); });
+  }
+
+  // Pass 2: follows the edges of marked blocks until nothing changes.
   void propagate() {
     while (!work_.empty()) {
       size_t b = work_.back();
       work_.pop_back();
-      scan_block(b);
+      bool strong = state_[b] == kReachable;
+      for (size_t e = offsets_[b]; e < offsets_[b + 1]; ++e)
+        mark_block(edges_[e] & ~kAtStart, strong && (edges_[e] & kAtStart));
     }
-  }
-
-  void scan_block(size_t b) {
-    bool strong = state_[b] == kReachable;
-    for_each_chunk(blocks_[b].start, blocks_[b].end,
-                   [&](const uint64_t* w, size_t n) { mark_words(w, n, strong); });
   }
 
   // Lost blocks: each not yet owned heads a group (definite); what it reaches is indirect,
   // including a former head, which is then demoted.
   void group_lost(std::vector<LeakKind>& out) {
     std::vector<uint8_t> lost(blocks_.size(), 0);  // 0 unvisited, 1 head, 2 indirect
+    std::vector<size_t> stack;
     for (size_t i = 0; i < blocks_.size(); ++i) {
       if (state_[i] != kUnseen || lost[i]) continue;
       lost[i] = 1;
-      std::vector<size_t> stack = {i};
+      stack = {i};
       while (!stack.empty()) {
         size_t b = stack.back();
         stack.pop_back();
-        for_each_word(blocks_[b].start, blocks_[b].end, [&](uint64_t v) {
-          bool at_start = false;
-          long t = find(v, at_start);
-          if (t < 0 || static_cast<size_t>(t) == i || state_[t] != kUnseen) return;
-          if (lost[t] == 2) return;
+        for (size_t e = offsets_[b]; e < offsets_[b + 1]; ++e) {
+          size_t t = edges_[e] & ~kAtStart;
+          if (t == i || state_[t] != kUnseen || lost[t] == 2) continue;
           bool was_unvisited = lost[t] == 0;
           lost[t] = 2;
-          if (was_unvisited) stack.push_back(static_cast<size_t>(t));
-        });
+          if (was_unvisited) stack.push_back(t);
+        }
       }
     }
     for (size_t i = 0; i < blocks_.size(); ++i) {
@@ -203,15 +213,18 @@ class Scanner {
   }
 
   static constexpr uint8_t kReachable = 0, kPossible = 1, kUnseen = 2;
+  static constexpr uint32_t kAtStart = 1u << 31;
 
+ private:
   const std::vector<ScanRange>& blocks_;
   BlockIndex index_;
   const ScanReader& read_;
   std::vector<uint8_t> state_;
   std::vector<size_t> work_;
-  std::vector<uint64_t> buffers_[2];  // read buffers, reused; scans nest at most one deep
-  int depth_ = 0;
-  uint64_t lo_ = 0, hi_ = 0;  // the blocks' span
+  std::vector<uint64_t> buf_;
+  std::vector<size_t> offsets_;   // edges of block b: [offsets_[b], offsets_[b + 1])
+  std::vector<uint32_t> edges_;   // target block | kAtStart when it points at its start
+  uint64_t lo_ = 0, hi_ = 0;      // the blocks' span
 };
 
 }  // namespace
@@ -260,10 +273,12 @@ std::vector<LeakKind> classify_leaks(const std::vector<ScanRange>& blocks,
                                      const std::vector<ScanRange>& roots,
                                      const std::vector<uint64_t>& root_words,
                                      const ScanReader& read) {
+  if (blocks.size() >= Scanner::kAtStart) throw Error("leak scan: too many blocks");
   Scanner s(blocks, read);
-  for (uint64_t v : root_words) s.mark(v, true);
+  s.build_edges();
+  s.mark_words(root_words.data(), root_words.size());
   for (const ScanRange& r : roots)
-    s.for_each_chunk(r.start, r.end, [&](const uint64_t* w, size_t n) { s.mark_words(w, n, true); });
+    s.for_each_chunk(r.start, r.end, [&](const uint64_t* w, size_t n) { s.mark_words(w, n); });
   s.propagate();
   std::vector<LeakKind> out(blocks.size());
   s.group_lost(out);

@@ -10,8 +10,11 @@
 //  indirect   lost, but pointed to by another lost block (it goes when its head is freed).
 //
 // Pointers are aligned 8-byte words. Memory is read through a callback (process_vm_readv
-// on a stopped process, or a plain copy in tests). Cost: O(root bytes + live bytes) reads
-// and O(words * log blocks) lookups. Thread-compatible.
+// on a stopped process, or a plain copy in tests): each block once, in address order, with
+// neighbouring blocks read together in pieces of up to 1 MiB; the pointers found become
+// edges (4 bytes each) that the reachability walk follows without reading again.
+// Cost: O(root bytes + live bytes) reads and one lookup per word (O(1) expected: a page
+// index over the blocks). Thread-compatible.
 #pragma once
 
 #include <cstdint>

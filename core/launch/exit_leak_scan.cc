@@ -1,6 +1,5 @@
 #include "launch/exit_leak_scan.h"
 
-#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/user.h>
@@ -122,59 +121,6 @@ bool read_remote(pid_t pid, uint64_t addr, void* buf, size_t len) {
   return any;
 }
 
-// A local copy of the memory of the live blocks, read in large pieces before the scan (one
-// process_vm_readv per MiB instead of one per block). Blocks are grouped into spans with
-// gaps under kGap; each span is copied into an anonymous mapping of this process, so the
-// copy costs about the live heap's size in memory for the length of the scan.
-class HeapCopy {
- public:
-  HeapCopy(pid_t pid, const std::vector<ScanRange>& blocks) : pid_(pid) {
-    constexpr uint64_t kGap = 64 << 10;
-    for (const ScanRange& b : blocks) {
-      if (spans_.empty() || b.start - spans_.back().end >= kGap)
-        spans_.push_back({b.start, b.end, nullptr});
-      spans_.back().end = std::max(spans_.back().end, b.end);
-    }
-    constexpr uint64_t kPiece = 1 << 20;
-    for (Span& sp : spans_) {
-      void* m = mmap(nullptr, sp.end - sp.start, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      if (m == MAP_FAILED) continue;
-      sp.data = static_cast<uint8_t*>(m);
-      for (uint64_t at = sp.start; at < sp.end; at += kPiece)
-        read_remote(pid, at, sp.data + (at - sp.start), std::min(kPiece, sp.end - at));
-    }
-  }
-  ~HeapCopy() {
-    for (Span& sp : spans_)
-      if (sp.data) munmap(sp.data, sp.end - sp.start);
-  }
-  HeapCopy(const HeapCopy&) = delete;
-  HeapCopy& operator=(const HeapCopy&) = delete;
-
-  // As ScanReader: from the copy when [addr, addr + len) lies in a span, else from the process.
-  bool read(uint64_t addr, void* out, size_t len) const {
-    auto it = std::upper_bound(spans_.begin(), spans_.end(), addr,
-                               [](uint64_t a, const Span& sp) { return a < sp.start; });
-    if (it != spans_.begin()) {
-      const Span& sp = *--it;
-      if (sp.data && addr + len <= sp.end) {
-        std::memcpy(out, sp.data + (addr - sp.start), len);
-        return true;
-      }
-    }
-    return read_remote(pid_, addr, out, len);
-  }
-
- private:
-  struct Span {
-    uint64_t start, end;
-    uint8_t* data;
-  };
-  pid_t pid_;
-  std::vector<Span> spans_;
-};
-
 }  // namespace
 
 std::vector<ScanRange> subtract_ranges(std::vector<ScanRange> ranges, std::vector<ScanRange> cut) {
@@ -227,12 +173,10 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path) {
     Layout layout = snapshot_layout(ev.pid, so);
     std::vector<ScanRange> roots = subtract_ranges(leak_roots(layout, blocks), image.own().ranges());
     out.layout_seconds = seconds_since(t1);
-    auto t2 = std::chrono::steady_clock::now();
-    HeapCopy heap_copy(ev.pid, blocks);
-    out.copy_seconds = seconds_since(t2);
     auto t3 = std::chrono::steady_clock::now();
-    ScanReader read = [&heap_copy](uint64_t addr, void* buf, size_t len) {
-      return heap_copy.read(addr, buf, len);
+    pid_t pid = ev.pid;
+    ScanReader read = [pid](uint64_t addr, void* buf, size_t len) {
+      return read_remote(pid, addr, buf, len);
     };
     std::vector<LeakKind> kinds = classify_leaks(blocks, roots, words, read);
     out.scan_seconds = seconds_since(t3);

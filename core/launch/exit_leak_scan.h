@@ -5,11 +5,11 @@
 // runtime flushed it before exit_group) for the live blocks and the runtime's own mappings;
 // read each thread's general registers (PTRACE_GETREGS) as root words; take the process's
 // layout (smaps, thread stacks) for the root ranges (leak_roots) minus the runtime's own
-// mappings; copy the live blocks' memory with process_vm_readv in 1 MiB pieces (a read
-// per block costs microseconds each: 1M blocks took 4 s) and classify every live block
-// (classify_leaks). The caller resumes the program after.
-// Cost: one pass over the trace, O(root bytes + live bytes) reads, and memory about the
-// size of the live heap for the copy (freed before returning).
+// mappings; classify every live block (classify_leaks, which reads the blocks once, in
+// address order, many at a time: a process_vm_readv per block costs microseconds, and 1M
+// blocks took 4 s that way). The caller resumes the program after.
+// Cost: one pass over the trace, O(root bytes + live bytes) reads in pieces of up to 1 MiB;
+// memory O(blocks + pointers found in the heap).
 #pragma once
 
 #include <cstdint>
@@ -28,7 +28,6 @@ struct ExitLeakScan {
   std::vector<TraceLeakBlock> blocks;  // the class of every block live at exit
   double trace_seconds = 0;   // reading the trace
   double layout_seconds = 0;  // registers, maps and thread stacks (the roots)
-  double copy_seconds = 0;    // copying the live blocks' memory (see below)
   double scan_seconds = 0;    // the reachability scan
 };
 
