@@ -35,20 +35,31 @@ class BlockIndex {
     }
   }
 
-  // The blocks that may hold v, [lo, hi), found without reading any block (so that the
-  // caller can prefetch them); false when v is outside every span.
-  bool candidates(uint64_t v, size_t& lo, size_t& hi) const {
+  struct Span;
+  // Where v's candidates are listed: its span and the page entry; null when v is outside
+  // every span. Reads only the (small) span list, so the entry can be prefetched.
+  const uint32_t* page_entry(uint64_t v, const Span** span) const {
     auto it = std::upper_bound(spans_.begin(), spans_.end(), v,
                                [](uint64_t a, const Span& sp) { return a < sp.start; });
-    if (it == spans_.begin()) return false;
+    if (it == spans_.begin()) return nullptr;
     const Span& sp = *--it;
-    if (v >= sp.end) return false;
-    uint64_t p = (v - sp.start) >> kPageBits;
-    // From the first block ending after the page's start to the first ending after the
-    // next page's start, inclusive.
-    lo = sp.first + sp.page_first[p];
-    hi = std::min(sp.last, sp.first + sp.page_first[p + 1] + 1);
+    if (v >= sp.end) return nullptr;
+    *span = &sp;
+    return &sp.page_first[(v - sp.start) >> kPageBits];
+  }
+
+  // The blocks that may hold v, [lo, hi), from its page entry: from the first block ending
+  // after the page's start to the first ending after the next page's start, inclusive.
+  static bool candidates_at(const Span& sp, const uint32_t* entry, size_t& lo, size_t& hi) {
+    lo = sp.first + entry[0];
+    hi = std::min(sp.last, sp.first + entry[1] + 1);
     return lo < hi;
+  }
+
+  bool candidates(uint64_t v, size_t& lo, size_t& hi) const {
+    const Span* sp = nullptr;
+    const uint32_t* e = page_entry(v, &sp);
+    return e && candidates_at(*sp, e, lo, hi);
   }
 
   // The block of [lo, hi) (from candidates) that holds v; -1 when none.
@@ -64,11 +75,15 @@ class BlockIndex {
  private:
   static constexpr unsigned kPageBits = 12;
   static constexpr uint64_t kSpanGap = 1 << 20;
+
+ public:
   struct Span {
     uint64_t start, end;
     size_t first, last;               // blocks [first, last)
     std::vector<uint32_t> page_first;  // per page: first block (from `first`) ending after it
   };
+
+ private:
   const std::vector<ScanRange>& blocks_;
   std::vector<Span> spans_;
 };
@@ -93,16 +108,26 @@ class Scanner {
   void targets(const uint64_t* w, size_t n, Fn&& fn) {
     constexpr size_t kBatch = 32;
     uint64_t vals[kBatch];
+    const BlockIndex::Span* spans[kBatch];
+    const uint32_t* entries[kBatch];
     size_t los[kBatch], his[kBatch];
     for (size_t i = 0; i < n;) {
       size_t k = 0;
-      for (; i < n && k < kBatch; ++i) {
+      for (; i < n && k < kBatch; ++i) {  // stage 1: page entries, prefetched
         uint64_t v = w[i];
-        if (v < lo_ || v >= hi_ || !index_.candidates(v, los[k], his[k])) continue;
-        __builtin_prefetch(&blocks_[los[k]]);
+        if (v < lo_ || v >= hi_) continue;
+        entries[k] = index_.page_entry(v, &spans[k]);
+        if (!entries[k]) continue;
+        __builtin_prefetch(entries[k]);
         vals[k++] = v;
       }
-      for (size_t j = 0; j < k; ++j) {
+      size_t m = 0;
+      for (size_t j = 0; j < k; ++j) {  // stage 2: candidate blocks, prefetched
+        if (!BlockIndex::candidates_at(*spans[j], entries[j], los[m], his[m])) continue;
+        __builtin_prefetch(&blocks_[los[m]]);
+        vals[m++] = vals[j];
+      }
+      for (size_t j = 0; j < m; ++j) {  // stage 3: the block
         long b = index_.resolve(vals[j], los[j], his[j]);
         if (b >= 0)
           fn(static_cast<size_t>(b), vals[j] == blocks_[static_cast<size_t>(b)].start);
