@@ -57,6 +57,7 @@ class LastImage : public TraceVisitor {
     heap_->on_process(p);
   }
   void on_round() override { heap_->on_round(); }
+  void on_end(const TraceEnd& e) override { heap_->on_end(e); }
   void on_own_mapping(const TraceOwnMapping& m) override { own_.on_own_mapping(m); }
 
   HeapAnalysis& heap() { return *heap_; }
@@ -158,6 +159,10 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path) {
     TraceReader reader = TraceReader::from_file(trace_path);
     reader.read(image);
     HeapSummary s = image.heap().finish();
+    if (!s.clean_end)
+      return skipped_leak_scan(
+          "the trace was not complete at exit (the runtime had not flushed it: exit_group "
+          "called directly?); blocks freed at the end would look lost");
     if (s.process.sample_bytes)
       return skipped_leak_scan("the trace samples allocations (--sample): not every block is known");
     out.trace_seconds = seconds_since(t0);

@@ -176,6 +176,17 @@ TEST(LeakCheck, ProgramEndingWithUnderscoreExit) {
   EXPECT_EQ(kinds_of(c.report).definite_bytes, 112u);
 }
 
+TEST(LeakCheck, DirectExitGroupHasSkippedScan) {
+  // No flush before the system call: the trace lacks the last events, so no verdicts.
+  Checked c = checked({mctest::fixture("leaks_c"), "exit_group"});
+  EXPECT_EQ(c.status, 9) << c.err;
+  EXPECT_NE(c.err.find("no leak scan: the trace was not complete at exit"), std::string::npos)
+      << c.err;
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  EXPECT_TRUE(c.report["leak_kinds"].is_null());
+  EXPECT_EQ(c.report["leak_scan"]["done"], false);
+}
+
 TEST(LeakCheck, RustFixture) {
   if (std::string(MC_RUST_LEAKS).empty()) GTEST_SKIP() << "built without rustc";
   Checked c = checked({MC_RUST_LEAKS});
