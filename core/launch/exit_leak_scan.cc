@@ -9,9 +9,11 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <set>
 
 #include "analysis/heap_analysis.h"
 #include "launch/exit_tracer.h"
+#include "layout/layout.h"
 #include "layout/snapshot.h"
 #include "trace/trace_reader.h"
 #include "util/error.h"
@@ -23,15 +25,23 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// The runtime's own mappings still mapped at the end of the trace.
+// The runtime's own mappings still mapped at the end of the trace, and the runtime states
+// of threads that ended. Mappings are whole pages; a note of less than a page is a thread's
+// runtime state (t_state, in its static TLS), noted when the thread starts recording and
+// again, unmapped, when it ends.
 class OwnMappings : public TraceVisitor {
  public:
   void on_own_mapping(const TraceOwnMapping& m) override {
-    if (m.mapped)
+    if (m.mapped) {
       live_[m.start] = m.start + m.length;
-    else
+      ended_threads_.erase(m.start);
+    } else {
       live_.erase(m.start);
+      if (m.length < 4096) ended_threads_.insert(m.start);
+    }
   }
+  // Addresses inside the static TLS (at the top of the stack mapping) of threads that ended.
+  const std::set<uint64_t>& ended_threads() const { return ended_threads_; }
   std::vector<ScanRange> ranges() const {
     std::vector<ScanRange> out;
     for (auto [start, end] : live_) out.push_back({start, end});
@@ -40,7 +50,28 @@ class OwnMappings : public TraceVisitor {
 
  private:
   std::map<uint64_t, uint64_t> live_;
+  std::set<uint64_t> ended_threads_;
 };
+
+// Stacks of threads that ended and that glibc keeps for reuse: in an anonymous mapping that
+// holds an ended thread's runtime state and no live thread's stack pointer, the part below
+// that state (the stack proper, and the TLS blocks of libraries loaded after the runtime).
+// What it holds is stale (a thread's last pointers), not roots; memcheck does not scan dead
+// stacks either. The rest of the mapping (the program's TLS block, the thread descriptor
+// with its DTV pointer) stays a root, as for memcheck.
+std::vector<ScanRange> ended_thread_stacks(const Layout& layout, const OwnMappings& own,
+                                           const std::map<pid_t, uint64_t>& sps) {
+  std::vector<ScanRange> out;
+  for (const Region& r : layout.regions) {
+    if (r.kind != RegionKind::kAnon) continue;
+    auto it = own.ended_threads().lower_bound(r.raw.start);
+    if (it == own.ended_threads().end() || *it >= r.raw.end) continue;
+    bool live = false;
+    for (const auto& [tid, sp] : sps) live |= sp >= r.raw.start && sp < r.raw.end;
+    if (!live) out.push_back({r.raw.start, *it});
+  }
+  return out;
+}
 
 // The live blocks and the runtime's own mappings of the program's last image: an exec
 // appends a new segment (a kProcess record) to the same trace, and what the previous image
@@ -176,7 +207,10 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path) {
     so.known_sps = ev.stack_pointers;
     so.interrupt_running = false;
     Layout layout = snapshot_layout(ev.pid, so);
-    std::vector<ScanRange> roots = subtract_ranges(leak_roots(layout, blocks), image.own().ranges());
+    std::vector<ScanRange> not_roots = image.own().ranges();
+    for (const ScanRange& r : ended_thread_stacks(layout, image.own(), ev.stack_pointers))
+      not_roots.push_back(r);
+    std::vector<ScanRange> roots = subtract_ranges(leak_roots(layout, blocks), not_roots);
     out.layout_seconds = seconds_since(t1);
     auto t3 = std::chrono::steady_clock::now();
     pid_t pid = ev.pid;
