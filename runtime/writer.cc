@@ -198,6 +198,7 @@ void round_locked(bool final_round) {
   if (check_alive) g_last_alive_check = t;
   uint32_t count = g_rings->count.load(std::memory_order_acquire);
   for (uint32_t i = 0; i < count; ++i) drain_ring(&g_rings->rings[i], check_alive);
+  emit_own_mappings();  // with the ends of the threads whose rings were just closed
   const uint8_t round = f::kRound;
   emit(&round, 1);
   emit_rss();
