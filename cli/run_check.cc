@@ -63,8 +63,14 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
   ex.code = ex.signaled ? WTERMSIG(r.wait_status) : WEXITSTATUS(r.wait_status);
   append_exit_record(r.trace_path, ex);
 
+  // The heap summary and what --check recorded; not the report's other details.
   TraceReader reader = TraceReader::from_file(r.trace_path);
-  Analysis a = analyse_trace(reader);
+  Analysis a;
+  HeapAnalysis heap;
+  TraceTee tee({&heap, &a.checks});
+  reader.read(tee);
+  a.heap = heap.finish();
+  a.stats = reader.stats();
   Symbolizer sym(a.heap.modules);
   SiteNames names(a.heap, sym);
   HeapReportOptions ro;
