@@ -308,6 +308,9 @@ TEST(LeakCheck, BadInputsExitTwoWithOneLine) {
   one_line_2(mc + " run --error-exitcode 3 -- true", "--check");
   one_line_2(mc + " run --check --error-exitcode x -- true", "error-exitcode");
   one_line_2(mc + " report --suppressions " + quote(dir + "/bad") + " /nonexistent", "");
+  // --check keeps run's refusals: a static program cannot have the runtime preloaded.
+  if (mctest::run({"sh", "-c", "file -L /sbin/ldconfig | grep -q static"}).status == 0)
+    one_line_2(mc + " run --check -- /sbin/ldconfig -p", "statically linked");
 }
 
 TEST(LeakCheck, ReportWithoutScanSaysSo) {
