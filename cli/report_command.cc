@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "analysis/suppressions.h"
 #include "cli/progress.h"
 #include "report/analysis_report.h"
 #include "symbolize/symbolizer.h"
@@ -15,15 +16,19 @@ struct ReportOptions {
   std::string file;
   bool json = false;
   size_t top = 10;
+  std::string suppressions;
   ReportSections sections;
 };
 
 int report(const ReportOptions& o) {
+  Suppressions sup;
+  if (!o.suppressions.empty()) sup = Suppressions::load(o.suppressions);
   TraceReader reader = TraceReader::from_file(o.file);
   Analysis a = analyse_with_progress(reader);
   Symbolizer sym(a.heap.modules);
   HeapReportOptions ro;
   ro.top_sites = o.top;
+  ro.suppressions = &sup;
   std::string out;
   if (o.json) {
     write_analysis_json(a, sym, ro, out);
@@ -45,6 +50,9 @@ void add_section_flags(CLI::App* app, ReportSections& s) {
   app->add_flag("--histogram", s.histogram, "allocation sizes");
   app->add_flag("--timeline", s.timeline, "live heap and RSS over time");
   app->add_flag("--resident", s.resident, "RSS at its peak and at exit, every byte named");
+  app->add_flag("--leak-kinds", s.leak_kinds,
+                "run --check traces: definitely, indirectly, possibly lost and still reachable "
+                "blocks, with the lost ones by site");
 }
 
 }  // namespace
@@ -57,6 +65,8 @@ void add_report_command(CLI::App& root, Context& ctx) {
   app->add_option("--top", o->top, "how many allocation sites to list")
       ->check(CLI::Range(0, 1000000));
   add_section_flags(app, o->sections);
+  app->add_option("--suppressions", o->suppressions,
+                  "KIND:PATTERN rules (as run --suppressions) applied to leak kinds and errors");
   app->callback([o, &ctx] { ctx.exit_code = report(*o); });
 }
 

@@ -9,6 +9,7 @@
 
 #include "analysis/heap_analysis.h"
 #include "cli/commands.h"
+#include "cli/run_check.h"
 #include "launch/exit_tracer.h"
 #include "launch/preload_launcher.h"
 #include "trace/trace_reader.h"
@@ -28,6 +29,8 @@ struct RunOptions {
   uint32_t stack_depth = 64;
   uint64_t sample = 0;
   bool quiet = false;
+  bool check = false;  // the leak scan at exit runs
+  CheckOptions checks;
 };
 
 // The runtime next to this executable: the build tree (cli/../runtime) or the install tree
@@ -84,6 +87,11 @@ int run(const RunOptions& o, const Context& ctx) {
   p.no_stacks = o.no_stacks;
   p.stack_depth = o.stack_depth;
   p.sample_bytes = o.sample;
+  if (o.check) {
+    CheckOptions c = o.checks;
+    c.quiet = o.quiet;
+    return run_with_check(ctx.trailing, p, c);
+  }
   LaunchResult r = run_preloaded(ctx.trailing, p);
   if (::access(r.trace_path.c_str(), F_OK) != 0)
     throw Error("'" + ctx.trailing[0] + "' wrote no trace to " + r.trace_path +
@@ -111,6 +119,18 @@ void add_run_command(CLI::App& root, Context& ctx) {
   app->add_option("--stack-depth", o->stack_depth, "frames kept per stack")
       ->check(CLI::Range(1, 256));
   app->add_flag("-q,--quiet", o->quiet, "print only the trace path");
+  CLI::Option* check = app->add_flag(
+      "--check", o->check,
+      "check memory safety; at exit, classify unfreed blocks by reachability (definitely, "
+      "indirectly, possibly lost, still reachable) and print a leak summary");
+  app->add_option("--error-exitcode", o->checks.error_exitcode,
+                  "exit with N when an error or a definite leak was found (not suppressed)")
+      ->check(CLI::Range(1, 255))
+      ->needs(check);
+  app->add_option("--suppressions", o->checks.suppressions,
+                  "file of KIND:PATTERN lines (KIND: leak or an error kind; PATTERN: a glob on "
+                  "function or object names in the stack) not to count")
+      ->needs(check);
   app->callback([o, &ctx] { ctx.exit_code = run(*o, ctx); });
 }
 

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "runtime/own_mappings.h"
 #include "runtime/sys.h"
 #include "runtime/thread_state.h"
 #include "runtime/walk_cache.h"
@@ -34,6 +35,10 @@ Ring* ring_claim(pid_t tid) {
     r->reserve = end;
     r->tail.store(end, std::memory_order_relaxed);
     r->tid = tid;
+    // The leak scan must not take this thread's runtime state (prev_ptr: a raw copy of
+    // its latest block pointer) for a root; the writer notes its end with the ring's.
+    r->tls_state = reinterpret_cast<uint64_t>(&t_state);
+    own_mapping_note(r->tls_state, sizeof(ThreadState), true);
     r->stream = g_rings->next_stream.fetch_add(1, std::memory_order_relaxed);
     uint32_t c = g_rings->count.load(std::memory_order_relaxed);
     while (c < i + 1 && !g_rings->count.compare_exchange_weak(c, static_cast<uint32_t>(i + 1))) {

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/own_mappings.h"
+
 namespace memcensus::rt {
 
 void* sys_map(size_t size) {
@@ -25,11 +27,13 @@ void* sys_map(size_t size) {
   int saved = errno;
   syscall(SYS_prctl, kPrSetVma, kPrSetVmaAnonName, r, size, "memcensus");
   errno = saved;
+  own_mapping_note(static_cast<uint64_t>(r), size, true);
   return reinterpret_cast<void*>(r);
 }
 
 void sys_unmap(void* p, size_t size) {
-  syscall(SYS_munmap, p, size);
+  if (syscall(SYS_munmap, p, size) == 0)
+    own_mapping_note(reinterpret_cast<uint64_t>(p), size, false);
 }
 
 int sys_open(const char* path, int flags, int mode) {

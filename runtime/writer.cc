@@ -13,6 +13,7 @@
 
 #include "format/trace_format.h"
 #include "runtime/modules.h"
+#include "runtime/own_mappings.h"
 #include "runtime/ring.h"
 #include "runtime/runtime.h"
 #include "runtime/sys.h"
@@ -49,6 +50,7 @@ char* g_smaps = nullptr;
 uint64_t g_last_flush = 0;
 uint64_t g_peak_rss = 0, g_snapshot_rss = 0, g_snapshot_time = 0, g_last_alive_check = 0;
 uint64_t g_module_adds = ~0ull, g_module_subs = ~0ull;
+uint32_t g_own_cursor = 0;  // own-mapping notes already in this file
 
 uint64_t now() {
   return monotonic_ns() - g_t0;
@@ -152,6 +154,12 @@ void emit_modules(bool force) {
   for_each_module([](const uint8_t* rec, size_t n) { emit(rec, n); });
 }
 
+// The runtime's own mappings noted since the last call (all of them in a new file), so
+// that the file holds them by the time the program exits.
+void emit_own_mappings() {
+  own_mappings_emit(&g_own_cursor, [](const uint8_t* rec, size_t n) { emit(rec, n); });
+}
+
 void emit_thread_end(Ring* r) {
   uint8_t rec[16], *p = rec;
   *p++ = f::kThreadEnd;
@@ -231,6 +239,7 @@ void drain_ring(Ring* r, bool check_alive) {
     note_thread(r, true, r->exit_name);
     emit_thread_end(r);
     r->stack_hint.store(0, std::memory_order_relaxed);
+    own_mapping_note(r->tls_state, sizeof(ThreadState), false);
     r->state.store(kRingFree, std::memory_order_release);
   } else {
     note_thread(r, false, nullptr);
@@ -241,12 +250,14 @@ void drain_ring(Ring* r, bool check_alive) {
 void round_locked(bool final_round) {
   if (g_fd < 0) return;
   emit_modules(false);
+  emit_own_mappings();
   uint64_t t = now();
   event_clock_raise(t);
   bool check_alive = t - g_last_alive_check > 1'000'000'000;
   if (check_alive) g_last_alive_check = t;
   uint32_t count = g_rings->count.load(std::memory_order_acquire);
   for (uint32_t i = 0; i < count; ++i) drain_ring(&g_rings->rings[i], check_alive);
+  emit_own_mappings();  // with the ends of the threads whose rings were just closed
   const uint8_t round = f::kRound;
   emit(&round, 1);
   emit_rss();
@@ -336,6 +347,8 @@ bool writer_open() {
   g_peak_rss = g_snapshot_rss = g_snapshot_time = 0;
   g_module_adds = g_module_subs = ~0ull;
   emit_process();
+  g_own_cursor = 0;
+  emit_own_mappings();
   return true;
 }
 

@@ -270,15 +270,18 @@ HeapAnalysis::HeapAnalysis() {
 
 HeapSummary HeapAnalysis::finish() {
   on_round();
-  auto leak = [&](const Block& b) {
+  auto leak = [&](uint64_t ptr, const Block& b) {
+    s_.live_at_end.push_back({ptr, b.size, b.stack});
     s_.totals.leaked_blocks++;
     s_.totals.leaked_bytes += b.size;
     sites_[b.stack].leaked_blocks++;
     sites_[b.stack].leaked_bytes += b.size;
   };
-  for (auto& [ptr, b] : live_) leak(b);
+  for (auto& [ptr, b] : live_) leak(ptr, b);
   for (auto& [ptr, v] : extra_live_)
-    for (const Block& b : v) leak(b);
+    for (const Block& b : v) leak(ptr, b);
+  std::sort(s_.live_at_end.begin(), s_.live_at_end.end(),
+            [](const LiveBlock& a, const LiveBlock& b) { return a.ptr < b.ptr; });
   for (auto& [id, site] : sites_) {
     if (site.epoch < peak_epoch_) site.peak_bytes = site.live_bytes;
     s_.sites.push_back(site);

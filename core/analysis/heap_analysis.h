@@ -61,6 +61,12 @@ struct HeapTotals {
   bool estimated = false;        // a --sample trace: the figures above are unbiased estimates
 };
 
+// A block live when the trace ends (a leak, in the sense of "not freed").
+struct LiveBlock {
+  uint64_t ptr = 0, size = 0;
+  uint32_t stack = 0;
+};
+
 struct HeapSummary {
   TraceProcess process;
   bool have_process = false;
@@ -76,6 +82,7 @@ struct HeapSummary {
   std::vector<SiteStats> sites;           // sorted by bytes allocated, descending
   std::unordered_map<uint32_t, std::vector<uint64_t>> stacks;
   std::vector<TraceModule> modules;  // distinct (path, bias), in order of first appearance
+  std::vector<LiveBlock> live_at_end;  // sorted by address (the leak scan's blocks)
 };
 
 class HeapAnalysis : public TraceVisitor {

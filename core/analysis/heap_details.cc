@@ -315,5 +315,20 @@ void TraceTee::on_exit(const TraceExit& e) {
 void TraceTee::on_round() {
   for (TraceVisitor* v : to_) v->on_round();
 }
+void TraceTee::on_check_error(const TraceCheckError& e) {
+  for (TraceVisitor* v : to_) v->on_check_error(e);
+}
+void TraceTee::on_own_mapping(const TraceOwnMapping& m) {
+  for (TraceVisitor* v : to_) v->on_own_mapping(m);
+}
+void TraceTee::on_thread_info(const TraceThreadInfo& t) {
+  for (TraceVisitor* v : to_) v->on_thread_info(t);
+}
+void TraceTee::on_leak_scan(const TraceLeakScan& s) {
+  for (TraceVisitor* v : to_) v->on_leak_scan(s);
+}
+void TraceTee::on_leak_blocks(const std::vector<TraceLeakBlock>& b) {
+  for (TraceVisitor* v : to_) v->on_leak_blocks(b);
+}
 
 }  // namespace memcensus

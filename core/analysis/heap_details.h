@@ -151,6 +151,11 @@ class TraceTee : public TraceVisitor {
   void on_end(const TraceEnd& e) override;
   void on_exit(const TraceExit& e) override;
   void on_round() override;
+  void on_check_error(const TraceCheckError& e) override;
+  void on_own_mapping(const TraceOwnMapping& m) override;
+  void on_thread_info(const TraceThreadInfo& t) override;
+  void on_leak_scan(const TraceLeakScan& s) override;
+  void on_leak_blocks(const std::vector<TraceLeakBlock>& b) override;
 
  private:
   std::vector<TraceVisitor*> to_;

@@ -10,8 +10,11 @@
 //  indirect   lost, but pointed to by another lost block (it goes when its head is freed).
 //
 // Pointers are aligned 8-byte words. Memory is read through a callback (process_vm_readv
-// on a stopped process, or a plain copy in tests). Cost: O(root bytes + live bytes) reads
-// and O(words * log blocks) lookups. Thread-compatible.
+// on a stopped process, or a plain copy in tests): each block once, in address order, with
+// neighbouring blocks read together in pieces of up to 1 MiB; the pointers found become
+// edges (4 bytes each) that the reachability walk follows without reading again.
+// Cost: O(root bytes + live bytes) reads and one lookup per word (O(1) expected: a page
+// index over the blocks). Thread-compatible.
 #pragma once
 
 #include <cstdint>
@@ -42,9 +45,9 @@ struct Layout;
 
 // The root ranges of a stopped process for classify_leaks: writable data of every object
 // (data, bss), each thread's stack from its stack pointer up (the whole stack when the
-// pointer is unknown), and writable anonymous memory that holds no live block (program
-// mmaps, the main thread's TLS). Not roots: heap and arena regions, mappings holding live
-// blocks, and mappings labelled "[anon:memcensus...]" (memcensus's own buffers, which hold
+// pointer is unknown), and writable anonymous memory (program mmaps, the main thread's TLS)
+// except the live blocks in it (malloc's mmapped large blocks). Not roots: heap and arena
+// regions, and mappings labelled "[anon:memcensus...]" (memcensus's own buffers, which hold
 // copies of every pointer). `blocks` as for classify_leaks.
 std::vector<ScanRange> leak_roots(const Layout& layout, const std::vector<ScanRange>& blocks);
 

@@ -166,7 +166,7 @@ class ExitTracer {
         resume(w, 0);
         return;
       case PTRACE_EVENT_EXIT:
-        if (w == pid_) snapshot(w, "exit");
+        if (w == pid_) snapshot(w, exit_cause(w));
         resume(w, 0);
         return;
       case PTRACE_EVENT_STOP:
@@ -193,6 +193,17 @@ class ExitTracer {
     if (in_target(w) && signal_will_kill(pid_, sig))
       snapshot(w, std::string("signal ") + sigabbrev_np(sig));
     resume(w, sig);
+  }
+
+  // At the exit-event stop of `tid`: "exit", or "signal SIGKILL" for a thread being killed
+  // by a signal that ptrace cannot stop at (SIGKILL).
+  static std::string exit_cause(pid_t tid) {
+    unsigned long msg = 0;
+    if (ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &msg) == 0) {
+      int st = static_cast<int>(msg);
+      if (WIFSIGNALED(st)) return std::string("signal ") + sigabbrev_np(WTERMSIG(st));
+    }
+    return "exit";
   }
 
   // Stops every other thread of the target, records stack pointers, calls back, resumes.
@@ -271,7 +282,8 @@ std::string resolve_command(const std::string& argv0) {
 }
 
 int run_with_exit_hook(const std::vector<std::string>& argv,
-                       const std::function<void(const ExitEvent&)>& at_exit) {
+                       const std::function<void(const ExitEvent&)>& at_exit,
+                       const ExitHookOptions& options) {
   if (argv.empty()) throw Error("no command given after --");
   std::string exe = resolve_command(argv[0]);
   std::vector<char*> args;
@@ -284,6 +296,7 @@ int run_with_exit_hook(const std::vector<std::string>& argv,
   if (pid < 0) throw Error(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
     ::close(err_pipe[0]);
+    if (options.before_exec) options.before_exec();
     install_exit_filter();
     raise(SIGSTOP);  // wait for the tracer to attach
     execv(exe.c_str(), args.data());
@@ -292,6 +305,7 @@ int run_with_exit_hook(const std::vector<std::string>& argv,
     _exit(127);
   }
   ::close(err_pipe[1]);
+  if (options.started) options.started(pid);
   int st = 0;
   while (waitpid(pid, &st, WSTOPPED) < 0 && errno == EINTR) {
   }

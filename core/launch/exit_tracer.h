@@ -32,11 +32,20 @@ struct ExitEvent {
   std::string cause;                         // "exit_group", "signal SIGSEGV", "exit"
 };
 
+struct ExitHookOptions {
+  // Called in the child after fork, before exec (single-threaded caller: may setenv).
+  std::function<void()> before_exec;
+  // Called in the caller once the child exists, with its pid.
+  std::function<void(pid_t)> started;
+};
+
 // Returns the program's wait status (as waitpid gives it). Throws Error if the command
-// cannot be started. `at_exit` is called at most once; if it throws, the program is still
-// let finish and the exception is rethrown afterwards.
+// cannot be started. `at_exit` is called at most once, on the tracer's thread while every
+// thread of the program is stopped (PTRACE_GETREGS and the like work on them); if it
+// throws, the program is still let finish and the exception is rethrown afterwards.
 int run_with_exit_hook(const std::vector<std::string>& argv,
-                       const std::function<void(const ExitEvent&)>& at_exit);
+                       const std::function<void(const ExitEvent&)>& at_exit,
+                       const ExitHookOptions& options = {});
 
 // Shell convention for a wait status: the exit code, or 128 + signal number.
 int exit_code_of(int wait_status);

@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
+#include "launch/exit_tracer.h"
 #include "util/error.h"
 
 namespace memcensus {
@@ -60,8 +62,8 @@ void set_env(const char* name, const std::string& value) {
   ::setenv(name, value.c_str(), 1);
 }
 
-[[noreturn]] void exec_child(const std::vector<std::string>& argv, const PreloadOptions& o,
-                             const std::string& trace, int report_fd) {
+// In the child: the runtime's settings and LD_PRELOAD.
+void set_preload_env(const PreloadOptions& o, const std::string& trace) {
   ::unlink(trace.c_str());
   set_env("MEMCENSUS_OUTPUT", trace);
   set_env("MEMCENSUS_ROOT_PID", std::to_string(::getpid()));
@@ -71,6 +73,11 @@ void set_env(const char* name, const std::string& value) {
   set_env("MEMCENSUS_SAMPLE", std::to_string(o.sample_bytes));
   const char* old = ::getenv("LD_PRELOAD");
   set_env("LD_PRELOAD", o.runtime + (old && *old ? ":" + std::string(old) : ""));
+}
+
+[[noreturn]] void exec_child(const std::vector<std::string>& argv, const PreloadOptions& o,
+                             const std::string& trace, int report_fd) {
+  set_preload_env(o, trace);
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -79,6 +86,34 @@ void set_env(const char* name, const std::string& value) {
   (void)!::write(report_fd, &e, sizeof e);
   ::_exit(127);
 }
+
+// The trace path for the child `pid`.
+std::string trace_path_for(const std::vector<std::string>& argv, const PreloadOptions& o,
+                           pid_t pid) {
+  return o.output.empty()
+             ? absolute("memcensus." + basename_of(argv[0]) + "." + std::to_string(pid) + ".trace")
+             : absolute(o.output);
+}
+
+// Ignores SIGINT and SIGQUIT (they reach the program) while alive.
+class IgnoreInterrupts {
+ public:
+  IgnoreInterrupts() {
+    struct sigaction ign {};
+    ign.sa_handler = SIG_IGN;
+    ::sigaction(SIGINT, &ign, &old_int_);
+    ::sigaction(SIGQUIT, &ign, &old_quit_);
+  }
+  ~IgnoreInterrupts() {
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGQUIT, &old_quit_, nullptr);
+  }
+  IgnoreInterrupts(const IgnoreInterrupts&) = delete;
+  IgnoreInterrupts& operator=(const IgnoreInterrupts&) = delete;
+
+ private:
+  struct sigaction old_int_ {}, old_quit_{};
+};
 
 }  // namespace
 
@@ -150,6 +185,28 @@ LaunchResult run_preloaded(const std::vector<std::string>& argv, const PreloadOp
   if (n == sizeof exec_errno)
     throw Error("cannot run '" + argv[0] + "': " + std::strerror(exec_errno));
   r.trace_path = trace_for(pid);
+  return r;
+}
+
+std::string preload_trace_path(const std::vector<std::string>& argv, const PreloadOptions& o,
+                               pid_t pid) {
+  return trace_path_for(argv, o, pid);
+}
+
+LaunchResult run_preloaded_with_exit_hook(const std::vector<std::string>& argv,
+                                          const PreloadOptions& o,
+                                          const std::function<void(const ExitEvent&)>& at_exit) {
+  check_preloadable(find_program(argv.at(0)));
+  LaunchResult r;
+  std::optional<IgnoreInterrupts> ignoring;
+  ExitHookOptions h;
+  h.before_exec = [&] { set_preload_env(o, trace_path_for(argv, o, ::getpid())); };
+  h.started = [&](pid_t pid) {
+    r.pid = pid;
+    ignoring.emplace();
+  };
+  r.wait_status = run_with_exit_hook(argv, at_exit, h);
+  r.trace_path = trace_path_for(argv, o, r.pid);
   return r;
 }
 

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,5 +36,19 @@ void check_preloadable(const std::string& path);
 // Runs argv with the runtime preloaded; returns when it has exited. SIGINT and SIGQUIT are
 // ignored by the caller meanwhile (they reach the program). Throws Error if it cannot start.
 LaunchResult run_preloaded(const std::vector<std::string>& argv, const PreloadOptions& o);
+
+// Where the runtime of child `pid` writes its trace (absolute).
+std::string preload_trace_path(const std::vector<std::string>& argv, const PreloadOptions& o,
+                               pid_t pid);
+
+struct ExitEvent;
+
+// As run_preloaded, but the program also runs under the exit tracer (launch/exit_tracer.h):
+// `at_exit` is called once, at its exit_group (or fatal signal) stop with every thread
+// stopped, after the runtime has flushed its trace. Same refusals, environment, signal
+// handling and trace naming as run_preloaded.
+LaunchResult run_preloaded_with_exit_hook(const std::vector<std::string>& argv,
+                                          const PreloadOptions& o,
+                                          const std::function<void(const ExitEvent&)>& at_exit);
 
 }  // namespace memcensus

@@ -218,6 +218,7 @@ void write_analysis_json(const Analysis& a, Symbolizer& sym, const HeapReportOpt
   write_moment(w, "at_peak", a.details.at_rss_peak, a, names);
   write_moment(w, "at_exit", a.details.at_exit, a, names);
   w.end_object();
+  write_leak_kinds_json(w, leak_kinds_of(a, names, o), a, sym, o);
   w.end_object();
   out += '\n';
 }

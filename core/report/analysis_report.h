@@ -16,6 +16,7 @@
 #include "analysis/heap_analysis.h"
 #include "analysis/heap_details.h"
 #include "analysis/thread_info.h"
+#include "analysis/leak_kinds.h"
 #include "report/heap_report.h"
 #include "symbolize/symbolizer.h"
 #include "trace/trace_reader.h"
@@ -29,6 +30,7 @@ struct Analysis {
   HeapDetailSummary details;
   ThreadSummary threads;  // names and stack hints (threads' stacks: see thread_stacks)
   TraceStats stats;
+  LeakKindsCollector checks;  // run --check: leak scan and check errors as recorded
 };
 
 // Reads the whole trace. `progress` (may be empty) is called now and then with the events
@@ -110,12 +112,26 @@ FrameTree peak_tree(const Analysis& a, SiteNames& names, bool top_down);
 
 struct ReportSections {
   bool peak = false, leaks = false, temporary = false, copies = false, sites = false,
-       threads = false, histogram = false, timeline = false, resident = false;
+       threads = false, histogram = false, timeline = false, resident = false,
+       leak_kinds = false;
   bool any() const {
     return peak || leaks || temporary || copies || sites || threads || histogram || timeline ||
-           resident;
+           resident || leak_kinds;
   }
 };
+
+// Leak kinds of the trace's scan (run --check), with `o.suppressions` applied.
+LeakKindsSummary leak_kinds_of(const Analysis& a, SiteNames& names, const HeapReportOptions& o);
+// Text: the kinds, then the definite and possible leaks by site with their stacks; says so
+// when the trace has no scan or the scan was skipped.
+void write_leak_kinds_text(const LeakKindsSummary& k, SiteNames& names, size_t top,
+                           std::string& out);
+// JSON members "leak_kinds" (null without a completed scan), "leak_scan" (null without a
+// scan record) and "suppressed_errors".
+void write_leak_kinds_json(JsonWriter& w, const LeakKindsSummary& k, const Analysis& a,
+                           Symbolizer& sym, const HeapReportOptions& o);
+// memcheck-style LEAK SUMMARY lines, each prefixed with "memcensus: ".
+std::string leak_summary_text(const LeakKindsSummary& k, SiteNames& names, size_t top);
 
 // Text: the summary first (unless sections were chosen), then the chosen sections; with no
 // section chosen, the summary and the top sites.

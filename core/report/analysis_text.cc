@@ -191,9 +191,12 @@ void write_analysis_text(const Analysis& a, Symbolizer& sym, const ReportSection
     write_heap_summary(a.heap, a.stats, out);
     write_summary_extra(a, out);
     write_sites(a, names, std::min<size_t>(o.top_sites, 5), out);
+    if (a.checks.scan)
+      write_leak_kinds_text(leak_kinds_of(a, names, o), names, std::min<size_t>(o.top_sites, 5),
+                            out);
     out +=
         "(sections: --peak --leaks --temporary --copies --sites --threads --histogram "
-        "--timeline --resident; --json for everything)\n";
+        "--timeline --resident --leak-kinds; --json for everything)\n";
     return;
   }
   if (sec.peak) write_peak(a, names, out);
@@ -205,6 +208,7 @@ void write_analysis_text(const Analysis& a, Symbolizer& sym, const ReportSection
   if (sec.histogram) write_histogram(a, out);
   if (sec.timeline) write_timeline(a, out);
   if (sec.resident) write_resident(a, names, out);
+  if (sec.leak_kinds) write_leak_kinds_text(leak_kinds_of(a, names, o), names, o.top_sites, out);
 }
 
 }  // namespace memcensus

@@ -13,9 +13,12 @@ namespace memcensus {
 
 class JsonWriter;
 
+class Suppressions;
+
 struct HeapReportOptions {
   size_t top_sites = 10;
-  size_t max_frames = 64;  // per site, after inline expansion
+  size_t max_frames = 64;                     // per site, after inline expansion
+  const Suppressions* suppressions = nullptr;  // applied to leak kinds and check errors
 };
 
 void write_heap_json(const HeapSummary& s, const TraceStats& stats, Symbolizer& sym,

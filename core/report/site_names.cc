@@ -188,19 +188,13 @@ Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>&
     void on_event(const TraceEvent&) override { ++events; }
   } p;
   p.cb = &progress;
-  // TraceTee passes on the records the heap analyses read; thread info goes to `threads`.
-  struct Tee : TraceTee {
-    ThreadInfoCollector* threads;
-    Tee(std::vector<TraceVisitor*> to, ThreadInfoCollector* t) : TraceTee(std::move(to)), threads(t) {}
-    void on_thread_info(const TraceThreadInfo& t) override { threads->on_thread_info(t); }
-  };
   HeapAnalysis heap;
   HeapDetails details;
   ThreadInfoCollector threads;
   if (capture_ns) details.capture_sites_at(*capture_ns);
-  Tee tee({&heap, &details, &p, &threads}, &threads);
-  reader.read(tee);
   Analysis a;
+  TraceTee tee({&heap, &details, &p, &threads, &a.checks});
+  reader.read(tee);
   a.heap = heap.finish();
   a.details = details.finish();
   a.threads = threads.finish();

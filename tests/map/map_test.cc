@@ -465,7 +465,7 @@ TEST(MapErrors, AnotherUsersProcessIsPermissionDenied) {
 }
 
 TEST(MapCpp, BackgroundChildrenOutliveTheCommandUnharmed) {
-  std::string marker = ::testing::TempDir() + "/map_background_done";
+  std::string marker = ::testing::TempDir() + "/map_background_done." + std::to_string(getpid());
   unlink(marker.c_str());
   CommandResult r = run_command({memcensus_bin(), "map", "-o", "/dev/null", "--", "bash", "-c",
                                  "(sleep 3; touch " + marker + ") >/dev/null 2>&1 & exit 3"});

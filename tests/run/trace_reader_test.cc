@@ -3,6 +3,7 @@
 #include "trace/trace_reader.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -91,7 +92,8 @@ struct Collect : memcensus::TraceVisitor {
 }  // namespace leak_roundtrip
 
 TEST(TraceReader, AppendedLeakScanReadsBack) {
-  std::string path = ::testing::TempDir() + "/leak_roundtrip.trace";
+  // Unique per process: other builds on the machine may run this test at the same time.
+  std::string path = ::testing::TempDir() + "/leak_roundtrip." + std::to_string(::getpid()) + ".trace";
   {
     std::ofstream out(path, std::ios::binary);
     out << sample_trace();
@@ -115,4 +117,5 @@ TEST(TraceReader, AppendedLeakScanReadsBack) {
     ASSERT_EQ(c.blocks[i].block, blocks[i].block) << i;
     ASSERT_EQ(c.blocks[i].leak_class, blocks[i].leak_class) << i;
   }
+  std::remove(path.c_str());
 }

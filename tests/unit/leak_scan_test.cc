@@ -104,7 +104,7 @@ TEST(LeakScan, RootsFromLayout) {
       region(0x2000, 0x3000, "rw-p", RegionKind::kData),
       region(0x3000, 0x4000, "rw-p", RegionKind::kBss),
       region(0x10000, 0x20000, "rw-p", RegionKind::kHeap),
-      region(0x30000, 0x40000, "rw-p", RegionKind::kAnon),  // holds a live block
+      region(0x30000, 0x40000, "rw-p", RegionKind::kAnon),  // a live block and program memory
       region(0x50000, 0x51000, "rw-p", RegionKind::kAnon),  // a program mmap
       region(0x60000, 0x61000, "rw-p", RegionKind::kAnon, "[anon:memcensus ring]"),
       region(0x70000, 0x80000, "rw-p", RegionKind::kStack),
@@ -114,12 +114,17 @@ TEST(LeakScan, RootsFromLayout) {
   t.sp = 0x7f004;
   l.threads = {t};
   auto roots = leak_roots(l, {{0x10010, 0x10020}, {0x30010, 0x3f000}});
-  ASSERT_EQ(roots.size(), 4u);
+  ASSERT_EQ(roots.size(), 6u);
   EXPECT_EQ(roots[0].start, 0x2000u);
   EXPECT_EQ(roots[1].start, 0x3000u);
-  EXPECT_EQ(roots[2].start, 0x50000u);
-  EXPECT_EQ(roots[3].start, 0x7f000u);  // from the stack pointer, aligned
-  EXPECT_EQ(roots[3].end, 0x80000u);
+  // The anonymous mapping around the live block (mappings merged by the kernel), not the block.
+  EXPECT_EQ(roots[2].start, 0x30000u);
+  EXPECT_EQ(roots[2].end, 0x30010u);
+  EXPECT_EQ(roots[3].start, 0x3f000u);
+  EXPECT_EQ(roots[3].end, 0x40000u);
+  EXPECT_EQ(roots[4].start, 0x50000u);
+  EXPECT_EQ(roots[5].start, 0x7f000u);  // from the stack pointer, aligned
+  EXPECT_EQ(roots[5].end, 0x80000u);
 }
 
 }  // namespace

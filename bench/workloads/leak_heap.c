@@ -1,0 +1,49 @@
+// A large heap for timing the leak scan of `run --check`: BLOCKS blocks of SIZE bytes
+// (default 1,048,576 x 1 KiB = 1 GiB), chained in a list whose head is a global; every 16th
+// block is left out of the chain (definitely lost).
+// argv[1]: "data" (blocks hold small integers, the common case) or "pointers" (every word
+// of every block points at another block's start: the worst case for the scan).
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+void** volatile g_head;
+
+int main(int argc, char** argv) {
+  int pointers = argc > 1 && strcmp(argv[1], "pointers") == 0;
+  size_t blocks = argc > 2 ? strtoull(argv[2], NULL, 10) : 1u << 20;
+  size_t size = argc > 3 ? strtoull(argv[3], NULL, 10) : 1024;
+  size_t words = size / sizeof(void*);
+  void** all = malloc(blocks * sizeof(void*));
+  if (!all) return 1;
+  for (size_t i = 0; i < blocks; ++i) {
+    uint64_t* b = malloc(size);
+    if (!b) return 1;
+    for (size_t w = 0; w < words; ++w) b[w] = i * 131 + w;
+    all[i] = b;
+  }
+  if (pointers) {
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < blocks; ++i) {
+      void** b = all[i];
+      for (size_t w = 1; w < words; ++w) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t t = x % blocks;
+        b[w] = t % 16 == 0 ? NULL : all[t];  // lost blocks stay lost
+      }
+    }
+  }
+  void** head = NULL;
+  for (size_t i = blocks; i-- > 0;) {
+    void** b = all[i];
+    if (i % 16 == 0) {
+      b[0] = NULL;
+      continue;
+    }
+    b[0] = head;
+    head = b;
+  }
+  g_head = head;
+  free(all);
+  return 0;
+}

@@ -1,0 +1,23 @@
+// memcensus run --check: the program runs with the runtime preloaded and under the exit
+// tracer; at its exit the reachability scan classifies every live block; the scan is
+// appended to the trace and summarised on stderr (memcheck's LEAK SUMMARY).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "launch/preload_launcher.h"
+
+namespace memcensus::cli {
+
+struct CheckOptions {
+  int error_exitcode = 0;    // 0: the program's own status
+  std::string suppressions;  // file; empty for none
+  bool quiet = false;
+};
+
+// Runs argv; returns memcensus run's exit status. Throws Error (exit 2) on bad input.
+int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p,
+                   const CheckOptions& c);
+
+}  // namespace memcensus::cli

@@ -1,0 +1,79 @@
+#include "analysis/leak_kinds.h"
+
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+
+#include "format/trace_format.h"
+
+namespace memcensus {
+
+const char* leak_kind_name(LeakKind k) {
+  switch (k) {
+    case LeakKind::kReachable:
+      return "reachable";
+    case LeakKind::kPossible:
+      return "possible";
+    case LeakKind::kIndirect:
+      return "indirect";
+    case LeakKind::kDefinite:
+      return "definite";
+  }
+  return "?";
+}
+
+LeakKindsSummary summarize_leak_kinds(const LeakKindsCollector& c, const HeapSummary& heap,
+                                      const Suppressions& suppressions,
+                                      const StackFrames& frames) {
+  LeakKindsSummary s;
+  for (const TraceCheckError& e : c.errors) {
+    const char* name = format::check_kind_name(e.kind);
+    bool sup = name && !suppressions.empty() &&
+               ((e.stack && suppressions.matches(name, frames(e.stack))) ||
+                (e.alloc_stack && suppressions.matches(name, frames(e.alloc_stack))));
+    ++(sup ? s.suppressed_errors : s.errors);
+  }
+  if (!c.scan) return s;
+  s.have_scan = true;
+  s.scan = *c.scan;
+  if (!s.scan.done) return s;
+
+  std::unordered_map<uint64_t, const LiveBlock*> live;
+  live.reserve(heap.live_at_end.size());
+  for (const LiveBlock& b : heap.live_at_end) live.emplace(b.ptr, &b);
+  std::unordered_map<uint32_t, bool> suppressed_stack;
+  auto is_suppressed = [&](uint32_t stack) {
+    if (suppressions.empty() || !stack) return false;
+    auto it = suppressed_stack.find(stack);
+    if (it == suppressed_stack.end())
+      it = suppressed_stack.emplace(stack, suppressions.matches("leak", frames(stack))).first;
+    return it->second;
+  };
+  std::map<std::pair<int, uint32_t>, LeakSite> sites;
+  for (const TraceLeakBlock& tb : c.blocks) {
+    if (tb.leak_class > format::kLeakDefinite) continue;
+    auto it = live.find(tb.block);
+    uint64_t size = it == live.end() ? 0 : it->second->size;
+    uint32_t stack = it == live.end() ? 0 : it->second->stack;
+    auto kind = static_cast<LeakKind>(tb.leak_class);
+    bool sup = kind != LeakKind::kReachable && is_suppressed(stack);
+    LeakFigures& f = sup ? s.suppressed : s.kinds[tb.leak_class];
+    f.blocks++;
+    f.bytes += size;
+    if (kind == LeakKind::kReachable) continue;
+    LeakSite& site = sites[{tb.leak_class, stack}];
+    site.kind = kind;
+    site.stack = stack;
+    site.suppressed = sup;
+    site.blocks++;
+    site.bytes += size;
+  }
+  for (auto& [key, site] : sites) s.sites.push_back(site);
+  std::stable_sort(s.sites.begin(), s.sites.end(), [](const LeakSite& a, const LeakSite& b) {
+    if (a.kind != b.kind) return a.kind > b.kind;  // definite first
+    return a.bytes > b.bytes;
+  });
+  return s;
+}
+
+}  // namespace memcensus

@@ -1,0 +1,235 @@
+#include "launch/exit_leak_scan.h"
+
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "analysis/heap_analysis.h"
+#include "launch/exit_tracer.h"
+#include "layout/layout.h"
+#include "layout/snapshot.h"
+#include "trace/trace_reader.h"
+#include "util/error.h"
+
+namespace memcensus {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The runtime's own mappings still mapped at the end of the trace, and the runtime states
+// of threads that ended. Mappings are whole pages; a note of less than a page is a thread's
+// runtime state (t_state, in its static TLS), noted when the thread starts recording and
+// again, unmapped, when it ends.
+class OwnMappings : public TraceVisitor {
+ public:
+  void on_own_mapping(const TraceOwnMapping& m) override {
+    if (m.mapped) {
+      live_[m.start] = m.start + m.length;
+      ended_threads_.erase(m.start);
+    } else {
+      live_.erase(m.start);
+      if (m.length < 4096) ended_threads_.insert(m.start);
+    }
+  }
+  // Addresses inside the static TLS (at the top of the stack mapping) of threads that ended.
+  const std::set<uint64_t>& ended_threads() const { return ended_threads_; }
+  std::vector<ScanRange> ranges() const {
+    std::vector<ScanRange> out;
+    for (auto [start, end] : live_) out.push_back({start, end});
+    return out;
+  }
+
+ private:
+  std::map<uint64_t, uint64_t> live_;
+  std::set<uint64_t> ended_threads_;
+};
+
+// Stacks of threads that ended and that glibc keeps for reuse: in an anonymous mapping that
+// holds an ended thread's runtime state and no live thread's stack pointer, the part below
+// that state (the stack proper, and the TLS blocks of libraries loaded after the runtime).
+// What it holds is stale (a thread's last pointers), not roots; memcheck does not scan dead
+// stacks either. The rest of the mapping (the program's TLS block, the thread descriptor
+// with its DTV pointer) stays a root, as for memcheck.
+std::vector<ScanRange> ended_thread_stacks(const Layout& layout, const OwnMappings& own,
+                                           const std::map<pid_t, uint64_t>& sps) {
+  std::vector<ScanRange> out;
+  for (const Region& r : layout.regions) {
+    if (r.kind != RegionKind::kAnon) continue;
+    auto it = own.ended_threads().lower_bound(r.raw.start);
+    if (it == own.ended_threads().end() || *it >= r.raw.end) continue;
+    bool live = false;
+    for (const auto& [tid, sp] : sps) live |= sp >= r.raw.start && sp < r.raw.end;
+    if (!live) out.push_back({r.raw.start, *it});
+  }
+  return out;
+}
+
+// The live blocks and the runtime's own mappings of the program's last image: an exec
+// appends a new segment (a kProcess record) to the same trace, and what the previous image
+// had went with its address space.
+class LastImage : public TraceVisitor {
+ public:
+  void on_event(const TraceEvent& e) override { heap_->on_event(e); }
+  void on_process(const TraceProcess& p) override {
+    if (seen_process_) {
+      heap_ = std::make_unique<HeapAnalysis>();
+      own_ = OwnMappings();
+    }
+    seen_process_ = true;
+    heap_->on_process(p);
+  }
+  void on_round() override { heap_->on_round(); }
+  void on_end(const TraceEnd& e) override { heap_->on_end(e); }
+  void on_own_mapping(const TraceOwnMapping& m) override { own_.on_own_mapping(m); }
+
+  HeapAnalysis& heap() { return *heap_; }
+  const OwnMappings& own() const { return own_; }
+
+ private:
+  std::unique_ptr<HeapAnalysis> heap_ = std::make_unique<HeapAnalysis>();
+  OwnMappings own_;
+  bool seen_process_ = false;
+};
+
+// Every general register of each stopped thread.
+std::vector<uint64_t> register_words(const ExitEvent& ev) {
+  std::vector<uint64_t> words;
+  for (const auto& [tid, sp] : ev.stack_pointers) {
+    user_regs_struct regs{};
+#if defined(__x86_64__)
+    if (ptrace(PTRACE_GETREGS, tid, nullptr, &regs) != 0) continue;
+#else
+    iovec io{&regs, sizeof regs};
+    if (ptrace(PTRACE_GETREGSET, tid, reinterpret_cast<void*>(1 /* NT_PRSTATUS */), &io) != 0)
+      continue;
+#endif
+    const auto* w = reinterpret_cast<const unsigned long long*>(&regs);
+    for (size_t i = 0; i < sizeof regs / sizeof *w; ++i) words.push_back(w[i]);
+  }
+  return words;
+}
+
+// Scan ranges of the live blocks, sorted, not overlapping; a 0-byte block counts as 1 byte
+// so that a pointer to it can be found. `order` maps each range to its LiveBlock.
+std::vector<ScanRange> block_ranges(const std::vector<LiveBlock>& live, std::vector<size_t>& order) {
+  std::vector<ScanRange> out;
+  for (size_t i = 0; i < live.size(); ++i) {
+    const LiveBlock& b = live[i];
+    if (!out.empty() && b.ptr < out.back().end) continue;  // the same address twice
+    out.push_back({b.ptr, b.ptr + std::max<uint64_t>(b.size, 1)});
+    order.push_back(i);
+  }
+  return out;
+}
+
+// Reads [addr, addr + len) of `pid`; pages that cannot be read are zero-filled. False if
+// nothing could be read.
+bool read_remote(pid_t pid, uint64_t addr, void* buf, size_t len) {
+  iovec local{buf, len};
+  iovec remote{reinterpret_cast<void*>(addr), len};
+  if (process_vm_readv(pid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len)) return true;
+  constexpr uint64_t kPage = 4096;
+  bool any = false;
+  auto* out = static_cast<uint8_t*>(buf);
+  for (uint64_t at = addr; at < addr + len;) {
+    uint64_t next = std::min<uint64_t>((at / kPage + 1) * kPage, addr + len);
+    iovec l{out + (at - addr), next - at};
+    iovec r{reinterpret_cast<void*>(at), next - at};
+    if (process_vm_readv(pid, &l, 1, &r, 1, 0) == static_cast<ssize_t>(next - at))
+      any = true;
+    else
+      std::fill(out + (at - addr), out + (next - at) + (at - addr), uint8_t{0});
+    at = next;
+  }
+  return any;
+}
+
+}  // namespace
+
+std::vector<ScanRange> subtract_ranges(std::vector<ScanRange> ranges, std::vector<ScanRange> cut) {
+  std::sort(cut.begin(), cut.end(), [](const ScanRange& a, const ScanRange& b) {
+    return a.start < b.start;
+  });
+  std::vector<ScanRange> out;
+  for (ScanRange r : ranges) {
+    for (const ScanRange& c : cut) {
+      if (c.end <= r.start || r.end <= r.start) continue;
+      if (c.start >= r.end) break;
+      if (c.start > r.start) out.push_back({r.start, c.start});
+      r.start = std::max(r.start, c.end);
+    }
+    if (r.start < r.end) out.push_back(r);
+  }
+  return out;
+}
+
+ExitLeakScan skipped_leak_scan(std::string why) {
+  ExitLeakScan s;
+  s.scan.done = false;
+  s.scan.note = std::move(why);
+  return s;
+}
+
+ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path) {
+  if (ev.cause.starts_with("signal"))
+    return skipped_leak_scan("the program was killed by SIG" + ev.cause.substr(7) +
+                             "; no leak scan at a crash");
+  try {
+    ExitLeakScan out;
+    auto t0 = std::chrono::steady_clock::now();
+    LastImage image;
+    TraceReader reader = TraceReader::from_file(trace_path);
+    reader.read(image);
+    HeapSummary s = image.heap().finish();
+    if (!s.clean_end)
+      return skipped_leak_scan(
+          "the trace was not complete at exit (the runtime had not flushed it: exit_group "
+          "called directly?); blocks freed at the end would look lost");
+    if (s.process.sample_bytes)
+      return skipped_leak_scan("the trace samples allocations (--sample): not every block is known");
+    out.trace_seconds = seconds_since(t0);
+
+    auto t1 = std::chrono::steady_clock::now();
+    std::vector<size_t> order;
+    std::vector<ScanRange> blocks = block_ranges(s.live_at_end, order);
+    std::vector<uint64_t> words = register_words(ev);
+    SnapshotOptions so;
+    so.symbols = 0;
+    so.known_sps = ev.stack_pointers;
+    so.interrupt_running = false;
+    Layout layout = snapshot_layout(ev.pid, so);
+    std::vector<ScanRange> not_roots = image.own().ranges();
+    for (const ScanRange& r : ended_thread_stacks(layout, image.own(), ev.stack_pointers))
+      not_roots.push_back(r);
+    std::vector<ScanRange> roots = subtract_ranges(leak_roots(layout, blocks), not_roots);
+    out.layout_seconds = seconds_since(t1);
+    auto t3 = std::chrono::steady_clock::now();
+    pid_t pid = ev.pid;
+    ScanReader read = [pid](uint64_t addr, void* buf, size_t len) {
+      return read_remote(pid, addr, buf, len);
+    };
+    std::vector<LeakKind> kinds = classify_leaks(blocks, roots, words, read);
+    out.scan_seconds = seconds_since(t3);
+
+    out.scan.done = true;
+    for (const ScanRange& r : roots) out.scan.root_bytes += r.end - r.start;
+    out.scan.scanned_blocks = blocks.size();
+    out.blocks.reserve(kinds.size());
+    for (size_t i = 0; i < kinds.size(); ++i)
+      out.blocks.push_back({s.live_at_end[order[i]].ptr, static_cast<uint8_t>(kinds[i])});
+    return out;
+  } catch (const std::exception& e) {
+    return skipped_leak_scan(std::string("the leak scan failed: ") + e.what());
+  }
+}
+
+}  // namespace memcensus

@@ -1,0 +1,348 @@
+// `memcensus run --check`: leak kinds by reachability at exit, against Valgrind memcheck on
+// the same binaries; --error-exitcode and --suppressions; programs nobody here wrote.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "run_test_util.h"
+#include "trace/trace_reader.h"
+
+namespace {
+
+using nlohmann::json;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+struct Checked {
+  int status = 0;
+  std::string out, err, trace;
+  json report;
+};
+
+// memcensus run --check [opts] -o DIR/trace -- argv, with stderr captured; then report --json.
+Checked checked(const std::vector<std::string>& argv, const std::vector<std::string>& opts = {}) {
+  std::string dir = mctest::scratch_dir();
+  Checked c;
+  c.trace = dir + "/trace";
+  std::string cmd = quote(mctest::memcensus()) + " run --check -o " + quote(c.trace);
+  for (const std::string& o : opts) cmd += " " + quote(o);
+  cmd += " --";
+  for (const std::string& a : argv) cmd += " " + quote(a);
+  cmd += " 2>" + quote(dir + "/err");
+  mctest::Result r = mctest::run({"sh", "-c", cmd});
+  c.status = r.status;
+  c.out = r.out;
+  c.err = slurp(dir + "/err");
+  c.report = mctest::report_json(c.trace, 20);
+  return c;
+}
+
+struct Kinds {
+  uint64_t definite_blocks = 0, definite_bytes = 0, indirect_blocks = 0, indirect_bytes = 0,
+           possible_blocks = 0, possible_bytes = 0, reachable_blocks = 0, reachable_bytes = 0;
+};
+
+Kinds kinds_of(const json& report) {
+  const json& k = report.at("leak_kinds");
+  Kinds r;
+  r.definite_blocks = k["definite"]["blocks"];
+  r.definite_bytes = k["definite"]["bytes"];
+  r.indirect_blocks = k["indirect"]["blocks"];
+  r.indirect_bytes = k["indirect"]["bytes"];
+  r.possible_blocks = k["possible"]["blocks"];
+  r.possible_bytes = k["possible"]["bytes"];
+  r.reachable_blocks = k["reachable"]["blocks"];
+  r.reachable_bytes = k["reachable"]["bytes"];
+  return r;
+}
+
+bool have_valgrind() {
+  return mctest::run({"sh", "-c", "command -v valgrind"}).status == 0;
+}
+
+// Valgrind memcheck's LEAK SUMMARY of argv. libc's and libstdc++'s own memory is not freed
+// at exit (--run-*-freeres=no): memcensus does not free it either.
+Kinds valgrind_kinds(const std::vector<std::string>& argv) {
+  std::string dir = mctest::scratch_dir();
+  std::string cmd =
+      "valgrind --leak-check=full --show-leak-kinds=all --run-libc-freeres=no "
+      "--run-cxx-freeres=no --log-file=" +
+      quote(dir + "/vg");
+  for (const std::string& a : argv) cmd += " " + quote(a);
+  mctest::run({"sh", "-c", cmd + " >/dev/null"});
+  std::string log = slurp(dir + "/vg");
+  Kinds k;
+  auto get = [&](const char* what, uint64_t& blocks, uint64_t& bytes) {
+    std::smatch m;
+    std::regex re(std::string(what) + ": ([0-9,]+) bytes in ([0-9,]+) blocks");
+    if (!std::regex_search(log, m, re)) return;
+    auto num = [](std::string s) {
+      s.erase(std::remove(s.begin(), s.end(), ','), s.end());
+      return std::stoull(s);
+    };
+    bytes = num(m[1]);
+    blocks = num(m[2]);
+  };
+  get("definitely lost", k.definite_blocks, k.definite_bytes);
+  get("indirectly lost", k.indirect_blocks, k.indirect_bytes);
+  get("possibly lost", k.possible_blocks, k.possible_bytes);
+  get("still reachable", k.reachable_blocks, k.reachable_bytes);
+  return k;
+}
+
+void expect_same_as_valgrind(const Kinds& mc, const Kinds& vg) {
+  EXPECT_EQ(mc.definite_blocks, vg.definite_blocks);
+  EXPECT_EQ(mc.definite_bytes, vg.definite_bytes);
+  EXPECT_EQ(mc.reachable_blocks, vg.reachable_blocks);
+  EXPECT_EQ(mc.reachable_bytes, vg.reachable_bytes);
+  EXPECT_EQ(mc.indirect_bytes, vg.indirect_bytes);
+  // Possibly lost blocks include a thread's DTV (glibc keeps a pointer 16 bytes into it);
+  // with the runtime preloaded it has one more TLS module, so its size differs.
+  EXPECT_EQ(mc.possible_blocks, vg.possible_blocks);
+}
+
+bool site_named(const json& report, const std::string& kind, const std::string& function) {
+  for (const json& s : report["leak_kinds"]["sites"]) {
+    if (s["kind"] != kind) continue;
+    for (const json& f : s["frames"])
+      if (f["function"].get<std::string>().find(function) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST(LeakCheck, CFixtureKindsAndSites) {
+  Checked c = checked({mctest::fixture("leaks_c")});
+  EXPECT_EQ(c.status, 3) << c.err;
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  ASSERT_FALSE(c.report["leak_kinds"].is_null()) << c.report["leak_scan"];
+  Kinds k = kinds_of(c.report);
+  EXPECT_EQ(k.definite_blocks, 2u);
+  EXPECT_EQ(k.definite_bytes, 112u);
+  EXPECT_EQ(k.indirect_blocks, 2u);
+  EXPECT_EQ(k.indirect_bytes, 96u);
+  // The 100-byte block, and the two threads' DTVs (glibc points 16 bytes into them).
+  EXPECT_EQ(k.possible_blocks, 3u);
+  // The global's 200 B, the thread stack's 300 B and the spinning thread's register's 48 B.
+  EXPECT_EQ(k.reachable_blocks, 3u);
+  EXPECT_EQ(k.reachable_bytes, 548u);
+  EXPECT_TRUE(site_named(c.report, "definite", "lose_list"));
+  EXPECT_TRUE(site_named(c.report, "definite", "lose_plain"));
+  EXPECT_TRUE(site_named(c.report, "possible", "keep_interior"));
+  EXPECT_NE(c.err.find("LEAK SUMMARY"), std::string::npos) << c.err;
+  EXPECT_NE(c.err.find("definitely lost: 112 bytes in 2 blocks"), std::string::npos) << c.err;
+}
+
+TEST(LeakCheck, CFixtureEqualsValgrind) {
+  if (!have_valgrind()) GTEST_SKIP() << "no valgrind";
+  Checked c = checked({mctest::fixture("leaks_c")});
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  expect_same_as_valgrind(kinds_of(c.report), valgrind_kinds({mctest::fixture("leaks_c")}));
+}
+
+TEST(LeakCheck, CxxFixtureEqualsValgrind) {
+  Checked c = checked({mctest::fixture("leaks_cxx")});
+  EXPECT_EQ(c.status, 0) << c.err;
+  EXPECT_EQ(c.out, "leaks_cxx done\n");
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  Kinds k = kinds_of(c.report);
+  EXPECT_EQ(k.definite_blocks, 2u);
+  EXPECT_EQ(k.indirect_blocks, 3u);
+  EXPECT_EQ(k.possible_blocks, 1u);
+  EXPECT_EQ(k.possible_bytes, 128u);
+  EXPECT_TRUE(site_named(c.report, "definite", "lose_tree"));
+  EXPECT_TRUE(site_named(c.report, "definite", "lose_big"));
+  if (!have_valgrind()) GTEST_SKIP() << "no valgrind";
+  expect_same_as_valgrind(k, valgrind_kinds({mctest::fixture("leaks_cxx")}));
+}
+
+TEST(LeakCheck, ProgramEndingWithUnderscoreExit) {
+  Checked c = checked({mctest::fixture("leaks_c"), "_exit"});
+  EXPECT_EQ(c.status, 7) << c.err;
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  ASSERT_FALSE(c.report["leak_kinds"].is_null()) << c.report["leak_scan"];
+  EXPECT_EQ(kinds_of(c.report).definite_bytes, 112u);
+}
+
+TEST(LeakCheck, DirectExitGroupHasSkippedScan) {
+  // No flush before the system call: the trace lacks the last events, so no verdicts.
+  Checked c = checked({mctest::fixture("leaks_c"), "exit_group"});
+  EXPECT_EQ(c.status, 9) << c.err;
+  EXPECT_NE(c.err.find("no leak scan: the trace was not complete at exit"), std::string::npos)
+      << c.err;
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  EXPECT_TRUE(c.report["leak_kinds"].is_null());
+  EXPECT_EQ(c.report["leak_scan"]["done"], false);
+}
+
+TEST(LeakCheck, RustFixture) {
+  if (std::string(MC_RUST_LEAKS).empty()) GTEST_SKIP() << "built without rustc";
+  Checked c = checked({MC_RUST_LEAKS});
+  EXPECT_EQ(c.status, 0) << c.err;
+  EXPECT_EQ(c.out, "leaks_rust done\n");
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  Kinds k = kinds_of(c.report);
+  EXPECT_EQ(k.definite_blocks, 2u);
+  EXPECT_EQ(k.definite_bytes, 256u + 512u);
+  EXPECT_TRUE(site_named(c.report, "definite", "forget_vec"));
+  EXPECT_TRUE(site_named(c.report, "definite", "leak_box"));
+  if (!have_valgrind()) return;
+  expect_same_as_valgrind(k, valgrind_kinds({MC_RUST_LEAKS}));
+}
+
+TEST(LeakCheck, MultiThreadedProgram) {
+  // 8 threads each leave a 777-byte block in one global: 7 are lost, the last is held. The
+  // threads have ended; their stacks (kept by glibc for reuse) hold stale pointers to their
+  // blocks, which do not count (as for memcheck).
+  std::string dir = mctest::scratch_dir();
+  std::vector<std::string> argv = {mctest::fixture("threads"), dir + "/truth", "8", "20000"};
+  Checked c = checked(argv);
+  EXPECT_EQ(c.status, 0) << c.err;
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  ASSERT_FALSE(c.report["leak_kinds"].is_null()) << c.report["leak_scan"];
+  EXPECT_EQ(c.report["leak_kinds"]["reachable"]["blocks"], 1);
+  EXPECT_EQ(c.report["leak_kinds"]["reachable"]["bytes"], 777);
+  uint64_t from_work = 0;
+  for (const json& site : c.report["leak_kinds"]["sites"]) {
+    if (site["kind"] != "definite") continue;
+    for (const json& f : site["frames"])
+      if (f["function"] == "work") {
+        from_work += site["blocks"].get<uint64_t>();
+        EXPECT_EQ(site["bytes"].get<uint64_t>(), 777 * site["blocks"].get<uint64_t>());
+        break;
+      }
+  }
+  EXPECT_EQ(from_work, 7u);
+}
+
+TEST(LeakCheck, PythonRunsUnchanged) {
+  if (mctest::run({"sh", "-c", "command -v python3"}).status != 0) GTEST_SKIP() << "no python3";
+  std::vector<std::string> argv = {"python3", "-c",
+                                   "import json, sys, collections\n"
+                                   "d = collections.Counter(str(i % 7) for i in range(20000))\n"
+                                   "print(json.dumps(sorted(d.items())))\n"
+                                   "sys.exit(3)\n"};
+  mctest::Result plain = mctest::run(argv);
+  Checked c = checked(argv);
+  EXPECT_EQ(c.status, plain.status) << c.err;
+  EXPECT_EQ(c.out, plain.out);
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  ASSERT_FALSE(c.report["leak_kinds"].is_null()) << c.report["leak_scan"];
+  // python3 may be a launcher that execs the interpreter: only the last image's blocks count.
+  // Valgrind finds no definite leak in this script either.
+  EXPECT_EQ(c.report["leak_kinds"]["definite"]["blocks"], 0) << c.report["leak_kinds"];
+}
+
+TEST(LeakCheck, GitRunsUnchanged) {
+  if (mctest::run({"sh", "-c", "command -v git"}).status != 0) GTEST_SKIP() << "no git";
+  std::string dir = mctest::scratch_dir();
+  ASSERT_EQ(mctest::run({"sh", "-c",
+                         "cd " + dir +
+                             " && git init -q && echo hi > a && git add a && "
+                             "git -c user.name=t -c user.email=t@t commit -qm first"})
+                .status,
+            0);
+  for (std::vector<std::string> argv :
+       {std::vector<std::string>{"git", "-C", dir, "log", "--format=%s %an"},
+        std::vector<std::string>{"git", "-C", dir, "rev-parse", "no-such-ref"}}) {
+    mctest::Result plain = mctest::run(argv);
+    Checked c = checked(argv);
+    EXPECT_EQ(c.status, plain.status) << c.err;
+    EXPECT_EQ(c.out, plain.out);
+    ASSERT_TRUE(c.report.is_object()) << c.err;
+    EXPECT_FALSE(c.report["leak_kinds"].is_null()) << c.report["leak_scan"];
+  }
+}
+
+TEST(LeakCheck, ErrorExitCodeOnDefiniteLeak) {
+  Checked c = checked({mctest::fixture("leaks_cxx")}, {"--error-exitcode", "42"});
+  EXPECT_EQ(c.status, 42) << c.err;
+}
+
+TEST(LeakCheck, SuppressionsRemoveLeaksFromTheExitCode) {
+  std::string dir = mctest::scratch_dir();
+  std::ofstream(dir + "/supp") << "# the fixture's deliberate leaks\n"
+                                  "leak: lose_tree*\n"
+                                  "leak:lose_big*\n"
+                                  "double-free: *\n";
+  Checked c = checked({mctest::fixture("leaks_cxx")},
+                      {"--error-exitcode", "42", "--suppressions", dir + "/supp"});
+  EXPECT_EQ(c.status, 0) << c.err;
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  // report without the rules shows them again; with them, as suppressed.
+  EXPECT_EQ(c.report["leak_kinds"]["definite"]["blocks"], 2);
+  mctest::Result r = mctest::run({mctest::memcensus(), "report", "--json", "--suppressions",
+                                  dir + "/supp", c.trace});
+  ASSERT_EQ(r.status, 0);
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["leak_kinds"]["definite"]["blocks"], 0);
+  EXPECT_EQ(j["leak_kinds"]["indirect"]["blocks"], 0);
+  EXPECT_EQ(j["leak_kinds"]["suppressed"]["blocks"], 5);
+}
+
+TEST(LeakCheck, BadInputsExitTwoWithOneLine) {
+  std::string dir = mctest::scratch_dir();
+  std::ofstream(dir + "/bad") << "# fine\nleak:foo\nnot-a-kind:bar\n";
+  auto one_line_2 = [&](const std::string& cmd, const std::string& needle) {
+    mctest::Result r = mctest::run({"sh", "-c", cmd + " 2>" + quote(dir + "/err")});
+    std::string err = slurp(dir + "/err");
+    EXPECT_EQ(r.status, 2) << cmd << "\n" << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_NE(err.find(needle), std::string::npos) << err;
+  };
+  std::string mc = quote(mctest::memcensus());
+  one_line_2(mc + " run --check --suppressions " + quote(dir + "/bad") + " -- true", "bad:3:");
+  one_line_2(mc + " run --check --suppressions " + quote(dir + "/none") + " -- true", "none");
+  one_line_2(mc + " run --error-exitcode 3 -- true", "--check");
+  one_line_2(mc + " run --check --error-exitcode x -- true", "error-exitcode");
+  one_line_2(mc + " report --suppressions " + quote(dir + "/bad") + " /nonexistent", "");
+  // --check keeps run's refusals: a static program cannot have the runtime preloaded.
+  if (mctest::run({"sh", "-c", "file -L /sbin/ldconfig | grep -q static"}).status == 0)
+    one_line_2(mc + " run --check -- /sbin/ldconfig -p", "statically linked");
+}
+
+TEST(LeakCheck, ReportWithoutScanSaysSo) {
+  mctest::Traced t = mctest::traced({mctest::fixture("count_c")});
+  ASSERT_TRUE(t.report.is_object());
+  EXPECT_TRUE(t.report["leak_kinds"].is_null());
+  EXPECT_TRUE(t.report["leak_scan"].is_null());
+  mctest::Result r = mctest::run({mctest::memcensus(), "report", "--leak-kinds", t.trace});
+  EXPECT_NE(r.out.find("no reachability scan"), std::string::npos) << r.out;
+}
+
+TEST(LeakCheck, TraceNamesTheRuntimesOwnMappings) {
+  mctest::Traced t = mctest::traced({mctest::fixture("count_c")});
+  struct Own : memcensus::TraceVisitor {
+    uint64_t mapped = 0, bytes = 0;
+    void on_own_mapping(const memcensus::TraceOwnMapping& m) override {
+      if (m.mapped) ++mapped, bytes += m.length;
+    }
+  } own;
+  memcensus::TraceReader::from_file(t.trace).read(own);
+  EXPECT_GE(own.mapped, 5u);         // rings, stack table, writer buffers...
+  EXPECT_GE(own.bytes, 8u << 20);    // the writer's chunk buffer alone is 8 MiB
+}
+
+TEST(LeakCheck, KilledProgramHasSkippedScan) {
+  Checked c = checked({"sh", "-c", "kill -KILL $$"});
+  EXPECT_EQ(c.status, 137) << c.err;
+  EXPECT_NE(c.err.find("no leak scan: the program was killed by SIGKILL"), std::string::npos)
+      << c.err;
+  ASSERT_TRUE(c.report.is_object());
+  EXPECT_TRUE(c.report["leak_kinds"].is_null());
+  EXPECT_EQ(c.report["leak_scan"]["done"], false);
+}
+
+}  // namespace
