@@ -1,5 +1,5 @@
 // memcensus report FILE [--json] [--top N] [--peak --leaks --temporary --copies --sites
-//                        --threads --histogram --timeline --resident]
+//                        --threads --histogram --timeline --resident --errors]
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -45,6 +45,7 @@ void add_section_flags(CLI::App* app, ReportSections& s) {
   app->add_flag("--histogram", s.histogram, "allocation sizes");
   app->add_flag("--timeline", s.timeline, "live heap and RSS over time");
   app->add_flag("--resident", s.resident, "RSS at its peak and at exit, every byte named");
+  app->add_flag("--errors", s.errors, "errors found by run --check, with their stacks");
 }
 
 }  // namespace

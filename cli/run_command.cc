@@ -1,5 +1,5 @@
 // memcensus run [-o FILE] [--follow-fork] [--sample BYTES] [--no-stacks] [--stack-depth N]
-//               -- CMD [ARGS...]
+//               [--check [--guard-rate N]] -- CMD [ARGS...]
 // Runs CMD with the runtime preloaded, adds its exit status to the trace, prints a summary
 // on stderr (stdout stays the program's) and exits with the program's status.
 #include <sys/wait.h>
@@ -11,6 +11,8 @@
 #include "cli/commands.h"
 #include "launch/exit_tracer.h"
 #include "launch/preload_launcher.h"
+#include "report/check_errors.h"
+#include "symbolize/symbolizer.h"
 #include "trace/trace_reader.h"
 #include "util/error.h"
 
@@ -21,6 +23,9 @@
 namespace memcensus::cli {
 namespace {
 
+// --check: one in N allocations guarded by default (bench/README.md "## run --check").
+constexpr uint32_t kDefaultGuardRate = 1000;
+
 struct RunOptions {
   std::string output;
   bool follow_fork = false;
@@ -28,6 +33,8 @@ struct RunOptions {
   uint32_t stack_depth = 64;
   uint64_t sample = 0;
   bool quiet = false;
+  bool check = false;
+  uint32_t guard_rate = kDefaultGuardRate;
 };
 
 // The runtime next to this executable: the build tree (cli/../runtime) or the install tree
@@ -57,11 +64,18 @@ TraceExit exit_of(int status) {
   return e;
 }
 
-void print_summary(const std::string& path) {
+void print_summary(const std::string& path, bool quiet) {
   TraceReader reader = TraceReader::from_file(path);
   HeapAnalysis analysis;
   reader.read(analysis);
   HeapSummary s = analysis.finish();
+  if (!s.errors.empty()) {  // run --check: the errors again, symbolized
+    Symbolizer sym(s.modules);
+    std::string out;
+    write_errors_text(s, sym, out);
+    std::fprintf(stderr, "memcensus: %s", out.c_str());
+  }
+  if (quiet) return;
   const HeapTotals& t = s.totals;
   std::fprintf(stderr,
                "memcensus: %llu allocations (%llu bytes), %llu frees, peak heap %llu bytes, "
@@ -84,12 +98,14 @@ int run(const RunOptions& o, const Context& ctx) {
   p.no_stacks = o.no_stacks;
   p.stack_depth = o.stack_depth;
   p.sample_bytes = o.sample;
+  p.check = o.check;
+  p.guard_rate = o.check ? o.guard_rate : 0;
   LaunchResult r = run_preloaded(ctx.trailing, p);
   if (::access(r.trace_path.c_str(), F_OK) != 0)
     throw Error("'" + ctx.trailing[0] + "' wrote no trace to " + r.trace_path +
                 ": the runtime was not loaded (LD_PRELOAD removed or ignored?)");
   append_exit_record(r.trace_path, exit_of(r.wait_status));
-  if (!o.quiet) print_summary(r.trace_path);
+  if (!o.quiet || o.check) print_summary(r.trace_path, o.quiet);
   std::fprintf(stderr, "memcensus: trace written to %s%s\n", r.trace_path.c_str(),
                o.follow_fork ? " (children: <trace>.<pid>)" : "");
   return exit_code_of(r.wait_status);
@@ -111,6 +127,13 @@ void add_run_command(CLI::App& root, Context& ctx) {
   app->add_option("--stack-depth", o->stack_depth, "frames kept per stack")
       ->check(CLI::Range(1, 256));
   app->add_flag("-q,--quiet", o->quiet, "print only the trace path");
+  CLI::Option* check = app->add_flag("--check", o->check,
+                "check frees (invalid, double, mismatched) and guard a sample of allocations "
+                "against overflow, underflow and use after free");
+  app->add_option("--guard-rate", o->guard_rate,
+                  "with --check: place one in N allocations against a guard page (1: all)")
+      ->check(CLI::Range(1u, UINT32_MAX))
+      ->needs(check);
   app->callback([o, &ctx] { ctx.exit_code = run(*o, ctx); });
 }
 

@@ -76,6 +76,7 @@ struct HeapSummary {
   std::vector<SiteStats> sites;           // sorted by bytes allocated, descending
   std::unordered_map<uint32_t, std::vector<uint64_t>> stacks;
   std::vector<TraceModule> modules;  // distinct (path, bias), in order of first appearance
+  std::vector<TraceCheckError> errors;  // run --check errors, in file order
 };
 
 class HeapAnalysis : public TraceVisitor {
@@ -91,6 +92,7 @@ class HeapAnalysis : public TraceVisitor {
   void on_end(const TraceEnd& e) override;
   void on_exit(const TraceExit& e) override;
   void on_round() override;
+  void on_check_error(const TraceCheckError& e) override;
 
   // Ends the analysis: what is still live is leaked. Call once.
   HeapSummary finish();

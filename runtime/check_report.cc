@@ -1,0 +1,256 @@
+#include "runtime/check_report.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "format/trace_format.h"
+#include "runtime/guard_pool.h"
+#include "runtime/libc_alloc.h"
+#include "runtime/runtime.h"
+#include "runtime/stack_table.h"
+#include "runtime/sys.h"
+#include "runtime/thread_state.h"
+#include "runtime/writer.h"
+
+namespace memcensus::rt {
+namespace f = memcensus::format;
+namespace {
+
+using SigactionFn = int (*)(int, const struct sigaction*, struct sigaction*);
+SigactionFn g_real_sigaction = nullptr;
+bool g_handler_installed = false;
+struct sigaction g_program_action;  // the program's SIGSEGV disposition
+
+char* put_hex(char* p, uint64_t v) {
+  *p++ = '0';
+  *p++ = 'x';
+  int shift = 60;
+  while (shift > 0 && ((v >> shift) & 0xf) == 0) shift -= 4;
+  for (; shift >= 0; shift -= 4) *p++ = "0123456789abcdef"[(v >> shift) & 0xf];
+  return p;
+}
+
+// Starts a line with "==PID== ".
+char* line_start(char* p) {
+  p = put_str(p, "==");
+  p = put_decimal(p, static_cast<uint64_t>(sys_getpid()));
+  return put_str(p, "== ");
+}
+
+void write_line(char* buf, char* end) {
+  *end++ = '\n';
+  sys_write_all(2, buf, static_cast<size_t>(end - buf));
+}
+
+// "    #N 0xADDR (/object+0xOFFSET)" for every frame of a stack.
+void write_frames(uint32_t stack) {
+  const uint64_t* ips = nullptr;
+  uint32_t n = stack_frames(stack, &ips);
+  for (uint32_t i = 0; i < n; ++i) {
+    char buf[1200];
+    char* p = put_str(buf, "    #");
+    p = put_decimal(p, i);
+    *p++ = ' ';
+    p = put_hex(p, ips[i]);
+    Dl_info info;
+    int found;
+    {
+      GuardScope guard;
+      found = dladdr(reinterpret_cast<void*>(ips[i] - 1), &info);
+    }
+    if (found && info.dli_fname && str_len(info.dli_fname) < 1100) {
+      p = put_str(p, " (");
+      p = put_str(p, info.dli_fname);
+      p = put_str(p, "+");
+      p = put_hex(p, ips[i] - reinterpret_cast<uint64_t>(info.dli_fbase));
+      *p++ = ')';
+    }
+    write_line(buf, p);
+  }
+  if (n == 0) {
+    char buf[64];
+    write_line(buf, put_str(buf, "    (no stack recorded)"));
+  }
+}
+
+const char* call_name(uint8_t kind) {
+  const char* n = kind ? f::shape_of(kind).entry_point : nullptr;
+  return n ? n : "?";
+}
+
+void write_message(const CheckErrorRecord& e, uint32_t stack) {
+  char buf[512];
+  char* p = line_start(buf);
+  p = put_str(p, "memcensus: ERROR: ");
+  p = put_str(p, f::check_kind_name(e.kind));
+  p = put_str(p, " on address ");
+  p = put_hex(p, e.address);
+  p = put_str(p, e.op ? " (" : " (memory access");
+  if (e.op) p = put_str(p, call_name(e.op));
+  p = put_str(p, ") thread ");
+  p = put_decimal(p, static_cast<uint64_t>(sys_gettid()));
+  write_line(buf, p);
+  write_frames(stack);
+  if (e.block) {
+    p = line_start(buf);
+    p = put_str(p, "  block of ");
+    p = put_decimal(p, e.block_size);
+    p = put_str(p, " bytes at ");
+    p = put_hex(p, e.block);
+    if (e.kind == f::kHeapOverflow || e.kind == f::kHeapUnderflow ||
+        e.kind == f::kUseAfterFree || e.kind == f::kInvalidFree) {
+      bool after = e.address >= e.block + e.block_size;
+      bool before = e.address < e.block;
+      if (after || before) {
+        p = put_str(p, " (");
+        p = put_decimal(p, after ? e.address - (e.block + e.block_size) : e.block - e.address);
+        p = put_str(p, after ? " bytes after its end)" : " bytes before its start)");
+      } else if (e.address != e.block) {
+        p = put_str(p, " (");
+        p = put_decimal(p, e.address - e.block);
+        p = put_str(p, " bytes inside)");
+      }
+    }
+    p = put_str(p, ", allocated by ");
+    p = put_str(p, call_name(e.alloc_kind));
+    p = put_str(p, " at:");
+    write_line(buf, p);
+    write_frames(e.alloc_stack);
+    if (e.free_stack) {
+      p = line_start(buf);
+      write_line(buf, put_str(p, "  released at:"));
+      write_frames(e.free_stack);
+    }
+  } else if (e.kind == f::kInvalidFree) {
+    p = line_start(buf);
+    write_line(buf, put_str(p, "  the address is not that of a block returned by an allocator"));
+  }
+}
+
+void restore_default() {
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  g_real_sigaction(SIGSEGV, &dfl, nullptr);
+}
+
+// Passes a signal that is not the runtime's to the program's disposition.
+void forward(int sig, siginfo_t* info, void* uc) {
+  struct sigaction a = g_program_action;
+  if (a.sa_flags & SA_SIGINFO) {
+    if (a.sa_sigaction) {
+      if (a.sa_flags & SA_RESETHAND) g_program_action.sa_handler = SIG_DFL;
+      a.sa_sigaction(sig, info, uc);
+      return;
+    }
+  } else if (a.sa_handler != SIG_DFL && a.sa_handler != SIG_IGN) {
+    if (a.sa_flags & SA_RESETHAND) g_program_action.sa_handler = SIG_DFL;
+    a.sa_handler(sig);
+    return;
+  }
+  if (a.sa_handler == SIG_IGN && info->si_code <= 0) return;  // a sent signal, ignored
+  restore_default();
+  // A fault happens again when the handler returns; a sent signal is sent again (it stays
+  // pending until this handler returns, then kills with the default action).
+  if (info->si_code <= 0) syscall(SYS_tgkill, sys_getpid(), sys_gettid(), sig);
+}
+
+void on_segv(int sig, siginfo_t* info, void* uc) {
+  uint64_t addr = reinterpret_cast<uint64_t>(info->si_addr);
+  if (info->si_code > 0 && in_guard_pool(info->si_addr)) {
+    GuardBlock b;
+    GuardFault k = guard_classify(addr, &b);
+    if (k != GuardFault::kNone) {
+      CheckErrorRecord e;
+      e.kind = k == GuardFault::kOverflow    ? f::kHeapOverflow
+               : k == GuardFault::kUnderflow ? f::kHeapUnderflow
+                                             : f::kUseAfterFree;
+      e.address = addr;
+      e.block = b.block;
+      e.block_size = b.size;
+      e.alloc_kind = b.kind;
+      e.alloc_stack = b.alloc_stack;
+      e.free_stack = k == GuardFault::kUseAfterFree ? b.free_stack : 0;
+      check_report(e, nullptr, uc);
+      writer_flush_sync();
+      restore_default();
+      return;
+    }
+  }
+  forward(sig, info, uc);
+}
+
+}  // namespace
+
+void check_report(const CheckErrorRecord& e, const StartFrame* from, void* uc) {
+  int saved = errno;
+  uint32_t stack = 0;
+  if (g_phase.load(std::memory_order_acquire) == kActive) {
+    stack = record_check_error(e, from, uc);
+    writer_wake();
+  }
+  write_message(e, stack);
+  errno = saved;
+}
+
+bool check_signals_init() {
+  {
+    GuardScope guard;
+    g_real_sigaction = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
+  }
+  if (!g_real_sigaction) return false;
+  struct sigaction a;
+  memset(&a, 0, sizeof a);
+  a.sa_sigaction = on_segv;
+  a.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+  sigemptyset(&a.sa_mask);
+  if (g_real_sigaction(SIGSEGV, &a, &g_program_action) != 0) return false;
+  g_handler_installed = true;
+  return true;
+}
+
+}  // namespace memcensus::rt
+
+using namespace memcensus::rt;
+
+// The program's view of SIGSEGV while the runtime's handler is installed (check_report.h).
+MEMCENSUS_EXPORT int sigaction(int sig, const struct sigaction* act, struct sigaction* old) {
+  if (!g_real_sigaction) {
+    using Fn = int (*)(int, const struct sigaction*, struct sigaction*);
+    static Fn real = nullptr;
+    if (!real) {
+      GuardScope guard;
+      real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "sigaction"));
+    }
+    return real ? real(sig, act, old) : -1;
+  }
+  if (sig != SIGSEGV || !g_handler_installed) return g_real_sigaction(sig, act, old);
+  if (old) *old = g_program_action;
+  if (act) g_program_action = *act;
+  return 0;
+}
+
+MEMCENSUS_EXPORT sighandler_t signal(int sig, sighandler_t handler) {
+  if (sig == SIGSEGV && g_handler_installed) {
+    sighandler_t previous = g_program_action.sa_handler;
+    struct sigaction a;
+    memset(&a, 0, sizeof a);
+    a.sa_handler = handler;
+    a.sa_flags = SA_RESTART;
+    sigemptyset(&a.sa_mask);
+    g_program_action = a;
+    return previous;
+  }
+  struct sigaction a, old;
+  memset(&a, 0, sizeof a);
+  a.sa_handler = handler;
+  a.sa_flags = SA_RESTART;
+  sigemptyset(&a.sa_mask);
+  if (sigaction(sig, &a, &old) != 0) return SIG_ERR;
+  return old.sa_handler;
+}
