@@ -160,24 +160,65 @@ void forward(int sig, siginfo_t* info, void* uc) {
   if (info->si_code <= 0) syscall(SYS_tgkill, sys_getpid(), sys_gettid(), sig);
 }
 
+struct FaultReport {
+  CheckErrorRecord e;
+  void* uc;
+};
+
+void report_fault(void* arg) {
+  FaultReport* r = static_cast<FaultReport*>(arg);
+  check_report(r->e, nullptr, r->uc);
+  writer_flush_sync();
+}
+
+// Runs fn(arg) with the stack pointer at `top` (16-byte aligned), then comes back.
+void call_on_stack(void (*fn)(void*), void* arg, uint64_t top) {
+  __asm__ volatile(
+      "mov %%rsp, %%rbx\n\t"
+      "mov %[top], %%rsp\n\t"
+      "call *%[fn]\n\t"
+      "mov %%rbx, %%rsp\n\t"
+      : "+D"(arg)
+      : [fn] "r"(fn), [top] "r"(top)
+      : "rbx", "rax", "rcx", "rdx", "rsi", "r8", "r9", "r10", "r11", "memory", "cc", "xmm0",
+        "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+        "xmm12", "xmm13", "xmm14", "xmm15");
+}
+
+// Reporting needs ~10 KiB of stack (the unwinder, the record buffer). A program's
+// sigaltstack can be smaller (Rust gives each thread 8 KiB), so when the handler runs on one
+// the report runs on the faulting thread's own stack instead, below the interrupted frame
+// and its red zone: a fault in the guard pool is not a stack overflow, that stack is fine.
+void report_fault_safely(FaultReport& r, ucontext_t* uc) {
+  stack_t ss;
+  uint64_t sp = static_cast<uint64_t>(uc->uc_mcontext.gregs[REG_RSP]);
+  if (sigaltstack(nullptr, &ss) == 0 && (ss.ss_flags & SS_ONSTACK) &&
+      (sp < reinterpret_cast<uint64_t>(ss.ss_sp) ||
+       sp - reinterpret_cast<uint64_t>(ss.ss_sp) >= ss.ss_size)) {
+    call_on_stack(report_fault, &r, (sp - 1024) & ~uint64_t{15});
+    return;
+  }
+  report_fault(&r);
+}
+
 void on_segv(int sig, siginfo_t* info, void* uc) {
   uint64_t addr = reinterpret_cast<uint64_t>(info->si_addr);
   if (info->si_code > 0 && in_guard_pool(info->si_addr)) {
     GuardBlock b;
     GuardFault k = guard_classify(addr, &b);
     if (k != GuardFault::kNone) {
-      CheckErrorRecord e;
-      e.kind = k == GuardFault::kOverflow    ? f::kHeapOverflow
-               : k == GuardFault::kUnderflow ? f::kHeapUnderflow
-                                             : f::kUseAfterFree;
-      e.address = addr;
-      e.block = b.block;
-      e.block_size = b.size;
-      e.alloc_kind = b.kind;
-      e.alloc_stack = b.alloc_stack;
-      e.free_stack = k == GuardFault::kUseAfterFree ? b.free_stack : 0;
-      check_report(e, nullptr, uc);
-      writer_flush_sync();
+      FaultReport r;
+      r.uc = uc;
+      r.e.kind = k == GuardFault::kOverflow    ? f::kHeapOverflow
+                 : k == GuardFault::kUnderflow ? f::kHeapUnderflow
+                                               : f::kUseAfterFree;
+      r.e.address = addr;
+      r.e.block = b.block;
+      r.e.block_size = b.size;
+      r.e.alloc_kind = b.kind;
+      r.e.alloc_stack = b.alloc_stack;
+      r.e.free_stack = k == GuardFault::kUseAfterFree ? b.free_stack : 0;
+      report_fault_safely(r, static_cast<ucontext_t*>(uc));
       restore_default();
       return;
     }

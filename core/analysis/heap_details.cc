@@ -316,4 +316,8 @@ void TraceTee::on_round() {
   for (TraceVisitor* v : to_) v->on_round();
 }
 
+void TraceTee::on_check_error(const TraceCheckError& e) {
+  for (TraceVisitor* v : to_) v->on_check_error(e);
+}
+
 }  // namespace memcensus

@@ -151,6 +151,7 @@ class TraceTee : public TraceVisitor {
   void on_end(const TraceEnd& e) override;
   void on_exit(const TraceExit& e) override;
   void on_round() override;
+  void on_check_error(const TraceCheckError& e) override;
 
  private:
   std::vector<TraceVisitor*> to_;
