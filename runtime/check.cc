@@ -181,8 +181,10 @@ void* checked_alloc(uint8_t kind, size_t size, size_t align, bool zero, const St
   uint32_t phase = g_phase.load(std::memory_order_acquire);
   if (phase == kOff) return real(a0, a1, align);
   bool rec = phase == kActive && !t_state.guard;
-  if (rec && guard_turn(size)) {
-    if (void* p = guard_alloc(size, align, zero, kind)) {
+  // pvalloc rounds its size up to whole pages: never guarded. valloc: page-aligned.
+  if (rec && kind != f::kPvalloc && guard_turn(size)) {
+    size_t guard_align = kind == f::kValloc ? kGuardPage : align;
+    if (void* p = guard_alloc(size, guard_align, zero, kind)) {
       uint32_t stack = alloc_unsampled(size) ? record_stack(from)
                                              : record_alloc(kind, p, size, align, from);
       guard_set_alloc_stack(p, stack);

@@ -163,8 +163,7 @@ MEMCENSUS_EXPORT int posix_memalign(void** out, size_t align, size_t n) {
 
 MEMCENSUS_EXPORT void* aligned_alloc(size_t align, size_t n) {
   if (check_mode())
-    return checked_alloc(f::kAlignedAlloc, n, pow2(align) ? align : SIZE_MAX, false, FROM,
-                         real_aligned, align, n);
+    return checked_alloc(f::kAlignedAlloc, n, align, false, FROM, real_aligned, align, n);
   if (skip() || alloc_unsampled(n)) return real_aligned_alloc(align, n);
   void* p = real_aligned_alloc(align, n);
   record_alloc(f::kAlignedAlloc, p, n, align, MEMCENSUS_START_FRAME());
@@ -173,8 +172,7 @@ MEMCENSUS_EXPORT void* aligned_alloc(size_t align, size_t n) {
 
 MEMCENSUS_EXPORT void* memalign(size_t align, size_t n) {
   if (check_mode())
-    return checked_alloc(f::kMemalign, n, pow2(align) ? align : SIZE_MAX, false, FROM,
-                         real_memalign, align, n);
+    return checked_alloc(f::kMemalign, n, align, false, FROM, real_memalign, align, n);
   if (skip() || alloc_unsampled(n)) return __libc_memalign(align, n);
   void* p = __libc_memalign(align, n);
   record_alloc(f::kMemalign, p, n, align, MEMCENSUS_START_FRAME());
@@ -182,7 +180,7 @@ MEMCENSUS_EXPORT void* memalign(size_t align, size_t n) {
 }
 
 MEMCENSUS_EXPORT void* valloc(size_t n) {
-  if (check_mode()) return checked_alloc(f::kValloc, n, 4096, false, FROM, real_valloc, n, 0);
+  if (check_mode()) return checked_alloc(f::kValloc, n, 0, false, FROM, real_valloc, n, 0);
   if (skip() || alloc_unsampled(n)) return __libc_valloc(n);
   void* p = __libc_valloc(n);
   record_alloc(f::kValloc, p, n, 0, MEMCENSUS_START_FRAME());
@@ -190,8 +188,7 @@ MEMCENSUS_EXPORT void* valloc(size_t n) {
 }
 
 MEMCENSUS_EXPORT void* pvalloc(size_t n) {
-  // Never guarded (its size is rounded up to whole pages): SIZE_MAX alignment.
-  if (check_mode()) return checked_alloc(f::kPvalloc, n, SIZE_MAX, false, FROM, real_pvalloc, n, 0);
+  if (check_mode()) return checked_alloc(f::kPvalloc, n, 0, false, FROM, real_pvalloc, n, 0);
   if (skip() || alloc_unsampled(n)) return __libc_pvalloc(n);
   void* p = __libc_pvalloc(n);
   record_alloc(f::kPvalloc, p, n, 0, MEMCENSUS_START_FRAME());
