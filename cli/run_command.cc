@@ -64,18 +64,21 @@ TraceExit exit_of(int status) {
   return e;
 }
 
-void print_summary(const std::string& path, bool quiet) {
+// run --check: the errors again, symbolized.
+void print_check_errors(const HeapSummary& s) {
+  if (s.errors.empty()) return;
+  Symbolizer sym(s.modules);
+  std::string out;
+  write_errors_text(s, sym, out);
+  std::fprintf(stderr, "memcensus: %s", out.c_str());
+}
+
+void print_summary(const std::string& path) {
   TraceReader reader = TraceReader::from_file(path);
   HeapAnalysis analysis;
   reader.read(analysis);
   HeapSummary s = analysis.finish();
-  if (!s.errors.empty()) {  // run --check: the errors again, symbolized
-    Symbolizer sym(s.modules);
-    std::string out;
-    write_errors_text(s, sym, out);
-    std::fprintf(stderr, "memcensus: %s", out.c_str());
-  }
-  if (quiet) return;
+  print_check_errors(s);
   const HeapTotals& t = s.totals;
   std::fprintf(stderr,
                "memcensus: %llu allocations (%llu bytes), %llu frees, peak heap %llu bytes, "
@@ -105,7 +108,7 @@ int run(const RunOptions& o, const Context& ctx) {
     throw Error("'" + ctx.trailing[0] + "' wrote no trace to " + r.trace_path +
                 ": the runtime was not loaded (LD_PRELOAD removed or ignored?)");
   append_exit_record(r.trace_path, exit_of(r.wait_status));
-  if (!o.quiet || o.check) print_summary(r.trace_path, o.quiet);
+  if (!o.quiet) print_summary(r.trace_path);
   std::fprintf(stderr, "memcensus: trace written to %s%s\n", r.trace_path.c_str(),
                o.follow_fork ? " (children: <trace>.<pid>)" : "");
   return exit_code_of(r.wait_status);
@@ -126,7 +129,8 @@ void add_run_command(CLI::App& root, Context& ctx) {
   app->add_flag("--no-stacks", o->no_stacks, "do not record call stacks");
   app->add_option("--stack-depth", o->stack_depth, "frames kept per stack")
       ->check(CLI::Range(1, 256));
-  app->add_flag("-q,--quiet", o->quiet, "print only the trace path");
+  app->add_flag("-q,--quiet", o->quiet,
+                "print only the trace path (and, with --check, the runtime's raw error messages)");
   CLI::Option* check = app->add_flag("--check", o->check,
                 "check frees (invalid, double, mismatched) and guard a sample of allocations "
                 "against overflow, underflow and use after free");

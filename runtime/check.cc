@@ -122,7 +122,9 @@ bool unknown_pointer(uint8_t kind, void* p, bool rec, const StartFrame& from) {
 
 }  // namespace
 
-uint8_t family_of(uint8_t kind) {
+namespace {
+
+constexpr uint8_t family_of_slow(uint8_t kind) {
   switch (kind) {
     case f::kMalloc:
     case f::kCalloc:
@@ -164,6 +166,16 @@ uint8_t family_of(uint8_t kind) {
   }
 }
 
+static_assert(f::kEventKindEnd == 64);
+constexpr FamilyTable make_family_table() {
+  FamilyTable t{};
+  for (int k = 0; k < f::kEventKindEnd; ++k) t.of[k] = family_of_slow(static_cast<uint8_t>(k));
+  return t;
+}
+}  // namespace
+
+const FamilyTable g_families = make_family_table();
+
 bool check_init() {
   if (!table_init()) return false;
   if (g_config.guard_rate && (!guard_init() || !check_signals_init())) return false;
@@ -192,8 +204,7 @@ void* checked_alloc(uint8_t kind, size_t size, size_t align, bool zero, const St
     }
   }
   void* p = real(a0, a1, align);
-  int saved = errno;
-  uint32_t stack = 0;
+  uint32_t stack = 0;  // record_alloc and table_insert keep errno
   if (rec && !alloc_unsampled(size)) stack = record_alloc(kind, p, size, align, from);
   if (p) {
     BlockInfo b;
@@ -202,15 +213,14 @@ void* checked_alloc(uint8_t kind, size_t size, size_t align, bool zero, const St
     b.stack = stack;
     table_insert(p, b);
   }
-  errno = saved;
   return p;
 }
 
 void checked_free(uint8_t kind, void* p, size_t size, size_t align, const StartFrame& from) {
   uint32_t phase = g_phase.load(std::memory_order_acquire);
   bool rec = phase == kActive && !t_state.guard;
-  int saved = errno;
-  if (in_guard_pool(p)) {
+  if (__builtin_expect(in_guard_pool(p), 0)) {
+    int saved = errno;
     if (release_guarded(kind, p, rec, from) && rec) record_free(kind, p, size, align);
     errno = saved;
     return;
@@ -220,10 +230,17 @@ void checked_free(uint8_t kind, void* p, size_t size, size_t align, const StartF
     __libc_free(p);
     return;
   }
+  // Only the error paths below touch errno (check_report keeps it); table_release does not.
   BlockInfo b;
   Lookup l = table_release(p, &b);
   bool pass = true;
-  if (l == Lookup::kLive && b.family != family_of(kind)) {
+  if (__builtin_expect(l == Lookup::kLive && b.family == family_of(kind), 1)) {
+    if (rec) record_free(kind, p, size, align);
+    __libc_free(p);
+    return;
+  }
+  int saved = errno;
+  if (l == Lookup::kLive) {
     if (rec) report_block(f::kMismatchedFree, kind, p, reinterpret_cast<uint64_t>(p), b, 0, from);
   } else if (l == Lookup::kReleased) {
     if (rec) report_block(f::kDoubleFree, kind, p, reinterpret_cast<uint64_t>(p), b, 0, from);

@@ -42,8 +42,15 @@ enum CheckFamily : uint8_t {
   kFamilyNewAligned = 4,
   kFamilyNewArrayAligned = 5,
 };
-// The family an EventKind allocates or releases in (kFamilyNone for mmap and the rest).
-uint8_t family_of(uint8_t kind);
+// The family of each EventKind (kFamilyNone for mmap and the rest), tabulated at compile
+// time in check.cc.
+struct FamilyTable {
+  uint8_t of[64];
+};
+extern const FamilyTable g_families;
+inline uint8_t family_of(uint8_t kind) {
+  return g_families.of[kind & 63];
+}
 
 // True once check mode is set up (set by rt_initialise before the runtime turns active,
 // never cleared while blocks may be in the pool). Hooks branch on it first.

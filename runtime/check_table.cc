@@ -1,5 +1,6 @@
 #include "runtime/check_table.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <string.h>
 
@@ -53,13 +54,23 @@ BlockInfo unpack(uint64_t v) {
   return b;
 }
 
-uint64_t hash(uint64_t p) {
-  uint64_t h = (p >> 4) * 0x9e3779b97f4a7c15ull;
-  return h ^ (h >> 29);
+// Blocks of one 16 KiB region of the heap share a shard and sit in consecutive slots (the
+// hash of the region plus the block's 16-byte index): blocks allocated together are looked
+// up together, in the same cache lines, where a hash of each address would cost a cache
+// miss per call once the table outgrows the cache (measured: 2x slower on
+// bench_containers). Regions are spread over shards and slots by the hash.
+uint64_t region_hash(uint64_t p) {
+  uint64_t h = (p >> 14) * 0x9e3779b97f4a7c15ull;
+  return h ^ (h >> 31);
 }
 
-Shard& shard_of(uint64_t h) {
-  return g_shards[h >> (64 - kShardBits)];
+// The home slot index (before masking) of address p.
+uint64_t hash(uint64_t p) {
+  return region_hash(p) + (p >> 4);
+}
+
+Shard& shard_of(uint64_t p) {
+  return g_shards[region_hash(p) >> (64 - kShardBits)];
 }
 
 // Holds a shard lock for its lifetime. A nested holder (a signal handler on a thread that
@@ -114,7 +125,7 @@ void place(Shard& s, uint64_t key, uint64_t info, uint64_t h) {
 
 // Rehashes into a table of at least 4x the live blocks (dropping released entries when
 // they would not fit in half of it). False when no memory could be mapped.
-bool grow(Shard& s) {
+bool grow_table(Shard& s) {
   uint64_t n = kInitialSlots;
   while (n < s.live * 4) n <<= 1;
   bool keep_released = s.used * 2 < n;
@@ -134,6 +145,13 @@ bool grow(Shard& s) {
   return true;
 }
 
+bool grow(Shard& s) {
+  int saved = errno;  // a failed mapping must not change the program's errno
+  bool ok = grow_table(s);
+  errno = saved;
+  return ok;
+}
+
 }  // namespace
 
 bool table_init() {
@@ -148,7 +166,7 @@ bool table_init() {
 void table_insert(const void* ptr, const BlockInfo& info) {
   uint64_t p = reinterpret_cast<uint64_t>(ptr);
   uint64_t h = hash(p);
-  Shard& s = shard_of(h);
+  Shard& s = shard_of(p);
   ShardLock lock(s);
   if (!lock.taken() ||
       ((s.used + 1) * 10 > (s.mask + 1) * 7 && !grow(s) && s.used + 2 > s.mask)) {
@@ -162,7 +180,7 @@ void table_insert(const void* ptr, const BlockInfo& info) {
 Lookup table_release(const void* ptr, BlockInfo* info) {
   uint64_t p = reinterpret_cast<uint64_t>(ptr);
   uint64_t h = hash(p);
-  Shard& s = shard_of(h);
+  Shard& s = shard_of(p);
   ShardLock lock(s);
   if (!lock.taken()) return Lookup::kBusy;
   for (uint64_t i = h & s.mask;; i = (i + 1) & s.mask) {
@@ -190,7 +208,7 @@ bool table_find_container(const void* ptr, uint64_t reach, uint64_t* start, Bloc
   for (uint64_t back = (p & 15) ? (p & 15) : 16; back <= reach && back <= p; back += 16) {
     uint64_t q = p - back;
     uint64_t h = hash(q);
-    Shard& s = shard_of(h);
+    Shard& s = shard_of(q);
     ShardLock lock(s);
     if (!lock.taken()) return false;
     for (uint64_t i = h & s.mask;; i = (i + 1) & s.mask) {

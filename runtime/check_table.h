@@ -2,7 +2,8 @@
 // allocation stack), plus the blocks released most recently, for telling a double free
 // from an invalid one.
 //
-// Structure: 64 shards chosen by a hash of the address, each an open-addressing table with
+// Structure: 64 shards chosen by a hash of the address's 16 KiB region (see region_hash in
+// check_table.cc: neighbours stay in neighbouring slots), each an open-addressing table with
 // linear probing behind its own spin lock (a locked exchange to take, a release store to
 // give back). A released block keeps its slot, marked released, until an insertion reuses
 // it: that is the bounded history of released blocks (a probe chain finds the newest entry

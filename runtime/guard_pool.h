@@ -8,15 +8,18 @@
 // alignment allows); only the pages it touches are made accessible. The bytes between its
 // end and the guard page, and from its first page's start to the block, are filled with a
 // pattern that is checked when the block is released (off-by-one writes within alignment
-// padding). A released slot is made inaccessible again, its pages given back
-// (MADV_DONTNEED), and it joins the back of a FIFO of free slots, so it stays quarantined
-// until every other slot has been used: an access through a dangling pointer faults.
+// padding; before the block only its last 256 bytes). A released slot is made inaccessible
+// again and its pages given back (one MAP_FIXED PROT_NONE mmap over them), and it joins the
+// back of a FIFO of free slots, so it stays quarantined until every other slot has been
+// used: an access through a dangling pointer faults.
 //
 // Metadata (per slot: block, size, allocating kind, stacks, state) lives in sys_map memory.
 // Thread-safety: slot hand-out and return take a spin lock (only 1 in N allocations come
 // here); a nested call from a signal handler only tries it. Async-signal-safe.
-// Cost: a guarded allocation is two or three system calls (mprotect, madvise), ~2-5 us;
-// the check of the pointer range on every free is two compares.
+// Cost: a guarded allocation is two system calls (mprotect to open its pages, mmap to close
+// them), a page fault and a TLB shootdown when the process runs on several CPUs: measured
+// ~10-20 us per guarded block on a 2-vCPU VM (bench/README.md "## run --check"); the check
+// of the pointer range on every free is one subtraction and compare.
 #pragma once
 
 #include <stddef.h>

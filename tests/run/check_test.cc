@@ -151,7 +151,7 @@ TEST(Check, StderrMessages) {
   std::string dir = mctest::scratch_dir();
   mctest::Result r = mctest::run(
       {"sh", "-c",
-       mctest::memcensus() + " run --check -q -o " + dir + "/t -- " +
+       mctest::memcensus() + " run --check -o " + dir + "/t -- " +
            mctest::fixture("check_c") + " double-free 2> " + dir + "/err"});
   EXPECT_EQ(r.status, 0);
   std::ifstream in(dir + "/err");
