@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `memcensus run --check` (default guard rate 1000, and --guard-rate 5000) against plain
+# `memcensus run --check` (default guard rate 5000, and --guard-rate 1000) against plain
 # `memcensus run` and native, on the bench workloads, in the same run.
 # usage: bench/run_check_bench.sh [BUILD_DIR]     (default: build/release; build it first)
 # Figures are CPU seconds (user + system, of the program, the runtime's writer thread and
@@ -26,17 +26,17 @@ best() {
 }
 ratio() { python3 -c "print('%.2fx' % ($2 / $1))"; }
 
-printf '%-16s %8s %8s %9s %9s %9s %9s\n' workload native run check check/run rate5000 r5000/run
+printf '%-16s %8s %8s %9s %9s %9s %9s\n' workload native run check check/run rate1000 r1000/run
 run_one() {
   local name=$1
   shift
-  local n r c c5000
+  local n r c c1000
   n=$(best "$@")
   r=$(best "$mc" run -q -o "$work/$name.plain" -- "$@")
   c=$(best "$mc" run -q --check -o "$work/$name.check" -- "$@")
-  c5000=$(best "$mc" run -q --check --guard-rate 5000 -o "$work/$name.check5000" -- "$@")
+  c1000=$(best "$mc" run -q --check --guard-rate 1000 -o "$work/$name.check1000" -- "$@")
   printf '%-16s %8.3f %8.3f %9.3f %9s %9.3f %9s\n' "$name" "$n" "$r" "$c" "$(ratio "$r" "$c")" \
-    "$c5000" "$(ratio "$r" "$c5000")"
+    "$c1000" "$(ratio "$r" "$c1000")"
 }
 
 run_one storm-1thread "$bin/bench_storm" 10000000 1

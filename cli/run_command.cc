@@ -24,7 +24,7 @@ namespace memcensus::cli {
 namespace {
 
 // --check: one in N allocations guarded by default (bench/README.md "## run --check").
-constexpr uint32_t kDefaultGuardRate = 1000;
+constexpr uint32_t kDefaultGuardRate = 5000;
 
 struct RunOptions {
   std::string output;

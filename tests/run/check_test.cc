@@ -209,6 +209,7 @@ TEST(Check, NoFalsePositivesInFixtures) {
   expect_clean({mctest::fixture("handoff"), dir + "/h.json", "2000"});
   expect_clean({mctest::fixture("signal"), dir + "/s.json", "300"});
   expect_clean({mctest::fixture("stacks")});
+  expect_clean({mctest::fixture("fork"), "fork", "-"});
   expect_clean({mctest::fixture("analysis_fx")}, false);
   expect_clean({mctest::fixture("dlopen"), mctest::fixture("libdlalloc.so"), "50"});
   if (std::string rust = MC_RUST_FIXTURE; !rust.empty()) expect_clean({rust, dir + "/r.json", "50"});
