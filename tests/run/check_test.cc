@@ -171,6 +171,23 @@ TEST(Check, StderrMessages) {
       << text.out;
 }
 
+// --sample records few allocations, but every block is still tracked: no false invalid
+// free, and errors are found whether or not the block's allocation was sampled.
+TEST(Check, WithSampling) {
+  std::string dir = mctest::scratch_dir();
+  mctest::Traced clean = mctest::traced({mctest::fixture("count_c"), dir + "/c.json", "300"},
+                                        {"--check", "--guard-rate", "10", "--sample", "65536"});
+  EXPECT_EQ(clean.status, 0);
+  ASSERT_FALSE(clean.report.is_null());
+  EXPECT_EQ(clean.report["errors"].size(), 0u) << clean.report["errors"].dump(1);
+  mctest::Traced t = mctest::traced({mctest::fixture("check_c"), "double-free"},
+                                    {"--check", "--sample", "1000000"});
+  ASSERT_FALSE(t.report.is_null());
+  ASSERT_EQ(t.report["errors"].size(), 1u);
+  EXPECT_EQ(t.report["errors"][0]["kind"], "double-free");
+  EXPECT_TRUE(names(t.report["errors"][0]["frames"], "double_free_case"));
+}
+
 TEST(Check, BadUsage) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"--check", "--guard-rate", "0"},
