@@ -131,9 +131,10 @@ void add_run_command(CLI::App& root, Context& ctx) {
       ->check(CLI::Range(1, 256));
   app->add_flag("-q,--quiet", o->quiet,
                 "print only the trace path (and, with --check, the runtime's raw error messages)");
-  CLI::Option* check = app->add_flag("--check", o->check,
-                "check frees (invalid, double, mismatched) and guard a sample of allocations "
-                "against overflow, underflow and use after free");
+  CLI::Option* check =
+      app->add_flag("--check", o->check,
+                    "check frees (invalid, double, mismatched) and guard a sample of allocations "
+                    "against overflow, underflow and use after free");
   app->add_option("--guard-rate", o->guard_rate,
                   "with --check: place one in N allocations against a guard page (1: all)")
       ->check(CLI::Range(1u, UINT32_MAX))

@@ -27,7 +27,8 @@ __thread uint64_t t_guard_rng __attribute__((tls_model("initial-exec")));
 uint32_t next_guard_gap() {
   uint32_t n = g_config.guard_rate;
   if (n <= 1) return 1;
-  if (t_guard_rng == 0) t_guard_rng = (static_cast<uint64_t>(sys_gettid()) << 32) ^ monotonic_ns() ^ 1;
+  if (t_guard_rng == 0)
+    t_guard_rng = (static_cast<uint64_t>(sys_gettid()) << 32) ^ monotonic_ns() ^ 1;
   t_guard_rng ^= t_guard_rng << 13;
   t_guard_rng ^= t_guard_rng >> 7;
   t_guard_rng ^= t_guard_rng << 17;
@@ -197,8 +198,8 @@ void* checked_alloc(uint8_t kind, size_t size, size_t align, bool zero, const St
   if (rec && kind != f::kPvalloc && guard_turn(size)) {
     size_t guard_align = kind == f::kValloc ? kGuardPage : align;
     if (void* p = guard_alloc(size, guard_align, zero, kind)) {
-      uint32_t stack = alloc_unsampled(size) ? record_stack(from)
-                                             : record_alloc(kind, p, size, align, from);
+      uint32_t stack =
+          alloc_unsampled(size) ? record_stack(from) : record_alloc(kind, p, size, align, from);
       guard_set_alloc_stack(p, stack);
       return p;
     }
@@ -275,8 +276,8 @@ void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& fr
       memcpy(p, old, g.size < size ? g.size : size);
       saved = errno;
       bool released = release_guarded(kind, old, rec, from);
-      uint32_t stack = rec ? record_realloc(kind, released ? old : nullptr, p, size, before, from)
-                           : 0;
+      uint32_t stack =
+          rec ? record_realloc(kind, released ? old : nullptr, p, size, before, from) : 0;
       b.size = size;
       b.kind = kind;
       b.stack = stack;
@@ -294,8 +295,8 @@ void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& fr
     l = table_release(old, &b);
     bool pass = true;
     if (l == Lookup::kLive && b.family != kFamilyMalloc) {
-      if (rec) report_block(f::kMismatchedFree, kind, old, reinterpret_cast<uint64_t>(old), b, 0,
-                            from);
+      if (rec)
+        report_block(f::kMismatchedFree, kind, old, reinterpret_cast<uint64_t>(old), b, 0, from);
     } else if (l == Lookup::kReleased) {
       if (rec) report_block(f::kDoubleFree, kind, old, reinterpret_cast<uint64_t>(old), b, 0, from);
       pass = false;

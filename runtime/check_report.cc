@@ -101,8 +101,8 @@ void write_message(const CheckErrorRecord& e, uint32_t stack) {
     p = put_decimal(p, e.block_size);
     p = put_str(p, " bytes at ");
     p = put_hex(p, e.block);
-    if (e.kind == f::kHeapOverflow || e.kind == f::kHeapUnderflow ||
-        e.kind == f::kUseAfterFree || e.kind == f::kInvalidFree) {
+    if (e.kind == f::kHeapOverflow || e.kind == f::kHeapUnderflow || e.kind == f::kUseAfterFree ||
+        e.kind == f::kInvalidFree) {
       bool after = e.address >= e.block + e.block_size;
       bool before = e.address < e.block;
       if (after || before) {
@@ -180,9 +180,9 @@ void call_on_stack(void (*fn)(void*), void* arg, uint64_t top) {
       "mov %%rbx, %%rsp\n\t"
       : "+D"(arg)
       : [fn] "r"(fn), [top] "r"(top)
-      : "rbx", "rax", "rcx", "rdx", "rsi", "r8", "r9", "r10", "r11", "memory", "cc", "xmm0",
-        "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-        "xmm12", "xmm13", "xmm14", "xmm15");
+      : "rbx", "rax", "rcx", "rdx", "rsi", "r8", "r9", "r10", "r11", "memory", "cc", "xmm0", "xmm1",
+        "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+        "xmm13", "xmm14", "xmm15");
 }
 
 // Reporting needs ~10 KiB of stack (the unwinder, the record buffer). A program's

@@ -168,8 +168,7 @@ void table_insert(const void* ptr, const BlockInfo& info) {
   uint64_t h = hash(p);
   Shard& s = shard_of(p);
   ShardLock lock(s);
-  if (!lock.taken() ||
-      ((s.used + 1) * 10 > (s.mask + 1) * 7 && !grow(s) && s.used + 2 > s.mask)) {
+  if (!lock.taken() || ((s.used + 1) * 10 > (s.mask + 1) * 7 && !grow(s) && s.used + 2 > s.mask)) {
     g_untracked.fetch_add(1, std::memory_order_relaxed);
     return;
   }

@@ -24,9 +24,9 @@ namespace memcensus::rt {
 
 struct BlockInfo {
   uint64_t size = 0;
-  uint8_t family = 0;    // CheckFamily
-  uint8_t kind = 0;      // EventKind of the allocating call
-  uint32_t stack = 0;    // allocation stack id (0: none recorded)
+  uint8_t family = 0;  // CheckFamily
+  uint8_t kind = 0;    // EventKind of the allocating call
+  uint32_t stack = 0;  // allocation stack id (0: none recorded)
 };
 
 enum class Lookup : uint8_t { kLive, kReleased, kAbsent, kBusy };

@@ -112,8 +112,7 @@ void write_errors_text(const HeapSummary& s, Symbolizer& sym, std::string& out) 
       std::string where = position(e);
       const char* alloc = entry_point(e.alloc_kind);
       out += fmt::format("  block of {} bytes at {:#x}{}, allocated by {} at:\n", e.block_size,
-                         e.block, where.empty() ? "" : " (" + where + ")",
-                         alloc ? alloc : "?");
+                         e.block, where.empty() ? "" : " (" + where + ")", alloc ? alloc : "?");
       text_stack(s, e.alloc_stack, sym, out);
       if (e.free_stack) {
         out += "  released at:\n";

@@ -18,10 +18,10 @@ struct Case {
   std::string mode;
   bool guarded;  // needs --guard-rate 1
   std::string kind;
-  int status;                 // of `memcensus run` (the program's)
-  std::string where;          // a function in "frames"
-  std::string allocated_in;   // a function in "alloc_frames" ("" : null expected)
-  std::string freed_in;       // a function in "free_frames" ("" : null expected)
+  int status;                // of `memcensus run` (the program's)
+  std::string where;         // a function in "frames"
+  std::string allocated_in;  // a function in "alloc_frames" ("" : null expected)
+  std::string freed_in;      // a function in "free_frames" ("" : null expected)
 };
 
 std::string printed_address(const std::string& out) {
@@ -107,8 +107,8 @@ TEST(Check, CxxErrors) {
       {"aligned-delete", false, "mismatched-free", 0, "aligned_then_plain_delete",
        "aligned_then_plain_delete", ""},
       {"double-delete", false, "double-free", 0, "double_delete", "double_delete", ""},
-      {"double-delete-array", false, "double-free", 0, "double_delete_array",
-       "double_delete_array", ""},
+      {"double-delete-array", false, "double-free", 0, "double_delete_array", "double_delete_array",
+       ""},
       {"array-overflow", true, "heap-overflow", 139, "array_overflow", "array_overflow", ""},
       {"use-after-delete", true, "use-after-free", 139, "use_after_delete", "use_after_delete",
        "use_after_delete"},
@@ -124,8 +124,8 @@ TEST(Check, RustErrors) {
        "rust_double_free"},
       {"interior-free", false, "invalid-free", 0, "rust_interior_free", "rust_interior_free", ""},
       {"off-by-one", true, "heap-overflow", 0, "main", "rust_off_by_one", "main"},
-      {"use-after-free", true, "use-after-free", 139, "rust_use_after_free",
-       "rust_use_after_free", "rust_use_after_free"},
+      {"use-after-free", true, "use-after-free", 139, "rust_use_after_free", "rust_use_after_free",
+       "rust_use_after_free"},
   };
   for (const Case& c : cases) expect_case(fx, c);
 }
@@ -149,10 +149,10 @@ TEST(Check, StdoutAsNative) {
 // The message on stderr as the error happens, then the symbolized account at the end.
 TEST(Check, StderrMessages) {
   std::string dir = mctest::scratch_dir();
-  mctest::Result r = mctest::run(
-      {"sh", "-c",
-       mctest::memcensus() + " run --check -o " + dir + "/t -- " +
-           mctest::fixture("check_c") + " double-free 2> " + dir + "/err"});
+  mctest::Result r =
+      mctest::run({"sh", "-c",
+                   mctest::memcensus() + " run --check -o " + dir + "/t -- " +
+                       mctest::fixture("check_c") + " double-free 2> " + dir + "/err"});
   EXPECT_EQ(r.status, 0);
   std::ifstream in(dir + "/err");
   std::stringstream ss;
@@ -162,13 +162,11 @@ TEST(Check, StderrMessages) {
   EXPECT_TRUE(std::regex_search(
       err, std::regex("==[0-9]+== memcensus: ERROR: double-free on address " + address)))
       << err;
-  EXPECT_TRUE(std::regex_search(err, std::regex("    #0 0x[0-9a-f]+ \\(.*check_c\\+0x")))
-      << err;
+  EXPECT_TRUE(std::regex_search(err, std::regex("    #0 0x[0-9a-f]+ \\(.*check_c\\+0x"))) << err;
   EXPECT_NE(err.find("== errors found by --check: 1"), std::string::npos) << err;
   EXPECT_NE(err.find("double_free_case at "), std::string::npos) << err;
   mctest::Result text = mctest::run({mctest::memcensus(), "report", "--errors", dir + "/t"});
-  EXPECT_NE(text.out.find("#1 double-free on address " + address), std::string::npos)
-      << text.out;
+  EXPECT_NE(text.out.find("#1 double-free on address " + address), std::string::npos) << text.out;
 }
 
 // --sample records few allocations, but every block is still tracked: no false invalid
@@ -229,7 +227,8 @@ TEST(Check, NoFalsePositivesInFixtures) {
   expect_clean({mctest::fixture("fork"), "fork", "-"});
   expect_clean({mctest::fixture("analysis_fx")}, false);
   expect_clean({mctest::fixture("dlopen"), mctest::fixture("libdlalloc.so"), "50"});
-  if (std::string rust = MC_RUST_FIXTURE; !rust.empty()) expect_clean({rust, dir + "/r.json", "50"});
+  if (std::string rust = MC_RUST_FIXTURE; !rust.empty())
+    expect_clean({rust, dir + "/r.json", "50"});
 }
 
 // die's "crash" writes through a pointer it has just freed, then through null: natively
