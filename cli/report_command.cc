@@ -1,5 +1,5 @@
 // memcensus report FILE [--json] [--top N] [--peak --leaks --temporary --copies --sites
-//                        --threads --histogram --timeline --resident]
+//                        --threads --histogram --timeline --resident --errors]
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -53,6 +53,7 @@ void add_section_flags(CLI::App* app, ReportSections& s) {
   app->add_flag("--leak-kinds", s.leak_kinds,
                 "run --check traces: definitely, indirectly, possibly lost and still reachable "
                 "blocks, with the lost ones by site");
+  app->add_flag("--errors", s.errors, "errors found by run --check, with their stacks");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "launch/exit_leak_scan.h"
 #include "launch/exit_tracer.h"
 #include "report/analysis_report.h"
+#include "report/check_errors.h"
 #include "symbolize/symbolizer.h"
 #include "trace/trace_reader.h"
 #include "util/error.h"
@@ -77,6 +78,11 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
   ro.suppressions = &sup;
   LeakKindsSummary k = leak_kinds_of(a, names, ro);
   if (!c.quiet) {
+    if (!a.heap.errors.empty()) {
+      std::string errors;
+      write_errors_text(a.heap, sym, errors);
+      std::fprintf(stderr, "memcensus: %s", errors.c_str());
+    }
     print_heap_line(a);
     std::string text = leak_summary_text(k, names, 5);
     std::fwrite(text.data(), 1, text.size(), stderr);

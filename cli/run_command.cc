@@ -1,5 +1,5 @@
 // memcensus run [-o FILE] [--follow-fork] [--sample BYTES] [--no-stacks] [--stack-depth N]
-//               -- CMD [ARGS...]
+//               [--check [--guard-rate N]] -- CMD [ARGS...]
 // Runs CMD with the runtime preloaded, adds its exit status to the trace, prints a summary
 // on stderr (stdout stays the program's) and exits with the program's status.
 #include <sys/wait.h>
@@ -12,6 +12,8 @@
 #include "cli/run_check.h"
 #include "launch/exit_tracer.h"
 #include "launch/preload_launcher.h"
+#include "report/check_errors.h"
+#include "symbolize/symbolizer.h"
 #include "trace/trace_reader.h"
 #include "util/error.h"
 
@@ -22,6 +24,9 @@
 namespace memcensus::cli {
 namespace {
 
+// --check: one in N allocations guarded by default (bench/README.md "## run --check").
+constexpr uint32_t kDefaultGuardRate = 5000;
+
 struct RunOptions {
   std::string output;
   bool follow_fork = false;
@@ -29,7 +34,8 @@ struct RunOptions {
   uint32_t stack_depth = 64;
   uint64_t sample = 0;
   bool quiet = false;
-  bool check = false;  // the leak scan at exit runs
+  bool check = false;  // free checks, guard pages, and the leak scan at exit
+  uint32_t guard_rate = kDefaultGuardRate;
   CheckOptions checks;
 };
 
@@ -87,6 +93,8 @@ int run(const RunOptions& o, const Context& ctx) {
   p.no_stacks = o.no_stacks;
   p.stack_depth = o.stack_depth;
   p.sample_bytes = o.sample;
+  p.check = o.check;
+  p.guard_rate = o.check ? o.guard_rate : 0;
   if (o.check) {
     CheckOptions c = o.checks;
     c.quiet = o.quiet;
@@ -118,11 +126,17 @@ void add_run_command(CLI::App& root, Context& ctx) {
   app->add_flag("--no-stacks", o->no_stacks, "do not record call stacks");
   app->add_option("--stack-depth", o->stack_depth, "frames kept per stack")
       ->check(CLI::Range(1, 256));
-  app->add_flag("-q,--quiet", o->quiet, "print only the trace path");
+  app->add_flag("-q,--quiet", o->quiet,
+                "print only the trace path (and, with --check, the runtime's raw error messages)");
   CLI::Option* check = app->add_flag(
       "--check", o->check,
-      "check memory safety; at exit, classify unfreed blocks by reachability (definitely, "
-      "indirectly, possibly lost, still reachable) and print a leak summary");
+      "check frees (invalid, double, mismatched), guard a sample of allocations against "
+      "overflow, underflow and use after free, and at exit classify unfreed blocks by "
+      "reachability (definitely, indirectly, possibly lost, still reachable)");
+  app->add_option("--guard-rate", o->guard_rate,
+                  "with --check: place one in N allocations against a guard page (1: all)")
+      ->check(CLI::Range(1u, UINT32_MAX))
+      ->needs(check);
   app->add_option("--error-exitcode", o->checks.error_exitcode,
                   "exit with N when an error or a definite leak was found (not suppressed)")
       ->check(CLI::Range(1, 255))

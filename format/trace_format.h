@@ -158,6 +158,8 @@ enum SmapsReason : uint8_t { kSmapsStart = 0, kSmapsPeak = 1, kSmapsExit = 2 };
 // kProcess flags.
 inline constexpr uint64_t kFlagFollowFork = 1;
 inline constexpr uint64_t kFlagNoStacks = 2;
+inline constexpr uint64_t kFlagCheck = 4;  // run --check: the runtime checked frees and guarded
+                                           // a sample of allocations (kCheckError records)
 
 // ---- Event shapes ------------------------------------------------------------------------
 // Body of each event kind (d = delta against the stream's previous value; t = time in ns

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "format/trace_format.h"
+#include "runtime/check.h"
 #include "runtime/libc_alloc.h"
 #include "runtime/recorder.h"
 #include "runtime/runtime.h"
@@ -18,8 +19,10 @@ namespace {
 
 using PosixMemalignFn = int (*)(void**, size_t, size_t);
 using AlignedAllocFn = void* (*)(size_t, size_t);
+using UsableSizeFn = size_t (*)(void*);
 PosixMemalignFn g_posix_memalign = nullptr;
 AlignedAllocFn g_aligned_alloc = nullptr;
+UsableSizeFn g_usable_size = nullptr;
 bool g_resolved = false;
 
 void resolve() {
@@ -27,7 +30,32 @@ void resolve() {
   GuardScope guard;
   g_posix_memalign = reinterpret_cast<PosixMemalignFn>(dlsym(RTLD_NEXT, "posix_memalign"));
   g_aligned_alloc = reinterpret_cast<AlignedAllocFn>(dlsym(RTLD_NEXT, "aligned_alloc"));
+  g_usable_size = reinterpret_cast<UsableSizeFn>(dlsym(RTLD_NEXT, "malloc_usable_size"));
   g_resolved = true;
+}
+
+// The real calls in the shape checked_alloc takes: (a0, a1, align).
+void* real_malloc(size_t n, size_t, size_t) {
+  return __libc_malloc(n);
+}
+void* real_calloc(size_t n, size_t m, size_t) {
+  return __libc_calloc(n, m);
+}
+void* real_memalign(size_t align, size_t n, size_t) {
+  return __libc_memalign(align, n);
+}
+void* real_valloc(size_t n, size_t, size_t) {
+  return __libc_valloc(n);
+}
+void* real_pvalloc(size_t n, size_t, size_t) {
+  return __libc_pvalloc(n);
+}
+void* real_aligned(size_t align, size_t n, size_t) {
+  return real_aligned_alloc(align, n);
+}
+void* real_posix(size_t align, size_t n, size_t) {
+  void* p = nullptr;
+  return real_posix_memalign(&p, align, n) == 0 ? p : nullptr;
 }
 
 bool pow2(size_t v) {
@@ -61,7 +89,10 @@ void* real_aligned_alloc(size_t align, size_t size) {
 using namespace memcensus::rt;
 namespace f = memcensus::format;
 
+#define FROM MEMCENSUS_START_FRAME()
+
 MEMCENSUS_EXPORT void* malloc(size_t n) {
+  if (check_mode()) return checked_alloc(f::kMalloc, n, 0, false, FROM, real_malloc, n, 0);
   if (skip() || alloc_unsampled(n)) return __libc_malloc(n);
   void* p = __libc_malloc(n);
   record_alloc(f::kMalloc, p, n, 0, MEMCENSUS_START_FRAME());
@@ -71,6 +102,7 @@ MEMCENSUS_EXPORT void* malloc(size_t n) {
 MEMCENSUS_EXPORT void* calloc(size_t n, size_t m) {
   size_t total;
   if (__builtin_mul_overflow(n, m, &total)) total = SIZE_MAX;
+  if (check_mode()) return checked_alloc(f::kCalloc, total, 0, true, FROM, real_calloc, n, m);
   if (skip() || alloc_unsampled(total)) return __libc_calloc(n, m);
   void* p = __libc_calloc(n, m);
   record_alloc(f::kCalloc, p, total, 0, MEMCENSUS_START_FRAME());
@@ -78,6 +110,7 @@ MEMCENSUS_EXPORT void* calloc(size_t n, size_t m) {
 }
 
 MEMCENSUS_EXPORT void* realloc(void* old, size_t n) {
+  if (check_mode()) return checked_realloc(f::kRealloc, old, n, FROM);
   if (skip()) return __libc_realloc(old, n);
   uint64_t before = rt_now();
   void* p = __libc_realloc(old, n);
@@ -88,6 +121,7 @@ MEMCENSUS_EXPORT void* realloc(void* old, size_t n) {
 MEMCENSUS_EXPORT void* reallocarray(void* old, size_t n, size_t m) {
   size_t total;
   bool overflow = __builtin_mul_overflow(n, m, &total);
+  if (!overflow && check_mode()) return checked_realloc(f::kReallocArray, old, total, FROM);
   if (skip()) {
     if (!overflow) return __libc_realloc(old, total);
     errno = ENOMEM;
@@ -106,12 +140,21 @@ MEMCENSUS_EXPORT void* reallocarray(void* old, size_t n, size_t m) {
 }
 
 MEMCENSUS_EXPORT void free(void* p) {
+  if (check_mode()) return checked_free(f::kFree, p, 0, 0, FROM);
   if (skip()) return __libc_free(p);
   record_free(f::kFree, p, 0, 0);
   __libc_free(p);
 }
 
 MEMCENSUS_EXPORT int posix_memalign(void** out, size_t align, size_t n) {
+  if (check_mode() && align % sizeof(void*) == 0 && pow2(align / sizeof(void*))) {
+    int saved = errno;
+    void* p = checked_alloc(f::kPosixMemalign, n, align, false, FROM, real_posix, align, n);
+    errno = saved;
+    if (!p) return ENOMEM;
+    *out = p;
+    return 0;
+  }
   if (skip() || alloc_unsampled(n)) return real_posix_memalign(out, align, n);
   int r = real_posix_memalign(out, align, n);
   record_alloc(f::kPosixMemalign, r == 0 ? *out : nullptr, n, align, MEMCENSUS_START_FRAME());
@@ -119,6 +162,8 @@ MEMCENSUS_EXPORT int posix_memalign(void** out, size_t align, size_t n) {
 }
 
 MEMCENSUS_EXPORT void* aligned_alloc(size_t align, size_t n) {
+  if (check_mode())
+    return checked_alloc(f::kAlignedAlloc, n, align, false, FROM, real_aligned, align, n);
   if (skip() || alloc_unsampled(n)) return real_aligned_alloc(align, n);
   void* p = real_aligned_alloc(align, n);
   record_alloc(f::kAlignedAlloc, p, n, align, MEMCENSUS_START_FRAME());
@@ -126,6 +171,8 @@ MEMCENSUS_EXPORT void* aligned_alloc(size_t align, size_t n) {
 }
 
 MEMCENSUS_EXPORT void* memalign(size_t align, size_t n) {
+  if (check_mode())
+    return checked_alloc(f::kMemalign, n, align, false, FROM, real_memalign, align, n);
   if (skip() || alloc_unsampled(n)) return __libc_memalign(align, n);
   void* p = __libc_memalign(align, n);
   record_alloc(f::kMemalign, p, n, align, MEMCENSUS_START_FRAME());
@@ -133,6 +180,7 @@ MEMCENSUS_EXPORT void* memalign(size_t align, size_t n) {
 }
 
 MEMCENSUS_EXPORT void* valloc(size_t n) {
+  if (check_mode()) return checked_alloc(f::kValloc, n, 0, false, FROM, real_valloc, n, 0);
   if (skip() || alloc_unsampled(n)) return __libc_valloc(n);
   void* p = __libc_valloc(n);
   record_alloc(f::kValloc, p, n, 0, MEMCENSUS_START_FRAME());
@@ -140,8 +188,16 @@ MEMCENSUS_EXPORT void* valloc(size_t n) {
 }
 
 MEMCENSUS_EXPORT void* pvalloc(size_t n) {
+  if (check_mode()) return checked_alloc(f::kPvalloc, n, 0, false, FROM, real_pvalloc, n, 0);
   if (skip() || alloc_unsampled(n)) return __libc_pvalloc(n);
   void* p = __libc_pvalloc(n);
   record_alloc(f::kPvalloc, p, n, 0, MEMCENSUS_START_FRAME());
   return p;
+}
+
+// Hooked for run --check: a guarded block's usable size is its requested size.
+MEMCENSUS_EXPORT size_t malloc_usable_size(void* p) {
+  resolve();
+  if (g_check_on) return checked_usable_size(p, g_usable_size);
+  return g_usable_size ? g_usable_size(p) : 0;
 }

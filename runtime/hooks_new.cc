@@ -10,6 +10,7 @@
 #include <new>
 
 #include "format/trace_format.h"
+#include "runtime/check.h"
 #include "runtime/libc_alloc.h"
 #include "runtime/recorder.h"
 #include "runtime/runtime.h"
@@ -54,8 +55,22 @@ inline bool skip() {
   return __builtin_expect(t_state.guard, 0) || !rt_active();
 }
 
+void* real_new(size_t n, size_t, size_t align) {
+  return align ? __libc_memalign(align, n) : __libc_malloc(n);
+}
+
 void* allocate(uint8_t kind, size_t n, size_t align, bool nothrow, const StartFrame& from) {
   size_t real_n = n ? n : 1;
+  if (check_mode()) {
+    for (;;) {
+      void* p = checked_alloc(kind, n, align, false, from, real_new, real_n, 0);
+      if (p || !current_new_handler()) {
+        if (p || nothrow) return p;
+        throw_bad_alloc();
+      }
+      current_new_handler()();
+    }
+  }
   bool record = !skip() && !alloc_unsampled(n);
   for (;;) {
     void* p = align ? __libc_memalign(align, real_n) : __libc_malloc(real_n);
@@ -68,7 +83,8 @@ void* allocate(uint8_t kind, size_t n, size_t align, bool nothrow, const StartFr
   }
 }
 
-void release(uint8_t kind, void* p, size_t size, size_t align) {
+void release(uint8_t kind, void* p, size_t size, size_t align, const StartFrame& from) {
+  if (check_mode()) return checked_free(kind, p, size, align, from);
   if (!skip()) record_free(kind, p, size, align);
   __libc_free(p);
 }
@@ -113,38 +129,38 @@ EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&)
 }
 
 EXPORT void operator delete(void* p) noexcept {
-  release(f::kDelete, p, 0, 0);
+  release(f::kDelete, p, 0, 0, RET);
 }
 EXPORT void operator delete[](void* p) noexcept {
-  release(f::kDeleteArray, p, 0, 0);
+  release(f::kDeleteArray, p, 0, 0, RET);
 }
 EXPORT void operator delete(void* p, size_t n) noexcept {
-  release(f::kDeleteSized, p, n, 0);
+  release(f::kDeleteSized, p, n, 0, RET);
 }
 EXPORT void operator delete[](void* p, size_t n) noexcept {
-  release(f::kDeleteArraySized, p, n, 0);
+  release(f::kDeleteArraySized, p, n, 0, RET);
 }
 EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept {
-  release(f::kDeleteNothrow, p, 0, 0);
+  release(f::kDeleteNothrow, p, 0, 0, RET);
 }
 EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  release(f::kDeleteArrayNothrow, p, 0, 0);
+  release(f::kDeleteArrayNothrow, p, 0, 0, RET);
 }
 EXPORT void operator delete(void* p, std::align_val_t a) noexcept {
-  release(f::kDeleteAligned, p, 0, al(a));
+  release(f::kDeleteAligned, p, 0, al(a), RET);
 }
 EXPORT void operator delete[](void* p, std::align_val_t a) noexcept {
-  release(f::kDeleteArrayAligned, p, 0, al(a));
+  release(f::kDeleteArrayAligned, p, 0, al(a), RET);
 }
 EXPORT void operator delete(void* p, size_t n, std::align_val_t a) noexcept {
-  release(f::kDeleteSizedAligned, p, n, al(a));
+  release(f::kDeleteSizedAligned, p, n, al(a), RET);
 }
 EXPORT void operator delete[](void* p, size_t n, std::align_val_t a) noexcept {
-  release(f::kDeleteArraySizedAligned, p, n, al(a));
+  release(f::kDeleteArraySizedAligned, p, n, al(a), RET);
 }
 EXPORT void operator delete(void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
-  release(f::kDeleteAlignedNothrow, p, 0, al(a));
+  release(f::kDeleteAlignedNothrow, p, 0, al(a), RET);
 }
 EXPORT void operator delete[](void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
-  release(f::kDeleteArrayAlignedNothrow, p, 0, al(a));
+  release(f::kDeleteArrayAlignedNothrow, p, 0, al(a), RET);
 }

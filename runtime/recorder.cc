@@ -19,7 +19,7 @@ namespace memcensus::rt {
 namespace f = memcensus::format;
 namespace {
 
-constexpr size_t kRecordBuf = 64 + 16 + kMaxStackDepth * f::kMaxVarint;
+constexpr size_t kRecordBuf = 192 + kMaxStackDepth * f::kMaxVarint;
 constexpr int kRuntimeFrames = 8;  // upper bound of our own frames above the hook's caller
 
 // One record being built in a stack buffer, then appended to the ring in one piece.
@@ -51,6 +51,17 @@ uint32_t walk(const StartFrame& from, uint64_t* ips, UnwindRead* reads, int read
   if (depth > g_config.stack_depth) depth = g_config.stack_depth;
   memcpy(ips, frames + start, depth * sizeof(uint64_t));
   return depth;
+}
+
+void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
+  *r.p++ = f::kStack;
+  r.p = f::put_varint(r.p, id);
+  r.p = f::put_varint(r.p, depth);
+  uint64_t prev = 0;
+  for (uint32_t i = 0; i < depth; ++i) {
+    r.p = f::put_delta(r.p, prev, ips[i]);
+    prev = ips[i];
+  }
 }
 
 // Captures the stack of the hook's caller, interns it, and writes its kStack record into
@@ -85,16 +96,32 @@ uint32_t capture_stack(ThreadState& t, Record& r, const StartFrame& from) {
     entry->ip = from.ip;
   }
   t.unwinding = 0;
-  if (is_new) {
-    *r.p++ = f::kStack;
-    r.p = f::put_varint(r.p, id);
-    r.p = f::put_varint(r.p, depth);
-    uint64_t prev = 0;
-    for (uint32_t i = 0; i < depth; ++i) {
-      r.p = f::put_delta(r.p, prev, ips[i]);
-      prev = ips[i];
-    }
+  if (is_new) put_stack(r, id, ips, depth);
+  return id;
+}
+
+// The stack of a fault, from its signal context (libunwind steps through the signal frame).
+// The faulting instruction is frame 0, stored + 1 like a return address (readers look up
+// return addresses at address - 1). Kept to 64 frames: this may run on a small sigaltstack.
+uint32_t capture_context_stack(ThreadState& t, Record& r, void* uc) {
+  if (g_config.no_stacks || t.unwinding || !uc) return 0;
+  t.unwinding = 1;
+  uint64_t ips[64];
+  uint32_t max = g_config.stack_depth < 64 ? g_config.stack_depth : 64;
+  uint32_t depth = 0;
+  unw_cursor_t c;
+  if (unw_init_local2(&c, static_cast<unw_context_t*>(uc), UNW_INIT_SIGNAL_FRAME) == 0) {
+    do {
+      unw_word_t ip = 0;
+      if (unw_get_reg(&c, UNW_REG_IP, &ip) != 0 || ip == 0) break;
+      ips[depth] = depth == 0 ? ip + 1 : ip;
+      ++depth;
+    } while (depth < max && unw_step(&c) > 0);
   }
+  bool is_new = false;
+  uint32_t id = depth ? stack_intern(ips, depth, r.nested, &is_new) : 0;
+  t.unwinding = 0;
+  if (is_new) put_stack(r, id, ips, depth);
   return id;
 }
 
@@ -161,16 +188,18 @@ uint64_t addr(const void* p) {
 
 }  // namespace
 
-void record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
-                        const StartFrame& from) {
+uint32_t record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
+                            const StartFrame& from) {
+  uint32_t stack = 0;
   emit([&](ThreadState& t, Record& r) {
-    uint32_t stack = capture_stack(t, r, from);
+    stack = capture_stack(t, r, from);
     put_head(t, r, kind, rt_now());
     put_ptr(t, r, addr(p));
     r.p = f::put_varint(r.p, size);
     r.p = f::put_varint(r.p, stack);
     if (fields_of(kind) & kHasAlign) r.p = f::put_varint(r.p, align);
   });
+  return stack;
 }
 
 void record_free_event(uint8_t kind, const void* p, size_t size, size_t align) {
@@ -183,8 +212,8 @@ void record_free_event(uint8_t kind, const void* p, size_t size, size_t align) {
   });
 }
 
-void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, uint64_t t_before,
-                    const StartFrame& from) {
+uint32_t record_realloc(uint8_t kind, const void* old, const void* p, size_t size,
+                        uint64_t t_before, const StartFrame& from) {
   if (g_config.sample_bytes) {
     // Under sampling a realloc is recorded for its sampled halves only: an unsampled
     // predecessor is written as null; a released sampled block without a sampled successor
@@ -192,12 +221,13 @@ void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, u
     bool old_sampled = old && (p || size == 0) && sampled_release(old);
     bool new_sampled = p && sample_allocation(size);
     if (new_sampled) sampled_insert(p);
-    if (!new_sampled && !old_sampled) return;
+    if (!new_sampled && !old_sampled) return 0;
     if (!old_sampled) old = nullptr;
     if (!new_sampled) p = nullptr, size = 0;
   }
+  uint32_t stack = 0;
   emit([&](ThreadState& t, Record& r) {
-    uint32_t stack = capture_stack(t, r, from);
+    stack = capture_stack(t, r, from);
     uint64_t t_after = rt_now();
     put_head(t, r, kind, t_before);
     r.p = f::put_varint(r.p, t_after - t_before);
@@ -209,6 +239,34 @@ void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, u
     r.p = f::put_varint(r.p, size);
     r.p = f::put_varint(r.p, stack);
   });
+  return stack;
+}
+
+uint32_t record_stack(const StartFrame& from) {
+  if (g_config.no_stacks) return 0;
+  uint32_t stack = 0;
+  emit([&](ThreadState& t, Record& r) { stack = capture_stack(t, r, from); });
+  return stack;
+}
+
+uint32_t record_check_error(const CheckErrorRecord& e, const StartFrame* from, void* uc) {
+  uint32_t stack = 0;
+  emit([&](ThreadState& t, Record& r) {
+    stack = from ? capture_stack(t, r, *from) : capture_context_stack(t, r, uc);
+    *r.p++ = f::kCheckError;
+    r.p = f::put_varint(r.p, rt_now());
+    r.p = f::put_varint(r.p, static_cast<uint64_t>(sys_gettid()));
+    r.p = f::put_varint(r.p, e.kind);
+    r.p = f::put_varint(r.p, e.op);
+    r.p = f::put_varint(r.p, e.address);
+    r.p = f::put_varint(r.p, stack);
+    r.p = f::put_varint(r.p, e.block);
+    r.p = f::put_varint(r.p, e.block_size);
+    r.p = f::put_varint(r.p, e.alloc_kind);
+    r.p = f::put_varint(r.p, e.alloc_stack);
+    r.p = f::put_varint(r.p, e.free_stack);
+  });
+  return stack;
 }
 
 void record_mmap(const void* p, size_t len, int prot, int flags, int fd, const StartFrame& from) {

@@ -21,8 +21,9 @@
 
 namespace memcensus::rt {
 
-void record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
-                        const StartFrame& from);
+// Returns the allocation's stack id (0: none).
+uint32_t record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
+                            const StartFrame& from);
 void record_free_event(uint8_t kind, const void* p, size_t size, size_t align);
 
 // --sample: true when an allocation of `size` bytes is not to be recorded. Hooks ask before
@@ -34,21 +35,39 @@ inline bool alloc_unsampled(size_t size) {
 
 // Records an allocation that alloc_unsampled() let through. Under --sample a failed call
 // is not recorded (its sample point is spent: failures are rare and carry no bytes).
-inline void record_alloc(uint8_t kind, const void* p, size_t size, size_t align,
-                         const StartFrame& from) {
+// Returns its stack id (0: none).
+inline uint32_t record_alloc(uint8_t kind, const void* p, size_t size, size_t align,
+                             const StartFrame& from) {
   if (g_config.sample_bytes) {
-    if (!p) return;
+    if (!p) return 0;
     sampled_insert(p);
   }
-  record_alloc_event(kind, p, size, align, from);
+  return record_alloc_event(kind, p, size, align, from);
 }
 
 inline void record_free(uint8_t kind, const void* p, size_t size, size_t align) {
   if (g_config.sample_bytes && p && !sampled_release(p)) return;
   record_free_event(kind, p, size, align);
 }
-void record_realloc(uint8_t kind, const void* old, const void* p, size_t size, uint64_t t_before,
-                    const StartFrame& from);
+// Returns the stack id of the call (0: none, or not recorded under --sample).
+uint32_t record_realloc(uint8_t kind, const void* old, const void* p, size_t size,
+                        uint64_t t_before, const StartFrame& from);
+
+// run --check. The stack of the hook's caller, interned (its kStack record written when
+// new) without an event: the allocation or release stack of a guarded block. Returns its id.
+uint32_t record_stack(const StartFrame& from);
+
+// run --check: one format::kCheckError record. Its stack is captured from `from`, or, when
+// `from` is null, from the signal context `uc` (a ucontext_t of a fault); returns its id.
+struct CheckErrorRecord {
+  uint8_t kind = 0;  // format::CheckKind
+  uint8_t op = 0;    // EventKind of the call; 0 for a memory access
+  uint64_t address = 0;
+  uint64_t block = 0, block_size = 0;
+  uint8_t alloc_kind = 0;
+  uint32_t alloc_stack = 0, free_stack = 0;
+};
+uint32_t record_check_error(const CheckErrorRecord& e, const StartFrame* from, void* uc);
 void record_mmap(const void* p, size_t len, int prot, int flags, int fd, const StartFrame& from);
 void record_munmap(const void* p, size_t len, int result);
 void record_mremap(const void* old, size_t old_len, const void* p, size_t new_len,

@@ -5,6 +5,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
+#include "runtime/check.h"
 #include "runtime/fast_unwind.h"
 #include "runtime/modules.h"
 #include "runtime/ring.h"
@@ -48,6 +49,10 @@ bool read_config() {
   if (parse_u64(getenv("MEMCENSUS_STACK_DEPTH"), &v))
     g_config.stack_depth = v > kMaxStackDepth ? kMaxStackDepth : static_cast<uint32_t>(v);
   g_config.sample_bytes = parse_u64(getenv("MEMCENSUS_SAMPLE"), &v) ? v : 0;
+  g_config.check = env_flag("MEMCENSUS_CHECK");
+  g_config.guard_rate = 0;
+  if (g_config.check && parse_u64(getenv("MEMCENSUS_GUARD_RATE"), &v))
+    g_config.guard_rate = v > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(v);
   return sys_getpid() == g_config.root_pid || g_config.follow_fork;
 }
 
@@ -77,6 +82,7 @@ void fork_parent() {
 void fork_child() {
   if (g_phase.load() != kActive) return;
   GuardScope guard;
+  if (g_check_on) check_fork_child();
   uint32_t count = g_rings->count.load();
   for (uint32_t i = 0; i < count; ++i) {
     Ring& r = g_rings->rings[i];
@@ -99,7 +105,10 @@ void fork_child() {
 }
 
 bool setup() {
-  if (!read_config() || !rings_init() || !stack_table_init() || !sampler_init() ||
+  if (!read_config()) return false;
+  // Check mode first: every allocation from here on must reach the live-block table.
+  if (g_config.check && !check_init()) return false;
+  if (!rings_init() || !stack_table_init() || !sampler_init() ||
       !fast_unwind_init())
     return false;
   g_t0 = monotonic_ns();

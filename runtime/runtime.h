@@ -42,6 +42,8 @@ struct Config {
   uint32_t stack_depth;   // frames kept per stack
   uint64_t sample_bytes;  // 0: record every allocation
   pid_t root_pid;         // the process `memcensus run` started
+  bool check;             // run --check (runtime/check.h)
+  uint32_t guard_rate;    // run --guard-rate: one in N allocations guarded (0: none)
 };
 extern Config g_config;
 extern uint64_t g_t0;  // CLOCK_MONOTONIC of the trace start

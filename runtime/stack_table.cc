@@ -25,6 +25,7 @@ struct Slot {
 
 Slot* g_slots = nullptr;
 uint64_t* g_arena = nullptr;
+uint64_t* g_by_id = nullptr;  // id -> offset << 16 | depth (0: unknown), for stack_frames
 std::atomic<uint64_t> g_arena_used{0};
 std::atomic<uint32_t> g_next_id{1};
 
@@ -50,7 +51,10 @@ uint32_t fill(Slot& s, const uint64_t* ips, uint32_t n) {
     id = g_next_id.fetch_add(1, std::memory_order_relaxed);
     if (id > kMaxStacks) id = 0;
   }
-  if (id != 0) memcpy(g_arena + off, ips, n * sizeof(uint64_t));
+  if (id != 0) {
+    memcpy(g_arena + off, ips, n * sizeof(uint64_t));
+    __atomic_store_n(&g_by_id[id], off << 16 | n, __ATOMIC_RELEASE);
+  }
   s.id = id;
   s.depth = id ? n : UINT32_MAX;  // an unusable slot never matches
   s.offset = off;
@@ -63,12 +67,22 @@ uint32_t fill(Slot& s, const uint64_t* ips, uint32_t n) {
 bool stack_table_init() {
   g_slots = static_cast<Slot*>(sys_map(kSlots * sizeof(Slot)));
   g_arena = static_cast<uint64_t*>(sys_map(kArenaFrames * sizeof(uint64_t)));
-  return g_slots && g_arena;
+  g_by_id = static_cast<uint64_t*>(sys_map((kMaxStacks + 1) * sizeof(uint64_t)));
+  return g_slots && g_arena && g_by_id;
+}
+
+uint32_t stack_frames(uint32_t id, const uint64_t** ips) {
+  if (!g_by_id || id == 0 || id > kMaxStacks) return 0;
+  uint64_t v = __atomic_load_n(&g_by_id[id], __ATOMIC_ACQUIRE);
+  *ips = g_arena + (v >> 16);
+  return static_cast<uint32_t>(v & 0xffff);
 }
 
 void stack_table_reset() {
   sys_unmap(g_slots, kSlots * sizeof(Slot));
   g_slots = static_cast<Slot*>(sys_map(kSlots * sizeof(Slot)));
+  sys_unmap(g_by_id, (kMaxStacks + 1) * sizeof(uint64_t));
+  g_by_id = static_cast<uint64_t*>(sys_map((kMaxStacks + 1) * sizeof(uint64_t)));
   g_arena_used.store(0);
   g_next_id.store(1);
 }

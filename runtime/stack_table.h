@@ -18,6 +18,9 @@ bool stack_table_init();
 // the table is full, or when `nested` is set and a slot is being filled by the code this
 // signal handler interrupted.
 uint32_t stack_intern(const uint64_t* ips, uint32_t n, bool nested, bool* is_new);
+// The frames of stack `id` (innermost first) in *ips; returns the depth, 0 when unknown.
+// Error reports only (run --check): a plain lookup, async-signal-safe.
+uint32_t stack_frames(uint32_t id, const uint64_t** ips);
 // Resets the table (a forked child that writes a new trace must describe stacks again).
 void stack_table_reset();
 

@@ -22,6 +22,9 @@ struct ThreadState {
   uint8_t no_ring;      // no ring could be obtained: events of this thread are counted lost
   uint8_t exited;       // its thread-exit destructor ran: a ring claimed after that (for the
                         // frees of thread teardown) carries no thread info
+  uint8_t in_check;     // run --check: inside a check-table lock (check_table.cc)
+  uint8_t in_pool;      // run --check: holding the guard pool's lock (guard_pool.cc)
+  uint32_t guard_left;  // run --check: eligible allocations until the next guarded one
 };
 static_assert(sizeof(ThreadState) <= 48, "keep the TLS block small");
 

@@ -38,6 +38,7 @@ pthread_t g_thread;
 std::atomic<bool> g_running{false};
 std::atomic<bool> g_stop{false};
 uint32_t g_wake_word = 0;
+std::atomic<uint32_t> g_flush_request{0}, g_flush_done{0};
 
 int g_fd = -1;
 uint32_t g_sequence = 0;
@@ -270,9 +271,11 @@ void* writer_main(void*) {
   while (!g_stop.load(std::memory_order_acquire)) {
     sys_futex_wait(&g_wake_word, 0, kRoundNs);
     __atomic_store_n(&g_wake_word, 0, __ATOMIC_RELEASE);
+    uint32_t request = g_flush_request.load(std::memory_order_acquire);
     pthread_mutex_lock(&g_lock);
-    round_locked(false);
+    round_locked(request != g_flush_done.load(std::memory_order_relaxed));
     pthread_mutex_unlock(&g_lock);
+    g_flush_done.store(request, std::memory_order_release);
   }
   return nullptr;
 }
@@ -292,7 +295,8 @@ void emit_process() {
   p = f::put_varint(p, g_config.sample_bytes);
   p = f::put_varint(p, g_config.stack_depth);
   p = f::put_varint(p, (g_config.follow_fork ? f::kFlagFollowFork : 0) |
-                           (g_config.no_stacks ? f::kFlagNoStacks : 0));
+                           (g_config.no_stacks ? f::kFlagNoStacks : 0) |
+                           (g_config.check ? f::kFlagCheck : 0));
   p = f::put_varint(p, e > 0 ? static_cast<uint64_t>(e) : 0);
   emit(head, static_cast<size_t>(p - head));
   if (e > 0) emit(reinterpret_cast<uint8_t*>(exe), static_cast<size_t>(e));
@@ -389,6 +393,23 @@ bool writer_make_room(int attempt) {
   round_locked(false);
   pthread_mutex_unlock(&g_lock);
   return true;
+}
+
+void writer_flush_sync() {
+  if (g_running.load(std::memory_order_acquire)) {
+    uint32_t want = g_flush_request.fetch_add(1, std::memory_order_acq_rel) + 1;
+    for (int i = 0; i < 2000; ++i) {
+      writer_wake();
+      if (static_cast<int32_t>(g_flush_done.load(std::memory_order_acquire) - want) >= 0) return;
+      struct timespec ts = {0, 1000000};
+      nanosleep(&ts, nullptr);
+    }
+    return;
+  }
+  if (g_fd < 0 || pthread_mutex_trylock(&g_lock) != 0) return;
+  GuardScope guard;
+  round_locked(true);
+  pthread_mutex_unlock(&g_lock);
 }
 
 void writer_note_modules() {

@@ -22,6 +22,10 @@ void writer_start();
 bool writer_make_room(int attempt);
 // Asks the writer thread to run a round soon.
 void writer_wake();
+// A program thread about to die (run --check found a fault): asks the writer for a round
+// and a chunk written now, and waits for it (at most 2 s). Async-signal-safe enough for a
+// SIGSEGV handler: no lock is taken when the writer thread runs.
+void writer_flush_sync();
 // Records the current module list now (dlopen/dlclose).
 void writer_note_modules();
 // Final round: drains every ring, exit snapshot, kEnd, closes the file. Idempotent.

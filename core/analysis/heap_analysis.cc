@@ -253,6 +253,10 @@ void HeapAnalysis::on_end(const TraceEnd& e) {
   s_.lost_events = e.lost_events;
 }
 
+void HeapAnalysis::on_check_error(const TraceCheckError& e) {
+  s_.errors.push_back(e);
+}
+
 void HeapAnalysis::on_exit(const TraceExit& e) {
   s_.exit = e;
   s_.have_exit = true;

@@ -83,6 +83,7 @@ struct HeapSummary {
   std::unordered_map<uint32_t, std::vector<uint64_t>> stacks;
   std::vector<TraceModule> modules;  // distinct (path, bias), in order of first appearance
   std::vector<LiveBlock> live_at_end;  // sorted by address (the leak scan's blocks)
+  std::vector<TraceCheckError> errors;  // run --check errors, in file order
 };
 
 class HeapAnalysis : public TraceVisitor {
@@ -98,6 +99,7 @@ class HeapAnalysis : public TraceVisitor {
   void on_end(const TraceEnd& e) override;
   void on_exit(const TraceExit& e) override;
   void on_round() override;
+  void on_check_error(const TraceCheckError& e) override;
 
   // Ends the analysis: what is still live is leaked. Call once.
   HeapSummary finish();

@@ -71,6 +71,8 @@ void set_preload_env(const PreloadOptions& o, const std::string& trace) {
   set_env("MEMCENSUS_NO_STACKS", o.no_stacks ? "1" : "0");
   set_env("MEMCENSUS_STACK_DEPTH", std::to_string(o.stack_depth));
   set_env("MEMCENSUS_SAMPLE", std::to_string(o.sample_bytes));
+  set_env("MEMCENSUS_CHECK", o.check ? "1" : "0");
+  set_env("MEMCENSUS_GUARD_RATE", std::to_string(o.guard_rate));
   const char* old = ::getenv("LD_PRELOAD");
   set_env("LD_PRELOAD", o.runtime + (old && *old ? ":" + std::string(old) : ""));
 }

@@ -19,6 +19,8 @@ struct PreloadOptions {
   bool no_stacks = false;
   uint32_t stack_depth = 64;
   uint64_t sample_bytes = 0;
+  bool check = false;       // run --check (runtime/check.h)
+  uint32_t guard_rate = 0;  // one in N allocations guarded (0: none); with check only
 };
 
 struct LaunchResult {

@@ -1,5 +1,6 @@
 // JSON of the full analysis: write_heap_json's members plus every report section.
 #include "report/analysis_report.h"
+#include "report/check_errors.h"
 #include "report/json_writer.h"
 
 namespace memcensus {
@@ -213,6 +214,7 @@ void write_analysis_json(const Analysis& a, Symbolizer& sym, const HeapReportOpt
   write_threads(w, a);
   write_histogram(w, a);
   write_timeline(w, a);
+  write_errors_json(w, a.heap, sym, o.max_frames);
   w.key("resident");
   w.begin_object();
   write_moment(w, "at_peak", a.details.at_rss_peak, a, names);

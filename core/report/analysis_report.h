@@ -113,10 +113,10 @@ FrameTree peak_tree(const Analysis& a, SiteNames& names, bool top_down);
 struct ReportSections {
   bool peak = false, leaks = false, temporary = false, copies = false, sites = false,
        threads = false, histogram = false, timeline = false, resident = false,
-       leak_kinds = false;
+       leak_kinds = false, errors = false;
   bool any() const {
     return peak || leaks || temporary || copies || sites || threads || histogram || timeline ||
-           resident || leak_kinds;
+           resident || leak_kinds || errors;
   }
 };
 

@@ -4,6 +4,8 @@
 #include <algorithm>
 
 #include "report/analysis_report.h"
+#include "format/trace_format.h"
+#include "report/check_errors.h"
 
 namespace memcensus {
 namespace {
@@ -190,14 +192,22 @@ void write_analysis_text(const Analysis& a, Symbolizer& sym, const ReportSection
   if (!sec.any()) {
     write_heap_summary(a.heap, a.stats, out);
     write_summary_extra(a, out);
+    if (!a.heap.errors.empty() || (a.heap.process.flags & format::kFlagCheck)) {
+      out += '\n';
+      write_errors_text(a.heap, sym, out);
+    }
     write_sites(a, names, std::min<size_t>(o.top_sites, 5), out);
     if (a.checks.scan)
       write_leak_kinds_text(leak_kinds_of(a, names, o), names, std::min<size_t>(o.top_sites, 5),
                             out);
     out +=
         "(sections: --peak --leaks --temporary --copies --sites --threads --histogram "
-        "--timeline --resident --leak-kinds; --json for everything)\n";
+        "--timeline --resident --errors --leak-kinds; --json for everything)\n";
     return;
+  }
+  if (sec.errors) {
+    out += '\n';
+    write_errors_text(a.heap, sym, out);
   }
   if (sec.peak) write_peak(a, names, out);
   if (sec.leaks) write_leaks(a, names, o.top_sites, out);

@@ -1,3 +1,4 @@
+#include "format/trace_format.h"
 #include "report/heap_report.h"
 #include "report/json_writer.h"
 
@@ -61,6 +62,7 @@ void write_process(JsonWriter& w, const HeapSummary& s) {
   w.field("duration_ns", s.duration_ns);
   w.field("threads", s.threads);
   w.field("sample_bytes", s.process.sample_bytes);
+  w.field("checked", (s.process.flags & format::kFlagCheck) != 0);  // run --check
 }
 
 void write_trace_info(JsonWriter& w, const HeapSummary& s, const TraceStats& st) {

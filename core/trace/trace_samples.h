@@ -32,6 +32,9 @@ class VisitorTee : public TraceVisitor {
   void on_end(const TraceEnd& e) override { a_.on_end(e), b_.on_end(e); }
   void on_exit(const TraceExit& e) override { a_.on_exit(e), b_.on_exit(e); }
   void on_round() override { a_.on_round(), b_.on_round(); }
+  void on_check_error(const TraceCheckError& e) override {
+    a_.on_check_error(e), b_.on_check_error(e);
+  }
 
  private:
   TraceVisitor& a_;

@@ -1,0 +1,336 @@
+#include "runtime/check.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "format/trace_format.h"
+#include "runtime/check_report.h"
+#include "runtime/check_table.h"
+#include "runtime/guard_pool.h"
+#include "runtime/libc_alloc.h"
+#include "runtime/recorder.h"
+#include "runtime/sys.h"
+
+namespace memcensus::rt {
+namespace f = memcensus::format;
+
+bool g_check_on = false;
+
+namespace {
+
+constexpr uint64_t kInteriorReach = 1u << 16;  // how far back an interior pointer is looked for
+
+__thread uint64_t t_guard_rng __attribute__((tls_model("initial-exec")));
+
+// Eligible allocations until the next guarded one: uniform in [1, 2N-1] (mean N), so that
+// a program allocating in a fixed pattern does not always guard the same call.
+uint32_t next_guard_gap() {
+  uint32_t n = g_config.guard_rate;
+  if (n <= 1) return 1;
+  if (t_guard_rng == 0)
+    t_guard_rng = (static_cast<uint64_t>(sys_gettid()) << 32) ^ monotonic_ns() ^ 1;
+  t_guard_rng ^= t_guard_rng << 13;
+  t_guard_rng ^= t_guard_rng >> 7;
+  t_guard_rng ^= t_guard_rng << 17;
+  return 1 + static_cast<uint32_t>(t_guard_rng % (2ull * n - 1));
+}
+
+// True when this allocation is the thread's turn to be guarded. A thread's first eligible
+// allocation only draws its first gap.
+inline bool guard_turn(size_t size) {
+  if (g_config.guard_rate == 0 || size == 0 || size > kGuardMaxSize) return false;
+  ThreadState& t = t_state;
+  if (t.guard_left > 1) {
+    --t.guard_left;
+    return false;
+  }
+  bool first = t.guard_left == 0;
+  t.guard_left = next_guard_gap();
+  return !first || g_config.guard_rate == 1;
+}
+
+// Records (when `rec`) and reports the problems found in a released guarded block.
+void report_padding(const GuardBlock& b, uint64_t bad, uint8_t op, const StartFrame& from) {
+  CheckErrorRecord e;
+  e.kind = bad >= b.block + b.size ? f::kHeapOverflow : f::kHeapUnderflow;
+  e.op = op;
+  e.address = bad;
+  e.block = b.block;
+  e.block_size = b.size;
+  e.alloc_kind = b.kind;
+  e.alloc_stack = b.alloc_stack;
+  e.free_stack = b.free_stack;
+  check_report(e, &from, nullptr);
+}
+
+void report_block(uint8_t kind, uint8_t op, const void* p, uint64_t block, const BlockInfo& b,
+                  uint32_t free_stack, const StartFrame& from) {
+  CheckErrorRecord e;
+  e.kind = kind;
+  e.op = op;
+  e.address = reinterpret_cast<uint64_t>(p);
+  e.block = block;
+  e.block_size = block ? b.size : 0;
+  e.alloc_kind = block ? b.kind : 0;
+  e.alloc_stack = block ? b.stack : 0;
+  e.free_stack = free_stack;
+  check_report(e, &from, nullptr);
+}
+
+BlockInfo info_of(const GuardBlock& g) {
+  BlockInfo b;
+  b.size = g.size;
+  b.kind = g.kind;
+  b.family = family_of(g.kind);
+  b.stack = g.alloc_stack;
+  return b;
+}
+
+// A release of a guarded block (free, delete, or the old block of a realloc). Returns false
+// when it must not go further (double or invalid free, reported when `rec`).
+bool release_guarded(uint8_t kind, void* p, bool rec, const StartFrame& from) {
+  GuardBlock g;
+  uint64_t bad = 0;
+  uint32_t free_stack = rec ? record_stack(from) : 0;
+  GuardRelease r = guard_release(p, free_stack, &g, &bad);
+  if (r == GuardRelease::kDoubleFree) {
+    if (rec) report_block(f::kDoubleFree, kind, p, g.block, info_of(g), g.free_stack, from);
+    return false;
+  }
+  if (r == GuardRelease::kInvalid) {
+    if (rec) report_block(f::kInvalidFree, kind, p, g.block, info_of(g), 0, from);
+    return false;
+  }
+  if (rec && family_of(g.kind) != family_of(kind))
+    report_block(f::kMismatchedFree, kind, p, g.block, info_of(g), 0, from);
+  if (rec && bad) report_padding(g, bad, kind, from);
+  return true;
+}
+
+// What to do with a pointer the table does not know: an interior pointer, or (when the table
+// is complete) one no allocator returned, is invalid. True: pass it on to glibc.
+bool unknown_pointer(uint8_t kind, void* p, bool rec, const StartFrame& from) {
+  uint64_t start = 0;
+  BlockInfo b;
+  if (table_find_container(p, kInteriorReach, &start, &b)) {
+    if (rec) report_block(f::kInvalidFree, kind, p, start, b, 0, from);
+    return false;
+  }
+  if (!table_complete()) return true;
+  if (rec) report_block(f::kInvalidFree, kind, p, 0, b, 0, from);
+  return false;
+}
+
+}  // namespace
+
+namespace {
+
+constexpr uint8_t family_of_slow(uint8_t kind) {
+  switch (kind) {
+    case f::kMalloc:
+    case f::kCalloc:
+    case f::kRealloc:
+    case f::kReallocArray:
+    case f::kPosixMemalign:
+    case f::kAlignedAlloc:
+    case f::kMemalign:
+    case f::kValloc:
+    case f::kPvalloc:
+    case f::kFree:
+      return kFamilyMalloc;
+    case f::kNew:
+    case f::kNewNothrow:
+    case f::kDelete:
+    case f::kDeleteSized:
+    case f::kDeleteNothrow:
+      return kFamilyNew;
+    case f::kNewArray:
+    case f::kNewArrayNothrow:
+    case f::kDeleteArray:
+    case f::kDeleteArraySized:
+    case f::kDeleteArrayNothrow:
+      return kFamilyNewArray;
+    case f::kNewAligned:
+    case f::kNewAlignedNothrow:
+    case f::kDeleteAligned:
+    case f::kDeleteSizedAligned:
+    case f::kDeleteAlignedNothrow:
+      return kFamilyNewAligned;
+    case f::kNewArrayAligned:
+    case f::kNewArrayAlignedNothrow:
+    case f::kDeleteArrayAligned:
+    case f::kDeleteArraySizedAligned:
+    case f::kDeleteArrayAlignedNothrow:
+      return kFamilyNewArrayAligned;
+    default:
+      return kFamilyNone;
+  }
+}
+
+static_assert(f::kEventKindEnd == 64);
+constexpr FamilyTable make_family_table() {
+  FamilyTable t{};
+  for (int k = 0; k < f::kEventKindEnd; ++k) t.of[k] = family_of_slow(static_cast<uint8_t>(k));
+  return t;
+}
+}  // namespace
+
+const FamilyTable g_families = make_family_table();
+
+bool check_init() {
+  if (!table_init()) return false;
+  if (g_config.guard_rate && (!guard_init() || !check_signals_init())) return false;
+  g_check_on = true;
+  return true;
+}
+
+void check_fork_child() {
+  table_fork_child();
+  guard_fork_child();
+}
+
+void* checked_alloc(uint8_t kind, size_t size, size_t align, bool zero, const StartFrame& from,
+                    void* (*real)(size_t, size_t, size_t), size_t a0, size_t a1) {
+  uint32_t phase = g_phase.load(std::memory_order_acquire);
+  if (phase == kOff) return real(a0, a1, align);
+  bool rec = phase == kActive && !t_state.guard;
+  // pvalloc rounds its size up to whole pages: never guarded. valloc: page-aligned.
+  if (rec && kind != f::kPvalloc && guard_turn(size)) {
+    size_t guard_align = kind == f::kValloc ? kGuardPage : align;
+    if (void* p = guard_alloc(size, guard_align, zero, kind)) {
+      uint32_t stack =
+          alloc_unsampled(size) ? record_stack(from) : record_alloc(kind, p, size, align, from);
+      guard_set_alloc_stack(p, stack);
+      return p;
+    }
+  }
+  void* p = real(a0, a1, align);
+  uint32_t stack = 0;  // record_alloc and table_insert keep errno
+  if (rec && !alloc_unsampled(size)) stack = record_alloc(kind, p, size, align, from);
+  if (p) {
+    BlockInfo b;
+    b.size = size;
+    b.kind = kind;
+    b.stack = stack;
+    table_insert(p, b);
+  }
+  return p;
+}
+
+void checked_free(uint8_t kind, void* p, size_t size, size_t align, const StartFrame& from) {
+  uint32_t phase = g_phase.load(std::memory_order_acquire);
+  bool rec = phase == kActive && !t_state.guard;
+  if (__builtin_expect(in_guard_pool(p), 0)) {
+    int saved = errno;
+    if (release_guarded(kind, p, rec, from) && rec) record_free(kind, p, size, align);
+    errno = saved;
+    return;
+  }
+  if (!p || phase == kOff) {
+    if (rec) record_free(kind, p, size, align);
+    __libc_free(p);
+    return;
+  }
+  // Only the error paths below touch errno (check_report keeps it); table_release does not.
+  BlockInfo b;
+  Lookup l = table_release(p, &b);
+  bool pass = true;
+  if (__builtin_expect(l == Lookup::kLive && b.family == family_of(kind), 1)) {
+    if (rec) record_free(kind, p, size, align);
+    __libc_free(p);
+    return;
+  }
+  int saved = errno;
+  if (l == Lookup::kLive) {
+    if (rec) report_block(f::kMismatchedFree, kind, p, reinterpret_cast<uint64_t>(p), b, 0, from);
+  } else if (l == Lookup::kReleased) {
+    if (rec) report_block(f::kDoubleFree, kind, p, reinterpret_cast<uint64_t>(p), b, 0, from);
+    pass = false;
+  } else if (l == Lookup::kAbsent) {
+    pass = unknown_pointer(kind, p, rec, from);
+  }
+  if (!pass) {
+    errno = saved;
+    return;
+  }
+  if (rec) record_free(kind, p, size, align);
+  errno = saved;
+  __libc_free(p);
+}
+
+void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& from) {
+  uint32_t phase = g_phase.load(std::memory_order_acquire);
+  if (phase == kOff && !in_guard_pool(old)) return __libc_realloc(old, size);
+  bool rec = phase == kActive && !t_state.guard;
+  int saved = errno;
+  BlockInfo b;
+  Lookup l = Lookup::kAbsent;
+  if (in_guard_pool(old)) {
+    GuardBlock g;
+    bool known = guard_lookup(old, &g);
+    if (known && !g.freed && size != 0) {
+      // A guarded block moves to an ordinary one: the new block, a copy, then the release.
+      uint64_t before = rt_now();
+      void* p = __libc_malloc(size);
+      if (!p) return nullptr;  // errno ENOMEM from malloc; the old block stays
+      memcpy(p, old, g.size < size ? g.size : size);
+      saved = errno;
+      bool released = release_guarded(kind, old, rec, from);
+      uint32_t stack =
+          rec ? record_realloc(kind, released ? old : nullptr, p, size, before, from) : 0;
+      b.size = size;
+      b.kind = kind;
+      b.stack = stack;
+      table_insert(p, b);
+      errno = saved;
+      return p;
+    }
+    uint64_t before = rt_now();
+    if (release_guarded(kind, old, rec, from) && rec)
+      record_realloc(kind, old, nullptr, 0, before, from);
+    errno = saved;
+    return nullptr;  // realloc(p, 0) frees p; a double or invalid one is skipped
+  }
+  if (old && phase != kOff) {
+    l = table_release(old, &b);
+    bool pass = true;
+    if (l == Lookup::kLive && b.family != kFamilyMalloc) {
+      if (rec)
+        report_block(f::kMismatchedFree, kind, old, reinterpret_cast<uint64_t>(old), b, 0, from);
+    } else if (l == Lookup::kReleased) {
+      if (rec) report_block(f::kDoubleFree, kind, old, reinterpret_cast<uint64_t>(old), b, 0, from);
+      pass = false;
+    } else if (l == Lookup::kAbsent) {
+      pass = unknown_pointer(kind, old, rec, from);
+    }
+    if (!pass) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+  }
+  uint64_t before = rec ? rt_now() : 0;
+  void* p = __libc_realloc(old, size);
+  saved = errno;
+  uint32_t stack = rec ? record_realloc(kind, old, p, size, before, from) : 0;
+  if (p) {
+    BlockInfo nb;
+    nb.size = size;
+    nb.kind = kind;
+    nb.stack = stack;
+    table_insert(p, nb);
+  } else if (l == Lookup::kLive && size != 0) {
+    table_restore(old, b);
+  }
+  errno = saved;
+  return p;
+}
+
+size_t checked_usable_size(void* p, size_t (*real)(void*)) {
+  if (in_guard_pool(p)) {
+    GuardBlock g;
+    return guard_lookup(p, &g) && !g.freed ? g.size : 0;
+  }
+  return real ? real(p) : 0;
+}
+
+}  // namespace memcensus::rt

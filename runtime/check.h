@@ -1,0 +1,94 @@
+// run --check: the runtime's safety checks, used by the allocation hooks.
+//
+// What is checked, and how (design, costs measured in bench/README.md "## run --check"):
+//  * Every block the program allocates while check mode is on is entered in the live-block
+//    table (check_table.h: address -> family, size, allocation stack), whether or not its
+//    event is recorded (--sample, the runtime's own guarded work): the table must know every
+//    block glibc handed out, or a later free would look invalid. Blocks allocated before the
+//    runtime started (by ld.so) are not in it; glibc never passes them to free().
+//  * Every free, delete and realloc looks its pointer up first:
+//      live, same family       -> released normally;
+//      live, other family      -> mismatched-free reported, then released correctly;
+//      released (the table keeps released entries until their slot is reused)
+//                              -> double-free, the pointer is NOT passed to glibc;
+//      inside a live block     -> invalid-free, not passed to glibc;
+//      unknown                 -> invalid-free when the table is known complete (nothing
+//                                 was ever left untracked), else passed to glibc unchecked.
+//  * One in N allocations of at most kGuardMaxSize bytes (N = --guard-rate, drawn per
+//    thread with mean N) is placed in the guard pool (guard_pool.h) against an inaccessible
+//    page; faults there become heap-overflow / heap-underflow / use-after-free.
+// Every error goes to stderr at once (raw frames) and into the trace (format::kCheckError).
+//
+// Cost, measured on bench_storm (bench/README.md "## run --check"): ~20 ns per malloc/free
+// pair for the table (two shard locks and probes), ~10 us per guarded block (system calls,
+// a page fault, a TLB shootdown), so ~2 ns per allocation at the default rate of 1 in 5000;
+// run --check takes 1.0-1.6x the CPU time of plain run on the bench workloads.
+//
+// Families: malloc (malloc, calloc, realloc, reallocarray, memalign, posix_memalign,
+// aligned_alloc, valloc, pvalloc / free, realloc), new / delete, new[] / delete[], aligned
+// new / aligned delete, aligned new[] / aligned delete[]; nothrow and sized forms belong to
+// the family of their plain form.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/fast_unwind.h"
+#include "runtime/runtime.h"
+#include "runtime/thread_state.h"
+
+namespace memcensus::rt {
+
+enum CheckFamily : uint8_t {
+  kFamilyNone = 0,
+  kFamilyMalloc = 1,
+  kFamilyNew = 2,
+  kFamilyNewArray = 3,
+  kFamilyNewAligned = 4,
+  kFamilyNewArrayAligned = 5,
+};
+// The family of each EventKind (kFamilyNone for mmap and the rest), tabulated at compile
+// time in check.cc.
+struct FamilyTable {
+  uint8_t of[64];
+};
+extern const FamilyTable g_families;
+inline uint8_t family_of(uint8_t kind) {
+  return g_families.of[kind & 63];
+}
+
+// True once check mode is set up (set by rt_initialise before the runtime turns active,
+// never cleared while blocks may be in the pool). Hooks branch on it first.
+extern bool g_check_on;
+
+// Starts check mode (setup, after read_config): the table, the pool, the SIGSEGV handler.
+bool check_init();
+// In a forked child: every lock is free again (their holders did not follow).
+void check_fork_child();
+
+// Hooks call this before anything else: initialises the runtime on first use (as
+// rt_active() does), then tells whether check mode is on.
+inline bool check_mode() {
+  if (__builtin_expect(g_phase.load(std::memory_order_acquire) == kUninit, 0) && !t_state.guard)
+    rt_initialise();
+  return __builtin_expect(g_check_on, 0);
+}
+
+// An allocation in check mode: `real` performs the allocator call (returns the block or
+// null, setting errno as the real call does). Records the event as the plain hook would,
+// enters the block in the table, or places it in the guard pool when its turn comes.
+// `zero`: calloc (a guarded block is zeroed). Returns the block.
+void* checked_alloc(uint8_t kind, size_t size, size_t align, bool zero, const StartFrame& from,
+                    void* (*real)(size_t, size_t, size_t), size_t a0, size_t a1);
+
+// A release in check mode (free and every operator delete): checks, records and releases.
+void checked_free(uint8_t kind, void* p, size_t size, size_t align, const StartFrame& from);
+
+// realloc / reallocarray in check mode (`size` already multiplied; overflow handled by the
+// hook).
+void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& from);
+
+// malloc_usable_size in check mode: the requested size for a guarded block, else glibc's.
+size_t checked_usable_size(void* p, size_t (*real)(void*));
+
+}  // namespace memcensus::rt

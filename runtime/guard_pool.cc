@@ -1,0 +1,241 @@
+#include "runtime/guard_pool.h"
+
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "runtime/sys.h"
+#include "runtime/thread_state.h"
+
+namespace memcensus::rt {
+
+uint64_t g_pool_lo = 0, g_pool_size = 0;
+
+namespace {
+
+constexpr uint64_t kStride = kGuardMaxSize + kGuardPage;  // guard page + slot
+// Bytes before a block that carry the pattern (and are checked on release): underflows are
+// off-by-a-few writes; filling and checking the whole page head cost more than the rest.
+constexpr uint64_t kHeadPad = 256;
+enum SlotState : uint8_t { kUnused = 0, kLive = 1, kFreed = 2, kBusy = 3 };
+
+struct SlotMeta {
+  std::atomic<uint8_t> state;
+  uint8_t kind;
+  uint32_t alloc_stack;
+  uint32_t free_stack;
+  uint64_t block;
+  uint64_t size;
+};
+
+SlotMeta* g_meta = nullptr;
+uint32_t* g_fifo = nullptr;  // free slots, oldest release first
+uint64_t g_fifo_head = 0, g_fifo_tail = 0;
+std::atomic<uint32_t> g_lock{0};
+
+class PoolLock {
+ public:
+  PoolLock() {
+    if (t_state.in_pool) return;  // a signal handler nested in the holder: give up
+    for (int spins = 0;; ++spins) {
+      uint32_t expected = 0;
+      if (g_lock.compare_exchange_weak(expected, 1, std::memory_order_acquire)) break;
+      if (spins > 100) sched_yield();
+    }
+    t_state.in_pool = 1;
+    taken_ = true;
+  }
+  ~PoolLock() {
+    if (!taken_) return;
+    g_lock.store(0, std::memory_order_release);
+    t_state.in_pool = 0;
+  }
+  PoolLock(const PoolLock&) = delete;
+  PoolLock& operator=(const PoolLock&) = delete;
+  bool taken() const { return taken_; }
+
+ private:
+  bool taken_ = false;
+};
+
+uint64_t slot_start(uint32_t i) {
+  return g_pool_lo + i * kStride + kGuardPage;
+}
+
+int protect(uint64_t a, uint64_t len, int prot) {
+  return static_cast<int>(syscall(SYS_mprotect, a, len, prot));
+}
+
+// The padding pattern: one fixed byte, so that whether a write is caught does not depend on
+// where the block landed (an address-derived pattern equals any given byte 1 time in 256).
+// Not 0: a string's terminator written one past the end is the commonest overflow.
+uint8_t pattern(uint64_t) {
+  return 0xa5;
+}
+
+void fill(uint64_t from, uint64_t to) {
+  for (uint64_t a = from; a < to; ++a) *reinterpret_cast<uint8_t*>(a) = pattern(a);
+}
+
+uint64_t first_changed(uint64_t from, uint64_t to) {
+  for (uint64_t a = from; a < to; ++a)
+    if (*reinterpret_cast<const uint8_t*>(a) != pattern(a)) return a;
+  return 0;
+}
+
+void describe(const SlotMeta& m, GuardBlock* b) {
+  b->block = m.block;
+  b->size = m.size;
+  b->kind = m.kind;
+  b->alloc_stack = m.alloc_stack;
+  b->free_stack = m.free_stack;
+  b->freed = m.state.load(std::memory_order_acquire) == kFreed;
+}
+
+// The slot index of an address inside the slots' pages; -1 for a guard page.
+int64_t slot_of(uint64_t a) {
+  uint64_t rel = a - g_pool_lo;
+  if (rel % kStride < kGuardPage) return -1;
+  uint64_t i = rel / kStride;
+  return i < kGuardSlots ? static_cast<int64_t>(i) : -1;
+}
+
+}  // namespace
+
+bool guard_init() {
+  g_pool_size = kGuardSlots * kStride + kGuardPage;
+  long r = syscall(SYS_mmap, nullptr, g_pool_size, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (r < 0 && r > -4096) return false;
+  g_meta = static_cast<SlotMeta*>(sys_map(kGuardSlots * sizeof(SlotMeta)));
+  g_fifo = static_cast<uint32_t*>(sys_map(kGuardSlots * sizeof(uint32_t)));
+  if (!g_meta || !g_fifo) return false;
+  for (uint32_t i = 0; i < kGuardSlots; ++i) g_fifo[i] = i;
+  g_fifo_head = 0;
+  g_fifo_tail = kGuardSlots;
+  g_pool_lo = static_cast<uint64_t>(r);  // last: in_guard_pool() is false until here
+  return true;
+}
+
+void* guard_alloc(size_t size, size_t align, bool zero, uint8_t kind) {
+  if (!g_pool_lo || size == 0 || size > kGuardMaxSize) return nullptr;
+  if (align < 16) align = 16;
+  if (align > kGuardMaxSize || (align & (align - 1))) return nullptr;
+  uint32_t i;
+  {
+    PoolLock lock;
+    if (!lock.taken() || g_fifo_head == g_fifo_tail) return nullptr;
+    i = g_fifo[g_fifo_head++ % kGuardSlots];
+    g_meta[i].state.store(kBusy, std::memory_order_relaxed);
+  }
+  uint64_t lo = slot_start(i), end = lo + kGuardMaxSize;
+  uint64_t block = (end - size) & ~(static_cast<uint64_t>(align) - 1);
+  uint64_t first_page = block & ~(kGuardPage - 1);
+  if (block < lo || protect(first_page, end - first_page, PROT_READ | PROT_WRITE) != 0) {
+    PoolLock lock;  // give the slot back at the front of the order it had
+    g_meta[i].state.store(kUnused, std::memory_order_relaxed);
+    g_fifo[g_fifo_tail++ % kGuardSlots] = i;
+    return nullptr;
+  }
+  fill(block - kHeadPad > first_page ? block - kHeadPad : first_page, block);
+  fill(block + size, end);
+  if (zero) memset(reinterpret_cast<void*>(block), 0, size);
+  SlotMeta& m = g_meta[i];
+  m.kind = kind;
+  m.alloc_stack = 0;
+  m.free_stack = 0;
+  m.block = block;
+  m.size = size;
+  m.state.store(kLive, std::memory_order_release);
+  return reinterpret_cast<void*>(block);
+}
+
+void guard_set_alloc_stack(const void* p, uint32_t stack) {
+  int64_t i = slot_of(reinterpret_cast<uint64_t>(p));
+  if (i >= 0) g_meta[i].alloc_stack = stack;
+}
+
+bool guard_lookup(const void* ptr, GuardBlock* b) {
+  uint64_t p = reinterpret_cast<uint64_t>(ptr);
+  int64_t i = slot_of(p);
+  if (i < 0) return false;
+  const SlotMeta& m = g_meta[i];
+  uint8_t st = m.state.load(std::memory_order_acquire);
+  if ((st != kLive && st != kFreed) || m.block != p) return false;
+  describe(m, b);
+  return true;
+}
+
+GuardRelease guard_release(const void* ptr, uint32_t free_stack, GuardBlock* b, uint64_t* bad) {
+  uint64_t p = reinterpret_cast<uint64_t>(ptr);
+  *bad = 0;
+  int64_t idx = slot_of(p);
+  if (idx < 0) return GuardRelease::kInvalid;
+  SlotMeta& m = g_meta[idx];
+  uint8_t st = m.state.load(std::memory_order_acquire);
+  if (st == kLive || st == kFreed) describe(m, b);
+  if (st == kFreed && m.block == p) return GuardRelease::kDoubleFree;
+  if (st != kLive || m.block != p) return GuardRelease::kInvalid;
+  uint8_t expected = kLive;
+  if (!m.state.compare_exchange_strong(expected, kBusy, std::memory_order_acq_rel))
+    return expected == kFreed ? GuardRelease::kDoubleFree : GuardRelease::kInvalid;
+  uint64_t lo = slot_start(static_cast<uint32_t>(idx)), end = lo + kGuardMaxSize;
+  uint64_t first_page = p & ~(kGuardPage - 1);
+  *bad = first_changed(p - kHeadPad > first_page ? p - kHeadPad : first_page, p);
+  if (!*bad) *bad = first_changed(p + m.size, end);
+  m.free_stack = free_stack;
+  b->free_stack = free_stack;
+  // Inaccessible and emptied in one call (one TLB shootdown instead of mprotect + madvise):
+  // a fresh PROT_NONE mapping over the slot's pages.
+  syscall(SYS_mmap, first_page, end - first_page, PROT_NONE,
+          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  m.state.store(kFreed, std::memory_order_release);
+  PoolLock lock;
+  // A nested release that cannot take the lock leaks the slot (it stays quarantined).
+  if (lock.taken()) g_fifo[g_fifo_tail++ % kGuardSlots] = static_cast<uint32_t>(idx);
+  return GuardRelease::kReleased;
+}
+
+GuardFault guard_classify(uint64_t addr, GuardBlock* b) {
+  if (!in_guard_pool(reinterpret_cast<void*>(addr))) return GuardFault::kNone;
+  int64_t i = slot_of(addr);
+  if (i >= 0) {
+    const SlotMeta& m = g_meta[i];
+    uint8_t st = m.state.load(std::memory_order_acquire);
+    if (st == kFreed) {
+      describe(m, b);
+      return GuardFault::kUseAfterFree;
+    }
+    if (st != kLive) return GuardFault::kNone;
+    describe(m, b);
+    return addr < m.block ? GuardFault::kUnderflow : GuardFault::kOverflow;
+  }
+  // A guard page: the block ending before it or the one starting after it, whichever is
+  // live and nearer.
+  uint64_t page = (addr - g_pool_lo) / kStride;
+  const SlotMeta* left = page > 0 ? &g_meta[page - 1] : nullptr;
+  const SlotMeta* right = page < kGuardSlots ? &g_meta[page] : nullptr;
+  auto usable = [](const SlotMeta* m) {
+    if (!m) return 0;
+    uint8_t st = m->state.load(std::memory_order_acquire);
+    return st == kLive ? 2 : st == kFreed ? 1 : 0;
+  };
+  int lu = usable(left), ru = usable(right);
+  if (!lu && !ru) return GuardFault::kNone;
+  uint64_t ld = lu ? addr - (left->block + left->size) : ~0ull;
+  uint64_t rd = ru ? right->block - addr : ~0ull;
+  bool take_left = lu > ru || (lu == ru && ld <= rd);
+  describe(take_left ? *left : *right, b);
+  return take_left ? GuardFault::kOverflow : GuardFault::kUnderflow;
+}
+
+void guard_fork_child() {
+  g_lock.store(0, std::memory_order_relaxed);
+  t_state.in_pool = 0;
+}
+
+}  // namespace memcensus::rt

@@ -1,0 +1,268 @@
+// run --check: each fixture makes one memory error of a known kind; the trace's errors (via
+// report --json) name the kind, the address the fixture printed, and frames of the right
+// functions; the program's exit status and stdout stay what they would be. Programs without
+// errors (python3, g++, git, the other fixtures) report none.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "run_test_util.h"
+
+namespace {
+
+using nlohmann::json;
+
+struct Case {
+  std::string mode;
+  bool guarded;  // needs --guard-rate 1
+  std::string kind;
+  int status;                // of `memcensus run` (the program's)
+  std::string where;         // a function in "frames"
+  std::string allocated_in;  // a function in "alloc_frames" ("" : null expected)
+  std::string freed_in;      // a function in "free_frames" ("" : null expected)
+};
+
+std::string printed_address(const std::string& out) {
+  std::smatch m;
+  if (!std::regex_search(out, m, std::regex("address (0x[0-9a-f]+)"))) return "";
+  return m[1];
+}
+
+// Stdout with addresses masked (they differ from run to run).
+std::string masked(const std::string& out) {
+  return std::regex_replace(out, std::regex("0x[0-9a-f]+"), "ADDR");
+}
+
+bool names(const json& frames, const std::string& fn) {
+  if (!frames.is_array()) return false;
+  for (const json& f : frames)
+    if (f["function"].get<std::string>().find(fn) != std::string::npos) return true;
+  return false;
+}
+
+std::string hex(uint64_t v) {
+  std::ostringstream s;
+  s << "0x" << std::hex << v;
+  return s.str();
+}
+
+void expect_case(const std::string& program, const Case& c) {
+  SCOPED_TRACE(program + " " + c.mode);
+  std::vector<std::string> opts = {"--check"};
+  if (c.guarded) opts.insert(opts.end(), {"--guard-rate", "1"});
+  mctest::Traced t = mctest::traced({program, c.mode}, opts);
+  EXPECT_EQ(t.status, c.status);
+  ASSERT_FALSE(t.report.is_null());
+  const json& errors = t.report["errors"];
+  ASSERT_EQ(errors.size(), 1u) << errors.dump(1);
+  const json& e = errors[0];
+  EXPECT_EQ(e["kind"], c.kind);
+  EXPECT_EQ(hex(e["address"].get<uint64_t>()), printed_address(t.out)) << t.out;
+  EXPECT_TRUE(names(e["frames"], c.where)) << e["frames"].dump(1);
+  if (c.allocated_in.empty())
+    EXPECT_TRUE(e["alloc_frames"].is_null());
+  else
+    EXPECT_TRUE(names(e["alloc_frames"], c.allocated_in)) << e["alloc_frames"].dump(1);
+  if (c.freed_in.empty())
+    EXPECT_TRUE(e["free_frames"].is_null());
+  else
+    EXPECT_TRUE(names(e["free_frames"], c.freed_in)) << e["free_frames"].dump(1);
+  if (c.status == 0) {
+    EXPECT_NE(t.out.find("done"), std::string::npos);
+  } else {
+    EXPECT_EQ(t.out.find("done"), std::string::npos);
+  }
+}
+
+TEST(Check, CErrors) {
+  std::string fx = mctest::fixture("check_c");
+  const std::vector<Case> cases = {
+      {"double-free", false, "double-free", 0, "double_free_case", "allocate_block", ""},
+      {"interior-free", false, "invalid-free", 0, "interior_free_case", "allocate_block", ""},
+      {"static-free", false, "invalid-free", 0, "static_free_case", "", ""},
+      {"realloc-freed", false, "double-free", 0, "realloc_freed_case", "allocate_block", ""},
+      {"off-by-one", true, "heap-overflow", 0, "release_block", "allocate_block",
+       "off_by_one_case"},
+      {"underflow-write", true, "heap-underflow", 0, "release_block", "allocate_block",
+       "underflow_write_case"},
+      {"overflow-read", true, "heap-overflow", 139, "overflow_read_case", "allocate_block", ""},
+      {"underflow-read", true, "heap-underflow", 139, "underflow_read_case", "allocate_block", ""},
+      {"use-after-free", true, "use-after-free", 139, "use_after_free_case", "allocate_block",
+       "release_block"},
+  };
+  for (const Case& c : cases) expect_case(fx, c);
+}
+
+TEST(Check, CxxErrors) {
+  std::string fx = mctest::fixture("check_cxx");
+  const std::vector<Case> cases = {
+      {"new-free", false, "mismatched-free", 0, "new_then_free", "new_then_free", ""},
+      {"malloc-delete", false, "mismatched-free", 0, "malloc_then_delete", "malloc_then_delete",
+       ""},
+      {"array-delete", false, "mismatched-free", 0, "array_then_delete", "array_then_delete", ""},
+      {"new-delete-array", false, "mismatched-free", 0, "single_then_delete_array",
+       "single_then_delete_array", ""},
+      {"aligned-delete", false, "mismatched-free", 0, "aligned_then_plain_delete",
+       "aligned_then_plain_delete", ""},
+      {"double-delete", false, "double-free", 0, "double_delete", "double_delete", ""},
+      {"double-delete-array", false, "double-free", 0, "double_delete_array", "double_delete_array",
+       ""},
+      {"array-overflow", true, "heap-overflow", 139, "array_overflow", "array_overflow", ""},
+      {"use-after-delete", true, "use-after-free", 139, "use_after_delete", "use_after_delete",
+       "use_after_delete"},
+  };
+  for (const Case& c : cases) expect_case(fx, c);
+}
+
+TEST(Check, RustErrors) {
+  std::string fx = MC_RUST_CHECK_FIXTURE;
+  if (fx.empty()) GTEST_SKIP() << "no rustc";
+  const std::vector<Case> cases = {
+      {"double-free", true, "double-free", 0, "rust_double_free", "rust_double_free",
+       "rust_double_free"},
+      {"interior-free", false, "invalid-free", 0, "rust_interior_free", "rust_interior_free", ""},
+      {"off-by-one", true, "heap-overflow", 0, "main", "rust_off_by_one", "main"},
+      {"use-after-free", true, "use-after-free", 139, "rust_use_after_free", "rust_use_after_free",
+       "rust_use_after_free"},
+  };
+  for (const Case& c : cases) expect_case(fx, c);
+}
+
+// Errors the program survives: its stdout is that of a native run (addresses aside).
+TEST(Check, StdoutAsNative) {
+  for (const char* mode : {"new-free", "malloc-delete", "array-delete", "aligned-delete"}) {
+    SCOPED_TRACE(mode);
+    mctest::Result plain = mctest::run({mctest::fixture("check_cxx"), mode});
+    mctest::Traced t = mctest::traced({mctest::fixture("check_cxx"), mode}, {"--check"});
+    EXPECT_EQ(t.status, plain.status);
+    EXPECT_EQ(masked(t.out), masked(plain.out));
+  }
+  mctest::Result plain = mctest::run({mctest::fixture("check_c"), "off-by-one"});
+  mctest::Traced t =
+      mctest::traced({mctest::fixture("check_c"), "off-by-one"}, {"--check", "--guard-rate", "1"});
+  EXPECT_EQ(t.status, plain.status);
+  EXPECT_EQ(masked(t.out), masked(plain.out));
+}
+
+// The message on stderr as the error happens, then the symbolized account at the end.
+TEST(Check, StderrMessages) {
+  std::string dir = mctest::scratch_dir();
+  mctest::Result r =
+      mctest::run({"sh", "-c",
+                   mctest::memcensus() + " run --check -o " + dir + "/t -- " +
+                       mctest::fixture("check_c") + " double-free 2> " + dir + "/err"});
+  EXPECT_EQ(r.status, 0);
+  std::ifstream in(dir + "/err");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string err = ss.str();
+  std::string address = printed_address(r.out);
+  EXPECT_TRUE(std::regex_search(
+      err, std::regex("==[0-9]+== memcensus: ERROR: double-free on address " + address)))
+      << err;
+  EXPECT_TRUE(std::regex_search(err, std::regex("    #0 0x[0-9a-f]+ \\(.*check_c\\+0x"))) << err;
+  EXPECT_NE(err.find("== errors found by --check: 1"), std::string::npos) << err;
+  EXPECT_NE(err.find("double_free_case at "), std::string::npos) << err;
+  mctest::Result text = mctest::run({mctest::memcensus(), "report", "--errors", dir + "/t"});
+  EXPECT_NE(text.out.find("#1 double-free on address " + address), std::string::npos) << text.out;
+}
+
+// --sample records few allocations, but every block is still tracked: no false invalid
+// free, and errors are found whether or not the block's allocation was sampled.
+TEST(Check, WithSampling) {
+  std::string dir = mctest::scratch_dir();
+  mctest::Traced clean = mctest::traced({mctest::fixture("count_c"), dir + "/c.json", "300"},
+                                        {"--check", "--guard-rate", "10", "--sample", "65536"});
+  EXPECT_EQ(clean.status, 0);
+  ASSERT_FALSE(clean.report.is_null());
+  EXPECT_EQ(clean.report["errors"].size(), 0u) << clean.report["errors"].dump(1);
+  mctest::Traced t = mctest::traced({mctest::fixture("check_c"), "double-free"},
+                                    {"--check", "--sample", "1000000"});
+  ASSERT_FALSE(t.report.is_null());
+  ASSERT_EQ(t.report["errors"].size(), 1u);
+  EXPECT_EQ(t.report["errors"][0]["kind"], "double-free");
+  EXPECT_TRUE(names(t.report["errors"][0]["frames"], "double_free_case"));
+}
+
+TEST(Check, BadUsage) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--check", "--guard-rate", "0"},
+        std::vector<std::string>{"--guard-rate", "5"}}) {
+    std::vector<std::string> cmd = {mctest::memcensus(), "run"};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    cmd.insert(cmd.end(), {"--", "true"});
+    EXPECT_EQ(mctest::run(cmd).status, 2);
+  }
+}
+
+// No false positives, at every guard rate: same stdout, same status, no error.
+// `same_stdout` false: the program prints what depends on block addresses (whether a
+// realloc moved), which guarded blocks change.
+void expect_clean(const std::vector<std::string>& argv, bool same_stdout = true) {
+  mctest::Result plain = mctest::run(argv);
+  for (const char* rate : {"1", "1000"}) {
+    SCOPED_TRACE(argv[0] + std::string(" --guard-rate ") + rate);
+    mctest::Traced t = mctest::traced(argv, {"--check", "--guard-rate", rate});
+    EXPECT_EQ(t.status, plain.status);
+    if (same_stdout) {
+      EXPECT_EQ(t.out, plain.out);
+    }
+    ASSERT_FALSE(t.report.is_null());
+    EXPECT_EQ(t.report["errors"].size(), 0u) << t.report["errors"].dump(1);
+    EXPECT_TRUE(t.report["checked"].get<bool>());
+  }
+}
+
+TEST(Check, NoFalsePositivesInFixtures) {
+  std::string dir = mctest::scratch_dir();
+  expect_clean({mctest::fixture("behaviour")});
+  expect_clean({mctest::fixture("count_c"), dir + "/c.json", "200"});
+  expect_clean({mctest::fixture("count_cxx"), dir + "/cxx.json", "200"});
+  expect_clean({mctest::fixture("threads"), dir + "/t.json", "4", "5000"});
+  expect_clean({mctest::fixture("handoff"), dir + "/h.json", "2000"});
+  expect_clean({mctest::fixture("signal"), dir + "/s.json", "300"});
+  expect_clean({mctest::fixture("stacks")});
+  expect_clean({mctest::fixture("fork"), "fork", "-"});
+  expect_clean({mctest::fixture("analysis_fx")}, false);
+  expect_clean({mctest::fixture("dlopen"), mctest::fixture("libdlalloc.so"), "50"});
+  if (std::string rust = MC_RUST_FIXTURE; !rust.empty())
+    expect_clean({rust, dir + "/r.json", "50"});
+}
+
+// die's "crash" writes through a pointer it has just freed, then through null: natively
+// the null write kills it. Guarded (rate 1), the first write is caught as a use after free;
+// either way it dies of SIGSEGV, its own handler-less crash unchanged.
+TEST(Check, ProgramsOwnCrash) {
+  mctest::Result plain = mctest::run({mctest::fixture("die"), "crash", "50"});
+  ASSERT_EQ(plain.status, 139);
+  mctest::Traced t = mctest::traced({mctest::fixture("die"), "crash", "50"}, {"--check"});
+  EXPECT_EQ(t.status, 139);
+  ASSERT_FALSE(t.report.is_null());
+  for (const json& e : t.report["errors"]) EXPECT_EQ(e["kind"], "use-after-free");
+  t = mctest::traced({mctest::fixture("die"), "crash", "50"}, {"--check", "--guard-rate", "1"});
+  EXPECT_EQ(t.status, 139);
+  ASSERT_FALSE(t.report.is_null());
+  ASSERT_EQ(t.report["errors"].size(), 1u);
+  EXPECT_EQ(t.report["errors"][0]["kind"], "use-after-free");
+  EXPECT_TRUE(names(t.report["errors"][0]["frames"], "main"));
+}
+
+TEST(Check, NoFalsePositivesInRealPrograms) {
+  if (mctest::run({"sh", "-c", "command -v python3 && command -v git && command -v g++"}).status)
+    GTEST_SKIP() << "needs python3, git and g++";
+  expect_clean({"python3", "-c",
+                "import json, re, collections\n"
+                "d = collections.Counter(str(i % 7) for i in range(20000))\n"
+                "print(json.dumps(sorted(d.items())), re.sub('a+', 'b', 'caaat'))\n"});
+  std::string dir = mctest::scratch_dir();
+  mctest::run({"sh", "-c",
+               "printf '#include <map>\\n#include <string>\\nint main(){std::map<std::string,"
+               "int> m; m[\"a\"]=1; return m.size();}' > " +
+                   dir + "/x.cc"});
+  expect_clean({"g++", "-O1", "-c", dir + "/x.cc", "-o", dir + "/x.o"});
+  expect_clean({"git", "-C", MC_SOURCE_DIR, "log", "--oneline", "-5"});
+}
+
+}  // namespace
