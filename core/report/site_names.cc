@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "analysis/heap_analyses.h"
 #include "layout/classify_layout.h"
 #include "report/analysis_report.h"
 #include "report/json_writer.h"
@@ -105,13 +106,16 @@ Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>&
       if (*cb) (*cb)(events);
     }
     void on_event(const TraceEvent&) override { ++events; }
+    void on_events(std::span<const TraceEvent> e) override { events += e.size(); }
   } p;
   p.cb = &progress;
   HeapAnalysis heap;
   HeapDetails details;
   if (capture_ns) details.capture_sites_at(*capture_ns);
-  TraceTee tee({&heap, &details, &p});
+  HeapAnalyses both(heap, details);
+  TraceTee tee({&both, &p});
   reader.read(tee);
+  both.finish_events();
   Analysis a;
   a.heap = heap.finish();
   a.details = details.finish();

@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "format/trace_format.h"
+#include "trace/event_shapes.h"
 #include "util/error.h"
 
 namespace memcensus {
@@ -20,7 +21,29 @@ struct RecordDecoder::Cursor {
     throw Error(*name + ": malformed trace: " + std::string(what) + " (chunk " +
                 std::to_string(chunk) + ", offset " + std::to_string(record_start) + ")");
   }
+  // Fast path when ten bytes remain (no bounds check per byte); else the checked loop.
   uint64_t varint() {
+    if (data.size() - pos >= f::kMaxVarint) {
+      const uint8_t* p = data.data() + pos;
+      uint64_t b = p[0];
+      if (b < 0x80) {
+        pos += 1;
+        return b;
+      }
+      uint64_t v = b & 0x7f;
+      for (size_t i = 1; i < f::kMaxVarint; ++i) {
+        b = p[i];
+        v |= (b & 0x7f) << (7 * i);
+        if (b < 0x80) {
+          pos += i + 1;
+          return v;
+        }
+      }
+      fail("varint longer than 10 bytes");
+    }
+    return checked_varint();
+  }
+  uint64_t checked_varint() {
     uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
       if (pos >= data.size()) fail("record runs past the end of its chunk");
@@ -42,7 +65,7 @@ struct RecordDecoder::Cursor {
 
 RecordDecoder::Handler RecordDecoder::handler_for(uint8_t tag) {
   uint8_t base = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
-  if (base < f::kEventKindEnd && f::shape_of(base).family != f::Family::kNone)
+  if (base < f::kEventKindEnd && event_shape(base).family != f::Family::kNone)
     return &RecordDecoder::on_event;
   if (tag & f::kAbsoluteFlag) return nullptr;
   switch (tag) {
@@ -81,18 +104,40 @@ RecordDecoder::Handler RecordDecoder::handler_for(uint8_t tag) {
   }
 }
 
+// Events, by far the most frequent records, are decoded in the loop itself and handed on in
+// batches; any other record first delivers the batch so file order is kept.
 uint64_t RecordDecoder::decode(std::span<const uint8_t> chunk, uint64_t chunk_index,
                                TraceVisitor& v) {
   Cursor c{chunk, 0, 0, chunk_index, &name_};
   events_ = 0;
-  while (c.pos < chunk.size()) {
-    c.record_start = c.pos;
-    uint8_t tag = chunk[c.pos++];
-    Handler h = handler_for(tag);
-    if (!h) c.fail("unknown record tag " + std::to_string(tag));
-    (this->*h)(c, tag, v);
+  batch_.clear();
+  try {
+    while (c.pos < chunk.size()) {
+      c.record_start = c.pos;
+      uint8_t tag = chunk[c.pos++];
+      uint8_t base = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
+      if (base < f::kEventKindEnd && event_shape(base).family != f::Family::kNone) {
+        decode_event(c, tag);
+        if (batch_.size() == kBatch) flush(v);
+        continue;
+      }
+      Handler h = handler_for(tag);
+      if (!h) c.fail("unknown record tag " + std::to_string(tag));
+      flush(v);
+      (this->*h)(c, tag, v);
+    }
+  } catch (...) {
+    flush(v);  // the events before the malformed record, as if delivered one by one
+    throw;
   }
+  flush(v);
   return events_;
+}
+
+void RecordDecoder::flush(TraceVisitor& v) {
+  if (batch_.empty()) return;
+  v.on_events(batch_);
+  batch_.clear();
 }
 
 void RecordDecoder::new_segment() {
@@ -103,14 +148,19 @@ void RecordDecoder::new_segment() {
 }
 
 void RecordDecoder::on_event(Cursor& c, uint8_t tag, TraceVisitor& v) {
+  decode_event(c, tag);
+  flush(v);
+}
+
+void RecordDecoder::decode_event(Cursor& c, uint8_t tag) {
   if (!current_) c.fail("event outside a thread stream");
   bool absolute = tag & f::kAbsoluteFlag;
   uint8_t kind = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
-  f::Shape s = f::shape_of(kind);
+  const f::Shape& s = event_shape(kind);
   Stream& st = *current_;
   uint64_t time_base = absolute ? 0 : st.prev_time;
   uint64_t ptr_base = absolute ? 0 : st.prev_ptr;
-  TraceEvent e;
+  TraceEvent& e = batch_.emplace_back();
   e.kind = kind;
   e.stream = current_id_;
   e.tid = st.tid;
@@ -149,7 +199,6 @@ void RecordDecoder::on_event(Cursor& c, uint8_t tag, TraceVisitor& v) {
     st.prev_ptr = s.family == f::Family::kRealloc && e.ptr == 0 ? e.old_ptr : e.ptr;
   }
   ++events_;
-  v.on_event(e);
 }
 
 void RecordDecoder::on_thread(Cursor& c, uint8_t, TraceVisitor&) {
@@ -263,7 +312,7 @@ void RecordDecoder::on_check_error(Cursor& c, uint8_t, TraceVisitor& v) {
   if (kind == 0 || kind >= f::kCheckKindEnd) c.fail("unknown check error kind");
   e.kind = static_cast<uint8_t>(kind);
   uint64_t op = c.varint();
-  if (op != 0 && (op >= f::kEventKindEnd || f::shape_of(static_cast<uint8_t>(op)).family ==
+  if (op != 0 && (op >= f::kEventKindEnd || event_shape(static_cast<uint8_t>(op)).family ==
                                                  f::Family::kNone))
     c.fail("unknown call kind in a check error");
   e.op = static_cast<uint8_t>(op);
@@ -273,7 +322,7 @@ void RecordDecoder::on_check_error(Cursor& c, uint8_t, TraceVisitor& v) {
   e.block_size = c.varint();
   uint64_t alloc_kind = c.varint();
   if (alloc_kind != 0 && (alloc_kind >= f::kEventKindEnd ||
-                          f::shape_of(static_cast<uint8_t>(alloc_kind)).family == f::Family::kNone))
+                          event_shape(static_cast<uint8_t>(alloc_kind)).family == f::Family::kNone))
     c.fail("unknown allocation kind in a check error");
   e.alloc_kind = static_cast<uint8_t>(alloc_kind);
   e.alloc_stack = stack_id(c);

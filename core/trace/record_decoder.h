@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "trace/trace_records.h"
 
@@ -14,7 +15,7 @@ namespace memcensus {
 
 class RecordDecoder {
  public:
-  explicit RecordDecoder(std::string name) : name_(std::move(name)) {}
+  explicit RecordDecoder(std::string name) : name_(std::move(name)) { batch_.reserve(kBatch); }
 
   // A new segment starts (an exec'd image appended its own header): stream state is reset
   // and the segment's stack ids are shifted past every id seen so far, so ids stay unique.
@@ -33,6 +34,8 @@ class RecordDecoder {
   using Handler = void (RecordDecoder::*)(Cursor&, uint8_t tag, TraceVisitor&);
 
   void on_event(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void decode_event(Cursor& c, uint8_t tag);  // appends to batch_
+  void flush(TraceVisitor& v);                // delivers batch_
   void on_thread(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_thread_end(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_stack(Cursor& c, uint8_t tag, TraceVisitor& v);
@@ -51,7 +54,9 @@ class RecordDecoder {
   uint32_t stack_id(Cursor& c);
   static Handler handler_for(uint8_t tag);
 
+  static constexpr size_t kBatch = 256;
   std::string name_;
+  std::vector<TraceEvent> batch_;  // events decoded and not yet delivered
   std::unordered_map<uint64_t, Stream> streams_;
   Stream* current_ = nullptr;
   uint64_t current_id_ = 0;
