@@ -127,7 +127,8 @@ class HeapAnalysis : public TraceVisitor {
   void released(const LiveBlock& b);
   void realloc_done(const PassEvent& e, uint64_t old_size);
   void site_change(uint32_t site, int64_t delta);
-  SiteStats& site(uint32_t index);
+  SiteStats& site(uint32_t index) { return index < sites_.size() ? sites_[index] : new_site(index); }
+  SiteStats& new_site(uint32_t index);
   void note_time(uint64_t t) { s_.duration_ns = t > s_.duration_ns ? t : s_.duration_ns; }
 
   Estimates est_;

@@ -132,8 +132,10 @@ class HeapDetails : public TraceVisitor {
   void on_mmap(const PassEvent& e);
   void unmap(uint64_t addr, uint64_t len);
   void site_change(uint32_t site, int64_t blocks, int64_t bytes);
-  SiteDetail& site(uint32_t index);
+  SiteDetail& site(uint32_t index) { return index < sites_.size() ? sites_[index] : new_site(index); }
+  SiteDetail& new_site(uint32_t index);
   ThreadDetail& thread(const PassEvent& e);
+  ThreadDetail& new_thread(uint32_t pass_thread);
   void take_snapshots(uint64_t before);
   void store(PendingSnapshot&& p);
   void capture_sites(uint64_t before);

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -70,19 +71,23 @@ class LiveBlocks {
   size_t extra_count_ = 0;
 };
 
-// One event of a round, as buffered (the fields the analyses read).
+// One event of a round, as buffered (the fields the analyses read). Trivial, so a round's
+// buffer grows without zeroing what is about to be written.
 struct PassEvent {
-  uint64_t time = 0;
-  uint64_t ptr = 0;
-  uint64_t old_ptr = 0;
-  uint64_t size = 0;
-  uint64_t aux = 0;     // realloc: time after the call; mremap: old length
-  uint32_t stack = 0;
-  uint32_t thread = 0;  // HeapPass thread index (one per stream)
-  uint8_t kind = 0;
-  bool failed = false;  // munmap reported an error
-  bool anon = false;    // mmap without a file (fd < 0)
+  uint64_t time;
+  uint64_t ptr;
+  uint64_t old_ptr;
+  uint64_t size;
+  uint64_t aux;  // realloc: time after the call; mremap: old length; mmap, munmap: flags
+  uint32_t stack;
+  uint32_t thread_kind;  // HeapPass thread index (one per stream) | format::EventKind << 24
+  uint32_t thread() const { return thread_kind & (kMaxThreads - 1); }
+  uint8_t kind() const { return static_cast<uint8_t>(thread_kind >> 24); }
+  static constexpr uint64_t kFailed = 1;  // aux of a munmap: the call reported an error
+  static constexpr uint64_t kAnon = 2;    // aux of an mmap: no file (fd < 0)
+  static constexpr uint32_t kMaxThreads = 1u << 24;
 };
+static_assert(sizeof(PassEvent) == 48);
 
 class HeapPass {
  public:
@@ -104,6 +109,7 @@ class HeapPass {
     uint64_t stream = 0;
     pid_t tid = 0;
   };
+  // Streams past the first kMaxThreads - 1 share the last index.
   const Thread& thread(uint32_t index) const { return threads_[index]; }
 
  private:
@@ -114,7 +120,8 @@ class HeapPass {
 
   HeapAnalysis* heap_;
   HeapDetails* details_;
-  std::vector<PassEvent> round_;
+  std::unique_ptr<PassEvent[]> round_;  // the round's events: round_size_ of round_cap_
+  size_t round_size_ = 0, round_cap_ = 0;
   LiveBlocks live_;
   // Frees read before the allocation they release (another thread's buffer drained first):
   // address -> times of those frees.

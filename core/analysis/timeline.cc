@@ -10,6 +10,8 @@ Timeline::Timeline(size_t max_buckets, uint64_t first_width_ns)
     : max_(std::max<size_t>(max_buckets, 2)), width_(std::max<uint64_t>(first_width_ns, 1)) {}
 
 size_t Timeline::index(uint64_t time) {
+  // A time before the end of the last bucket counts in the last bucket.
+  if (time < end_ns_ && !buckets_.empty()) return buckets_.size() - 1;
   while (time / width_ >= max_) halve();
   size_t i = std::max<size_t>(time / width_, buckets_.empty() ? 0 : buckets_.size() - 1);
   if (i >= buckets_.size()) {
@@ -21,6 +23,7 @@ size_t Timeline::index(uint64_t time) {
       buckets_.push_back(b);
     }
   }
+  end_ns_ = buckets_.size() * width_;
   return i;
 }
 

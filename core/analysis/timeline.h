@@ -60,6 +60,7 @@ class Timeline {
 
   size_t max_;
   uint64_t width_;
+  uint64_t end_ns_ = 0;  // end of the last bucket (buckets_.size() x width_)
   std::vector<TimelineBucket> buckets_;
   std::unordered_map<uint32_t, std::vector<SitePoint>> sites_;
   // sites_[site] of the latest change; a copy or move of the Timeline starts without it.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -15,7 +16,8 @@ namespace memcensus {
 
 class RecordDecoder {
  public:
-  explicit RecordDecoder(std::string name) : name_(std::move(name)) { batch_.reserve(kBatch); }
+  explicit RecordDecoder(std::string name)
+      : name_(std::move(name)), batch_(std::make_unique<TraceEvent[]>(kBatch)) {}
 
   // A new segment starts (an exec'd image appended its own header): stream state is reset
   // and the segment's stack ids are shifted past every id seen so far, so ids stay unique.
@@ -56,7 +58,8 @@ class RecordDecoder {
 
   static constexpr size_t kBatch = 256;
   std::string name_;
-  std::vector<TraceEvent> batch_;  // events decoded and not yet delivered
+  std::unique_ptr<TraceEvent[]> batch_;  // events decoded and not yet delivered
+  size_t batch_size_ = 0;
   std::unordered_map<uint64_t, Stream> streams_;
   Stream* current_ = nullptr;
   uint64_t current_id_ = 0;
