@@ -16,12 +16,13 @@ struct ReportOptions {
   bool json = false;
   size_t top = 10;
   ReportSections sections;
+  std::vector<std::string> debug_dirs;
 };
 
 int report(const ReportOptions& o) {
   TraceReader reader = TraceReader::from_file(o.file);
   Analysis a = analyse_with_progress(reader);
-  Symbolizer sym(a.heap.modules);
+  Symbolizer sym(a.heap.modules, o.debug_dirs);
   HeapReportOptions ro;
   ro.top_sites = o.top;
   std::string out;
@@ -49,6 +50,12 @@ void add_section_flags(CLI::App* app, ReportSections& s) {
 
 }  // namespace
 
+void add_debug_dir_option(CLI::App* app, std::vector<std::string>& dirs) {
+  app->add_option("--debug-dir", dirs,
+                  "also look for debug info here: DIR/.build-id/xx/rest.debug or DIR/<path>")
+      ->check(CLI::ExistingDirectory);
+}
+
 void add_report_command(CLI::App& root, Context& ctx) {
   auto o = std::make_shared<ReportOptions>();
   CLI::App* app = root.add_subcommand("report", "Summary of a trace written by memcensus run");
@@ -57,6 +64,7 @@ void add_report_command(CLI::App& root, Context& ctx) {
   app->add_option("--top", o->top, "how many allocation sites to list")
       ->check(CLI::Range(0, 1000000));
   add_section_flags(app, o->sections);
+  add_debug_dir_option(app, o->debug_dirs);
   app->callback([o, &ctx] { ctx.exit_code = report(*o); });
 }
 
