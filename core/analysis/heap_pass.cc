@@ -335,8 +335,7 @@ uint32_t HeapPass::site_index(uint32_t stack) {
   return *slot - 1;
 }
 
-uint32_t HeapPass::thread_index(const TraceEvent& e) {
-  if (e.stream == last_stream_ && last_thread_ != UINT32_MAX) return last_thread_;
+uint32_t HeapPass::new_stream(const TraceEvent& e) {
   uint32_t next = static_cast<uint32_t>(std::min<size_t>(threads_.size(), PassEvent::kMaxThreads - 1));
   auto [it, fresh] = thread_of_stream_.try_emplace(e.stream, next);
   if (fresh && next == threads_.size()) threads_.push_back(Thread{e.stream, e.tid});
@@ -429,7 +428,7 @@ bool HeapPass::release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveB
   return true;
 }
 
-void HeapPass::apply(const PassEvent& e) {
+[[gnu::flatten]] void HeapPass::apply(const PassEvent& e) {
   const f::Family fam = event_shape(e.kind()).family;
   if (heap_) heap_->begin_event(e, static_cast<uint8_t>(fam));
   if (details_) details_->begin_event(e);

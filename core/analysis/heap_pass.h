@@ -113,7 +113,11 @@ class HeapPass {
   const Thread& thread(uint32_t index) const { return threads_[index]; }
 
  private:
-  uint32_t thread_index(const TraceEvent& e);
+  uint32_t thread_index(const TraceEvent& e) {
+    return e.stream == last_stream_ && last_thread_ != UINT32_MAX ? last_thread_ : new_stream(e);
+  }
+  uint32_t new_stream(const TraceEvent& e);
+  // Every hook it calls is defined in heap_pass.cc, and inlined into it (flatten).
   void apply(const PassEvent& e);
   void allocate(const PassEvent& e, uint64_t size, uint64_t time, uint32_t chain);
   bool release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveBlock* out);

@@ -56,8 +56,9 @@ void Timeline::halve() {
   width_ *= 2;
 }
 
-void Timeline::on_heap(uint64_t time, uint32_t site, bool is_alloc, uint64_t size, uint64_t live,
-                       uint64_t site_live) {
+// The change falls in a new bucket or at a site other than the last one.
+void Timeline::on_heap_slow(uint64_t time, uint32_t site, bool is_alloc, uint64_t size,
+                            uint64_t live, uint64_t site_live) {
   size_t i = index(time);
   TimelineBucket& b = buckets_[i];
   b.live_max = std::max(b.live_max, live);
