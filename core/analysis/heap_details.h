@@ -2,7 +2,8 @@
 // lifetimes, realloc copies and growth chains by call site, per-thread totals, a size
 // histogram, the timeline, per-site objects at the heap peak, and the live heap blocks and
 // anonymous mmaps at the moments the trace took smaps snapshots (for the resident split).
-// Fed record by record through TraceVisitor, alongside HeapAnalysis (see TraceTee).
+// Fed record by record through TraceVisitor, alone or with HeapAnalysis through one shared
+// HeapPass (see HeapAnalyses in heap_analyses.h).
 //
 // Definitions:
 //  * temporary (heaptrack's): a block freed when no other allocation or free happened

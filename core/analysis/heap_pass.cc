@@ -377,14 +377,44 @@ void HeapPass::add(std::span<const TraceEvent> events) {
   }
 }
 
+// A round is the threads' buffers one after another, each already in time order: it is
+// applied by merging those runs (ties in file order, as a stable sort by time would order
+// them), without moving any event. One run (one thread) is applied as it is.
 void HeapPass::end_round() {
-  auto by_time = [](const PassEvent& a, const PassEvent& b) { return a.time < b.time; };
-  PassEvent* begin = round_.get();
-  PassEvent* end = begin + round_size_;
-  if (!std::is_sorted(begin, end, by_time))  // one thread: already sorted
-    std::stable_sort(begin, end, by_time);
-  for (const PassEvent* e = begin; e != end; ++e) apply(*e);
+  const PassEvent* ev = round_.get();
+  size_t n = round_size_;
   round_size_ = 0;
+  runs_.clear();
+  for (size_t i = 1; i < n; ++i)
+    if (ev[i].time < ev[i - 1].time) runs_.push_back(static_cast<uint32_t>(i));
+  if (runs_.empty()) {
+    for (size_t i = 0; i < n; ++i) apply(ev[i]);
+    return;
+  }
+  runs_.push_back(static_cast<uint32_t>(n));
+  // heads_: (time, run) of each run's next event, as a min-heap; run r spans
+  // [r ? runs_[r - 1] : 0, runs_[r]) and next_[r] is its next event.
+  heads_.clear();
+  next_.assign(runs_.size(), 0);
+  for (uint32_t r = 0; r < runs_.size(); ++r) {
+    next_[r] = r ? runs_[r - 1] : 0;
+    heads_.push_back({ev[next_[r]].time, r});
+  }
+  auto later = [](const Head& a, const Head& b) {
+    return a.time != b.time ? a.time > b.time : a.run > b.run;
+  };
+  std::make_heap(heads_.begin(), heads_.end(), later);
+  while (!heads_.empty()) {
+    std::pop_heap(heads_.begin(), heads_.end(), later);
+    uint32_t r = heads_.back().run;
+    apply(ev[next_[r]]);
+    if (++next_[r] < runs_[r]) {
+      heads_.back().time = ev[next_[r]].time;
+      std::push_heap(heads_.begin(), heads_.end(), later);
+    } else {
+      heads_.pop_back();
+    }
+  }
 }
 
 // A successful allocation of `size` bytes at e.ptr from e.stack at `time`.

@@ -7,7 +7,8 @@
 // Used in two ways: HeapAnalysis or HeapDetails alone make one for themselves when events
 // first reach them; analyse_trace (report/analysis_report.h) feeds one HeapPass attached to
 // both through HeapAnalyses, so a trace is ordered and matched once.
-// Memory: one round of events (48 bytes each) + live blocks (40 bytes each, table at most
+// Memory: one round of events (48 bytes each; applied by merging its threads' runs, so
+// ordering costs O(events x log threads) and no copy) + live blocks (40 bytes each, table at most
 // half full) + sites + threads. Not thread-safe.
 #pragma once
 
@@ -126,6 +127,13 @@ class HeapPass {
   HeapDetails* details_;
   std::unique_ptr<PassEvent[]> round_;  // the round's events: round_size_ of round_cap_
   size_t round_size_ = 0, round_cap_ = 0;
+  struct Head {
+    uint64_t time;
+    uint32_t run;
+  };
+  std::vector<uint32_t> runs_;  // end of each run of events in time order (end_round)
+  std::vector<uint32_t> next_;  // next event of each run
+  std::vector<Head> heads_;
   LiveBlocks live_;
   // Frees read before the allocation they release (another thread's buffer drained first):
   // address -> times of those frees.
