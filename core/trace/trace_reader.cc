@@ -12,6 +12,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -323,7 +324,7 @@ void TraceReader::read(TraceVisitor& visitor) {
   // In memory (the fuzzer, tests of the decoder) or on one CPU: decode on this thread.
   if (!file || std::thread::hardware_concurrency() < 2) return read_here(visitor);
   BatchQueue queue;
-  std::thread decoder([&] {
+  auto decode = [&] {  // the decoding thread
     BatchRecorder rec(queue);
     try {
       std::exception_ptr error;
@@ -337,7 +338,13 @@ void TraceReader::read(TraceVisitor& visitor) {
       rec.finish(error);
     } catch (const BatchRecorder::Cancelled&) {
     }
-  });
+  };
+  std::thread decoder;
+  try {
+    decoder = std::thread(decode);
+  } catch (const std::system_error&) {  // no thread to be had: decode here
+    return read_here(visitor);
+  }
   try {
     for (;;) {
       Batch b = queue.pop();
