@@ -15,7 +15,9 @@
 //    buffer, move, free the old), or a realloc from the site that allocated the block it
 //    grows. A growth chain is a sequence of such steps; bytes copied by a step are the old
 //    block's size (a realloc that grows in place copies nothing).
-//  * Order: the events of one round sorted by time (see heap_analysis.h).
+//  * Order: the events of one round sorted by time (see heap_analysis.h). Live blocks are
+//    those of the HeapPass shared with HeapAnalysis: a free read before its allocation, and
+//    an address live twice, are matched as heap_analysis.h says.
 // Memory: O(live blocks + sites + threads + timeline buckets + live mmaps at snapshots).
 // Not thread-safe.
 #pragma once
