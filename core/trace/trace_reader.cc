@@ -5,6 +5,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -205,27 +206,30 @@ struct Batch {
   std::exception_ptr error;    // ... because of this error
 };
 
+// Both sides spin (yielding the CPU) for up to about a millisecond before sleeping: waking a
+// sleeping thread took long enough on the 2-vCPU build machine to leave both threads idle
+// most of the time, batch after batch.
 class BatchQueue {
  public:
   // Producer side. False when the consumer gave up.
   bool push(Batch&& b) {
+    spin_while([&] { return size_.load(std::memory_order_acquire) >= kQueued; });
     std::unique_lock lock(mu_);
     room_.wait(lock, [&] { return q_.size() < kQueued || cancelled_; });
     if (cancelled_) return false;
     q_.push_back(std::move(b));
+    size_.store(q_.size(), std::memory_order_release);
     ready_.notify_one();
     return true;
   }
-  bool cancelled() {
-    std::lock_guard lock(mu_);
-    return cancelled_;
-  }
   // Consumer side.
   Batch pop() {
+    spin_while([&] { return size_.load(std::memory_order_acquire) == 0; });
     std::unique_lock lock(mu_);
     ready_.wait(lock, [&] { return !q_.empty(); });
     Batch b = std::move(q_.front());
     q_.pop_front();
+    size_.store(q_.size(), std::memory_order_release);
     room_.notify_one();
     return b;
   }
@@ -236,9 +240,14 @@ class BatchQueue {
   }
 
  private:
+  template <class F>
+  static void spin_while(F&& busy) {
+    for (int i = 0; i < 1000 && busy(); ++i) std::this_thread::yield();
+  }
   std::mutex mu_;
   std::condition_variable ready_, room_;
   std::deque<Batch> q_;
+  std::atomic<size_t> size_{0};  // q_.size(), readable without the lock
   bool cancelled_ = false;
 };
 
