@@ -3,7 +3,9 @@
 # records bench_storm (20 M events) under memcensus and under heaptrack, then times
 # `memcensus report` and `heaptrack_print` on the two traces (best of REPEAT) and prints
 # wall time, max RSS and the ratio.
-# usage: bench/run_analysis_bench.sh [BUILD_DIR]
+# BIG=1 adds a 100-million-event trace (bench_storm 12500000 4: four threads) analysed once
+# by `report --json`, with its uncompressed size (trace.raw_bytes) against the max RSS.
+# usage: [REPEAT=N] [BIG=1] bench/run_analysis_bench.sh [BUILD_DIR]
 set -euo pipefail
 build="$(cd "${1:-build/release}" && pwd)"
 mc="$build/cli/memcensus"
@@ -28,3 +30,19 @@ printf '%-28s %8s %12s\n' analyser "wall s" "max RSS KiB"
 printf '%-28s %8s %12s\n' "memcensus report" "$mt" "$mm"
 printf '%-28s %8s %12s\n' "heaptrack_print" "$ht" "$hm"
 awk "BEGIN{printf \"memcensus / heaptrack_print: %.2fx\\n\", $mt / $ht}"
+if [ "${BIG:-0}" = 1 ]; then
+  "$mc" run -o "$dir/big.trace" -- "$storm" 12500000 4 >/dev/null 2>&1
+  (cd "$dir" && heaptrack -o "$dir/big" "$storm" 12500000 4 >/dev/null 2>&1)
+  /usr/bin/time -o "$dir/time" -f "%e %U %M" "$mc" report --json "$dir/big.trace" >"$dir/big.json"
+  read -r bt bu bm <"$dir/time"
+  /usr/bin/time -o "$dir/time" -f "%e %U %M" heaptrack_print "$dir/big.zst" >/dev/null 2>&1
+  read -r ht2 hu2 hm2 <"$dir/time"
+  read -r events raw file < <(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["trace"]
+print(t["events"], t["raw_bytes"], t["file_bytes"])' "$dir/big.json")
+  echo
+  echo "100 M events: $events events, $file bytes on disk, $raw bytes uncompressed"
+  printf '%-28s %8s %8s %12s\n' analyser "wall s" "user s" "max RSS KiB"
+  printf '%-28s %8s %8s %12s\n' "memcensus report --json" "$bt" "$bu" "$bm"
+  printf '%-28s %8s %8s %12s\n' "heaptrack_print" "$ht2" "$hu2" "$hm2"
+  awk "BEGIN{printf \"max RSS / uncompressed trace: %.3f\\n\", $bm * 1024 / $raw}"
+fi

@@ -14,6 +14,9 @@ struct Context {
   int exit_code = 0;
 };
 
+// --debug-dir DIR (repeatable): where report, export, html and diff also look for debug info.
+void add_debug_dir_option(CLI::App* app, std::vector<std::string>& dirs);
+
 void add_map_command(CLI::App& root, Context& ctx);
 void add_run_command(CLI::App& root, Context& ctx);
 void add_report_command(CLI::App& root, Context& ctx);

@@ -13,6 +13,7 @@ struct DiffOptions {
   bool json = false;
   size_t top = 20;
   double fail_pct = -1;
+  std::vector<std::string> debug_dirs;
 };
 
 int diff(const DiffOptions& o) {
@@ -20,7 +21,7 @@ int diff(const DiffOptions& o) {
   TraceReader new_reader = TraceReader::from_file(o.new_file);
   Analysis old_a = analyse_with_progress(old_reader);
   Analysis new_a = analyse_with_progress(new_reader);
-  Symbolizer old_sym(old_a.heap.modules), new_sym(new_a.heap.modules);
+  Symbolizer old_sym(old_a.heap.modules, o.debug_dirs), new_sym(new_a.heap.modules, o.debug_dirs);
   TraceDiff d = diff_analyses(old_a, old_sym, new_a, new_sym);
   std::string out;
   if (o.json)
@@ -45,6 +46,7 @@ void add_diff_command(CLI::App& root, Context& ctx) {
   app->add_option("old", o->old_file, "the earlier trace")->required();
   app->add_option("new", o->new_file, "the later trace")->required();
   app->add_flag("--json", o->json, "print one JSON object");
+  add_debug_dir_option(app, o->debug_dirs);
   app->add_option("--top", o->top, "how many call sites to list")->check(CLI::Range(0, 1000000));
   app->add_option("--fail-on-growth", o->fail_pct,
                   "exit 1 when the peak live heap grew by more than PCT percent")

@@ -12,6 +12,7 @@ namespace {
 
 struct ExportOptions {
   std::string file, out, format = "pprof", at;  // at: "" = peak (pprof) / allocated (collapsed)
+  std::vector<std::string> debug_dirs;
 };
 
 // "peak", "exit", or seconds since the trace started.
@@ -45,7 +46,7 @@ int run_export(const ExportOptions& o) {
   std::optional<uint64_t> at = parse_at(o.at);
   TraceReader reader = TraceReader::from_file(o.file);
   Analysis a = analyse_with_progress(reader, at);
-  Symbolizer sym(a.heap.modules);
+  Symbolizer sym(a.heap.modules, o.debug_dirs);
   std::string bytes;
   if (o.format == "pprof") {
     bytes = gzip(encode_pprof(a, in_use(a, o.at), sym));
@@ -66,6 +67,7 @@ void add_export_command(CLI::App& root, Context& ctx) {
   CLI::App* app = root.add_subcommand("export", "Write a trace's analysis for other tools");
   app->add_option("file", o->file, "trace file")->required();
   app->add_option("-o,--output", o->out, "output file")->required();
+  add_debug_dir_option(app, o->debug_dirs);
   app->add_option("--format", o->format, "pprof (gzipped profile.proto), collapsed or json")
       ->check(CLI::IsMember({"pprof", "collapsed", "json"}));
   app->add_option("--at", o->at,

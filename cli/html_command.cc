@@ -20,6 +20,7 @@ struct HtmlOptions {
   std::string file;
   std::string output = "memcensus-report.html";
   size_t max_sites = 20000;
+  std::vector<std::string> debug_dirs;
 };
 
 int html(const HtmlOptions& o) {
@@ -29,7 +30,7 @@ int html(const HtmlOptions& o) {
   Analysis a = analyse_with_progress(reader);
   TraceSamples samples;
   TraceReader::from_file(o.file).read(samples);
-  Symbolizer sym(a.heap.modules);
+  Symbolizer sym(a.heap.modules, o.debug_dirs);
   HtmlModelInput in;
   in.analysis = &a;
   in.rss = &samples.rss;
@@ -58,6 +59,7 @@ void add_html_command(CLI::App& root, Context& ctx) {
       "html", "One self-contained, interactive, offline HTML report of a trace");
   app->add_option("file", o->file, "trace file written by memcensus run")->required();
   app->add_option("-o,--output", o->output, "the HTML file to write")->capture_default_str();
+  add_debug_dir_option(app, o->debug_dirs);
   app->add_option("--max-sites", o->max_sites, "call sites to include, largest first")
       ->check(CLI::Range(1, 10000000));
   app->callback([o, &ctx] { ctx.exit_code = html(*o); });

@@ -18,6 +18,7 @@ struct ReportOptions {
   size_t top = 10;
   std::string suppressions;
   ReportSections sections;
+  std::vector<std::string> debug_dirs;
 };
 
 int report(const ReportOptions& o) {
@@ -25,7 +26,7 @@ int report(const ReportOptions& o) {
   if (!o.suppressions.empty()) sup = Suppressions::load(o.suppressions);
   TraceReader reader = TraceReader::from_file(o.file);
   Analysis a = analyse_with_progress(reader);
-  Symbolizer sym(a.heap.modules);
+  Symbolizer sym(a.heap.modules, o.debug_dirs);
   HeapReportOptions ro;
   ro.top_sites = o.top;
   ro.suppressions = &sup;
@@ -58,6 +59,12 @@ void add_section_flags(CLI::App* app, ReportSections& s) {
 
 }  // namespace
 
+void add_debug_dir_option(CLI::App* app, std::vector<std::string>& dirs) {
+  app->add_option("--debug-dir", dirs,
+                  "also look for debug info here: DIR/.build-id/xx/rest.debug or DIR/<path>")
+      ->check(CLI::ExistingDirectory);
+}
+
 void add_report_command(CLI::App& root, Context& ctx) {
   auto o = std::make_shared<ReportOptions>();
   CLI::App* app = root.add_subcommand("report", "Summary of a trace written by memcensus run");
@@ -68,6 +75,7 @@ void add_report_command(CLI::App& root, Context& ctx) {
   add_section_flags(app, o->sections);
   app->add_option("--suppressions", o->suppressions,
                   "KIND:PATTERN rules (as run --suppressions) applied to leak kinds and errors");
+  add_debug_dir_option(app, o->debug_dirs);
   app->callback([o, &ctx] { ctx.exit_code = report(*o); });
 }
 

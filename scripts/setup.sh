@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   clang libclang-rt-14-dev clang-format
   libelf-dev libdw-dev          # ELF reading and DWARF line tables (elfutils)
+  libdebuginfod1                # debuginfod client: libdw loads it when DEBUGINFOD_URLS is set
   libzstd-dev                   # trace compression
   libunwind-dev                 # general unwinder inside the target
   libcli11-dev                  # argument parsing

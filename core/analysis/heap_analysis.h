@@ -24,6 +24,8 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -62,7 +64,7 @@ struct HeapTotals {
 };
 
 // A block live when the trace ends (a leak, in the sense of "not freed").
-struct LiveBlock {
+struct EndBlock {
   uint64_t ptr = 0, size = 0;
   uint32_t stack = 0;
 };
@@ -82,16 +84,24 @@ struct HeapSummary {
   std::vector<SiteStats> sites;           // sorted by bytes allocated, descending
   std::unordered_map<uint32_t, std::vector<uint64_t>> stacks;
   std::vector<TraceModule> modules;  // distinct (path, bias), in order of first appearance
-  std::vector<LiveBlock> live_at_end;  // sorted by address (the leak scan's blocks)
+  std::vector<EndBlock> live_at_end;  // sorted by address (the leak scan's blocks)
   std::vector<TraceCheckError> errors;  // run --check errors, in file order
 };
+
+class HeapPass;
+struct PassEvent;
+struct LiveBlock;
 
 class HeapAnalysis : public TraceVisitor {
  public:
   HeapAnalysis();                              // every entry point starts at 0 calls
+  ~HeapAnalysis() override;
   HeapAnalysis(const HeapAnalysis&) = delete;  // holds pointers into itself
   HeapAnalysis& operator=(const HeapAnalysis&) = delete;
+  // Events reaching this visitor are ordered and matched by a HeapPass of its own; under
+  // HeapAnalyses (heap_analyses.h) a shared pass feeds it instead and these are not called.
   void on_event(const TraceEvent& e) override;
+  void on_events(std::span<const TraceEvent> e) override;
   void on_stack(const TraceStack& s) override;
   void on_module(const TraceModule& m) override;
   void on_process(const TraceProcess& p) override;
@@ -101,40 +111,38 @@ class HeapAnalysis : public TraceVisitor {
   void on_round() override;
   void on_check_error(const TraceCheckError& e) override;
 
-  // Ends the analysis: what is still live is leaked. Call once.
+  // Ends the analysis: what is still live is leaked. Call once (under HeapAnalyses, after
+  // its finish_events()).
   HeapSummary finish();
 
  private:
-  struct Block {
-    uint64_t size = 0;
-    uint64_t time = 0;
-    uint32_t stack = 0;
-    double weight = 1;  // allocations this recorded one stands for (--sample)
-  };
+  friend class HeapPass;
   // Weighted figures of a --sample trace (1/p per recorded allocation of probability p).
   struct Estimates {
     double allocation_calls = 0, free_calls = 0, bytes = 0, live = 0, peak = 0;
     std::map<std::string, double> calls;
   };
+  bool sampling() const { return s_.process.sample_bytes != 0; }
   double weight_of(uint64_t size) const;
-  void estimate_alloc(const TraceEvent& e, double w);
+  void estimate_alloc(const PassEvent& e, double w);
   void apply_estimates();
-  Estimates est_;
-  double last_weight_ = 1;
-  double last_alloc_weight_ = 1;  // weight of the allocation being applied  // weight of the block
-                                  // released by the latest released()
+  HeapPass& own_pass();
 
-  void allocated(uint64_t ptr, uint64_t size, uint32_t stack, uint64_t time);
-  // Releases the block at ptr freed at `time`; returns its size (0 if unknown).
-  uint64_t released(uint64_t ptr, uint64_t time, bool* known);
-  bool take_block(uint64_t ptr, uint64_t time, Block* out);
-  void site_change(uint32_t stack, int64_t delta);
-  void on_alloc(const TraceEvent& e);
-  void on_free(const TraceEvent& e);
-  void on_realloc(const TraceEvent& e);
-  void note_time(uint64_t t);
-  void apply(const TraceEvent& e);
-  std::vector<TraceEvent> round_;  // events of the current round, in file order
+  // Called by HeapPass for each event, in analysed order (heap_pass.cc says when).
+  void begin_event(const PassEvent& e, uint8_t family);
+  void end_event(const PassEvent& e, uint8_t family);
+  void site_allocation(uint32_t site, uint64_t size);
+  void allocated(uint32_t site, uint64_t size, uint64_t time);
+  void released(const LiveBlock& b);
+  void realloc_done(const PassEvent& e, uint64_t old_size);
+  void site_change(uint32_t site, int64_t delta);
+  SiteStats& site(uint32_t index) { return index < sites_.size() ? sites_[index] : new_site(index); }
+  SiteStats& new_site(uint32_t index);
+  void note_time(uint64_t t) { s_.duration_ns = t > s_.duration_ns ? t : s_.duration_ns; }
+
+  Estimates est_;
+  double last_weight_ = 1;        // weight of the block released by the latest release
+  double last_alloc_weight_ = 1;  // weight of the allocation being applied
   // Per event kind, its entry point's counters in s_.calls and est_.calls (map nodes are
   // stable): no string lookup per event. Kinds without an entry point share a spare slot.
   std::array<uint64_t*, 256> call_slot_;
@@ -143,12 +151,11 @@ class HeapAnalysis : public TraceVisitor {
   double spare_est_ = 0;
 
   HeapSummary s_;
-  std::unordered_map<uint64_t, Block> live_;
-  std::unordered_map<uint64_t, std::vector<Block>> extra_live_;  // same address, other threads
-  std::unordered_map<uint64_t, std::vector<uint64_t>> pending_frees_;
-  std::unordered_map<uint32_t, SiteStats> sites_;
+  HeapPass* pass_ = nullptr;             // the pass feeding this analysis
+  std::unique_ptr<HeapPass> own_;        // when used alone
+  std::vector<SiteStats> sites_;         // by HeapPass site index
+  std::vector<bool> thread_seen_;        // by HeapPass thread index
   std::map<std::pair<std::string, uint64_t>, size_t> module_index_;
-  std::unordered_map<uint64_t, bool> streams_;
   uint64_t live_bytes_ = 0;
   uint64_t peak_epoch_ = 0;
 };

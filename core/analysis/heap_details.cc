@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <string_view>
 
+#include "analysis/heap_pass.h"
 #include "format/trace_format.h"
+#include "trace/event_shapes.h"
 
 namespace memcensus {
 namespace f = memcensus::format;
@@ -14,151 +16,57 @@ const char* lifetime_bucket_name(size_t i) {
   return i < kLifetimeBuckets ? names[i] : "?";
 }
 
-namespace {
-
-size_t lifetime_bucket(uint64_t ns) {
-  size_t i = 0;
-  for (uint64_t limit = 1000; i + 1 < kLifetimeBuckets && ns >= limit; limit *= 10) ++i;
-  return i;
-}
-
-size_t bit_width(uint64_t v) {
-  return v ? 64 - static_cast<size_t>(__builtin_clzll(v)) : 0;
-}
-
-}  // namespace
-
 HeapDetails::HeapDetails(size_t timeline_buckets) {
   s_.timeline = Timeline(timeline_buckets);
 }
 
-// Per-site live blocks, with the peak-epoch trick of HeapAnalysis::site_change for the
-// block count of each site when the whole heap peaked.
-void HeapDetails::site_change(uint32_t stack, int64_t blocks, int64_t bytes) {
-  SiteDetail& site = s_.sites[stack];
-  site.stack = stack;
-  if (site.epoch < peak_epoch_) site.peak_blocks = site.live_blocks;
-  site.epoch = peak_epoch_;
-  site.live_blocks += static_cast<uint64_t>(blocks);
-  site.live_bytes += static_cast<uint64_t>(bytes);
-  live_bytes_ += static_cast<uint64_t>(bytes);
-  if (live_bytes_ > peak_bytes_) {
-    peak_bytes_ = live_bytes_;
-    ++peak_epoch_;
-  }
+HeapDetails::~HeapDetails() = default;
+
+HeapPass& HeapDetails::own_pass() {
+  if (!own_) own_ = std::make_unique<HeapPass>(nullptr, this);
+  return *own_;
 }
 
-ThreadDetail& HeapDetails::thread(const TraceEvent& e) {
-  if (e.stream == last_stream_ && last_thread_ < s_.threads.size()) return s_.threads[last_thread_];
-  auto [it, fresh] = thread_index_.try_emplace(e.stream, s_.threads.size());
-  if (fresh) s_.threads.push_back(ThreadDetail{e.tid, 0, 0, 0, 0});
-  last_stream_ = e.stream;
-  last_thread_ = it->second;
-  return s_.threads[it->second];
+void HeapDetails::on_event(const TraceEvent& e) {
+  own_pass().add(e);
 }
 
-void HeapDetails::allocated(uint64_t ptr, uint64_t size, uint32_t stack, uint64_t time,
-                            uint64_t chain) {
-  s_.size_histogram[bit_width(size)]++;
-  live_[ptr] = Block{size, time, stack, chain};
-  last_by_site_[stack] = LastAlloc{ptr, time};
-  last_alloc_ptr_ = ptr;
-  site_change(stack, 1, static_cast<int64_t>(size));
-  s_.timeline.on_heap(time, stack, true, size, live_bytes_, s_.sites[stack].live_bytes);
+void HeapDetails::on_events(std::span<const TraceEvent> e) {
+  own_pass().add(e);
 }
 
-std::optional<HeapDetails::Block> HeapDetails::released(uint64_t ptr, uint64_t time) {
-  bool temporary = ptr == last_alloc_ptr_;
-  last_alloc_ptr_ = 0;
-  auto it = live_.find(ptr);
-  if (it == live_.end()) return std::nullopt;
-  Block b = it->second;
-  live_.erase(it);
-  SiteDetail& site = s_.sites[b.stack];
-  if (temporary) {
-    site.temporary++;
-    site.temporary_bytes += b.size;
-    s_.temporary++;
-    s_.temporary_bytes += b.size;
-  }
-  size_t bucket = lifetime_bucket(time >= b.time ? time - b.time : 0);
-  site.lifetimes[bucket]++;
-  s_.lifetimes[bucket]++;
-  site_change(b.stack, -1, -static_cast<int64_t>(b.size));
-  s_.timeline.on_heap(time, b.stack, false, b.size, live_bytes_, site.live_bytes);
-  return b;
+void HeapDetails::on_round() {
+  if (own_) own_->end_round();
 }
 
-// A free of `b` while its site's latest allocation is a larger live block allocated after
-// it: one growth step; the newer block continues b's chain.
-void HeapDetails::growth_on_free(uint64_t ptr, const Block& b) {
-  auto last = last_by_site_.find(b.stack);
-  if (last == last_by_site_.end() || last->second.ptr == ptr || last->second.time < b.time) return;
-  auto newer = live_.find(last->second.ptr);
-  if (newer == live_.end() || newer->second.stack != b.stack || newer->second.size <= b.size)
-    return;
-  newer->second.chain = b.chain + 1;
-  SiteDetail& site = s_.sites[b.stack];
-  site.growth_steps++;
-  site.growth_bytes_copied += b.size;
-  if (newer->second.chain == 2) site.growth_chains++;
-  site.longest_chain = std::max(site.longest_chain, newer->second.chain);
+SiteDetail& HeapDetails::new_site(uint32_t index) {
+  size_t from = sites_.size();
+  sites_.resize(index + 1);
+  last_by_site_.resize(index + 1);
+  for (size_t i = from; i < sites_.size(); ++i)
+    sites_[i].stack = pass_->site_stack(static_cast<uint32_t>(i));
+  return sites_[index];
 }
 
-void HeapDetails::on_alloc(const TraceEvent& e) {
-  ThreadDetail& t = thread(e);
-  t.allocations++;
-  if (e.ptr == 0) return;
-  t.bytes += e.size;
-  allocated(e.ptr, e.size, e.stack, e.time, 1);
+ThreadDetail& HeapDetails::new_thread(uint32_t pass_thread) {
+  if (pass_thread >= thread_of_.size()) thread_of_.resize(pass_thread + 1);
+  s_.threads.push_back(ThreadDetail{pass_->thread(pass_thread).tid, 0, 0, 0, 0});
+  thread_of_[pass_thread] = static_cast<uint32_t>(s_.threads.size());
+  return s_.threads.back();
 }
 
-void HeapDetails::on_free(const TraceEvent& e) {
-  ThreadDetail& t = thread(e);
-  t.frees++;
-  if (e.ptr == 0) return;
-  uint64_t before = s_.temporary;
-  if (auto b = released(e.ptr, e.time)) growth_on_free(e.ptr, *b);
-  t.temporary += s_.temporary - before;
-}
-
-void HeapDetails::on_realloc(const TraceEvent& e) {
-  ThreadDetail& t = thread(e);
-  t.allocations++;
-  std::optional<Block> old;
-  if (e.old_ptr != 0 && (e.ptr != 0 || e.size == 0)) old = released(e.old_ptr, e.time);
-  if (e.ptr == 0) return;
-  t.bytes += e.size;
-  uint64_t chain = 1;
-  SiteDetail& site = s_.sites[e.stack];
-  site.stack = e.stack;
-  uint64_t copied = old && e.ptr != e.old_ptr ? std::min(old->size, e.size) : 0;
-  if (e.old_ptr != 0 && e.ptr != e.old_ptr) {
-    site.realloc_moves++;
-    site.realloc_bytes_copied += copied;
-  }
-  if (old && old->stack == e.stack && e.size > old->size) {
-    chain = old->chain + 1;
-    site.growth_steps++;
-    site.growth_bytes_copied += copied;
-    if (chain == 2) site.growth_chains++;
-    site.longest_chain = std::max(site.longest_chain, chain);
-  }
-  allocated(e.ptr, e.size, e.stack, e.time_after, chain);
-}
-
-void HeapDetails::on_mmap(const TraceEvent& e) {
-  f::Family fam = f::shape_of(e.kind).family;
-  if (fam == f::Family::kMmap && e.ptr != 0 && !e.failed && e.fd < 0) {
+void HeapDetails::on_mmap(const PassEvent& e) {
+  f::Family fam = event_shape(e.kind()).family;
+  if (fam == f::Family::kMmap && e.ptr != 0 && (e.aux & PassEvent::kAnon)) {
     unmap(e.ptr, e.size);
     mmaps_[e.ptr] = AddressBlock{e.ptr, e.size, e.stack};
-  } else if (fam == f::Family::kMunmap && !e.failed) {
+  } else if (fam == f::Family::kMunmap && !(e.aux & PassEvent::kFailed)) {
     unmap(e.ptr, e.size);
   } else if (fam == f::Family::kMremap && e.ptr != 0) {
     auto it = mmaps_.find(e.old_ptr);
     if (it == mmaps_.end()) return;
     AddressBlock moved{e.ptr, e.size, it->second.site};
-    unmap(e.old_ptr, e.old_size);
+    unmap(e.old_ptr, e.aux);
     unmap(e.ptr, e.size);
     mmaps_[e.ptr] = moved;
   }
@@ -181,32 +89,9 @@ void HeapDetails::unmap(uint64_t addr, uint64_t len) {
 void HeapDetails::capture_sites(uint64_t before) {
   if (!capture_at_ || *capture_at_ >= before) return;
   auto& out = s_.sites_at.emplace();
-  for (const auto& [id, site] : s_.sites)
-    if (site.live_blocks) out[id] = SiteLive{site.live_blocks, site.live_bytes};
+  for (const SiteDetail& st : sites_)
+    if (st.live_blocks) out[st.stack] = SiteLive{st.live_blocks, st.live_bytes};
   capture_at_.reset();
-}
-
-void HeapDetails::apply(const TraceEvent& e) {
-  take_snapshots(e.time);
-  capture_sites(e.time);
-  switch (f::shape_of(e.kind).family) {
-    case f::Family::kAlloc:
-      on_alloc(e);
-      break;
-    case f::Family::kFree:
-      on_free(e);
-      break;
-    case f::Family::kRealloc:
-      on_realloc(e);
-      break;
-    case f::Family::kMmap:
-    case f::Family::kMunmap:
-    case f::Family::kMremap:
-      on_mmap(e);
-      break;
-    default:
-      break;
-  }
 }
 
 // Completes the pending snapshots taken before `before`: what is live now was live then.
@@ -218,17 +103,16 @@ void HeapDetails::take_snapshots(uint64_t before) {
 }
 
 void HeapDetails::store(PendingSnapshot&& p) {
-  for (const auto& [ptr, b] : live_) p.snap.heap.push_back(AddressBlock{ptr, b.size, b.stack});
+  if (pass_)
+    pass_->live().for_each([&](uint64_t ptr, const LiveBlock& b) {
+      p.snap.heap.push_back(AddressBlock{ptr, b.size, pass_->site_stack(b.site)});
+    });
   for (const auto& [addr, m] : mmaps_) p.snap.mmaps.push_back(m);
   if (p.as_peak && p.rss >= stored_peak_rss_) {
     stored_peak_rss_ = p.rss;
     s_.at_rss_peak = p.snap;
   }
   if (p.reason == f::kSmapsExit) s_.at_exit = std::move(p.snap);
-}
-
-void HeapDetails::on_event(const TraceEvent& e) {
-  round_.push_back(e);
 }
 
 void HeapDetails::on_rss(const TraceRss& r) {
@@ -263,30 +147,25 @@ void HeapDetails::on_smaps(const TraceSmaps& s) {
   pending_.push_back(std::move(p));
 }
 
-void HeapDetails::on_round() {
-  auto by_time = [](const TraceEvent& a, const TraceEvent& b) { return a.time < b.time; };
-  if (!std::is_sorted(round_.begin(), round_.end(), by_time))  // one thread: already sorted
-    std::stable_sort(round_.begin(), round_.end(), by_time);
-  for (const TraceEvent& e : round_) apply(e);
-  round_.clear();
-}
-
 HeapDetailSummary HeapDetails::finish() {
-  on_round();
+  if (own_) own_->end_round();
   take_snapshots(UINT64_MAX);
   capture_sites(UINT64_MAX);
-  for (const auto& [ptr, b] : live_) s_.sites[b.stack].stack = b.stack;
-  for (auto& [id, site] : s_.sites) {
-    if (site.epoch < peak_epoch_) site.peak_blocks = site.live_blocks;
-    s_.growth_steps += site.growth_steps;
-    s_.growth_bytes_copied += site.growth_bytes_copied;
-    s_.growth_chains += site.growth_chains;
+  for (SiteDetail& st : sites_) {
+    if (st.epoch < peak_epoch_) st.peak_blocks = st.live_blocks;
+    s_.growth_steps += st.growth_steps;
+    s_.growth_bytes_copied += st.growth_bytes_copied;
+    s_.growth_chains += st.growth_chains;
+    s_.sites.emplace(st.stack, st);
   }
   return std::move(s_);
 }
 
 void TraceTee::on_event(const TraceEvent& e) {
   for (TraceVisitor* v : to_) v->on_event(e);
+}
+void TraceTee::on_events(std::span<const TraceEvent> e) {
+  for (TraceVisitor* v : to_) v->on_events(e);
 }
 void TraceTee::on_stack(const TraceStack& s) {
   for (TraceVisitor* v : to_) v->on_stack(s);

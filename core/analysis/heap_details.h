@@ -2,7 +2,8 @@
 // lifetimes, realloc copies and growth chains by call site, per-thread totals, a size
 // histogram, the timeline, per-site objects at the heap peak, and the live heap blocks and
 // anonymous mmaps at the moments the trace took smaps snapshots (for the resident split).
-// Fed record by record through TraceVisitor, alongside HeapAnalysis (see TraceTee).
+// Fed record by record through TraceVisitor, alone or with HeapAnalysis through one shared
+// HeapPass (see HeapAnalyses in heap_analyses.h).
 //
 // Definitions:
 //  * temporary (heaptrack's): a block freed when no other allocation or free happened
@@ -14,7 +15,9 @@
 //    buffer, move, free the old), or a realloc from the site that allocated the block it
 //    grows. A growth chain is a sequence of such steps; bytes copied by a step are the old
 //    block's size (a realloc that grows in place copies nothing).
-//  * Order: the events of one round sorted by time (see heap_analysis.h).
+//  * Order: the events of one round sorted by time (see heap_analysis.h). Live blocks are
+//    those of the HeapPass shared with HeapAnalysis: a free read before its allocation, and
+//    an address live twice, are matched as heap_analysis.h says.
 // Memory: O(live blocks + sites + threads + timeline buckets + live mmaps at snapshots).
 // Not thread-safe.
 #pragma once
@@ -22,6 +25,8 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <span>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -81,23 +86,28 @@ struct HeapDetailSummary {
   std::optional<std::unordered_map<uint32_t, SiteLive>> sites_at;
 };
 
+class HeapPass;
+struct PassEvent;
+struct LiveBlock;
+
 class HeapDetails : public TraceVisitor {
  public:
   explicit HeapDetails(size_t timeline_buckets = 200);
+  ~HeapDetails() override;
+  HeapDetails(const HeapDetails&) = delete;
+  HeapDetails& operator=(const HeapDetails&) = delete;
   // Also record the live heap by site as it was at `time_ns` (the last state at or before).
   void capture_sites_at(uint64_t time_ns) { capture_at_ = time_ns; }
+  // As in HeapAnalysis: events reaching this visitor go through a HeapPass of its own.
   void on_event(const TraceEvent& e) override;
+  void on_events(std::span<const TraceEvent> e) override;
   void on_rss(const TraceRss& r) override;
   void on_smaps(const TraceSmaps& s) override;
   void on_round() override;
   HeapDetailSummary finish();  // call once
 
  private:
-  struct Block {
-    uint64_t size = 0, time = 0;
-    uint32_t stack = 0;
-    uint64_t chain = 1;  // blocks in its growth chain so far
-  };
+  friend class HeapPass;
   struct LastAlloc {
     uint64_t ptr = 0, time = 0;
   };
@@ -107,33 +117,43 @@ class HeapDetails : public TraceVisitor {
     uint64_t rss = 0;
     MomentSnapshot snap;
   };
-  void apply(const TraceEvent& e);
-  void on_alloc(const TraceEvent& e);
-  void on_free(const TraceEvent& e);
-  void on_realloc(const TraceEvent& e);
-  void on_mmap(const TraceEvent& e);
+  HeapPass& own_pass();
+  // Called by HeapPass for each event, in analysed order (heap_pass.cc says when).
+  void begin_event(const PassEvent& e);
+  void count_alloc(const PassEvent& e);
+  void count_free(const PassEvent& e);
+  // A release attempt at ptr: true when it frees the latest allocation (a temporary).
+  bool releasing(uint64_t ptr) {
+    bool temporary = ptr == last_alloc_ptr_;
+    last_alloc_ptr_ = 0;
+    return temporary;
+  }
+  void released(const LiveBlock& b, uint64_t time, bool temporary, const PassEvent* free);
+  void growth_on_free(uint64_t ptr, const LiveBlock& b);
+  uint32_t realloc_done(const PassEvent& e, const LiveBlock* old);  // returns the chain length
+  void allocated(uint64_t ptr, uint32_t site, uint64_t size, uint64_t time);
+  void on_mmap(const PassEvent& e);
   void unmap(uint64_t addr, uint64_t len);
-  void allocated(uint64_t ptr, uint64_t size, uint32_t stack, uint64_t time, uint64_t chain);
-  std::optional<Block> released(uint64_t ptr, uint64_t time);
-  void growth_on_free(uint64_t ptr, const Block& b);
-  void site_change(uint32_t stack, int64_t blocks, int64_t bytes);
-  ThreadDetail& thread(const TraceEvent& e);
+  void site_change(uint32_t site, int64_t blocks, int64_t bytes);
+  SiteDetail& site(uint32_t index) { return index < sites_.size() ? sites_[index] : new_site(index); }
+  SiteDetail& new_site(uint32_t index);
+  ThreadDetail& thread(const PassEvent& e);
+  ThreadDetail& new_thread(uint32_t pass_thread);
   void take_snapshots(uint64_t before);
   void store(PendingSnapshot&& p);
+  void capture_sites(uint64_t before);
 
   HeapDetailSummary s_;
-  std::vector<TraceEvent> round_;
-  std::unordered_map<uint64_t, Block> live_;
+  HeapPass* pass_ = nullptr;       // the pass feeding these details
+  std::unique_ptr<HeapPass> own_;  // when used alone
+  std::vector<SiteDetail> sites_;  // by HeapPass site index
+  std::vector<LastAlloc> last_by_site_;
+  std::vector<uint32_t> thread_of_;  // HeapPass thread index -> s_.threads index + 1
   std::map<uint64_t, AddressBlock> mmaps_;  // by start address
-  std::unordered_map<uint32_t, LastAlloc> last_by_site_;
-  std::unordered_map<uint64_t, size_t> thread_index_;  // stream -> threads index
   std::vector<PendingSnapshot> pending_;
-  void capture_sites(uint64_t before);
   std::optional<uint64_t> capture_at_;
   uint64_t best_peak_rss_ = 0, stored_peak_rss_ = 0;
   uint64_t last_alloc_ptr_ = 0;
-  uint64_t last_stream_ = 0;
-  size_t last_thread_ = SIZE_MAX;  // index of last_stream_ in s_.threads
   uint64_t live_bytes_ = 0, peak_bytes_ = 0, peak_epoch_ = 0;
 };
 
@@ -142,6 +162,7 @@ class TraceTee : public TraceVisitor {
  public:
   explicit TraceTee(std::vector<TraceVisitor*> to) : to_(std::move(to)) {}
   void on_event(const TraceEvent& e) override;
+  void on_events(std::span<const TraceEvent> e) override;
   void on_stack(const TraceStack& s) override;
   void on_module(const TraceModule& m) override;
   void on_process(const TraceProcess& p) override;

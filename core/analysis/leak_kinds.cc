@@ -38,9 +38,9 @@ LeakKindsSummary summarize_leak_kinds(const LeakKindsCollector& c, const HeapSum
   s.scan = *c.scan;
   if (!s.scan.done) return s;
 
-  std::unordered_map<uint64_t, const LiveBlock*> live;
+  std::unordered_map<uint64_t, const EndBlock*> live;
   live.reserve(heap.live_at_end.size());
-  for (const LiveBlock& b : heap.live_at_end) live.emplace(b.ptr, &b);
+  for (const EndBlock& b : heap.live_at_end) live.emplace(b.ptr, &b);
   std::unordered_map<uint32_t, bool> suppressed_stack;
   auto is_suppressed = [&](uint32_t stack) {
     if (suppressions.empty() || !stack) return false;

@@ -10,6 +10,8 @@ Timeline::Timeline(size_t max_buckets, uint64_t first_width_ns)
     : max_(std::max<size_t>(max_buckets, 2)), width_(std::max<uint64_t>(first_width_ns, 1)) {}
 
 size_t Timeline::index(uint64_t time) {
+  // A time before the end of the last bucket counts in the last bucket.
+  if (time < end_ns_ && !buckets_.empty()) return buckets_.size() - 1;
   while (time / width_ >= max_) halve();
   size_t i = std::max<size_t>(time / width_, buckets_.empty() ? 0 : buckets_.size() - 1);
   if (i >= buckets_.size()) {
@@ -21,6 +23,7 @@ size_t Timeline::index(uint64_t time) {
       buckets_.push_back(b);
     }
   }
+  end_ns_ = buckets_.size() * width_;
   return i;
 }
 
@@ -53,8 +56,9 @@ void Timeline::halve() {
   width_ *= 2;
 }
 
-void Timeline::on_heap(uint64_t time, uint32_t site, bool is_alloc, uint64_t size, uint64_t live,
-                       uint64_t site_live) {
+// The change falls in a new bucket or at a site other than the last one.
+void Timeline::on_heap_slow(uint64_t time, uint32_t site, bool is_alloc, uint64_t size,
+                            uint64_t live, uint64_t site_live) {
   size_t i = index(time);
   TimelineBucket& b = buckets_[i];
   b.live_max = std::max(b.live_max, live);

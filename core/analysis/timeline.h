@@ -40,8 +40,28 @@ class Timeline {
 
   // The heap changed at `time` by `delta` bytes at `site` (an allocation when delta > 0 or
   // `is_alloc`), leaving `live` bytes live in total and `site_live` at the site.
+  // Inline for the usual case (the last bucket, the same site as the last change): this runs
+  // for every event of a trace.
   void on_heap(uint64_t time, uint32_t site, bool is_alloc, uint64_t size, uint64_t live,
-               uint64_t site_live);
+               uint64_t site_live) {
+    if (time >= end_ns_ || site != cache_.site || !cache_.points ||
+        cache_.points->size() != buckets_.size())
+      return on_heap_slow(time, site, is_alloc, size, live, site_live);
+    TimelineBucket& b = buckets_.back();
+    SitePoint& pt = cache_.points->back();
+    b.live_max = live > b.live_max ? live : b.live_max;
+    b.live_end = live;
+    if (is_alloc) {
+      b.allocations++;
+      b.bytes += size;
+      pt.p.allocations++;
+      pt.p.bytes += size;
+    } else {
+      b.frees++;
+    }
+    pt.p.live_end = site_live;
+    pt.touched = true;
+  }
   void on_rss(uint64_t time, uint64_t rss);
 
   uint64_t width_ns() const { return width_; }
@@ -56,10 +76,13 @@ class Timeline {
     bool touched = false;
   };
   size_t index(uint64_t time);
+  void on_heap_slow(uint64_t time, uint32_t site, bool is_alloc, uint64_t size, uint64_t live,
+                    uint64_t site_live);
   void halve();
 
   size_t max_;
   uint64_t width_;
+  uint64_t end_ns_ = 0;  // end of the last bucket (buckets_.size() x width_)
   std::vector<TimelineBucket> buckets_;
   std::unordered_map<uint32_t, std::vector<SitePoint>> sites_;
   // sites_[site] of the latest change; a copy or move of the Timeline starts without it.

@@ -10,6 +10,13 @@ int64_t DiffRow::growth() const {
   return peak ? peak : d(new_figures.bytes, old_figures.bytes);
 }
 
+int64_t SegmentDiffRow::growth() const {
+  auto d = [](uint64_t n, uint64_t o) { return static_cast<int64_t>(n) - static_cast<int64_t>(o); };
+  if (int64_t g = d(new_figures.rss_at_peak, old_figures.rss_at_peak)) return g;
+  if (int64_t g = d(new_figures.rss_at_exit, old_figures.rss_at_exit)) return g;
+  return d(new_figures.size, old_figures.size);
+}
+
 double TraceDiff::peak_growth_percent() const {
   if (old_totals.peak == 0) return new_totals.peak ? 1e9 : 0;
   return (static_cast<double>(new_totals.peak) - static_cast<double>(old_totals.peak)) * 100.0 /
@@ -20,6 +27,13 @@ void sort_by_growth(std::vector<DiffRow>& rows) {
   std::sort(rows.begin(), rows.end(), [](const DiffRow& a, const DiffRow& b) {
     int64_t ga = a.growth(), gb = b.growth();
     return ga != gb ? ga > gb : a.what < b.what;
+  });
+}
+
+void sort_by_growth(std::vector<SegmentDiffRow>& rows) {
+  std::sort(rows.begin(), rows.end(), [](const SegmentDiffRow& a, const SegmentDiffRow& b) {
+    int64_t ga = a.growth(), gb = b.growth();
+    return ga != gb ? ga > gb : a.kind < b.kind;
   });
 }
 

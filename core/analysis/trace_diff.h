@@ -1,7 +1,9 @@
 // TraceDiff: two analysed traces compared per call site and per segment kind. Sites are
 // matched by their symbolized call path (addresses differ between runs); segment kinds by
-// the resident bytes of each kind in the RSS-peak snapshot. Rows are sorted by growth:
-// peak bytes (new - old) first, then bytes allocated, largest growth first.
+// the smaps snapshots at the RSS peak and at exit, classified as the resident split
+// classifies them (text, data, bss, heap, arenas, stacks, anonymous and file mappings...).
+// Site rows are sorted by growth: peak bytes (new - old) first, then bytes allocated,
+// largest growth first; segment rows by resident growth at the peak, then at exit.
 #pragma once
 
 #include <cstdint>
@@ -20,16 +22,32 @@ struct DiffRow {
   int64_t growth() const;  // peak growth, or bytes growth when peaks are equal
 };
 
+// One segment kind in one trace: summed over its regions.
+struct SegmentFigures {
+  uint64_t regions = 0;      // mappings of the kind at the RSS peak
+  uint64_t size = 0;         // virtual bytes at the RSS peak
+  uint64_t rss_at_peak = 0;  // resident bytes in the RSS-peak snapshot
+  uint64_t rss_at_exit = 0;  // resident bytes in the exit snapshot
+};
+
+struct SegmentDiffRow {
+  std::string kind;  // kind_name(RegionKind): "text", "heap", "stack", "anon", "file"...
+  SegmentFigures old_figures, new_figures;
+  int64_t growth() const;  // resident growth at the peak, else at exit, else virtual size
+};
+
 struct TraceDiff {
   DiffFigures old_totals, new_totals;
-  uint64_t old_rss = 0, new_rss = 0;  // at the RSS-peak snapshot (0: none)
+  uint64_t old_rss = 0, new_rss = 0;            // at the RSS-peak snapshot (0: none)
+  uint64_t old_exit_rss = 0, new_exit_rss = 0;  // at the exit snapshot (0: none)
   std::vector<DiffRow> sites;
-  std::vector<DiffRow> segments;  // peak = resident bytes of the kind
+  std::vector<SegmentDiffRow> segments;  // every kind present in either trace
   // Peak live heap growth in percent (0 when both are 0; +inf-like 1e9 when old is 0).
   double peak_growth_percent() const;
 };
 
 // Sorts rows by growth, largest first (ties by name).
 void sort_by_growth(std::vector<DiffRow>& rows);
+void sort_by_growth(std::vector<SegmentDiffRow>& rows);
 
 }  // namespace memcensus

@@ -79,6 +79,7 @@ std::vector<ScanRange> ended_thread_stacks(const Layout& layout, const OwnMappin
 class LastImage : public TraceVisitor {
  public:
   void on_event(const TraceEvent& e) override { heap_->on_event(e); }
+  void on_events(std::span<const TraceEvent> e) override { heap_->on_events(e); }
   void on_process(const TraceProcess& p) override {
     if (seen_process_) {
       heap_ = std::make_unique<HeapAnalysis>();
@@ -119,11 +120,11 @@ std::vector<uint64_t> register_words(const ExitEvent& ev) {
 }
 
 // Scan ranges of the live blocks, sorted, not overlapping; a 0-byte block counts as 1 byte
-// so that a pointer to it can be found. `order` maps each range to its LiveBlock.
-std::vector<ScanRange> block_ranges(const std::vector<LiveBlock>& live, std::vector<size_t>& order) {
+// so that a pointer to it can be found. `order` maps each range to its EndBlock.
+std::vector<ScanRange> block_ranges(const std::vector<EndBlock>& live, std::vector<size_t>& order) {
   std::vector<ScanRange> out;
   for (size_t i = 0; i < live.size(); ++i) {
-    const LiveBlock& b = live[i];
+    const EndBlock& b = live[i];
     if (!out.empty() && b.ptr < out.back().end) continue;  // the same address twice
     out.push_back({b.ptr, b.ptr + std::max<uint64_t>(b.size, 1)});
     order.push_back(i);

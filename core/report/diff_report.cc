@@ -34,22 +34,37 @@ void add_sites(const Analysis& a, Symbolizer& sym, Side side,
   }
 }
 
-uint64_t add_segments(const Analysis& a, Side side, std::map<std::string, DiffRow>& rows) {
-  if (!a.details.at_rss_peak) return 0;
-  const MomentSnapshot& m = *a.details.at_rss_peak;
+using SegmentSide = SegmentFigures SegmentDiffRow::*;
+
+// Adds a snapshot's regions by kind; returns the snapshot's resident bytes. at_peak: the
+// RSS-peak snapshot (counts regions and virtual size too), else the exit one.
+uint64_t add_segments(const Analysis& a, const MomentSnapshot& m, bool at_peak, SegmentSide side,
+                      std::map<std::string, SegmentDiffRow>& rows) {
   Layout layout = layout_from_smaps(m.smaps, a.heap.process.pid,
                                     a.threads.layout_threads(m.time, m.smaps), 0);
   uint64_t total = 0;
   for (const Region& r : layout.regions) {
     std::string key(kind_name(r.kind));
-    DiffRow& row = rows[key];
-    row.what = key;
+    SegmentDiffRow& row = rows[key];
+    row.kind = key;
+    SegmentFigures& f = row.*side;
     uint64_t rss = r.raw.fig.get(SmapsField::kRss);
-    (row.*side).peak += rss;
-    (row.*side).bytes += r.raw.end - r.raw.start;
     total += rss;
+    if (at_peak) {
+      f.regions++;
+      f.size += r.raw.end - r.raw.start;
+      f.rss_at_peak += rss;
+    } else {
+      f.rss_at_exit += rss;
+    }
   }
   return total;
+}
+
+void add_segments(const Analysis& a, SegmentSide side, uint64_t* peak_rss, uint64_t* exit_rss,
+                  std::map<std::string, SegmentDiffRow>& rows) {
+  if (a.details.at_rss_peak) *peak_rss = add_segments(a, *a.details.at_rss_peak, true, side, rows);
+  if (a.details.at_exit) *exit_rss = add_segments(a, *a.details.at_exit, false, side, rows);
 }
 
 DiffFigures totals(const Analysis& a) {
@@ -92,6 +107,30 @@ void rows_json(JsonWriter& w, const char* key, const std::vector<DiffRow>& rows)
   w.end_array();
 }
 
+void segment_json(JsonWriter& w, const char* key, const SegmentFigures& f) {
+  w.key(key);
+  w.begin_object();
+  w.field("regions", f.regions);
+  w.field("size", f.size);
+  w.field("rss_at_peak", f.rss_at_peak);
+  w.field("rss_at_exit", f.rss_at_exit);
+  w.end_object();
+}
+
+void segments_json(JsonWriter& w, const std::vector<SegmentDiffRow>& rows) {
+  w.key("segments");
+  w.begin_array();
+  for (const SegmentDiffRow& r : rows) {
+    w.begin_object();
+    w.field("what", r.kind);
+    segment_json(w, "old", r.old_figures);
+    segment_json(w, "new", r.new_figures);
+    w.field("growth", r.growth());
+    w.end_object();
+  }
+  w.end_array();
+}
+
 }  // namespace
 
 TraceDiff diff_analyses(const Analysis& old_a, Symbolizer& old_sym, const Analysis& new_a,
@@ -99,13 +138,15 @@ TraceDiff diff_analyses(const Analysis& old_a, Symbolizer& old_sym, const Analys
   TraceDiff d;
   d.old_totals = totals(old_a);
   d.new_totals = totals(new_a);
-  std::map<std::string, DiffRow> sites, segments;
+  std::map<std::string, DiffRow> sites;
+  std::map<std::string, SegmentDiffRow> segments;
   add_sites(old_a, old_sym, &DiffRow::old_figures, sites);
   add_sites(new_a, new_sym, &DiffRow::new_figures, sites);
-  d.old_rss = add_segments(old_a, &DiffRow::old_figures, segments);
-  d.new_rss = add_segments(new_a, &DiffRow::new_figures, segments);
+  add_segments(old_a, &SegmentDiffRow::old_figures, &d.old_rss, &d.old_exit_rss, segments);
+  add_segments(new_a, &SegmentDiffRow::new_figures, &d.new_rss, &d.new_exit_rss, segments);
   d.sites = sorted(sites);
-  d.segments = sorted(segments);
+  for (auto& [k, r] : segments) d.segments.push_back(std::move(r));
+  sort_by_growth(d.segments);
   return d;
 }
 
@@ -123,11 +164,16 @@ void write_diff_text(const TraceDiff& d, size_t top, std::string& out) {
   line("not freed", o.leaked, n.leaked);
   line("peak RSS", d.old_rss, d.new_rss);
   out += fmt::format("peak live heap change: {:+.1f}%\n", d.peak_growth_percent());
-  out += "\nby segment kind (resident at the RSS peak):\n";
-  for (const DiffRow& r : d.segments)
-    if (r.growth())
-      out += fmt::format("  {:>12}  {:<12} {} -> {}\n", signed_bytes(r.growth()), r.what,
-                         format_bytes(r.old_figures.peak), format_bytes(r.new_figures.peak));
+  line("RSS at exit", d.old_exit_rss, d.new_exit_rss);
+  out += "\nby segment kind (resident at the RSS peak and at exit; virtual size at the peak):\n";
+  out += fmt::format("  {:<9} {:>25} {:>25} {:>25}\n", "kind", "at peak: old -> new",
+                     "at exit: old -> new", "size: old -> new");
+  auto pair = [](uint64_t a, uint64_t b) { return format_bytes(a) + " -> " + format_bytes(b); };
+  for (const SegmentDiffRow& r : d.segments) {
+    const SegmentFigures &a = r.old_figures, &b = r.new_figures;
+    out += fmt::format("  {:<9} {:>25} {:>25} {:>25}\n", r.kind, pair(a.rss_at_peak, b.rss_at_peak),
+                       pair(a.rss_at_exit, b.rss_at_exit), pair(a.size, b.size));
+  }
   out += "\nby call site (peak; bytes allocated when peaks are equal):\n";
   size_t shown = 0;
   for (const DiffRow& r : d.sites) {
@@ -143,8 +189,10 @@ void write_diff_json(const TraceDiff& d, std::string& out) {
   figures_json(w, "new", d.new_totals);
   w.field("old_rss", d.old_rss);
   w.field("new_rss", d.new_rss);
+  w.field("old_exit_rss", d.old_exit_rss);
+  w.field("new_exit_rss", d.new_exit_rss);
   w.field("peak_growth_percent", d.peak_growth_percent());
-  rows_json(w, "segments", d.segments);
+  segments_json(w, d.segments);
   rows_json(w, "sites", d.sites);
   w.end_object();
   out += '\n';

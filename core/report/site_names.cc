@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "analysis/heap_analyses.h"
 #include "layout/classify_layout.h"
 #include "report/analysis_report.h"
 #include "report/json_writer.h"
@@ -186,6 +187,7 @@ Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>&
       if (*cb) (*cb)(events);
     }
     void on_event(const TraceEvent&) override { ++events; }
+    void on_events(std::span<const TraceEvent> e) override { events += e.size(); }
   } p;
   p.cb = &progress;
   HeapAnalysis heap;
@@ -193,8 +195,10 @@ Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>&
   ThreadInfoCollector threads;
   if (capture_ns) details.capture_sites_at(*capture_ns);
   Analysis a;
-  TraceTee tee({&heap, &details, &p, &threads, &a.checks});
+  HeapAnalyses both(heap, details);
+  TraceTee tee({&both, &p, &threads, &a.checks});
   reader.read(tee);
+  both.finish_events();
   a.heap = heap.finish();
   a.details = details.finish();
   a.threads = threads.finish();

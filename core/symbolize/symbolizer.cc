@@ -2,9 +2,14 @@
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
+#include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <libelf.h>
 #include <unistd.h>
 
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 
@@ -12,13 +17,6 @@
 
 namespace memcensus {
 namespace {
-
-const Dwfl_Callbacks kCallbacks = {
-    dwfl_build_id_find_elf,
-    dwfl_standard_find_debuginfo,
-    dwfl_offline_section_address,
-    nullptr,
-};
 
 const char* die_string(Dwarf_Die* die, int name) {
   Dwarf_Attribute attr;
@@ -60,6 +58,10 @@ CallSite call_site(Dwarf_Die* inlined, Dwarf_Die* cu) {
 
 struct Symbolizer::Impl {
   Dwfl* dwfl = nullptr;
+  Dwfl_Callbacks callbacks{};
+  std::string debuginfo_path;  // libdwfl's search path: its defaults, then the debug dirs
+  char* debuginfo_path_ptr = nullptr;
+  std::vector<std::string> debug_dirs;
   std::unordered_map<uint64_t, std::vector<SourceFrame>> cache;
   std::unordered_map<Dwfl_Module*, std::string> stale;  // module -> reason
 
@@ -67,6 +69,50 @@ struct Symbolizer::Impl {
   std::vector<SourceFrame> lookup(uint64_t pc);
   void expand(Dwfl_Module* mod, uint64_t pc, SourceFrame base, std::vector<SourceFrame>& out);
 };
+
+namespace {
+
+// Whether the ELF file at `path` carries build-id `want`.
+bool file_has_build_id(const std::string& path, const unsigned char* want, int n) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool same = false;
+  if (Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr)) {
+    const void* id = nullptr;
+    ssize_t len = dwelf_elf_gnu_build_id(elf, &id);
+    same = n > 0 && len == n && std::memcmp(id, want, static_cast<size_t>(n)) == 0;
+    elf_end(elf);
+  }
+  ::close(fd);
+  return same;
+}
+
+// libdwfl's standard search (build-id and debuglink under each directory of the path,
+// debuginfod), then DIR/<path> and DIR/<path>.debug under each debug directory.
+int find_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base,
+                   const char* file_name, const char* debuglink_file, GElf_Word debuglink_crc,
+                   char** debuginfo_file_name) {
+  int fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+                                        debuglink_crc, debuginfo_file_name);
+  auto* dirs = static_cast<const std::vector<std::string>*>(*userdata);
+  if (fd >= 0 || !dirs || !file_name || file_name[0] != '/') return fd;
+  const unsigned char* bits = nullptr;
+  GElf_Addr vaddr = 0;
+  int n = dwfl_module_build_id(mod, &bits, &vaddr);
+  for (const std::string& dir : *dirs) {
+    for (const char* suffix : {"", ".debug"}) {
+      std::string path = dir + file_name + suffix;
+      if (!file_has_build_id(path, bits, n)) continue;
+      fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      *debuginfo_file_name = strdup(path.c_str());
+      return fd;
+    }
+  }
+  return -1;
+}
+
+}  // namespace
 
 void Symbolizer::Impl::report(const TraceModule& m) {
   if (m.path.empty() || m.path[0] == '[' || ::access(m.path.c_str(), R_OK) != 0) return;
@@ -78,6 +124,9 @@ void Symbolizer::Impl::report(const TraceModule& m) {
   if (!m.build_id.empty() &&
       (n != static_cast<int>(m.build_id.size()) || std::memcmp(bits, m.build_id.data(), n) != 0))
     stale[mod] = "build-id mismatch";
+  void** userdata = nullptr;
+  dwfl_module_info(mod, &userdata, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+  if (userdata) *userdata = &debug_dirs;  // for find_debuginfo
 }
 
 void Symbolizer::Impl::expand(Dwfl_Module* mod, uint64_t pc, SourceFrame base,
@@ -143,11 +192,27 @@ std::vector<SourceFrame> Symbolizer::Impl::lookup(uint64_t pc) {
   return out;
 }
 
-Symbolizer::Symbolizer(const std::vector<TraceModule>& modules) : impl_(std::make_unique<Impl>()) {
-  impl_->dwfl = dwfl_begin(&kCallbacks);
+Symbolizer::Symbolizer(const std::vector<TraceModule>& modules,
+                       const std::vector<std::string>& debug_dirs)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  for (const std::string& d : debug_dirs) {
+    if (d.empty()) continue;
+    char* abs = ::realpath(d.c_str(), nullptr);  // libdwfl searches absolute directories only
+    m.debug_dirs.push_back(abs ? abs : d);
+    free(abs);
+  }
+  m.debuginfo_path = ":.debug:/usr/lib/debug";  // libdwfl's default
+  for (const std::string& d : m.debug_dirs) m.debuginfo_path += ":" + d;
+  m.debuginfo_path_ptr = m.debuginfo_path.data();
+  m.callbacks.find_elf = dwfl_build_id_find_elf;
+  m.callbacks.find_debuginfo = find_debuginfo;
+  m.callbacks.section_address = dwfl_offline_section_address;
+  m.callbacks.debuginfo_path = &m.debuginfo_path_ptr;
+  impl_->dwfl = dwfl_begin(&m.callbacks);
   if (!impl_->dwfl) return;
   dwfl_report_begin(impl_->dwfl);
-  for (const TraceModule& m : modules) impl_->report(m);
+  for (const TraceModule& mod : modules) impl_->report(mod);
   dwfl_report_end(impl_->dwfl, nullptr, nullptr);
 }
 

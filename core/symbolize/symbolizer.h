@@ -5,6 +5,12 @@
 // Modules come from the trace (path, load bias, range, build-id). A module whose file is
 // gone or whose build-id differs from the recorded one is not read: its frames keep only
 // the object and address ("build-id mismatch" in `function`), never a wrong name.
+// Debug info of a module is looked for, in order: in the module itself, by build-id and
+// .gnu_debuglink under /usr/lib/debug and under each of `debug_dirs`
+// (DIR/.build-id/xx/rest.debug, DIR/<module's directory>/<debuglink>), as DIR/<module's
+// path> and DIR/<module's path>.debug (checked to carry the module's build-id), and from
+// debuginfod servers when DEBUGINFOD_URLS is set (libdw loads libdebuginfod for that).
+// Debug info not found is not an error: frames keep their symbol-table name or object.
 // Results are cached per address. Not thread-safe.
 #pragma once
 
@@ -29,7 +35,8 @@ struct SourceFrame {
 
 class Symbolizer {
  public:
-  explicit Symbolizer(const std::vector<TraceModule>& modules);
+  explicit Symbolizer(const std::vector<TraceModule>& modules,
+                      const std::vector<std::string>& debug_dirs = {});
   ~Symbolizer();
   Symbolizer(const Symbolizer&) = delete;
   Symbolizer& operator=(const Symbolizer&) = delete;

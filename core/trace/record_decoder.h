@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "trace/trace_records.h"
 
@@ -14,7 +16,8 @@ namespace memcensus {
 
 class RecordDecoder {
  public:
-  explicit RecordDecoder(std::string name) : name_(std::move(name)) {}
+  explicit RecordDecoder(std::string name)
+      : name_(std::move(name)), batch_(std::make_unique<TraceEvent[]>(kBatch)) {}
 
   // A new segment starts (an exec'd image appended its own header): stream state is reset
   // and the segment's stack and stream ids are shifted past every id seen so far, so ids
@@ -34,6 +37,8 @@ class RecordDecoder {
   using Handler = void (RecordDecoder::*)(Cursor&, uint8_t tag, TraceVisitor&);
 
   void on_event(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void decode_event(Cursor& c, uint8_t tag);  // appends to batch_
+  void flush(TraceVisitor& v);                // delivers batch_
   void on_thread(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_thread_end(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_stack(Cursor& c, uint8_t tag, TraceVisitor& v);
@@ -52,7 +57,10 @@ class RecordDecoder {
   uint32_t stack_id(Cursor& c);
   static Handler handler_for(uint8_t tag);
 
+  static constexpr size_t kBatch = 256;
   std::string name_;
+  std::unique_ptr<TraceEvent[]> batch_;  // events decoded and not yet delivered
+  size_t batch_size_ = 0;
   std::unordered_map<uint64_t, Stream> streams_;
   Stream* current_ = nullptr;
   uint64_t current_id_ = 0;

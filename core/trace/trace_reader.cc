@@ -4,9 +4,17 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include "format/trace_format.h"
@@ -135,9 +143,8 @@ size_t finish_header(Source& src, const void* first, const std::string& name) {
 
 }  // namespace
 
-void TraceReader::read(TraceVisitor& visitor) {
+void TraceReader::read_here(TraceVisitor& visitor) {
   Impl& m = *impl_;
-  if (!m.source) m.source = std::make_unique<FileSource>(m.path);
   m.stats = {};
   f::FileHeader fh{};
   check_header(fh, m.source->read(&fh, sizeof fh), m.name);
@@ -173,6 +180,193 @@ void TraceReader::read(TraceVisitor& visitor) {
     ++index;
   }
   m.stats.truncated = true;
+}
+
+// ---- Decoding ahead on a second thread ------------------------------------------------------
+// A decoding thread reads, inflates and decodes chunks into batches (events, with the other
+// records kept in their place among them) that the calling thread hands to the visitor, so
+// decoding overlaps with the analysis. At most kQueued batches of about kBatchEvents events
+// are in flight (a few MB), so memory stays bounded. An error while decoding reaches the
+// caller after the records before it, as when reading on one thread; an error in the visitor
+// stops the decoding thread before it is rethrown.
+namespace {
+
+constexpr size_t kBatchEvents = 16384;
+constexpr size_t kQueued = 4;
+
+struct Batch {
+  std::vector<TraceEvent> events;
+  // Other records: delivered after the first `first` events of the batch.
+  struct Record {
+    size_t first;
+    std::function<void(TraceVisitor&)> deliver;
+  };
+  std::vector<Record> records;
+  bool last = false;           // the decoding thread is done (after this batch)
+  std::exception_ptr error;    // ... because of this error
+};
+
+// Both sides spin (yielding the CPU) for up to about a millisecond before sleeping: waking a
+// sleeping thread took long enough on the 2-vCPU build machine to leave both threads idle
+// most of the time, batch after batch.
+class BatchQueue {
+ public:
+  // Producer side. False when the consumer gave up.
+  bool push(Batch&& b) {
+    spin_while([&] { return size_.load(std::memory_order_acquire) >= kQueued; });
+    std::unique_lock lock(mu_);
+    room_.wait(lock, [&] { return q_.size() < kQueued || cancelled_; });
+    if (cancelled_) return false;
+    q_.push_back(std::move(b));
+    size_.store(q_.size(), std::memory_order_release);
+    ready_.notify_one();
+    return true;
+  }
+  // Consumer side.
+  Batch pop() {
+    spin_while([&] { return size_.load(std::memory_order_acquire) == 0; });
+    std::unique_lock lock(mu_);
+    ready_.wait(lock, [&] { return !q_.empty(); });
+    Batch b = std::move(q_.front());
+    q_.pop_front();
+    size_.store(q_.size(), std::memory_order_release);
+    room_.notify_one();
+    return b;
+  }
+  void cancel() {
+    std::lock_guard lock(mu_);
+    cancelled_ = true;
+    room_.notify_all();
+  }
+
+ private:
+  template <class F>
+  static void spin_while(F&& busy) {
+    for (int i = 0; i < 1000 && busy(); ++i) std::this_thread::yield();
+  }
+  std::mutex mu_;
+  std::condition_variable ready_, room_;
+  std::deque<Batch> q_;
+  std::atomic<size_t> size_{0};  // q_.size(), readable without the lock
+  bool cancelled_ = false;
+};
+
+// Runs on the decoding thread: collects what the decoder delivers into batches.
+class BatchRecorder : public TraceVisitor {
+ public:
+  explicit BatchRecorder(BatchQueue& q) : q_(q) { cur_.events.reserve(kBatchEvents + 256); }
+  void on_event(const TraceEvent& e) override { on_events(std::span<const TraceEvent>(&e, 1)); }
+  void on_events(std::span<const TraceEvent> e) override {
+    cur_.events.insert(cur_.events.end(), e.begin(), e.end());
+    if (cur_.events.size() >= kBatchEvents) send();
+  }
+  void on_stack(const TraceStack& s) override { keep(s, &TraceVisitor::on_stack); }
+  void on_module(const TraceModule& m) override { keep(m, &TraceVisitor::on_module); }
+  void on_process(const TraceProcess& p) override { keep(p, &TraceVisitor::on_process); }
+  void on_rss(const TraceRss& r) override { keep(r, &TraceVisitor::on_rss); }
+  void on_smaps(const TraceSmaps& s) override { keep(s, &TraceVisitor::on_smaps); }
+  void on_thread_end(uint64_t s) override { keep(s, &TraceVisitor::on_thread_end); }
+  void on_end(const TraceEnd& e) override { keep(e, &TraceVisitor::on_end); }
+  void on_exit(const TraceExit& e) override { keep(e, &TraceVisitor::on_exit); }
+  void on_round() override {
+    cur_.records.push_back({cur_.events.size(), [](TraceVisitor& v) { v.on_round(); }});
+  }
+  void on_check_error(const TraceCheckError& e) override { keep(e, &TraceVisitor::on_check_error); }
+  void on_own_mapping(const TraceOwnMapping& m) override { keep(m, &TraceVisitor::on_own_mapping); }
+  void on_thread_info(const TraceThreadInfo& t) override { keep(t, &TraceVisitor::on_thread_info); }
+  void on_leak_scan(const TraceLeakScan& s) override { keep(s, &TraceVisitor::on_leak_scan); }
+  void on_leak_blocks(const std::vector<TraceLeakBlock>& b) override {
+    keep(b, &TraceVisitor::on_leak_blocks);
+  }
+  // Sends what is left as the last batch. False when the consumer gave up.
+  bool finish(std::exception_ptr error) {
+    cur_.last = true;
+    cur_.error = std::move(error);
+    return send();
+  }
+  bool cancelled() const { return cancelled_; }
+
+ private:
+  template <class R, class Arg>
+  void keep(const R& r, void (TraceVisitor::*fn)(Arg)) {
+    cur_.records.push_back({cur_.events.size(), [r, fn](TraceVisitor& v) { (v.*fn)(r); }});
+  }
+  bool send() {
+    if (cancelled_) return false;
+    if (!q_.push(std::move(cur_))) {
+      cancelled_ = true;
+      throw Cancelled{};
+    }
+    cur_ = Batch{};
+    cur_.events.reserve(kBatchEvents + 256);
+    return true;
+  }
+
+ public:
+  struct Cancelled {};  // unwinds the decoding thread when the consumer gave up
+
+ private:
+  BatchQueue& q_;
+  Batch cur_;
+  bool cancelled_ = false;
+};
+
+void deliver(Batch& b, TraceVisitor& v) {
+  size_t done = 0;
+  auto events_to = [&](size_t n) {
+    if (n > done) v.on_events(std::span<const TraceEvent>(b.events.data() + done, n - done));
+    done = n;
+  };
+  for (Batch::Record& r : b.records) {
+    events_to(r.first);
+    r.deliver(v);
+  }
+  events_to(b.events.size());
+}
+
+}  // namespace
+
+void TraceReader::read(TraceVisitor& visitor) {
+  Impl& m = *impl_;
+  bool file = !m.source;
+  if (file) m.source = std::make_unique<FileSource>(m.path);
+  // In memory (the fuzzer, tests of the decoder) or on one CPU: decode on this thread.
+  if (!file || std::thread::hardware_concurrency() < 2) return read_here(visitor);
+  BatchQueue queue;
+  auto decode = [&] {  // the decoding thread
+    BatchRecorder rec(queue);
+    try {
+      std::exception_ptr error;
+      try {
+        read_here(rec);
+      } catch (const BatchRecorder::Cancelled&) {
+        return;
+      } catch (...) {
+        error = std::current_exception();
+      }
+      rec.finish(error);
+    } catch (const BatchRecorder::Cancelled&) {
+    }
+  };
+  std::thread decoder;
+  try {
+    decoder = std::thread(decode);
+  } catch (const std::system_error&) {  // no thread to be had: decode here
+    return read_here(visitor);
+  }
+  try {
+    for (;;) {
+      Batch b = queue.pop();
+      deliver(b, visitor);
+      if (b.error) std::rethrow_exception(b.error);
+      if (b.last) break;
+    }
+  } catch (...) {
+    queue.cancel();
+    decoder.join();
+    throw;
+  }
+  decoder.join();
 }
 
 TraceTail scan_trace_tail(const std::string& path) {

@@ -36,13 +36,16 @@ class TraceReader {
   TraceReader(TraceReader&&) noexcept;
   TraceReader& operator=(TraceReader&&) noexcept;
 
-  // Decodes the whole trace in file order. Throws Error on malformed input.
+  // Decodes the whole trace in file order. Throws Error on malformed input. A file is read
+  // and decoded on a second thread (when there is more than one CPU) while `visitor` runs on
+  // the calling thread; every visitor call happens on the calling thread, in file order.
   void read(TraceVisitor& visitor);
   const TraceStats& stats() const;
 
  private:
   struct Impl;
   explicit TraceReader(std::unique_ptr<Impl> impl);
+  void read_here(TraceVisitor& visitor);  // read() on the calling thread
   std::unique_ptr<Impl> impl_;
 };
 

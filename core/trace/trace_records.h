@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -114,6 +115,12 @@ class TraceVisitor {
  public:
   virtual ~TraceVisitor() = default;
   virtual void on_event(const TraceEvent&) {}
+  // Consecutive events in file order, several at a time (how the decoder delivers them: one
+  // virtual call per batch). By default each goes to on_event. No other record falls between
+  // the events of a batch.
+  virtual void on_events(std::span<const TraceEvent> events) {
+    for (const TraceEvent& e : events) on_event(e);
+  }
   virtual void on_stack(const TraceStack&) {}
   virtual void on_module(const TraceModule&) {}
   virtual void on_process(const TraceProcess&) {}

@@ -23,6 +23,7 @@ class VisitorTee : public TraceVisitor {
  public:
   VisitorTee(TraceVisitor& a, TraceVisitor& b) : a_(a), b_(b) {}
   void on_event(const TraceEvent& e) override { a_.on_event(e), b_.on_event(e); }
+  void on_events(std::span<const TraceEvent> e) override { a_.on_events(e), b_.on_events(e); }
   void on_stack(const TraceStack& s) override { a_.on_stack(s), b_.on_stack(s); }
   void on_module(const TraceModule& m) override { a_.on_module(m), b_.on_module(m); }
   void on_process(const TraceProcess& p) override { a_.on_process(p), b_.on_process(p); }

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <climits>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "run_test_util.h"
@@ -107,6 +109,51 @@ TEST(Diff, GrowthBySiteAndFailOnGrowth) {
   EXPECT_EQ(mctest::run({mc, "diff", small.trace, bigger.trace, "--fail-on-growth", "50"}).status,
             1);
   EXPECT_EQ(mctest::run({mc, "diff", small.trace, dir + "/missing"}).status, 2);
+}
+
+// Segment kinds from the smaps snapshots at the RSS peak and at exit: each side's rows sum to
+// the RSS of that snapshot, which is the RSS the resident split of `report` accounts for.
+TEST(Diff, SegmentKindsAtPeakAndExit) {
+  std::string dir = mctest::scratch_dir();
+  auto small = mctest::traced({mctest::fixture("count_cxx"), dir + "/a.json", "10"});
+  auto bigger = mctest::traced({mctest::fixture("analysis_fx")});
+  auto r = mctest::run({mctest::memcensus(), "diff", small.trace, bigger.trace, "--json"});
+  ASSERT_EQ(r.status, 0);
+  json d = json::parse(r.out);
+  const json& res_old = small.report["resident"];
+  const json& res_new = bigger.report["resident"];
+  EXPECT_EQ(d["old_rss"], res_old["at_peak"]["rss"]);
+  EXPECT_EQ(d["new_rss"], res_new["at_peak"]["rss"]);
+  EXPECT_EQ(d["old_exit_rss"], res_old["at_exit"]["rss"]);
+  EXPECT_EQ(d["new_exit_rss"], res_new["at_exit"]["rss"]);
+  uint64_t sum[2][2] = {};
+  int64_t last_growth = INT64_MAX;
+  std::map<std::string, json> by_kind;
+  for (const json& row : d["segments"]) {
+    by_kind[row["what"]] = row;
+    int i = 0;
+    for (const char* side : {"old", "new"}) {
+      sum[i][0] += row[side]["rss_at_peak"].get<uint64_t>();
+      sum[i][1] += row[side]["rss_at_exit"].get<uint64_t>();
+      EXPECT_GE(row[side]["size"].get<uint64_t>(), row[side]["rss_at_peak"].get<uint64_t>());
+      ++i;
+    }
+    EXPECT_LE(row["growth"].get<int64_t>(), last_growth) << "sorted by growth";
+    last_growth = row["growth"];
+  }
+  EXPECT_EQ(sum[0][0], d["old_rss"]);
+  EXPECT_EQ(sum[1][0], d["new_rss"]);
+  EXPECT_EQ(sum[0][1], d["old_exit_rss"]);
+  EXPECT_EQ(sum[1][1], d["new_exit_rss"]);
+  for (const char* kind : {"text", "stack", "heap"}) {
+    ASSERT_TRUE(by_kind.count(kind)) << kind;
+    EXPECT_GT(by_kind[kind]["old"]["rss_at_peak"], 0) << kind;
+    EXPECT_GT(by_kind[kind]["new"]["rss_at_exit"], 0) << kind;
+    EXPECT_GT(by_kind[kind]["new"]["regions"], 0) << kind;
+  }
+  auto text = mctest::run({mctest::memcensus(), "diff", small.trace, bigger.trace});
+  EXPECT_NE(text.out.find("by segment kind"), std::string::npos);
+  EXPECT_NE(text.out.find("RSS at exit"), std::string::npos);
 }
 
 }  // namespace

@@ -1,0 +1,500 @@
+#include "analysis/heap_pass.h"
+
+#include <algorithm>
+
+#include "analysis/heap_analysis.h"
+#include "analysis/heap_details.h"
+#include "format/trace_format.h"
+#include "trace/event_shapes.h"
+
+namespace memcensus {
+namespace f = memcensus::format;
+
+// ---- LiveBlocks ----------------------------------------------------------------------------
+
+LiveBlocks::LiveBlocks() {
+  slots_.resize(1024);
+  mask_ = slots_.size() - 1;
+  shift_ = 64 - 10;
+}
+
+LiveBlocks::Slot* LiveBlocks::slot_of(uint64_t ptr) {
+  for (size_t i = home(ptr);; i = (i + 1) & mask_) {
+    Slot& s = slots_[i];
+    if (s.key == ptr) return &s;
+    if (s.key == 0) return nullptr;
+  }
+}
+
+LiveBlock* LiveBlocks::find(uint64_t ptr) {
+  Slot* s = ptr ? slot_of(ptr) : nullptr;
+  return s ? &s->block : nullptr;
+}
+
+void LiveBlocks::grow() {
+  std::vector<Slot> old(slots_.size() * 2);
+  old.swap(slots_);
+  mask_ = slots_.size() - 1;
+  --shift_;
+  for (const Slot& s : old) {
+    if (!s.key) continue;
+    size_t i = home(s.key);
+    while (slots_[i].key) i = (i + 1) & mask_;
+    slots_[i] = s;
+  }
+}
+
+void LiveBlocks::insert(uint64_t ptr, const LiveBlock& b) {
+  if ((count_ + 1) * 2 > slots_.size()) grow();
+  size_t i = home(ptr);
+  for (; slots_[i].key; i = (i + 1) & mask_) {
+    if (slots_[i].key == ptr) {  // live twice: the newer one in the slot, older ones aside
+      extra_[ptr].push_back(slots_[i].block);
+      ++extra_count_;
+      slots_[i].block = b;
+      return;
+    }
+  }
+  slots_[i] = Slot{ptr, b};
+  ++count_;
+}
+
+// Backward-shift deletion: entries after the hole that may live in it move back, so probes
+// never need tombstones.
+void LiveBlocks::erase_slot(size_t i) {
+  for (size_t j = (i + 1) & mask_; slots_[j].key; j = (j + 1) & mask_) {
+    size_t h = home(slots_[j].key);
+    if (((j - h) & mask_) >= ((j - i) & mask_)) {
+      slots_[i] = slots_[j];
+      i = j;
+    }
+  }
+  slots_[i].key = 0;
+  --count_;
+}
+
+bool LiveBlocks::take(uint64_t ptr, uint64_t time, LiveBlock* out) {
+  if (!ptr) return false;
+  Slot* s = slot_of(ptr);
+  if (!s) return false;
+  auto ex = extra_.empty() ? extra_.end() : extra_.find(ptr);
+  if (ex == extra_.end()) {
+    if (s->block.time > time) return false;  // allocated after this free: a later free's
+    *out = s->block;
+    erase_slot(static_cast<size_t>(s - slots_.data()));
+    return true;
+  }
+  std::vector<LiveBlock>& more = ex->second;
+  LiveBlock* best = s->block.time <= time ? &s->block : nullptr;
+  for (LiveBlock& b : more)
+    if (b.time <= time && (!best || b.time > best->time)) best = &b;
+  if (!best) return false;
+  *out = *best;
+  *best = more.back();  // fill the hole with the last older block (maybe best itself)
+  more.pop_back();
+  --extra_count_;
+  if (more.empty()) extra_.erase(ex);
+  return true;
+}
+
+// ---- The per-event part of HeapAnalysis and HeapDetails ---------------------------------
+// Defined here, next to HeapPass::apply, so that the compiler inlines them into it: this is
+// the code run for every event of a trace. The rest of each analysis is in its own file.
+
+namespace {
+
+size_t lifetime_bucket(uint64_t ns) {
+  size_t i = 0;
+  for (uint64_t limit = 1000; i + 1 < kLifetimeBuckets && ns >= limit; limit *= 10) ++i;
+  return i;
+}
+
+size_t bit_width(uint64_t v) {
+  return v ? 64 - static_cast<size_t>(__builtin_clzll(v)) : 0;
+}
+
+}  // namespace
+
+// Per-site bytes at the global peak, computed lazily: peak_epoch_ counts new global peaks.
+// A site whose live bytes last changed in an earlier epoch still had those bytes at the
+// latest peak, so before each change (and at the end) such a site copies live_bytes into
+// peak_bytes. A change that itself sets a new peak bumps the epoch after being applied.
+void HeapAnalysis::site_change(uint32_t index, int64_t delta) {
+  SiteStats& st = site(index);
+  if (st.epoch < peak_epoch_) st.peak_bytes = st.live_bytes;
+  st.epoch = peak_epoch_;
+  st.live_bytes += static_cast<uint64_t>(delta);
+  live_bytes_ += static_cast<uint64_t>(delta);
+  if (live_bytes_ > s_.totals.peak_live_bytes) {
+    s_.totals.peak_live_bytes = live_bytes_;
+    ++peak_epoch_;
+  }
+}
+
+// Before the event's heap effects: counts by entry point, threads, sampling weights.
+void HeapAnalysis::begin_event(const PassEvent& e, uint8_t family) {
+  auto fam = static_cast<f::Family>(family);
+  s_.events++;
+  last_alloc_weight_ = 1;
+  last_weight_ = 1;
+  if (sampling()) {
+    bool release_only = fam == f::Family::kRealloc && e.ptr == 0 &&
+                        e.size == 0;  // see docs/trace-format.md, Sampling
+    if (fam == f::Family::kAlloc || (fam == f::Family::kRealloc && !release_only)) {
+      last_alloc_weight_ = weight_of(e.size);
+      estimate_alloc(e, last_alloc_weight_);
+    }
+  }
+  if (e.thread() >= thread_seen_.size()) thread_seen_.resize(e.thread() + 1);
+  if (!thread_seen_[e.thread()]) {
+    thread_seen_[e.thread()] = true;
+    s_.threads++;
+  }
+  ++*call_slot_[e.kind()];
+  switch (fam) {
+    case f::Family::kAlloc:
+      s_.totals.allocation_calls++;
+      if (e.ptr == 0) {
+        s_.totals.failed_allocations++;
+      } else {
+        s_.totals.bytes_allocated += e.size;
+      }
+      break;
+    case f::Family::kFree:
+      s_.totals.free_calls++;
+      break;
+    case f::Family::kRealloc:
+      s_.totals.allocation_calls++;
+      s_.totals.realloc_calls++;
+      // Failed (old block kept), or realloc(p, 0) which frees p in glibc.
+      if (e.ptr == 0 && !(e.size == 0 && e.old_ptr != 0)) s_.totals.failed_allocations++;
+      break;
+    default:
+      break;  // mappings are counted by entry point only
+  }
+}
+
+void HeapAnalysis::end_event(const PassEvent& e, uint8_t family) {
+  if (!sampling()) return;
+  auto fam = static_cast<f::Family>(family);
+  if (fam == f::Family::kFree) {
+    est_.free_calls += last_weight_;
+    *est_slot_[e.kind()] += last_weight_;
+  } else if (fam != f::Family::kAlloc && fam != f::Family::kRealloc) {
+    *est_slot_[e.kind()] += 1;
+  }
+}
+
+void HeapAnalysis::site_allocation(uint32_t index, uint64_t size) {
+  SiteStats& st = site(index);
+  st.allocations++;
+  st.bytes += size;
+}
+
+void HeapAnalysis::allocated(uint32_t index, uint64_t size, uint64_t time) {
+  uint64_t before = s_.totals.peak_live_bytes;
+  site_change(index, static_cast<int64_t>(size));
+  if (s_.totals.peak_live_bytes != before) s_.totals.peak_time_ns = time;
+}
+
+void HeapAnalysis::released(const LiveBlock& b) {
+  site_change(b.site, -static_cast<int64_t>(b.size));
+  last_weight_ = b.weight;
+  est_.live -= static_cast<double>(b.size) * b.weight;
+}
+
+// A successful realloc, after its old block was released (old_size 0: none or unknown).
+void HeapAnalysis::realloc_done(const PassEvent& e, uint64_t old_size) {
+  if (e.old_ptr != 0 && e.ptr != e.old_ptr) {
+    s_.totals.realloc_moves++;
+    s_.totals.realloc_bytes_copied += std::min(old_size, e.size);
+  }
+  s_.totals.bytes_allocated += e.size;
+}
+
+// Per-site live blocks, with the peak-epoch trick of HeapAnalysis::site_change for the
+// block count of each site when the whole heap peaked.
+void HeapDetails::site_change(uint32_t index, int64_t blocks, int64_t bytes) {
+  SiteDetail& st = site(index);
+  if (st.epoch < peak_epoch_) st.peak_blocks = st.live_blocks;
+  st.epoch = peak_epoch_;
+  st.live_blocks += static_cast<uint64_t>(blocks);
+  st.live_bytes += static_cast<uint64_t>(bytes);
+  live_bytes_ += static_cast<uint64_t>(bytes);
+  if (live_bytes_ > peak_bytes_) {
+    peak_bytes_ = live_bytes_;
+    ++peak_epoch_;
+  }
+}
+
+ThreadDetail& HeapDetails::thread(const PassEvent& e) {
+  if (e.thread() < thread_of_.size() && thread_of_[e.thread()]) return s_.threads[thread_of_[e.thread()] - 1];
+  return new_thread(e.thread());
+}
+
+void HeapDetails::allocated(uint64_t ptr, uint32_t index, uint64_t size, uint64_t time) {
+  s_.size_histogram[bit_width(size)]++;
+  site(index);
+  last_by_site_[index] = LastAlloc{ptr, time};
+  last_alloc_ptr_ = ptr;
+  site_change(index, 1, static_cast<int64_t>(size));
+  const SiteDetail& st = sites_[index];
+  s_.timeline.on_heap(time, st.stack, true, size, live_bytes_, st.live_bytes);
+}
+
+// A live block released at `time`; `free`: the free that did it (null for a realloc).
+void HeapDetails::released(const LiveBlock& b, uint64_t time, bool temporary,
+                           const PassEvent* free) {
+  SiteDetail& st = site(b.site);
+  if (temporary) {
+    st.temporary++;
+    st.temporary_bytes += b.size;
+    s_.temporary++;
+    s_.temporary_bytes += b.size;
+    if (free) thread(*free).temporary++;
+  }
+  size_t bucket = lifetime_bucket(time >= b.time ? time - b.time : 0);
+  st.lifetimes[bucket]++;
+  s_.lifetimes[bucket]++;
+  site_change(b.site, -1, -static_cast<int64_t>(b.size));
+  s_.timeline.on_heap(time, st.stack, false, b.size, live_bytes_, st.live_bytes);
+}
+
+// A free of `b` while its site's latest allocation is a larger live block allocated after
+// it: one growth step; the newer block continues b's chain.
+void HeapDetails::growth_on_free(uint64_t ptr, const LiveBlock& b) {
+  const LastAlloc& last = last_by_site_[b.site];
+  if (last.ptr == 0 || last.ptr == ptr || last.time < b.time) return;
+  LiveBlock* newer = pass_->live().find(last.ptr);
+  if (!newer || newer->site != b.site || newer->size <= b.size) return;
+  newer->chain = b.chain + 1;
+  SiteDetail& st = sites_[b.site];
+  st.growth_steps++;
+  st.growth_bytes_copied += b.size;
+  if (newer->chain == 2) st.growth_chains++;
+  st.longest_chain = std::max<uint64_t>(st.longest_chain, newer->chain);
+}
+
+void HeapDetails::count_alloc(const PassEvent& e) {
+  ThreadDetail& t = thread(e);
+  t.allocations++;
+  if (e.ptr != 0) t.bytes += e.size;
+}
+
+void HeapDetails::count_free(const PassEvent& e) {
+  thread(e).frees++;
+}
+
+// A successful realloc after its old block was released (old: that block, null when none
+// or unknown). Returns the growth chain length of the new block.
+uint32_t HeapDetails::realloc_done(const PassEvent& e, const LiveBlock* old) {
+  uint32_t chain = 1;
+  SiteDetail& st = site(pass_->site_index(e.stack));
+  uint64_t copied = old && e.ptr != e.old_ptr ? std::min(old->size, e.size) : 0;
+  if (e.old_ptr != 0 && e.ptr != e.old_ptr) {
+    st.realloc_moves++;
+    st.realloc_bytes_copied += copied;
+  }
+  if (old && sites_[old->site].stack == e.stack && e.size > old->size) {
+    chain = old->chain + 1;
+    st.growth_steps++;
+    st.growth_bytes_copied += copied;
+    if (chain == 2) st.growth_chains++;
+    st.longest_chain = std::max<uint64_t>(st.longest_chain, chain);
+  }
+  return chain;
+}
+
+// Before each event: snapshots taken before it see the live heap as it is now.
+void HeapDetails::begin_event(const PassEvent& e) {
+  if (!pending_.empty()) take_snapshots(e.time);
+  if (capture_at_) capture_sites(e.time);
+}
+
+// ---- HeapPass ------------------------------------------------------------------------------
+
+HeapPass::HeapPass(HeapAnalysis* heap, HeapDetails* details) : heap_(heap), details_(details) {
+  if (heap_) heap_->pass_ = this;
+  if (details_) details_->pass_ = this;
+}
+
+uint32_t HeapPass::site_index(uint32_t stack) {
+  constexpr uint32_t kDirect = 1u << 20;  // stack ids are small: a vector, else a map
+  uint32_t* slot;
+  if (stack < kDirect) {
+    if (stack >= site_of_stack_.size())
+      site_of_stack_.resize(std::max<size_t>(stack + 1, site_of_stack_.size() * 2));
+    slot = &site_of_stack_[stack];
+  } else {
+    slot = &site_of_big_stack_[stack];
+  }
+  if (!*slot) {
+    site_stacks_.push_back(stack);
+    *slot = static_cast<uint32_t>(site_stacks_.size());
+  }
+  return *slot - 1;
+}
+
+uint32_t HeapPass::new_stream(const TraceEvent& e) {
+  uint32_t next = static_cast<uint32_t>(std::min<size_t>(threads_.size(), PassEvent::kMaxThreads - 1));
+  auto [it, fresh] = thread_of_stream_.try_emplace(e.stream, next);
+  if (fresh && next == threads_.size()) threads_.push_back(Thread{e.stream, e.tid});
+  last_stream_ = e.stream;
+  last_thread_ = it->second;
+  return it->second;
+}
+
+void HeapPass::add(std::span<const TraceEvent> events) {
+  if (round_size_ + events.size() > round_cap_) {
+    size_t cap = std::max<size_t>(round_cap_ * 2, round_size_ + events.size() + 1024);
+    auto bigger = std::make_unique_for_overwrite<PassEvent[]>(cap);
+    std::copy(round_.get(), round_.get() + round_size_, bigger.get());
+    round_ = std::move(bigger);
+    round_cap_ = cap;
+  }
+  PassEvent* out = round_.get() + round_size_;
+  round_size_ += events.size();
+  for (const TraceEvent& e : events) {
+    PassEvent& p = *out++;
+    p.time = e.time;
+    p.ptr = e.ptr;
+    p.old_ptr = e.old_ptr;
+    p.size = e.size;
+    switch (event_shape(e.kind).family) {
+      case f::Family::kMremap:
+        p.aux = e.old_size;
+        break;
+      case f::Family::kMmap:
+      case f::Family::kMunmap:
+        p.aux = (e.failed ? PassEvent::kFailed : 0) | (e.fd < 0 ? PassEvent::kAnon : 0);
+        break;
+      default:
+        p.aux = e.time_after;
+    }
+    p.stack = e.stack;
+    p.thread_kind = thread_index(e) | static_cast<uint32_t>(e.kind) << 24;
+    if (heap_) heap_->note_time(e.time_after);  // a maximum: the order does not matter
+  }
+}
+
+// A round is the threads' buffers one after another, each already in time order: it is
+// applied by merging those runs (ties in file order, as a stable sort by time would order
+// them), without moving any event. One run (one thread) is applied as it is.
+void HeapPass::end_round() {
+  const PassEvent* ev = round_.get();
+  size_t n = round_size_;
+  round_size_ = 0;
+  runs_.clear();
+  for (size_t i = 1; i < n; ++i)
+    if (ev[i].time < ev[i - 1].time) runs_.push_back(static_cast<uint32_t>(i));
+  if (runs_.empty()) {
+    for (size_t i = 0; i < n; ++i) apply(ev[i]);
+    return;
+  }
+  runs_.push_back(static_cast<uint32_t>(n));
+  // heads_: (time, run) of each run's next event, as a min-heap; run r spans
+  // [r ? runs_[r - 1] : 0, runs_[r]) and next_[r] is its next event.
+  heads_.clear();
+  next_.assign(runs_.size(), 0);
+  for (uint32_t r = 0; r < runs_.size(); ++r) {
+    next_[r] = r ? runs_[r - 1] : 0;
+    heads_.push_back({ev[next_[r]].time, r});
+  }
+  auto later = [](const Head& a, const Head& b) {
+    return a.time != b.time ? a.time > b.time : a.run > b.run;
+  };
+  std::make_heap(heads_.begin(), heads_.end(), later);
+  while (!heads_.empty()) {
+    std::pop_heap(heads_.begin(), heads_.end(), later);
+    uint32_t r = heads_.back().run;
+    apply(ev[next_[r]]);
+    if (++next_[r] < runs_[r]) {
+      heads_.back().time = ev[next_[r]].time;
+      std::push_heap(heads_.begin(), heads_.end(), later);
+    } else {
+      heads_.pop_back();
+    }
+  }
+}
+
+// A successful allocation of `size` bytes at e.ptr from e.stack at `time`.
+void HeapPass::allocate(const PassEvent& e, uint64_t size, uint64_t time, uint32_t chain) {
+  uint32_t site = site_index(e.stack);
+  if (heap_) heap_->site_allocation(site, size);
+  if (!pending_frees_.empty()) {
+    auto pending = pending_frees_.find(e.ptr);
+    if (pending != pending_frees_.end()) {
+      auto& times = pending->second;
+      auto it = times.end();  // the earliest free at or after this allocation
+      for (auto i = times.begin(); i != times.end(); ++i)
+        if (*i >= time && (it == times.end() || *i < *it)) it = i;
+      if (it != times.end()) {  // its free was read first (another thread's buffer)
+        times.erase(it);
+        if (times.empty()) pending_frees_.erase(pending);
+        if (heap_) heap_->s_.totals.unmatched_frees--;
+        return;
+      }
+    }
+  }
+  double weight = 1;
+  if (heap_) {
+    heap_->allocated(site, size, time);
+    weight = heap_->last_alloc_weight_;
+  }
+  if (details_) details_->allocated(e.ptr, site, size, time);
+  live_.insert(e.ptr, LiveBlock{size, time, weight, site, chain});
+}
+
+// Releases the live block at ptr freed at `time` (a free, or the old block of a realloc).
+bool HeapPass::release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveBlock* out) {
+  bool temporary = details_ && details_->releasing(ptr);
+  if (!live_.take(ptr, time, out)) {
+    pending_frees_[ptr].push_back(time);
+    if (heap_) heap_->s_.totals.unmatched_frees++;
+    return false;
+  }
+  if (heap_) heap_->released(*out);
+  if (details_) details_->released(*out, time, temporary, free);
+  return true;
+}
+
+[[gnu::flatten]] void HeapPass::apply(const PassEvent& e) {
+  const f::Family fam = event_shape(e.kind()).family;
+  if (heap_) heap_->begin_event(e, static_cast<uint8_t>(fam));
+  if (details_) details_->begin_event(e);
+  switch (fam) {
+    case f::Family::kAlloc:
+      if (details_) details_->count_alloc(e);
+      if (e.ptr) allocate(e, e.size, e.time, 1);
+      break;
+    case f::Family::kFree:
+      if (details_) details_->count_free(e);
+      if (e.ptr) {
+        LiveBlock b;
+        if (release(e.ptr, e.time, &e, &b) && details_) details_->growth_on_free(e.ptr, b);
+      }
+      break;
+    case f::Family::kRealloc: {
+      if (details_) details_->count_alloc(e);
+      LiveBlock old;
+      bool known = false;
+      if (e.old_ptr != 0 && (e.ptr != 0 || e.size == 0))
+        known = release(e.old_ptr, e.time, nullptr, &old);
+      if (e.ptr == 0) break;
+      if (heap_) heap_->realloc_done(e, known ? old.size : 0);
+      uint32_t chain = details_ ? details_->realloc_done(e, known ? &old : nullptr) : 1;
+      allocate(e, e.size, e.aux, chain);
+      break;
+    }
+    case f::Family::kMmap:
+    case f::Family::kMunmap:
+    case f::Family::kMremap:
+      if (details_) details_->on_mmap(e);
+      break;
+    default:
+      break;
+  }
+  if (heap_) heap_->end_event(e, static_cast<uint8_t>(fam));
+}
+
+}  // namespace memcensus

@@ -1,0 +1,150 @@
+// HeapPass: what HeapAnalysis and HeapDetails share, done once for both: the events of each
+// writer round buffered compactly and put in time order (see heap_analysis.h, "Order"), the
+// table of live heap blocks, and small dense indexes for call sites and threads. Each event
+// is resolved once (which live block a free or realloc released, whether a free was read
+// before its allocation) and handed to the analyses attached, in analysed order.
+//
+// Used in two ways: HeapAnalysis or HeapDetails alone make one for themselves when events
+// first reach them; analyse_trace (report/analysis_report.h) feeds one HeapPass attached to
+// both through HeapAnalyses, so a trace is ordered and matched once.
+// Memory: one round of events (48 bytes each; applied by merging its threads' runs, so
+// ordering costs O(events x log threads) and no copy) + live blocks (40 bytes each, table at most
+// half full) + sites + threads. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "trace/trace_records.h"
+
+namespace memcensus {
+
+class HeapAnalysis;
+class HeapDetails;
+
+// A heap block live at some point of the analysis.
+struct LiveBlock {
+  uint64_t size = 0;
+  uint64_t time = 0;   // allocated at (realloc: after the call)
+  double weight = 1;   // allocations this recorded one stands for (--sample traces)
+  uint32_t site = 0;   // HeapPass::site_index of its stack
+  uint32_t chain = 1;  // blocks in its growth chain so far (HeapDetails)
+};
+
+// Live blocks by address: open addressing with linear probing and backward-shift deletion,
+// so a lookup is one multiply and usually one cache line. The same address live twice (an
+// allocation whose free was never recorded) keeps the older blocks in a side map.
+class LiveBlocks {
+ public:
+  LiveBlocks();
+  LiveBlock* find(uint64_t ptr);  // the newest block at ptr; nullptr when none
+  void insert(uint64_t ptr, const LiveBlock& b);
+  // Removes the block at ptr that a free at `time` releases: the latest one allocated at or
+  // before `time`. False when there is none.
+  bool take(uint64_t ptr, uint64_t time, LiveBlock* out);
+  size_t size() const { return count_ + extra_count_; }
+  template <class F>
+  void for_each(F&& f) const {  // f(ptr, const LiveBlock&), in no particular order
+    for (const Slot& s : slots_)
+      if (s.key) f(s.key, s.block);
+    for (const auto& [ptr, v] : extra_)
+      for (const LiveBlock& b : v) f(ptr, b);
+  }
+
+ private:
+  struct Slot {
+    uint64_t key = 0;  // 0: empty (a null pointer is never live)
+    LiveBlock block;
+  };
+  size_t home(uint64_t key) const { return (key * 0x9E3779B97F4A7C15ull) >> shift_; }
+  Slot* slot_of(uint64_t ptr);
+  void erase_slot(size_t i);
+  void grow();
+
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  unsigned shift_ = 0;
+  size_t count_ = 0;
+  std::unordered_map<uint64_t, std::vector<LiveBlock>> extra_;
+  size_t extra_count_ = 0;
+};
+
+// One event of a round, as buffered (the fields the analyses read). Trivial, so a round's
+// buffer grows without zeroing what is about to be written.
+struct PassEvent {
+  uint64_t time;
+  uint64_t ptr;
+  uint64_t old_ptr;
+  uint64_t size;
+  uint64_t aux;  // realloc: time after the call; mremap: old length; mmap, munmap: flags
+  uint32_t stack;
+  uint32_t thread_kind;  // HeapPass thread index (one per stream) | format::EventKind << 24
+  uint32_t thread() const { return thread_kind & (kMaxThreads - 1); }
+  uint8_t kind() const { return static_cast<uint8_t>(thread_kind >> 24); }
+  static constexpr uint64_t kFailed = 1;  // aux of a munmap: the call reported an error
+  static constexpr uint64_t kAnon = 2;    // aux of an mmap: no file (fd < 0)
+  static constexpr uint32_t kMaxThreads = 1u << 24;
+};
+static_assert(sizeof(PassEvent) == 48);
+
+class HeapPass {
+ public:
+  // Either pointer may be null; both must outlive the pass.
+  HeapPass(HeapAnalysis* heap, HeapDetails* details);
+  HeapPass(const HeapPass&) = delete;
+  HeapPass& operator=(const HeapPass&) = delete;
+
+  void add(const TraceEvent& e) { add(std::span<const TraceEvent>(&e, 1)); }
+  void add(std::span<const TraceEvent> events);
+  // Orders the buffered round by time and applies it. Also call once at the end.
+  void end_round();
+
+  LiveBlocks& live() { return live_; }
+  uint32_t site_stack(uint32_t site) const { return site_stacks_[site]; }
+  size_t sites() const { return site_stacks_.size(); }
+  uint32_t site_index(uint32_t stack);  // creates it on first use
+  struct Thread {
+    uint64_t stream = 0;
+    pid_t tid = 0;
+  };
+  // Streams past the first kMaxThreads - 1 share the last index.
+  const Thread& thread(uint32_t index) const { return threads_[index]; }
+
+ private:
+  uint32_t thread_index(const TraceEvent& e) {
+    return e.stream == last_stream_ && last_thread_ != UINT32_MAX ? last_thread_ : new_stream(e);
+  }
+  uint32_t new_stream(const TraceEvent& e);
+  // Every hook it calls is defined in heap_pass.cc, and inlined into it (flatten).
+  void apply(const PassEvent& e);
+  void allocate(const PassEvent& e, uint64_t size, uint64_t time, uint32_t chain);
+  bool release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveBlock* out);
+
+  HeapAnalysis* heap_;
+  HeapDetails* details_;
+  std::unique_ptr<PassEvent[]> round_;  // the round's events: round_size_ of round_cap_
+  size_t round_size_ = 0, round_cap_ = 0;
+  struct Head {
+    uint64_t time;
+    uint32_t run;
+  };
+  std::vector<uint32_t> runs_;  // end of each run of events in time order (end_round)
+  std::vector<uint32_t> next_;  // next event of each run
+  std::vector<Head> heads_;
+  LiveBlocks live_;
+  // Frees read before the allocation they release (another thread's buffer drained first):
+  // address -> times of those frees.
+  std::unordered_map<uint64_t, std::vector<uint64_t>> pending_frees_;
+  std::vector<uint32_t> site_of_stack_;  // stack id -> site index + 1, for small ids
+  std::unordered_map<uint32_t, uint32_t> site_of_big_stack_;
+  std::vector<uint32_t> site_stacks_;  // site index -> stack id
+  std::vector<Thread> threads_;
+  std::unordered_map<uint64_t, uint32_t> thread_of_stream_;
+  uint64_t last_stream_ = 0;
+  uint32_t last_thread_ = UINT32_MAX;
+};
+
+}  // namespace memcensus
