@@ -253,6 +253,17 @@ TEST(LeakCheck, ThreadChurnHasNoDefiniteLeakAndKeepsItsStatus) {
   expect_same_as_valgrind(k, valgrind_kinds(argv));
 }
 
+TEST(LeakCheck, DlErrorStringFreedByTheDlcloseHook) {
+  // dlclose's hook looks up the real dlclose, and that dlsym frees the program's last dl
+  // error string: a free the trace must hold.
+  Checked c = checked({mctest::fixture("dl_error")}, {"--error-exitcode", "9"});
+  EXPECT_EQ(c.status, 6) << c.err;
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  ASSERT_FALSE(c.report["leak_kinds"].is_null()) << c.report["leak_scan"];
+  EXPECT_EQ(c.report["leak_kinds"]["definite"]["blocks"], 0) << c.err;
+  EXPECT_EQ(c.report["totals"]["unmatched_frees"], 0);
+}
+
 TEST(LeakCheck, PythonRunsUnchanged) {
   if (mctest::run({"sh", "-c", "command -v python3"}).status != 0) GTEST_SKIP() << "no python3";
   std::vector<std::string> argv = {"python3", "-c",
