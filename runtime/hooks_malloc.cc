@@ -84,6 +84,10 @@ void* real_aligned_alloc(size_t align, size_t size) {
   return __libc_memalign(align, size);
 }
 
+void resolve_libc_alloc() {
+  resolve();
+}
+
 }  // namespace memcensus::rt
 
 using namespace memcensus::rt;

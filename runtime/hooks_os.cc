@@ -75,10 +75,11 @@ MEMCENSUS_EXPORT void* mremap(void* old, size_t old_len, size_t new_len, int fla
 MEMCENSUS_EXPORT int dlclose(void* handle) {
   using Fn = int (*)(void*);
   static Fn real = nullptr;
-  if (!real) {
-    GuardScope guard;
-    real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "dlclose"));
-  }
+  // Looked up without the guard: dlsym first frees the thread's previous dl error string
+  // (the program's block, recorded when made), and that free must be recorded too, or the
+  // leak scan of run --check would call the freed string definitely lost. dlsym cannot
+  // re-enter this hook, and whatever it allocates is freed by a later dl* call, recorded.
+  if (!real) real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "dlclose"));
   if (!t_state.guard && g_phase.load() == kActive) writer_note_modules();
   return real(handle);
 }

@@ -19,6 +19,11 @@ namespace memcensus::rt {
 
 int real_posix_memalign(void** out, size_t align, size_t size);
 void* real_aligned_alloc(size_t align, size_t size);
+// Does the dlsym lookups now (the runtime's constructor, before the program's code runs):
+// dlsym frees the calling thread's previous dl error string, and done lazily, under the
+// guard, inside a program's first posix_memalign, it would free the program's string
+// unrecorded (a freed block the leak scan of run --check calls definitely lost).
+void resolve_libc_alloc();
 
 }  // namespace memcensus::rt
 

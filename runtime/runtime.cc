@@ -7,6 +7,7 @@
 
 #include "runtime/check.h"
 #include "runtime/fast_unwind.h"
+#include "runtime/libc_alloc.h"
 #include "runtime/modules.h"
 #include "runtime/ring.h"
 #include "runtime/sampler.h"
@@ -164,7 +165,9 @@ void rt_shutdown() {
 
 namespace {
 __attribute__((constructor)) void runtime_constructor() {
-  if (rt_active()) writer_start();
+  if (!rt_active()) return;
+  resolve_libc_alloc();
+  writer_start();
 }
 __attribute__((destructor)) void runtime_destructor() {
   rt_shutdown();

@@ -7,6 +7,8 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
@@ -356,6 +358,38 @@ bool writer_open() {
   return true;
 }
 
+namespace {
+
+// The writer thread runs on a stack of the runtime's own (sys_map, a guard page below it),
+// never on one of glibc's cached thread stacks. glibc keeps the stacks of joined threads,
+// each with its thread's DTV, in a cache of at most 40 MiB; queueing one more frees the
+// oldest, DTV included (_dl_deallocate_tls -> free). Joined with the guard set at exit, a
+// writer on a glibc stack would make glibc free a program thread's DTV unseen by the hooks:
+// a block the trace holds as live, which the leak scan then calls definitely lost. Starting
+// it could likewise take a program thread's cached stack and free or move that thread's
+// TLS blocks unseen. A stack given with pthread_attr_setstack never enters the cache:
+// joining the writer frees only its own DTV, allocated under the guard and never recorded,
+// and the program's cache holds what it would hold without the runtime.
+// The stack is mapped once and reused by every later writer (after a failed exec, in a
+// forked child, where glibc drops the parent's threads on user stacks). Returns false,
+// leaving `attr` as it was, if no stack could be mapped. A program whose static TLS does
+// not fit in it makes pthread_create fail (EINVAL): the writer then gets a glibc stack.
+constexpr size_t kWriterStack = 2u << 20;  // also holds the static TLS and the descriptor
+uint8_t* g_writer_stack = nullptr;         // the guard page, then kWriterStack bytes
+
+bool writer_stack_attr(pthread_attr_t* attr) {
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (!g_writer_stack) {
+    auto* m = static_cast<uint8_t*>(sys_map(page + kWriterStack));
+    if (!m) return false;
+    syscall(SYS_mprotect, m, page, PROT_NONE);
+    g_writer_stack = m;
+  }
+  return pthread_attr_setstack(attr, g_writer_stack + page, kWriterStack) == 0;
+}
+
+}  // namespace
+
 void writer_start() {
   if (g_running.load() || g_fd < 0) return;
   GuardScope guard;
@@ -368,7 +402,13 @@ void writer_start() {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  if (pthread_create(&g_thread, nullptr, writer_main, nullptr) == 0) g_running.store(true);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  bool own_stack = writer_stack_attr(&attr);
+  int r = pthread_create(&g_thread, &attr, writer_main, nullptr);
+  if (r != 0 && own_stack) r = pthread_create(&g_thread, nullptr, writer_main, nullptr);
+  if (r == 0) g_running.store(true);
+  pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
