@@ -64,25 +64,13 @@ void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
   }
 }
 
-// Captures the stack of the hook's caller, interns it, and writes its kStack record into
-// `r` when it is new. Returns the stack id (0: none). The thread's WalkCache answers repeated
-// walks from the same registers over an unchanged stack (walk_cache.h); everything here runs
-// with `unwinding` set, so a signal handler that interrupts it records no stack.
-uint32_t capture_stack(ThreadState& t, Record& r, const StartFrame& from) {
-  if (g_config.no_stacks || t.unwinding) return 0;
-  t.unwinding = 1;
-  WalkCache* cache = t.ring->walk_cache;
-  WalkCacheEntry* entry = nullptr;
-  if (cache) {
-    entry = &walk_cache_slot(*cache, from);
-    if (uint32_t id = walk_cache_find(*entry, from)) {
-      t.unwinding = 0;
-      return id;
-    }
-  }
+// The walk of capture_stack when the WalkCache has no answer: a full walk (its reads
+// logged into `entry`, emptied first, when given), the StackTable lookup, and the kStack
+// record when the stack is new. Runs with `unwinding` set; clears it.
+[[gnu::noinline]] uint32_t capture_stack_walk(ThreadState& t, Record& r, const StartFrame& from,
+                                              WalkCacheEntry* entry) {
   uint64_t ips[kMaxStackDepth];
   int nreads = -1;
-  // The walk logs its reads straight into the entry it replaces (emptied first).
   if (entry) entry->ip = 0;
   uint32_t depth =
       walk(from, ips, entry ? entry->reads : nullptr, kWalkCacheReads, entry ? &nreads : nullptr);
@@ -98,6 +86,28 @@ uint32_t capture_stack(ThreadState& t, Record& r, const StartFrame& from) {
   t.unwinding = 0;
   if (is_new) put_stack(r, id, ips, depth);
   return id;
+}
+
+// Captures the stack of the hook's caller, interns it, and writes its kStack record into
+// `r` when it is new. Returns the stack id (0: none). The thread's WalkCache answers repeated
+// walks from the same registers over an unchanged stack (walk_cache.h); everything here runs
+// with `unwinding` set, so a signal handler that interrupts it records no stack. The cache
+// probe is inlined into the recording functions (a hit is the common case: no call, no
+// frame); a miss goes to capture_stack_walk.
+[[gnu::always_inline]] inline uint32_t capture_stack(ThreadState& t, Record& r,
+                                                     const StartFrame& from) {
+  if (g_config.no_stacks || t.unwinding) return 0;
+  t.unwinding = 1;
+  WalkCache* cache = t.ring->walk_cache;
+  WalkCacheEntry* entry = nullptr;
+  if (__builtin_expect(cache != nullptr, 1)) {
+    entry = &walk_cache_slot(*cache, from);
+    if (uint32_t id = walk_cache_find(*entry, from)) {
+      t.unwinding = 0;
+      return id;
+    }
+  }
+  return capture_stack_walk(t, r, from, entry);
 }
 
 // The stack of a fault, from its signal context (libunwind steps through the signal frame).
@@ -158,8 +168,9 @@ inline uint8_t fields_of(uint8_t kind) {
 }
 
 // Runs `build` on a fresh record and appends it; handles errno, nesting and publishing.
+// Inlined into each record_* function: one call from the hook into the runtime per event.
 template <typename Build>
-inline void emit(Build&& build) {
+[[gnu::always_inline]] inline void emit(Build&& build) {
   ThreadState& t = t_state;
   int saved = errno;
   if (!t.ring && !rt_attach_thread()) {
