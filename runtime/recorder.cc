@@ -22,6 +22,18 @@ namespace {
 constexpr size_t kRecordBuf = 192 + kMaxStackDepth * f::kMaxVarint;
 constexpr int kRuntimeFrames = 8;  // upper bound of our own frames above the hook's caller
 
+// Saves errno and restores it when it goes out of scope.
+class ErrnoKeeper {
+ public:
+  ErrnoKeeper() : saved_(errno) {}
+  ~ErrnoKeeper() { errno = saved_; }
+  ErrnoKeeper(const ErrnoKeeper&) = delete;
+  ErrnoKeeper& operator=(const ErrnoKeeper&) = delete;
+
+ private:
+  int saved_;
+};
+
 // One record being built in a stack buffer, then appended to the ring in one piece.
 struct Record {
   uint8_t buf[kRecordBuf];
@@ -69,6 +81,7 @@ void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
 // record when the stack is new. Runs with `unwinding` set; clears it.
 [[gnu::noinline]] uint32_t capture_stack_walk(ThreadState& t, Record& r, const StartFrame& from,
                                               WalkCacheEntry* entry) {
+  ErrnoKeeper keep;  // the loader's list, libunwind and new StackTable blocks may set errno
   uint64_t ips[kMaxStackDepth];
   int nreads = -1;
   if (entry) entry->ip = 0;
@@ -115,6 +128,7 @@ void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
 // return addresses at address - 1). Kept to 64 frames: this may run on a small sigaltstack.
 uint32_t capture_context_stack(ThreadState& t, Record& r, void* uc) {
   if (g_config.no_stacks || t.unwinding || !uc) return 0;
+  ErrnoKeeper keep;
   t.unwinding = 1;
   uint64_t ips[64];
   uint32_t max = g_config.stack_depth < 64 ? g_config.stack_depth : 64;
@@ -167,15 +181,31 @@ inline uint8_t fields_of(uint8_t kind) {
   if (!r.nested) t.prev_ptr = ptr;
 }
 
-// Runs `build` on a fresh record and appends it; handles errno, nesting and publishing.
+// The slow paths of emit, each keeping errno (they make system calls).
+[[gnu::noinline]] bool attach_thread_keeping_errno() {
+  ErrnoKeeper keep;
+  return rt_attach_thread();
+}
+[[gnu::noinline]] bool ring_append_keeping_errno(Ring* ring, const uint8_t* p, size_t n) {
+  ErrnoKeeper keep;
+  return ring_append(ring, p, n, false);
+}
+[[gnu::noinline]] void writer_wake_keeping_errno() {
+  ErrnoKeeper keep;
+  writer_wake();
+}
+
+// Runs `build` on a fresh record and appends it; handles nesting and publishing.
 // Inlined into each record_* function: one call from the hook into the runtime per event.
+// errno: the common path makes no system call and no libc call, so it leaves errno alone
+// without saving it (a PLT call to __errno_location per event); every path that may set
+// it (attaching a ring, waiting for room, waking the writer, a stack walk that misses the
+// WalkCache) keeps it with an ErrnoKeeper, and so must any `build` step added here.
 template <typename Build>
 [[gnu::always_inline]] inline void emit(Build&& build) {
   ThreadState& t = t_state;
-  int saved = errno;
-  if (!t.ring && !rt_attach_thread()) {
+  if (__builtin_expect(!t.ring, 0) && !attach_thread_keeping_errno()) {
     g_lost_events.fetch_add(1, std::memory_order_relaxed);
-    errno = saved;
     return;
   }
   Record r;
@@ -183,14 +213,13 @@ template <typename Build>
   build(t, r);
   Ring* ring = t.ring;
   size_t n = static_cast<size_t>(r.p - r.buf);
-  if (!ring_append_fast(ring, r.buf, n) && !ring_append(ring, r.buf, n, false))
+  if (!ring_append_fast(ring, r.buf, n) && !ring_append_keeping_errno(ring, r.buf, n))
     g_lost_events.fetch_add(1, std::memory_order_relaxed);
   if (--t.depth == 0) {
     ring_publish(ring);
     uint64_t used = ring->reserve - ring->tail.load(std::memory_order_relaxed);
-    if (used > kRingSize / 2) writer_wake();
+    if (__builtin_expect(used > kRingSize / 2, 0)) writer_wake_keeping_errno();
   }
-  errno = saved;
 }
 
 uint64_t addr(const void* p) {
@@ -261,6 +290,7 @@ uint32_t record_stack(const StartFrame& from) {
 }
 
 uint32_t record_check_error(const CheckErrorRecord& e, const StartFrame* from, void* uc) {
+  ErrnoKeeper keep;  // sys_gettid
   uint32_t stack = 0;
   emit([&](ThreadState& t, Record& r) {
     stack = from ? capture_stack(t, r, *from) : capture_context_stack(t, r, uc);
