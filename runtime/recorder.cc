@@ -34,10 +34,13 @@ class ErrnoKeeper {
   int saved_;
 };
 
-// One record being built in a stack buffer, then appended to the ring in one piece.
+// The cursor of one record being built in a stack buffer (emit's `buf`, kRecordBuf bytes),
+// then appended to the ring in one piece. Kept apart from the buffer, and never passed by
+// address to an out-of-line function on the common path, so that the compiler keeps it in
+// registers: inside one object with the buffer, every byte store through `p` might
+// overwrite it, and `p` and `nested` were reloaded after each byte.
 struct Record {
-  uint8_t buf[kRecordBuf];
-  uint8_t* p = buf;
+  uint8_t* p;
   bool nested;
 };
 
@@ -79,8 +82,9 @@ void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
 // The walk of capture_stack when the WalkCache has no answer: a full walk (its reads
 // logged into `entry`, emptied first, when given), the StackTable lookup, and the kStack
 // record when the stack is new. Runs with `unwinding` set; clears it.
-[[gnu::noinline]] uint32_t capture_stack_walk(ThreadState& t, Record& r, const StartFrame& from,
+[[gnu::noinline]] uint32_t capture_stack_walk(ThreadState& t, Record* rec, const StartFrame& from,
                                               WalkCacheEntry* entry) {
+  Record& r = *rec;
   ErrnoKeeper keep;  // the loader's list, libunwind and new StackTable blocks may set errno
   uint64_t ips[kMaxStackDepth];
   int nreads = -1;
@@ -120,7 +124,11 @@ void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
       return id;
     }
   }
-  return capture_stack_walk(t, r, from, entry);
+  // Through a copy: `r` itself stays out of memory on the hit path.
+  Record copy = r;
+  uint32_t id = capture_stack_walk(t, &copy, from, entry);
+  r = copy;
+  return id;
 }
 
 // The stack of a fault, from its signal context (libunwind steps through the signal frame).
@@ -208,12 +216,12 @@ template <typename Build>
     g_lost_events.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  Record r;
-  r.nested = t.depth++ > 0;
+  uint8_t buf[kRecordBuf];
+  Record r{buf, t.depth++ > 0};
   build(t, r);
   Ring* ring = t.ring;
-  size_t n = static_cast<size_t>(r.p - r.buf);
-  if (!ring_append_fast(ring, r.buf, n) && !ring_append_keeping_errno(ring, r.buf, n))
+  size_t n = static_cast<size_t>(r.p - buf);
+  if (!ring_append_fast(ring, buf, n) && !ring_append_keeping_errno(ring, buf, n))
     g_lost_events.fetch_add(1, std::memory_order_relaxed);
   if (--t.depth == 0) {
     ring_publish(ring);
