@@ -22,7 +22,9 @@
 // Cost, measured on bench_storm (bench/README.md "## run --check"): ~20 ns per malloc/free
 // pair for the table (two shard locks and probes), ~10 us per guarded block (system calls,
 // a page fault, a TLB shootdown), so ~2 ns per allocation at the default rate of 1 in 5000;
-// run --check takes 1.0-1.6x the CPU time of plain run on the bench workloads.
+// the program with the runtime in check mode takes 1.3-1.5x the CPU time of plain recording
+// (bench_containers, bench_storm). End to end, `run --check` also pays the CLI's passes over
+// the trace for the exit leak scan and the summary (bench/README.md "## run --check").
 //
 // Families: malloc (malloc, calloc, realloc, reallocarray, memalign, posix_memalign,
 // aligned_alloc, valloc, pvalloc / free, realloc), new / delete, new[] / delete[], aligned

@@ -22,10 +22,25 @@ namespace {
 constexpr size_t kRecordBuf = 192 + kMaxStackDepth * f::kMaxVarint;
 constexpr int kRuntimeFrames = 8;  // upper bound of our own frames above the hook's caller
 
-// One record being built in a stack buffer, then appended to the ring in one piece.
+// Saves errno and restores it when it goes out of scope.
+class ErrnoKeeper {
+ public:
+  ErrnoKeeper() : saved_(errno) {}
+  ~ErrnoKeeper() { errno = saved_; }
+  ErrnoKeeper(const ErrnoKeeper&) = delete;
+  ErrnoKeeper& operator=(const ErrnoKeeper&) = delete;
+
+ private:
+  int saved_;
+};
+
+// The cursor of one record being built in a stack buffer (emit's `buf`, kRecordBuf bytes),
+// then appended to the ring in one piece. Kept apart from the buffer, and never passed by
+// address to an out-of-line function on the common path, so that the compiler keeps it in
+// registers: inside one object with the buffer, every byte store through `p` might
+// overwrite it, and `p` and `nested` were reloaded after each byte.
 struct Record {
-  uint8_t buf[kRecordBuf];
-  uint8_t* p = buf;
+  uint8_t* p;
   bool nested;
 };
 
@@ -64,25 +79,15 @@ void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
   }
 }
 
-// Captures the stack of the hook's caller, interns it, and writes its kStack record into
-// `r` when it is new. Returns the stack id (0: none). The thread's WalkCache answers repeated
-// walks from the same registers over an unchanged stack (walk_cache.h); everything here runs
-// with `unwinding` set, so a signal handler that interrupts it records no stack.
-uint32_t capture_stack(ThreadState& t, Record& r, const StartFrame& from) {
-  if (g_config.no_stacks || t.unwinding) return 0;
-  t.unwinding = 1;
-  WalkCache* cache = t.ring->walk_cache;
-  WalkCacheEntry* entry = nullptr;
-  if (cache) {
-    entry = &walk_cache_slot(*cache, from);
-    if (uint32_t id = walk_cache_find(*entry, from)) {
-      t.unwinding = 0;
-      return id;
-    }
-  }
+// The walk of capture_stack when the WalkCache has no answer: a full walk (its reads
+// logged into `entry`, emptied first, when given), the StackTable lookup, and the kStack
+// record when the stack is new. Runs with `unwinding` set; clears it.
+[[gnu::noinline]] uint32_t capture_stack_walk(ThreadState& t, Record* rec, const StartFrame& from,
+                                              WalkCacheEntry* entry) {
+  Record& r = *rec;
+  ErrnoKeeper keep;  // the loader's list, libunwind and new StackTable blocks may set errno
   uint64_t ips[kMaxStackDepth];
   int nreads = -1;
-  // The walk logs its reads straight into the entry it replaces (emptied first).
   if (entry) entry->ip = 0;
   uint32_t depth =
       walk(from, ips, entry ? entry->reads : nullptr, kWalkCacheReads, entry ? &nreads : nullptr);
@@ -100,11 +105,38 @@ uint32_t capture_stack(ThreadState& t, Record& r, const StartFrame& from) {
   return id;
 }
 
+// Captures the stack of the hook's caller, interns it, and writes its kStack record into
+// `r` when it is new. Returns the stack id (0: none). The thread's WalkCache answers repeated
+// walks from the same registers over an unchanged stack (walk_cache.h); everything here runs
+// with `unwinding` set, so a signal handler that interrupts it records no stack. The cache
+// probe is inlined into the recording functions (a hit is the common case: no call, no
+// frame); a miss goes to capture_stack_walk.
+[[gnu::always_inline]] inline uint32_t capture_stack(ThreadState& t, Record& r,
+                                                     const StartFrame& from) {
+  if (g_config.no_stacks || t.unwinding) return 0;
+  t.unwinding = 1;
+  WalkCache* cache = t.ring->walk_cache;
+  WalkCacheEntry* entry = nullptr;
+  if (__builtin_expect(cache != nullptr, 1)) {
+    entry = &walk_cache_slot(*cache, from);
+    if (uint32_t id = walk_cache_find(*entry, from)) {
+      t.unwinding = 0;
+      return id;
+    }
+  }
+  // Through a copy: `r` itself stays out of memory on the hit path.
+  Record copy = r;
+  uint32_t id = capture_stack_walk(t, &copy, from, entry);
+  r = copy;
+  return id;
+}
+
 // The stack of a fault, from its signal context (libunwind steps through the signal frame).
 // The faulting instruction is frame 0, stored + 1 like a return address (readers look up
 // return addresses at address - 1). Kept to 64 frames: this may run on a small sigaltstack.
 uint32_t capture_context_stack(ThreadState& t, Record& r, void* uc) {
   if (g_config.no_stacks || t.unwinding || !uc) return 0;
+  ErrnoKeeper keep;
   t.unwinding = 1;
   uint64_t ips[64];
   uint32_t max = g_config.stack_depth < 64 ? g_config.stack_depth : 64;
@@ -157,29 +189,45 @@ inline uint8_t fields_of(uint8_t kind) {
   if (!r.nested) t.prev_ptr = ptr;
 }
 
-// Runs `build` on a fresh record and appends it; handles errno, nesting and publishing.
+// The slow paths of emit, each keeping errno (they make system calls).
+[[gnu::noinline]] bool attach_thread_keeping_errno() {
+  ErrnoKeeper keep;
+  return rt_attach_thread();
+}
+[[gnu::noinline]] bool ring_append_keeping_errno(Ring* ring, const uint8_t* p, size_t n) {
+  ErrnoKeeper keep;
+  return ring_append(ring, p, n, false);
+}
+[[gnu::noinline]] void writer_wake_keeping_errno() {
+  ErrnoKeeper keep;
+  writer_wake();
+}
+
+// Runs `build` on a fresh record and appends it; handles nesting and publishing.
+// Inlined into each record_* function: one call from the hook into the runtime per event.
+// errno: the common path makes no system call and no libc call, so it leaves errno alone
+// without saving it (a PLT call to __errno_location per event); every path that may set
+// it (attaching a ring, waiting for room, waking the writer, a stack walk that misses the
+// WalkCache) keeps it with an ErrnoKeeper, and so must any `build` step added here.
 template <typename Build>
-inline void emit(Build&& build) {
+[[gnu::always_inline]] inline void emit(Build&& build) {
   ThreadState& t = t_state;
-  int saved = errno;
-  if (!t.ring && !rt_attach_thread()) {
+  if (__builtin_expect(!t.ring, 0) && !attach_thread_keeping_errno()) {
     g_lost_events.fetch_add(1, std::memory_order_relaxed);
-    errno = saved;
     return;
   }
-  Record r;
-  r.nested = t.depth++ > 0;
+  uint8_t buf[kRecordBuf];
+  Record r{buf, t.depth++ > 0};
   build(t, r);
   Ring* ring = t.ring;
-  size_t n = static_cast<size_t>(r.p - r.buf);
-  if (!ring_append_fast(ring, r.buf, n) && !ring_append(ring, r.buf, n, false))
+  size_t n = static_cast<size_t>(r.p - buf);
+  if (!ring_append_fast(ring, buf, n) && !ring_append_keeping_errno(ring, buf, n))
     g_lost_events.fetch_add(1, std::memory_order_relaxed);
   if (--t.depth == 0) {
     ring_publish(ring);
     uint64_t used = ring->reserve - ring->tail.load(std::memory_order_relaxed);
-    if (used > kRingSize / 2) writer_wake();
+    if (__builtin_expect(used > kRingSize / 2, 0)) writer_wake_keeping_errno();
   }
-  errno = saved;
 }
 
 uint64_t addr(const void* p) {
@@ -250,6 +298,7 @@ uint32_t record_stack(const StartFrame& from) {
 }
 
 uint32_t record_check_error(const CheckErrorRecord& e, const StartFrame* from, void* uc) {
+  ErrnoKeeper keep;  // sys_gettid
   uint32_t stack = 0;
   emit([&](ThreadState& t, Record& r) {
     stack = from ? capture_stack(t, r, *from) : capture_context_stack(t, r, uc);
