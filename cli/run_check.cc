@@ -64,14 +64,24 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
   ex.code = ex.signaled ? WTERMSIG(r.wait_status) : WEXITSTATUS(r.wait_status);
   append_exit_record(r.trace_path, ex);
 
-  // The heap summary and what --check recorded; not the report's other details.
-  TraceReader reader = TraceReader::from_file(r.trace_path);
+  // The heap summary and what --check recorded; not the report's other details. The scan
+  // read the whole trace at the exit stop (the runtime writes nothing after its final flush),
+  // so its analysis serves here; only a trace it did not cover (an exec chain, a skipped
+  // scan) is read again.
   Analysis a;
-  HeapAnalysis heap;
-  TraceTee tee({&heap, &a.checks});
-  reader.read(tee);
-  a.heap = heap.finish();
-  a.stats = reader.stats();
+  if (scan->heap) {
+    a.heap = std::move(*scan->heap);
+    a.checks.on_leak_scan(scan->scan);
+    a.checks.on_leak_blocks(scan->blocks);
+    for (const TraceCheckError& e : a.heap.errors) a.checks.on_check_error(e);
+  } else {
+    TraceReader reader = TraceReader::from_file(r.trace_path);
+    HeapAnalysis heap;
+    TraceTee tee({&heap, &a.checks});
+    reader.read(tee);
+    a.heap = heap.finish();
+    a.stats = reader.stats();
+  }
   Symbolizer sym(a.heap.modules);
   SiteNames names(a.heap, sym);
   HeapReportOptions ro;

@@ -81,24 +81,29 @@ class LastImage : public TraceVisitor {
   void on_event(const TraceEvent& e) override { heap_->on_event(e); }
   void on_events(std::span<const TraceEvent> e) override { heap_->on_events(e); }
   void on_process(const TraceProcess& p) override {
-    if (seen_process_) {
+    if (images_++) {
       heap_ = std::make_unique<HeapAnalysis>();
       own_ = OwnMappings();
     }
-    seen_process_ = true;
     heap_->on_process(p);
   }
   void on_round() override { heap_->on_round(); }
   void on_end(const TraceEnd& e) override { heap_->on_end(e); }
   void on_own_mapping(const TraceOwnMapping& m) override { own_.on_own_mapping(m); }
+  // What run's summary reads too (stacks and modules name the sites; errors; peak RSS).
+  void on_stack(const TraceStack& s) override { heap_->on_stack(s); }
+  void on_module(const TraceModule& m) override { heap_->on_module(m); }
+  void on_rss(const TraceRss& r) override { heap_->on_rss(r); }
+  void on_check_error(const TraceCheckError& e) override { heap_->on_check_error(e); }
 
   HeapAnalysis& heap() { return *heap_; }
   const OwnMappings& own() const { return own_; }
+  int images() const { return images_; }
 
  private:
   std::unique_ptr<HeapAnalysis> heap_ = std::make_unique<HeapAnalysis>();
   OwnMappings own_;
-  bool seen_process_ = false;
+  int images_ = 0;
 };
 
 // Every general register of each stopped thread.
@@ -227,6 +232,7 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path) {
     out.blocks.reserve(kinds.size());
     for (size_t i = 0; i < kinds.size(); ++i)
       out.blocks.push_back({s.live_at_end[order[i]].ptr, static_cast<uint8_t>(kinds[i])});
+    if (image.images() == 1) out.heap = std::move(s);
     return out;
   } catch (const std::exception& e) {
     return skipped_leak_scan(std::string("the leak scan failed: ") + e.what());

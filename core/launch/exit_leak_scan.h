@@ -8,14 +8,16 @@
 // mappings; classify every live block (classify_leaks, which reads the blocks once, in
 // address order, many at a time: a process_vm_readv per block costs microseconds, and 1M
 // blocks took 4 s that way). The caller resumes the program after.
-// Cost: one pass over the trace, O(root bytes + live bytes) reads in pieces of up to 1 MiB;
+// Cost: one pass over the trace (its analysis is kept for run's summary), O(root bytes + live bytes) reads in pieces of up to 1 MiB;
 // memory O(blocks + pointers found in the heap).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "analysis/heap_analysis.h"
 #include "analysis/leak_scan.h"
 #include "trace/trace_records.h"
 
@@ -29,6 +31,9 @@ struct ExitLeakScan {
   double trace_seconds = 0;   // reading the trace
   double layout_seconds = 0;  // registers, maps and thread stacks (the roots)
   double scan_seconds = 0;    // the reachability scan
+  // The analysis of the trace read at the stop, when it holds one process image (no exec):
+  // everything run's summary needs, so that it need not read the trace again.
+  std::optional<HeapSummary> heap;
 };
 
 // Scans the stopped process of `ev` whose runtime writes `trace_path`. Never throws: a scan
