@@ -43,11 +43,15 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
 
   std::optional<ExitLeakScan> scan;
   double stopped = 0;
-  LaunchResult r = run_preloaded_with_exit_hook(argv, p, [&](const ExitEvent& ev) {
-    auto t0 = std::chrono::steady_clock::now();
-    scan = scan_at_exit(ev, preload_trace_path(argv, p, ev.pid));
-    stopped = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  });
+  TraceFollower follower;  // reads the trace while the program runs
+  LaunchResult r = run_preloaded_with_exit_hook(
+      argv, p,
+      [&](const ExitEvent& ev) {
+        auto t0 = std::chrono::steady_clock::now();
+        scan = scan_at_exit(ev, follower);
+        stopped = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      },
+      [&](pid_t, const std::string& path) { follower.start(path); });
   if (::access(r.trace_path.c_str(), F_OK) != 0)
     throw Error("'" + argv[0] + "' wrote no trace to " + r.trace_path +
                 ": the runtime was not loaded (LD_PRELOAD removed or ignored?)");

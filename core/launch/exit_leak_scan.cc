@@ -5,11 +5,14 @@
 #include <sys/user.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <exception>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <set>
+#include <thread>
 
 #include "analysis/heap_analysis.h"
 #include "launch/exit_tracer.h"
@@ -76,6 +79,8 @@ std::vector<ScanRange> ended_thread_stacks(const Layout& layout, const OwnMappin
 // The live blocks and the runtime's own mappings of the program's last image: an exec
 // appends a new segment (a kProcess record) to the same trace, and what the previous image
 // had went with its address space.
+}  // namespace
+
 class LastImage : public TraceVisitor {
  public:
   void on_event(const TraceEvent& e) override { heap_->on_event(e); }
@@ -105,6 +110,8 @@ class LastImage : public TraceVisitor {
   OwnMappings own_;
   int images_ = 0;
 };
+
+namespace {
 
 // Every general register of each stopped thread.
 std::vector<uint64_t> register_words(const ExitEvent& ev) {
@@ -185,16 +192,56 @@ ExitLeakScan skipped_leak_scan(std::string why) {
   return s;
 }
 
+struct TraceFollower::Impl {
+  std::atomic<bool> finished{false};
+  std::thread thread;
+  LastImage image;
+  std::exception_ptr error;
+  bool started = false;
+};
+
+TraceFollower::TraceFollower() : impl_(std::make_unique<Impl>()) {}
+
+TraceFollower::~TraceFollower() {
+  impl_->finished.store(true, std::memory_order_release);
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+void TraceFollower::start(const std::string& trace_path) {
+  Impl* m = impl_.get();
+  m->started = true;
+  m->thread = std::thread([m, trace_path] {
+    try {
+      TraceReader reader = TraceReader::follow_file(trace_path, &m->finished);
+      reader.read(m->image);
+    } catch (...) {
+      m->error = std::current_exception();
+    }
+  });
+}
+
+LastImage& TraceFollower::finish() {
+  if (!impl_->started) throw Error("internal error: the trace follower was not started");
+  impl_->finished.store(true, std::memory_order_release);
+  if (impl_->thread.joinable()) impl_->thread.join();
+  if (impl_->error) std::rethrow_exception(impl_->error);
+  return impl_->image;
+}
+
 ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path) {
+  TraceFollower follower;
+  follower.start(trace_path);
+  return scan_at_exit(ev, follower);
+}
+
+ExitLeakScan scan_at_exit(const ExitEvent& ev, TraceFollower& follower) {
   if (ev.cause.starts_with("signal"))
     return skipped_leak_scan("the program was killed by SIG" + ev.cause.substr(7) +
                              "; no leak scan at a crash");
   try {
     ExitLeakScan out;
     auto t0 = std::chrono::steady_clock::now();
-    LastImage image;
-    TraceReader reader = TraceReader::from_file(trace_path);
-    reader.read(image);
+    LastImage& image = follower.finish();
     HeapSummary s = image.heap().finish();
     if (!s.clean_end)
       return skipped_leak_scan(

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,8 +37,32 @@ struct ExitLeakScan {
   std::optional<HeapSummary> heap;
 };
 
-// Scans the stopped process of `ev` whose runtime writes `trace_path`. Never throws: a scan
-// that cannot run is returned skipped, with the reason.
+class LastImage;
+
+// Reads the trace while the program runs (on a thread of its own), so that at the exit stop
+// only what the runtime wrote last remains to be read: the program then stays stopped for
+// the scan, not for the whole trace.
+class TraceFollower {
+ public:
+  TraceFollower();
+  ~TraceFollower();  // stops and joins the reading thread
+  TraceFollower(const TraceFollower&) = delete;
+  TraceFollower& operator=(const TraceFollower&) = delete;
+  void start(const std::string& trace_path);
+  // The writer is done: reads to the end of the file and waits for the thread. Returns the
+  // analysis of the last image, or throws the reading error. Once.
+  LastImage& finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Scans the stopped process of `ev` whose runtime writes the trace `follower` reads (started
+// when the program started). Never throws: a scan that cannot run is returned skipped, with
+// the reason.
+ExitLeakScan scan_at_exit(const ExitEvent& ev, TraceFollower& follower);
+// The same, reading `trace_path` from its start at the stop.
 ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path);
 
 // A skipped scan with `why`.

@@ -305,10 +305,12 @@ int run_with_exit_hook(const std::vector<std::string>& argv,
     _exit(127);
   }
   ::close(err_pipe[1]);
-  if (options.started) options.started(pid);
   int st = 0;
   while (waitpid(pid, &st, WSTOPPED) < 0 && errno == EINTR) {
   }
+  // The child has run before_exec and stopped itself: what it set up (the preload
+  // launcher removes an old trace file there) is done before anyone looks.
+  if (options.started) options.started(pid);
   long opts = PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK |
               PTRACE_O_TRACESECCOMP | PTRACE_O_TRACEEXIT | PTRACE_O_EXITKILL;
   if (ptrace(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(opts)) != 0) {

@@ -35,7 +35,7 @@ struct ExitEvent {
 struct ExitHookOptions {
   // Called in the child after fork, before exec (single-threaded caller: may setenv).
   std::function<void()> before_exec;
-  // Called in the caller once the child exists, with its pid.
+  // Called in the caller once the child exists and has run before_exec, with its pid.
   std::function<void(pid_t)> started;
 };
 

@@ -195,9 +195,10 @@ std::string preload_trace_path(const std::vector<std::string>& argv, const Prelo
   return trace_path_for(argv, o, pid);
 }
 
-LaunchResult run_preloaded_with_exit_hook(const std::vector<std::string>& argv,
-                                          const PreloadOptions& o,
-                                          const std::function<void(const ExitEvent&)>& at_exit) {
+LaunchResult run_preloaded_with_exit_hook(
+    const std::vector<std::string>& argv, const PreloadOptions& o,
+    const std::function<void(const ExitEvent&)>& at_exit,
+    const std::function<void(pid_t, const std::string&)>& started) {
   check_preloadable(find_program(argv.at(0)));
   LaunchResult r;
   std::optional<IgnoreInterrupts> ignoring;
@@ -206,6 +207,7 @@ LaunchResult run_preloaded_with_exit_hook(const std::vector<std::string>& argv,
   h.started = [&](pid_t pid) {
     r.pid = pid;
     ignoring.emplace();
+    if (started) started(pid, trace_path_for(argv, o, pid));
   };
   r.wait_status = run_with_exit_hook(argv, at_exit, h);
   r.trace_path = trace_path_for(argv, o, r.pid);

@@ -49,8 +49,10 @@ struct ExitEvent;
 // `at_exit` is called once, at its exit_group (or fatal signal) stop with every thread
 // stopped, after the runtime has flushed its trace. Same refusals, environment, signal
 // handling and trace naming as run_preloaded.
-LaunchResult run_preloaded_with_exit_hook(const std::vector<std::string>& argv,
-                                          const PreloadOptions& o,
-                                          const std::function<void(const ExitEvent&)>& at_exit);
+// `started` (may be empty) is called once the program exists, with its pid and trace path.
+LaunchResult run_preloaded_with_exit_hook(
+    const std::vector<std::string>& argv, const PreloadOptions& o,
+    const std::function<void(const ExitEvent&)>& at_exit,
+    const std::function<void(pid_t, const std::string&)>& started = {});
 
 }  // namespace memcensus

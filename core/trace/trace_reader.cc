@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -55,6 +56,48 @@ class FileSource : public Source {
  private:
   std::string path_;
   int fd_;
+};
+
+// A file still being written: short reads wait for more bytes until the writer is finished.
+class FollowSource : public Source {
+ public:
+  FollowSource(std::string path, const std::atomic<bool>* finished)
+      : path_(std::move(path)), finished_(finished) {}
+  ~FollowSource() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  size_t read(void* out, size_t n) override {
+    while (fd_ < 0) {
+      bool last = finished_->load(std::memory_order_acquire);
+      fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd_ >= 0) break;
+      if (errno != ENOENT || last) throw Error(path_ + ": " + std::strerror(errno));
+      wait();
+    }
+    size_t got = 0;
+    while (got < n) {
+      bool last = finished_->load(std::memory_order_acquire);
+      ssize_t r = ::read(fd_, static_cast<char*>(out) + got, n - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) throw Error(path_ + ": " + std::strerror(errno));
+      if (r > 0) {
+        got += static_cast<size_t>(r);
+        continue;
+      }
+      if (last) break;  // the writer was done before this read found the end
+      wait();
+    }
+    return got;
+  }
+
+ private:
+  static void wait() {
+    struct timespec ts = {0, 2000000};  // 2 ms: the runtime writes a chunk every ~10 ms
+    ::nanosleep(&ts, nullptr);
+  }
+  std::string path_;
+  const std::atomic<bool>* finished_;
+  int fd_ = -1;
 };
 
 class MemorySource : public Source {
@@ -110,6 +153,13 @@ TraceReader TraceReader::from_file(std::string path) {
   auto impl = std::make_unique<Impl>();
   impl->name = path;
   impl->path = std::move(path);
+  return TraceReader(std::move(impl));
+}
+
+TraceReader TraceReader::follow_file(std::string path, const std::atomic<bool>* finished) {
+  auto impl = std::make_unique<Impl>();
+  impl->name = path;
+  impl->source = std::make_unique<FollowSource>(path, finished);  // decoded on the caller's thread
   return TraceReader(std::move(impl));
 }
 

@@ -7,6 +7,7 @@
 // Not thread-safe; one reader per file.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,6 +30,10 @@ class TraceReader {
  public:
   // Reads the file at `path` (opened lazily by read()).
   static TraceReader from_file(std::string path);
+  // Follows a file another process is still writing: waits for it to appear and for more
+  // bytes at its end, until `*finished` is set (the writer is done); what is in the file
+  // then is read to its end. For reading a trace while the traced program runs.
+  static TraceReader follow_file(std::string path, const std::atomic<bool>* finished);
   // Reads bytes already in memory; `name` is used in messages (the fuzzer uses this).
   static TraceReader from_memory(std::string_view bytes, std::string name);
 
