@@ -2,8 +2,8 @@
 //                        --threads --histogram --timeline --resident --errors]
 #include <cstdio>
 
-#include "cli/commands.h"
 #include "analysis/suppressions.h"
+#include "cli/commands.h"
 #include "cli/progress.h"
 #include "report/analysis_report.h"
 #include "symbolize/symbolizer.h"

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 
 #include "analysis/suppressions.h"
@@ -18,10 +18,8 @@
 #include "util/error.h"
 
 namespace memcensus::cli {
-namespace {
 
-void print_heap_line(const Analysis& a) {
-  const HeapTotals& t = a.heap.totals;
+void print_heap_line(const HeapTotals& t, bool truncated) {
   std::fprintf(stderr,
                "memcensus: %llu allocations (%llu bytes), %llu frees, peak heap %llu bytes, "
                "%llu bytes in %llu blocks not freed%s\n",
@@ -31,10 +29,8 @@ void print_heap_line(const Analysis& a) {
                static_cast<unsigned long long>(t.peak_live_bytes),
                static_cast<unsigned long long>(t.leaked_bytes),
                static_cast<unsigned long long>(t.leaked_blocks),
-               a.stats.truncated ? " (trace cut short)" : "");
+               truncated ? " (trace cut short)" : "");
 }
-
-}  // namespace
 
 int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p,
                    const CheckOptions& c) {
@@ -56,11 +52,11 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
     throw Error("'" + argv[0] + "' wrote no trace to " + r.trace_path +
                 ": the runtime was not loaded (LD_PRELOAD removed or ignored?)");
   if (!scan) {
-    scan = skipped_leak_scan(
-        WIFSIGNALED(r.wait_status)
-            ? std::string("the program was killed by SIG") + sigabbrev_np(WTERMSIG(r.wait_status)) +
-                  " before its exit could be observed"
-            : std::string("the program's exit could not be observed"));
+    scan = skipped_leak_scan(WIFSIGNALED(r.wait_status)
+                                 ? std::string("the program was killed by SIG") +
+                                       sigabbrev_np(WTERMSIG(r.wait_status)) +
+                                       " before its exit could be observed"
+                                 : std::string("the program's exit could not be observed"));
   }
   append_chunks(r.trace_path, encode_leak_scan(scan->scan, scan->blocks));
   TraceExit ex;
@@ -97,7 +93,7 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
       write_errors_text(a.heap, sym, errors);
       std::fprintf(stderr, "memcensus: %s", errors.c_str());
     }
-    print_heap_line(a);
+    print_heap_line(a.heap.totals, a.stats.truncated);
     std::string text = leak_summary_text(k, names, 5);
     std::fwrite(text.data(), 1, text.size(), stderr);
     if (scan->scan.done)

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/heap_analysis.h"
 #include "launch/preload_launcher.h"
 
 namespace memcensus::cli {
@@ -15,6 +16,9 @@ struct CheckOptions {
   std::string suppressions;  // file; empty for none
   bool quiet = false;
 };
+
+// The one-line heap summary `run` prints on stderr.
+void print_heap_line(const HeapTotals& t, bool truncated);
 
 // Runs argv; returns memcensus run's exit status. Throws Error (exit 2) on bad input.
 int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p,

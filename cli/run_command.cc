@@ -71,17 +71,7 @@ void print_summary(const std::string& path) {
   HeapAnalysis analysis;
   reader.read(analysis);
   HeapSummary s = analysis.finish();
-  const HeapTotals& t = s.totals;
-  std::fprintf(stderr,
-               "memcensus: %llu allocations (%llu bytes), %llu frees, peak heap %llu bytes, "
-               "%llu bytes in %llu blocks not freed%s\n",
-               static_cast<unsigned long long>(t.allocation_calls),
-               static_cast<unsigned long long>(t.bytes_allocated),
-               static_cast<unsigned long long>(t.free_calls),
-               static_cast<unsigned long long>(t.peak_live_bytes),
-               static_cast<unsigned long long>(t.leaked_bytes),
-               static_cast<unsigned long long>(t.leaked_blocks),
-               reader.stats().truncated ? " (trace cut short)" : "");
+  print_heap_line(s.totals, reader.stats().truncated);
 }
 
 int run(const RunOptions& o, const Context& ctx) {

@@ -83,8 +83,8 @@ struct HeapSummary {
   std::map<std::string, uint64_t> calls;  // by entry point name
   std::vector<SiteStats> sites;           // sorted by bytes allocated, descending
   std::unordered_map<uint32_t, std::vector<uint64_t>> stacks;
-  std::vector<TraceModule> modules;  // distinct (path, bias), in order of first appearance
-  std::vector<EndBlock> live_at_end;  // sorted by address (the leak scan's blocks)
+  std::vector<TraceModule> modules;     // distinct (path, bias), in order of first appearance
+  std::vector<EndBlock> live_at_end;    // sorted by address (the leak scan's blocks)
   std::vector<TraceCheckError> errors;  // run --check errors, in file order
 };
 
@@ -94,7 +94,7 @@ struct LiveBlock;
 
 class HeapAnalysis : public TraceVisitor {
  public:
-  HeapAnalysis();                              // every entry point starts at 0 calls
+  HeapAnalysis();  // every entry point starts at 0 calls
   ~HeapAnalysis() override;
   HeapAnalysis(const HeapAnalysis&) = delete;  // holds pointers into itself
   HeapAnalysis& operator=(const HeapAnalysis&) = delete;
@@ -136,7 +136,9 @@ class HeapAnalysis : public TraceVisitor {
   void released(const LiveBlock& b);
   void realloc_done(const PassEvent& e, uint64_t old_size);
   void site_change(uint32_t site, int64_t delta);
-  SiteStats& site(uint32_t index) { return index < sites_.size() ? sites_[index] : new_site(index); }
+  SiteStats& site(uint32_t index) {
+    return index < sites_.size() ? sites_[index] : new_site(index);
+  }
   SiteStats& new_site(uint32_t index);
   void note_time(uint64_t t) { s_.duration_ns = t > s_.duration_ns ? t : s_.duration_ns; }
 
@@ -151,10 +153,10 @@ class HeapAnalysis : public TraceVisitor {
   double spare_est_ = 0;
 
   HeapSummary s_;
-  HeapPass* pass_ = nullptr;             // the pass feeding this analysis
-  std::unique_ptr<HeapPass> own_;        // when used alone
-  std::vector<SiteStats> sites_;         // by HeapPass site index
-  std::vector<bool> thread_seen_;        // by HeapPass thread index
+  HeapPass* pass_ = nullptr;       // the pass feeding this analysis
+  std::unique_ptr<HeapPass> own_;  // when used alone
+  std::vector<SiteStats> sites_;   // by HeapPass site index
+  std::vector<bool> thread_seen_;  // by HeapPass thread index
   std::map<std::pair<std::string, uint64_t>, size_t> module_index_;
   uint64_t live_bytes_ = 0;
   uint64_t peak_epoch_ = 0;

@@ -26,8 +26,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <span>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -135,7 +135,9 @@ class HeapDetails : public TraceVisitor {
   void on_mmap(const PassEvent& e);
   void unmap(uint64_t addr, uint64_t len);
   void site_change(uint32_t site, int64_t blocks, int64_t bytes);
-  SiteDetail& site(uint32_t index) { return index < sites_.size() ? sites_[index] : new_site(index); }
+  SiteDetail& site(uint32_t index) {
+    return index < sites_.size() ? sites_[index] : new_site(index);
+  }
   SiteDetail& new_site(uint32_t index);
   ThreadDetail& thread(const PassEvent& e);
   ThreadDetail& new_thread(uint32_t pass_thread);
@@ -148,7 +150,7 @@ class HeapDetails : public TraceVisitor {
   std::unique_ptr<HeapPass> own_;  // when used alone
   std::vector<SiteDetail> sites_;  // by HeapPass site index
   std::vector<LastAlloc> last_by_site_;
-  std::vector<uint32_t> thread_of_;  // HeapPass thread index -> s_.threads index + 1
+  std::vector<uint32_t> thread_of_;         // HeapPass thread index -> s_.threads index + 1
   std::map<uint64_t, AddressBlock> mmaps_;  // by start address
   std::vector<PendingSnapshot> pending_;
   std::optional<uint64_t> capture_at_;

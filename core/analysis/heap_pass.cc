@@ -228,7 +228,8 @@ void HeapDetails::site_change(uint32_t index, int64_t blocks, int64_t bytes) {
 }
 
 ThreadDetail& HeapDetails::thread(const PassEvent& e) {
-  if (e.thread() < thread_of_.size() && thread_of_[e.thread()]) return s_.threads[thread_of_[e.thread()] - 1];
+  if (e.thread() < thread_of_.size() && thread_of_[e.thread()])
+    return s_.threads[thread_of_[e.thread()] - 1];
   return new_thread(e.thread());
 }
 
@@ -336,7 +337,8 @@ uint32_t HeapPass::site_index(uint32_t stack) {
 }
 
 uint32_t HeapPass::new_stream(const TraceEvent& e) {
-  uint32_t next = static_cast<uint32_t>(std::min<size_t>(threads_.size(), PassEvent::kMaxThreads - 1));
+  uint32_t next =
+      static_cast<uint32_t>(std::min<size_t>(threads_.size(), PassEvent::kMaxThreads - 1));
   auto [it, fresh] = thread_of_stream_.try_emplace(e.stream, next);
   if (fresh && next == threads_.size()) threads_.push_back(Thread{e.stream, e.tid});
   last_stream_ = e.stream;

@@ -23,8 +23,7 @@ const char* leak_kind_name(LeakKind k) {
 }
 
 LeakKindsSummary summarize_leak_kinds(const LeakKindsCollector& c, const HeapSummary& heap,
-                                      const Suppressions& suppressions,
-                                      const StackFrames& frames) {
+                                      const Suppressions& suppressions, const StackFrames& frames) {
   LeakKindsSummary s;
   for (const TraceCheckError& e : c.errors) {
     const char* name = format::check_kind_name(e.kind);

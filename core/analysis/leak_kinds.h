@@ -4,10 +4,11 @@
 // with what the suppressions remove from both.
 //
 // Blocks are joined by address with HeapSummary::live_at_end (of the whole trace: after an
-// exec, the scan lists only the last image's blocks). A trace without a scan has no leak kinds (have_scan false): "not scanned" is not zero.
-// Suppressions apply to definite, indirect and possible leaks (rule kind "leak", matched on
-// the allocation stack) and to errors (rule kind = the error's kind name, matched on the
-// stack where it happened and on the block's allocation stack). Thread-compatible.
+// exec, the scan lists only the last image's blocks). A trace without a scan has no leak kinds
+// (have_scan false): "not scanned" is not zero. Suppressions apply to definite, indirect and
+// possible leaks (rule kind "leak", matched on the allocation stack) and to errors (rule kind = the
+// error's kind name, matched on the stack where it happened and on the block's allocation stack).
+// Thread-compatible.
 #pragma once
 
 #include <cstdint>

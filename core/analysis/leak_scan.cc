@@ -79,7 +79,7 @@ class BlockIndex {
  public:
   struct Span {
     uint64_t start, end;
-    size_t first, last;               // blocks [first, last)
+    size_t first, last;                // blocks [first, last)
     std::vector<uint32_t> page_first;  // per page: first block (from `first`) ending after it
   };
 
@@ -129,8 +129,7 @@ class Scanner {
       }
       for (size_t j = 0; j < m; ++j) {  // stage 3: the block
         long b = index_.resolve(vals[j], los[j], his[j]);
-        if (b >= 0)
-          fn(static_cast<size_t>(b), vals[j] == blocks_[static_cast<size_t>(b)].start);
+        if (b >= 0) fn(static_cast<size_t>(b), vals[j] == blocks_[static_cast<size_t>(b)].start);
       }
     }
   }
@@ -247,9 +246,9 @@ class Scanner {
   std::vector<uint8_t> state_;
   std::vector<size_t> work_;
   std::vector<uint64_t> buf_;
-  std::vector<size_t> offsets_;   // edges of block b: [offsets_[b], offsets_[b + 1])
-  std::vector<uint32_t> edges_;   // target block | kAtStart when it points at its start
-  uint64_t lo_ = 0, hi_ = 0;      // the blocks' span
+  std::vector<size_t> offsets_;  // edges of block b: [offsets_[b], offsets_[b + 1])
+  std::vector<uint32_t> edges_;  // target block | kAtStart when it points at its start
+  uint64_t lo_ = 0, hi_ = 0;     // the blocks' span
 };
 
 }  // namespace

@@ -12,7 +12,8 @@
 //    thread renames it (the name it had last is kept). A thread with no info of its own
 //    after another with its tid (the calls a thread makes after its exit hook, in a stream
 //    of their own) is given that thread's name.
-//  * lifetime: from its first event (from 0 for the main thread) to its kThreadEnd record (which the writer writes in
+//  * lifetime: from its first event (from 0 for the main thread) to its kThreadEnd record (which
+//  the writer writes in
 //    the round that drained its last events, so within about 10 ms of its exit), in the
 //    trace's clock. A thread with no end record ran until the end of the trace.
 //  * running at a time T: started at or before T and not ended before T.
@@ -35,7 +36,7 @@
 namespace memcensus {
 
 struct ThreadStackAt {
-  std::string label;  // "start", "peak" or "exit": the snapshot
+  std::string label;   // "start", "peak" or "exit": the snapshot
   bool found = false;  // the hint lay in a mapping then
   uint64_t size = 0;   // bytes of the mapping holding the hint (its guard excluded)
   uint64_t rss = 0;    // resident bytes of that mapping
@@ -62,8 +63,8 @@ struct SnapshotImage {
 };
 
 struct ThreadSummary {
-  std::vector<ThreadRecord> threads;  // in order of first event (the last process image's
-                                      // threads after those of earlier images)
+  std::vector<ThreadRecord> threads;         // in order of first event (the last process image's
+                                             // threads after those of earlier images)
   std::optional<TraceSmaps> start_snapshot;  // the first kSmapsStart
   std::vector<SnapshotImage> snapshots;      // every smaps snapshot, in file order
   bool any_info() const;                     // some thread has a name or a stack hint
@@ -90,10 +91,10 @@ class ThreadInfoCollector : public TraceVisitor {
   pid_t pid_ = 0;  // the current image's process: its main thread runs from time 0
   uint32_t image_ = 0;
   bool seen_process_ = false;
-  std::unordered_map<uint64_t, size_t> by_stream_;  // this image: stream -> index
+  std::unordered_map<uint64_t, size_t> by_stream_;       // this image: stream -> index
   std::unordered_map<pid_t, std::vector<size_t>> open_;  // this image: tid -> indices of
                                                          // threads not ended, in order
-  std::unordered_map<pid_t, size_t> last_;  // this image: tid -> latest index
+  std::unordered_map<pid_t, size_t> last_;               // this image: tid -> latest index
   uint64_t last_stream_ = 0;
   uint64_t clock_ = 0;  // latest time seen in file order
 };

@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <exception>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <memory>
 #include <set>
@@ -169,9 +169,8 @@ bool read_remote(pid_t pid, uint64_t addr, void* buf, size_t len) {
 }  // namespace
 
 std::vector<ScanRange> subtract_ranges(std::vector<ScanRange> ranges, std::vector<ScanRange> cut) {
-  std::sort(cut.begin(), cut.end(), [](const ScanRange& a, const ScanRange& b) {
-    return a.start < b.start;
-  });
+  std::sort(cut.begin(), cut.end(),
+            [](const ScanRange& a, const ScanRange& b) { return a.start < b.start; });
   std::vector<ScanRange> out;
   for (ScanRange r : ranges) {
     for (const ScanRange& c : cut) {
@@ -248,7 +247,8 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, TraceFollower& follower) {
           "the trace was not complete at exit (the runtime had not flushed it: exit_group "
           "called directly?); blocks freed at the end would look lost");
     if (s.process.sample_bytes)
-      return skipped_leak_scan("the trace samples allocations (--sample): not every block is known");
+      return skipped_leak_scan(
+          "the trace samples allocations (--sample): not every block is known");
     out.trace_seconds = seconds_since(t0);
 
     auto t1 = std::chrono::steady_clock::now();
