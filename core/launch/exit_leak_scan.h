@@ -8,8 +8,8 @@
 // mappings; classify every live block (classify_leaks, which reads the blocks once, in
 // address order, many at a time: a process_vm_readv per block costs microseconds, and 1M
 // blocks took 4 s that way). The caller resumes the program after.
-// Cost: one pass over the trace (its analysis is kept for run's summary), O(root bytes + live bytes) reads in pieces of up to 1 MiB;
-// memory O(blocks + pointers found in the heap).
+// Cost: one pass over the trace (its analysis is kept for run's summary), O(root bytes + live
+// bytes) reads in pieces of up to 1 MiB; memory O(blocks + pointers found in the heap).
 #pragma once
 
 #include <cstdint>
@@ -27,11 +27,11 @@ namespace memcensus {
 struct ExitEvent;
 
 struct ExitLeakScan {
-  TraceLeakScan scan;                 // done, or skipped with the reason in note
+  TraceLeakScan scan;                  // done, or skipped with the reason in note
   std::vector<TraceLeakBlock> blocks;  // the class of every block live at exit
-  double trace_seconds = 0;   // reading the trace
-  double layout_seconds = 0;  // registers, maps and thread stacks (the roots)
-  double scan_seconds = 0;    // the reachability scan
+  double trace_seconds = 0;            // reading the trace
+  double layout_seconds = 0;           // registers, maps and thread stacks (the roots)
+  double scan_seconds = 0;             // the reachability scan
   // The analysis of the trace read at the stop, when it holds one process image (no exec):
   // everything run's summary needs, so that it need not read the trace again.
   std::optional<HeapSummary> heap;

@@ -114,7 +114,8 @@ class IgnoreInterrupts {
   IgnoreInterrupts& operator=(const IgnoreInterrupts&) = delete;
 
  private:
-  struct sigaction old_int_ {}, old_quit_{};
+  struct sigaction old_int_ {
+  }, old_quit_{};
 };
 
 }  // namespace

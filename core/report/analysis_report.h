@@ -15,8 +15,8 @@
 #include "analysis/frame_tree.h"
 #include "analysis/heap_analysis.h"
 #include "analysis/heap_details.h"
-#include "analysis/thread_info.h"
 #include "analysis/leak_kinds.h"
+#include "analysis/thread_info.h"
 #include "report/heap_report.h"
 #include "symbolize/symbolizer.h"
 #include "trace/trace_reader.h"
@@ -112,8 +112,8 @@ FrameTree peak_tree(const Analysis& a, SiteNames& names, bool top_down);
 
 struct ReportSections {
   bool peak = false, leaks = false, temporary = false, copies = false, sites = false,
-       threads = false, histogram = false, timeline = false, resident = false,
-       leak_kinds = false, errors = false;
+       threads = false, histogram = false, timeline = false, resident = false, leak_kinds = false,
+       errors = false;
   bool any() const {
     return peak || leaks || temporary || copies || sites || threads || histogram || timeline ||
            resident || leak_kinds || errors;

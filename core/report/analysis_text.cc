@@ -3,8 +3,8 @@
 
 #include <algorithm>
 
-#include "report/analysis_report.h"
 #include "format/trace_format.h"
+#include "report/analysis_report.h"
 #include "report/check_errors.h"
 
 namespace memcensus {
@@ -112,10 +112,13 @@ void write_threads(const Analysis& a, std::string& out) {
   std::vector<SnapshotRef> snaps = report_snapshots(a);
   std::string at;
   for (const SnapshotRef& s : snaps) at += (at.empty() ? "" : " / ") + std::string(s.label);
-  out += fmt::format("\n== threads ({})\n  {:>8} {:<15} {:>12} {:>12} {:>12} {:>10} {:>10}  {}\n",
-                     rows.size(), "tid", "name", "allocations", "bytes", "frees", "temporary",
-                     "stack", at.empty() ? "resident stack: no snapshot" : "resident stack at " + at);
-  auto opt_bytes = [](std::optional<uint64_t> v) { return v ? format_bytes(*v) : std::string("-"); };
+  out +=
+      fmt::format("\n== threads ({})\n  {:>8} {:<15} {:>12} {:>12} {:>12} {:>10} {:>10}  {}\n",
+                  rows.size(), "tid", "name", "allocations", "bytes", "frees", "temporary", "stack",
+                  at.empty() ? "resident stack: no snapshot" : "resident stack at " + at);
+  auto opt_bytes = [](std::optional<uint64_t> v) {
+    return v ? format_bytes(*v) : std::string("-");
+  };
   for (const ThreadRow& r : rows) {
     const ThreadDetail& t = r.totals;
     std::string name = r.record && !r.record->name.empty() ? r.record->name : "-";

@@ -17,7 +17,7 @@ class Suppressions;
 
 struct HeapReportOptions {
   size_t top_sites = 10;
-  size_t max_frames = 64;                     // per site, after inline expansion
+  size_t max_frames = 64;                      // per site, after inline expansion
   const Suppressions* suppressions = nullptr;  // applied to leak kinds and check errors
 };
 

@@ -36,8 +36,8 @@ void write_kind_sites(const LeakKindsSummary& k, LeakKind kind, SiteNames& names
     if (total++ == 0) out += fmt::format("{}{}, by allocation site:\n", prefix, kind_label(kind));
     if (shown >= top) continue;
     ++shown;
-    out += fmt::format("{}  {:>10} in {:>5} blocks  {}\n", prefix, format_bytes(s.bytes),
-                       s.blocks, names.name(s.stack));
+    out += fmt::format("{}  {:>10} in {:>5} blocks  {}\n", prefix, format_bytes(s.bytes), s.blocks,
+                       names.name(s.stack));
     const auto& fr = names.frames(s.stack);
     for (size_t i = 1; i < fr.size() && i < 8; ++i)
       out += fmt::format("{}        {}\n", prefix, names.label(fr[i]));
@@ -49,10 +49,9 @@ void write_kind_sites(const LeakKindsSummary& k, LeakKind kind, SiteNames& names
 
 LeakKindsSummary leak_kinds_of(const Analysis& a, SiteNames& names, const HeapReportOptions& o) {
   static const Suppressions kNone;
-  return summarize_leak_kinds(a.checks, a.heap, o.suppressions ? *o.suppressions : kNone,
-                              [&](uint32_t stack) -> const std::vector<SourceFrame>& {
-                                return names.frames(stack);
-                              });
+  return summarize_leak_kinds(
+      a.checks, a.heap, o.suppressions ? *o.suppressions : kNone,
+      [&](uint32_t stack) -> const std::vector<SourceFrame>& { return names.frames(stack); });
 }
 
 void write_leak_kinds_text(const LeakKindsSummary& k, SiteNames& names, size_t top,

@@ -118,7 +118,8 @@ std::vector<ThreadRow> thread_rows(const HeapDetailSummary& d,
     rows.push_back(row);
   }
   for (size_t i = 0; i < records.size(); ++i)
-    if (!used[i]) rows.push_back({records[i].tid, ThreadDetail{records[i].tid, 0, 0, 0, 0}, &records[i]});
+    if (!used[i])
+      rows.push_back({records[i].tid, ThreadDetail{records[i].tid, 0, 0, 0, 0}, &records[i]});
   // A teardown stream joins the row of the thread it belongs to: the latest row before it
   // with its tid.
   std::vector<ThreadRow> merged;

@@ -333,8 +333,8 @@ void RecordDecoder::on_check_error(Cursor& c, uint8_t, TraceVisitor& v) {
   if (kind == 0 || kind >= f::kCheckKindEnd) c.fail("unknown check error kind");
   e.kind = static_cast<uint8_t>(kind);
   uint64_t op = c.varint();
-  if (op != 0 && (op >= f::kEventKindEnd || event_shape(static_cast<uint8_t>(op)).family ==
-                                                 f::Family::kNone))
+  if (op != 0 &&
+      (op >= f::kEventKindEnd || event_shape(static_cast<uint8_t>(op)).family == f::Family::kNone))
     c.fail("unknown call kind in a check error");
   e.op = static_cast<uint8_t>(op);
   e.address = c.varint();

@@ -252,8 +252,8 @@ struct Batch {
     std::function<void(TraceVisitor&)> deliver;
   };
   std::vector<Record> records;
-  bool last = false;           // the decoding thread is done (after this batch)
-  std::exception_ptr error;    // ... because of this error
+  bool last = false;         // the decoding thread is done (after this batch)
+  std::exception_ptr error;  // ... because of this error
 };
 
 // Both sides spin (yielding the CPU) for up to about a millisecond before sleeping: waking a
@@ -464,9 +464,9 @@ void append_chunks(const std::string& path, const std::vector<std::vector<uint8_
     }
     f::ChunkHeader ch{f::kChunkMagic, static_cast<uint32_t>(n), static_cast<uint32_t>(raw.size()),
                       seq++};
-    ok = ::pwrite(fd, &ch, sizeof ch, static_cast<off_t>(at)) == sizeof ch &&
-         ::pwrite(fd, comp.data(), n, static_cast<off_t>(at + sizeof ch)) ==
-             static_cast<ssize_t>(n);
+    ok =
+        ::pwrite(fd, &ch, sizeof ch, static_cast<off_t>(at)) == sizeof ch &&
+        ::pwrite(fd, comp.data(), n, static_cast<off_t>(at + sizeof ch)) == static_cast<ssize_t>(n);
     at += sizeof ch + n;
   }
   int e = errno;
