@@ -19,8 +19,8 @@
 namespace memcensus::format {
 
 inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
-inline constexpr uint16_t kVersion = 2;      // 2 added tags 0x4a-0x4e
-inline constexpr uint16_t kMinVersion = 1;   // readers accept kMinVersion..kVersion
+inline constexpr uint16_t kVersion = 2;              // 2 added tags 0x4a-0x4e
+inline constexpr uint16_t kMinVersion = 1;           // readers accept kMinVersion..kVersion
 inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file
 inline constexpr uint32_t kMaxChunkRaw = 64u << 20;  // readers reject larger chunks
 
@@ -88,20 +88,20 @@ enum EventKind : uint8_t {
 
 enum MetaTag : uint8_t {
   kFirstMetaTag = 0x40,
-  kThread = 0x40,     // varint stream, varint tid: following events belong to this stream
-  kThreadEnd = 0x41,  // varint stream: the stream ended (thread exited); its state is dropped
-  kStack = 0x42,      // varint id, varint depth, depth x zigzag(ip - previous ip, first vs 0)
-  kModule = 0x43,     // varint bias, varint start, varint end, string path, string build_id
-  kProcess = 0x44,    // varint pid, ppid, start_unix_ns, sample_bytes, stack_depth, flags;
-                      // string exe; varint argc; argc x string
-  kRss = 0x45,        // varint time, rss, rss_anon, rss_file (bytes)
-  kSmaps = 0x46,      // varint time, varint reason (SmapsReason), string smaps text
-  kEnd = 0x47,        // varint time, varint lost_events: the runtime shut down cleanly
-  kExit = 0x48,       // varint how (0 exited, 1 signal), varint code: appended by the CLI
-  kRound = 0x49,      // (no body) the writer drained every ring once. An event can only
-                      // depend on events published before it, so sorting the events between
-                      // two kRound records by time gives an order consistent with causality
-                      // (see core/analysis/heap_analysis.h).
+  kThread = 0x40,      // varint stream, varint tid: following events belong to this stream
+  kThreadEnd = 0x41,   // varint stream: the stream ended (thread exited); its state is dropped
+  kStack = 0x42,       // varint id, varint depth, depth x zigzag(ip - previous ip, first vs 0)
+  kModule = 0x43,      // varint bias, varint start, varint end, string path, string build_id
+  kProcess = 0x44,     // varint pid, ppid, start_unix_ns, sample_bytes, stack_depth, flags;
+                       // string exe; varint argc; argc x string
+  kRss = 0x45,         // varint time, rss, rss_anon, rss_file (bytes)
+  kSmaps = 0x46,       // varint time, varint reason (SmapsReason), string smaps text
+  kEnd = 0x47,         // varint time, varint lost_events: the runtime shut down cleanly
+  kExit = 0x48,        // varint how (0 exited, 1 signal), varint code: appended by the CLI
+  kRound = 0x49,       // (no body) the writer drained every ring once. An event can only
+                       // depend on events published before it, so sorting the events between
+                       // two kRound records by time gives an order consistent with causality
+                       // (see core/analysis/heap_analysis.h).
   kCheckError = 0x4a,  // run --check found an error (CheckKind): varint time, tid, kind, op (the
                        // EventKind of the call, 0 for a memory access), address, stack (where;
                        // 0 none), block (its start; 0 unknown), block_size, alloc_kind

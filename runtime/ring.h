@@ -44,8 +44,8 @@ struct Ring {
   uint64_t info_seen;    // when the writer first saw the hint (ns since trace start)
   char info_name[16];    // the name written, NUL-terminated; empty: nothing written yet
   bool info_written;
-  uint64_t tls_state;     // address of the owning thread's t_state (noted as the runtime's own
-                          // memory: it holds the thread's latest block pointer)
+  uint64_t tls_state;  // address of the owning thread's t_state (noted as the runtime's own
+                       // memory: it holds the thread's latest block pointer)
 };
 
 // The registry. `count` is the number of slots ever used (the writer scans [0, count)).

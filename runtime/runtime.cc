@@ -109,9 +109,7 @@ bool setup() {
   if (!read_config()) return false;
   // Check mode first: every allocation from here on must reach the live-block table.
   if (g_config.check && !check_init()) return false;
-  if (!rings_init() || !stack_table_init() || !sampler_init() ||
-      !fast_unwind_init())
-    return false;
+  if (!rings_init() || !stack_table_init() || !sampler_init() || !fast_unwind_init()) return false;
   g_t0 = monotonic_ns();
   if (!writer_open()) return false;
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);

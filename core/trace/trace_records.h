@@ -73,11 +73,11 @@ struct TraceExit {
 struct TraceCheckError {
   uint64_t time = 0;
   pid_t tid = 0;
-  uint8_t kind = 0;        // format::CheckKind
-  uint8_t op = 0;          // format::EventKind of the faulting call; 0 for a memory access
-  uint64_t address = 0;    // the pointer passed, or the address accessed
-  uint32_t stack = 0;      // where it happened (0: none)
-  uint64_t block = 0;      // the block concerned (0: unknown)
+  uint8_t kind = 0;      // format::CheckKind
+  uint8_t op = 0;        // format::EventKind of the faulting call; 0 for a memory access
+  uint64_t address = 0;  // the pointer passed, or the address accessed
+  uint32_t stack = 0;    // where it happened (0: none)
+  uint64_t block = 0;    // the block concerned (0: unknown)
   uint64_t block_size = 0;
   uint8_t alloc_kind = 0;  // format::EventKind that allocated the block (0: unknown)
   uint32_t alloc_stack = 0;

@@ -328,8 +328,8 @@ TEST(LeakCheck, SuppressionsRemoveLeaksFromTheExitCode) {
   ASSERT_TRUE(c.report.is_object()) << c.err;
   // report without the rules shows them again; with them, as suppressed.
   EXPECT_EQ(c.report["leak_kinds"]["definite"]["blocks"], 2);
-  mctest::Result r = mctest::run({mctest::memcensus(), "report", "--json", "--suppressions",
-                                  dir + "/supp", c.trace});
+  mctest::Result r = mctest::run(
+      {mctest::memcensus(), "report", "--json", "--suppressions", dir + "/supp", c.trace});
   ASSERT_EQ(r.status, 0);
   json j = json::parse(r.out);
   EXPECT_EQ(j["leak_kinds"]["definite"]["blocks"], 0);
@@ -376,8 +376,8 @@ TEST(LeakCheck, TraceNamesTheRuntimesOwnMappings) {
     }
   } own;
   memcensus::TraceReader::from_file(t.trace).read(own);
-  EXPECT_GE(own.mapped, 5u);         // rings, stack table, writer buffers...
-  EXPECT_GE(own.bytes, 8u << 20);    // the writer's chunk buffer alone is 8 MiB
+  EXPECT_GE(own.mapped, 5u);       // rings, stack table, writer buffers...
+  EXPECT_GE(own.bytes, 8u << 20);  // the writer's chunk buffer alone is 8 MiB
 }
 
 TEST(LeakCheck, KilledProgramHasSkippedScan) {

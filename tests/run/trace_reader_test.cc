@@ -93,7 +93,8 @@ struct Collect : memcensus::TraceVisitor {
 
 TEST(TraceReader, AppendedLeakScanReadsBack) {
   // Unique per process: other builds on the machine may run this test at the same time.
-  std::string path = ::testing::TempDir() + "/leak_roundtrip." + std::to_string(::getpid()) + ".trace";
+  std::string path =
+      ::testing::TempDir() + "/leak_roundtrip." + std::to_string(::getpid()) + ".trace";
   {
     std::ofstream out(path, std::ios::binary);
     out << sample_trace();
@@ -102,7 +103,8 @@ TEST(TraceReader, AppendedLeakScanReadsBack) {
   memcensus::TraceLeakScan scan{true, 4096, 250001, ""};
   std::vector<memcensus::TraceLeakBlock> blocks;
   for (uint64_t i = 0; i < 250001; ++i)
-    blocks.push_back({0x7f0000000000ull - i * 48 + (i % 3) * 0x100000, static_cast<uint8_t>(i % 4)});
+    blocks.push_back(
+        {0x7f0000000000ull - i * 48 + (i % 3) * 0x100000, static_cast<uint8_t>(i % 4)});
   memcensus::append_chunks(path, memcensus::encode_leak_scan(scan, blocks));
   leak_roundtrip::Collect c;
   auto reader = memcensus::TraceReader::from_file(path);

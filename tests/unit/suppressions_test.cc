@@ -58,8 +58,8 @@ TEST(Suppressions, MatchesFunctionObjectPathAndFileName) {
 }
 
 TEST(ExitLeakScan, SubtractRanges) {
-  std::vector<ScanRange> r = subtract_ranges({{0, 100}, {200, 300}, {400, 500}},
-                                             {{250, 260}, {50, 220}, {400, 500}});
+  std::vector<ScanRange> r =
+      subtract_ranges({{0, 100}, {200, 300}, {400, 500}}, {{250, 260}, {50, 220}, {400, 500}});
   ASSERT_EQ(r.size(), 3u);
   EXPECT_EQ(r[0].start, 0u);
   EXPECT_EQ(r[0].end, 50u);
@@ -80,8 +80,7 @@ TEST(LeakKinds, JoinsClassesWithBlocksAndSuppresses) {
   e.stack = 2;
   c.errors = {e, e};
   c.errors[1].stack = 3;
-  std::vector<SourceFrame> f1 = {frame("lose_it", "/p")}, f2 = {frame("other", "/p")},
-                           none;
+  std::vector<SourceFrame> f1 = {frame("lose_it", "/p")}, f2 = {frame("other", "/p")}, none;
   StackFrames frames = [&](uint32_t s) -> const std::vector<SourceFrame>& {
     return s == 1 ? f1 : s == 2 ? f2 : none;
   };
