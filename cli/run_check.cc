@@ -39,15 +39,17 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
 
   std::optional<ExitLeakScan> scan;
   double stopped = 0;
-  TraceFollower follower;  // reads the trace while the program runs
+  ExitScanSources src;
+  src.runtime = p.runtime;
+  src.sampled = p.sample_bytes != 0;
   LaunchResult r = run_preloaded_with_exit_hook(
       argv, p,
       [&](const ExitEvent& ev) {
         auto t0 = std::chrono::steady_clock::now();
-        scan = scan_at_exit(ev, follower);
+        scan = scan_at_exit(ev, src);
         stopped = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       },
-      [&](pid_t, const std::string& path) { follower.start(path); });
+      [&](pid_t, const std::string& path) { src.trace_path = path; });
   if (::access(r.trace_path.c_str(), F_OK) != 0)
     throw Error("'" + argv[0] + "' wrote no trace to " + r.trace_path +
                 ": the runtime was not loaded (LD_PRELOAD removed or ignored?)");
@@ -64,10 +66,17 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
   ex.code = ex.signaled ? WTERMSIG(r.wait_status) : WEXITSTATUS(r.wait_status);
   append_exit_record(r.trace_path, ex);
 
-  // The heap summary and what --check recorded; not the report's other details. The scan
-  // read the whole trace at the exit stop (the runtime writes nothing after its final flush),
-  // so its analysis serves here; only a trace it did not cover (an exec chain, a skipped
-  // scan) is read again.
+  // The leak scan read the live blocks from the runtime's memory, not from the trace: under
+  // -q (without --error-exitcode, which needs the errors, the suppressions and the leak
+  // sites) the trace is not read at all; else it is read once, now, for the summary, as
+  // plain run does. Only when the scan had to read the trace at the stop is that analysis
+  // reused.
+  if (c.quiet && !c.error_exitcode) {
+    if (!scan->scan.done)
+      std::fprintf(stderr, "memcensus: no leak scan: %s\n", scan->scan.note.c_str());
+    std::fprintf(stderr, "memcensus: trace written to %s\n", r.trace_path.c_str());
+    return exit_code_of(r.wait_status);
+  }
   Analysis a;
   if (scan->heap) {
     a.heap = std::move(*scan->heap);
@@ -96,13 +105,18 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
     print_heap_line(a.heap.totals, a.stats.truncated);
     std::string text = leak_summary_text(k, names, 5);
     std::fwrite(text.data(), 1, text.size(), stderr);
+    if (scan->scan.done && !scan->census_refused.empty())
+      std::fprintf(stderr,
+                   "memcensus: the leak scan read the live blocks from the trace, not from the "
+                   "runtime's table: %s\n",
+                   scan->census_refused.c_str());
     if (scan->scan.done)
       std::fprintf(stderr,
                    "memcensus: leak scan of %llu blocks and %llu bytes of roots; the program was "
-                   "stopped %.3f s (trace %.3f s, roots %.3f s, scan %.3f s)\n",
+                   "stopped %.3f s (blocks %.3f s, roots %.3f s, scan %.3f s)\n",
                    static_cast<unsigned long long>(scan->scan.scanned_blocks),
                    static_cast<unsigned long long>(scan->scan.root_bytes), stopped,
-                   scan->trace_seconds, scan->layout_seconds, scan->scan_seconds);
+                   scan->blocks_seconds, scan->layout_seconds, scan->scan_seconds);
     if (k.errors || k.suppressed_errors)
       std::fprintf(stderr, "memcensus: %llu errors (%llu suppressed)\n",
                    static_cast<unsigned long long>(k.errors + k.suppressed_errors),

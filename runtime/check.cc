@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <string.h>
 
+#include "format/live_census.h"
 #include "format/trace_format.h"
 #include "runtime/check_report.h"
 #include "runtime/check_table.h"
 #include "runtime/guard_pool.h"
 #include "runtime/libc_alloc.h"
+#include "runtime/own_mappings.h"
 #include "runtime/recorder.h"
 #include "runtime/sys.h"
 
@@ -15,6 +17,16 @@ namespace memcensus::rt {
 namespace f = memcensus::format;
 
 bool g_check_on = false;
+
+}  // namespace memcensus::rt
+
+// Where the CLI finds the live blocks at exit (format/live_census.h): the one object the
+// runtime exports besides its hooks. Filled in by check_init.
+extern "C" __attribute__((visibility("default")))
+memcensus::format::LiveCensus memcensus_live_census;
+constinit memcensus::format::LiveCensus memcensus_live_census;
+
+namespace memcensus::rt {
 
 namespace {
 
@@ -180,6 +192,15 @@ const FamilyTable g_families = make_family_table();
 bool check_init() {
   if (!table_init()) return false;
   if (g_config.guard_rate && (!guard_init() || !check_signals_init())) return false;
+  f::LiveCensus& c = memcensus_live_census;
+  c.version = f::kLiveCensusVersion;
+  table_census(&c);
+  if (g_config.guard_rate) guard_census(&c);
+  own_mappings_census(&c);
+  static_assert(sizeof(g_phase) == sizeof(uint32_t));
+  c.phase = reinterpret_cast<uint64_t>(&g_phase);
+  c.phase_finished = kOff;
+  __atomic_store_n(&c.magic, f::kLiveCensusMagic, __ATOMIC_RELEASE);  // last: the census is whole
   g_check_on = true;
   return true;
 }
@@ -206,12 +227,14 @@ void* checked_alloc(uint8_t kind, size_t size, size_t align, bool zero, const St
   }
   void* p = real(a0, a1, align);
   uint32_t stack = 0;  // record_alloc and table_insert keep errno
-  if (rec && !alloc_unsampled(size)) stack = record_alloc(kind, p, size, align, from);
+  bool recorded = rec && !alloc_unsampled(size);
+  if (recorded) stack = record_alloc(kind, p, size, align, from);
   if (p) {
     BlockInfo b;
     b.size = size;
     b.kind = kind;
     b.stack = stack;
+    b.recorded = recorded;
     table_insert(p, b);
   }
   return p;
@@ -281,6 +304,7 @@ void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& fr
       b.size = size;
       b.kind = kind;
       b.stack = stack;
+      b.recorded = rec;
       table_insert(p, b);
       errno = saved;
       return p;
@@ -317,6 +341,7 @@ void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& fr
     nb.size = size;
     nb.kind = kind;
     nb.stack = stack;
+    nb.recorded = rec;
     table_insert(p, nb);
   } else if (l == Lookup::kLive && size != 0) {
     table_restore(old, b);

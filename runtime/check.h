@@ -23,8 +23,12 @@
 // pair for the table (two shard locks and probes), ~10 us per guarded block (system calls,
 // a page fault, a TLB shootdown), so ~2 ns per allocation at the default rate of 1 in 5000;
 // the program with the runtime in check mode takes 1.3-1.5x the CPU time of plain recording
-// (bench_containers, bench_storm). End to end, `run --check` also pays the CLI's passes over
-// the trace for the exit leak scan and the summary (bench/README.md "## run --check").
+// (bench_containers, bench_storm).
+//
+// At exit the CLI reads the live blocks for its leak scan from this memory (the table and the
+// guard pool, published through format/live_census.h), not from the trace. Blocks whose
+// allocation is not in the trace (the runtime's own, made while its guard is set; unsampled
+// ones) are entered marked unrecorded (BlockInfo::recorded) so that the scan leaves them out.
 //
 // Families: malloc (malloc, calloc, realloc, reallocarray, memalign, posix_memalign,
 // aligned_alloc, valloc, pvalloc / free, realloc), new / delete, new[] / delete[], aligned

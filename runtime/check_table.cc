@@ -5,51 +5,58 @@
 #include <string.h>
 
 #include <atomic>
+#include <cstddef>
 
+#include "format/live_census.h"
 #include "runtime/check.h"
 #include "runtime/sys.h"
 #include "runtime/thread_state.h"
 
 namespace memcensus::rt {
+namespace f = memcensus::format;
 namespace {
 
 constexpr int kShardBits = 6;
 constexpr uint64_t kShards = 1u << kShardBits;
 constexpr uint64_t kInitialSlots = 1024;
-constexpr uint64_t kReleasedBit = 1;
+constexpr uint64_t kReleasedBit = f::kCensusReleasedBit;
 
-// One slot: `key` 0 empty, the block's address when live, address | 1 once released.
-// `info` packs size (38 bits, saturated), the allocating EventKind (6 bits) and the
-// allocation stack id (20 bits: the stack table has at most 786,432 ids).
-struct Slot {
-  uint64_t key;
-  uint64_t info;
-};
+// One slot (format::CensusSlot): `key` 0 empty, the block's address when live, address | 1
+// once released; `info` packs size, allocating EventKind and allocation stack id
+// (format::census_pack).
+using Slot = f::CensusSlot;
 
+// Initialised members, so that g_shards is constant-initialised: a dynamic initialiser
+// would run after the table may already be in use (a library's constructor that allocates
+// starts the runtime before the runtime's own constructors run).
 struct alignas(64) Shard {
-  std::atomic<uint32_t> lock;
-  Slot* slots;
-  uint64_t mask;  // slots - 1
-  uint64_t used;  // live + released slots
-  uint64_t live;
+  std::atomic<uint32_t> lock{0};
+  Slot* slots = nullptr;
+  uint64_t mask = 0;  // slots - 1
+  uint64_t used = 0;  // live + released slots
+  uint64_t live = 0;
 };
+// The CLI reads shards from the stopped program as format::CensusShard.
+static_assert(offsetof(Shard, slots) == offsetof(f::CensusShard, slots) &&
+              offsetof(Shard, mask) == offsetof(f::CensusShard, mask) &&
+              offsetof(Shard, live) == offsetof(f::CensusShard, live) &&
+              sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
 
-Shard g_shards[kShards];
-std::atomic<uint64_t> g_untracked{0};
-
-constexpr uint64_t kSizeMax = (1ull << 38) - 1;
+constinit Shard g_shards[kShards];
+constinit std::atomic<uint64_t> g_untracked{0};
+static_assert(sizeof(g_untracked) == sizeof(uint64_t));
 
 uint64_t pack(const BlockInfo& b) {
-  uint64_t size = b.size > kSizeMax ? kSizeMax : b.size;
-  return size | static_cast<uint64_t>(b.kind & 0x3f) << 38 |
-         static_cast<uint64_t>(b.stack & 0xfffff) << 44;
+  return f::census_pack(b.size, b.kind, b.recorded ? b.stack : f::kCensusStackUnrecorded);
 }
 
 BlockInfo unpack(uint64_t v) {
   BlockInfo b;
-  b.size = v & kSizeMax;
-  b.kind = static_cast<uint8_t>(v >> 38 & 0x3f);
-  b.stack = static_cast<uint32_t>(v >> 44);
+  b.size = f::census_size(v);
+  b.kind = f::census_kind(v);
+  uint32_t stack = f::census_stack(v);
+  b.recorded = stack != f::kCensusStackUnrecorded;
+  b.stack = b.recorded ? stack : 0;
   b.family = family_of(b.kind);
   return b;
 }
@@ -222,6 +229,13 @@ bool table_find_container(const void* ptr, uint64_t reach, uint64_t* start, Bloc
     }
   }
   return false;
+}
+
+void table_census(format::LiveCensus* c) {
+  c->shard_count = kShards;
+  c->shards = reinterpret_cast<uint64_t>(&g_shards[0]);
+  c->shard_stride = sizeof(Shard);
+  c->untracked = reinterpret_cast<uint64_t>(&g_untracked);
 }
 
 bool table_complete() {

@@ -20,13 +20,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+namespace memcensus::format {
+struct LiveCensus;
+}
+
 namespace memcensus::rt {
 
 struct BlockInfo {
   uint64_t size = 0;
-  uint8_t family = 0;  // CheckFamily
-  uint8_t kind = 0;    // EventKind of the allocating call
-  uint32_t stack = 0;  // allocation stack id (0: none recorded)
+  uint8_t family = 0;    // CheckFamily
+  uint8_t kind = 0;      // EventKind of the allocating call
+  uint32_t stack = 0;    // allocation stack id (0: none recorded)
+  bool recorded = true;  // false: the allocation is not in the trace (the runtime's own,
+                         // or unsampled); the leak scan at exit leaves such blocks out
 };
 
 enum class Lookup : uint8_t { kLive, kReleased, kAbsent, kBusy };
@@ -46,6 +52,8 @@ bool table_find_container(const void* p, uint64_t reach, uint64_t* start, BlockI
 // True when every block allocated since check mode began was entered (no insertion was
 // ever refused): only then may an unknown pointer be called invalid.
 bool table_complete();
+// Fills in the census's table fields (format/live_census.h). At setup.
+void table_census(format::LiveCensus* c);
 // In a forked child: frees every shard lock.
 void table_fork_child();
 

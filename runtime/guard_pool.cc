@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstddef>
 
+#include "format/live_census.h"
 #include "runtime/sys.h"
 #include "runtime/thread_state.h"
 
@@ -31,6 +33,14 @@ struct SlotMeta {
   uint64_t block;
   uint64_t size;
 };
+
+// The CLI reads live guarded blocks from the stopped program as format::CensusGuardSlot.
+static_assert(sizeof(SlotMeta) == sizeof(format::CensusGuardSlot) &&
+              offsetof(SlotMeta, kind) == offsetof(format::CensusGuardSlot, kind) &&
+              offsetof(SlotMeta, alloc_stack) == offsetof(format::CensusGuardSlot, alloc_stack) &&
+              offsetof(SlotMeta, block) == offsetof(format::CensusGuardSlot, block) &&
+              offsetof(SlotMeta, size) == offsetof(format::CensusGuardSlot, size) &&
+              kLive == format::kCensusGuardLive);
 
 SlotMeta* g_meta = nullptr;
 uint32_t* g_fifo = nullptr;  // free slots, oldest release first
@@ -236,6 +246,11 @@ GuardFault guard_classify(uint64_t addr, GuardBlock* b) {
 void guard_fork_child() {
   g_lock.store(0, std::memory_order_relaxed);
   t_state.in_pool = 0;
+}
+
+void guard_census(format::LiveCensus* c) {
+  c->guard_meta = reinterpret_cast<uint64_t>(&g_meta);
+  c->guard_slots = kGuardSlots;
 }
 
 }  // namespace memcensus::rt

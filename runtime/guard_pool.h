@@ -25,6 +25,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+namespace memcensus::format {
+struct LiveCensus;
+}
+
 namespace memcensus::rt {
 
 inline constexpr size_t kGuardPage = 4096;
@@ -66,5 +70,7 @@ enum class GuardFault : uint8_t { kNone, kOverflow, kUnderflow, kUseAfterFree };
 GuardFault guard_classify(uint64_t addr, GuardBlock* b);
 
 void guard_fork_child();
+// Fills in the census's guard pool fields (format/live_census.h). At setup.
+void guard_census(format::LiveCensus* c);
 
 }  // namespace memcensus::rt

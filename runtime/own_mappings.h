@@ -11,6 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+namespace memcensus::format {
+struct LiveCensus;
+}
+
 namespace memcensus::rt {
 
 inline constexpr uint32_t kOwnMappingLogSize = 65536;
@@ -18,6 +22,9 @@ inline constexpr uint32_t kOwnMappingLogSize = 65536;
 // Records that [start, start + length) was mapped (or unmapped) for the runtime itself.
 // Any thread, any time, signal handlers included.
 void own_mapping_note(uint64_t start, uint64_t length, bool mapped);
+
+// Fills in the census's own-mapping fields (format/live_census.h).
+void own_mappings_census(format::LiveCensus* c);
 
 // Calls emit(record, size) with one encoded kOwnMapping record per note from *cursor on,
 // in the order noted, and advances *cursor past them. Stops at a note still being written.

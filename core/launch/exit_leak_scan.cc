@@ -5,17 +5,15 @@
 #include <sys/user.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstring>
-#include <exception>
 #include <map>
 #include <memory>
 #include <set>
-#include <thread>
 
 #include "analysis/heap_analysis.h"
 #include "launch/exit_tracer.h"
+#include "launch/live_census.h"
 #include "layout/layout.h"
 #include "layout/snapshot.h"
 #include "trace/trace_reader.h"
@@ -191,95 +189,99 @@ ExitLeakScan skipped_leak_scan(std::string why) {
   return s;
 }
 
-struct TraceFollower::Impl {
-  std::atomic<bool> finished{false};
-  std::thread thread;
+namespace {
+
+// Classifies `live` (sorted by address) in the stopped process of `ev`, with the roots of
+// `layout` minus the runtime's own memory (`own`).
+void scan_blocks(const ExitEvent& ev, const Layout& layout, const std::vector<EndBlock>& live,
+                 const OwnMappings& own, ExitLeakScan& out) {
+  auto t1 = std::chrono::steady_clock::now();
+  std::vector<size_t> order;
+  std::vector<ScanRange> blocks = block_ranges(live, order);
+  std::vector<uint64_t> words = register_words(ev);
+  std::vector<ScanRange> not_roots = own.ranges();
+  for (const ScanRange& r : ended_thread_stacks(layout, own, ev.stack_pointers))
+    not_roots.push_back(r);
+  std::vector<ScanRange> roots = subtract_ranges(leak_roots(layout, blocks), not_roots);
+  out.layout_seconds += seconds_since(t1);
+  auto t3 = std::chrono::steady_clock::now();
+  pid_t pid = ev.pid;
+  ScanReader read = [pid](uint64_t addr, void* buf, size_t len) {
+    return read_remote(pid, addr, buf, len);
+  };
+  std::vector<LeakKind> kinds = classify_leaks(blocks, roots, words, read);
+  out.scan_seconds = seconds_since(t3);
+
+  out.scan.done = true;
+  for (const ScanRange& r : roots) out.scan.root_bytes += r.end - r.start;
+  out.scan.scanned_blocks = blocks.size();
+  out.blocks.reserve(kinds.size());
+  for (size_t i = 0; i < kinds.size(); ++i)
+    out.blocks.push_back({live[order[i]].ptr, static_cast<uint8_t>(kinds[i])});
+}
+
+Layout stopped_layout(const ExitEvent& ev) {
+  SnapshotOptions so;
+  so.symbols = 0;
+  so.known_sps = ev.stack_pointers;
+  so.interrupt_running = false;
+  return snapshot_layout(ev.pid, so);
+}
+
+// The old way, when the census cannot be used: the live blocks and own mappings of the
+// trace, read whole at the stop.
+ExitLeakScan scan_from_trace(const ExitEvent& ev, const std::string& trace_path,
+                             const Layout& layout, std::string why) {
+  ExitLeakScan out;
+  out.census_refused = std::move(why);
+  auto t0 = std::chrono::steady_clock::now();
   LastImage image;
-  std::exception_ptr error;
-  bool started = false;
-};
-
-TraceFollower::TraceFollower() : impl_(std::make_unique<Impl>()) {}
-
-TraceFollower::~TraceFollower() {
-  impl_->finished.store(true, std::memory_order_release);
-  if (impl_->thread.joinable()) impl_->thread.join();
+  TraceReader::from_file(trace_path).read(image);
+  HeapSummary s = image.heap().finish();
+  if (!s.clean_end)
+    return skipped_leak_scan(
+        "the trace was not complete at exit (the runtime had not flushed it: exit_group "
+        "called directly?) and the runtime's live-block table could not be used (" +
+        out.census_refused + ")");
+  out.blocks_seconds = seconds_since(t0);
+  scan_blocks(ev, layout, s.live_at_end, image.own(), out);
+  if (image.images() == 1) out.heap = std::move(s);
+  return out;
 }
 
-void TraceFollower::start(const std::string& trace_path) {
-  Impl* m = impl_.get();
-  m->started = true;
-  m->thread = std::thread([m, trace_path] {
-    try {
-      TraceReader reader = TraceReader::follow_file(trace_path, &m->finished);
-      reader.read(m->image);
-    } catch (...) {
-      m->error = std::current_exception();
-    }
-  });
-}
+}  // namespace
 
-LastImage& TraceFollower::finish() {
-  if (!impl_->started) throw Error("internal error: the trace follower was not started");
-  impl_->finished.store(true, std::memory_order_release);
-  if (impl_->thread.joinable()) impl_->thread.join();
-  if (impl_->error) std::rethrow_exception(impl_->error);
-  return impl_->image;
-}
-
-ExitLeakScan scan_at_exit(const ExitEvent& ev, const std::string& trace_path) {
-  TraceFollower follower;
-  follower.start(trace_path);
-  return scan_at_exit(ev, follower);
-}
-
-ExitLeakScan scan_at_exit(const ExitEvent& ev, TraceFollower& follower) {
+ExitLeakScan scan_at_exit(const ExitEvent& ev, const ExitScanSources& src) {
   if (ev.cause.starts_with("signal"))
     return skipped_leak_scan("the program was killed by SIG" + ev.cause.substr(7) +
                              "; no leak scan at a crash");
+  if (src.sampled)
+    return skipped_leak_scan("the trace samples allocations (--sample): not every block is known");
   try {
-    ExitLeakScan out;
     auto t0 = std::chrono::steady_clock::now();
-    LastImage& image = follower.finish();
-    HeapSummary s = image.heap().finish();
-    if (!s.clean_end)
+    Layout layout = stopped_layout(ev);
+    double layout_seconds = seconds_since(t0);
+    auto t1 = std::chrono::steady_clock::now();
+    std::vector<SmapsRegion> regions;
+    regions.reserve(layout.regions.size());
+    for (const Region& r : layout.regions) regions.push_back(r.raw);
+    std::string why;
+    std::optional<LiveCensusBlocks> census = read_live_census(ev.pid, regions, src.runtime, &why);
+    if (!census) {
+      ExitLeakScan out = scan_from_trace(ev, src.trace_path, layout, std::move(why));
+      out.layout_seconds += layout_seconds;
+      return out;
+    }
+    if (!census->trace_finished)
       return skipped_leak_scan(
           "the trace was not complete at exit (the runtime had not flushed it: exit_group "
-          "called directly?); blocks freed at the end would look lost");
-    if (s.process.sample_bytes)
-      return skipped_leak_scan(
-          "the trace samples allocations (--sample): not every block is known");
-    out.trace_seconds = seconds_since(t0);
-
-    auto t1 = std::chrono::steady_clock::now();
-    std::vector<size_t> order;
-    std::vector<ScanRange> blocks = block_ranges(s.live_at_end, order);
-    std::vector<uint64_t> words = register_words(ev);
-    SnapshotOptions so;
-    so.symbols = 0;
-    so.known_sps = ev.stack_pointers;
-    so.interrupt_running = false;
-    Layout layout = snapshot_layout(ev.pid, so);
-    std::vector<ScanRange> not_roots = image.own().ranges();
-    for (const ScanRange& r : ended_thread_stacks(layout, image.own(), ev.stack_pointers))
-      not_roots.push_back(r);
-    std::vector<ScanRange> roots = subtract_ranges(leak_roots(layout, blocks), not_roots);
-    out.layout_seconds = seconds_since(t1);
-    auto t3 = std::chrono::steady_clock::now();
-    pid_t pid = ev.pid;
-    ScanReader read = [pid](uint64_t addr, void* buf, size_t len) {
-      return read_remote(pid, addr, buf, len);
-    };
-    std::vector<LeakKind> kinds = classify_leaks(blocks, roots, words, read);
-    out.scan_seconds = seconds_since(t3);
-
-    out.scan.done = true;
-    for (const ScanRange& r : roots) out.scan.root_bytes += r.end - r.start;
-    out.scan.scanned_blocks = blocks.size();
-    out.blocks.reserve(kinds.size());
-    for (size_t i = 0; i < kinds.size(); ++i)
-      out.blocks.push_back({s.live_at_end[order[i]].ptr, static_cast<uint8_t>(kinds[i])});
-    if (image.images() == 1) out.heap = std::move(s);
+          "called directly?); the report could not name the blocks");
+    ExitLeakScan out;
+    OwnMappings own;
+    for (const TraceOwnMapping& m : census->own_notes) own.on_own_mapping(m);
+    out.blocks_seconds = seconds_since(t1);
+    out.layout_seconds = layout_seconds;
+    scan_blocks(ev, layout, census->blocks, own, out);
     return out;
   } catch (const std::exception& e) {
     return skipped_leak_scan(std::string("the leak scan failed: ") + e.what());

@@ -143,6 +143,22 @@ TEST(LeakCheck, CFixtureKindsAndSites) {
   EXPECT_TRUE(site_named(c.report, "possible", "keep_interior"));
   EXPECT_NE(c.err.find("LEAK SUMMARY"), std::string::npos) << c.err;
   EXPECT_NE(c.err.find("definitely lost: 112 bytes in 2 blocks"), std::string::npos) << c.err;
+  // The live blocks came from the runtime's table in the stopped program, not the trace.
+  EXPECT_EQ(c.err.find("from the trace"), std::string::npos) << c.err;
+}
+
+TEST(LeakCheck, QuietRunStillScans) {
+  // -q: no summary (the CLI reads no trace), but the scan's records are in the trace.
+  Checked c = checked({mctest::fixture("leaks_c")}, {"-q"});
+  EXPECT_EQ(c.status, 3) << c.err;
+  EXPECT_EQ(c.err.find("LEAK SUMMARY"), std::string::npos) << c.err;
+  EXPECT_NE(c.err.find("trace written to"), std::string::npos) << c.err;
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  ASSERT_FALSE(c.report["leak_kinds"].is_null()) << c.report["leak_scan"];
+  Kinds k = kinds_of(c.report);
+  EXPECT_EQ(k.definite_bytes, 112u);
+  EXPECT_EQ(k.indirect_bytes, 96u);
+  EXPECT_EQ(k.reachable_bytes, 548u);
 }
 
 TEST(LeakCheck, CFixtureEqualsValgrind) {
@@ -229,6 +245,7 @@ TEST(LeakCheck, MultiThreadedProgram) {
   // freed with a stack is freed in the trace too.
   EXPECT_EQ(c.report["leak_kinds"]["definite"]["blocks"], 7);
   EXPECT_EQ(c.report["leak_kinds"]["definite"]["bytes"], 7 * 777);
+  EXPECT_EQ(c.err.find("from the trace"), std::string::npos) << c.err;
 }
 
 TEST(LeakCheck, ThreadChurnHasNoDefiniteLeakAndKeepsItsStatus) {

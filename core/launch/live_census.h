@@ -1,0 +1,42 @@
+// Reads the runtime's live-block census (format/live_census.h) from a stopped process: the
+// blocks live at exit (check table and guard pool) and the runtime's own-mapping notes,
+// without reading the trace. Used by the exit leak scan of `run --check`.
+//
+// Finds libmemcensus_rt.so among the process's mappings (`regions`, from its smaps), the
+// census's address from the file's dynamic symbol table plus the load address, and reads
+// the census and the tables it points to with process_vm_readv. Refuses (nullopt, with the
+// reason) anything that would make the blocks inexact: no runtime or no census (check mode
+// never started), a census of another version, a table that refused blocks, a table shard
+// or the own-mapping log caught in the middle of a change by a stopped thread, a size too
+// large for the table's 38 bits, a read that fails.
+// Cost: O(table slots + guard slots + notes) bytes read (16 bytes a slot, 1 MiB at least).
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "analysis/heap_analysis.h"
+#include "procfs/smaps_parser.h"
+#include "trace/trace_records.h"
+
+namespace memcensus {
+
+struct LiveCensusBlocks {
+  std::vector<EndBlock> blocks;            // sorted by address; the recorded blocks only
+  std::vector<TraceOwnMapping> own_notes;  // in the order noted
+  // The runtime had written its final trace records (kEnd): the trace holds every event.
+  // False when the program called exit_group directly: the blocks are right, but the trace
+  // (sizes and sites of the report) lacks the last events.
+  bool trace_finished = false;
+};
+
+// The census of process `pid` (every thread stopped), whose mappings are `regions`.
+// `runtime_path`: the runtime preloaded (a mapping of that path is preferred; else any
+// mapping named libmemcensus_rt.so). On refusal returns nullopt and sets *why.
+std::optional<LiveCensusBlocks> read_live_census(pid_t pid, const std::vector<SmapsRegion>& regions,
+                                                 const std::string& runtime_path, std::string* why);
+
+}  // namespace memcensus
