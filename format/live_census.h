@@ -14,11 +14,12 @@
 // last (a census without it: check mode never started). Every layout below is the runtime's
 // own (static_asserts in the runtime tie its structures to them), little-endian, 64-bit.
 //
-// Exactness: the table may have refused blocks (a signal handler nested in a table
-// operation could not take the shard lock): `*untracked` counts them, and a reader must not
-// use a census whose count is not 0. Blocks the runtime allocated for itself or did not
-// record (a hook called while the runtime's own guard was set) carry
-// kCensusStackUnrecorded: they are not in the trace and not the program's blocks.
+// Exactness: the table may have refused blocks, or the release of freed blocks (a signal
+// handler nested in a table operation could not take the shard lock): `*untracked` and
+// `*unreleased` count them, and a reader must not use a census where either is not 0.
+// Blocks the runtime allocated for itself or did not record (a hook called while the
+// runtime's own guard was set) carry kCensusStackUnrecorded: they are not in the trace and
+// not the program's blocks.
 #pragma once
 
 #include <cstddef>
@@ -37,6 +38,7 @@ struct LiveCensus {
   uint64_t shards = 0;  // address of shard_count CensusShard, each shard_stride bytes
   uint64_t shard_stride = 0;
   uint64_t untracked = 0;   // address of a uint64_t: blocks the table refused
+  uint64_t unreleased = 0;  // address of a uint64_t: frees the table could not enter
   uint64_t guard_meta = 0;  // address of a pointer to guard_slots CensusGuardSlot (null: no pool)
   uint32_t guard_slots = 0;
   uint32_t own_log_size = 0;

@@ -44,6 +44,9 @@ static_assert(offsetof(Shard, slots) == offsetof(f::CensusShard, slots) &&
 
 constinit Shard g_shards[kShards];
 constinit std::atomic<uint64_t> g_untracked{0};
+// Releases that could not take the shard lock (kBusy): their blocks stay live in the table
+// though freed, so the table no longer tells the blocks live at exit (the census says so).
+constinit std::atomic<uint64_t> g_unreleased{0};
 static_assert(sizeof(g_untracked) == sizeof(uint64_t));
 
 uint64_t pack(const BlockInfo& b) {
@@ -188,7 +191,10 @@ Lookup table_release(const void* ptr, BlockInfo* info) {
   uint64_t h = hash(p);
   Shard& s = shard_of(p);
   ShardLock lock(s);
-  if (!lock.taken()) return Lookup::kBusy;
+  if (!lock.taken()) {
+    g_unreleased.fetch_add(1, std::memory_order_relaxed);
+    return Lookup::kBusy;
+  }
   for (uint64_t i = h & s.mask;; i = (i + 1) & s.mask) {
     Slot& slot = s.slots[i];
     if (slot.key == 0) return Lookup::kAbsent;
@@ -236,6 +242,7 @@ void table_census(format::LiveCensus* c) {
   c->shards = reinterpret_cast<uint64_t>(&g_shards[0]);
   c->shard_stride = sizeof(Shard);
   c->untracked = reinterpret_cast<uint64_t>(&g_untracked);
+  c->unreleased = reinterpret_cast<uint64_t>(&g_unreleased);
 }
 
 bool table_complete() {

@@ -65,15 +65,15 @@ std::optional<uint64_t> census_address(const std::string& path, uint64_t first_m
 }
 
 bool read_table(pid_t pid, const f::LiveCensus& c, std::vector<EndBlock>& out, std::string* why) {
-  uint64_t untracked = 0;
-  if (!read_value(pid, c.untracked, &untracked)) {
+  uint64_t untracked = 0, unreleased = 0;
+  if (!read_value(pid, c.untracked, &untracked) || !read_value(pid, c.unreleased, &unreleased)) {
     *why = "cannot read the runtime's check table";
     return false;
   }
-  if (untracked) {
-    *why = std::to_string(untracked) +
-           " allocations were never entered in the runtime's check table (a signal handler "
-           "allocated while its thread held the table's lock)";
+  if (untracked || unreleased) {
+    *why = std::to_string(untracked + unreleased) +
+           " allocations or frees were never entered in the runtime's check table (a signal "
+           "handler allocated or freed while its thread held the table's lock)";
     return false;
   }
   if (c.shard_stride < sizeof(f::CensusShard) || c.shard_count == 0 || c.shard_count > 4096) {
