@@ -161,6 +161,22 @@ TEST(LeakCheck, QuietRunStillScans) {
   EXPECT_EQ(k.reachable_bytes, 548u);
 }
 
+TEST(LeakCheck, WithoutTheRuntimesCensusTheTraceIsRead) {
+  // The fixture hides the runtime's live-block census: the scan falls back to the trace,
+  // gives the same classes, and says where its blocks came from.
+  Checked c = checked({mctest::fixture("census_hidden")});
+  EXPECT_EQ(c.status, 5) << c.err;
+  EXPECT_NE(c.err.find("read the live blocks from the trace"), std::string::npos) << c.err;
+  EXPECT_NE(c.err.find("check mode did not start"), std::string::npos) << c.err;
+  EXPECT_NE(c.err.find("definitely lost: 100 bytes in 1 blocks"), std::string::npos) << c.err;
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  ASSERT_FALSE(c.report["leak_kinds"].is_null()) << c.report["leak_scan"];
+  Kinds k = kinds_of(c.report);
+  EXPECT_EQ(k.definite_blocks, 1u);
+  EXPECT_EQ(k.definite_bytes, 100u);
+  EXPECT_GE(k.reachable_bytes, 200u);
+}
+
 TEST(LeakCheck, CFixtureEqualsValgrind) {
   if (!have_valgrind()) GTEST_SKIP() << "no valgrind";
   Checked c = checked({mctest::fixture("leaks_c")});
