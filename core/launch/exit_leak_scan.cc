@@ -77,8 +77,6 @@ std::vector<ScanRange> ended_thread_stacks(const Layout& layout, const OwnMappin
 // The live blocks and the runtime's own mappings of the program's last image: an exec
 // appends a new segment (a kProcess record) to the same trace, and what the previous image
 // had went with its address space.
-}  // namespace
-
 class LastImage : public TraceVisitor {
  public:
   void on_event(const TraceEvent& e) override { heap_->on_event(e); }
@@ -108,8 +106,6 @@ class LastImage : public TraceVisitor {
   OwnMappings own_;
   int images_ = 0;
 };
-
-namespace {
 
 // Every general register of each stopped thread.
 std::vector<uint64_t> register_words(const ExitEvent& ev) {
