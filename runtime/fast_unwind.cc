@@ -404,30 +404,49 @@ bool fast_unwind_init() {
 }
 
 int fast_unwind(const StartFrame& start, uint64_t* ips, int max, UnwindRead* reads, int reads_cap,
-                int* nreads) {
+                int* nreads, bool* start_rbp_used) {
   uint64_t ip = start.ip, sp = start.sp, rbp = start.rbp;
   int n = 0, nr = 0;
-  auto load = [&](uint64_t at) {
-    uint64_t v = *reinterpret_cast<const uint64_t*>(at);
+  auto log = [&](uint64_t at, uint64_t v) {
     if (reads) {
       if (nr < reads_cap) reads[nr] = UnwindRead{at, v};
       ++nr;
     }
-    return v;
   };
+  // Where the current RBP came from: the start registers, or a saved slot read from the
+  // stack that is logged only once a CFA is computed from it. In code built without frame
+  // pointers RBP is an ordinary register whose saved value differs from call to call, so
+  // logging it unused would make every cached walk through such a frame miss.
+  bool rbp_is_start = true, rbp_pending = false;
+  UnwindRead pending{0, 0};
+  if (start_rbp_used) *start_rbp_used = false;
   if (nreads) *nreads = 0;
   while (n < max) {
     ips[n++] = ip;
     uint64_t rule = rule_for(ip);
     if (!(rule & kUsable)) return -1;
     if (rule & kOutermost) break;
+    if (rule & kCfaRbp) {
+      if (rbp_is_start) {
+        if (start_rbp_used) *start_rbp_used = true;
+      } else if (rbp_pending) {
+        log(pending.addr, pending.value);
+        rbp_pending = false;
+      }
+    }
     uint64_t cfa = ((rule & kCfaRbp) ? rbp : sp) + ((rule >> 8) & 0xffffff);
     if (cfa <= sp || cfa - sp > (64u << 20) || (cfa & 7)) return -1;
     if (rule & kRbpSaved) {
       int64_t off = static_cast<int16_t>((rule >> 32) & 0xffff);
-      rbp = load(cfa + static_cast<uint64_t>(off));
+      uint64_t at = cfa + static_cast<uint64_t>(off);
+      rbp = *reinterpret_cast<const uint64_t*>(at);
+      pending = UnwindRead{at, rbp};
+      rbp_pending = true;
+      rbp_is_start = false;
     }
-    ip = load(cfa - 8);
+    uint64_t ret_at = cfa - 8;
+    ip = *reinterpret_cast<const uint64_t*>(ret_at);
+    log(ret_at, ip);
     sp = cfa;
     if (ip == 0) break;
   }

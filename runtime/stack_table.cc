@@ -87,10 +87,22 @@ void stack_table_reset() {
   g_next_id.store(1);
 }
 
+uint64_t stack_hash(const uint64_t* ips, uint32_t n) {
+  return hash_frames(ips, n);
+}
+
+bool stack_is(uint32_t id, const uint64_t* ips, uint32_t n) {
+  const uint64_t* frames = nullptr;
+  return n != 0 && stack_frames(id, &frames) == n && memcmp(frames, ips, n * sizeof(uint64_t)) == 0;
+}
+
 uint32_t stack_intern(const uint64_t* ips, uint32_t n, bool nested, bool* is_new) {
+  return stack_intern(ips, n, hash_frames(ips, n), nested, is_new);
+}
+
+uint32_t stack_intern(const uint64_t* ips, uint32_t n, uint64_t h, bool nested, bool* is_new) {
   *is_new = false;
   if (!g_slots) return 0;
-  uint64_t h = hash_frames(ips, n);
   for (int probe = 0; probe < kMaxProbes; ++probe) {
     Slot& s = g_slots[(h + static_cast<uint64_t>(probe)) & (kSlots - 1)];
     uint64_t key = s.key.load(std::memory_order_acquire);
