@@ -181,6 +181,11 @@ MEMCENSUS_EXPORT void* calloc(size_t n, size_t m) {
 }
 
 MEMCENSUS_EXPORT void* realloc(void* old, size_t n) {
+  // --sample: neither an unrecorded block nor a new one that crosses no sample point is
+  // recorded; such a call skips the clock and the recorder.
+  if (g_fast_mode == kSampleAll && !t_state.guard && (!old || sample_set_lacks(old)) &&
+      sample_skips(n))
+    return __libc_realloc(old, n);
   if (check_mode()) return checked_realloc(f::kRealloc, old, n, FROM);
   if (skip()) return __libc_realloc(old, n);
   uint64_t before = rt_now();
