@@ -32,12 +32,14 @@ struct UnwindRead {
 bool fast_unwind_init();
 // Fills ips[0..max) with return addresses, innermost first; returns how many, or -1 when a
 // frame could not be unwound from CFI (then nothing is usable). When `reads` is given it also
-// logs, in order, every stack word the walk read, and their count in *nreads (-1 when there
-// were more than `reads_cap`). The walk is a function of `start`, of the rules (fixed per
-// address) and of those words: a later walk from the same registers that finds them
-// unchanged has the same result.
+// logs, in order, every stack word the walk's result depends on (each return address, and a
+// saved RBP only when a later CFA is computed from it), and their count in *nreads (-1 when
+// there were more than `reads_cap`); *start_rbp_used tells whether start.rbp was used. The
+// walk is a function of `start` (its rbp only when used), of the rules (fixed per address)
+// and of those words: a later walk from the same registers that finds them unchanged has
+// the same result. Every logged address is computed from start and earlier logged words only.
 int fast_unwind(const StartFrame& start, uint64_t* ips, int max, UnwindRead* reads = nullptr,
-                int reads_cap = 0, int* nreads = nullptr);
+                int reads_cap = 0, int* nreads = nullptr, bool* start_rbp_used = nullptr);
 
 }  // namespace memcensus::rt
 

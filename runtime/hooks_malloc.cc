@@ -95,25 +95,97 @@ namespace f = memcensus::format;
 
 #define FROM MEMCENSUS_START_FRAME()
 
-MEMCENSUS_EXPORT void* malloc(size_t n) {
-  if (check_mode()) return checked_alloc(f::kMalloc, n, 0, false, FROM, real_malloc, n, 0);
+// The caller's registers as three arguments (a StartFrame passed by address would keep the
+// hook's frame alive and forbid the tail call into the out-of-line paths below).
+#define FROM_ARGS                                                  \
+  reinterpret_cast<uint64_t>(__builtin_return_address(0)),         \
+      reinterpret_cast<uint64_t>(__builtin_frame_address(0)) + 16, \
+      *reinterpret_cast<uint64_t*>(__builtin_frame_address(0))
+
+namespace memcensus::rt {
+namespace {
+
+// malloc, calloc and free are split: the exported hook only dispatches on g_fast_mode
+// (tail calls: no saved registers, no frame beyond the frame pointer), an unsampled call
+// under --sample goes straight to glibc, and the recording and general paths run out of
+// line with the caller's registers as arguments. callgrind, `bench_storm 200000 1` (whole
+// process): under --sample 524288 51.8 M -> 41.2 M instructions (native 29.9 M), recording
+// everything 107.6 M -> 109.5 M (the extra jump into the out-of-line path).
+[[gnu::noinline]] void* malloc_record(size_t n, const uint64_t* fp) {
+  void* p = __libc_malloc(n);
+  record_alloc_event(f::kMalloc, p, n, 0,
+                     StartFrame{fp[1], reinterpret_cast<uint64_t>(fp) + 16, fp[0]});
+  return p;
+}
+
+[[gnu::noinline]] void* malloc_general(size_t n, uint64_t ip, uint64_t sp, uint64_t rbp) {
+  StartFrame from{ip, sp, rbp};
+  if (check_mode()) return checked_alloc(f::kMalloc, n, 0, false, from, real_malloc, n, 0);
   if (skip() || alloc_unsampled(n)) return __libc_malloc(n);
   void* p = __libc_malloc(n);
-  record_alloc(f::kMalloc, p, n, 0, MEMCENSUS_START_FRAME());
+  record_alloc(f::kMalloc, p, n, 0, from);
   return p;
+}
+
+[[gnu::noinline]] void* calloc_record(size_t n, size_t m, size_t total, uint64_t ip, uint64_t sp,
+                                      uint64_t rbp) {
+  void* p = __libc_calloc(n, m);
+  record_alloc_event(f::kCalloc, p, total, 0, StartFrame{ip, sp, rbp});
+  return p;
+}
+
+[[gnu::noinline]] void* calloc_general(size_t n, size_t m, size_t total, uint64_t ip, uint64_t sp,
+                                       uint64_t rbp) {
+  StartFrame from{ip, sp, rbp};
+  if (check_mode()) return checked_alloc(f::kCalloc, total, 0, true, from, real_calloc, n, m);
+  if (skip() || alloc_unsampled(total)) return __libc_calloc(n, m);
+  void* p = __libc_calloc(n, m);
+  record_alloc(f::kCalloc, p, total, 0, from);
+  return p;
+}
+
+[[gnu::noinline]] void free_record(void* p) {
+  record_free_event(f::kFree, p, 0, 0);
+  __libc_free(p);
+}
+
+[[gnu::noinline]] void free_general(void* p, uint64_t ip, uint64_t sp, uint64_t rbp) {
+  if (check_mode()) return checked_free(f::kFree, p, 0, 0, StartFrame{ip, sp, rbp});
+  if (skip()) return __libc_free(p);
+  record_free(f::kFree, p, 0, 0);
+  __libc_free(p);
+}
+
+}  // namespace
+}  // namespace memcensus::rt
+
+MEMCENSUS_EXPORT void* malloc(size_t n) {
+  if (__builtin_expect(!t_state.guard, 1)) {
+    uint8_t mode = g_fast_mode;
+    if (__builtin_expect(mode == kRecordAll, 1))
+      return malloc_record(n, static_cast<const uint64_t*>(__builtin_frame_address(0)));
+    if (mode == kSampleAll && sample_skips(n)) return __libc_malloc(n);
+  }
+  return malloc_general(n, FROM_ARGS);
 }
 
 MEMCENSUS_EXPORT void* calloc(size_t n, size_t m) {
   size_t total;
   if (__builtin_mul_overflow(n, m, &total)) total = SIZE_MAX;
-  if (check_mode()) return checked_alloc(f::kCalloc, total, 0, true, FROM, real_calloc, n, m);
-  if (skip() || alloc_unsampled(total)) return __libc_calloc(n, m);
-  void* p = __libc_calloc(n, m);
-  record_alloc(f::kCalloc, p, total, 0, MEMCENSUS_START_FRAME());
-  return p;
+  if (__builtin_expect(!t_state.guard, 1)) {
+    uint8_t mode = g_fast_mode;
+    if (__builtin_expect(mode == kRecordAll, 1)) return calloc_record(n, m, total, FROM_ARGS);
+    if (mode == kSampleAll && sample_skips(total)) return __libc_calloc(n, m);
+  }
+  return calloc_general(n, m, total, FROM_ARGS);
 }
 
 MEMCENSUS_EXPORT void* realloc(void* old, size_t n) {
+  // --sample: neither an unrecorded block nor a new one that crosses no sample point is
+  // recorded; such a call skips the clock and the recorder.
+  if (g_fast_mode == kSampleAll && !t_state.guard && (!old || sample_set_lacks(old)) &&
+      sample_skips(n))
+    return __libc_realloc(old, n);
   if (check_mode()) return checked_realloc(f::kRealloc, old, n, FROM);
   if (skip()) return __libc_realloc(old, n);
   uint64_t before = rt_now();
@@ -144,10 +216,12 @@ MEMCENSUS_EXPORT void* reallocarray(void* old, size_t n, size_t m) {
 }
 
 MEMCENSUS_EXPORT void free(void* p) {
-  if (check_mode()) return checked_free(f::kFree, p, 0, 0, FROM);
-  if (skip()) return __libc_free(p);
-  record_free(f::kFree, p, 0, 0);
-  __libc_free(p);
+  if (__builtin_expect(!t_state.guard, 1)) {
+    uint8_t mode = g_fast_mode;
+    if (__builtin_expect(mode == kRecordAll, 1)) return free_record(p);
+    if (mode == kSampleAll && sample_set_lacks(p)) return __libc_free(p);
+  }
+  free_general(p, FROM_ARGS);
 }
 
 MEMCENSUS_EXPORT int posix_memalign(void** out, size_t align, size_t n) {

@@ -59,7 +59,9 @@ void* real_new(size_t n, size_t, size_t align) {
   return align ? __libc_memalign(align, n) : __libc_malloc(n);
 }
 
-void* allocate(uint8_t kind, size_t n, size_t align, bool nothrow, const StartFrame& from) {
+// The general path of every operator new: check mode, sampling, the new_handler loop.
+[[gnu::noinline]] void* allocate(uint8_t kind, size_t n, size_t align, bool nothrow,
+                                 const StartFrame& from) {
   size_t real_n = n ? n : 1;
   if (check_mode()) {
     for (;;) {
@@ -83,7 +85,8 @@ void* allocate(uint8_t kind, size_t n, size_t align, bool nothrow, const StartFr
   }
 }
 
-void release(uint8_t kind, void* p, size_t size, size_t align, const StartFrame& from) {
+[[gnu::noinline]] void release(uint8_t kind, void* p, size_t size, size_t align,
+                               const StartFrame& from) {
   if (check_mode()) return checked_free(kind, p, size, align, from);
   if (!skip()) record_free(kind, p, size, align);
   __libc_free(p);
@@ -93,74 +96,126 @@ size_t al(std::align_val_t a) {
   return static_cast<size_t>(a);
 }
 
+// The common cases of every operator, as in hooks_malloc.cc: the exported function only
+// dispatches on g_fast_mode (runtime.h), recording runs out of line with the caller's
+// registers as arguments (six, so that the dispatch can end in a tail call), an unsampled
+// call under --sample goes straight to glibc, and a failed allocation takes the general
+// path (which allocates again inside the new_handler loop).
+[[gnu::noinline]] void* new_record(uint32_t kind_nothrow, size_t n, size_t align, uint64_t ip,
+                                   uint64_t sp, uint64_t rbp) {
+  uint8_t kind = static_cast<uint8_t>(kind_nothrow);
+  size_t real_n = n ? n : 1;
+  void* p = align ? __libc_memalign(align, real_n) : __libc_malloc(real_n);
+  StartFrame from{ip, sp, rbp};
+  if (__builtin_expect(p != nullptr, 1)) {
+    record_alloc_event(kind, p, n, align, from);
+    return p;
+  }
+  return allocate(kind, n, align, kind_nothrow >> 8, from);
+}
+
+[[gnu::always_inline]] inline void* new_hook(uint8_t kind, size_t n, size_t align, bool nothrow,
+                                             uint64_t ip, uint64_t sp, uint64_t rbp) {
+  if (__builtin_expect(!t_state.guard, 1)) {
+    uint8_t mode = g_fast_mode;
+    if (__builtin_expect(mode == kRecordAll, 1))
+      return new_record(kind | (nothrow ? 0x100u : 0u), n, align, ip, sp, rbp);
+    if (mode == kSampleAll && sample_skips(n)) {
+      size_t real_n = n ? n : 1;
+      void* p = align ? __libc_memalign(align, real_n) : __libc_malloc(real_n);
+      if (__builtin_expect(p != nullptr, 1)) return p;
+    }
+  }
+  return allocate(kind, n, align, nothrow, StartFrame{ip, sp, rbp});
+}
+
+[[gnu::noinline]] void delete_record(uint8_t kind, void* p, size_t size, size_t align) {
+  record_free_event(kind, p, size, align);
+  __libc_free(p);
+}
+
+[[gnu::always_inline]] inline void delete_hook(uint8_t kind, void* p, size_t size, size_t align,
+                                               uint64_t ip, uint64_t sp, uint64_t rbp) {
+  if (__builtin_expect(!t_state.guard, 1)) {
+    uint8_t mode = g_fast_mode;
+    if (__builtin_expect(mode == kRecordAll, 1)) return delete_record(kind, p, size, align);
+    if (mode == kSampleAll && sample_set_lacks(p)) return __libc_free(p);
+  }
+  release(kind, p, size, align, StartFrame{ip, sp, rbp});
+}
+
 }  // namespace
 }  // namespace memcensus::rt
 
 using memcensus::rt::al;
-using memcensus::rt::allocate;
-using memcensus::rt::release;
+using memcensus::rt::delete_hook;
+using memcensus::rt::new_hook;
 namespace f = memcensus::format;
 #define EXPORT __attribute__((visibility("default")))
-#define RET MEMCENSUS_START_FRAME()
+// The caller's registers as three arguments (see hooks_malloc.cc).
+#define RET                                                        \
+  reinterpret_cast<uint64_t>(__builtin_return_address(0)),         \
+      reinterpret_cast<uint64_t>(__builtin_frame_address(0)) + 16, \
+      *reinterpret_cast<uint64_t*>(__builtin_frame_address(0))
 
 EXPORT void* operator new(size_t n) {
-  return allocate(f::kNew, n, 0, false, RET);
+  return new_hook(f::kNew, n, 0, false, RET);
 }
 EXPORT void* operator new[](size_t n) {
-  return allocate(f::kNewArray, n, 0, false, RET);
+  return new_hook(f::kNewArray, n, 0, false, RET);
 }
 EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept {
-  return allocate(f::kNewNothrow, n, 0, true, RET);
+  return new_hook(f::kNewNothrow, n, 0, true, RET);
 }
 EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept {
-  return allocate(f::kNewArrayNothrow, n, 0, true, RET);
+  return new_hook(f::kNewArrayNothrow, n, 0, true, RET);
 }
 EXPORT void* operator new(size_t n, std::align_val_t a) {
-  return allocate(f::kNewAligned, n, al(a), false, RET);
+  return new_hook(f::kNewAligned, n, al(a), false, RET);
 }
 EXPORT void* operator new[](size_t n, std::align_val_t a) {
-  return allocate(f::kNewArrayAligned, n, al(a), false, RET);
+  return new_hook(f::kNewArrayAligned, n, al(a), false, RET);
 }
 EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return allocate(f::kNewAlignedNothrow, n, al(a), true, RET);
+  return new_hook(f::kNewAlignedNothrow, n, al(a), true, RET);
 }
 EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return allocate(f::kNewArrayAlignedNothrow, n, al(a), true, RET);
+  return new_hook(f::kNewArrayAlignedNothrow, n, al(a), true, RET);
 }
 
 EXPORT void operator delete(void* p) noexcept {
-  release(f::kDelete, p, 0, 0, RET);
+  delete_hook(f::kDelete, p, 0, 0, RET);
 }
 EXPORT void operator delete[](void* p) noexcept {
-  release(f::kDeleteArray, p, 0, 0, RET);
+  delete_hook(f::kDeleteArray, p, 0, 0, RET);
 }
 EXPORT void operator delete(void* p, size_t n) noexcept {
-  release(f::kDeleteSized, p, n, 0, RET);
+  delete_hook(f::kDeleteSized, p, n, 0, RET);
 }
 EXPORT void operator delete[](void* p, size_t n) noexcept {
-  release(f::kDeleteArraySized, p, n, 0, RET);
+  delete_hook(f::kDeleteArraySized, p, n, 0, RET);
 }
 EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept {
-  release(f::kDeleteNothrow, p, 0, 0, RET);
+  delete_hook(f::kDeleteNothrow, p, 0, 0, RET);
 }
 EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  release(f::kDeleteArrayNothrow, p, 0, 0, RET);
+  delete_hook(f::kDeleteArrayNothrow, p, 0, 0, RET);
 }
 EXPORT void operator delete(void* p, std::align_val_t a) noexcept {
-  release(f::kDeleteAligned, p, 0, al(a), RET);
+  delete_hook(f::kDeleteAligned, p, 0, al(a), RET);
 }
 EXPORT void operator delete[](void* p, std::align_val_t a) noexcept {
-  release(f::kDeleteArrayAligned, p, 0, al(a), RET);
+  delete_hook(f::kDeleteArrayAligned, p, 0, al(a), RET);
 }
 EXPORT void operator delete(void* p, size_t n, std::align_val_t a) noexcept {
-  release(f::kDeleteSizedAligned, p, n, al(a), RET);
+  delete_hook(f::kDeleteSizedAligned, p, n, al(a), RET);
 }
 EXPORT void operator delete[](void* p, size_t n, std::align_val_t a) noexcept {
-  release(f::kDeleteArraySizedAligned, p, n, al(a), RET);
+  delete_hook(f::kDeleteArraySizedAligned, p, n, al(a), RET);
 }
 EXPORT void operator delete(void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
-  release(f::kDeleteAlignedNothrow, p, 0, al(a), RET);
+  delete_hook(f::kDeleteAlignedNothrow, p, 0, al(a), RET);
 }
 EXPORT void operator delete[](void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
-  release(f::kDeleteArrayAlignedNothrow, p, 0, al(a), RET);
+  delete_hook(f::kDeleteArrayAlignedNothrow, p, 0, al(a), RET);
 }

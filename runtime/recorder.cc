@@ -47,10 +47,10 @@ struct Record {
 // The stack of the hook's caller in `ips`: CFI walk (logging the words it read in `reads`
 // when given), or libunwind when that fails (then our own frames, up to the caller's return
 // address, are dropped, and *nreads is -1: such a walk is not cached). Returns the depth.
-uint32_t walk(const StartFrame& from, uint64_t* ips, UnwindRead* reads, int reads_cap,
-              int* nreads) {
+uint32_t walk(const StartFrame& from, uint64_t* ips, UnwindRead* reads, int reads_cap, int* nreads,
+              bool* rbp_used) {
   int max = static_cast<int>(g_config.stack_depth);
-  int n = fast_unwind(from, ips, max, reads, reads_cap, nreads);
+  int n = fast_unwind(from, ips, max, reads, reads_cap, nreads, rbp_used);
   if (n >= 0) return static_cast<uint32_t>(n);
   if (nreads) *nreads = -1;
   void* frames[kMaxStackDepth + kRuntimeFrames];
@@ -80,22 +80,32 @@ void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
 }
 
 // The walk of capture_stack when the WalkCache has no answer: a full walk (its reads
-// logged into `entry`, emptied first, when given), the StackTable lookup, and the kStack
-// record when the stack is new. Runs with `unwinding` set; clears it.
+// logged into `entry`, emptied first, when given), the thread's stack memo or else the
+// StackTable lookup, and the kStack record when the stack is new. Runs with `unwinding`
+// set; clears it.
 [[gnu::noinline]] uint32_t capture_stack_walk(ThreadState& t, Record* rec, const StartFrame& from,
-                                              WalkCacheEntry* entry) {
+                                              WalkCache* cache, WalkCacheEntry* entry) {
   Record& r = *rec;
   ErrnoKeeper keep;  // the loader's list, libunwind and new StackTable blocks may set errno
   uint64_t ips[kMaxStackDepth];
   int nreads = -1;
+  bool rbp_used = true;
   if (entry) entry->ip = 0;
-  uint32_t depth =
-      walk(from, ips, entry ? entry->reads : nullptr, kWalkCacheReads, entry ? &nreads : nullptr);
+  uint32_t depth = walk(from, ips, entry ? entry->reads : nullptr, kWalkCacheReads,
+                        entry ? &nreads : nullptr, &rbp_used);
   bool is_new = false;
-  uint32_t id = stack_intern(ips, depth, r.nested, &is_new);
+  uint64_t hash = stack_hash(ips, depth);
+  uint32_t id = 0;
+  if (cache)
+    id = stack_memo_find(*cache, hash, [&](uint32_t known) { return stack_is(known, ips, depth); });
+  if (id == 0) {
+    id = stack_intern(ips, depth, hash, r.nested, &is_new);
+    if (cache && id != 0) stack_memo_put(*cache, hash, id);
+  }
   if (entry && id != 0 && nreads >= 0) {
     entry->sp = from.sp;
     entry->rbp = from.rbp;
+    entry->rbp_mask = rbp_used ? ~0ull : 0;
     entry->id = id;
     entry->nreads = static_cast<uint32_t>(nreads);
     entry->ip = from.ip;
@@ -118,15 +128,16 @@ void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
   WalkCache* cache = t.ring->walk_cache;
   WalkCacheEntry* entry = nullptr;
   if (__builtin_expect(cache != nullptr, 1)) {
-    entry = &walk_cache_slot(*cache, from);
-    if (uint32_t id = walk_cache_find(*entry, from)) {
+    uint32_t set = walk_cache_set(from);
+    if (uint32_t id = walk_cache_lookup(*cache, set, from)) {
       t.unwinding = 0;
       return id;
     }
+    entry = &walk_cache_victim(*cache, set);
   }
   // Through a copy: `r` itself stays out of memory on the hit path.
   Record copy = r;
-  uint32_t id = capture_stack_walk(t, &copy, from, entry);
+  uint32_t id = capture_stack_walk(t, &copy, from, cache, entry);
   r = copy;
   return id;
 }

@@ -20,6 +20,7 @@ namespace memcensus::rt {
 
 __thread ThreadState t_state __attribute__((tls_model("initial-exec")));
 std::atomic<uint32_t> g_phase{kUninit};
+uint8_t g_fast_mode = kGeneral;
 std::atomic<uint64_t> g_lost_events{0};
 Config g_config;
 uint64_t g_t0 = 0;
@@ -95,6 +96,7 @@ void fork_child() {
   t_state.ring = nullptr;
   t_state.key_set = 0;
   if (!g_config.follow_fork) {
+    g_fast_mode = kGeneral;
     g_phase.store(kOff);
     writer_fork_child(false);
     return;
@@ -127,6 +129,7 @@ bool rt_initialise() {
   GuardScope guard;
   bool ok = setup();
   g_phase.store(ok ? kActive : kOff, std::memory_order_release);
+  if (ok && !g_config.check) g_fast_mode = g_config.sample_bytes ? kSampleAll : kRecordAll;
   return ok;
 }
 
@@ -158,6 +161,7 @@ bool rt_attach_thread() {
 void rt_shutdown() {
   if (g_phase.load() != kActive) return;
   writer_finish();
+  g_fast_mode = kGeneral;
   g_phase.store(kOff, std::memory_order_release);
 }
 

@@ -40,15 +40,47 @@ inline bool sample_allocation(size_t size) {
   return sample_allocation_slow(size);
 }
 
+// --sample fast path of the hooks: true when an allocation of `size` bytes by this thread
+// is certainly not sampled; then its bytes are counted off. False means "ask
+// sample_allocation" (which counts them itself): the counter is untouched.
+inline bool sample_skips(size_t size) {
+  ThreadState& t = t_state;
+  if (t.sample_left > static_cast<int64_t>(size)) {
+    t.sample_left -= static_cast<int64_t>(size);
+    return true;
+  }
+  return false;
+}
+
+// True when `ptr` is certainly not a recorded block (null is not "certainly not": a free of
+// null is recorded). Reads only; sampled_release does the removal.
+inline bool sample_set_lacks(const void* ptr) {
+  uint64_t p = reinterpret_cast<uint64_t>(ptr);
+  if (p <= 1) return false;
+  uint64_t slot = sample_slot(p);
+  uint64_t cur = g_sample_set[slot].load(std::memory_order_acquire);
+  return cur == 0 || (cur == 1 && g_sample_set[(slot + 1) & ((1u << kSampleSetBits) - 1)].load(
+                                      std::memory_order_acquire) == 0);
+}
+
 // Remembers a recorded block.
 void sampled_insert(const void* ptr);
 
-// Forgets a block; true when it was recorded. One probe when it was not (the usual case).
+// Forgets a block; true when it was recorded. One or two loads when it was not (the usual
+// case). A block being freed cannot be entered meanwhile (it is live and this call owns
+// it), so a chain seen to end before it proves it absent.
 inline bool sampled_release(const void* ptr) {
   uint64_t p = reinterpret_cast<uint64_t>(ptr);
   if (p <= 1) return false;
   uint64_t slot = sample_slot(p);
-  if (g_sample_set[slot].load(std::memory_order_acquire) == 0) return false;
+  uint64_t cur = g_sample_set[slot].load(std::memory_order_acquire);
+  if (cur == 0) return false;
+  // A removed entry ends the probe chain when the next slot is empty: the usual state of
+  // the home slot of an address that was sampled once and is reused since (a program that
+  // frees and reallocates the same block took the slow path on every free).
+  if (cur == 1 &&
+      g_sample_set[(slot + 1) & ((1u << kSampleSetBits) - 1)].load(std::memory_order_acquire) == 0)
+    return false;
   return sampled_release_slow(ptr, slot);
 }
 

@@ -18,6 +18,12 @@ bool stack_table_init();
 // the table is full, or when `nested` is set and a slot is being filled by the code this
 // signal handler interrupted.
 uint32_t stack_intern(const uint64_t* ips, uint32_t n, bool nested, bool* is_new);
+// The same with the frames' hash (stack_hash) computed by the caller.
+uint32_t stack_intern(const uint64_t* ips, uint32_t n, uint64_t hash, bool nested, bool* is_new);
+// The hash stack_intern files ips[0..n) under (never 0).
+uint64_t stack_hash(const uint64_t* ips, uint32_t n);
+// True when `id` names exactly the stack ips[0..n) (plain loads; any thread).
+bool stack_is(uint32_t id, const uint64_t* ips, uint32_t n);
 // The frames of stack `id` (innermost first) in *ips; returns the depth, 0 when unknown.
 // Error reports only (run --check): a plain lookup, async-signal-safe.
 uint32_t stack_frames(uint32_t id, const uint64_t** ips);

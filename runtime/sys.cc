@@ -15,6 +15,13 @@
 
 namespace memcensus::rt {
 
+void sys_prefer_huge_pages(void* p, size_t size) {
+  if (!p) return;
+  int saved = errno;
+  syscall(SYS_madvise, p, size, MADV_HUGEPAGE);
+  errno = saved;
+}
+
 void* sys_map(size_t size) {
   long r = syscall(SYS_mmap, nullptr, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -11,6 +11,10 @@ namespace memcensus::rt {
 
 // Anonymous private mapping of `size` bytes (MAP_NORESERVE), or nullptr.
 void* sys_map(size_t size);
+// Asks for transparent huge pages on [p, p + size) (where the system offers them on
+// request): for the runtime's tables that fill in address order, so that a program with
+// many stacks takes one page fault per 2 MiB instead of per 4 KiB. Best effort; errno kept.
+void sys_prefer_huge_pages(void* p, size_t size);
 void sys_unmap(void* p, size_t size);
 
 int sys_open(const char* path, int flags, int mode);

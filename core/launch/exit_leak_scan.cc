@@ -38,11 +38,19 @@ class OwnMappings : public TraceVisitor {
       ended_threads_.erase(m.start);
     } else {
       live_.erase(m.start);
-      if (m.length < 4096) ended_threads_.insert(m.start);
+      if (m.length < 4096) ended_threads_[m.start] = m.start + m.length;
     }
   }
-  // Addresses inside the static TLS (at the top of the stack mapping) of threads that ended.
-  const std::set<uint64_t>& ended_threads() const { return ended_threads_; }
+  // The runtime states (in the static TLS, at the top of the stack mapping) of every thread
+  // that recorded, ended or not: start -> end. A thread that ended after its ring was closed
+  // (glibc frees its last blocks after the runtime's thread-exit hook: a second ring takes
+  // them) can leave a state still noted as mapped at exit.
+  std::map<uint64_t, uint64_t> thread_states() const {
+    std::map<uint64_t, uint64_t> out = ended_threads_;
+    for (auto [start, end] : live_)
+      if (end - start < 4096) out[start] = end;
+    return out;
+  }
   std::vector<ScanRange> ranges() const {
     std::vector<ScanRange> out;
     for (auto [start, end] : live_) out.push_back({start, end});
@@ -51,25 +59,29 @@ class OwnMappings : public TraceVisitor {
 
  private:
   std::map<uint64_t, uint64_t> live_;
-  std::set<uint64_t> ended_threads_;
+  std::map<uint64_t, uint64_t> ended_threads_;
 };
 
 // Stacks of threads that ended and that glibc keeps for reuse: in an anonymous mapping that
-// holds an ended thread's runtime state and no live thread's stack pointer, the part below
-// that state (the stack proper, and the TLS blocks of libraries loaded after the runtime).
-// What it holds is stale (a thread's last pointers), not roots; memcheck does not scan dead
-// stacks either. The rest of the mapping (the program's TLS block, the thread descriptor
-// with its DTV pointer) stays a root, as for memcheck.
+// holds a thread's runtime state and no live thread's stack pointer, the part up to
+// the end of that state (the stack proper, the TLS blocks of libraries loaded after the
+// runtime, and the runtime's state itself, whose delta base holds the address of the
+// thread's last recorded block: a stale pointer that made a lost block look reachable,
+// depending on which event came last). What it holds is stale (a thread's last pointers),
+// not roots; memcheck does not scan dead stacks either. The rest of the mapping (the
+// program's TLS block, the thread descriptor with its DTV pointer) stays a root, as for
+// memcheck.
 std::vector<ScanRange> ended_thread_stacks(const Layout& layout, const OwnMappings& own,
                                            const std::map<pid_t, uint64_t>& sps) {
   std::vector<ScanRange> out;
+  std::map<uint64_t, uint64_t> states = own.thread_states();
   for (const Region& r : layout.regions) {
     if (r.kind != RegionKind::kAnon) continue;
-    auto it = own.ended_threads().lower_bound(r.raw.start);
-    if (it == own.ended_threads().end() || *it >= r.raw.end) continue;
+    auto it = states.lower_bound(r.raw.start);
+    if (it == states.end() || it->first >= r.raw.end) continue;
     bool live = false;
     for (const auto& [tid, sp] : sps) live |= sp >= r.raw.start && sp < r.raw.end;
-    if (!live) out.push_back({r.raw.start, *it});
+    if (!live) out.push_back({r.raw.start, std::min(it->second, r.raw.end)});
   }
   return out;
 }

@@ -61,6 +61,38 @@ TEST(Stacks, SameFrameReachedFromTwoCallersKeepsTwoStacks) {
   EXPECT_EQ(seen, 2) << t.report["top_sites"].dump(1);
 }
 
+// Many paths to one call site at the same depth (2^7 through a recursion, each taken 40
+// times in turn): more than the walk cache's ways and enough to collide in the thread's
+// stack memo. Every path must keep its own stack, with the sizes its turns determine.
+TEST(Stacks, EveryPathOfARecursionKeepsItsOwnStack) {
+  constexpr int kDepth = 7, kRounds = 40;
+  auto t = mctest::traced(
+      {mctest::fixture("tree_paths"), std::to_string(kRounds), std::to_string(kDepth)}, {});
+  ASSERT_EQ(t.status, 0);
+  json report = mctest::report_json(t.trace, 1000);
+  std::vector<bool> seen(1u << kDepth);
+  int sites = 0;
+  for (const json& site : report["top_sites"]) {
+    std::vector<std::string> fns = functions(site);
+    if (fns.empty() || fns[0] != "leaf") continue;
+    ++sites;
+    unsigned path = 0;
+    int turns = 0;
+    for (auto f = fns.rbegin(); f != fns.rend(); ++f) {
+      if (*f == "go_left" || *f == "go_right") {
+        path = path << 1 | (*f == "go_right" ? 1u : 0u);
+        ++turns;
+      }
+    }
+    ASSERT_EQ(turns, kDepth) << site.dump(1);
+    EXPECT_FALSE(seen[path]) << "path " << path << " twice";
+    seen[path] = true;
+    EXPECT_EQ(site["allocations"], kRounds) << site.dump(1);
+    EXPECT_EQ(site["bytes"], kRounds * (16 + path)) << site.dump(1);
+  }
+  EXPECT_EQ(sites, 1 << kDepth);
+}
+
 TEST(Stacks, RustWithoutFramePointersReachesMain) {
   std::string rust = MC_RUST_FIXTURE;
   if (rust.empty()) GTEST_SKIP() << "no rustc on PATH or in ~/.cargo/bin: Rust fixture not built";
