@@ -39,8 +39,20 @@ void after_failed_exec(bool paused) {
 using ExecFn = int (*)(const char*, char* const*, char* const*);
 using ExecvFn = int (*)(const char*, char* const*);
 
+// Looked up when the library loads, before the program runs: dlsym frees the calling
+// thread's previous dl error string, and done lazily under the guard at the program's first
+// exec it would free the program's string unrecorded (a freed block the trace would keep
+// as never freed). A lookup that failed then is retried at the call.
+ExecFn g_execve = nullptr;
+ExecFn g_execvpe = nullptr;
+
+__attribute__((constructor)) void resolve_exec() {
+  g_execve = reinterpret_cast<ExecFn>(real("execve"));
+  g_execvpe = reinterpret_cast<ExecFn>(real("execvpe"));
+}
+
 int do_execve(const char* path, char* const* argv, char* const* envp) {
-  static ExecFn fn = reinterpret_cast<ExecFn>(real("execve"));
+  ExecFn fn = g_execve ? g_execve : reinterpret_cast<ExecFn>(real("execve"));
   bool paused = before_exec();
   int r = fn(path, argv, envp);
   after_failed_exec(paused);
@@ -48,7 +60,7 @@ int do_execve(const char* path, char* const* argv, char* const* envp) {
 }
 
 int do_execvpe(const char* file, char* const* argv, char* const* envp) {
-  static ExecFn fn = reinterpret_cast<ExecFn>(real("execvpe"));
+  ExecFn fn = g_execvpe ? g_execvpe : reinterpret_cast<ExecFn>(real("execvpe"));
   bool paused = before_exec();
   int r = fn(file, argv, envp);
   after_failed_exec(paused);
