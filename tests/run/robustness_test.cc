@@ -136,7 +136,7 @@ TEST(Robustness, SignalHandlersThatAllocateAreCountedExactly) {
 // clean (the handler frees all it allocates).
 TEST(Robustness, SignalHandlerOverflowingTheRingDoesNotHang) {
   std::string dir = mctest::scratch_dir();
-  auto t = traced({fixture("signal_flood"), dir + "/t.json", "20"});
+  auto t = traced({fixture("signal_flood"), dir + "/t.json", "8"});
   ASSERT_EQ(t.status, 0);
   ASSERT_FALSE(t.report.is_null());
   json want = mctest::read_json(dir + "/t.json");
@@ -148,7 +148,7 @@ TEST(Robustness, SignalHandlerOverflowingTheRingDoesNotHang) {
             want["calls"]["malloc"].get<uint64_t>() + want["calls"]["free"].get<uint64_t>());
   EXPECT_TRUE(t.report["trace"]["complete"].get<bool>());
 
-  auto c = traced({fixture("signal_flood"), dir + "/c.json", "20"}, {"--check"});
+  auto c = traced({fixture("signal_flood"), dir + "/c.json", "8"}, {"--check"});
   ASSERT_EQ(c.status, 0);
   ASSERT_FALSE(c.report.is_null());
   EXPECT_EQ(c.report["errors"].size(), 0u) << c.report["errors"].dump(1);
