@@ -35,6 +35,7 @@ Ring* ring_claim(pid_t tid) {
     r->reserve = end;
     r->tail.store(end, std::memory_order_relaxed);
     r->tid = tid;
+    r->stalled_round = 0;
     // The leak scan must not take this thread's runtime state (prev_ptr: a raw copy of
     // its latest block pointer) for a root; the writer notes its end with the ring's.
     r->tls_state = reinterpret_cast<uint64_t>(&t_state);
@@ -50,13 +51,51 @@ Ring* ring_claim(pid_t tid) {
 
 namespace {
 
+// A record of a signal handler that interrupted a record of its own thread (depth > 1)
+// cannot publish: the interrupted record may have reserved bytes it has not written yet, so
+// everything from the published end on (that record, and the handler's records after it)
+// stays in the ring until the handler returns. The writer can free only the published part
+// [tail, head); when the rest leaves no room, waiting would never end (the writer waits for
+// the handler's thread, which waits for the writer): the record is dropped instead, and
+// counted lost by the caller.
+bool nested_record_can_fit(Ring* r, uint64_t need) {
+  uint64_t unpublished = r->reserve - r->head.load(std::memory_order_relaxed);
+  return unpublished + need + kNestedSlack <= kRingSize;
+}
+
+// The writer takes locks a program thread may hold when a signal handler interrupts it (the
+// loader's, in dl_iterate_phdr, each round): a handler waiting for room on that thread
+// would wait for ever. So nobody waits on a writer that completes no round for
+// kWriterStallNs; once a thread has given up, it drops its records at once until the writer
+// completes a round again.
+bool writer_stalled(Ring* r, uint64_t* rounds, uint64_t* since) {
+  uint64_t now_rounds = writer_rounds();
+  if (r->stalled_round == now_rounds + 1) return true;
+  if (now_rounds != *rounds) {
+    *rounds = now_rounds;
+    *since = 0;
+    return false;
+  }
+  uint64_t t = monotonic_ns();
+  if (*since == 0) *since = t;
+  if (t - *since < kWriterStallNs) return false;
+  r->stalled_round = now_rounds + 1;
+  return true;
+}
+
 bool wait_for_space(Ring* r, uint64_t need) {
+  bool nested = t_state.depth > 1;
+  uint64_t rounds = writer_rounds(), since = 0;
   for (int spins = 0;; ++spins) {
     uint64_t used = r->reserve - r->tail.load(std::memory_order_acquire);
     if (used + need + kNestedSlack <= kRingSize) return true;
     // Publish what is complete, so the writer can take it; a signal handler nested in a
     // record must not, since the interrupted record's reserved bytes are not written yet.
-    if (t_state.depth <= 1) ring_publish(r);
+    if (!nested)
+      ring_publish(r);
+    else if (!nested_record_can_fit(r, need))
+      return false;
+    if (writer_stalled(r, &rounds, &since)) return false;
     if (!writer_make_room(spins)) return false;
   }
 }

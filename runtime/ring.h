@@ -20,6 +20,9 @@ struct WalkCache;
 
 inline constexpr size_t kRingSize = 1u << 20;  // bytes, power of two
 inline constexpr size_t kMaxRings = 4096;
+// How long a producer waits for room while the writer completes no round, before it drops
+// its record (ring_append).
+inline constexpr uint64_t kWriterStallNs = 1'000'000'000;
 // Space kept free for records of signal handlers nested in a record being written.
 inline constexpr size_t kNestedSlack = 16u << 10;
 
@@ -46,6 +49,9 @@ struct Ring {
   bool info_written;
   uint64_t tls_state;  // address of the owning thread's t_state (noted as the runtime's own
                        // memory: it holds the thread's latest block pointer)
+  // Owner-private: writer_rounds() + 1 when the owner last gave up waiting for room on a
+  // writer that had made no progress (ring.cc, wait_for_space); 0: never.
+  uint64_t stalled_round;
 };
 
 // The registry. `count` is the number of slots ever used (the writer scans [0, count)).
@@ -61,8 +67,13 @@ bool rings_init();
 // Claims a slot for the calling thread, or returns null when all are in use.
 Ring* ring_claim(pid_t tid);
 // Producer: appends [p, p+n) and makes it visible when `publish` is set (outermost record).
-// Waits for the writer when the ring is full. Returns false (record lost) only when it
-// cannot wait (the writer is gone and the ring cannot be drained here).
+// Waits for the writer when the ring is full. Returns false (record lost) only when waiting
+// cannot help: the writer is gone and the ring cannot be drained here; the caller is a
+// signal handler nested in a record of its thread and the unpublished bytes alone leave no
+// room (only the interrupted record, once it ends, can publish them); or the writer has
+// completed no round for kWriterStallNs (it may be blocked on a lock the waiting thread
+// holds: a handler interrupted the loader's dl_iterate_phdr, say), and then, until it
+// completes one, the thread's later records are dropped without waiting.
 bool ring_append(Ring* r, const uint8_t* p, size_t n, bool publish);
 // The common case of ring_append, inlined into the recorder: there is room without waiting.
 // Returns false (nothing reserved) when the caller must use ring_append, which waits.

@@ -41,6 +41,7 @@ std::atomic<bool> g_running{false};
 std::atomic<bool> g_stop{false};
 uint32_t g_wake_word = 0;
 std::atomic<uint32_t> g_flush_request{0}, g_flush_done{0};
+std::atomic<uint64_t> g_rounds{0};
 
 int g_fd = -1;
 uint32_t g_sequence = 0;
@@ -266,6 +267,7 @@ void round_locked(bool final_round) {
   emit_rss();
   if (!final_round) maybe_peak_snapshot();
   if (final_round || g_raw_used >= kFlushBytes || now() - g_last_flush >= kFlushNs) flush_chunk();
+  g_rounds.fetch_add(1, std::memory_order_release);
 }
 
 void* writer_main(void*) {
@@ -410,6 +412,10 @@ void writer_start() {
   if (r == 0) g_running.store(true);
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+uint64_t writer_rounds() {
+  return g_rounds.load(std::memory_order_acquire);
 }
 
 void writer_wake() {

@@ -20,6 +20,9 @@ void writer_start();
 // Producer whose ring is full: wakes the writer and waits a little (or drains synchronously
 // when there is no writer thread yet). False when the event must be dropped.
 bool writer_make_room(int attempt);
+// Rounds completed since the process started (by the writer thread, or by a producer
+// draining synchronously): a producer waiting for room watches it (ring.cc). Any thread.
+uint64_t writer_rounds();
 // Asks the writer thread to run a round soon.
 void writer_wake();
 // A program thread about to die (run --check found a fault): asks the writer for a round

@@ -251,6 +251,12 @@ ExitLeakScan scan_from_trace(const ExitEvent& ev, const std::string& trace_path,
         "the trace was not complete at exit (the runtime had not flushed it: exit_group "
         "called directly?) and the runtime's live-block table could not be used (" +
         out.census_refused + ")");
+  if (s.lost_events)
+    return skipped_leak_scan("the runtime lost " + std::to_string(s.lost_events) +
+                             " events (no room in its buffers) and its live-block table could "
+                             "not be used (" +
+                             out.census_refused +
+                             "): a block whose release was lost would look lost");
   out.blocks_seconds = seconds_since(t0);
   scan_blocks(ev, layout, s.live_at_end, image.own(), out);
   if (image.images() == 1) out.heap = std::move(s);

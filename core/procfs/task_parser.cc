@@ -90,6 +90,28 @@ uint64_t parse_stat_start_time(std::string_view text) {
   return start;
 }
 
+SignalMasks parse_stat_signal_masks(std::string_view text) {
+  size_t close = text.rfind(')');
+  if (close == std::string_view::npos) throw Error("stat file: no command name");
+  text.remove_prefix(close + 1);
+  // Field 3 (state) is the first after the name; sigignore is field 33, sigcatch field 34.
+  SignalMasks m;
+  int field = 2;
+  while (!text.empty() && field < 34) {
+    size_t b = text.find_first_not_of(" \n");
+    if (b == std::string_view::npos) break;
+    text.remove_prefix(b);
+    size_t e = text.find_first_of(" \n");
+    std::string_view tok = text.substr(0, e);
+    text.remove_prefix(tok.size());
+    ++field;
+    if (field == 33 && !parse_num(tok, m.ignored)) throw Error("stat file: bad sigignore");
+    if (field == 34 && !parse_num(tok, m.caught)) throw Error("stat file: bad sigcatch");
+  }
+  if (field < 34) throw Error("stat file: no signal masks");
+  return m;
+}
+
 std::vector<std::string> parse_cmdline(std::string_view text) {
   std::vector<std::string> args;
   while (!text.empty()) {

@@ -32,6 +32,16 @@ ProcessStatus parse_status(std::string_view text);
 // name (field 2) may hold spaces and parentheses, so fields are counted after its last ')'.
 uint64_t parse_stat_start_time(std::string_view text);
 
+// /proc/PID/stat: the ignored (field 33) and caught (field 34) signal masks, bit n-1 for
+// signal n (the first 64 signals: all of them on 64-bit Linux). Cheaper for the kernel to
+// produce than /proc/PID/status, and parsed here without allocating: the exit tracer asks
+// at every signal delivery. Throws Error when the fields are missing or malformed.
+struct SignalMasks {
+  uint64_t ignored = 0;
+  uint64_t caught = 0;
+};
+SignalMasks parse_stat_signal_masks(std::string_view text);
+
 // /proc/PID/cmdline: NUL-separated arguments.
 std::vector<std::string> parse_cmdline(std::string_view text);
 

@@ -128,6 +128,53 @@ TEST(Robustness, SignalHandlersThatAllocateAreCountedExactly) {
     EXPECT_EQ(t.report["calls"][k], want["calls"][k]) << k;
 }
 
+// A handler that records more than the event ring holds while its thread is inside the
+// runtime: its records cannot be published before it returns, so those that do not fit are
+// dropped and counted lost (ring.cc, wait_for_space), where the handler used to wait for
+// room forever. Every call is either recorded or counted lost; run --check's leak scan,
+// which takes the live blocks from the runtime's table rather than from the trace, stays
+// clean (the handler frees all it allocates).
+TEST(Robustness, SignalHandlerOverflowingTheRingDoesNotHang) {
+  std::string dir = mctest::scratch_dir();
+  auto t = traced({fixture("signal_flood"), dir + "/t.json", "8"});
+  ASSERT_EQ(t.status, 0);
+  ASSERT_FALSE(t.report.is_null());
+  json want = mctest::read_json(dir + "/t.json");
+  uint64_t mallocs = t.report["calls"]["malloc"].get<uint64_t>();
+  uint64_t frees = t.report["calls"]["free"].get<uint64_t>();
+  uint64_t lost = t.report["trace"]["lost_events"].get<uint64_t>();
+  EXPECT_LE(frees, want["calls"]["free"].get<uint64_t>());
+  EXPECT_GE(mallocs + frees + lost,
+            want["calls"]["malloc"].get<uint64_t>() + want["calls"]["free"].get<uint64_t>());
+  EXPECT_TRUE(t.report["trace"]["complete"].get<bool>());
+
+  auto c = traced({fixture("signal_flood"), dir + "/c.json", "8"}, {"--check"});
+  ASSERT_EQ(c.status, 0);
+  ASSERT_FALSE(c.report.is_null());
+  EXPECT_EQ(c.report["errors"].size(), 0u) << c.report["errors"].dump(1);
+  EXPECT_TRUE(c.report["leak_scan"]["done"].get<bool>()) << c.report["leak_scan"].dump();
+  EXPECT_EQ(c.report["leak_kinds"]["definite"]["blocks"], 0);
+}
+
+// A program that allocates a lot inside a dl_iterate_phdr callback holds the loader's lock,
+// which the writer takes each round: producers stop waiting for a writer that completes no
+// round for a second and drop their records (counted lost) until it does. Used to hang.
+TEST(Robustness, AllocatingUnderTheLoaderLockDoesNotHang) {
+  std::string truth = mctest::scratch_dir() + "/t.json";
+  auto t = traced({fixture("loader_lock"), truth, "400000"});
+  ASSERT_EQ(t.status, 0);
+  ASSERT_FALSE(t.report.is_null());
+  json want = mctest::read_json(truth);
+  uint64_t mallocs = t.report["calls"]["malloc"].get<uint64_t>();
+  uint64_t frees = t.report["calls"]["free"].get<uint64_t>();
+  uint64_t lost = t.report["trace"]["lost_events"].get<uint64_t>();
+  EXPECT_GT(lost, 0u);
+  EXPECT_LE(frees, want["calls"]["free"].get<uint64_t>());
+  EXPECT_GE(mallocs + frees + lost,
+            want["calls"]["malloc"].get<uint64_t>() + want["calls"]["free"].get<uint64_t>());
+  EXPECT_TRUE(t.report["trace"]["complete"].get<bool>());
+}
+
 TEST(Robustness, DlopenedLibraryAllocationsAreAttributed) {
   auto t = traced({fixture("dlopen"), fixture("libdlalloc.so"), "50"});
   ASSERT_EQ(t.status, 0);

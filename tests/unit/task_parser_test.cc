@@ -54,5 +54,20 @@ TEST(TaskParser, StatStartTime) {
   EXPECT_THROW(parse_stat_start_time("42 (x) S 1 2 3"), Error);
 }
 
+TEST(TaskParser, StatSignalMasks) {
+  // A real line (kernel 6.x): SIGALRM (14) and SIGSEGV (11) caught, SIGPIPE (13) ignored.
+  SignalMasks m = parse_stat_signal_masks(
+      "6783 (sig) nal)) t 6781 6783 6781 0 -1 4194624 212 0 0 0 53 157 0 0 20 0 2 0 "
+      "1939131 725000384 1472 18446744073709551615 1 1 0 0 0 0 0 4096 9216 0 0 0 17 1 0 0 "
+      "0 0 0 0 0 0 0 0 0 0 0\n");
+  EXPECT_EQ(m.ignored, 1u << 12);
+  EXPECT_EQ(m.caught, (1u << 13) | (1u << 10));
+  EXPECT_THROW(parse_stat_signal_masks("42 (x S 1"), Error);
+  EXPECT_THROW(parse_stat_signal_masks("42 (x) S 1 2 3"), Error);
+  EXPECT_THROW(parse_stat_signal_masks(
+                   "1 (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 1 1 1 1 1 1 0 0 0 0 0 0 z 0"),
+               Error);
+}
+
 }  // namespace
 }  // namespace memcensus
