@@ -35,6 +35,14 @@ void HeapDetails::on_events(std::span<const TraceEvent> e) {
   own_pass().add(e);
 }
 
+void HeapDetails::on_lane(const TraceLane& l) {
+  own_pass().add_lane(l);
+}
+
+void HeapDetails::on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) {
+  own_pass().add(e, max_time_after);
+}
+
 void HeapDetails::on_round() {
   if (own_) own_->end_round();
 }
@@ -57,10 +65,10 @@ ThreadDetail& HeapDetails::new_thread(uint32_t pass_thread) {
 
 void HeapDetails::on_mmap(const PassEvent& e) {
   f::Family fam = event_shape(e.kind()).family;
-  if (fam == f::Family::kMmap && e.ptr != 0 && (e.aux & PassEvent::kAnon)) {
+  if (fam == f::Family::kMmap && e.ptr != 0 && (e.aux & PackedEvent::kAnon)) {
     unmap(e.ptr, e.size);
     mmaps_[e.ptr] = AddressBlock{e.ptr, e.size, e.stack};
-  } else if (fam == f::Family::kMunmap && !(e.aux & PassEvent::kFailed)) {
+  } else if (fam == f::Family::kMunmap && !(e.aux & PackedEvent::kFailed)) {
     unmap(e.ptr, e.size);
   } else if (fam == f::Family::kMremap && e.ptr != 0) {
     auto it = mmaps_.find(e.old_ptr);
@@ -161,11 +169,25 @@ HeapDetailSummary HeapDetails::finish() {
   return std::move(s_);
 }
 
+TraceTee::TraceTee(std::vector<TraceVisitor*> to) : to_(std::move(to)) {
+  for (TraceVisitor* v : to_) {
+    EventForm f = v->event_form();
+    if (f == EventForm::kNone) continue;
+    events_to_.push_back(v);
+    form_ = f == EventForm::kFull || form_ == EventForm::kFull ? EventForm::kFull : f;
+  }
+}
 void TraceTee::on_event(const TraceEvent& e) {
-  for (TraceVisitor* v : to_) v->on_event(e);
+  for (TraceVisitor* v : events_to_) v->on_event(e);
 }
 void TraceTee::on_events(std::span<const TraceEvent> e) {
-  for (TraceVisitor* v : to_) v->on_events(e);
+  for (TraceVisitor* v : events_to_) v->on_events(e);
+}
+void TraceTee::on_lane(const TraceLane& l) {
+  for (TraceVisitor* v : events_to_) v->on_lane(l);
+}
+void TraceTee::on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) {
+  for (TraceVisitor* v : events_to_) v->on_packed_events(e, max_time_after);
 }
 void TraceTee::on_stack(const TraceStack& s) {
   for (TraceVisitor* v : to_) v->on_stack(s);

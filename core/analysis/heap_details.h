@@ -87,7 +87,7 @@ struct HeapDetailSummary {
 };
 
 class HeapPass;
-struct PassEvent;
+using PassEvent = PackedEvent;  // heap_pass.h
 struct LiveBlock;
 
 class HeapDetails : public TraceVisitor {
@@ -99,8 +99,11 @@ class HeapDetails : public TraceVisitor {
   // Also record the live heap by site as it was at `time_ns` (the last state at or before).
   void capture_sites_at(uint64_t time_ns) { capture_at_ = time_ns; }
   // As in HeapAnalysis: events reaching this visitor go through a HeapPass of its own.
+  EventForm event_form() const override { return EventForm::kPacked; }  // either works
   void on_event(const TraceEvent& e) override;
   void on_events(std::span<const TraceEvent> e) override;
+  void on_lane(const TraceLane& l) override;
+  void on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) override;
   void on_rss(const TraceRss& r) override;
   void on_smaps(const TraceSmaps& s) override;
   void on_round() override;
@@ -160,11 +163,15 @@ class HeapDetails : public TraceVisitor {
 };
 
 // Forwards every record to each visitor in turn.
+// Events go to those that do not ignore them, in the packed form when all of those take it.
 class TraceTee : public TraceVisitor {
  public:
-  explicit TraceTee(std::vector<TraceVisitor*> to) : to_(std::move(to)) {}
+  explicit TraceTee(std::vector<TraceVisitor*> to);
+  EventForm event_form() const override { return form_; }
   void on_event(const TraceEvent& e) override;
   void on_events(std::span<const TraceEvent> e) override;
+  void on_lane(const TraceLane& l) override;
+  void on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) override;
   void on_stack(const TraceStack& s) override;
   void on_module(const TraceModule& m) override;
   void on_process(const TraceProcess& p) override;
@@ -182,6 +189,8 @@ class TraceTee : public TraceVisitor {
 
  private:
   std::vector<TraceVisitor*> to_;
+  std::vector<TraceVisitor*> events_to_;  // those whose event_form() is not kNone
+  EventForm form_ = EventForm::kNone;
 };
 
 }  // namespace memcensus

@@ -1,6 +1,7 @@
 #include "analysis/heap_pass.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "analysis/heap_analysis.h"
 #include "analysis/heap_details.h"
@@ -145,9 +146,9 @@ void HeapAnalysis::begin_event(const PassEvent& e, uint8_t family) {
       estimate_alloc(e, last_alloc_weight_);
     }
   }
-  if (e.thread() >= thread_seen_.size()) thread_seen_.resize(e.thread() + 1);
-  if (!thread_seen_[e.thread()]) {
-    thread_seen_[e.thread()] = true;
+  if (e.lane() >= thread_seen_.size()) thread_seen_.resize(e.lane() + 1);
+  if (!thread_seen_[e.lane()]) {
+    thread_seen_[e.lane()] = true;
     s_.threads++;
   }
   ++*call_slot_[e.kind()];
@@ -228,9 +229,9 @@ void HeapDetails::site_change(uint32_t index, int64_t blocks, int64_t bytes) {
 }
 
 ThreadDetail& HeapDetails::thread(const PassEvent& e) {
-  if (e.thread() < thread_of_.size() && thread_of_[e.thread()])
-    return s_.threads[thread_of_[e.thread()] - 1];
-  return new_thread(e.thread());
+  if (e.lane() < thread_of_.size() && thread_of_[e.lane()])
+    return s_.threads[thread_of_[e.lane()] - 1];
+  return new_thread(e.lane());
 }
 
 void HeapDetails::allocated(uint64_t ptr, uint32_t index, uint64_t size, uint64_t time) {
@@ -338,7 +339,7 @@ uint32_t HeapPass::site_index(uint32_t stack) {
 
 uint32_t HeapPass::new_stream(const TraceEvent& e) {
   uint32_t next =
-      static_cast<uint32_t>(std::min<size_t>(threads_.size(), PassEvent::kMaxThreads - 1));
+      static_cast<uint32_t>(std::min<size_t>(threads_.size(), PackedEvent::kMaxLanes - 1));
   auto [it, fresh] = thread_of_stream_.try_emplace(e.stream, next);
   if (fresh && next == threads_.size()) threads_.push_back(Thread{e.stream, e.tid});
   last_stream_ = e.stream;
@@ -346,16 +347,27 @@ uint32_t HeapPass::new_stream(const TraceEvent& e) {
   return it->second;
 }
 
-void HeapPass::add(std::span<const TraceEvent> events) {
-  if (round_size_ + events.size() > round_cap_) {
-    size_t cap = std::max<size_t>(round_cap_ * 2, round_size_ + events.size() + 1024);
+PassEvent* HeapPass::room(size_t n) {
+  if (round_size_ + n > round_cap_) {
+    size_t cap = std::max<size_t>(round_cap_ * 2, round_size_ + n + 1024);
     auto bigger = std::make_unique_for_overwrite<PassEvent[]>(cap);
     std::copy(round_.get(), round_.get() + round_size_, bigger.get());
     round_ = std::move(bigger);
     round_cap_ = cap;
   }
   PassEvent* out = round_.get() + round_size_;
-  round_size_ += events.size();
+  round_size_ += n;
+  return out;
+}
+
+void HeapPass::add(std::span<const PackedEvent> events, uint64_t max_time_after) {
+  if (events.empty()) return;
+  std::memcpy(room(events.size()), events.data(), events.size_bytes());
+  if (heap_) heap_->note_time(max_time_after);
+}
+
+void HeapPass::add(std::span<const TraceEvent> events) {
+  PassEvent* out = room(events.size());
   for (const TraceEvent& e : events) {
     PassEvent& p = *out++;
     p.time = e.time;
@@ -374,7 +386,7 @@ void HeapPass::add(std::span<const TraceEvent> events) {
         p.aux = e.time_after;
     }
     p.stack = e.stack;
-    p.thread_kind = thread_index(e) | static_cast<uint32_t>(e.kind) << 24;
+    p.lane_kind = thread_index(e) | static_cast<uint32_t>(e.kind) << 24;
     if (heap_) heap_->note_time(e.time_after);  // a maximum: the order does not matter
   }
 }

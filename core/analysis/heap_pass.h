@@ -72,23 +72,9 @@ class LiveBlocks {
   size_t extra_count_ = 0;
 };
 
-// One event of a round, as buffered (the fields the analyses read). Trivial, so a round's
-// buffer grows without zeroing what is about to be written.
-struct PassEvent {
-  uint64_t time;
-  uint64_t ptr;
-  uint64_t old_ptr;
-  uint64_t size;
-  uint64_t aux;  // realloc: time after the call; mremap: old length; mmap, munmap: flags
-  uint32_t stack;
-  uint32_t thread_kind;  // HeapPass thread index (one per stream) | format::EventKind << 24
-  uint32_t thread() const { return thread_kind & (kMaxThreads - 1); }
-  uint8_t kind() const { return static_cast<uint8_t>(thread_kind >> 24); }
-  static constexpr uint64_t kFailed = 1;  // aux of a munmap: the call reported an error
-  static constexpr uint64_t kAnon = 2;    // aux of an mmap: no file (fd < 0)
-  static constexpr uint32_t kMaxThreads = 1u << 24;
-};
-static_assert(sizeof(PassEvent) == 48);
+// One event of a round, as buffered: the packed form the reader can decode straight into
+// (lane: the HeapPass thread index).
+using PassEvent = PackedEvent;
 
 class HeapPass {
  public:
@@ -97,8 +83,13 @@ class HeapPass {
   HeapPass(const HeapPass&) = delete;
   HeapPass& operator=(const HeapPass&) = delete;
 
+  // Events in either form; one pass takes one form only.
   void add(const TraceEvent& e) { add(std::span<const TraceEvent>(&e, 1)); }
   void add(std::span<const TraceEvent> events);
+  void add_lane(const TraceLane& l) {
+    if (l.index == threads_.size()) threads_.push_back(Thread{l.stream, l.tid});
+  }
+  void add(std::span<const PackedEvent> events, uint64_t max_time_after);
   // Orders the buffered round by time and applies it. Also call once at the end.
   void end_round();
 
@@ -110,7 +101,8 @@ class HeapPass {
     uint64_t stream = 0;
     pid_t tid = 0;
   };
-  // Streams past the first kMaxThreads - 1 share the last index.
+  // Thread indexes are lanes (TraceLane): streams past the first PackedEvent::kMaxLanes - 1
+  // share the last index.
   const Thread& thread(uint32_t index) const { return threads_[index]; }
 
  private:
@@ -125,6 +117,7 @@ class HeapPass {
 
   HeapAnalysis* heap_;
   HeapDetails* details_;
+  PassEvent* room(size_t n);  // makes room for n more events in the round; where they go
   std::unique_ptr<PassEvent[]> round_;  // the round's events: round_size_ of round_cap_
   size_t round_size_ = 0, round_cap_ = 0;
   struct Head {

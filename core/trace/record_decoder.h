@@ -16,8 +16,14 @@ namespace memcensus {
 
 class RecordDecoder {
  public:
-  explicit RecordDecoder(std::string name)
-      : name_(std::move(name)), batch_(std::make_unique<TraceEvent[]>(kBatch)) {}
+  // `form`: how events are delivered (EventForm::kNone: packed, as the cheaper form).
+  explicit RecordDecoder(std::string name, EventForm form = EventForm::kFull)
+      : name_(std::move(name)), packed_(form != EventForm::kFull) {
+    if (packed_)
+      packed_batch_ = std::make_unique_for_overwrite<PackedEvent[]>(kBatch);
+    else
+      batch_ = std::make_unique<TraceEvent[]>(kBatch);
+  }
 
   // A new segment starts (an exec'd image appended its own header): stream state is reset
   // and the segment's stack and stream ids are shifted past every id seen so far, so ids
@@ -33,12 +39,24 @@ class RecordDecoder {
     uint64_t prev_time = 0;
     uint64_t prev_ptr = 0;
   };
+  // The decoded fields of one event.
+  struct Fields {
+    uint64_t time, time_after, ptr, old_ptr, size, old_size, align;
+    uint32_t stack, prot, flags;
+    int64_t fd;
+    bool failed;
+  };
   struct Cursor;
   using Handler = void (RecordDecoder::*)(Cursor&, uint8_t tag, TraceVisitor&);
 
   void on_event(Cursor& c, uint8_t tag, TraceVisitor& v);
-  void decode_event(Cursor& c, uint8_t tag);  // appends to batch_
-  void flush(TraceVisitor& v);                // delivers batch_
+  template <bool kPacked>
+  uint64_t decode_records(Cursor& c, TraceVisitor& v);
+  Fields decode_fields(Cursor& c, uint8_t tag);
+  void decode_event(Cursor& c, uint8_t tag);                           // appends to batch_
+  void decode_packed_event(Cursor& c, uint8_t tag, TraceVisitor& v);  // to packed_batch_
+  void announce_lane(TraceVisitor& v);  // on_lane for the current stream
+  void flush(TraceVisitor& v);          // delivers batch_ or packed_batch_
   void on_thread(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_thread_end(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_stack(Cursor& c, uint8_t tag, TraceVisitor& v);
@@ -59,8 +77,16 @@ class RecordDecoder {
 
   static constexpr size_t kBatch = 256;
   std::string name_;
-  std::unique_ptr<TraceEvent[]> batch_;  // events decoded and not yet delivered
+  bool packed_;
+  std::unique_ptr<TraceEvent[]> batch_;           // events decoded and not yet delivered
+  std::unique_ptr<PackedEvent[]> packed_batch_;   // ... in packed form
   size_t batch_size_ = 0;
+  uint64_t batch_max_time_ = 0;  // of packed_batch_
+  // Packed form: lanes by stream (kept after a stream ends: ids are unique in a file).
+  std::unordered_map<uint64_t, uint32_t> lane_of_stream_;
+  uint32_t lanes_ = 0;
+  uint32_t current_lane_ = 0;
+  bool lane_announced_ = false;  // on_lane was delivered since the stream last changed
   std::unordered_map<uint64_t, Stream> streams_;
   Stream* current_ = nullptr;
   uint64_t current_id_ = 0;

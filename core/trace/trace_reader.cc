@@ -199,7 +199,7 @@ void TraceReader::read_here(TraceVisitor& visitor) {
   f::FileHeader fh{};
   check_header(fh, m.source->read(&fh, sizeof fh), m.name);
   m.stats.compressed_bytes = finish_header(*m.source, &fh, m.name);
-  RecordDecoder decoder(m.name);
+  RecordDecoder decoder(m.name, visitor.event_form());
   std::vector<uint8_t> comp, raw;
   uint64_t index = 0;
   for (uint32_t seq = 0;;) {
@@ -242,10 +242,15 @@ void TraceReader::read_here(TraceVisitor& visitor) {
 namespace {
 
 constexpr size_t kBatchEvents = 16384;
+constexpr size_t kBatchCap = kBatchEvents + 256;  // what a batch reserves
 constexpr size_t kQueued = 4;
 
 struct Batch {
-  std::vector<TraceEvent> events;
+  std::vector<TraceEvent> events;    // the full form, or
+  // The packed form (see TraceVisitor::event_form): packed_size of kBatchCap.
+  std::unique_ptr<PackedEvent[]> packed;
+  size_t packed_size = 0;
+  uint64_t max_time_after = 0;  // of `packed`
   // Other records: delivered after the first `first` events of the batch.
   struct Record {
     size_t first;
@@ -301,15 +306,28 @@ class BatchQueue {
   bool cancelled_ = false;
 };
 
-// Runs on the decoding thread: collects what the decoder delivers into batches.
+// Runs on the decoding thread: collects what the decoder delivers into batches, in the form
+// the visitor they are for takes.
 class BatchRecorder : public TraceVisitor {
  public:
-  explicit BatchRecorder(BatchQueue& q) : q_(q) { cur_.events.reserve(kBatchEvents + 256); }
+  BatchRecorder(BatchQueue& q, EventForm form) : q_(q), form_(form) { reserve(); }
+  EventForm event_form() const override { return form_; }
   void on_event(const TraceEvent& e) override { on_events(std::span<const TraceEvent>(&e, 1)); }
   void on_events(std::span<const TraceEvent> e) override {
     cur_.events.insert(cur_.events.end(), e.begin(), e.end());
     if (cur_.events.size() >= kBatchEvents) send();
   }
+  void on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) override {
+    while (!e.empty()) {
+      size_t k = std::min(e.size(), kBatchCap - cur_.packed_size);
+      std::memcpy(cur_.packed.get() + cur_.packed_size, e.data(), k * sizeof(PackedEvent));
+      cur_.packed_size += k;
+      cur_.max_time_after = std::max(cur_.max_time_after, max_time_after);
+      e = e.subspan(k);
+      if (cur_.packed_size >= kBatchEvents) send();
+    }
+  }
+  void on_lane(const TraceLane& l) override { keep(l, &TraceVisitor::on_lane); }
   void on_stack(const TraceStack& s) override { keep(s, &TraceVisitor::on_stack); }
   void on_module(const TraceModule& m) override { keep(m, &TraceVisitor::on_module); }
   void on_process(const TraceProcess& p) override { keep(p, &TraceVisitor::on_process); }
@@ -319,7 +337,7 @@ class BatchRecorder : public TraceVisitor {
   void on_end(const TraceEnd& e) override { keep(e, &TraceVisitor::on_end); }
   void on_exit(const TraceExit& e) override { keep(e, &TraceVisitor::on_exit); }
   void on_round() override {
-    cur_.records.push_back({cur_.events.size(), [](TraceVisitor& v) { v.on_round(); }});
+    cur_.records.push_back({events(), [](TraceVisitor& v) { v.on_round(); }});
   }
   void on_check_error(const TraceCheckError& e) override { keep(e, &TraceVisitor::on_check_error); }
   void on_own_mapping(const TraceOwnMapping& m) override { keep(m, &TraceVisitor::on_own_mapping); }
@@ -337,9 +355,18 @@ class BatchRecorder : public TraceVisitor {
   bool cancelled() const { return cancelled_; }
 
  private:
+  size_t events() const {
+    return form_ == EventForm::kFull ? cur_.events.size() : cur_.packed_size;
+  }
+  void reserve() {
+    if (form_ == EventForm::kFull)
+      cur_.events.reserve(kBatchCap);
+    else
+      cur_.packed = std::make_unique_for_overwrite<PackedEvent[]>(kBatchCap);
+  }
   template <class R, class Arg>
   void keep(const R& r, void (TraceVisitor::*fn)(Arg)) {
-    cur_.records.push_back({cur_.events.size(), [r, fn](TraceVisitor& v) { (v.*fn)(r); }});
+    cur_.records.push_back({events(), [r, fn](TraceVisitor& v) { (v.*fn)(r); }});
   }
   bool send() {
     if (cancelled_) return false;
@@ -348,7 +375,7 @@ class BatchRecorder : public TraceVisitor {
       throw Cancelled{};
     }
     cur_ = Batch{};
-    cur_.events.reserve(kBatchEvents + 256);
+    reserve();
     return true;
   }
 
@@ -357,6 +384,7 @@ class BatchRecorder : public TraceVisitor {
 
  private:
   BatchQueue& q_;
+  EventForm form_;
   Batch cur_;
   bool cancelled_ = false;
 };
@@ -364,14 +392,19 @@ class BatchRecorder : public TraceVisitor {
 void deliver(Batch& b, TraceVisitor& v) {
   size_t done = 0;
   auto events_to = [&](size_t n) {
-    if (n > done) v.on_events(std::span<const TraceEvent>(b.events.data() + done, n - done));
+    if (n <= done) return;
+    if (b.packed)
+      v.on_packed_events(std::span<const PackedEvent>(b.packed.get() + done, n - done),
+                         b.max_time_after);
+    else
+      v.on_events(std::span<const TraceEvent>(b.events.data() + done, n - done));
     done = n;
   };
   for (Batch::Record& r : b.records) {
     events_to(r.first);
     r.deliver(v);
   }
-  events_to(b.events.size());
+  events_to(b.packed ? b.packed_size : b.events.size());
 }
 
 }  // namespace
@@ -383,8 +416,9 @@ void TraceReader::read(TraceVisitor& visitor) {
   // In memory (the fuzzer, tests of the decoder) or on one CPU: decode on this thread.
   if (!file || std::thread::hardware_concurrency() < 2) return read_here(visitor);
   BatchQueue queue;
+  EventForm form = visitor.event_form();
   auto decode = [&] {  // the decoding thread
-    BatchRecorder rec(queue);
+    BatchRecorder rec(queue, form);
     try {
       std::exception_ptr error;
       try {
