@@ -64,6 +64,7 @@ ThreadDetail& HeapDetails::new_thread(uint32_t pass_thread) {
 }
 
 void HeapDetails::on_mmap(const PassEvent& e) {
+  if (summary_only_) return;
   f::Family fam = event_shape(e.kind()).family;
   if (fam == f::Family::kMmap && e.ptr != 0 && (e.aux & PackedEvent::kAnon)) {
     unmap(e.ptr, e.size);
@@ -124,6 +125,7 @@ void HeapDetails::store(PendingSnapshot&& p) {
 }
 
 void HeapDetails::on_rss(const TraceRss& r) {
+  if (summary_only_) return;
   s_.timeline.on_rss(r.time, r.rss);
 }
 
@@ -143,6 +145,7 @@ static uint64_t smaps_rss(std::string_view text) {
 // Snapshots that may be the RSS peak (any reason) are kept only while they are the highest
 // seen, so at most two snapshots of live blocks are held at a time.
 void HeapDetails::on_smaps(const TraceSmaps& s) {
+  if (summary_only_) return;
   PendingSnapshot p;
   p.rss = smaps_rss(s.text);
   p.as_peak = p.rss >= best_peak_rss_;

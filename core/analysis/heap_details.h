@@ -98,6 +98,10 @@ class HeapDetails : public TraceVisitor {
   HeapDetails& operator=(const HeapDetails&) = delete;
   // Also record the live heap by site as it was at `time_ns` (the last state at or before).
   void capture_sites_at(uint64_t time_ns) { capture_at_ = time_ns; }
+  // Keeps only what the report's summary shows: the temporary and growth-chain figures (in
+  // total and by site). The timeline, histogram, lifetimes, per-thread figures, per-site live
+  // and peak blocks and the snapshots stay empty. Call before the first record.
+  void summary_only() { summary_only_ = true; }
   // As in HeapAnalysis: events reaching this visitor go through a HeapPass of its own.
   EventForm event_form() const override { return EventForm::kPacked; }  // either works
   void on_event(const TraceEvent& e) override;
@@ -158,6 +162,7 @@ class HeapDetails : public TraceVisitor {
   std::vector<PendingSnapshot> pending_;
   std::optional<uint64_t> capture_at_;
   uint64_t best_peak_rss_ = 0, stored_peak_rss_ = 0;
+  bool summary_only_ = false;
   uint64_t last_alloc_ptr_ = 0;
   uint64_t live_bytes_ = 0, peak_bytes_ = 0, peak_epoch_ = 0;
 };

@@ -235,10 +235,11 @@ ThreadDetail& HeapDetails::thread(const PassEvent& e) {
 }
 
 void HeapDetails::allocated(uint64_t ptr, uint32_t index, uint64_t size, uint64_t time) {
-  s_.size_histogram[bit_width(size)]++;
   site(index);
   last_by_site_[index] = LastAlloc{ptr, time};
   last_alloc_ptr_ = ptr;
+  if (summary_only_) return;
+  s_.size_histogram[bit_width(size)]++;
   site_change(index, 1, static_cast<int64_t>(size));
   const SiteDetail& st = sites_[index];
   s_.timeline.on_heap(time, st.stack, true, size, live_bytes_, st.live_bytes);
@@ -253,8 +254,9 @@ void HeapDetails::released(const LiveBlock& b, uint64_t time, bool temporary,
     st.temporary_bytes += b.size;
     s_.temporary++;
     s_.temporary_bytes += b.size;
-    if (free) thread(*free).temporary++;
+    if (free && !summary_only_) thread(*free).temporary++;
   }
+  if (summary_only_) return;
   size_t bucket = lifetime_bucket(time >= b.time ? time - b.time : 0);
   st.lifetimes[bucket]++;
   s_.lifetimes[bucket]++;
@@ -278,12 +280,14 @@ void HeapDetails::growth_on_free(uint64_t ptr, const LiveBlock& b) {
 }
 
 void HeapDetails::count_alloc(const PassEvent& e) {
+  if (summary_only_) return;
   ThreadDetail& t = thread(e);
   t.allocations++;
   if (e.ptr != 0) t.bytes += e.size;
 }
 
 void HeapDetails::count_free(const PassEvent& e) {
+  if (summary_only_) return;
   thread(e).frees++;
 }
 

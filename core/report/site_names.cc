@@ -180,7 +180,7 @@ FrameTree peak_tree(const Analysis& a, SiteNames& names, bool top_down) {
 }
 
 Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>& progress,
-                       std::optional<uint64_t> capture_ns) {
+                       std::optional<uint64_t> capture_ns, bool summary_only) {
   struct Progress : TraceVisitor {
     const std::function<void(uint64_t)>* cb;
     uint64_t events = 0;
@@ -199,6 +199,7 @@ Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>&
   HeapDetails details;
   ThreadInfoCollector threads;
   if (capture_ns) details.capture_sites_at(*capture_ns);
+  if (summary_only) details.summary_only();
   Analysis a;
   HeapAnalyses both(heap, details);
   TraceTee tee({&both, &p, &threads, &a.checks});
