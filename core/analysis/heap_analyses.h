@@ -17,8 +17,8 @@ class HeapAnalyses : public TraceVisitor {
 
   EventForm event_form() const override { return EventForm::kPacked; }
   void on_lane(const TraceLane& l) override { pass_.add_lane(l); }
-  void on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) override {
-    pass_.add(e, max_time_after);
+  void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override {
+    pass_.add(e, info);
   }
   void on_event(const TraceEvent& e) override { pass_.add(e); }
   void on_events(std::span<const TraceEvent> e) override { pass_.add(e); }

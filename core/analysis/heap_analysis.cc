@@ -37,8 +37,8 @@ void HeapAnalysis::on_lane(const TraceLane& l) {
   own_pass().add_lane(l);
 }
 
-void HeapAnalysis::on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) {
-  own_pass().add(e, max_time_after);
+void HeapAnalysis::on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) {
+  own_pass().add(e, info);
 }
 
 void HeapAnalysis::on_round() {

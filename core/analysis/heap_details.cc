@@ -39,8 +39,8 @@ void HeapDetails::on_lane(const TraceLane& l) {
   own_pass().add_lane(l);
 }
 
-void HeapDetails::on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) {
-  own_pass().add(e, max_time_after);
+void HeapDetails::on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) {
+  own_pass().add(e, info);
 }
 
 void HeapDetails::on_round() {
@@ -189,8 +189,8 @@ void TraceTee::on_events(std::span<const TraceEvent> e) {
 void TraceTee::on_lane(const TraceLane& l) {
   for (TraceVisitor* v : events_to_) v->on_lane(l);
 }
-void TraceTee::on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) {
-  for (TraceVisitor* v : events_to_) v->on_packed_events(e, max_time_after);
+void TraceTee::on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) {
+  for (TraceVisitor* v : events_to_) v->on_packed_events(e, info);
 }
 void TraceTee::on_stack(const TraceStack& s) {
   for (TraceVisitor* v : to_) v->on_stack(s);

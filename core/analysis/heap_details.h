@@ -107,7 +107,7 @@ class HeapDetails : public TraceVisitor {
   void on_event(const TraceEvent& e) override;
   void on_events(std::span<const TraceEvent> e) override;
   void on_lane(const TraceLane& l) override;
-  void on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) override;
+  void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override;
   void on_rss(const TraceRss& r) override;
   void on_smaps(const TraceSmaps& s) override;
   void on_round() override;
@@ -176,7 +176,7 @@ class TraceTee : public TraceVisitor {
   void on_event(const TraceEvent& e) override;
   void on_events(std::span<const TraceEvent> e) override;
   void on_lane(const TraceLane& l) override;
-  void on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) override;
+  void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override;
   void on_stack(const TraceStack& s) override;
   void on_module(const TraceModule& m) override;
   void on_process(const TraceProcess& p) override;

@@ -364,13 +364,28 @@ PassEvent* HeapPass::room(size_t n) {
   return out;
 }
 
-void HeapPass::add(std::span<const PackedEvent> events, uint64_t max_time_after) {
+void HeapPass::copy_pieces() {
+  for (const Piece& p : pieces_) std::memcpy(room(p.size), p.events, p.size * sizeof(PassEvent));
+  pieces_.clear();
+}
+
+void HeapPass::add(std::span<const PackedEvent> events, const PackedInfo& info) {
   if (events.empty()) return;
+  if (heap_) heap_->note_time(info.max_time_after);
+  bool first = pieces_.empty() && round_size_ == 0;
+  round_ordered_ = round_ordered_ && info.in_time_order &&
+                   (first || events.front().time >= round_last_time_);
+  round_last_time_ = events.back().time;
+  if (round_ordered_ && info.owner && round_size_ == 0) {
+    pieces_.push_back(Piece{info.owner, events.data(), events.size()});
+    return;
+  }
+  copy_pieces();
   std::memcpy(room(events.size()), events.data(), events.size_bytes());
-  if (heap_) heap_->note_time(max_time_after);
 }
 
 void HeapPass::add(std::span<const TraceEvent> events) {
+  round_ordered_ = false;  // end_round looks
   PassEvent* out = room(events.size());
   for (const TraceEvent& e : events) {
     PassEvent& p = *out++;
@@ -398,13 +413,24 @@ void HeapPass::add(std::span<const TraceEvent> events) {
 // A round is the threads' buffers one after another, each already in time order: it is
 // applied by merging those runs (ties in file order, as a stable sort by time would order
 // them), without moving any event. One run (one thread) is applied as it is.
+// A round known to be in time order (one thread's events, as told by the reader) is applied
+// as it is, from where the reader decoded it when it still owns it.
 void HeapPass::end_round() {
+  bool ordered = round_ordered_;
+  round_ordered_ = true;
+  if (!pieces_.empty()) {
+    for (const Piece& p : pieces_)
+      for (size_t i = 0; i < p.size; ++i) apply(p.events[i]);
+    pieces_.clear();
+    return;
+  }
   const PassEvent* ev = round_.get();
   size_t n = round_size_;
   round_size_ = 0;
   runs_.clear();
-  for (size_t i = 1; i < n; ++i)
-    if (ev[i].time < ev[i - 1].time) runs_.push_back(static_cast<uint32_t>(i));
+  if (!ordered)
+    for (size_t i = 1; i < n; ++i)
+      if (ev[i].time < ev[i - 1].time) runs_.push_back(static_cast<uint32_t>(i));
   if (runs_.empty()) {
     for (size_t i = 0; i < n; ++i) apply(ev[i]);
     return;

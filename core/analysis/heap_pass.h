@@ -89,7 +89,9 @@ class HeapPass {
   void add_lane(const TraceLane& l) {
     if (l.index == threads_.size()) threads_.push_back(Thread{l.stream, l.tid});
   }
-  void add(std::span<const PackedEvent> events, uint64_t max_time_after);
+  // Packed events in time order whose owner is given are kept where they are until the
+  // round ends (no copy); others are copied into the round's buffer.
+  void add(std::span<const PackedEvent> events, const PackedInfo& info);
   // Orders the buffered round by time and applies it. Also call once at the end.
   void end_round();
 
@@ -118,8 +120,19 @@ class HeapPass {
   HeapAnalysis* heap_;
   HeapDetails* details_;
   PassEvent* room(size_t n);  // makes room for n more events in the round; where they go
+  void copy_pieces();         // moves pieces_ into round_
   std::unique_ptr<PassEvent[]> round_;  // the round's events: round_size_ of round_cap_
   size_t round_size_ = 0, round_cap_ = 0;
+  // Or, while the round is in time order and its events are owned by the reader (then
+  // round_size_ is 0): the spans it was given, kept alive by their owners.
+  struct Piece {
+    std::shared_ptr<const void> owner;
+    const PassEvent* events;
+    size_t size;
+  };
+  std::vector<Piece> pieces_;
+  bool round_ordered_ = true;    // no event of the round so far is earlier than the one before
+  uint64_t round_last_time_ = 0;  // time of the round's latest event so far
   struct Head {
     uint64_t time;
     uint32_t run;

@@ -61,7 +61,7 @@ void ThreadInfoCollector::on_lane(const TraceLane& l) {
 
 // The events after one on_lane are all of its stream: after the first, the rest find the
 // stream unchanged unless on_thread_end or on_process forgot it (they set lane_pending_).
-void ThreadInfoCollector::on_packed_events(std::span<const PackedEvent> e, uint64_t) {
+void ThreadInfoCollector::on_packed_events(std::span<const PackedEvent> e, const PackedInfo&) {
   if (!lane_pending_ || e.empty()) return;
   lane_pending_ = false;
   stream_event(lane_.stream, lane_.tid, e.front().time);

@@ -80,7 +80,7 @@ class ThreadInfoCollector : public TraceVisitor {
   void on_event(const TraceEvent& e) override;
   // Packed: only the first event after each on_lane can be of another stream.
   void on_lane(const TraceLane& l) override;
-  void on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) override;
+  void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override;
   void on_rss(const TraceRss& r) override;
   void on_smaps(const TraceSmaps& s) override;
   void on_thread_end(uint64_t stream) override;

@@ -190,7 +190,7 @@ Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>&
     void on_event(const TraceEvent&) override { ++events; }
     void on_events(std::span<const TraceEvent> e) override { events += e.size(); }
     EventForm event_form() const override { return EventForm::kPacked; }
-    void on_packed_events(std::span<const PackedEvent> e, uint64_t) override {
+    void on_packed_events(std::span<const PackedEvent> e, const PackedInfo&) override {
       events += e.size();
     }
   } p;

@@ -113,6 +113,8 @@ uint64_t RecordDecoder::decode(std::span<const uint8_t> chunk, uint64_t chunk_in
   events_ = 0;
   batch_size_ = 0;
   batch_max_time_ = 0;
+  batch_last_time_ = 0;
+  batch_in_order_ = true;
   try {
     if (packed_)
       decode_records<true>(c, v);
@@ -154,9 +156,13 @@ void RecordDecoder::flush(TraceVisitor& v) {
   size_t n = batch_size_;
   batch_size_ = 0;
   if (packed_) {
-    uint64_t max_time = batch_max_time_;
+    PackedInfo info;
+    info.max_time_after = batch_max_time_;
+    info.in_time_order = batch_in_order_;
     batch_max_time_ = 0;
-    v.on_packed_events(std::span<const PackedEvent>(packed_batch_.get(), n), max_time);
+    batch_last_time_ = 0;
+    batch_in_order_ = true;
+    v.on_packed_events(std::span<const PackedEvent>(packed_batch_.get(), n), info);
   } else {
     v.on_events(std::span<const TraceEvent>(batch_.get(), n));
   }
@@ -276,6 +282,8 @@ void RecordDecoder::decode_packed_event(Cursor& c, uint8_t tag, TraceVisitor& v)
   p.stack = x.stack;
   p.lane_kind = current_lane_ | static_cast<uint32_t>(kind) << 24;
   batch_max_time_ = x.time_after > batch_max_time_ ? x.time_after : batch_max_time_;
+  batch_in_order_ &= x.time >= batch_last_time_;
+  batch_last_time_ = x.time;
 }
 
 void RecordDecoder::announce_lane(TraceVisitor& v) {

@@ -52,9 +52,10 @@ class RecordDecoder {
   void on_event(Cursor& c, uint8_t tag, TraceVisitor& v);
   template <bool kPacked>
   uint64_t decode_records(Cursor& c, TraceVisitor& v);
-  Fields decode_fields(Cursor& c, uint8_t tag);
+  [[gnu::always_inline]] inline Fields decode_fields(Cursor& c, uint8_t tag);
   void decode_event(Cursor& c, uint8_t tag);                           // appends to batch_
-  void decode_packed_event(Cursor& c, uint8_t tag, TraceVisitor& v);  // to packed_batch_
+  [[gnu::always_inline]] inline void decode_packed_event(Cursor& c, uint8_t tag,
+                                                         TraceVisitor& v);  // to packed_batch_
   void announce_lane(TraceVisitor& v);  // on_lane for the current stream
   void flush(TraceVisitor& v);          // delivers batch_ or packed_batch_
   void on_thread(Cursor& c, uint8_t tag, TraceVisitor& v);
@@ -82,6 +83,8 @@ class RecordDecoder {
   std::unique_ptr<PackedEvent[]> packed_batch_;   // ... in packed form
   size_t batch_size_ = 0;
   uint64_t batch_max_time_ = 0;  // of packed_batch_
+  uint64_t batch_last_time_ = 0;
+  bool batch_in_order_ = true;
   // Packed form: lanes by stream (kept after a stream ends: ids are unique in a file).
   std::unordered_map<uint64_t, uint32_t> lane_of_stream_;
   uint32_t lanes_ = 0;

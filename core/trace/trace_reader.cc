@@ -247,10 +247,12 @@ constexpr size_t kQueued = 4;
 
 struct Batch {
   std::vector<TraceEvent> events;    // the full form, or
-  // The packed form (see TraceVisitor::event_form): packed_size of kBatchCap.
-  std::unique_ptr<PackedEvent[]> packed;
+  // The packed form (see TraceVisitor::event_form): packed_size of kBatchCap, shared with
+  // the visitor (PackedInfo::owner), which may keep them instead of copying them.
+  std::shared_ptr<PackedEvent[]> packed;
   size_t packed_size = 0;
   uint64_t max_time_after = 0;  // of `packed`
+  bool in_time_order = true;    // of `packed`
   // Other records: delivered after the first `first` events of the batch.
   struct Record {
     size_t first;
@@ -317,12 +319,15 @@ class BatchRecorder : public TraceVisitor {
     cur_.events.insert(cur_.events.end(), e.begin(), e.end());
     if (cur_.events.size() >= kBatchEvents) send();
   }
-  void on_packed_events(std::span<const PackedEvent> e, uint64_t max_time_after) override {
+  void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override {
     while (!e.empty()) {
       size_t k = std::min(e.size(), kBatchCap - cur_.packed_size);
-      std::memcpy(cur_.packed.get() + cur_.packed_size, e.data(), k * sizeof(PackedEvent));
+      PackedEvent* out = cur_.packed.get() + cur_.packed_size;
+      cur_.in_time_order = cur_.in_time_order && info.in_time_order &&
+                           (cur_.packed_size == 0 || e.front().time >= out[-1].time);
+      std::memcpy(out, e.data(), k * sizeof(PackedEvent));
       cur_.packed_size += k;
-      cur_.max_time_after = std::max(cur_.max_time_after, max_time_after);
+      cur_.max_time_after = std::max(cur_.max_time_after, info.max_time_after);
       e = e.subspan(k);
       if (cur_.packed_size >= kBatchEvents) send();
     }
@@ -362,7 +367,7 @@ class BatchRecorder : public TraceVisitor {
     if (form_ == EventForm::kFull)
       cur_.events.reserve(kBatchCap);
     else
-      cur_.packed = std::make_unique_for_overwrite<PackedEvent[]>(kBatchCap);
+      cur_.packed = std::make_shared_for_overwrite<PackedEvent[]>(kBatchCap);
   }
   template <class R, class Arg>
   void keep(const R& r, void (TraceVisitor::*fn)(Arg)) {
@@ -391,11 +396,16 @@ class BatchRecorder : public TraceVisitor {
 
 void deliver(Batch& b, TraceVisitor& v) {
   size_t done = 0;
+  PackedInfo info;
+  if (b.packed) {
+    info.max_time_after = b.max_time_after;
+    info.in_time_order = b.in_time_order;
+    info.owner = b.packed;
+  }
   auto events_to = [&](size_t n) {
     if (n <= done) return;
     if (b.packed)
-      v.on_packed_events(std::span<const PackedEvent>(b.packed.get() + done, n - done),
-                         b.max_time_after);
+      v.on_packed_events(std::span<const PackedEvent>(b.packed.get() + done, n - done), info);
     else
       v.on_events(std::span<const TraceEvent>(b.events.data() + done, n - done));
     done = n;

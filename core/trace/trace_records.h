@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -55,6 +56,17 @@ struct TraceLane {
   uint32_t index = 0;
   uint64_t stream = 0;
   pid_t tid = 0;
+};
+
+// What comes with a span of packed events (TraceVisitor::on_packed_events).
+struct PackedInfo {
+  // At least the time after the call of each event, and at most the latest of all the
+  // events read (a maximum taken over a larger batch).
+  uint64_t max_time_after = 0;
+  bool in_time_order = false;  // each event's time is no earlier than the one before it
+  // When set, the events stay valid as long as a copy of it is kept (a visitor may keep them
+  // instead of copying them); when null, only during the call.
+  std::shared_ptr<const void> owner;
 };
 
 struct TraceStack {
@@ -164,10 +176,8 @@ class TraceVisitor {
   // stream the following events belong to (until the next on_lane).
   virtual void on_lane(const TraceLane&) {}
   // Packed form: consecutive events in file order (several at a time; no other record falls
-  // between them). `max_time_after`: at least the time after the call of each of them and at
-  // most the latest of all the events read (a maximum taken over a larger batch).
-  virtual void on_packed_events(std::span<const PackedEvent> /*events*/,
-                                uint64_t /*max_time_after*/) {}
+  // between them).
+  virtual void on_packed_events(std::span<const PackedEvent> /*events*/, const PackedInfo&) {}
   virtual void on_stack(const TraceStack&) {}
   virtual void on_module(const TraceModule&) {}
   virtual void on_process(const TraceProcess&) {}
