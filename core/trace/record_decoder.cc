@@ -128,10 +128,118 @@ uint64_t RecordDecoder::decode(std::span<const uint8_t> chunk, uint64_t chunk_in
   return events_;
 }
 
+namespace {
+
+// Room a fast-path event needs after its start: a tag and up to 7 varints of at most 8
+// bytes, each read 8 bytes at a time.
+constexpr size_t kFastTail = 1 + 7 * 8 + 8;
+
+// A varint of at most 8 bytes from p, which has 8 readable bytes (see Cursor::varint); `ok`
+// is cleared when it is longer.
+[[gnu::always_inline]] inline uint64_t short_varint(const uint8_t*& p, bool& ok) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  uint64_t stops = ~w & 0x8080808080808080ull;
+  ok &= stops != 0;
+  unsigned bits = static_cast<unsigned>(__builtin_ctzll(stops | (1ull << 63))) + 1;
+  uint64_t x = bits == 64 ? w : w & ((uint64_t{1} << bits) - 1);
+  x &= 0x7f7f7f7f7f7f7f7full;
+  x = ((x & 0x7f007f007f007f00ull) >> 1) | (x & 0x007f007f007f007full);
+  x = ((x & 0x3fff00003fff0000ull) >> 2) | (x & 0x00003fff00003fffull);
+  x = ((x & 0x0fffffff00000000ull) >> 4) | (x & 0x000000000fffffffull);
+  p += bits / 8;
+  return x;
+}
+
+}  // namespace
+
+// Consecutive heap events (alloc, free, realloc) of the current stream, decoded with the
+// cursor, the stream's state and the batch in registers; the same fields as decode_fields.
+// Stops at any other record, a varint longer than 8 bytes, a full batch (delivered) or the
+// last kFastTail bytes of the chunk, leaving those to the checked path.
+void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
+  const uint8_t* const base = c.data.data();
+  const uint8_t* p = base + c.pos;
+  const uint8_t* const limit = base + c.data.size() - kFastTail;
+  Stream& st = *current_;
+  uint64_t prev_time = st.prev_time, prev_ptr = st.prev_ptr;
+  PackedEvent* out = packed_batch_ + batch_size_;
+  PackedEvent* const out_end = packed_batch_ + kBatch;
+  uint64_t max_time = batch_max_time_, last_time = batch_last_time_;
+  bool in_order = batch_in_order_;
+  const uint32_t lane = current_lane_;
+  const uint32_t stack_offset = stack_offset_;
+  while (p <= limit && out < out_end) {
+    const uint8_t tag = *p;
+    const uint8_t kind = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
+    if (kind >= f::kEventKindEnd) break;
+    const f::Shape& s = event_shape(kind);
+    const bool absolute = tag & f::kAbsoluteFlag;
+    const uint8_t* q = p + 1;
+    bool ok = true;
+    uint64_t time = (absolute ? 0 : prev_time) + short_varint(q, ok);
+    uint64_t time_after = time, ptr, old_ptr = 0, size = 0;
+    uint32_t stack = 0;
+    const uint64_t ptr_base = absolute ? 0 : prev_ptr;
+    if (s.family == f::Family::kAlloc) {
+      ptr = ptr_base + static_cast<uint64_t>(f::unzigzag(short_varint(q, ok)));
+      size = short_varint(q, ok);
+      stack = static_cast<uint32_t>(short_varint(q, ok));
+      if (s.has_align) short_varint(q, ok);
+    } else if (s.family == f::Family::kFree) {
+      ptr = ptr_base + static_cast<uint64_t>(f::unzigzag(short_varint(q, ok)));
+      if (s.has_size) size = short_varint(q, ok);
+      if (s.has_align) short_varint(q, ok);
+    } else if (s.family == f::Family::kRealloc) {
+      time_after = time + short_varint(q, ok);
+      old_ptr = ptr_base + static_cast<uint64_t>(f::unzigzag(short_varint(q, ok)));
+      ptr = old_ptr + static_cast<uint64_t>(f::unzigzag(short_varint(q, ok)));
+      size = short_varint(q, ok);
+      stack = static_cast<uint32_t>(short_varint(q, ok));
+    } else {
+      break;  // mappings, or not an event
+    }
+    if (!ok) break;
+    if (stack) stack += stack_offset;
+    if (!absolute) {
+      prev_time = time_after;
+      prev_ptr = s.family == f::Family::kRealloc && ptr == 0 ? old_ptr : ptr;
+    }
+    PackedEvent& e = *out++;
+    e.time = time;
+    e.ptr = ptr;
+    e.old_ptr = old_ptr;
+    e.size = size;
+    e.aux = time_after;
+    e.stack = stack;
+    e.lane_kind = lane | static_cast<uint32_t>(kind) << 24;
+    max_time = time_after > max_time ? time_after : max_time;
+    in_order &= time >= last_time;
+    last_time = time;
+    p = q;
+  }
+  size_t n = static_cast<size_t>(out - (packed_batch_ + batch_size_));
+  c.pos = static_cast<size_t>(p - base);
+  st.prev_time = prev_time;
+  st.prev_ptr = prev_ptr;
+  batch_size_ += n;
+  events_ += n;
+  batch_max_time_ = max_time;
+  batch_last_time_ = last_time;
+  batch_in_order_ = in_order;
+  if (batch_size_ == kBatch) flush(v);
+}
+
 template <bool kPacked>
 uint64_t RecordDecoder::decode_records(Cursor& c, TraceVisitor& v) {
   const std::span<const uint8_t> chunk = c.data;
   while (c.pos < chunk.size()) {
+    if constexpr (kPacked) {
+      if (current_ && lane_announced_ && chunk.size() - c.pos >= kFastTail) {
+        decode_packed_run(c, v);
+        if (c.pos >= chunk.size()) break;
+      }
+    }
     c.record_start = c.pos;
     uint8_t tag = chunk[c.pos++];
     uint8_t base = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
@@ -162,7 +270,8 @@ void RecordDecoder::flush(TraceVisitor& v) {
     batch_max_time_ = 0;
     batch_last_time_ = 0;
     batch_in_order_ = true;
-    v.on_packed_events(std::span<const PackedEvent>(packed_batch_.get(), n), info);
+    v.on_packed_events(std::span<const PackedEvent>(packed_batch_, n), info);
+    if (room_) packed_batch_ = room_();
   } else {
     v.on_events(std::span<const TraceEvent>(batch_.get(), n));
   }

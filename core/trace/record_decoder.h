@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -19,10 +20,21 @@ class RecordDecoder {
   // `form`: how events are delivered (EventForm::kNone: packed, as the cheaper form).
   explicit RecordDecoder(std::string name, EventForm form = EventForm::kFull)
       : name_(std::move(name)), packed_(form != EventForm::kFull) {
-    if (packed_)
-      packed_batch_ = std::make_unique_for_overwrite<PackedEvent[]>(kBatch);
-    else
+    if (packed_) {
+      packed_own_ = std::make_unique_for_overwrite<PackedEvent[]>(kBatch);
+      packed_batch_ = packed_own_.get();
+    } else {
       batch_ = std::make_unique<TraceEvent[]>(kBatch);
+    }
+  }
+
+  // Packed form: decode into the memory `room` returns (room for kBatch events) instead of the
+  // decoder's own buffer; it is asked again after each delivery of events. The reader's
+  // decoding thread uses it to decode straight into the batches it hands over.
+  static constexpr size_t kBatch = 256;
+  void set_packed_room(std::function<PackedEvent*()> room) {
+    room_ = std::move(room);
+    if (packed_ && room_) packed_batch_ = room_();
   }
 
   // A new segment starts (an exec'd image appended its own header): stream state is reset
@@ -56,6 +68,7 @@ class RecordDecoder {
   void decode_event(Cursor& c, uint8_t tag);                           // appends to batch_
   [[gnu::always_inline]] inline void decode_packed_event(Cursor& c, uint8_t tag,
                                                          TraceVisitor& v);  // to packed_batch_
+  void decode_packed_run(Cursor& c, TraceVisitor& v);  // the fast path of decode_packed_event
   void announce_lane(TraceVisitor& v);  // on_lane for the current stream
   void flush(TraceVisitor& v);          // delivers batch_ or packed_batch_
   void on_thread(Cursor& c, uint8_t tag, TraceVisitor& v);
@@ -76,11 +89,12 @@ class RecordDecoder {
   uint32_t stack_id(Cursor& c);
   static Handler handler_for(uint8_t tag);
 
-  static constexpr size_t kBatch = 256;
   std::string name_;
   bool packed_;
   std::unique_ptr<TraceEvent[]> batch_;           // events decoded and not yet delivered
-  std::unique_ptr<PackedEvent[]> packed_batch_;   // ... in packed form
+  PackedEvent* packed_batch_ = nullptr;          // ... in packed form: packed_own_ or room_()
+  std::unique_ptr<PackedEvent[]> packed_own_;
+  std::function<PackedEvent*()> room_;
   size_t batch_size_ = 0;
   uint64_t batch_max_time_ = 0;  // of packed_batch_
   uint64_t batch_last_time_ = 0;

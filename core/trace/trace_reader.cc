@@ -16,6 +16,7 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "format/trace_format.h"
@@ -142,6 +143,9 @@ struct TraceReader::Impl {
   std::unique_ptr<Source> source;
   std::string path;  // when reading a file
   TraceStats stats;
+  // For the next read_here only: where its decoder writes packed events (the decoding
+  // thread's batches, see RecordDecoder::set_packed_room).
+  std::function<PackedEvent*()> packed_room;
 };
 
 TraceReader::TraceReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -200,6 +204,7 @@ void TraceReader::read_here(TraceVisitor& visitor) {
   check_header(fh, m.source->read(&fh, sizeof fh), m.name);
   m.stats.compressed_bytes = finish_header(*m.source, &fh, m.name);
   RecordDecoder decoder(m.name, visitor.event_form());
+  decoder.set_packed_room(std::exchange(m.packed_room, nullptr));
   std::vector<uint8_t> comp, raw;
   uint64_t index = 0;
   for (uint32_t seq = 0;;) {
@@ -242,7 +247,7 @@ void TraceReader::read_here(TraceVisitor& visitor) {
 namespace {
 
 constexpr size_t kBatchEvents = 16384;
-constexpr size_t kBatchCap = kBatchEvents + 256;  // what a batch reserves
+constexpr size_t kBatchCap = kBatchEvents + RecordDecoder::kBatch;  // what a batch reserves
 constexpr size_t kQueued = 4;
 
 struct Batch {
@@ -308,6 +313,46 @@ class BatchQueue {
   bool cancelled_ = false;
 };
 
+// Packed batches' memory, reused: a batch the visitor is done with (when the last copy of
+// its PackedInfo::owner goes, on whichever thread) returns here, still in the cache, for the
+// decoding thread to fill again, instead of fresh pages being faulted in for every batch.
+// Keeps at most kKept buffers; lives as long as any batch does.
+class BatchPool : public std::enable_shared_from_this<BatchPool> {
+ public:
+  ~BatchPool() {
+    for (PackedEvent* p : free_) delete[] p;
+  }
+  std::shared_ptr<PackedEvent[]> take() {
+    PackedEvent* p = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      if (!free_.empty()) {
+        p = free_.back();
+        free_.pop_back();
+      }
+    }
+    if (!p) p = new PackedEvent[kBatchCap];  // trivial: left uninitialised
+    return std::shared_ptr<PackedEvent[]>(p, [pool = shared_from_this()](PackedEvent* q) {
+      pool->give(q);
+    });
+  }
+
+ private:
+  static constexpr size_t kKept = 16;
+  void give(PackedEvent* p) {
+    {
+      std::lock_guard lock(mu_);
+      if (free_.size() < kKept) {
+        free_.push_back(p);
+        return;
+      }
+    }
+    delete[] p;
+  }
+  std::mutex mu_;
+  std::vector<PackedEvent*> free_;
+};
+
 // Runs on the decoding thread: collects what the decoder delivers into batches, in the form
 // the visitor they are for takes.
 class BatchRecorder : public TraceVisitor {
@@ -319,7 +364,18 @@ class BatchRecorder : public TraceVisitor {
     cur_.events.insert(cur_.events.end(), e.begin(), e.end());
     if (cur_.events.size() >= kBatchEvents) send();
   }
+  // Where the decoder may write its next events in place (room for RecordDecoder::kBatch).
+  PackedEvent* room() { return cur_.packed.get() + cur_.packed_size; }
   void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override {
+    if (e.data() == room() && !e.empty()) {  // decoded in place
+      PackedEvent* at = room();
+      cur_.in_time_order = cur_.in_time_order && info.in_time_order &&
+                           (cur_.packed_size == 0 || e.front().time >= at[-1].time);
+      cur_.packed_size += e.size();
+      cur_.max_time_after = std::max(cur_.max_time_after, info.max_time_after);
+      if (cur_.packed_size >= kBatchEvents) send();
+      return;
+    }
     while (!e.empty()) {
       size_t k = std::min(e.size(), kBatchCap - cur_.packed_size);
       PackedEvent* out = cur_.packed.get() + cur_.packed_size;
@@ -367,7 +423,7 @@ class BatchRecorder : public TraceVisitor {
     if (form_ == EventForm::kFull)
       cur_.events.reserve(kBatchCap);
     else
-      cur_.packed = std::make_shared_for_overwrite<PackedEvent[]>(kBatchCap);
+      cur_.packed = pool_->take();
   }
   template <class R, class Arg>
   void keep(const R& r, void (TraceVisitor::*fn)(Arg)) {
@@ -390,6 +446,7 @@ class BatchRecorder : public TraceVisitor {
  private:
   BatchQueue& q_;
   EventForm form_;
+  std::shared_ptr<BatchPool> pool_ = std::make_shared<BatchPool>();
   Batch cur_;
   bool cancelled_ = false;
 };
@@ -429,6 +486,7 @@ void TraceReader::read(TraceVisitor& visitor) {
   EventForm form = visitor.event_form();
   auto decode = [&] {  // the decoding thread
     BatchRecorder rec(queue, form);
+    if (form != EventForm::kFull) m.packed_room = [&rec] { return rec.room(); };
     try {
       std::exception_ptr error;
       try {
