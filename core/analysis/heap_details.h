@@ -129,6 +129,8 @@ class HeapDetails : public TraceVisitor {
   void begin_event(const PassEvent& e);
   void count_alloc(const PassEvent& e);
   void count_free(const PassEvent& e);
+  // Nothing is due before an event (no snapshot to complete, no sites to capture).
+  bool quiet() const { return pending_.empty() && !capture_at_; }
   // A release attempt at ptr: true when it frees the latest allocation (a temporary).
   bool releasing(uint64_t ptr) {
     bool temporary = ptr == last_alloc_ptr_;

@@ -201,7 +201,7 @@ void HeapAnalysis::allocated(uint32_t index, uint64_t size, uint64_t time) {
 void HeapAnalysis::released(const LiveBlock& b) {
   site_change(b.site, -static_cast<int64_t>(b.size));
   last_weight_ = b.weight;
-  est_.live -= static_cast<double>(b.size) * b.weight;
+  if (sampling()) est_.live -= static_cast<double>(b.size) * b.weight;
 }
 
 // A successful realloc, after its old block was released (old_size 0: none or unknown).
@@ -420,7 +420,7 @@ void HeapPass::end_round() {
   round_ordered_ = true;
   if (!pieces_.empty()) {
     for (const Piece& p : pieces_)
-      for (size_t i = 0; i < p.size; ++i) apply(p.events[i]);
+      apply_run(p.events, p.size);
     pieces_.clear();
     return;
   }
@@ -432,7 +432,7 @@ void HeapPass::end_round() {
     for (size_t i = 1; i < n; ++i)
       if (ev[i].time < ev[i - 1].time) runs_.push_back(static_cast<uint32_t>(i));
   if (runs_.empty()) {
-    for (size_t i = 0; i < n; ++i) apply(ev[i]);
+    apply_run(ev, n);
     return;
   }
   runs_.push_back(static_cast<uint32_t>(n));
@@ -500,6 +500,60 @@ bool HeapPass::release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveB
   if (heap_) heap_->released(*out);
   if (details_) details_->released(*out, time, temporary, free);
   return true;
+}
+
+// Events in analysed order. An allocation whose very next event frees it (a temporary: in
+// a storm, most of them) is applied with that free without entering the live-block table,
+// when nothing could see the table in between (no other block live at that address, no
+// free waiting for its allocation, no snapshot or site capture due); the effects are those
+// of apply() on each.
+[[gnu::flatten]] void HeapPass::apply_run(const PassEvent* ev, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    __builtin_prefetch(ev + i + 8);
+    const PassEvent& e = ev[i];
+    if (i + 1 < n && temporary_pair(e, ev[i + 1])) {
+      apply_pair(e, ev[i + 1]);
+      ++i;
+      continue;
+    }
+    apply(e);
+  }
+}
+
+bool HeapPass::temporary_pair(const PassEvent& a, const PassEvent& f) {
+  return f.ptr == a.ptr && a.ptr != 0 && event_shape(a.kind()).family == f::Family::kAlloc &&
+         event_shape(f.kind()).family == f::Family::kFree && f.time >= a.time &&
+         pending_frees_.empty() && (!details_ || details_->quiet()) && !live_.find(a.ptr);
+}
+
+void HeapPass::apply_pair(const PassEvent& a, const PassEvent& fr) {
+  constexpr auto kAlloc = static_cast<uint8_t>(f::Family::kAlloc);
+  constexpr auto kFree = static_cast<uint8_t>(f::Family::kFree);
+  // The allocation, as apply() and allocate() do it (no pending free can match it).
+  if (heap_) heap_->begin_event(a, kAlloc);
+  if (details_) details_->begin_event(a);
+  if (details_) details_->count_alloc(a);
+  uint32_t site = site_index(a.stack);
+  double weight = 1;
+  if (heap_) {
+    heap_->site_allocation(site, a.size);
+    heap_->allocated(site, a.size, a.time);
+    weight = heap_->last_alloc_weight_;
+  }
+  if (details_) details_->allocated(a.ptr, site, a.size, a.time);
+  if (heap_) heap_->end_event(a, kAlloc);
+  // The free, as apply() and release() do it, with the block the table would have given.
+  if (heap_) heap_->begin_event(fr, kFree);
+  if (details_) details_->begin_event(fr);
+  if (details_) details_->count_free(fr);
+  const LiveBlock b{a.size, a.time, weight, site, 1};
+  bool temporary = details_ && details_->releasing(fr.ptr);
+  if (heap_) heap_->released(b);
+  if (details_) {
+    details_->released(b, fr.time, temporary, &fr);
+    details_->growth_on_free(fr.ptr, b);
+  }
+  if (heap_) heap_->end_event(fr, kFree);
 }
 
 [[gnu::flatten]] void HeapPass::apply(const PassEvent& e) {

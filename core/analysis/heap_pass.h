@@ -114,6 +114,9 @@ class HeapPass {
   uint32_t new_stream(const TraceEvent& e);
   // Every hook it calls is defined in heap_pass.cc, and inlined into it (flatten).
   void apply(const PassEvent& e);
+  void apply_run(const PassEvent* events, size_t n);  // apply() on each, in order
+  bool temporary_pair(const PassEvent& alloc, const PassEvent& free);
+  void apply_pair(const PassEvent& alloc, const PassEvent& free);
   void allocate(const PassEvent& e, uint64_t size, uint64_t time, uint32_t chain);
   bool release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveBlock* out);
 
