@@ -373,8 +373,8 @@ void HeapPass::add(std::span<const PackedEvent> events, const PackedInfo& info) 
   if (events.empty()) return;
   if (heap_) heap_->note_time(info.max_time_after);
   bool first = pieces_.empty() && round_size_ == 0;
-  round_ordered_ = round_ordered_ && info.in_time_order &&
-                   (first || events.front().time >= round_last_time_);
+  round_ordered_ =
+      round_ordered_ && info.in_time_order && (first || events.front().time >= round_last_time_);
   round_last_time_ = events.back().time;
   if (round_ordered_ && info.owner && round_size_ == 0) {
     pieces_.push_back(Piece{info.owner, events.data(), events.size()});
@@ -412,15 +412,14 @@ void HeapPass::add(std::span<const TraceEvent> events) {
 
 // A round is the threads' buffers one after another, each already in time order: it is
 // applied by merging those runs (ties in file order, as a stable sort by time would order
-// them), without moving any event. One run (one thread) is applied as it is.
-// A round known to be in time order (one thread's events, as told by the reader) is applied
-// as it is, from where the reader decoded it when it still owns it.
+// them), without moving any event. One run (one thread) is applied as it is: from where the
+// reader decoded it when the reader said it is in time order and kept it alive (pieces_),
+// else from the round buffer after a scan for runs.
 void HeapPass::end_round() {
   bool ordered = round_ordered_;
   round_ordered_ = true;
   if (!pieces_.empty()) {
-    for (const Piece& p : pieces_)
-      apply_run(p.events, p.size);
+    for (const Piece& p : pieces_) apply_run(p.events, p.size);
     pieces_.clear();
     return;
   }

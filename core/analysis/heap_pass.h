@@ -7,8 +7,9 @@
 // Used in two ways: HeapAnalysis or HeapDetails alone make one for themselves when events
 // first reach them; analyse_trace (report/analysis_report.h) feeds one HeapPass attached to
 // both through HeapAnalyses, so a trace is ordered and matched once.
-// Memory: one round of events (48 bytes each; applied by merging its threads' runs, so
-// ordering costs O(events x log threads) and no copy) + live blocks (40 bytes each, table at most
+// Memory: one round of events (48 bytes each, kept in the reader's batches when they come in
+// time order, else copied into one buffer and applied by merging its threads' runs, so
+// ordering costs O(events x log threads) and no sort) + live blocks (40 bytes each, table at most
 // half full) + sites + threads. Not thread-safe.
 #pragma once
 
@@ -122,8 +123,8 @@ class HeapPass {
 
   HeapAnalysis* heap_;
   HeapDetails* details_;
-  PassEvent* room(size_t n);  // makes room for n more events in the round; where they go
-  void copy_pieces();         // moves pieces_ into round_
+  PassEvent* room(size_t n);            // makes room for n more events in the round; where they go
+  void copy_pieces();                   // moves pieces_ into round_
   std::unique_ptr<PassEvent[]> round_;  // the round's events: round_size_ of round_cap_
   size_t round_size_ = 0, round_cap_ = 0;
   // Or, while the round is in time order and its events are owned by the reader (then
@@ -134,7 +135,7 @@ class HeapPass {
     size_t size;
   };
   std::vector<Piece> pieces_;
-  bool round_ordered_ = true;    // no event of the round so far is earlier than the one before
+  bool round_ordered_ = true;     // no event of the round so far is earlier than the one before
   uint64_t round_last_time_ = 0;  // time of the round's latest event so far
   struct Head {
     uint64_t time;

@@ -101,8 +101,8 @@ class ThreadInfoCollector : public TraceVisitor {
                                                          // threads not ended, in order
   std::unordered_map<pid_t, size_t> last_;               // this image: tid -> latest index
   uint64_t last_stream_ = 0;
-  uint64_t clock_ = 0;  // latest time seen in file order
-  TraceLane lane_;      // packed: the latest on_lane
+  uint64_t clock_ = 0;         // latest time seen in file order
+  TraceLane lane_;             // packed: the latest on_lane
   bool lane_pending_ = false;  // packed: no event since it
 };
 

@@ -65,12 +65,12 @@ class RecordDecoder {
   template <bool kPacked>
   uint64_t decode_records(Cursor& c, TraceVisitor& v);
   [[gnu::always_inline]] inline Fields decode_fields(Cursor& c, uint8_t tag);
-  void decode_event(Cursor& c, uint8_t tag);                           // appends to batch_
+  void decode_event(Cursor& c, uint8_t tag);  // appends to batch_
   [[gnu::always_inline]] inline void decode_packed_event(Cursor& c, uint8_t tag,
                                                          TraceVisitor& v);  // to packed_batch_
   void decode_packed_run(Cursor& c, TraceVisitor& v);  // the fast path of decode_packed_event
-  void announce_lane(TraceVisitor& v);  // on_lane for the current stream
-  void flush(TraceVisitor& v);          // delivers batch_ or packed_batch_
+  void announce_lane(TraceVisitor& v);                 // on_lane for the current stream
+  void flush(TraceVisitor& v);                         // delivers batch_ or packed_batch_
   void on_thread(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_thread_end(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_stack(Cursor& c, uint8_t tag, TraceVisitor& v);
@@ -91,8 +91,8 @@ class RecordDecoder {
 
   std::string name_;
   bool packed_;
-  std::unique_ptr<TraceEvent[]> batch_;           // events decoded and not yet delivered
-  PackedEvent* packed_batch_ = nullptr;          // ... in packed form: packed_own_ or room_()
+  std::unique_ptr<TraceEvent[]> batch_;  // events decoded and not yet delivered
+  PackedEvent* packed_batch_ = nullptr;  // ... in packed form: packed_own_ or room_()
   std::unique_ptr<PackedEvent[]> packed_own_;
   std::function<PackedEvent*()> room_;
   size_t batch_size_ = 0;

@@ -251,7 +251,7 @@ constexpr size_t kBatchCap = kBatchEvents + RecordDecoder::kBatch;  // what a ba
 constexpr size_t kQueued = 4;
 
 struct Batch {
-  std::vector<TraceEvent> events;    // the full form, or
+  std::vector<TraceEvent> events;  // the full form, or
   // The packed form (see TraceVisitor::event_form): packed_size of kBatchCap, shared with
   // the visitor (PackedInfo::owner), which may keep them instead of copying them.
   std::shared_ptr<PackedEvent[]> packed;
@@ -332,9 +332,8 @@ class BatchPool : public std::enable_shared_from_this<BatchPool> {
       }
     }
     if (!p) p = new PackedEvent[kBatchCap];  // trivial: left uninitialised
-    return std::shared_ptr<PackedEvent[]>(p, [pool = shared_from_this()](PackedEvent* q) {
-      pool->give(q);
-    });
+    return std::shared_ptr<PackedEvent[]>(
+        p, [pool = shared_from_this()](PackedEvent* q) { pool->give(q); });
   }
 
  private:
