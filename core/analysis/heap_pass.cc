@@ -376,7 +376,7 @@ void HeapPass::add(std::span<const PackedEvent> events, const PackedInfo& info) 
   round_ordered_ =
       round_ordered_ && info.in_time_order && (first || events.front().time >= round_last_time_);
   round_last_time_ = events.back().time;
-  if (round_ordered_ && info.owner && round_size_ == 0) {
+  if (info.owner && round_size_ == 0) {
     pieces_.push_back(Piece{info.owner, events.data(), events.size()});
     return;
   }
@@ -412,37 +412,52 @@ void HeapPass::add(std::span<const TraceEvent> events) {
 
 // A round is the threads' buffers one after another, each already in time order: it is
 // applied by merging those runs (ties in file order, as a stable sort by time would order
-// them), without moving any event. One run (one thread) is applied as it is: from where the
-// reader decoded it when the reader said it is in time order and kept it alive (pieces_),
-// else from the round buffer after a scan for runs.
+// them), without moving any event, from where the reader decoded them when it keeps them
+// alive (pieces_; a run is also cut where a piece ends, which does not change the order),
+// else from the round buffer. A round the reader said is in time order (one thread) is
+// applied as it is, without looking for runs.
 void HeapPass::end_round() {
   bool ordered = round_ordered_;
   round_ordered_ = true;
-  if (!pieces_.empty()) {
-    for (const Piece& p : pieces_) apply_run(p.events, p.size);
-    pieces_.clear();
-    return;
-  }
-  const PassEvent* ev = round_.get();
-  size_t n = round_size_;
-  round_size_ = 0;
   runs_.clear();
-  if (!ordered)
-    for (size_t i = 1; i < n; ++i)
-      if (ev[i].time < ev[i - 1].time) runs_.push_back(static_cast<uint32_t>(i));
-  if (runs_.empty()) {
-    apply_run(ev, n);
-    return;
+  if (!pieces_.empty()) {
+    for (const Piece& p : pieces_) {
+      if (ordered)
+        apply_run(p.events, p.size);
+      else
+        add_runs(p.events, p.size);
+    }
+  } else {
+    size_t n = round_size_;
+    round_size_ = 0;
+    if (ordered)
+      apply_run(round_.get(), n);
+    else
+      add_runs(round_.get(), n);
   }
-  runs_.push_back(static_cast<uint32_t>(n));
-  // heads_: (time, run) of each run's next event, as a min-heap; run r spans
-  // [r ? runs_[r - 1] : 0, runs_[r]) and next_[r] is its next event.
+  if (runs_.size() == 1)
+    apply_run(runs_[0].next, static_cast<size_t>(runs_[0].end - runs_[0].next));
+  else if (!runs_.empty())
+    merge_runs();
+  pieces_.clear();
+}
+
+void HeapPass::add_runs(const PassEvent* ev, size_t n) {
+  if (!n) return;
+  const PassEvent* start = ev;
+  for (size_t i = 1; i < n; ++i)
+    if (ev[i].time < ev[i - 1].time) {
+      runs_.push_back(Run{start, ev + i});
+      start = ev + i;
+    }
+  runs_.push_back(Run{start, ev + n});
+}
+
+// Takes the run with the earliest next event, and applies its events up to the first that
+// another run's next event precedes (all the rest, when no other run is left).
+void HeapPass::merge_runs() {
   heads_.clear();
-  next_.assign(runs_.size(), 0);
-  for (uint32_t r = 0; r < runs_.size(); ++r) {
-    next_[r] = r ? runs_[r - 1] : 0;
-    heads_.push_back({ev[next_[r]].time, r});
-  }
+  for (uint32_t r = 0; r < runs_.size(); ++r) heads_.push_back({runs_[r].next->time, r});
   auto later = [](const Head& a, const Head& b) {
     return a.time != b.time ? a.time > b.time : a.run > b.run;
   };
@@ -450,9 +465,17 @@ void HeapPass::end_round() {
   while (!heads_.empty()) {
     std::pop_heap(heads_.begin(), heads_.end(), later);
     uint32_t r = heads_.back().run;
-    apply(ev[next_[r]]);
-    if (++next_[r] < runs_[r]) {
-      heads_.back().time = ev[next_[r]].time;
+    Run& run = runs_[r];
+    const PassEvent* stop = run.end;
+    if (heads_.size() > 1) {
+      const Head other = heads_.front();  // the earliest of the other runs
+      stop = run.next + 1;
+      while (stop < run.end && later(other, Head{stop->time, r})) ++stop;
+    }
+    apply_run(run.next, static_cast<size_t>(stop - run.next));
+    run.next = stop;
+    if (run.next < run.end) {
+      heads_.back().time = run.next->time;
       std::push_heap(heads_.begin(), heads_.end(), later);
     } else {
       heads_.pop_back();

@@ -137,12 +137,19 @@ class HeapPass {
   std::vector<Piece> pieces_;
   bool round_ordered_ = true;     // no event of the round so far is earlier than the one before
   uint64_t round_last_time_ = 0;  // time of the round's latest event so far
+  // end_round: the round's runs of events in time order, in file order, and a min-heap of
+  // (time, run) of each run's next event.
+  struct Run {
+    const PassEvent* next;
+    const PassEvent* end;
+  };
   struct Head {
     uint64_t time;
     uint32_t run;
   };
-  std::vector<uint32_t> runs_;  // end of each run of events in time order (end_round)
-  std::vector<uint32_t> next_;  // next event of each run
+  void add_runs(const PassEvent* events, size_t n);  // splits where time goes back
+  void merge_runs();
+  std::vector<Run> runs_;
   std::vector<Head> heads_;
   LiveBlocks live_;
   // Frees read before the allocation they release (another thread's buffer drained first):
