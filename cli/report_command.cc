@@ -25,7 +25,8 @@ int report(const ReportOptions& o) {
   Suppressions sup;
   if (!o.suppressions.empty()) sup = Suppressions::load(o.suppressions);
   TraceReader reader = TraceReader::from_file(o.file);
-  Analysis a = analyse_with_progress(reader);
+  // The text summary (no section chosen) needs only part of the details.
+  Analysis a = analyse_with_progress(reader, std::nullopt, !o.json && !o.sections.any());
   Symbolizer sym(a.heap.modules, o.debug_dirs);
   HeapReportOptions ro;
   ro.top_sites = o.top;

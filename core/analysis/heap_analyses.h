@@ -15,6 +15,11 @@ class HeapAnalyses : public TraceVisitor {
   HeapAnalyses(HeapAnalysis& heap, HeapDetails& details)
       : heap_(heap), details_(details), pass_(&heap, &details) {}
 
+  EventForm event_form() const override { return EventForm::kPacked; }
+  void on_lane(const TraceLane& l) override { pass_.add_lane(l); }
+  void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override {
+    pass_.add(e, info);
+  }
   void on_event(const TraceEvent& e) override { pass_.add(e); }
   void on_events(std::span<const TraceEvent> e) override { pass_.add(e); }
   void on_round() override { pass_.end_round(); }

@@ -33,6 +33,14 @@ void HeapAnalysis::on_events(std::span<const TraceEvent> e) {
   own_pass().add(e);
 }
 
+void HeapAnalysis::on_lane(const TraceLane& l) {
+  own_pass().add_lane(l);
+}
+
+void HeapAnalysis::on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) {
+  own_pass().add(e, info);
+}
+
 void HeapAnalysis::on_round() {
   if (own_) own_->end_round();
 }

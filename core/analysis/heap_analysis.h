@@ -89,7 +89,7 @@ struct HeapSummary {
 };
 
 class HeapPass;
-struct PassEvent;
+using PassEvent = PackedEvent;  // heap_pass.h
 struct LiveBlock;
 
 class HeapAnalysis : public TraceVisitor {
@@ -100,8 +100,11 @@ class HeapAnalysis : public TraceVisitor {
   HeapAnalysis& operator=(const HeapAnalysis&) = delete;
   // Events reaching this visitor are ordered and matched by a HeapPass of its own; under
   // HeapAnalyses (heap_analyses.h) a shared pass feeds it instead and these are not called.
+  EventForm event_form() const override { return EventForm::kPacked; }  // either works
   void on_event(const TraceEvent& e) override;
   void on_events(std::span<const TraceEvent> e) override;
+  void on_lane(const TraceLane& l) override;
+  void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override;
   void on_stack(const TraceStack& s) override;
   void on_module(const TraceModule& m) override;
   void on_process(const TraceProcess& p) override;

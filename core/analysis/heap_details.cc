@@ -35,6 +35,14 @@ void HeapDetails::on_events(std::span<const TraceEvent> e) {
   own_pass().add(e);
 }
 
+void HeapDetails::on_lane(const TraceLane& l) {
+  own_pass().add_lane(l);
+}
+
+void HeapDetails::on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) {
+  own_pass().add(e, info);
+}
+
 void HeapDetails::on_round() {
   if (own_) own_->end_round();
 }
@@ -56,11 +64,12 @@ ThreadDetail& HeapDetails::new_thread(uint32_t pass_thread) {
 }
 
 void HeapDetails::on_mmap(const PassEvent& e) {
+  if (summary_only_) return;
   f::Family fam = event_shape(e.kind()).family;
-  if (fam == f::Family::kMmap && e.ptr != 0 && (e.aux & PassEvent::kAnon)) {
+  if (fam == f::Family::kMmap && e.ptr != 0 && (e.aux & PackedEvent::kAnon)) {
     unmap(e.ptr, e.size);
     mmaps_[e.ptr] = AddressBlock{e.ptr, e.size, e.stack};
-  } else if (fam == f::Family::kMunmap && !(e.aux & PassEvent::kFailed)) {
+  } else if (fam == f::Family::kMunmap && !(e.aux & PackedEvent::kFailed)) {
     unmap(e.ptr, e.size);
   } else if (fam == f::Family::kMremap && e.ptr != 0) {
     auto it = mmaps_.find(e.old_ptr);
@@ -116,6 +125,7 @@ void HeapDetails::store(PendingSnapshot&& p) {
 }
 
 void HeapDetails::on_rss(const TraceRss& r) {
+  if (summary_only_) return;
   s_.timeline.on_rss(r.time, r.rss);
 }
 
@@ -135,6 +145,7 @@ static uint64_t smaps_rss(std::string_view text) {
 // Snapshots that may be the RSS peak (any reason) are kept only while they are the highest
 // seen, so at most two snapshots of live blocks are held at a time.
 void HeapDetails::on_smaps(const TraceSmaps& s) {
+  if (summary_only_) return;
   PendingSnapshot p;
   p.rss = smaps_rss(s.text);
   p.as_peak = p.rss >= best_peak_rss_;
@@ -161,11 +172,25 @@ HeapDetailSummary HeapDetails::finish() {
   return std::move(s_);
 }
 
+TraceTee::TraceTee(std::vector<TraceVisitor*> to) : to_(std::move(to)) {
+  for (TraceVisitor* v : to_) {
+    EventForm f = v->event_form();
+    if (f == EventForm::kNone) continue;
+    events_to_.push_back(v);
+    form_ = f == EventForm::kFull || form_ == EventForm::kFull ? EventForm::kFull : f;
+  }
+}
 void TraceTee::on_event(const TraceEvent& e) {
-  for (TraceVisitor* v : to_) v->on_event(e);
+  for (TraceVisitor* v : events_to_) v->on_event(e);
 }
 void TraceTee::on_events(std::span<const TraceEvent> e) {
-  for (TraceVisitor* v : to_) v->on_events(e);
+  for (TraceVisitor* v : events_to_) v->on_events(e);
+}
+void TraceTee::on_lane(const TraceLane& l) {
+  for (TraceVisitor* v : events_to_) v->on_lane(l);
+}
+void TraceTee::on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) {
+  for (TraceVisitor* v : events_to_) v->on_packed_events(e, info);
 }
 void TraceTee::on_stack(const TraceStack& s) {
   for (TraceVisitor* v : to_) v->on_stack(s);

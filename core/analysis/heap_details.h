@@ -87,7 +87,7 @@ struct HeapDetailSummary {
 };
 
 class HeapPass;
-struct PassEvent;
+using PassEvent = PackedEvent;  // heap_pass.h
 struct LiveBlock;
 
 class HeapDetails : public TraceVisitor {
@@ -98,9 +98,16 @@ class HeapDetails : public TraceVisitor {
   HeapDetails& operator=(const HeapDetails&) = delete;
   // Also record the live heap by site as it was at `time_ns` (the last state at or before).
   void capture_sites_at(uint64_t time_ns) { capture_at_ = time_ns; }
+  // Keeps only what the report's summary shows: the temporary and growth-chain figures (in
+  // total and by site). The timeline, histogram, lifetimes, per-thread figures, per-site live
+  // and peak blocks and the snapshots stay empty. Call before the first record.
+  void summary_only() { summary_only_ = true; }
   // As in HeapAnalysis: events reaching this visitor go through a HeapPass of its own.
+  EventForm event_form() const override { return EventForm::kPacked; }  // either works
   void on_event(const TraceEvent& e) override;
   void on_events(std::span<const TraceEvent> e) override;
+  void on_lane(const TraceLane& l) override;
+  void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override;
   void on_rss(const TraceRss& r) override;
   void on_smaps(const TraceSmaps& s) override;
   void on_round() override;
@@ -122,6 +129,8 @@ class HeapDetails : public TraceVisitor {
   void begin_event(const PassEvent& e);
   void count_alloc(const PassEvent& e);
   void count_free(const PassEvent& e);
+  // Nothing is due before an event (no snapshot to complete, no sites to capture).
+  bool quiet() const { return pending_.empty() && !capture_at_; }
   // A release attempt at ptr: true when it frees the latest allocation (a temporary).
   bool releasing(uint64_t ptr) {
     bool temporary = ptr == last_alloc_ptr_;
@@ -155,16 +164,21 @@ class HeapDetails : public TraceVisitor {
   std::vector<PendingSnapshot> pending_;
   std::optional<uint64_t> capture_at_;
   uint64_t best_peak_rss_ = 0, stored_peak_rss_ = 0;
+  bool summary_only_ = false;
   uint64_t last_alloc_ptr_ = 0;
   uint64_t live_bytes_ = 0, peak_bytes_ = 0, peak_epoch_ = 0;
 };
 
 // Forwards every record to each visitor in turn.
+// Events go to those that do not ignore them, in the packed form when all of those take it.
 class TraceTee : public TraceVisitor {
  public:
-  explicit TraceTee(std::vector<TraceVisitor*> to) : to_(std::move(to)) {}
+  explicit TraceTee(std::vector<TraceVisitor*> to);
+  EventForm event_form() const override { return form_; }
   void on_event(const TraceEvent& e) override;
   void on_events(std::span<const TraceEvent> e) override;
+  void on_lane(const TraceLane& l) override;
+  void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override;
   void on_stack(const TraceStack& s) override;
   void on_module(const TraceModule& m) override;
   void on_process(const TraceProcess& p) override;
@@ -182,6 +196,8 @@ class TraceTee : public TraceVisitor {
 
  private:
   std::vector<TraceVisitor*> to_;
+  std::vector<TraceVisitor*> events_to_;  // those whose event_form() is not kNone
+  EventForm form_ = EventForm::kNone;
 };
 
 }  // namespace memcensus

@@ -1,6 +1,7 @@
 #include "analysis/heap_pass.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "analysis/heap_analysis.h"
 #include "analysis/heap_details.h"
@@ -145,9 +146,9 @@ void HeapAnalysis::begin_event(const PassEvent& e, uint8_t family) {
       estimate_alloc(e, last_alloc_weight_);
     }
   }
-  if (e.thread() >= thread_seen_.size()) thread_seen_.resize(e.thread() + 1);
-  if (!thread_seen_[e.thread()]) {
-    thread_seen_[e.thread()] = true;
+  if (e.lane() >= thread_seen_.size()) thread_seen_.resize(e.lane() + 1);
+  if (!thread_seen_[e.lane()]) {
+    thread_seen_[e.lane()] = true;
     s_.threads++;
   }
   ++*call_slot_[e.kind()];
@@ -200,7 +201,7 @@ void HeapAnalysis::allocated(uint32_t index, uint64_t size, uint64_t time) {
 void HeapAnalysis::released(const LiveBlock& b) {
   site_change(b.site, -static_cast<int64_t>(b.size));
   last_weight_ = b.weight;
-  est_.live -= static_cast<double>(b.size) * b.weight;
+  if (sampling()) est_.live -= static_cast<double>(b.size) * b.weight;
 }
 
 // A successful realloc, after its old block was released (old_size 0: none or unknown).
@@ -228,16 +229,17 @@ void HeapDetails::site_change(uint32_t index, int64_t blocks, int64_t bytes) {
 }
 
 ThreadDetail& HeapDetails::thread(const PassEvent& e) {
-  if (e.thread() < thread_of_.size() && thread_of_[e.thread()])
-    return s_.threads[thread_of_[e.thread()] - 1];
-  return new_thread(e.thread());
+  if (e.lane() < thread_of_.size() && thread_of_[e.lane()])
+    return s_.threads[thread_of_[e.lane()] - 1];
+  return new_thread(e.lane());
 }
 
 void HeapDetails::allocated(uint64_t ptr, uint32_t index, uint64_t size, uint64_t time) {
-  s_.size_histogram[bit_width(size)]++;
   site(index);
   last_by_site_[index] = LastAlloc{ptr, time};
   last_alloc_ptr_ = ptr;
+  if (summary_only_) return;
+  s_.size_histogram[bit_width(size)]++;
   site_change(index, 1, static_cast<int64_t>(size));
   const SiteDetail& st = sites_[index];
   s_.timeline.on_heap(time, st.stack, true, size, live_bytes_, st.live_bytes);
@@ -252,8 +254,9 @@ void HeapDetails::released(const LiveBlock& b, uint64_t time, bool temporary,
     st.temporary_bytes += b.size;
     s_.temporary++;
     s_.temporary_bytes += b.size;
-    if (free) thread(*free).temporary++;
+    if (free && !summary_only_) thread(*free).temporary++;
   }
+  if (summary_only_) return;
   size_t bucket = lifetime_bucket(time >= b.time ? time - b.time : 0);
   st.lifetimes[bucket]++;
   s_.lifetimes[bucket]++;
@@ -277,12 +280,14 @@ void HeapDetails::growth_on_free(uint64_t ptr, const LiveBlock& b) {
 }
 
 void HeapDetails::count_alloc(const PassEvent& e) {
+  if (summary_only_) return;
   ThreadDetail& t = thread(e);
   t.allocations++;
   if (e.ptr != 0) t.bytes += e.size;
 }
 
 void HeapDetails::count_free(const PassEvent& e) {
+  if (summary_only_) return;
   thread(e).frees++;
 }
 
@@ -338,7 +343,7 @@ uint32_t HeapPass::site_index(uint32_t stack) {
 
 uint32_t HeapPass::new_stream(const TraceEvent& e) {
   uint32_t next =
-      static_cast<uint32_t>(std::min<size_t>(threads_.size(), PassEvent::kMaxThreads - 1));
+      static_cast<uint32_t>(std::min<size_t>(threads_.size(), PackedEvent::kMaxLanes - 1));
   auto [it, fresh] = thread_of_stream_.try_emplace(e.stream, next);
   if (fresh && next == threads_.size()) threads_.push_back(Thread{e.stream, e.tid});
   last_stream_ = e.stream;
@@ -346,16 +351,42 @@ uint32_t HeapPass::new_stream(const TraceEvent& e) {
   return it->second;
 }
 
-void HeapPass::add(std::span<const TraceEvent> events) {
-  if (round_size_ + events.size() > round_cap_) {
-    size_t cap = std::max<size_t>(round_cap_ * 2, round_size_ + events.size() + 1024);
+PassEvent* HeapPass::room(size_t n) {
+  if (round_size_ + n > round_cap_) {
+    size_t cap = std::max<size_t>(round_cap_ * 2, round_size_ + n + 1024);
     auto bigger = std::make_unique_for_overwrite<PassEvent[]>(cap);
     std::copy(round_.get(), round_.get() + round_size_, bigger.get());
     round_ = std::move(bigger);
     round_cap_ = cap;
   }
   PassEvent* out = round_.get() + round_size_;
-  round_size_ += events.size();
+  round_size_ += n;
+  return out;
+}
+
+void HeapPass::copy_pieces() {
+  for (const Piece& p : pieces_) std::memcpy(room(p.size), p.events, p.size * sizeof(PassEvent));
+  pieces_.clear();
+}
+
+void HeapPass::add(std::span<const PackedEvent> events, const PackedInfo& info) {
+  if (events.empty()) return;
+  if (heap_) heap_->note_time(info.max_time_after);
+  bool first = pieces_.empty() && round_size_ == 0;
+  round_ordered_ =
+      round_ordered_ && info.in_time_order && (first || events.front().time >= round_last_time_);
+  round_last_time_ = events.back().time;
+  if (info.owner && round_size_ == 0) {
+    pieces_.push_back(Piece{info.owner, events.data(), events.size()});
+    return;
+  }
+  copy_pieces();
+  std::memcpy(room(events.size()), events.data(), events.size_bytes());
+}
+
+void HeapPass::add(std::span<const TraceEvent> events) {
+  round_ordered_ = false;  // end_round looks
+  PassEvent* out = room(events.size());
   for (const TraceEvent& e : events) {
     PassEvent& p = *out++;
     p.time = e.time;
@@ -374,34 +405,59 @@ void HeapPass::add(std::span<const TraceEvent> events) {
         p.aux = e.time_after;
     }
     p.stack = e.stack;
-    p.thread_kind = thread_index(e) | static_cast<uint32_t>(e.kind) << 24;
+    p.lane_kind = thread_index(e) | static_cast<uint32_t>(e.kind) << 24;
     if (heap_) heap_->note_time(e.time_after);  // a maximum: the order does not matter
   }
 }
 
 // A round is the threads' buffers one after another, each already in time order: it is
 // applied by merging those runs (ties in file order, as a stable sort by time would order
-// them), without moving any event. One run (one thread) is applied as it is.
+// them), without moving any event, from where the reader decoded them when it keeps them
+// alive (pieces_; a run is also cut where a piece ends, which does not change the order),
+// else from the round buffer. A round the reader said is in time order (one thread) is
+// applied as it is, without looking for runs.
 void HeapPass::end_round() {
-  const PassEvent* ev = round_.get();
-  size_t n = round_size_;
-  round_size_ = 0;
+  bool ordered = round_ordered_;
+  round_ordered_ = true;
   runs_.clear();
+  if (!pieces_.empty()) {
+    for (const Piece& p : pieces_) {
+      if (ordered)
+        apply_run(p.events, p.size);
+      else
+        add_runs(p.events, p.size);
+    }
+  } else {
+    size_t n = round_size_;
+    round_size_ = 0;
+    if (ordered)
+      apply_run(round_.get(), n);
+    else
+      add_runs(round_.get(), n);
+  }
+  if (runs_.size() == 1)
+    apply_run(runs_[0].next, static_cast<size_t>(runs_[0].end - runs_[0].next));
+  else if (!runs_.empty())
+    merge_runs();
+  pieces_.clear();
+}
+
+void HeapPass::add_runs(const PassEvent* ev, size_t n) {
+  if (!n) return;
+  const PassEvent* start = ev;
   for (size_t i = 1; i < n; ++i)
-    if (ev[i].time < ev[i - 1].time) runs_.push_back(static_cast<uint32_t>(i));
-  if (runs_.empty()) {
-    for (size_t i = 0; i < n; ++i) apply(ev[i]);
-    return;
-  }
-  runs_.push_back(static_cast<uint32_t>(n));
-  // heads_: (time, run) of each run's next event, as a min-heap; run r spans
-  // [r ? runs_[r - 1] : 0, runs_[r]) and next_[r] is its next event.
+    if (ev[i].time < ev[i - 1].time) {
+      runs_.push_back(Run{start, ev + i});
+      start = ev + i;
+    }
+  runs_.push_back(Run{start, ev + n});
+}
+
+// Takes the run with the earliest next event, and applies its events up to the first that
+// another run's next event precedes (all the rest, when no other run is left).
+void HeapPass::merge_runs() {
   heads_.clear();
-  next_.assign(runs_.size(), 0);
-  for (uint32_t r = 0; r < runs_.size(); ++r) {
-    next_[r] = r ? runs_[r - 1] : 0;
-    heads_.push_back({ev[next_[r]].time, r});
-  }
+  for (uint32_t r = 0; r < runs_.size(); ++r) heads_.push_back({runs_[r].next->time, r});
   auto later = [](const Head& a, const Head& b) {
     return a.time != b.time ? a.time > b.time : a.run > b.run;
   };
@@ -409,9 +465,17 @@ void HeapPass::end_round() {
   while (!heads_.empty()) {
     std::pop_heap(heads_.begin(), heads_.end(), later);
     uint32_t r = heads_.back().run;
-    apply(ev[next_[r]]);
-    if (++next_[r] < runs_[r]) {
-      heads_.back().time = ev[next_[r]].time;
+    Run& run = runs_[r];
+    const PassEvent* stop = run.end;
+    if (heads_.size() > 1) {
+      const Head other = heads_.front();  // the earliest of the other runs
+      stop = run.next + 1;
+      while (stop < run.end && later(other, Head{stop->time, r})) ++stop;
+    }
+    apply_run(run.next, static_cast<size_t>(stop - run.next));
+    run.next = stop;
+    if (run.next < run.end) {
+      heads_.back().time = run.next->time;
       std::push_heap(heads_.begin(), heads_.end(), later);
     } else {
       heads_.pop_back();
@@ -458,6 +522,60 @@ bool HeapPass::release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveB
   if (heap_) heap_->released(*out);
   if (details_) details_->released(*out, time, temporary, free);
   return true;
+}
+
+// Events in analysed order. An allocation whose very next event frees it (a temporary: in
+// a storm, most of them) is applied with that free without entering the live-block table,
+// when nothing could see the table in between (no other block live at that address, no
+// free waiting for its allocation, no snapshot or site capture due); the effects are those
+// of apply() on each.
+[[gnu::flatten]] void HeapPass::apply_run(const PassEvent* ev, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    __builtin_prefetch(ev + i + 8);
+    const PassEvent& e = ev[i];
+    if (i + 1 < n && temporary_pair(e, ev[i + 1])) {
+      apply_pair(e, ev[i + 1]);
+      ++i;
+      continue;
+    }
+    apply(e);
+  }
+}
+
+bool HeapPass::temporary_pair(const PassEvent& a, const PassEvent& f) {
+  return f.ptr == a.ptr && a.ptr != 0 && event_shape(a.kind()).family == f::Family::kAlloc &&
+         event_shape(f.kind()).family == f::Family::kFree && f.time >= a.time &&
+         pending_frees_.empty() && (!details_ || details_->quiet()) && !live_.find(a.ptr);
+}
+
+void HeapPass::apply_pair(const PassEvent& a, const PassEvent& fr) {
+  constexpr auto kAlloc = static_cast<uint8_t>(f::Family::kAlloc);
+  constexpr auto kFree = static_cast<uint8_t>(f::Family::kFree);
+  // The allocation, as apply() and allocate() do it (no pending free can match it).
+  if (heap_) heap_->begin_event(a, kAlloc);
+  if (details_) details_->begin_event(a);
+  if (details_) details_->count_alloc(a);
+  uint32_t site = site_index(a.stack);
+  double weight = 1;
+  if (heap_) {
+    heap_->site_allocation(site, a.size);
+    heap_->allocated(site, a.size, a.time);
+    weight = heap_->last_alloc_weight_;
+  }
+  if (details_) details_->allocated(a.ptr, site, a.size, a.time);
+  if (heap_) heap_->end_event(a, kAlloc);
+  // The free, as apply() and release() do it, with the block the table would have given.
+  if (heap_) heap_->begin_event(fr, kFree);
+  if (details_) details_->begin_event(fr);
+  if (details_) details_->count_free(fr);
+  const LiveBlock b{a.size, a.time, weight, site, 1};
+  bool temporary = details_ && details_->releasing(fr.ptr);
+  if (heap_) heap_->released(b);
+  if (details_) {
+    details_->released(b, fr.time, temporary, &fr);
+    details_->growth_on_free(fr.ptr, b);
+  }
+  if (heap_) heap_->end_event(fr, kFree);
 }
 
 [[gnu::flatten]] void HeapPass::apply(const PassEvent& e) {

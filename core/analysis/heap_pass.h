@@ -7,8 +7,9 @@
 // Used in two ways: HeapAnalysis or HeapDetails alone make one for themselves when events
 // first reach them; analyse_trace (report/analysis_report.h) feeds one HeapPass attached to
 // both through HeapAnalyses, so a trace is ordered and matched once.
-// Memory: one round of events (48 bytes each; applied by merging its threads' runs, so
-// ordering costs O(events x log threads) and no copy) + live blocks (40 bytes each, table at most
+// Memory: one round of events (48 bytes each, kept in the reader's batches when they come in
+// time order, else copied into one buffer and applied by merging its threads' runs, so
+// ordering costs O(events x log threads) and no sort) + live blocks (40 bytes each, table at most
 // half full) + sites + threads. Not thread-safe.
 #pragma once
 
@@ -72,23 +73,9 @@ class LiveBlocks {
   size_t extra_count_ = 0;
 };
 
-// One event of a round, as buffered (the fields the analyses read). Trivial, so a round's
-// buffer grows without zeroing what is about to be written.
-struct PassEvent {
-  uint64_t time;
-  uint64_t ptr;
-  uint64_t old_ptr;
-  uint64_t size;
-  uint64_t aux;  // realloc: time after the call; mremap: old length; mmap, munmap: flags
-  uint32_t stack;
-  uint32_t thread_kind;  // HeapPass thread index (one per stream) | format::EventKind << 24
-  uint32_t thread() const { return thread_kind & (kMaxThreads - 1); }
-  uint8_t kind() const { return static_cast<uint8_t>(thread_kind >> 24); }
-  static constexpr uint64_t kFailed = 1;  // aux of a munmap: the call reported an error
-  static constexpr uint64_t kAnon = 2;    // aux of an mmap: no file (fd < 0)
-  static constexpr uint32_t kMaxThreads = 1u << 24;
-};
-static_assert(sizeof(PassEvent) == 48);
+// One event of a round, as buffered: the packed form the reader can decode straight into
+// (lane: the HeapPass thread index).
+using PassEvent = PackedEvent;
 
 class HeapPass {
  public:
@@ -97,8 +84,15 @@ class HeapPass {
   HeapPass(const HeapPass&) = delete;
   HeapPass& operator=(const HeapPass&) = delete;
 
+  // Events in either form; one pass takes one form only.
   void add(const TraceEvent& e) { add(std::span<const TraceEvent>(&e, 1)); }
   void add(std::span<const TraceEvent> events);
+  void add_lane(const TraceLane& l) {
+    if (l.index == threads_.size()) threads_.push_back(Thread{l.stream, l.tid});
+  }
+  // Packed events in time order whose owner is given are kept where they are until the
+  // round ends (no copy); others are copied into the round's buffer.
+  void add(std::span<const PackedEvent> events, const PackedInfo& info);
   // Orders the buffered round by time and applies it. Also call once at the end.
   void end_round();
 
@@ -110,7 +104,8 @@ class HeapPass {
     uint64_t stream = 0;
     pid_t tid = 0;
   };
-  // Streams past the first kMaxThreads - 1 share the last index.
+  // Thread indexes are lanes (TraceLane): streams past the first PackedEvent::kMaxLanes - 1
+  // share the last index.
   const Thread& thread(uint32_t index) const { return threads_[index]; }
 
  private:
@@ -120,19 +115,41 @@ class HeapPass {
   uint32_t new_stream(const TraceEvent& e);
   // Every hook it calls is defined in heap_pass.cc, and inlined into it (flatten).
   void apply(const PassEvent& e);
+  void apply_run(const PassEvent* events, size_t n);  // apply() on each, in order
+  bool temporary_pair(const PassEvent& alloc, const PassEvent& free);
+  void apply_pair(const PassEvent& alloc, const PassEvent& free);
   void allocate(const PassEvent& e, uint64_t size, uint64_t time, uint32_t chain);
   bool release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveBlock* out);
 
   HeapAnalysis* heap_;
   HeapDetails* details_;
+  PassEvent* room(size_t n);            // makes room for n more events in the round; where they go
+  void copy_pieces();                   // moves pieces_ into round_
   std::unique_ptr<PassEvent[]> round_;  // the round's events: round_size_ of round_cap_
   size_t round_size_ = 0, round_cap_ = 0;
+  // Or, while the round is in time order and its events are owned by the reader (then
+  // round_size_ is 0): the spans it was given, kept alive by their owners.
+  struct Piece {
+    std::shared_ptr<const void> owner;
+    const PassEvent* events;
+    size_t size;
+  };
+  std::vector<Piece> pieces_;
+  bool round_ordered_ = true;     // no event of the round so far is earlier than the one before
+  uint64_t round_last_time_ = 0;  // time of the round's latest event so far
+  // end_round: the round's runs of events in time order, in file order, and a min-heap of
+  // (time, run) of each run's next event.
+  struct Run {
+    const PassEvent* next;
+    const PassEvent* end;
+  };
   struct Head {
     uint64_t time;
     uint32_t run;
   };
-  std::vector<uint32_t> runs_;  // end of each run of events in time order (end_round)
-  std::vector<uint32_t> next_;  // next event of each run
+  void add_runs(const PassEvent* events, size_t n);  // splits where time goes back
+  void merge_runs();
+  std::vector<Run> runs_;
   std::vector<Head> heads_;
   LiveBlocks live_;
   // Frees read before the allocation they release (another thread's buffer drained first):

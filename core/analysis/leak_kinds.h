@@ -26,6 +26,7 @@ namespace memcensus {
 // Collects the records the leak-kind summary needs, alongside the other visitors.
 class LeakKindsCollector : public TraceVisitor {
  public:
+  EventForm event_form() const override { return EventForm::kNone; }
   void on_leak_scan(const TraceLeakScan& s) override { scan = s; }
   void on_leak_blocks(const std::vector<TraceLeakBlock>& b) override {
     blocks.insert(blocks.end(), b.begin(), b.end());

@@ -28,26 +28,43 @@ std::vector<ThreadInfo> ThreadSummary::layout_threads(uint64_t time_ns,
   return threads_for_layout(threads, time_ns, image_of(time_ns, smaps));
 }
 
-ThreadRecord& ThreadInfoCollector::thread_of(const TraceEvent& e) {
-  auto [it, fresh] = by_stream_.try_emplace(e.stream, s_.threads.size());
+ThreadRecord& ThreadInfoCollector::thread_of(uint64_t stream, pid_t tid, uint64_t time) {
+  auto [it, fresh] = by_stream_.try_emplace(stream, s_.threads.size());
   if (fresh) {
     ThreadRecord t;
     t.image = image_;
-    t.stream = e.stream;
-    t.tid = e.tid;
-    t.start_ns = e.tid == pid_ ? 0 : e.time;
+    t.stream = stream;
+    t.tid = tid;
+    t.start_ns = tid == pid_ ? 0 : time;
     s_.threads.push_back(std::move(t));
-    open_[e.tid].push_back(it->second);
-    last_[e.tid] = it->second;
+    open_[tid].push_back(it->second);
+    last_[tid] = it->second;
   }
   return s_.threads[it->second];
 }
 
+void ThreadInfoCollector::stream_event(uint64_t stream, pid_t tid, uint64_t time) {
+  if (stream == last_stream_) return;
+  last_stream_ = stream;
+  if (time > clock_) clock_ = time;
+  thread_of(stream, tid, time);
+}
+
 void ThreadInfoCollector::on_event(const TraceEvent& e) {
-  if (e.stream == last_stream_) return;
-  last_stream_ = e.stream;
-  if (e.time > clock_) clock_ = e.time;
-  thread_of(e);
+  stream_event(e.stream, e.tid, e.time);
+}
+
+void ThreadInfoCollector::on_lane(const TraceLane& l) {
+  lane_ = l;
+  lane_pending_ = true;
+}
+
+// The events after one on_lane are all of its stream: after the first, the rest find the
+// stream unchanged unless on_thread_end or on_process forgot it (they set lane_pending_).
+void ThreadInfoCollector::on_packed_events(std::span<const PackedEvent> e, const PackedInfo&) {
+  if (!lane_pending_ || e.empty()) return;
+  lane_pending_ = false;
+  stream_event(lane_.stream, lane_.tid, e.front().time);
 }
 
 void ThreadInfoCollector::on_rss(const TraceRss& r) {
@@ -69,7 +86,10 @@ void ThreadInfoCollector::on_thread_end(uint64_t stream) {
   open.erase(std::remove(open.begin(), open.end(), it->second), open.end());
   // The stream id may be given to a thread of another image only; keep it mapped so that
   // a stray late record of this stream is not taken for a new thread.
-  if (last_stream_ == stream) last_stream_ = 0;
+  if (last_stream_ == stream) {
+    last_stream_ = 0;
+    lane_pending_ = true;  // the next event looks at its stream again
+  }
 }
 
 void ThreadInfoCollector::on_thread_info(const TraceThreadInfo& info) {
@@ -103,6 +123,7 @@ void ThreadInfoCollector::on_process(const TraceProcess& p) {
   open_.clear();
   last_.clear();
   last_stream_ = 0;
+  lane_pending_ = true;
   clock_ = 0;
 }
 

@@ -76,7 +76,11 @@ struct ThreadSummary {
 
 class ThreadInfoCollector : public TraceVisitor {
  public:
+  EventForm event_form() const override { return EventForm::kPacked; }  // either works
   void on_event(const TraceEvent& e) override;
+  // Packed: only the first event after each on_lane can be of another stream.
+  void on_lane(const TraceLane& l) override;
+  void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override;
   void on_rss(const TraceRss& r) override;
   void on_smaps(const TraceSmaps& s) override;
   void on_thread_end(uint64_t stream) override;
@@ -85,7 +89,8 @@ class ThreadInfoCollector : public TraceVisitor {
   ThreadSummary finish();  // call once
 
  private:
-  ThreadRecord& thread_of(const TraceEvent& e);
+  void stream_event(uint64_t stream, pid_t tid, uint64_t time);  // an event of `stream`
+  ThreadRecord& thread_of(uint64_t stream, pid_t tid, uint64_t time);
 
   ThreadSummary s_;
   pid_t pid_ = 0;  // the current image's process: its main thread runs from time 0
@@ -96,7 +101,9 @@ class ThreadInfoCollector : public TraceVisitor {
                                                          // threads not ended, in order
   std::unordered_map<pid_t, size_t> last_;               // this image: tid -> latest index
   uint64_t last_stream_ = 0;
-  uint64_t clock_ = 0;  // latest time seen in file order
+  uint64_t clock_ = 0;         // latest time seen in file order
+  TraceLane lane_;             // packed: the latest on_lane
+  bool lane_pending_ = false;  // packed: no event since it
 };
 
 // The threads of `image` running at `time_ns` that have a stack hint, as layout_from_smaps

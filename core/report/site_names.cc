@@ -180,7 +180,7 @@ FrameTree peak_tree(const Analysis& a, SiteNames& names, bool top_down) {
 }
 
 Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>& progress,
-                       std::optional<uint64_t> capture_ns) {
+                       std::optional<uint64_t> capture_ns, bool summary_only) {
   struct Progress : TraceVisitor {
     const std::function<void(uint64_t)>* cb;
     uint64_t events = 0;
@@ -189,12 +189,17 @@ Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>&
     }
     void on_event(const TraceEvent&) override { ++events; }
     void on_events(std::span<const TraceEvent> e) override { events += e.size(); }
+    EventForm event_form() const override { return EventForm::kPacked; }
+    void on_packed_events(std::span<const PackedEvent> e, const PackedInfo&) override {
+      events += e.size();
+    }
   } p;
   p.cb = &progress;
   HeapAnalysis heap;
   HeapDetails details;
   ThreadInfoCollector threads;
   if (capture_ns) details.capture_sites_at(*capture_ns);
+  if (summary_only) details.summary_only();
   Analysis a;
   HeapAnalyses both(heap, details);
   TraceTee tee({&both, &p, &threads, &a.checks});

@@ -112,21 +112,14 @@ uint64_t RecordDecoder::decode(std::span<const uint8_t> chunk, uint64_t chunk_in
   Cursor c{chunk, 0, 0, chunk_index, &name_};
   events_ = 0;
   batch_size_ = 0;
+  batch_max_time_ = 0;
+  batch_last_time_ = 0;
+  batch_in_order_ = true;
   try {
-    while (c.pos < chunk.size()) {
-      c.record_start = c.pos;
-      uint8_t tag = chunk[c.pos++];
-      uint8_t base = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
-      if (base < f::kEventKindEnd && event_shape(base).family != f::Family::kNone) {
-        decode_event(c, tag);
-        if (batch_size_ == kBatch) flush(v);
-        continue;
-      }
-      Handler h = handler_for(tag);
-      if (!h) c.fail("unknown record tag " + std::to_string(tag));
-      flush(v);
-      (this->*h)(c, tag, v);
-    }
+    if (packed_)
+      decode_records<true>(c, v);
+    else
+      decode_records<false>(c, v);
   } catch (...) {
     flush(v);  // the events before the malformed record, as if delivered one by one
     throw;
@@ -135,29 +128,177 @@ uint64_t RecordDecoder::decode(std::span<const uint8_t> chunk, uint64_t chunk_in
   return events_;
 }
 
+namespace {
+
+// Room a fast-path event needs after its start: a tag and up to 7 varints of at most 8
+// bytes, each read 8 bytes at a time.
+constexpr size_t kFastTail = 1 + 7 * 8 + 8;
+
+// A varint of at most 8 bytes from p, which has 8 readable bytes (see Cursor::varint); `ok`
+// is cleared when it is longer. One byte (most deltas, sizes and stack ids) is taken first.
+[[gnu::always_inline]] inline uint64_t short_varint(const uint8_t*& p, bool& ok) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  if (!(w & 0x80)) {
+    ++p;
+    return w & 0x7f;
+  }
+  uint64_t stops = ~w & 0x8080808080808080ull;
+  ok &= stops != 0;
+  unsigned bits = static_cast<unsigned>(__builtin_ctzll(stops | (1ull << 63))) + 1;
+  uint64_t x = bits == 64 ? w : w & ((uint64_t{1} << bits) - 1);
+  x &= 0x7f7f7f7f7f7f7f7full;
+  x = ((x & 0x7f007f007f007f00ull) >> 1) | (x & 0x007f007f007f007full);
+  x = ((x & 0x3fff00003fff0000ull) >> 2) | (x & 0x00003fff00003fffull);
+  x = ((x & 0x0fffffff00000000ull) >> 4) | (x & 0x000000000fffffffull);
+  p += bits / 8;
+  return x;
+}
+
+}  // namespace
+
+// Consecutive heap events (alloc, free, realloc) of the current stream, decoded with the
+// cursor, the stream's state and the batch in registers; the same fields as decode_fields.
+// Stops at any other record, a varint longer than 8 bytes, a full batch (delivered) or the
+// last kFastTail bytes of the chunk, leaving those to the checked path.
+void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
+  const uint8_t* const base = c.data.data();
+  const uint8_t* p = base + c.pos;
+  const uint8_t* const limit = base + c.data.size() - kFastTail;
+  Stream& st = *current_;
+  uint64_t prev_time = st.prev_time, prev_ptr = st.prev_ptr;
+  PackedEvent* out = packed_batch_ + batch_size_;
+  PackedEvent* const out_end = packed_batch_ + kBatch;
+  uint64_t max_time = batch_max_time_, last_time = batch_last_time_;
+  bool in_order = batch_in_order_;
+  const uint32_t lane = current_lane_;
+  const uint32_t stack_offset = stack_offset_;
+  while (p <= limit && out < out_end) {
+    const uint8_t tag = *p;
+    const uint8_t kind = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
+    if (kind >= f::kEventKindEnd) break;
+    const f::Shape& s = event_shape(kind);
+    const bool absolute = tag & f::kAbsoluteFlag;
+    const uint8_t* q = p + 1;
+    bool ok = true;
+    uint64_t time = (absolute ? 0 : prev_time) + short_varint(q, ok);
+    uint64_t time_after = time, ptr, old_ptr = 0, size = 0;
+    uint32_t stack = 0;
+    const uint64_t ptr_base = absolute ? 0 : prev_ptr;
+    if (s.family == f::Family::kAlloc) {
+      ptr = ptr_base + static_cast<uint64_t>(f::unzigzag(short_varint(q, ok)));
+      size = short_varint(q, ok);
+      stack = static_cast<uint32_t>(short_varint(q, ok));
+      if (s.has_align) short_varint(q, ok);
+    } else if (s.family == f::Family::kFree) {
+      ptr = ptr_base + static_cast<uint64_t>(f::unzigzag(short_varint(q, ok)));
+      if (s.has_size) size = short_varint(q, ok);
+      if (s.has_align) short_varint(q, ok);
+    } else if (s.family == f::Family::kRealloc) {
+      time_after = time + short_varint(q, ok);
+      old_ptr = ptr_base + static_cast<uint64_t>(f::unzigzag(short_varint(q, ok)));
+      ptr = old_ptr + static_cast<uint64_t>(f::unzigzag(short_varint(q, ok)));
+      size = short_varint(q, ok);
+      stack = static_cast<uint32_t>(short_varint(q, ok));
+    } else {
+      break;  // mappings, or not an event
+    }
+    if (!ok) break;
+    if (stack) stack += stack_offset;
+    if (!absolute) {
+      prev_time = time_after;
+      prev_ptr = s.family == f::Family::kRealloc && ptr == 0 ? old_ptr : ptr;
+    }
+    PackedEvent& e = *out++;
+    e.time = time;
+    e.ptr = ptr;
+    e.old_ptr = old_ptr;
+    e.size = size;
+    e.aux = time_after;
+    e.stack = stack;
+    e.lane_kind = lane | static_cast<uint32_t>(kind) << 24;
+    max_time = time_after > max_time ? time_after : max_time;
+    in_order &= time >= last_time;
+    last_time = time;
+    p = q;
+  }
+  size_t n = static_cast<size_t>(out - (packed_batch_ + batch_size_));
+  c.pos = static_cast<size_t>(p - base);
+  st.prev_time = prev_time;
+  st.prev_ptr = prev_ptr;
+  batch_size_ += n;
+  events_ += n;
+  batch_max_time_ = max_time;
+  batch_last_time_ = last_time;
+  batch_in_order_ = in_order;
+  if (batch_size_ == kBatch) flush(v);
+}
+
+template <bool kPacked>
+uint64_t RecordDecoder::decode_records(Cursor& c, TraceVisitor& v) {
+  const std::span<const uint8_t> chunk = c.data;
+  while (c.pos < chunk.size()) {
+    if constexpr (kPacked) {
+      if (current_ && lane_announced_ && chunk.size() - c.pos >= kFastTail) {
+        decode_packed_run(c, v);
+        if (c.pos >= chunk.size()) break;
+      }
+    }
+    c.record_start = c.pos;
+    uint8_t tag = chunk[c.pos++];
+    uint8_t base = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
+    if (base < f::kEventKindEnd && event_shape(base).family != f::Family::kNone) {
+      if constexpr (kPacked)
+        decode_packed_event(c, tag, v);
+      else
+        decode_event(c, tag);
+      if (batch_size_ == kBatch) flush(v);
+      continue;
+    }
+    Handler h = handler_for(tag);
+    if (!h) c.fail("unknown record tag " + std::to_string(tag));
+    flush(v);
+    (this->*h)(c, tag, v);
+  }
+  return events_;
+}
+
 void RecordDecoder::flush(TraceVisitor& v) {
   if (!batch_size_) return;
   size_t n = batch_size_;
   batch_size_ = 0;
-  v.on_events(std::span<const TraceEvent>(batch_.get(), n));
+  if (packed_) {
+    PackedInfo info;
+    info.max_time_after = batch_max_time_;
+    info.in_time_order = batch_in_order_;
+    batch_max_time_ = 0;
+    batch_last_time_ = 0;
+    batch_in_order_ = true;
+    v.on_packed_events(std::span<const PackedEvent>(packed_batch_, n), info);
+    if (room_) packed_batch_ = room_();
+  } else {
+    v.on_events(std::span<const TraceEvent>(batch_.get(), n));
+  }
 }
 
 void RecordDecoder::new_segment() {
   streams_.clear();
   current_ = nullptr;
   current_id_ = 0;
+  lane_announced_ = false;
   stack_offset_ = max_stack_;
   stream_offset_ = max_stream_;
 }
 
 void RecordDecoder::on_event(Cursor& c, uint8_t tag, TraceVisitor& v) {
-  decode_event(c, tag);
+  if (packed_)
+    decode_packed_event(c, tag, v);
+  else
+    decode_event(c, tag);
   flush(v);
 }
 
-// Every field is stored one by one: value-initialising the event first compiled to a
-// `rep stos` that cost a third of decoding.
-void RecordDecoder::decode_event(Cursor& c, uint8_t tag) {
+RecordDecoder::Fields RecordDecoder::decode_fields(Cursor& c, uint8_t tag) {
   if (!current_) c.fail("event outside a thread stream");
   bool absolute = tag & f::kAbsoluteFlag;
   uint8_t kind = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
@@ -165,60 +306,107 @@ void RecordDecoder::decode_event(Cursor& c, uint8_t tag) {
   Stream& st = *current_;
   uint64_t time_base = absolute ? 0 : st.prev_time;
   uint64_t ptr_base = absolute ? 0 : st.prev_ptr;
-  uint64_t time = time_base + c.varint(), time_after = time;
-  uint64_t ptr = 0, old_ptr = 0, size = 0, old_size = 0, align = 0;
-  uint32_t stack = 0, prot = 0, flags = 0;
-  int64_t fd = -1;
-  bool failed = false;
+  Fields x;
+  x.time = time_base + c.varint();
+  x.time_after = x.time;
+  x.ptr = x.old_ptr = x.size = x.old_size = x.align = 0;
+  x.stack = x.prot = x.flags = 0;
+  x.fd = -1;
+  x.failed = false;
   if (s.family == f::Family::kRealloc || s.family == f::Family::kMremap) {
-    time_after = time + c.varint();
-    old_ptr = ptr_base + static_cast<uint64_t>(c.signed_varint());
-    ptr = old_ptr + static_cast<uint64_t>(c.signed_varint());
-    if (s.family == f::Family::kMremap) old_size = c.varint();
-    size = c.varint();
-    stack = static_cast<uint32_t>(c.varint());
+    x.time_after = x.time + c.varint();
+    x.old_ptr = ptr_base + static_cast<uint64_t>(c.signed_varint());
+    x.ptr = x.old_ptr + static_cast<uint64_t>(c.signed_varint());
+    if (s.family == f::Family::kMremap) x.old_size = c.varint();
+    x.size = c.varint();
+    x.stack = static_cast<uint32_t>(c.varint());
   } else {
-    ptr = ptr_base + static_cast<uint64_t>(c.signed_varint());
+    x.ptr = ptr_base + static_cast<uint64_t>(c.signed_varint());
     if (s.family == f::Family::kAlloc) {
-      size = c.varint();
-      stack = static_cast<uint32_t>(c.varint());
-      if (s.has_align) align = c.varint();
+      x.size = c.varint();
+      x.stack = static_cast<uint32_t>(c.varint());
+      if (s.has_align) x.align = c.varint();
     } else if (s.family == f::Family::kFree) {
-      if (s.has_size) size = c.varint();
-      if (s.has_align) align = c.varint();
+      if (s.has_size) x.size = c.varint();
+      if (s.has_align) x.align = c.varint();
     } else if (s.family == f::Family::kMmap) {
-      size = c.varint();
-      prot = static_cast<uint32_t>(c.varint());
-      flags = static_cast<uint32_t>(c.varint());
-      fd = c.signed_varint();
-      stack = static_cast<uint32_t>(c.varint());
+      x.size = c.varint();
+      x.prot = static_cast<uint32_t>(c.varint());
+      x.flags = static_cast<uint32_t>(c.varint());
+      x.fd = c.signed_varint();
+      x.stack = static_cast<uint32_t>(c.varint());
     } else {  // munmap
-      size = c.varint();
-      failed = c.varint() != 0;
+      x.size = c.varint();
+      x.failed = c.varint() != 0;
     }
   }
-  if (stack) stack += stack_offset_;
+  if (x.stack) x.stack += stack_offset_;
   if (!absolute) {
-    st.prev_time = time_after;
-    st.prev_ptr = s.family == f::Family::kRealloc && ptr == 0 ? old_ptr : ptr;
+    st.prev_time = x.time_after;
+    st.prev_ptr = s.family == f::Family::kRealloc && x.ptr == 0 ? x.old_ptr : x.ptr;
   }
-  TraceEvent& e = batch_[batch_size_++];
-  e.kind = kind;
-  e.stream = current_id_;
-  e.tid = st.tid;
-  e.time = time;
-  e.time_after = time_after;
-  e.ptr = ptr;
-  e.old_ptr = old_ptr;
-  e.size = size;
-  e.old_size = old_size;
-  e.align = align;
-  e.stack = stack;
-  e.prot = prot;
-  e.flags = flags;
-  e.fd = fd;
-  e.failed = failed;
   ++events_;
+  return x;
+}
+
+// Every field is stored one by one: value-initialising the event first compiled to a
+// `rep stos` that cost a third of decoding.
+void RecordDecoder::decode_event(Cursor& c, uint8_t tag) {
+  const Fields x = decode_fields(c, tag);
+  TraceEvent& e = batch_[batch_size_++];
+  e.kind = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
+  e.stream = current_id_;
+  e.tid = current_->tid;
+  e.time = x.time;
+  e.time_after = x.time_after;
+  e.ptr = x.ptr;
+  e.old_ptr = x.old_ptr;
+  e.size = x.size;
+  e.old_size = x.old_size;
+  e.align = x.align;
+  e.stack = x.stack;
+  e.prot = x.prot;
+  e.flags = x.flags;
+  e.fd = x.fd;
+  e.failed = x.failed;
+}
+
+void RecordDecoder::decode_packed_event(Cursor& c, uint8_t tag, TraceVisitor& v) {
+  if (!current_) c.fail("event outside a thread stream");
+  if (!lane_announced_) announce_lane(v);
+  const Fields x = decode_fields(c, tag);
+  uint8_t kind = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
+  PackedEvent& p = packed_batch_[batch_size_++];
+  p.time = x.time;
+  p.ptr = x.ptr;
+  p.old_ptr = x.old_ptr;
+  p.size = x.size;
+  switch (event_shape(kind).family) {
+    case f::Family::kMremap:
+      p.aux = x.old_size;
+      break;
+    case f::Family::kMmap:
+    case f::Family::kMunmap:
+      p.aux = (x.failed ? PackedEvent::kFailed : 0) | (x.fd < 0 ? PackedEvent::kAnon : 0);
+      break;
+    default:
+      p.aux = x.time_after;
+  }
+  p.stack = x.stack;
+  p.lane_kind = current_lane_ | static_cast<uint32_t>(kind) << 24;
+  batch_max_time_ = x.time_after > batch_max_time_ ? x.time_after : batch_max_time_;
+  batch_in_order_ &= x.time >= batch_last_time_;
+  batch_last_time_ = x.time;
+}
+
+void RecordDecoder::announce_lane(TraceVisitor& v) {
+  flush(v);
+  uint32_t next = std::min(lanes_, PackedEvent::kMaxLanes - 1);
+  auto [it, fresh] = lane_of_stream_.try_emplace(current_id_, next);
+  if (fresh && next == lanes_) ++lanes_;
+  current_lane_ = it->second;
+  lane_announced_ = true;
+  v.on_lane(TraceLane{current_lane_, current_id_, current_->tid});
 }
 
 void RecordDecoder::on_thread(Cursor& c, uint8_t, TraceVisitor&) {
@@ -229,6 +417,7 @@ void RecordDecoder::on_thread(Cursor& c, uint8_t, TraceVisitor&) {
   st.tid = static_cast<pid_t>(tid);
   current_ = &st;
   current_id_ = id;
+  lane_announced_ = false;
 }
 
 void RecordDecoder::on_thread_end(Cursor& c, uint8_t, TraceVisitor& v) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -16,8 +17,25 @@ namespace memcensus {
 
 class RecordDecoder {
  public:
-  explicit RecordDecoder(std::string name)
-      : name_(std::move(name)), batch_(std::make_unique<TraceEvent[]>(kBatch)) {}
+  // `form`: how events are delivered (EventForm::kNone: packed, as the cheaper form).
+  explicit RecordDecoder(std::string name, EventForm form = EventForm::kFull)
+      : name_(std::move(name)), packed_(form != EventForm::kFull) {
+    if (packed_) {
+      packed_own_ = std::make_unique_for_overwrite<PackedEvent[]>(kBatch);
+      packed_batch_ = packed_own_.get();
+    } else {
+      batch_ = std::make_unique<TraceEvent[]>(kBatch);
+    }
+  }
+
+  // Packed form: decode into the memory `room` returns (room for kBatch events) instead of the
+  // decoder's own buffer; it is asked again after each delivery of events. The reader's
+  // decoding thread uses it to decode straight into the batches it hands over.
+  static constexpr size_t kBatch = 256;
+  void set_packed_room(std::function<PackedEvent*()> room) {
+    room_ = std::move(room);
+    if (packed_ && room_) packed_batch_ = room_();
+  }
 
   // A new segment starts (an exec'd image appended its own header): stream state is reset
   // and the segment's stack and stream ids are shifted past every id seen so far, so ids
@@ -33,12 +51,26 @@ class RecordDecoder {
     uint64_t prev_time = 0;
     uint64_t prev_ptr = 0;
   };
+  // The decoded fields of one event.
+  struct Fields {
+    uint64_t time, time_after, ptr, old_ptr, size, old_size, align;
+    uint32_t stack, prot, flags;
+    int64_t fd;
+    bool failed;
+  };
   struct Cursor;
   using Handler = void (RecordDecoder::*)(Cursor&, uint8_t tag, TraceVisitor&);
 
   void on_event(Cursor& c, uint8_t tag, TraceVisitor& v);
+  template <bool kPacked>
+  uint64_t decode_records(Cursor& c, TraceVisitor& v);
+  [[gnu::always_inline]] inline Fields decode_fields(Cursor& c, uint8_t tag);
   void decode_event(Cursor& c, uint8_t tag);  // appends to batch_
-  void flush(TraceVisitor& v);                // delivers batch_
+  [[gnu::always_inline]] inline void decode_packed_event(Cursor& c, uint8_t tag,
+                                                         TraceVisitor& v);  // to packed_batch_
+  void decode_packed_run(Cursor& c, TraceVisitor& v);  // the fast path of decode_packed_event
+  void announce_lane(TraceVisitor& v);                 // on_lane for the current stream
+  void flush(TraceVisitor& v);                         // delivers batch_ or packed_batch_
   void on_thread(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_thread_end(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_stack(Cursor& c, uint8_t tag, TraceVisitor& v);
@@ -57,10 +89,21 @@ class RecordDecoder {
   uint32_t stack_id(Cursor& c);
   static Handler handler_for(uint8_t tag);
 
-  static constexpr size_t kBatch = 256;
   std::string name_;
+  bool packed_;
   std::unique_ptr<TraceEvent[]> batch_;  // events decoded and not yet delivered
+  PackedEvent* packed_batch_ = nullptr;  // ... in packed form: packed_own_ or room_()
+  std::unique_ptr<PackedEvent[]> packed_own_;
+  std::function<PackedEvent*()> room_;
   size_t batch_size_ = 0;
+  uint64_t batch_max_time_ = 0;  // of packed_batch_
+  uint64_t batch_last_time_ = 0;
+  bool batch_in_order_ = true;
+  // Packed form: lanes by stream (kept after a stream ends: ids are unique in a file).
+  std::unordered_map<uint64_t, uint32_t> lane_of_stream_;
+  uint32_t lanes_ = 0;
+  uint32_t current_lane_ = 0;
+  bool lane_announced_ = false;  // on_lane was delivered since the stream last changed
   std::unordered_map<uint64_t, Stream> streams_;
   Stream* current_ = nullptr;
   uint64_t current_id_ = 0;

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "format/trace_format.h"
@@ -142,6 +143,9 @@ struct TraceReader::Impl {
   std::unique_ptr<Source> source;
   std::string path;  // when reading a file
   TraceStats stats;
+  // For the next read_here only: where its decoder writes packed events (the decoding
+  // thread's batches, see RecordDecoder::set_packed_room).
+  std::function<PackedEvent*()> packed_room;
 };
 
 TraceReader::TraceReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -199,7 +203,8 @@ void TraceReader::read_here(TraceVisitor& visitor) {
   f::FileHeader fh{};
   check_header(fh, m.source->read(&fh, sizeof fh), m.name);
   m.stats.compressed_bytes = finish_header(*m.source, &fh, m.name);
-  RecordDecoder decoder(m.name);
+  RecordDecoder decoder(m.name, visitor.event_form());
+  decoder.set_packed_room(std::exchange(m.packed_room, nullptr));
   std::vector<uint8_t> comp, raw;
   uint64_t index = 0;
   for (uint32_t seq = 0;;) {
@@ -242,10 +247,17 @@ void TraceReader::read_here(TraceVisitor& visitor) {
 namespace {
 
 constexpr size_t kBatchEvents = 16384;
+constexpr size_t kBatchCap = kBatchEvents + RecordDecoder::kBatch;  // what a batch reserves
 constexpr size_t kQueued = 4;
 
 struct Batch {
-  std::vector<TraceEvent> events;
+  std::vector<TraceEvent> events;  // the full form, or
+  // The packed form (see TraceVisitor::event_form): packed_size of kBatchCap, shared with
+  // the visitor (PackedInfo::owner), which may keep them instead of copying them.
+  std::shared_ptr<PackedEvent[]> packed;
+  size_t packed_size = 0;
+  uint64_t max_time_after = 0;  // of `packed`
+  bool in_time_order = true;    // of `packed`
   // Other records: delivered after the first `first` events of the batch.
   struct Record {
     size_t first;
@@ -301,15 +313,81 @@ class BatchQueue {
   bool cancelled_ = false;
 };
 
-// Runs on the decoding thread: collects what the decoder delivers into batches.
+// Packed batches' memory, reused: a batch the visitor is done with (when the last copy of
+// its PackedInfo::owner goes, on whichever thread) returns here, still in the cache, for the
+// decoding thread to fill again, instead of fresh pages being faulted in for every batch.
+// Keeps at most kKept buffers; lives as long as any batch does.
+class BatchPool : public std::enable_shared_from_this<BatchPool> {
+ public:
+  ~BatchPool() {
+    for (PackedEvent* p : free_) delete[] p;
+  }
+  std::shared_ptr<PackedEvent[]> take() {
+    PackedEvent* p = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      if (!free_.empty()) {
+        p = free_.back();
+        free_.pop_back();
+      }
+    }
+    if (!p) p = new PackedEvent[kBatchCap];  // trivial: left uninitialised
+    return std::shared_ptr<PackedEvent[]>(
+        p, [pool = shared_from_this()](PackedEvent* q) { pool->give(q); });
+  }
+
+ private:
+  static constexpr size_t kKept = 16;
+  void give(PackedEvent* p) {
+    {
+      std::lock_guard lock(mu_);
+      if (free_.size() < kKept) {
+        free_.push_back(p);
+        return;
+      }
+    }
+    delete[] p;
+  }
+  std::mutex mu_;
+  std::vector<PackedEvent*> free_;
+};
+
+// Runs on the decoding thread: collects what the decoder delivers into batches, in the form
+// the visitor they are for takes.
 class BatchRecorder : public TraceVisitor {
  public:
-  explicit BatchRecorder(BatchQueue& q) : q_(q) { cur_.events.reserve(kBatchEvents + 256); }
+  BatchRecorder(BatchQueue& q, EventForm form) : q_(q), form_(form) { reserve(); }
+  EventForm event_form() const override { return form_; }
   void on_event(const TraceEvent& e) override { on_events(std::span<const TraceEvent>(&e, 1)); }
   void on_events(std::span<const TraceEvent> e) override {
     cur_.events.insert(cur_.events.end(), e.begin(), e.end());
     if (cur_.events.size() >= kBatchEvents) send();
   }
+  // Where the decoder may write its next events in place (room for RecordDecoder::kBatch).
+  PackedEvent* room() { return cur_.packed.get() + cur_.packed_size; }
+  void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override {
+    if (e.data() == room() && !e.empty()) {  // decoded in place
+      PackedEvent* at = room();
+      cur_.in_time_order = cur_.in_time_order && info.in_time_order &&
+                           (cur_.packed_size == 0 || e.front().time >= at[-1].time);
+      cur_.packed_size += e.size();
+      cur_.max_time_after = std::max(cur_.max_time_after, info.max_time_after);
+      if (cur_.packed_size >= kBatchEvents) send();
+      return;
+    }
+    while (!e.empty()) {
+      size_t k = std::min(e.size(), kBatchCap - cur_.packed_size);
+      PackedEvent* out = cur_.packed.get() + cur_.packed_size;
+      cur_.in_time_order = cur_.in_time_order && info.in_time_order &&
+                           (cur_.packed_size == 0 || e.front().time >= out[-1].time);
+      std::memcpy(out, e.data(), k * sizeof(PackedEvent));
+      cur_.packed_size += k;
+      cur_.max_time_after = std::max(cur_.max_time_after, info.max_time_after);
+      e = e.subspan(k);
+      if (cur_.packed_size >= kBatchEvents) send();
+    }
+  }
+  void on_lane(const TraceLane& l) override { keep(l, &TraceVisitor::on_lane); }
   void on_stack(const TraceStack& s) override { keep(s, &TraceVisitor::on_stack); }
   void on_module(const TraceModule& m) override { keep(m, &TraceVisitor::on_module); }
   void on_process(const TraceProcess& p) override { keep(p, &TraceVisitor::on_process); }
@@ -319,7 +397,7 @@ class BatchRecorder : public TraceVisitor {
   void on_end(const TraceEnd& e) override { keep(e, &TraceVisitor::on_end); }
   void on_exit(const TraceExit& e) override { keep(e, &TraceVisitor::on_exit); }
   void on_round() override {
-    cur_.records.push_back({cur_.events.size(), [](TraceVisitor& v) { v.on_round(); }});
+    cur_.records.push_back({events(), [](TraceVisitor& v) { v.on_round(); }});
   }
   void on_check_error(const TraceCheckError& e) override { keep(e, &TraceVisitor::on_check_error); }
   void on_own_mapping(const TraceOwnMapping& m) override { keep(m, &TraceVisitor::on_own_mapping); }
@@ -337,9 +415,18 @@ class BatchRecorder : public TraceVisitor {
   bool cancelled() const { return cancelled_; }
 
  private:
+  size_t events() const {
+    return form_ == EventForm::kFull ? cur_.events.size() : cur_.packed_size;
+  }
+  void reserve() {
+    if (form_ == EventForm::kFull)
+      cur_.events.reserve(kBatchCap);
+    else
+      cur_.packed = pool_->take();
+  }
   template <class R, class Arg>
   void keep(const R& r, void (TraceVisitor::*fn)(Arg)) {
-    cur_.records.push_back({cur_.events.size(), [r, fn](TraceVisitor& v) { (v.*fn)(r); }});
+    cur_.records.push_back({events(), [r, fn](TraceVisitor& v) { (v.*fn)(r); }});
   }
   bool send() {
     if (cancelled_) return false;
@@ -348,7 +435,7 @@ class BatchRecorder : public TraceVisitor {
       throw Cancelled{};
     }
     cur_ = Batch{};
-    cur_.events.reserve(kBatchEvents + 256);
+    reserve();
     return true;
   }
 
@@ -357,21 +444,33 @@ class BatchRecorder : public TraceVisitor {
 
  private:
   BatchQueue& q_;
+  EventForm form_;
+  std::shared_ptr<BatchPool> pool_ = std::make_shared<BatchPool>();
   Batch cur_;
   bool cancelled_ = false;
 };
 
 void deliver(Batch& b, TraceVisitor& v) {
   size_t done = 0;
+  PackedInfo info;
+  if (b.packed) {
+    info.max_time_after = b.max_time_after;
+    info.in_time_order = b.in_time_order;
+    info.owner = b.packed;
+  }
   auto events_to = [&](size_t n) {
-    if (n > done) v.on_events(std::span<const TraceEvent>(b.events.data() + done, n - done));
+    if (n <= done) return;
+    if (b.packed)
+      v.on_packed_events(std::span<const PackedEvent>(b.packed.get() + done, n - done), info);
+    else
+      v.on_events(std::span<const TraceEvent>(b.events.data() + done, n - done));
     done = n;
   };
   for (Batch::Record& r : b.records) {
     events_to(r.first);
     r.deliver(v);
   }
-  events_to(b.events.size());
+  events_to(b.packed ? b.packed_size : b.events.size());
 }
 
 }  // namespace
@@ -383,8 +482,10 @@ void TraceReader::read(TraceVisitor& visitor) {
   // In memory (the fuzzer, tests of the decoder) or on one CPU: decode on this thread.
   if (!file || std::thread::hardware_concurrency() < 2) return read_here(visitor);
   BatchQueue queue;
+  EventForm form = visitor.event_form();
   auto decode = [&] {  // the decoding thread
-    BatchRecorder rec(queue);
+    BatchRecorder rec(queue, form);
+    if (form != EventForm::kFull) m.packed_room = [&rec] { return rec.room(); };
     try {
       std::exception_ptr error;
       try {

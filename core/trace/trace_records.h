@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -26,6 +27,46 @@ struct TraceEvent {
   uint32_t prot = 0, flags = 0;
   int64_t fd = -1;
   bool failed = false;  // munmap reported an error
+};
+
+// An event in packed form (48 bytes): the fields the heap analyses read, for visitors that
+// take events this way (TraceVisitor::event_form). Trivial, so buffers of them grow without
+// zeroing what is about to be written.
+struct PackedEvent {
+  uint64_t time;
+  uint64_t ptr;
+  uint64_t old_ptr;
+  uint64_t size;
+  uint64_t aux;  // realloc, alloc, free: time after the call; mremap: old length;
+                 // mmap, munmap: kFailed | kAnon
+  uint32_t stack;
+  uint32_t lane_kind;  // TraceLane::index | format::EventKind << 24
+  uint32_t lane() const { return lane_kind & (kMaxLanes - 1); }
+  uint8_t kind() const { return static_cast<uint8_t>(lane_kind >> 24); }
+  static constexpr uint64_t kFailed = 1;  // aux of a munmap: the call reported an error
+  static constexpr uint64_t kAnon = 2;    // aux of an mmap: no file (fd < 0)
+  static constexpr uint32_t kMaxLanes = 1u << 24;
+};
+static_assert(sizeof(PackedEvent) == 48);
+
+// A thread stream's small index in packed events: lanes are numbered 0, 1, ... in the order
+// of each stream's first event in the file; streams past the first kMaxLanes - 1 share the
+// last lane.
+struct TraceLane {
+  uint32_t index = 0;
+  uint64_t stream = 0;
+  pid_t tid = 0;
+};
+
+// What comes with a span of packed events (TraceVisitor::on_packed_events).
+struct PackedInfo {
+  // At least the time after the call of each event, and at most the latest of all the
+  // events read (a maximum taken over a larger batch).
+  uint64_t max_time_after = 0;
+  bool in_time_order = false;  // each event's time is no earlier than the one before it
+  // When set, the events stay valid as long as a copy of it is kept (a visitor may keep them
+  // instead of copying them); when null, only during the call.
+  std::shared_ptr<const void> owner;
 };
 
 struct TraceStack {
@@ -110,10 +151,20 @@ struct TraceLeakBlock {
   uint8_t leak_class = 0;  // format::LeakClass
 };
 
+// How a visitor takes events (TraceVisitor::event_form).
+enum class EventForm {
+  kFull,    // on_event / on_events with TraceEvent
+  kPacked,  // on_lane / on_packed_events with PackedEvent (less to decode and to copy)
+  kNone,    // it ignores events
+};
+
 // Receives records in file order. Default handlers ignore the record.
 class TraceVisitor {
  public:
   virtual ~TraceVisitor() = default;
+  // Asked once when reading starts; events then come only in that form (kNone: in either
+  // form, or not at all).
+  virtual EventForm event_form() const { return EventForm::kFull; }
   virtual void on_event(const TraceEvent&) {}
   // Consecutive events in file order, several at a time (how the decoder delivers them: one
   // virtual call per batch). By default each goes to on_event. No other record falls between
@@ -121,6 +172,12 @@ class TraceVisitor {
   virtual void on_events(std::span<const TraceEvent> events) {
     for (const TraceEvent& e : events) on_event(e);
   }
+  // Packed form: before the first event after the thread stream changed, the lane of the
+  // stream the following events belong to (until the next on_lane).
+  virtual void on_lane(const TraceLane&) {}
+  // Packed form: consecutive events in file order (several at a time; no other record falls
+  // between them).
+  virtual void on_packed_events(std::span<const PackedEvent> /*events*/, const PackedInfo&) {}
   virtual void on_stack(const TraceStack&) {}
   virtual void on_module(const TraceModule&) {}
   virtual void on_process(const TraceProcess&) {}
