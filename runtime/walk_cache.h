@@ -5,9 +5,9 @@
 // used it, rbp), every stack word the walk's result depends on with its value (fast_unwind's
 // `reads`, in walk order) and the interned stack id. Binaries built without frame pointers
 // use RBP as an ordinary register: neither its value nor the saved copies of it on the
-// stack are compared unless a CFA was computed from them (measured on bench_rust: comparing
-// them made most lookups miss). A lookup with the same registers re-reads those words in order and
-// stops at the first that changed. The walk is a function of its start registers, of the
+// stack are compared unless a CFA was computed from them, since a value the walk did not
+// use cannot change its result. A lookup with the same registers re-reads those words in
+// order and stops at the first that changed. The walk is a function of its start registers, of the
 // per-address CFI rules (FastUnwinder keeps them for the life of the process, and so does
 // this cache) and of those words, so when all match a fresh walk would read exactly the
 // same words and produce the same frames, hence the same id: a hit is exact, never a guess.
