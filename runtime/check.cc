@@ -133,6 +133,29 @@ bool unknown_pointer(uint8_t kind, void* p, bool rec, const StartFrame& from) {
   return false;
 }
 
+// What releasing `p` (free, delete or the old block of a realloc) does after the table
+// answered `l`, with `b` its entry: a live block of the wrong family (`family_ok` false) is
+// reported as a mismatched free and released all the same; a released one is a double free,
+// reported and skipped; an unknown one is unknown_pointer's to judge. True when the release
+// goes on.
+bool release_goes_on(Lookup l, const BlockInfo& b, bool family_ok, uint8_t kind, void* p, bool rec,
+                     const StartFrame& from) {
+  switch (l) {
+    case Lookup::kLive:
+      if (!family_ok && rec)
+        report_block(f::kMismatchedFree, kind, p, reinterpret_cast<uint64_t>(p), b, 0, from);
+      return true;
+    case Lookup::kReleased:
+      if (rec) report_block(f::kDoubleFree, kind, p, reinterpret_cast<uint64_t>(p), b, 0, from);
+      return false;
+    case Lookup::kAbsent:
+      return unknown_pointer(kind, p, rec, from);
+    case Lookup::kBusy:
+      return true;
+  }
+  return true;
+}
+
 }  // namespace
 
 namespace {
@@ -257,21 +280,13 @@ void checked_free(uint8_t kind, void* p, size_t size, size_t align, const StartF
   // Only the error paths below touch errno (check_report keeps it); table_release does not.
   BlockInfo b;
   Lookup l = table_release(p, &b);
-  bool pass = true;
   if (__builtin_expect(l == Lookup::kLive && b.family == family_of(kind), 1)) {
     if (rec) record_free(kind, p, size, align);
     __libc_free(p);
     return;
   }
   int saved = errno;
-  if (l == Lookup::kLive) {
-    if (rec) report_block(f::kMismatchedFree, kind, p, reinterpret_cast<uint64_t>(p), b, 0, from);
-  } else if (l == Lookup::kReleased) {
-    if (rec) report_block(f::kDoubleFree, kind, p, reinterpret_cast<uint64_t>(p), b, 0, from);
-    pass = false;
-  } else if (l == Lookup::kAbsent) {
-    pass = unknown_pointer(kind, p, rec, from);
-  }
+  bool pass = release_goes_on(l, b, false, kind, p, rec, from);
   if (!pass) {
     errno = saved;
     return;
@@ -317,17 +332,7 @@ void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& fr
   }
   if (old && phase != kOff) {
     l = table_release(old, &b);
-    bool pass = true;
-    if (l == Lookup::kLive && b.family != kFamilyMalloc) {
-      if (rec)
-        report_block(f::kMismatchedFree, kind, old, reinterpret_cast<uint64_t>(old), b, 0, from);
-    } else if (l == Lookup::kReleased) {
-      if (rec) report_block(f::kDoubleFree, kind, old, reinterpret_cast<uint64_t>(old), b, 0, from);
-      pass = false;
-    } else if (l == Lookup::kAbsent) {
-      pass = unknown_pointer(kind, old, rec, from);
-    }
-    if (!pass) {
+    if (!release_goes_on(l, b, b.family == kFamilyMalloc, kind, old, rec, from)) {
       errno = ENOMEM;
       return nullptr;
     }
