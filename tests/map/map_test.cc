@@ -225,7 +225,7 @@ TEST(MapCpp, TextOutputShowsSummaryAndTables) {
 
 TEST(MapCpp, SnapshotAtExitKeepsThreadsAndPassesStatusThrough) {
   std::string bin = fixture_path("layout_fixture");
-  std::string out = ::testing::TempDir() + "/map_exit.json";
+  std::string out = scratch_dir() + "/map_exit.json";
   CommandResult r = run_command(
       {memcensus_bin(), "map", "--json", "--symbols", "200", "-o", out, "--", bin, "--exit", "7"});
   EXPECT_EQ(r.exit_code, 7) << r.err;
@@ -273,7 +273,7 @@ TEST(MapCpp, ManyMappings) {
 }
 
 TEST(MapCpp, DeletedBinaryStillReadThroughMapFiles) {
-  std::string copy = ::testing::TempDir() + "/layout_fixture_deleted";
+  std::string copy = scratch_dir() + "/layout_fixture_deleted";
   ASSERT_EQ(run_command({"cp", fixture_path("layout_fixture"), copy}).exit_code, 0);
   Fixture fx({copy});
   ASSERT_EQ(unlink(copy.c_str()), 0);
@@ -287,7 +287,7 @@ TEST(MapCpp, DeletedBinaryStillReadThroughMapFiles) {
 }
 
 TEST(MapCpp, BinaryReplacedOnDiskIsReadThroughMapFiles) {
-  std::string copy = ::testing::TempDir() + "/layout_fixture_replaced";
+  std::string copy = scratch_dir() + "/layout_fixture_replaced";
   ASSERT_EQ(run_command({"cp", fixture_path("layout_fixture"), copy}).exit_code, 0);
   Fixture fx({copy});
   // Replace the file by another program under the same name (a new inode), as an upgrade
@@ -303,7 +303,7 @@ TEST(MapCpp, BinaryReplacedOnDiskIsReadThroughMapFiles) {
 }
 
 TEST(MapCpp, StrippedBinaryDegradesWithWarning) {
-  std::string copy = ::testing::TempDir() + "/layout_fixture_stripped";
+  std::string copy = scratch_dir() + "/layout_fixture_stripped";
   ASSERT_EQ(run_command({"strip", "-o", copy, fixture_path("layout_fixture")}).exit_code, 0);
   Fixture fx({copy});
   json layout = map_json(fx.pid());
@@ -465,7 +465,7 @@ TEST(MapErrors, AnotherUsersProcessIsPermissionDenied) {
 }
 
 TEST(MapCpp, BackgroundChildrenOutliveTheCommandUnharmed) {
-  std::string marker = ::testing::TempDir() + "/map_background_done." + std::to_string(getpid());
+  std::string marker = scratch_dir() + "/map_background_done";
   unlink(marker.c_str());
   CommandResult r = run_command({memcensus_bin(), "map", "-o", "/dev/null", "--", "bash", "-c",
                                  "(sleep 3; touch " + marker + ") >/dev/null 2>&1 & exit 3"});
@@ -477,7 +477,7 @@ TEST(MapCpp, BackgroundChildrenOutliveTheCommandUnharmed) {
 }
 
 TEST(MapErrors, ProgramKilledBySignalIsMappedAtDeliveryAndStatusPassedThrough) {
-  std::string out = ::testing::TempDir() + "/map_abort.json";
+  std::string out = scratch_dir() + "/map_abort.json";
   CommandResult r = run_command(
       {memcensus_bin(), "map", "--json", "-o", out, "--", "bash", "-c", "kill -SEGV $$"});
   EXPECT_EQ(r.exit_code, 128 + SIGSEGV) << r.err;

@@ -92,9 +92,8 @@ struct Collect : memcensus::TraceVisitor {
 }  // namespace leak_roundtrip
 
 TEST(TraceReader, AppendedLeakScanReadsBack) {
-  // Unique per process: other builds on the machine may run this test at the same time.
-  std::string path =
-      ::testing::TempDir() + "/leak_roundtrip." + std::to_string(::getpid()) + ".trace";
+  // A directory of its own: other builds on the machine may run this test at the same time.
+  std::string path = mctest::scratch_dir() + "/leak_roundtrip.trace";
   {
     std::ofstream out(path, std::ios::binary);
     out << sample_trace();

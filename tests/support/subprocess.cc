@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 namespace memcensus::test {
 namespace {
@@ -143,6 +145,25 @@ std::vector<std::vector<std::string>> Fixture::facts(const std::string& key) con
     if (!w.empty() && w[0] == key) out.push_back(w);
   }
   return out;
+}
+
+namespace {
+struct ScratchDirs {
+  std::vector<std::string> dirs;
+  ~ScratchDirs() {
+    std::error_code ec;
+    for (const std::string& d : dirs) std::filesystem::remove_all(d, ec);
+  }
+};
+ScratchDirs g_scratch;
+}  // namespace
+
+std::string scratch_dir() {
+  char tmpl[] = "/tmp/memcensus-test-XXXXXX";
+  const char* d = mkdtemp(tmpl);
+  if (!d) throw std::runtime_error("mkdtemp");
+  g_scratch.dirs.push_back(d);
+  return d;
 }
 
 std::string memcensus_bin() {

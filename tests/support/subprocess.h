@@ -44,4 +44,8 @@ std::string fixture_path(const std::string& name);
 
 std::vector<std::string> split_words(const std::string& line);
 
+// A new, empty directory of this process's own under /tmp, removed when the tests end.
+// Fixed names in a shared temporary directory collide when two builds test at once.
+std::string scratch_dir();
+
 }  // namespace memcensus::test
