@@ -33,11 +33,14 @@ int64_t next_gap() {
 }  // namespace
 
 std::atomic<uint64_t>* g_sample_set = nullptr;
+std::atomic<uint32_t>* g_sample_filter = nullptr;
 
 bool sampler_init() {
   if (g_config.sample_bytes == 0) return true;
   g_sample_set = static_cast<std::atomic<uint64_t>*>(sys_map(kSlots * sizeof(uint64_t)));
-  return g_sample_set != nullptr;
+  g_sample_filter = static_cast<std::atomic<uint32_t>*>(
+      sys_map((uint64_t{1} << kSampleFilterBits) * sizeof(uint32_t)));
+  return g_sample_set != nullptr && g_sample_filter != nullptr;
 }
 
 bool sample_allocation_slow(size_t size) {
@@ -52,6 +55,8 @@ bool sample_allocation_slow(size_t size) {
 void sampled_insert(const void* ptr) {
   uint64_t p = reinterpret_cast<uint64_t>(ptr);
   if (p <= kRemoved) return;
+  // Counted first: the block's free must find its bucket non-zero once it is in the set.
+  g_sample_filter[sample_bucket(p)].fetch_add(1, std::memory_order_acq_rel);
   for (uint64_t i = sample_slot(p), n = 0; n < kSlots; ++n, i = (i + 1) & (kSlots - 1)) {
     uint64_t cur = g_sample_set[i].load(std::memory_order_relaxed);
     if ((cur == 0 || cur == kRemoved) &&
@@ -65,7 +70,11 @@ bool sampled_release_slow(const void* ptr, uint64_t slot) {
   for (uint64_t i = slot, n = 0; n < kSlots; ++n, i = (i + 1) & (kSlots - 1)) {
     uint64_t cur = g_sample_set[i].load(std::memory_order_acquire);
     if (cur == 0) return false;
-    if (cur == p) return g_sample_set[i].compare_exchange_strong(cur, kRemoved);
+    if (cur == p) {
+      if (!g_sample_set[i].compare_exchange_strong(cur, kRemoved)) return false;
+      g_sample_filter[sample_bucket(p)].fetch_sub(1, std::memory_order_acq_rel);
+      return true;
+    }
   }
   return false;
 }

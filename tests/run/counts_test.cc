@@ -91,6 +91,26 @@ TEST(Counts, TotalEqualsHeaptrack) {
   EXPECT_EQ(t.report["totals"]["allocation_calls"].get<uint64_t>(), std::stoull(h.out));
 }
 
+// --sample 1 samples every allocation of 16 bytes or more (p = 1 - exp(-n) > 0.9999999), so
+// each sampled block's free must be found again: by the same thread (count_c) and by another
+// thread (handoff). A free skipped as "not sampled" would leave a leaked block behind.
+TEST(Counts, EverySampledBlocksFreeIsRecorded) {
+  std::string dir = mctest::scratch_dir();
+  auto t = traced({fixture("count_c"), dir + "/c.json", "300"}, {"--sample", "1"});
+  ASSERT_EQ(t.status, 0);
+  json want = mctest::read_json(dir + "/c.json");
+  EXPECT_TRUE(t.report["totals"]["estimated"].get<bool>());
+  EXPECT_EQ(t.report["totals"]["leaked_blocks"], want["totals"]["leaked_blocks"]);
+  EXPECT_EQ(t.report["totals"]["leaked_bytes"], want["totals"]["leaked_bytes"]);
+  EXPECT_EQ(t.report["totals"]["unmatched_frees"], 0);
+  auto h = traced({fixture("handoff"), dir + "/h.json", "500"}, {"--sample", "1"});
+  ASSERT_EQ(h.status, 0);
+  EXPECT_GE(h.report["calls"]["free"].get<int64_t>(), 500);
+  EXPECT_LT(h.report["totals"]["leaked_bytes"].get<int64_t>(), 64 << 10);
+  EXPECT_LT(h.report["totals"]["peak_live_bytes"].get<int64_t>(), (4 << 20) + (64 << 10));
+  EXPECT_EQ(h.report["totals"]["unmatched_frees"], 0);
+}
+
 TEST(Counts, NoStacksKeepsCounts) {
   std::string truth = mctest::scratch_dir() + "/truth.json";
   auto t = traced({fixture("count_c"), truth, "100"}, {"--no-stacks"});
