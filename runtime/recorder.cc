@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <string.h>
+
+#include <atomic>
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
@@ -125,11 +127,15 @@ void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
                                                      const StartFrame& from) {
   if (g_config.no_stacks || t.unwinding) return 0;
   t.unwinding = 1;
+  // The fences keep the two stores around the probe where they are: a signal handler reads
+  // the flag, and on the hit path nothing else stops the compiler from dropping the first.
+  std::atomic_signal_fence(std::memory_order_seq_cst);
   WalkCache* cache = t.ring->walk_cache;
   WalkCacheEntry* entry = nullptr;
   if (__builtin_expect(cache != nullptr, 1)) {
     uint32_t set = walk_cache_set(from);
     if (uint32_t id = walk_cache_lookup(*cache, set, from)) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
       t.unwinding = 0;
       return id;
     }

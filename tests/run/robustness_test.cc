@@ -156,6 +156,42 @@ TEST(Robustness, SignalHandlerOverflowingTheRingDoesNotHang) {
   EXPECT_EQ(c.report["leak_kinds"]["definite"]["blocks"], 0);
 }
 
+// Signals whose handlers allocate, landing while the interrupted thread is inside the
+// runtime, often while it builds a record: the handler's records are nested in the one it
+// interrupted (written "absolute", published with it). Every call of both is recorded
+// exactly once, or counted lost.
+TEST(Robustness, SignalsInsideRecordsKeepEveryEvent) {
+  std::string dir = mctest::scratch_dir();
+  // glibc's own calls for the sender thread (and the block it keeps): a run without signals.
+  auto base = traced({fixture("signal_nest"), dir + "/b.json", "0"});
+  ASSERT_EQ(base.status, 0);
+  ASSERT_FALSE(base.report.is_null());
+  json base_truth = mctest::read_json(dir + "/b.json");
+  auto t = traced({fixture("signal_nest"), dir + "/t.json", "500"});
+  ASSERT_EQ(t.status, 0);
+  ASSERT_FALSE(t.report.is_null());
+  json want = mctest::read_json(dir + "/t.json");
+  uint64_t lost = t.report["trace"]["lost_events"].get<uint64_t>();
+  int64_t recorded = 0, truth = 0;
+  for (const char* call : {"malloc", "free"}) {
+    int64_t extra =
+        base.report["calls"][call].get<int64_t>() - base_truth["calls"][call].get<int64_t>();
+    recorded += t.report["calls"][call].get<int64_t>();
+    truth += want["calls"][call].get<int64_t>() + extra;
+    // Records are dropped (and counted lost) only when the writer made no progress for a
+    // second, which a heavily loaded machine can cause; otherwise every call is there.
+    if (lost == 0) {
+      EXPECT_EQ(t.report["calls"][call].get<int64_t>(), want["calls"][call].get<int64_t>() + extra)
+          << call;
+    }
+  }
+  EXPECT_EQ(recorded + static_cast<int64_t>(lost), truth);
+  if (lost == 0) {
+    EXPECT_EQ(t.report["totals"]["leaked_blocks"], base.report["totals"]["leaked_blocks"]);
+  }
+  EXPECT_TRUE(t.report["trace"]["complete"].get<bool>());
+}
+
 // A program that allocates a lot inside a dl_iterate_phdr callback holds the loader's lock,
 // which the writer takes each round: producers stop waiting for a writer that completes no
 // round for a second and drop their records (counted lost) until it does. Used to hang.
