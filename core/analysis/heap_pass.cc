@@ -213,6 +213,21 @@ void HeapAnalysis::realloc_done(const PassEvent& e, uint64_t old_size) {
   s_.totals.bytes_allocated += e.size;
 }
 
+// The pair (a, f) was just applied (so its site's epoch is the current one and its thread is
+// seen); `count` more like it change no live figure and make no peak: counts only.
+void HeapAnalysis::quiet_pairs(const PassEvent& a, const PassEvent& f, uint32_t index,
+                               uint64_t count, uint64_t bytes) {
+  s_.events += 2 * count;
+  *call_slot_[a.kind()] += count;
+  *call_slot_[f.kind()] += count;
+  s_.totals.allocation_calls += count;
+  s_.totals.free_calls += count;
+  s_.totals.bytes_allocated += bytes;
+  SiteStats& st = sites_[index];
+  st.allocations += count;
+  st.bytes += bytes;
+}
+
 // Per-site live blocks, with the peak-epoch trick of HeapAnalysis::site_change for the
 // block count of each site when the whole heap peaked.
 void HeapDetails::site_change(uint32_t index, int64_t blocks, int64_t bytes) {
@@ -309,6 +324,25 @@ uint32_t HeapDetails::realloc_done(const PassEvent& e, const LiveBlock* old) {
     st.longest_chain = std::max<uint64_t>(st.longest_chain, chain);
   }
   return chain;
+}
+
+// As HeapAnalysis::quiet_pairs; the size histogram and lifetimes were counted by the caller.
+void HeapDetails::quiet_pairs(const PassEvent& a, const PassEvent& f, const PassEvent& last,
+                              uint32_t index, uint64_t count, uint64_t bytes, uint64_t max_size) {
+  SiteDetail& st = sites_[index];
+  last_by_site_[index] = LastAlloc{last.ptr, last.time};
+  st.temporary += count;
+  st.temporary_bytes += bytes;
+  s_.temporary += count;
+  s_.temporary_bytes += bytes;
+  if (summary_only_) return;
+  ThreadDetail& ta = thread(a);
+  ta.allocations += count;
+  ta.bytes += bytes;
+  ThreadDetail& tf = thread(f);
+  tf.frees += count;
+  tf.temporary += count;
+  s_.timeline.on_heap_pairs(count, bytes, live_bytes_ + max_size, live_bytes_, st.live_bytes);
 }
 
 // Before each event: snapshots taken before it see the live heap as it is now.
@@ -530,16 +564,59 @@ bool HeapPass::release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveB
 // free waiting for its allocation, no snapshot or site capture due); the effects are those
 // of apply() on each.
 [[gnu::flatten]] void HeapPass::apply_run(const PassEvent* ev, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < n;) {
     __builtin_prefetch(ev + i + 8);
     const PassEvent& e = ev[i];
     if (i + 1 < n && temporary_pair(e, ev[i + 1])) {
       apply_pair(e, ev[i + 1]);
-      ++i;
+      i += 2;
+      i += quiet_pairs(ev + i, n - i, e, ev[i - 1]);
       continue;
     }
     apply(e);
+    ++i;
   }
+}
+
+// After the temporary pair (a0, f0) was applied: the pairs that follow it from the same site,
+// thread and entry points, each a temporary pair that makes no new peak and falls in the
+// timeline's current bucket, change nothing but counts (the live figures come back to where
+// they were after each pair, the site's peak epoch is already the current one, nothing is due
+// before an event). They are counted at once here, with the size histogram and lifetimes;
+// returns how many events they were.
+size_t HeapPass::quiet_pairs(const PassEvent* ev, size_t n, const PassEvent& a0,
+                             const PassEvent& f0) {
+  if (heap_ && heap_->sampling()) return 0;
+  const bool full = details_ && !details_->summary_only_;
+  uint32_t site = site_index(a0.stack);
+  uint64_t room = UINT64_MAX, time_end = UINT64_MAX;
+  if (heap_) room = heap_->peak_room();
+  if (details_) room = std::min(room, details_->peak_room());
+  if (full) time_end = details_->s_.timeline.inline_until(a0.stack);
+  const bool live_empty = live_.size() == 0;
+  uint64_t bytes = 0, max_size = 0;
+  size_t i = 0;
+  for (; i + 1 < n; i += 2) {
+    const PassEvent& a = ev[i];
+    const PassEvent& fr = ev[i + 1];
+    if (a.lane_kind != a0.lane_kind || fr.lane_kind != f0.lane_kind || a.stack != a0.stack ||
+        fr.ptr != a.ptr || a.ptr == 0 || fr.time < a.time || a.size > room || fr.time >= time_end ||
+        (!live_empty && live_.find(a.ptr)))
+      break;
+    bytes += a.size;
+    max_size = a.size > max_size ? a.size : max_size;
+    if (full) {
+      details_->s_.size_histogram[bit_width(a.size)]++;
+      size_t bucket = lifetime_bucket(fr.time - a.time);
+      details_->sites_[site].lifetimes[bucket]++;
+      details_->s_.lifetimes[bucket]++;
+    }
+  }
+  uint64_t count = i / 2;
+  if (!count) return 0;
+  if (heap_) heap_->quiet_pairs(a0, f0, site, count, bytes);
+  if (details_) details_->quiet_pairs(a0, f0, ev[i - 2], site, count, bytes, max_size);
+  return i;
 }
 
 bool HeapPass::temporary_pair(const PassEvent& a, const PassEvent& f) {

@@ -118,6 +118,8 @@ class HeapPass {
   void apply_run(const PassEvent* events, size_t n);  // apply() on each, in order
   bool temporary_pair(const PassEvent& alloc, const PassEvent& free);
   void apply_pair(const PassEvent& alloc, const PassEvent& free);
+  size_t quiet_pairs(const PassEvent* events, size_t n, const PassEvent& alloc,
+                     const PassEvent& free);
   void allocate(const PassEvent& e, uint64_t size, uint64_t time, uint32_t chain);
   bool release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveBlock* out);
 
