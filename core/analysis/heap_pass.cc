@@ -401,6 +401,7 @@ PassEvent* HeapPass::room(size_t n) {
 void HeapPass::copy_pieces() {
   for (const Piece& p : pieces_) std::memcpy(room(p.size), p.events, p.size * sizeof(PassEvent));
   pieces_.clear();
+  piece_breaks_.clear();
 }
 
 void HeapPass::add(std::span<const PackedEvent> events, const PackedInfo& info) {
@@ -411,7 +412,11 @@ void HeapPass::add(std::span<const PackedEvent> events, const PackedInfo& info) 
       round_ordered_ && info.in_time_order && (first || events.front().time >= round_last_time_);
   round_last_time_ = events.back().time;
   if (info.owner && round_size_ == 0) {
-    pieces_.push_back(Piece{info.owner, events.data(), events.size()});
+    auto begin = static_cast<uint32_t>(piece_breaks_.size());
+    if (info.breaks_known)
+      piece_breaks_.insert(piece_breaks_.end(), info.breaks.begin(), info.breaks.end());
+    pieces_.push_back(Piece{info.owner, events.data(), events.size(), info.breaks_known, begin,
+                            static_cast<uint32_t>(piece_breaks_.size())});
     return;
   }
   copy_pieces();
@@ -459,7 +464,7 @@ void HeapPass::end_round() {
       if (ordered)
         apply_run(p.events, p.size);
       else
-        add_runs(p.events, p.size);
+        add_runs(p);
     }
   } else {
     size_t n = round_size_;
@@ -474,6 +479,7 @@ void HeapPass::end_round() {
   else if (!runs_.empty())
     merge_runs();
   pieces_.clear();
+  piece_breaks_.clear();
 }
 
 void HeapPass::add_runs(const PassEvent* ev, size_t n) {
@@ -485,6 +491,47 @@ void HeapPass::add_runs(const PassEvent* ev, size_t n) {
       start = ev + i;
     }
   runs_.push_back(Run{start, ev + n});
+}
+
+// The reader found where time goes back while it decoded: no need to look at each event.
+void HeapPass::add_runs(const Piece& p) {
+  if (!p.breaks_known) return add_runs(p.events, p.size);
+  if (!p.size) return;
+  const PassEvent* start = p.events;
+  for (uint32_t i = p.breaks_begin; i < p.breaks_end; ++i) {
+    const PassEvent* at = p.events + piece_breaks_[i];
+    if (at <= start || at >= p.events + p.size) continue;  // not a break inside the piece
+    runs_.push_back(Run{start, at});
+    start = at;
+  }
+  runs_.push_back(Run{start, p.events + p.size});
+}
+
+// The end of the stretch of a run from `next` on (`next` itself is in it whatever `before`
+// says) while `before` holds, which it does for a prefix of the run (its times never go back).
+// Galloping: stretches are often long (a thread that ran alone for a while) and this looks at
+// O(log length) events of them, not at each.
+template <class Before>
+static const PassEvent* stretch_end(const PassEvent* next, const PassEvent* end, Before&& before) {
+  const PassEvent* lo = next + 1;  // every event before lo is in the stretch
+  size_t step = 0;
+  while (lo < end) {
+    const PassEvent* probe = static_cast<size_t>(end - lo) > step ? lo + step : end - 1;
+    if (!before(*probe)) {
+      const PassEvent* hi = probe;  // not in the stretch: the end is in [lo, hi]
+      while (lo < hi) {
+        const PassEvent* mid = lo + (hi - lo) / 2;
+        if (before(*mid))
+          lo = mid + 1;
+        else
+          hi = mid;
+      }
+      return lo;
+    }
+    lo = probe + 1;
+    step = step * 2 + 1;
+  }
+  return end;
 }
 
 // Takes the run with the earliest next event, and applies its events up to the first that
@@ -503,8 +550,9 @@ void HeapPass::merge_runs() {
     const PassEvent* stop = run.end;
     if (heads_.size() > 1) {
       const Head other = heads_.front();  // the earliest of the other runs
-      stop = run.next + 1;
-      while (stop < run.end && later(other, Head{stop->time, r})) ++stop;
+      stop = stretch_end(run.next, run.end, [&](const PassEvent& e) {
+        return later(other, Head{e.time, r});
+      });
     }
     apply_run(run.next, static_cast<size_t>(stop - run.next));
     run.next = stop;

@@ -115,6 +115,7 @@ uint64_t RecordDecoder::decode(std::span<const uint8_t> chunk, uint64_t chunk_in
   batch_max_time_ = 0;
   batch_last_time_ = 0;
   batch_in_order_ = true;
+  batch_breaks_.clear();
   try {
     if (packed_)
       decode_records<true>(c, v);
@@ -209,6 +210,8 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
       prev_time = time_after;
       prev_ptr = s.family == f::Family::kRealloc && ptr == 0 ? old_ptr : ptr;
     }
+    if (time < last_time) [[unlikely]]
+      batch_breaks_.push_back(static_cast<uint32_t>(out - packed_batch_));
     PackedEvent& e = *out++;
     e.time = time;
     e.ptr = ptr;
@@ -271,10 +274,13 @@ void RecordDecoder::flush(TraceVisitor& v) {
     PackedInfo info;
     info.max_time_after = batch_max_time_;
     info.in_time_order = batch_in_order_;
+    info.breaks_known = true;
+    info.breaks = batch_breaks_;
     batch_max_time_ = 0;
     batch_last_time_ = 0;
     batch_in_order_ = true;
     v.on_packed_events(std::span<const PackedEvent>(packed_batch_, n), info);
+    batch_breaks_.clear();
     if (room_) packed_batch_ = room_();
   } else {
     v.on_events(std::span<const TraceEvent>(batch_.get(), n));
@@ -394,6 +400,7 @@ void RecordDecoder::decode_packed_event(Cursor& c, uint8_t tag, TraceVisitor& v)
   }
   p.stack = x.stack;
   p.lane_kind = current_lane_ | static_cast<uint32_t>(kind) << 24;
+  if (x.time < batch_last_time_) batch_breaks_.push_back(static_cast<uint32_t>(batch_size_ - 1));
   batch_max_time_ = x.time_after > batch_max_time_ ? x.time_after : batch_max_time_;
   batch_in_order_ &= x.time >= batch_last_time_;
   batch_last_time_ = x.time;
