@@ -160,8 +160,9 @@ constexpr size_t kFastTail = 1 + 7 * 8 + 8;
 
 // Consecutive heap events (alloc, free, realloc) of the current stream, decoded with the
 // cursor, the stream's state and the batch in registers; the same fields as decode_fields.
-// Stops at any other record, a varint longer than 8 bytes, a full batch (delivered) or the
-// last kFastTail bytes of the chunk, leaving those to the checked path.
+// Stops at any other record, a varint longer than 8 bytes, an event earlier than the one before,
+// a full batch (delivered) or the last kFastTail bytes of the chunk, leaving those to the
+// checked path.
 void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
   const uint8_t* const base = c.data.data();
   const uint8_t* p = base + c.pos;
@@ -171,7 +172,6 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
   PackedEvent* out = packed_batch_ + batch_size_;
   PackedEvent* const out_end = packed_batch_ + kBatch;
   uint64_t max_time = batch_max_time_, last_time = batch_last_time_;
-  bool in_order = batch_in_order_;
   const uint32_t lane = current_lane_;
   const uint32_t stack_offset = stack_offset_;
   while (p <= limit && out < out_end) {
@@ -204,14 +204,14 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
     } else {
       break;  // mappings, or not an event
     }
-    if (!ok) break;
+    // Time going back (an absolute event) is left to the checked path, which notes it
+    // (PackedInfo::breaks) without taking registers from this loop.
+    if (!ok || time < last_time) break;
     if (stack) stack += stack_offset;
     if (!absolute) {
       prev_time = time_after;
       prev_ptr = s.family == f::Family::kRealloc && ptr == 0 ? old_ptr : ptr;
     }
-    if (time < last_time) [[unlikely]]
-      batch_breaks_.push_back(static_cast<uint32_t>(out - packed_batch_));
     PackedEvent& e = *out++;
     e.time = time;
     e.ptr = ptr;
@@ -221,7 +221,6 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
     e.stack = stack;
     e.lane_kind = lane | static_cast<uint32_t>(kind) << 24;
     max_time = time_after > max_time ? time_after : max_time;
-    in_order &= time >= last_time;
     last_time = time;
     p = q;
   }
@@ -233,7 +232,6 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
   events_ += n;
   batch_max_time_ = max_time;
   batch_last_time_ = last_time;
-  batch_in_order_ = in_order;
   if (batch_size_ == kBatch) flush(v);
 }
 

@@ -339,7 +339,7 @@ class BatchPool : public std::enable_shared_from_this<BatchPool> {
   }
 
  private:
-  static constexpr size_t kKept = 16;
+  static constexpr size_t kKept = 64;
   void give(PackedEvent* p) {
     {
       std::lock_guard lock(mu_);
