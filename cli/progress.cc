@@ -8,7 +8,7 @@
 namespace memcensus::cli {
 
 Analysis analyse_with_progress(TraceReader& reader, std::optional<uint64_t> capture_ns,
-                               bool summary_only, TraceVisitor* also) {
+                               bool summary_only) {
   using Clock = std::chrono::steady_clock;
   bool tty = isatty(STDERR_FILENO);
   auto start = Clock::now();
@@ -25,7 +25,7 @@ Analysis analyse_with_progress(TraceReader& reader, std::optional<uint64_t> capt
     std::fprintf(stderr, "\r[analysing] %llu events, %.1f s, %.1f M events/s ",
                  static_cast<unsigned long long>(events), s, static_cast<double>(events) / s / 1e6);
   };
-  Analysis a = analyse_trace(reader, progress, capture_ns, summary_only, also);
+  Analysis a = analyse_trace(reader, progress, capture_ns, summary_only);
   if (shown) std::fprintf(stderr, "\r\033[K");
   return a;
 }

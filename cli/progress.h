@@ -10,6 +10,6 @@ namespace memcensus::cli {
 // As analyse_trace.
 Analysis analyse_with_progress(TraceReader& reader,
                                std::optional<uint64_t> capture_ns = std::nullopt,
-                               bool summary_only = false, TraceVisitor* also = nullptr);
+                               bool summary_only = false);
 
 }  // namespace memcensus::cli

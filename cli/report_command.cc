@@ -1,13 +1,11 @@
 // memcensus report FILE [--json] [--top N] [--peak --leaks --temporary --copies --sites
 //                        --threads --histogram --timeline --resident --errors]
 #include <cstdio>
-#include <memory>
 
 #include "analysis/suppressions.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "report/analysis_report.h"
-#include "report/early_symbolizer.h"
 #include "symbolize/symbolizer.h"
 #include "trace/trace_reader.h"
 
@@ -27,11 +25,9 @@ int report(const ReportOptions& o) {
   Suppressions sup;
   if (!o.suppressions.empty()) sup = Suppressions::load(o.suppressions);
   TraceReader reader = TraceReader::from_file(o.file);
-  EarlySymbolizer early(o.debug_dirs);
   // The text summary (no section chosen) needs only part of the details.
-  Analysis a = analyse_with_progress(reader, std::nullopt, !o.json && !o.sections.any(), &early);
-  std::unique_ptr<Symbolizer> symbolizer = early.take(a.heap.modules);
-  Symbolizer& sym = *symbolizer;
+  Analysis a = analyse_with_progress(reader, std::nullopt, !o.json && !o.sections.any());
+  Symbolizer sym(a.heap.modules, o.debug_dirs);
   HeapReportOptions ro;
   ro.top_sites = o.top;
   ro.suppressions = &sup;

@@ -36,12 +36,11 @@ struct Analysis {
 // Reads the whole trace. `progress` (may be empty) is called now and then with the events
 // read so far; `capture_ns`: also the live heap by site at that time (details.sites_at);
 // `summary_only`: details only as far as the text summary needs them (see
-// HeapDetails::summary_only; write_analysis_text with no section chosen); `also` (may be
-// null): a visitor fed the trace too (e.g. EarlySymbolizer).
+// HeapDetails::summary_only; write_analysis_text with no section chosen).
 // Throws Error on a malformed trace.
 Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>& progress = {},
-                       std::optional<uint64_t> capture_ns = std::nullopt, bool summary_only = false,
-                       TraceVisitor* also = nullptr);
+                       std::optional<uint64_t> capture_ns = std::nullopt,
+                       bool summary_only = false);
 
 // Symbolized names of call sites, each stack symbolized once.
 class SiteNames {

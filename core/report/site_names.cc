@@ -180,7 +180,7 @@ FrameTree peak_tree(const Analysis& a, SiteNames& names, bool top_down) {
 }
 
 Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>& progress,
-                       std::optional<uint64_t> capture_ns, bool summary_only, TraceVisitor* also) {
+                       std::optional<uint64_t> capture_ns, bool summary_only) {
   struct Progress : TraceVisitor {
     const std::function<void(uint64_t)>* cb;
     uint64_t events = 0;
@@ -202,9 +202,7 @@ Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>&
   if (summary_only) details.summary_only();
   Analysis a;
   HeapAnalyses both(heap, details);
-  std::vector<TraceVisitor*> to{&both, &p, &threads, &a.checks};
-  if (also) to.push_back(also);
-  TraceTee tee(std::move(to));
+  TraceTee tee({&both, &p, &threads, &a.checks});
   reader.read(tee);
   both.finish_events();
   a.heap = heap.finish();
