@@ -138,6 +138,11 @@ class HeapAnalysis : public TraceVisitor {
   void allocated(uint32_t site, uint64_t size, uint64_t time);
   void released(const LiveBlock& b);
   void realloc_done(const PassEvent& e, uint64_t old_size);
+  // Bytes an allocation may take without making a new peak of the live heap.
+  uint64_t peak_room() const { return s_.totals.peak_live_bytes - live_bytes_; }
+  // `count` more pairs like (a, f), `bytes` allocated in all (see HeapPass::quiet_pairs).
+  void quiet_pairs(const PassEvent& a, const PassEvent& f, uint32_t site, uint64_t count,
+                   uint64_t bytes);
   void site_change(uint32_t site, int64_t delta);
   SiteStats& site(uint32_t index) {
     return index < sites_.size() ? sites_[index] : new_site(index);

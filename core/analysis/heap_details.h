@@ -141,6 +141,12 @@ class HeapDetails : public TraceVisitor {
   void growth_on_free(uint64_t ptr, const LiveBlock& b);
   uint32_t realloc_done(const PassEvent& e, const LiveBlock* old);  // returns the chain length
   void allocated(uint64_t ptr, uint32_t site, uint64_t size, uint64_t time);
+  // As HeapAnalysis::peak_room, for the live blocks counted here (summary only: no limit).
+  uint64_t peak_room() const { return summary_only_ ? UINT64_MAX : peak_bytes_ - live_bytes_; }
+  // `count` more pairs like (a, f), `bytes` allocated in all, none larger than `max_size`;
+  // `last` the last of those allocations (see HeapPass::quiet_pairs).
+  void quiet_pairs(const PassEvent& a, const PassEvent& f, const PassEvent& last, uint32_t site,
+                   uint64_t count, uint64_t bytes, uint64_t max_size);
   void on_mmap(const PassEvent& e);
   void unmap(uint64_t addr, uint64_t len);
   void site_change(uint32_t site, int64_t blocks, int64_t bytes);

@@ -213,6 +213,21 @@ void HeapAnalysis::realloc_done(const PassEvent& e, uint64_t old_size) {
   s_.totals.bytes_allocated += e.size;
 }
 
+// The pair (a, f) was just applied (so its site's epoch is the current one and its thread is
+// seen); `count` more like it change no live figure and make no peak: counts only.
+void HeapAnalysis::quiet_pairs(const PassEvent& a, const PassEvent& f, uint32_t index,
+                               uint64_t count, uint64_t bytes) {
+  s_.events += 2 * count;
+  *call_slot_[a.kind()] += count;
+  *call_slot_[f.kind()] += count;
+  s_.totals.allocation_calls += count;
+  s_.totals.free_calls += count;
+  s_.totals.bytes_allocated += bytes;
+  SiteStats& st = sites_[index];
+  st.allocations += count;
+  st.bytes += bytes;
+}
+
 // Per-site live blocks, with the peak-epoch trick of HeapAnalysis::site_change for the
 // block count of each site when the whole heap peaked.
 void HeapDetails::site_change(uint32_t index, int64_t blocks, int64_t bytes) {
@@ -311,6 +326,25 @@ uint32_t HeapDetails::realloc_done(const PassEvent& e, const LiveBlock* old) {
   return chain;
 }
 
+// As HeapAnalysis::quiet_pairs; the size histogram and lifetimes were counted by the caller.
+void HeapDetails::quiet_pairs(const PassEvent& a, const PassEvent& f, const PassEvent& last,
+                              uint32_t index, uint64_t count, uint64_t bytes, uint64_t max_size) {
+  SiteDetail& st = sites_[index];
+  last_by_site_[index] = LastAlloc{last.ptr, last.time};
+  st.temporary += count;
+  st.temporary_bytes += bytes;
+  s_.temporary += count;
+  s_.temporary_bytes += bytes;
+  if (summary_only_) return;
+  ThreadDetail& ta = thread(a);
+  ta.allocations += count;
+  ta.bytes += bytes;
+  ThreadDetail& tf = thread(f);
+  tf.frees += count;
+  tf.temporary += count;
+  s_.timeline.on_heap_pairs(count, bytes, live_bytes_ + max_size, live_bytes_, st.live_bytes);
+}
+
 // Before each event: snapshots taken before it see the live heap as it is now.
 void HeapDetails::begin_event(const PassEvent& e) {
   if (!pending_.empty()) take_snapshots(e.time);
@@ -367,6 +401,7 @@ PassEvent* HeapPass::room(size_t n) {
 void HeapPass::copy_pieces() {
   for (const Piece& p : pieces_) std::memcpy(room(p.size), p.events, p.size * sizeof(PassEvent));
   pieces_.clear();
+  piece_breaks_.clear();
 }
 
 void HeapPass::add(std::span<const PackedEvent> events, const PackedInfo& info) {
@@ -377,7 +412,11 @@ void HeapPass::add(std::span<const PackedEvent> events, const PackedInfo& info) 
       round_ordered_ && info.in_time_order && (first || events.front().time >= round_last_time_);
   round_last_time_ = events.back().time;
   if (info.owner && round_size_ == 0) {
-    pieces_.push_back(Piece{info.owner, events.data(), events.size()});
+    auto begin = static_cast<uint32_t>(piece_breaks_.size());
+    if (info.breaks_known)
+      piece_breaks_.insert(piece_breaks_.end(), info.breaks.begin(), info.breaks.end());
+    pieces_.push_back(Piece{info.owner, events.data(), events.size(), info.breaks_known, begin,
+                            static_cast<uint32_t>(piece_breaks_.size())});
     return;
   }
   copy_pieces();
@@ -425,7 +464,7 @@ void HeapPass::end_round() {
       if (ordered)
         apply_run(p.events, p.size);
       else
-        add_runs(p.events, p.size);
+        add_runs(p);
     }
   } else {
     size_t n = round_size_;
@@ -440,6 +479,7 @@ void HeapPass::end_round() {
   else if (!runs_.empty())
     merge_runs();
   pieces_.clear();
+  piece_breaks_.clear();
 }
 
 void HeapPass::add_runs(const PassEvent* ev, size_t n) {
@@ -451,6 +491,47 @@ void HeapPass::add_runs(const PassEvent* ev, size_t n) {
       start = ev + i;
     }
   runs_.push_back(Run{start, ev + n});
+}
+
+// The reader found where time goes back while it decoded: no need to look at each event.
+void HeapPass::add_runs(const Piece& p) {
+  if (!p.breaks_known) return add_runs(p.events, p.size);
+  if (!p.size) return;
+  const PassEvent* start = p.events;
+  for (uint32_t i = p.breaks_begin; i < p.breaks_end; ++i) {
+    const PassEvent* at = p.events + piece_breaks_[i];
+    if (at <= start || at >= p.events + p.size) continue;  // not a break inside the piece
+    runs_.push_back(Run{start, at});
+    start = at;
+  }
+  runs_.push_back(Run{start, p.events + p.size});
+}
+
+// The end of the stretch of a run from `next` on (`next` itself is in it whatever `before`
+// says) while `before` holds, which it does for a prefix of the run (its times never go back).
+// Galloping: stretches are often long (a thread that ran alone for a while) and this looks at
+// O(log length) events of them, not at each.
+template <class Before>
+static const PassEvent* stretch_end(const PassEvent* next, const PassEvent* end, Before&& before) {
+  const PassEvent* lo = next + 1;  // every event before lo is in the stretch
+  size_t step = 0;
+  while (lo < end) {
+    const PassEvent* probe = static_cast<size_t>(end - lo) > step ? lo + step : end - 1;
+    if (!before(*probe)) {
+      const PassEvent* hi = probe;  // not in the stretch: the end is in [lo, hi]
+      while (lo < hi) {
+        const PassEvent* mid = lo + (hi - lo) / 2;
+        if (before(*mid))
+          lo = mid + 1;
+        else
+          hi = mid;
+      }
+      return lo;
+    }
+    lo = probe + 1;
+    step = step * 2 + 1;
+  }
+  return end;
 }
 
 // Takes the run with the earliest next event, and applies its events up to the first that
@@ -469,8 +550,9 @@ void HeapPass::merge_runs() {
     const PassEvent* stop = run.end;
     if (heads_.size() > 1) {
       const Head other = heads_.front();  // the earliest of the other runs
-      stop = run.next + 1;
-      while (stop < run.end && later(other, Head{stop->time, r})) ++stop;
+      stop = stretch_end(run.next, run.end, [&](const PassEvent& e) {
+        return later(other, Head{e.time, r});
+      });
     }
     apply_run(run.next, static_cast<size_t>(stop - run.next));
     run.next = stop;
@@ -530,16 +612,59 @@ bool HeapPass::release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveB
 // free waiting for its allocation, no snapshot or site capture due); the effects are those
 // of apply() on each.
 [[gnu::flatten]] void HeapPass::apply_run(const PassEvent* ev, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < n;) {
     __builtin_prefetch(ev + i + 8);
     const PassEvent& e = ev[i];
     if (i + 1 < n && temporary_pair(e, ev[i + 1])) {
       apply_pair(e, ev[i + 1]);
-      ++i;
+      i += 2;
+      i += quiet_pairs(ev + i, n - i, e, ev[i - 1]);
       continue;
     }
     apply(e);
+    ++i;
   }
+}
+
+// After the temporary pair (a0, f0) was applied: the pairs that follow it from the same site,
+// thread and entry points, each a temporary pair that makes no new peak and falls in the
+// timeline's current bucket, change nothing but counts (the live figures come back to where
+// they were after each pair, the site's peak epoch is already the current one, nothing is due
+// before an event). They are counted at once here, with the size histogram and lifetimes;
+// returns how many events they were.
+size_t HeapPass::quiet_pairs(const PassEvent* ev, size_t n, const PassEvent& a0,
+                             const PassEvent& f0) {
+  if (heap_ && heap_->sampling()) return 0;
+  const bool full = details_ && !details_->summary_only_;
+  uint32_t site = site_index(a0.stack);
+  uint64_t room = UINT64_MAX, time_end = UINT64_MAX;
+  if (heap_) room = heap_->peak_room();
+  if (details_) room = std::min(room, details_->peak_room());
+  if (full) time_end = details_->s_.timeline.inline_until(a0.stack);
+  const bool live_empty = live_.size() == 0;
+  uint64_t bytes = 0, max_size = 0;
+  size_t i = 0;
+  for (; i + 1 < n; i += 2) {
+    const PassEvent& a = ev[i];
+    const PassEvent& fr = ev[i + 1];
+    if (a.lane_kind != a0.lane_kind || fr.lane_kind != f0.lane_kind || a.stack != a0.stack ||
+        fr.ptr != a.ptr || a.ptr == 0 || fr.time < a.time || a.size > room || fr.time >= time_end ||
+        (!live_empty && live_.find(a.ptr)))
+      break;
+    bytes += a.size;
+    max_size = a.size > max_size ? a.size : max_size;
+    if (full) {
+      details_->s_.size_histogram[bit_width(a.size)]++;
+      size_t bucket = lifetime_bucket(fr.time - a.time);
+      details_->sites_[site].lifetimes[bucket]++;
+      details_->s_.lifetimes[bucket]++;
+    }
+  }
+  uint64_t count = i / 2;
+  if (!count) return 0;
+  if (heap_) heap_->quiet_pairs(a0, f0, site, count, bytes);
+  if (details_) details_->quiet_pairs(a0, f0, ev[i - 2], site, count, bytes, max_size);
+  return i;
 }
 
 bool HeapPass::temporary_pair(const PassEvent& a, const PassEvent& f) {

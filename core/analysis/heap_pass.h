@@ -118,6 +118,8 @@ class HeapPass {
   void apply_run(const PassEvent* events, size_t n);  // apply() on each, in order
   bool temporary_pair(const PassEvent& alloc, const PassEvent& free);
   void apply_pair(const PassEvent& alloc, const PassEvent& free);
+  size_t quiet_pairs(const PassEvent* events, size_t n, const PassEvent& alloc,
+                     const PassEvent& free);
   void allocate(const PassEvent& e, uint64_t size, uint64_t time, uint32_t chain);
   bool release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveBlock* out);
 
@@ -133,8 +135,13 @@ class HeapPass {
     std::shared_ptr<const void> owner;
     const PassEvent* events;
     size_t size;
+    // Where its time goes back, when the reader said (PackedInfo::breaks): piece_breaks_ from
+    // breaks_begin to breaks_end; else breaks_known is false.
+    bool breaks_known;
+    uint32_t breaks_begin, breaks_end;
   };
   std::vector<Piece> pieces_;
+  std::vector<uint32_t> piece_breaks_;
   bool round_ordered_ = true;     // no event of the round so far is earlier than the one before
   uint64_t round_last_time_ = 0;  // time of the round's latest event so far
   // end_round: the round's runs of events in time order, in file order, and a min-heap of
@@ -148,6 +155,7 @@ class HeapPass {
     uint32_t run;
   };
   void add_runs(const PassEvent* events, size_t n);  // splits where time goes back
+  void add_runs(const Piece& p);                     // ... as the reader said, if it did
   void merge_runs();
   std::vector<Run> runs_;
   std::vector<Head> heads_;

@@ -62,6 +62,29 @@ class Timeline {
     pt.p.live_end = site_live;
     pt.touched = true;
   }
+  // Changes at `site` before this time take the inline path of on_heap (0: none do).
+  uint64_t inline_until(uint32_t site) const {
+    return site == cache_.site && cache_.points && cache_.points->size() == buckets_.size()
+               ? end_ns_
+               : 0;
+  }
+  // `count` allocations of `bytes` in all at `site`, each freed by the next change, all before
+  // inline_until(site): what on_heap does for each of them, at once. `live_max`: the most
+  // live bytes in between; `live` and `site_live`: as after the last free.
+  void on_heap_pairs(uint64_t count, uint64_t bytes, uint64_t live_max, uint64_t live,
+                     uint64_t site_live) {
+    TimelineBucket& b = buckets_.back();
+    SitePoint& pt = cache_.points->back();
+    b.live_max = live_max > b.live_max ? live_max : b.live_max;
+    b.live_end = live;
+    b.allocations += count;
+    b.bytes += bytes;
+    b.frees += count;
+    pt.p.allocations += count;
+    pt.p.bytes += bytes;
+    pt.p.live_end = site_live;
+    pt.touched = true;
+  }
   void on_rss(uint64_t time, uint64_t rss);
 
   uint64_t width_ns() const { return width_; }

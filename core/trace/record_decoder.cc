@@ -115,6 +115,7 @@ uint64_t RecordDecoder::decode(std::span<const uint8_t> chunk, uint64_t chunk_in
   batch_max_time_ = 0;
   batch_last_time_ = 0;
   batch_in_order_ = true;
+  batch_breaks_.clear();
   try {
     if (packed_)
       decode_records<true>(c, v);
@@ -159,8 +160,9 @@ constexpr size_t kFastTail = 1 + 7 * 8 + 8;
 
 // Consecutive heap events (alloc, free, realloc) of the current stream, decoded with the
 // cursor, the stream's state and the batch in registers; the same fields as decode_fields.
-// Stops at any other record, a varint longer than 8 bytes, a full batch (delivered) or the
-// last kFastTail bytes of the chunk, leaving those to the checked path.
+// Stops at any other record, a varint longer than 8 bytes, an event earlier than the one before,
+// a full batch (delivered) or the last kFastTail bytes of the chunk, leaving those to the
+// checked path.
 void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
   const uint8_t* const base = c.data.data();
   const uint8_t* p = base + c.pos;
@@ -170,7 +172,6 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
   PackedEvent* out = packed_batch_ + batch_size_;
   PackedEvent* const out_end = packed_batch_ + kBatch;
   uint64_t max_time = batch_max_time_, last_time = batch_last_time_;
-  bool in_order = batch_in_order_;
   const uint32_t lane = current_lane_;
   const uint32_t stack_offset = stack_offset_;
   while (p <= limit && out < out_end) {
@@ -203,7 +204,9 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
     } else {
       break;  // mappings, or not an event
     }
-    if (!ok) break;
+    // Time going back (an absolute event) is left to the checked path, which notes it
+    // (PackedInfo::breaks) without taking registers from this loop.
+    if (!ok || time < last_time) break;
     if (stack) stack += stack_offset;
     if (!absolute) {
       prev_time = time_after;
@@ -218,7 +221,6 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
     e.stack = stack;
     e.lane_kind = lane | static_cast<uint32_t>(kind) << 24;
     max_time = time_after > max_time ? time_after : max_time;
-    in_order &= time >= last_time;
     last_time = time;
     p = q;
   }
@@ -230,7 +232,6 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
   events_ += n;
   batch_max_time_ = max_time;
   batch_last_time_ = last_time;
-  batch_in_order_ = in_order;
   if (batch_size_ == kBatch) flush(v);
 }
 
@@ -271,10 +272,13 @@ void RecordDecoder::flush(TraceVisitor& v) {
     PackedInfo info;
     info.max_time_after = batch_max_time_;
     info.in_time_order = batch_in_order_;
+    info.breaks_known = true;
+    info.breaks = batch_breaks_;
     batch_max_time_ = 0;
     batch_last_time_ = 0;
     batch_in_order_ = true;
     v.on_packed_events(std::span<const PackedEvent>(packed_batch_, n), info);
+    batch_breaks_.clear();
     if (room_) packed_batch_ = room_();
   } else {
     v.on_events(std::span<const TraceEvent>(batch_.get(), n));
@@ -394,6 +398,7 @@ void RecordDecoder::decode_packed_event(Cursor& c, uint8_t tag, TraceVisitor& v)
   }
   p.stack = x.stack;
   p.lane_kind = current_lane_ | static_cast<uint32_t>(kind) << 24;
+  if (x.time < batch_last_time_) batch_breaks_.push_back(static_cast<uint32_t>(batch_size_ - 1));
   batch_max_time_ = x.time_after > batch_max_time_ ? x.time_after : batch_max_time_;
   batch_in_order_ &= x.time >= batch_last_time_;
   batch_last_time_ = x.time;

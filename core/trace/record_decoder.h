@@ -99,6 +99,7 @@ class RecordDecoder {
   uint64_t batch_max_time_ = 0;  // of packed_batch_
   uint64_t batch_last_time_ = 0;
   bool batch_in_order_ = true;
+  std::vector<uint32_t> batch_breaks_;  // of packed_batch_: see PackedInfo::breaks
   // Packed form: lanes by stream (kept after a stream ends: ids are unique in a file).
   std::unordered_map<uint64_t, uint32_t> lane_of_stream_;
   uint32_t lanes_ = 0;

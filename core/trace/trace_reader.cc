@@ -258,6 +258,8 @@ struct Batch {
   size_t packed_size = 0;
   uint64_t max_time_after = 0;  // of `packed`
   bool in_time_order = true;    // of `packed`
+  bool breaks_known = true;     // of `packed`: where its time goes back (PackedInfo::breaks)
+  std::vector<uint32_t> breaks;
   // Other records: delivered after the first `first` events of the batch.
   struct Record {
     size_t first;
@@ -337,7 +339,7 @@ class BatchPool : public std::enable_shared_from_this<BatchPool> {
   }
 
  private:
-  static constexpr size_t kKept = 16;
+  static constexpr size_t kKept = 64;
   void give(PackedEvent* p) {
     {
       std::lock_guard lock(mu_);
@@ -368,13 +370,18 @@ class BatchRecorder : public TraceVisitor {
   void on_packed_events(std::span<const PackedEvent> e, const PackedInfo& info) override {
     if (e.data() == room() && !e.empty()) {  // decoded in place
       PackedEvent* at = room();
-      cur_.in_time_order = cur_.in_time_order && info.in_time_order &&
-                           (cur_.packed_size == 0 || e.front().time >= at[-1].time);
+      bool joined = cur_.packed_size == 0 || e.front().time >= at[-1].time;
+      cur_.in_time_order = cur_.in_time_order && info.in_time_order && joined;
+      if (!joined) cur_.breaks.push_back(static_cast<uint32_t>(cur_.packed_size));
+      for (uint32_t b : info.breaks)
+        cur_.breaks.push_back(static_cast<uint32_t>(cur_.packed_size) + b);
+      cur_.breaks_known = cur_.breaks_known && info.breaks_known;
       cur_.packed_size += e.size();
       cur_.max_time_after = std::max(cur_.max_time_after, info.max_time_after);
       if (cur_.packed_size >= kBatchEvents) send();
       return;
     }
+    cur_.breaks_known = false;  // not worth tracking on this path, which is not taken
     while (!e.empty()) {
       size_t k = std::min(e.size(), kBatchCap - cur_.packed_size);
       PackedEvent* out = cur_.packed.get() + cur_.packed_size;
@@ -458,11 +465,23 @@ void deliver(Batch& b, TraceVisitor& v) {
     info.in_time_order = b.in_time_order;
     info.owner = b.packed;
   }
+  info.breaks_known = b.breaks_known;
+  std::vector<uint32_t> breaks;  // of one delivery
+  size_t next_break = 0;         // in b.breaks
   auto events_to = [&](size_t n) {
     if (n <= done) return;
-    if (b.packed)
+    if (b.packed) {
+      if (b.breaks_known) {
+        breaks.clear();
+        while (next_break < b.breaks.size() && b.breaks[next_break] < done) ++next_break;
+        for (; next_break < b.breaks.size() && b.breaks[next_break] < n; ++next_break)
+          if (b.breaks[next_break] > done)
+            breaks.push_back(b.breaks[next_break] - static_cast<uint32_t>(done));
+        info.breaks = breaks;
+        info.in_time_order = breaks.empty();
+      }
       v.on_packed_events(std::span<const PackedEvent>(b.packed.get() + done, n - done), info);
-    else
+    } else
       v.on_events(std::span<const TraceEvent>(b.events.data() + done, n - done));
     done = n;
   };

@@ -64,6 +64,10 @@ struct PackedInfo {
   // events read (a maximum taken over a larger batch).
   uint64_t max_time_after = 0;
   bool in_time_order = false;  // each event's time is no earlier than the one before it
+  // When breaks_known: the indexes of the events whose time is earlier than the one before
+  // them, in increasing order (empty exactly when in_time_order), valid during the call.
+  bool breaks_known = false;
+  std::span<const uint32_t> breaks;
   // When set, the events stay valid as long as a copy of it is kept (a visitor may keep them
   // instead of copying them); when null, only during the call.
   std::shared_ptr<const void> owner;
