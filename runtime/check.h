@@ -39,7 +39,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "format/live_census.h"
+#include "format/trace_format.h"
+#include "runtime/check_table.h"
 #include "runtime/fast_unwind.h"
+#include "runtime/guard_pool.h"
+#include "runtime/libc_alloc.h"
+#include "runtime/recorder.h"
 #include "runtime/runtime.h"
 #include "runtime/thread_state.h"
 
@@ -54,12 +60,60 @@ enum CheckFamily : uint8_t {
   kFamilyNewArrayAligned = 5,
 };
 // The family of each EventKind (kFamilyNone for mmap and the rest), tabulated at compile
-// time in check.cc.
+// time (a constant kind's family folds to a constant in the hooks).
+constexpr uint8_t family_of_kind(uint8_t kind) {
+  namespace f = memcensus::format;
+  switch (kind) {
+    case f::kMalloc:
+    case f::kCalloc:
+    case f::kRealloc:
+    case f::kReallocArray:
+    case f::kPosixMemalign:
+    case f::kAlignedAlloc:
+    case f::kMemalign:
+    case f::kValloc:
+    case f::kPvalloc:
+    case f::kFree:
+      return kFamilyMalloc;
+    case f::kNew:
+    case f::kNewNothrow:
+    case f::kDelete:
+    case f::kDeleteSized:
+    case f::kDeleteNothrow:
+      return kFamilyNew;
+    case f::kNewArray:
+    case f::kNewArrayNothrow:
+    case f::kDeleteArray:
+    case f::kDeleteArraySized:
+    case f::kDeleteArrayNothrow:
+      return kFamilyNewArray;
+    case f::kNewAligned:
+    case f::kNewAlignedNothrow:
+    case f::kDeleteAligned:
+    case f::kDeleteSizedAligned:
+    case f::kDeleteAlignedNothrow:
+      return kFamilyNewAligned;
+    case f::kNewArrayAligned:
+    case f::kNewArrayAlignedNothrow:
+    case f::kDeleteArrayAligned:
+    case f::kDeleteArraySizedAligned:
+    case f::kDeleteArrayAlignedNothrow:
+      return kFamilyNewArrayAligned;
+    default:
+      return kFamilyNone;
+  }
+}
 struct FamilyTable {
   uint8_t of[64];
 };
-extern const FamilyTable g_families;
-inline uint8_t family_of(uint8_t kind) {
+static_assert(memcensus::format::kEventKindEnd == 64);
+constexpr FamilyTable make_family_table() {
+  FamilyTable t{};
+  for (int k = 0; k < 64; ++k) t.of[k] = family_of_kind(static_cast<uint8_t>(k));
+  return t;
+}
+inline constexpr FamilyTable g_families = make_family_table();
+constexpr uint8_t family_of(uint8_t kind) {
   return g_families.of[kind & 63];
 }
 
@@ -96,5 +150,55 @@ void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& fr
 
 // malloc_usable_size in check mode: the requested size for a guarded block, else glibc's.
 size_t checked_usable_size(void* p, size_t (*real)(void*));
+
+// The check fast mode (runtime.h kCheckAll: check mode, the runtime active, no --sample, the
+// thread's guard clear): the hooks' common allocation and release without checked_alloc's
+// and checked_free's general branches, inline in an out-of-line function per hook as the
+// plain recording paths are. What they do is what checked_alloc / checked_free do for such a
+// call (record, enter or release in the table); an allocation that is its thread's turn to
+// be guarded, and a release of a null or guarded pointer, go to those functions instead, and
+// a release the table does not find live and of the right family goes on in
+// checked_free_judged. Cost: one countdown, the record, the inline table operation.
+
+// True when an allocation of `size` bytes cannot be its thread's turn to be guarded (the
+// countdown of guard_turn in check.cc, taken here when it has more than one to go).
+[[gnu::always_inline]] inline bool guard_not_due(size_t size) {
+  if (size - 1 >= kGuardMaxSize || g_config.guard_rate == 0) return true;
+  uint32_t left = t_state.guard_left;
+  if (__builtin_expect(left <= 1, 0)) return false;
+  t_state.guard_left = left - 1;
+  return true;
+}
+
+// Enters a block the fast mode allocated and recorded (stack: its id).
+[[gnu::always_inline]] inline void check_enter(const void* p, size_t size, uint8_t kind,
+                                               uint32_t stack) {
+  table_insert_packed(reinterpret_cast<uint64_t>(p), format::census_pack(size, kind, stack));
+}
+
+// The rest of checked_free after the table answered `l` for p (`info` its packed entry):
+// reports, then records and frees when the release goes on.
+void checked_free_judged(uint8_t kind, void* p, size_t size, size_t align, const StartFrame& from,
+                         Lookup l, uint64_t info);
+// checked_free with the caller's registers as arguments (no frame kept by the fast path).
+void checked_free_regs(uint8_t kind, void* p, size_t size, size_t align, uint64_t ip, uint64_t sp,
+                       uint64_t rbp);
+
+// A release in the fast mode. The caller's registers go to the general paths only, as
+// scalars, so that the common path keeps no frame of its own beyond `p` and ends in a tail
+// call to glibc.
+[[gnu::always_inline]] inline void check_release_fast(uint8_t kind, void* p, size_t size,
+                                                      size_t align, uint64_t ip, uint64_t sp,
+                                                      uint64_t rbp) {
+  if (__builtin_expect(!p || in_guard_pool(p), 0))
+    return checked_free_regs(kind, p, size, align, ip, sp, rbp);
+  Taken t = table_release_packed(reinterpret_cast<uint64_t>(p));
+  if (__builtin_expect(
+          t.lookup != Lookup::kLive || family_of(format::census_kind(t.info)) != family_of(kind),
+          0))
+    return checked_free_judged(kind, p, size, align, StartFrame{ip, sp, rbp}, t.lookup, t.info);
+  record_free_event(kind, p, size, align);
+  __libc_free(p);
+}
 
 }  // namespace memcensus::rt
