@@ -151,6 +151,7 @@ bool release_goes_on(Lookup l, const BlockInfo& b, bool family_ok, uint8_t kind,
     case Lookup::kAbsent:
       return unknown_pointer(kind, p, rec, from);
     case Lookup::kBusy:
+    case Lookup::kNotTried:  // not from table_release
       return true;
   }
   return true;
@@ -258,11 +259,13 @@ void checked_free_regs(uint8_t kind, void* p, size_t size, size_t align, uint64_
   checked_free(kind, p, size, align, StartFrame{ip, sp, rbp});
 }
 
-void checked_free_judged(uint8_t kind, void* p, size_t size, size_t align, const StartFrame& from,
-                         Lookup l, uint64_t info) {
+void checked_free_judged(uint8_t kind, void* p, size_t size, size_t align, uint64_t ip, uint64_t sp,
+                         uint64_t rbp, Taken t) {
+  StartFrame from{ip, sp, rbp};
+  if (t.lookup == Lookup::kNotTried) return checked_free(kind, p, size, align, from);
   BlockInfo b;
-  if (l == Lookup::kLive || l == Lookup::kReleased) b = table_unpack(info);
-  free_judged(kind, p, size, align, true, from, l, b);
+  if (t.lookup == Lookup::kLive || t.lookup == Lookup::kReleased) b = table_unpack(t.info);
+  free_judged(kind, p, size, align, true, from, t.lookup, b);
 }
 
 void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& from) {

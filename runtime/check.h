@@ -176,27 +176,28 @@ size_t checked_usable_size(void* p, size_t (*real)(void*));
   table_insert_packed(reinterpret_cast<uint64_t>(p), format::census_pack(size, kind, stack));
 }
 
-// The rest of checked_free after the table answered `l` for p (`info` its packed entry):
-// reports, then records and frees when the release goes on.
-void checked_free_judged(uint8_t kind, void* p, size_t size, size_t align, const StartFrame& from,
-                         Lookup l, uint64_t info);
-// checked_free with the caller's registers as arguments (no frame kept by the fast path).
+// The rest of a fast-mode release the table did not find live and of the right family, or
+// did not try (kNotTried: then all of checked_free): reports, then records and frees when
+// the release goes on.
+void checked_free_judged(uint8_t kind, void* p, size_t size, size_t align, uint64_t ip, uint64_t sp,
+                         uint64_t rbp, Taken t);
+// checked_free with the caller's registers as arguments.
 void checked_free_regs(uint8_t kind, void* p, size_t size, size_t align, uint64_t ip, uint64_t sp,
                        uint64_t rbp);
 
-// A release in the fast mode. The caller's registers go to the general paths only, as
-// scalars, so that the common path keeps no frame of its own beyond `p` and ends in a tail
-// call to glibc.
+// A release in the fast mode. The caller's registers go to the general paths only, and the
+// table is only tried (no call that could wait), so that the common path keeps only `p` live
+// across its one call and ends in a tail call to glibc.
 [[gnu::always_inline]] inline void check_release_fast(uint8_t kind, void* p, size_t size,
                                                       size_t align, uint64_t ip, uint64_t sp,
                                                       uint64_t rbp) {
   if (__builtin_expect(!p || in_guard_pool(p), 0))
     return checked_free_regs(kind, p, size, align, ip, sp, rbp);
-  Taken t = table_release_packed(reinterpret_cast<uint64_t>(p));
+  Taken t = table_try_release(reinterpret_cast<uint64_t>(p));
   if (__builtin_expect(
           t.lookup != Lookup::kLive || family_of(format::census_kind(t.info)) != family_of(kind),
           0))
-    return checked_free_judged(kind, p, size, align, StartFrame{ip, sp, rbp}, t.lookup, t.info);
+    return checked_free_judged(kind, p, size, align, ip, sp, rbp, t);
   record_free_event(kind, p, size, align);
   __libc_free(p);
 }

@@ -49,7 +49,8 @@ struct BlockInfo {
                          // or unsampled); the leak scan at exit leaves such blocks out
 };
 
-enum class Lookup : uint8_t { kLive, kReleased, kAbsent, kBusy };
+// kNotTried: only from table_try_release (nothing was done; table_release does it).
+enum class Lookup : uint8_t { kLive, kReleased, kAbsent, kBusy, kNotTried };
 
 bool table_init();
 // Enters a live block (replacing a released entry of the same address, if any).
@@ -83,6 +84,11 @@ struct Taken {
   Lookup lookup;
 };
 inline Taken table_release_packed(uint64_t p);
+// table_release_packed without waiting and without a call: kNotTried, with nothing changed,
+// when the shard lock is held (by another thread, or by this one: a signal handler nested in
+// a table operation). The release paths of the fast mode then start again on the general
+// path, so that their common path keeps nothing live across a call.
+inline Taken table_try_release(uint64_t p);
 
 namespace table_detail {
 
@@ -222,6 +228,22 @@ inline void unlock(Shard& s) {
     ++s.live;
   }
   unlock(s);
+}
+
+[[gnu::always_inline]] inline Taken table_try_release(uint64_t p) {
+  using namespace table_detail;
+  if (__builtin_expect(t_state.in_check, 0)) return {0, Lookup::kNotTried};
+  Shard& s = shard_of(p);
+  t_state.in_check = 1;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (__builtin_expect(s.lock.exchange(1, std::memory_order_acquire) != 0, 0)) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t_state.in_check = 0;
+    return {0, Lookup::kNotTried};
+  }
+  Taken t = take(s, p);
+  unlock(s);
+  return t;
 }
 
 [[gnu::always_inline]] inline Taken table_release_packed(uint64_t p) {
