@@ -16,13 +16,14 @@
 // untracked (counted; see table_complete()).
 //
 // Cost: the insertion and release of the hooks' check fast mode (check.h) are inline
-// (table_insert_packed, table_release_packed): one hash, one uncontended locked exchange,
-// usually one probe, no call: ~44 instructions each (callgrind, bench_storm), where the
+// (table_insert_packed, table_try_release): one hash, one uncontended locked exchange,
+// usually one probe, no call: ~38 instructions each (callgrind, bench_storm), where the
 // out-of-line table_insert / table_release took ~91 and ~84 (BlockInfo packing and
-// unpacking, the calls). The locked exchange itself costs next to nothing on a line the
-// thread already holds (two more in a malloc/free loop: no difference, best of eight runs,
-// 2-vCPU EPYC VM); a lock-free release (a compare-and-swap on the key) measured no faster,
-// so the lock stays.
+// unpacking, the calls); together ~5 ns per malloc/free pair on bench_storm. The locked
+// exchange itself costs nothing measurable on a line the thread already holds (replaced by a
+// plain load and store in a measurement build: same CPU time), nor do the nesting mark, the
+// hash and the probe (bench/README.md "## run --check"); a lock-free release (a
+// compare-and-swap on the key) measured no faster, so the lock stays.
 //
 // At exit, `run --check` reads the table from the stopped program (format/live_census.h):
 // table_census() publishes the shards; g_untracked / g_unreleased count insertions and
