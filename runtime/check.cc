@@ -151,6 +151,7 @@ bool release_goes_on(Lookup l, const BlockInfo& b, bool family_ok, uint8_t kind,
     case Lookup::kAbsent:
       return unknown_pointer(kind, p, rec, from);
     case Lookup::kBusy:
+    case Lookup::kNotTried:  // not from table_release
       return true;
   }
   return true;
@@ -160,57 +161,22 @@ bool release_goes_on(Lookup l, const BlockInfo& b, bool family_ok, uint8_t kind,
 
 namespace {
 
-constexpr uint8_t family_of_slow(uint8_t kind) {
-  switch (kind) {
-    case f::kMalloc:
-    case f::kCalloc:
-    case f::kRealloc:
-    case f::kReallocArray:
-    case f::kPosixMemalign:
-    case f::kAlignedAlloc:
-    case f::kMemalign:
-    case f::kValloc:
-    case f::kPvalloc:
-    case f::kFree:
-      return kFamilyMalloc;
-    case f::kNew:
-    case f::kNewNothrow:
-    case f::kDelete:
-    case f::kDeleteSized:
-    case f::kDeleteNothrow:
-      return kFamilyNew;
-    case f::kNewArray:
-    case f::kNewArrayNothrow:
-    case f::kDeleteArray:
-    case f::kDeleteArraySized:
-    case f::kDeleteArrayNothrow:
-      return kFamilyNewArray;
-    case f::kNewAligned:
-    case f::kNewAlignedNothrow:
-    case f::kDeleteAligned:
-    case f::kDeleteSizedAligned:
-    case f::kDeleteAlignedNothrow:
-      return kFamilyNewAligned;
-    case f::kNewArrayAligned:
-    case f::kNewArrayAlignedNothrow:
-    case f::kDeleteArrayAligned:
-    case f::kDeleteArraySizedAligned:
-    case f::kDeleteArrayAlignedNothrow:
-      return kFamilyNewArrayAligned;
-    default:
-      return kFamilyNone;
+// A release the table did not find live and of the right family (`l`, `b`): reported, then
+// recorded (when `rec`) and passed to glibc if it goes on.
+void free_judged(uint8_t kind, void* p, size_t size, size_t align, bool rec, const StartFrame& from,
+                 Lookup l, const BlockInfo& b) {
+  int saved = errno;
+  bool pass = release_goes_on(l, b, false, kind, p, rec, from);
+  if (!pass) {
+    errno = saved;
+    return;
   }
+  if (rec) record_free(kind, p, size, align);
+  errno = saved;
+  __libc_free(p);
 }
 
-static_assert(f::kEventKindEnd == 64);
-constexpr FamilyTable make_family_table() {
-  FamilyTable t{};
-  for (int k = 0; k < f::kEventKindEnd; ++k) t.of[k] = family_of_slow(static_cast<uint8_t>(k));
-  return t;
-}
 }  // namespace
-
-const FamilyTable g_families = make_family_table();
 
 bool check_init() {
   if (!table_init()) return false;
@@ -285,15 +251,21 @@ void checked_free(uint8_t kind, void* p, size_t size, size_t align, const StartF
     __libc_free(p);
     return;
   }
-  int saved = errno;
-  bool pass = release_goes_on(l, b, false, kind, p, rec, from);
-  if (!pass) {
-    errno = saved;
-    return;
-  }
-  if (rec) record_free(kind, p, size, align);
-  errno = saved;
-  __libc_free(p);
+  free_judged(kind, p, size, align, rec, from, l, b);
+}
+
+void checked_free_regs(uint8_t kind, void* p, size_t size, size_t align, uint64_t ip, uint64_t sp,
+                       uint64_t rbp) {
+  checked_free(kind, p, size, align, StartFrame{ip, sp, rbp});
+}
+
+void checked_free_judged(uint8_t kind, void* p, size_t size, size_t align, uint64_t ip, uint64_t sp,
+                         uint64_t rbp, Taken t) {
+  StartFrame from{ip, sp, rbp};
+  if (t.lookup == Lookup::kNotTried) return checked_free(kind, p, size, align, from);
+  BlockInfo b;
+  if (t.lookup == Lookup::kLive || t.lookup == Lookup::kReleased) b = table_unpack(t.info);
+  free_judged(kind, p, size, align, true, from, t.lookup, b);
 }
 
 void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& from) {

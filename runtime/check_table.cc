@@ -14,35 +14,16 @@
 
 namespace memcensus::rt {
 namespace f = memcensus::format;
-namespace {
 
-constexpr int kShardBits = 6;
-constexpr uint64_t kShards = 1u << kShardBits;
-constexpr uint64_t kInitialSlots = 1024;
-constexpr uint64_t kReleasedBit = f::kCensusReleasedBit;
-
-// One slot (format::CensusSlot): `key` 0 empty, the block's address when live, address | 1
-// once released; `info` packs size, allocating EventKind and allocation stack id
-// (format::census_pack).
-using Slot = f::CensusSlot;
-
-// Initialised members, so that g_shards is constant-initialised: a dynamic initialiser
-// would run after the table may already be in use (a library's constructor that allocates
-// starts the runtime before the runtime's own constructors run).
-struct alignas(64) Shard {
-  std::atomic<uint32_t> lock{0};
-  Slot* slots = nullptr;
-  uint64_t mask = 0;  // slots - 1
-  uint64_t used = 0;  // live + released slots
-  uint64_t live = 0;
-};
-// The CLI reads shards from the stopped program as format::CensusShard.
-static_assert(offsetof(Shard, slots) == offsetof(f::CensusShard, slots) &&
-              offsetof(Shard, mask) == offsetof(f::CensusShard, mask) &&
-              offsetof(Shard, live) == offsetof(f::CensusShard, live) &&
-              sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
-
+namespace table_detail {
 constinit Shard g_shards[kShards];
+}  // namespace table_detail
+
+namespace {
+using namespace table_detail;
+
+constexpr uint64_t kInitialSlots = 1024;
+
 constinit std::atomic<uint64_t> g_untracked{0};
 // Releases that could not take the shard lock (kBusy): their blocks stay live in the table
 // though freed, so the table no longer tells the blocks live at exit (the census says so).
@@ -53,7 +34,9 @@ uint64_t pack(const BlockInfo& b) {
   return f::census_pack(b.size, b.kind, b.recorded ? b.stack : f::kCensusStackUnrecorded);
 }
 
-BlockInfo unpack(uint64_t v) {
+}  // namespace
+
+BlockInfo table_unpack(uint64_t v) {
   BlockInfo b;
   b.size = f::census_size(v);
   b.kind = f::census_kind(v);
@@ -64,27 +47,16 @@ BlockInfo unpack(uint64_t v) {
   return b;
 }
 
-// Blocks of one 16 KiB region of the heap share a shard and sit in consecutive slots (the
-// hash of the region plus the block's 16-byte index): blocks allocated together are looked
-// up together, in the same cache lines, where a hash of each address would cost a cache
-// miss per call once the table outgrows the cache (measured: 2x slower on
-// bench_containers). Regions are spread over shards and slots by the hash.
-uint64_t region_hash(uint64_t p) {
-  uint64_t h = (p >> 14) * 0x9e3779b97f4a7c15ull;
-  return h ^ (h >> 31);
+namespace {
+
+// Up to 70% of a shard's slots may be live or released.
+uint64_t limit_of(uint64_t slots) {
+  return slots * 7 / 10;
 }
 
-// The home slot index (before masking) of address p.
-uint64_t hash(uint64_t p) {
-  return region_hash(p) + (p >> 4);
-}
-
-Shard& shard_of(uint64_t p) {
-  return g_shards[region_hash(p) >> (64 - kShardBits)];
-}
-
-// Holds a shard lock for its lifetime. A nested holder (a signal handler on a thread that
-// is inside the table already) only tries the lock once: check taken().
+// Holds a shard lock for its lifetime (the error paths and nested calls). A nested holder (a
+// signal handler on a thread that is inside the table already) only tries the lock once:
+// check taken().
 class ShardLock {
  public:
   explicit ShardLock(Shard& s) : s_(s), nested_(t_state.in_check) {
@@ -93,18 +65,15 @@ class ShardLock {
       taken_ = s.lock.compare_exchange_strong(expected, 1, std::memory_order_acquire);
       return;
     }
-    t_state.in_check = 1;
-    for (int spins = 0; s.lock.exchange(1, std::memory_order_acquire) != 0;) {
-      while (s.lock.load(std::memory_order_relaxed) != 0) {
-        if (++spins > 100) sched_yield();
-        __builtin_ia32_pause();
-      }
-    }
+    lock(s);
     taken_ = true;
   }
   ~ShardLock() {
-    if (taken_) s_.lock.store(0, std::memory_order_release);
-    if (!nested_) t_state.in_check = 0;
+    if (nested_) {
+      if (taken_) s_.lock.store(0, std::memory_order_release);
+      return;
+    }
+    unlock(s_);
   }
   ShardLock(const ShardLock&) = delete;
   ShardLock& operator=(const ShardLock&) = delete;
@@ -120,19 +89,6 @@ Slot* map_slots(uint64_t n) {
   return static_cast<Slot*>(sys_map(n * sizeof(Slot)));
 }
 
-// Places (key, info) in the first reusable slot of its chain. The caller holds the lock.
-void place(Shard& s, uint64_t key, uint64_t info, uint64_t h) {
-  for (uint64_t i = h & s.mask;; i = (i + 1) & s.mask) {
-    uint64_t k = s.slots[i].key;
-    if (k == 0) ++s.used;
-    if (k == 0 || (k & kReleasedBit) || k == key) {
-      s.slots[i].key = key;
-      s.slots[i].info = info;
-      return;
-    }
-  }
-}
-
 // Rehashes into a table of at least 4x the live blocks (dropping released entries when
 // they would not fit in half of it). False when no memory could be mapped.
 bool grow_table(Shard& s) {
@@ -145,70 +101,89 @@ bool grow_table(Shard& s) {
   uint64_t old_n = s.mask + 1;
   s.slots = fresh;
   s.mask = n - 1;
+  s.limit = limit_of(n);
   s.used = 0;
   for (uint64_t i = 0; i < old_n; ++i) {
     uint64_t k = old[i].key;
     if (k == 0 || ((k & kReleasedBit) && !keep_released)) continue;
-    place(s, k, old[i].info, hash(k & ~kReleasedBit));
+    place(s, k, old[i].info, home_of(k & ~kReleasedBit));
   }
   sys_unmap(old, old_n * sizeof(Slot));
   return true;
 }
 
-bool grow(Shard& s) {
-  int saved = errno;  // a failed mapping must not change the program's errno
-  bool ok = grow_table(s);
-  errno = saved;
-  return ok;
+// Inserts with the lock held (the nested and general paths).
+void insert_locked(Shard& s, uint64_t p, uint64_t info) {
+  if (s.used < s.limit || make_room(s)) {
+    place(s, p, info, home_of(p));
+    ++s.live;
+  }
 }
 
 }  // namespace
+
+namespace table_detail {
+
+void wait_for_lock(Shard& s) {
+  for (int spins = 0; s.lock.exchange(1, std::memory_order_acquire) != 0;) {
+    while (s.lock.load(std::memory_order_relaxed) != 0) {
+      if (++spins > 100) sched_yield();
+      __builtin_ia32_pause();
+    }
+  }
+}
+
+// A shard at its limit grows; if no memory can be mapped, the insertion still goes in while
+// two slots stay empty (a probe must end at an empty slot), else it is refused and counted.
+bool make_room(Shard& s) {
+  int saved = errno;  // a failed mapping must not change the program's errno
+  bool grown = grow_table(s);
+  errno = saved;
+  if (grown || s.used + 2 <= s.mask) return true;
+  g_untracked.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+void insert_nested(uint64_t p, uint64_t info) {
+  Shard& s = shard_of(p);
+  ShardLock lock(s);
+  if (!lock.taken()) {
+    g_untracked.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  insert_locked(s, p, info);
+}
+
+Taken release_nested(uint64_t p) {
+  Shard& s = shard_of(p);
+  ShardLock lock(s);
+  if (!lock.taken()) {
+    g_unreleased.fetch_add(1, std::memory_order_relaxed);
+    return {0, Lookup::kBusy};
+  }
+  return take(s, p);
+}
+
+}  // namespace table_detail
 
 bool table_init() {
   for (Shard& s : g_shards) {
     s.slots = map_slots(kInitialSlots);
     if (!s.slots) return false;
     s.mask = kInitialSlots - 1;
+    s.limit = limit_of(kInitialSlots);
   }
   return true;
 }
 
-void table_insert(const void* ptr, const BlockInfo& info) {
-  uint64_t p = reinterpret_cast<uint64_t>(ptr);
-  uint64_t h = hash(p);
-  Shard& s = shard_of(p);
-  ShardLock lock(s);
-  if (!lock.taken() || ((s.used + 1) * 10 > (s.mask + 1) * 7 && !grow(s) && s.used + 2 > s.mask)) {
-    g_untracked.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  place(s, p, pack(info), h);
-  ++s.live;
+void table_insert(const void* p, const BlockInfo& info) {
+  table_insert_packed(reinterpret_cast<uint64_t>(p), pack(info));
 }
 
-Lookup table_release(const void* ptr, BlockInfo* info) {
-  uint64_t p = reinterpret_cast<uint64_t>(ptr);
-  uint64_t h = hash(p);
-  Shard& s = shard_of(p);
-  ShardLock lock(s);
-  if (!lock.taken()) {
-    g_unreleased.fetch_add(1, std::memory_order_relaxed);
-    return Lookup::kBusy;
-  }
-  for (uint64_t i = h & s.mask;; i = (i + 1) & s.mask) {
-    Slot& slot = s.slots[i];
-    if (slot.key == 0) return Lookup::kAbsent;
-    if (slot.key == p) {
-      slot.key = p | kReleasedBit;
-      --s.live;
-      *info = unpack(slot.info);
-      return Lookup::kLive;
-    }
-    if (slot.key == (p | kReleasedBit)) {
-      *info = unpack(slot.info);
-      return Lookup::kReleased;
-    }
-  }
+Lookup table_release(const void* p, BlockInfo* info) {
+  Taken t = table_release_packed(reinterpret_cast<uint64_t>(p));
+  if (t.lookup == Lookup::kLive || t.lookup == Lookup::kReleased) *info = table_unpack(t.info);
+  return t.lookup;
 }
 
 void table_restore(const void* p, const BlockInfo& info) {
@@ -219,14 +194,13 @@ bool table_find_container(const void* ptr, uint64_t reach, uint64_t* start, Bloc
   uint64_t p = reinterpret_cast<uint64_t>(ptr);
   for (uint64_t back = (p & 15) ? (p & 15) : 16; back <= reach && back <= p; back += 16) {
     uint64_t q = p - back;
-    uint64_t h = hash(q);
     Shard& s = shard_of(q);
     ShardLock lock(s);
     if (!lock.taken()) return false;
-    for (uint64_t i = h & s.mask;; i = (i + 1) & s.mask) {
+    for (uint64_t i = home_of(q) & s.mask;; i = (i + 1) & s.mask) {
       const Slot& slot = s.slots[i];
       if (slot.key == 0 || (slot.key & ~kReleasedBit) == q) {
-        BlockInfo b = unpack(slot.info);
+        BlockInfo b = table_unpack(slot.info);
         if (slot.key != q || b.size <= back) break;
         *start = q;
         *info = b;

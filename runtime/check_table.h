@@ -2,22 +2,28 @@
 // allocation stack), plus the blocks released most recently, for telling a double free
 // from an invalid one.
 //
-// Structure: 64 shards chosen by a hash of the address's 16 KiB region (see region_hash in
-// check_table.cc: neighbours stay in neighbouring slots), each an open-addressing table with
-// linear probing behind its own spin lock (a locked exchange to take, a release store to
-// give back). A released block keeps its slot, marked released, until an insertion reuses
-// it: that is the bounded history of released blocks (a probe chain finds the newest entry
-// of an address first, because insertions take the first reusable slot of the chain). A
-// shard grows (and drops its released entries) when live + released pass 70% of its slots.
+// Structure: 64 shards chosen by a hash of the address's 16 KiB region (see region_hash
+// below: neighbours stay in neighbouring slots), each an open-addressing table with linear
+// probing behind its own spin lock (a locked exchange to take, a release store to give
+// back). A released block keeps its slot, marked released, until an insertion reuses it:
+// that is the bounded history of released blocks (a probe chain finds the newest entry of an
+// address first, because insertions take the first reusable slot of the chain). A shard
+// grows (and drops its released entries) when live + released pass 70% of its slots.
 // Memory comes from sys_map (the runtime's own), 16 bytes per slot, 1 MiB at start.
 //
 // Thread-safety: any thread. Async-signal-safety: a signal handler that allocates while its
 // thread holds a shard lock only tries the lock; when that fails the block is left
 // untracked (counted; see table_complete()).
-// Cost: one hash, one uncontended locked exchange, usually one or two probes. Measured
-// (bench/README.md "## run --check", perf on bench_storm): table_insert + table_release
-// ~10 ns per malloc/free pair; a lock-free release (a compare-and-swap on the key) measured
-// no faster on a 2-vCPU EPYC VM, so the lock stays.
+//
+// Cost: the insertion and release of the hooks' check fast mode (check.h) are inline
+// (table_insert_packed, table_try_release): one hash, one uncontended locked exchange,
+// usually one probe, no call: ~38 instructions each (callgrind, bench_storm), where the
+// out-of-line table_insert / table_release took ~91 and ~84 (BlockInfo packing and
+// unpacking, the calls); together ~5 ns per malloc/free pair on bench_storm. The locked
+// exchange itself costs nothing measurable on a line the thread already holds (replaced by a
+// plain load and store in a measurement build: same CPU time), nor do the nesting mark, the
+// hash and the probe (bench/README.md "## run --check"); a lock-free release (a
+// compare-and-swap on the key) measured no faster, so the lock stays.
 //
 // At exit, `run --check` reads the table from the stopped program (format/live_census.h):
 // table_census() publishes the shards; g_untracked / g_unreleased count insertions and
@@ -27,9 +33,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-namespace memcensus::format {
-struct LiveCensus;
-}
+#include <atomic>
+#include <cstddef>
+
+#include "format/live_census.h"
+#include "runtime/thread_state.h"
 
 namespace memcensus::rt {
 
@@ -42,7 +50,8 @@ struct BlockInfo {
                          // or unsampled); the leak scan at exit leaves such blocks out
 };
 
-enum class Lookup : uint8_t { kLive, kReleased, kAbsent, kBusy };
+// kNotTried: only from table_try_release (nothing was done; table_release does it).
+enum class Lookup : uint8_t { kLive, kReleased, kAbsent, kBusy, kNotTried };
 
 bool table_init();
 // Enters a live block (replacing a released entry of the same address, if any).
@@ -62,7 +71,190 @@ bool table_find_container(const void* p, uint64_t reach, uint64_t* start, BlockI
 bool table_complete();
 // Fills in the census's table fields (format/live_census.h). At setup.
 void table_census(format::LiveCensus* c);
+// An entry's packed form (format::census_pack) as a BlockInfo.
+BlockInfo table_unpack(uint64_t info);
 // In a forked child: frees every shard lock.
 void table_fork_child();
+
+// The same insertion and release as table_insert / table_release with the entry in its
+// packed form (format::census_pack; the stack kCensusStackUnrecorded for an unrecorded
+// block), inline: the check fast mode's path (check.h). Same contracts.
+inline void table_insert_packed(uint64_t p, uint64_t info);
+struct Taken {
+  uint64_t info;  // the entry's packed info (kLive, kReleased)
+  Lookup lookup;
+};
+inline Taken table_release_packed(uint64_t p);
+// table_release_packed without waiting and without a call: kNotTried, with nothing changed,
+// when the shard lock is held (by another thread, or by this one: a signal handler nested in
+// a table operation). The release paths of the fast mode then start again on the general
+// path, so that their common path keeps nothing live across a call.
+inline Taken table_try_release(uint64_t p);
+
+namespace table_detail {
+
+inline constexpr int kShardBits = 6;
+inline constexpr uint64_t kShards = 1u << kShardBits;
+inline constexpr uint64_t kReleasedBit = format::kCensusReleasedBit;
+
+using Slot = format::CensusSlot;
+
+// Initialised members, so that g_shards is constant-initialised: a dynamic initialiser
+// would run after the table may already be in use (a library's constructor that allocates
+// starts the runtime before the runtime's own constructors run).
+struct alignas(64) Shard {
+  std::atomic<uint32_t> lock{0};
+  Slot* slots = nullptr;
+  uint64_t mask = 0;  // slots - 1
+  uint64_t used = 0;  // live + released slots
+  uint64_t live = 0;
+  uint64_t limit = 0;  // used < limit: room for one more without growing (70% of the slots)
+};
+// The CLI reads shards from the stopped program as format::CensusShard.
+static_assert(offsetof(Shard, slots) == offsetof(format::CensusShard, slots) &&
+              offsetof(Shard, mask) == offsetof(format::CensusShard, mask) &&
+              offsetof(Shard, used) == offsetof(format::CensusShard, used) &&
+              offsetof(Shard, live) == offsetof(format::CensusShard, live) &&
+              sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
+
+extern Shard g_shards[kShards];
+
+// Blocks of one 16 KiB region of the heap share a shard and sit in consecutive slots (the
+// hash of the region plus the block's 32-byte index): blocks allocated together are looked
+// up together, in the same cache lines, where a hash of each address would cost a cache
+// miss per call once the table outgrows the cache (measured: 2x slower on
+// bench_containers). Regions are spread over shards and slots by the hash.
+// 32 bytes, not 16: no two glibc chunks start less than 32 bytes apart (its smallest chunk),
+// so a 16-byte index left every other slot of a region empty and spread the blocks over
+// twice the cache lines. callgrind --cache-sim, bench_containers 20: L1 read misses in the
+// table 205,000 -> 146,000 (64-byte index: 123,000, but longer probes, 3% more
+// instructions); program CPU in check mode 0.167 -> 0.144 s (plain 0.130 s).
+inline uint64_t region_hash(uint64_t p) {
+  uint64_t h = (p >> 14) * 0x9e3779b97f4a7c15ull;
+  return h ^ (h >> 31);
+}
+// The home slot index (before masking) of address p.
+inline uint64_t home_of(uint64_t p) {
+  return region_hash(p) + (p >> 5);
+}
+// The empty asm makes the shard's address a value in a register: without it the compiler
+// recomputed it from the index at each use (six more instructions per call).
+inline Shard& shard_of(uint64_t p) {
+  Shard* s = &g_shards[region_hash(p) >> (64 - kShardBits)];
+  asm("" : "+r"(s));
+  return *s;
+}
+
+// Out of line, rarely taken: waits for a shard lock another thread holds; grows a full
+// shard (false: no memory, the insertion refused and counted); the nested forms for a
+// signal handler that interrupted its thread inside the table (one try of the lock).
+void wait_for_lock(Shard& s);
+bool make_room(Shard& s);
+void insert_nested(uint64_t p, uint64_t info);
+Taken release_nested(uint64_t p);
+
+// Places (key, info) in the first reusable slot of its chain. The caller holds the lock and
+// made room.
+inline void place(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
+  for (uint64_t i = home & s.mask;; i = (i + 1) & s.mask) {
+    uint64_t k = s.slots[i].key;
+    if (k == 0 || (k & kReleasedBit) || k == key) {
+      s.used += k == 0;
+      s.slots[i].key = key;
+      s.slots[i].info = info;
+      return;
+    }
+  }
+}
+
+// place() for the fast path: false, with nothing changed, when it would take an empty slot
+// of a shard at its limit (the caller then makes room). Reusing a released slot, the common
+// case of a heap that recycles its blocks, needs no room.
+inline bool place_fast(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
+  for (uint64_t i = home & s.mask;; i = (i + 1) & s.mask) {
+    Slot& slot = s.slots[i];
+    uint64_t k = slot.key;
+    if (k == 0) {
+      if (__builtin_expect(s.used >= s.limit, 0)) return false;
+      ++s.used;
+    } else if (!(k & kReleasedBit) && k != key) {
+      continue;
+    }
+    slot.key = key;
+    slot.info = info;
+    return true;
+  }
+}
+
+// Finds key p in its chain: kLive (marked released here), kReleased or kAbsent. The caller
+// holds the lock.
+inline Taken take(Shard& s, uint64_t p) {
+  for (uint64_t i = home_of(p) & s.mask;; i = (i + 1) & s.mask) {
+    Slot& slot = s.slots[i];
+    uint64_t k = slot.key;
+    if (k == p) {
+      slot.key = p | kReleasedBit;
+      --s.live;
+      return {slot.info, Lookup::kLive};
+    }
+    if (k == (p | kReleasedBit)) return {slot.info, Lookup::kReleased};
+    if (k == 0) return {0, Lookup::kAbsent};
+  }
+}
+
+// Takes the shard lock, marking the thread as inside the table first: a signal handler
+// that allocates meanwhile sees `in_check` and only tries the lock (insert_nested...).
+inline void lock(Shard& s) {
+  t_state.in_check = 1;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (__builtin_expect(s.lock.exchange(1, std::memory_order_acquire) != 0, 0)) wait_for_lock(s);
+}
+inline void unlock(Shard& s) {
+  s.lock.store(0, std::memory_order_release);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_state.in_check = 0;
+}
+
+}  // namespace table_detail
+
+[[gnu::always_inline]] inline void table_insert_packed(uint64_t p, uint64_t info) {
+  using namespace table_detail;
+  if (__builtin_expect(t_state.in_check, 0)) return insert_nested(p, info);
+  Shard& s = shard_of(p);
+  lock(s);
+  if (__builtin_expect(place_fast(s, p, info, home_of(p)), 1)) {
+    ++s.live;
+  } else if (make_room(s)) {
+    place(s, p, info, home_of(p));
+    ++s.live;
+  }
+  unlock(s);
+}
+
+[[gnu::always_inline]] inline Taken table_try_release(uint64_t p) {
+  using namespace table_detail;
+  if (__builtin_expect(t_state.in_check, 0)) return {0, Lookup::kNotTried};
+  Shard& s = shard_of(p);
+  t_state.in_check = 1;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (__builtin_expect(s.lock.exchange(1, std::memory_order_acquire) != 0, 0)) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t_state.in_check = 0;
+    return {0, Lookup::kNotTried};
+  }
+  Taken t = take(s, p);
+  unlock(s);
+  return t;
+}
+
+[[gnu::always_inline]] inline Taken table_release_packed(uint64_t p) {
+  using namespace table_detail;
+  if (__builtin_expect(t_state.in_check, 0)) return release_nested(p);
+  Shard& s = shard_of(p);
+  lock(s);
+  Taken t = take(s, p);
+  unlock(s);
+  return t;
+}
 
 }  // namespace memcensus::rt

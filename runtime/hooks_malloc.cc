@@ -149,6 +149,33 @@ namespace {
   __libc_free(p);
 }
 
+// The check fast mode (check.h): as checked_alloc / checked_free for a call that is neither
+// guarded nor an error, with the general check path for the rest.
+[[gnu::noinline]] void* malloc_check(size_t n, uint64_t ip, uint64_t sp, uint64_t rbp) {
+  StartFrame from{ip, sp, rbp};
+  if (__builtin_expect(!guard_not_due(n), 0))
+    return checked_alloc(f::kMalloc, n, 0, false, from, real_malloc, n, 0);
+  void* p = __libc_malloc(n);
+  uint32_t stack = record_alloc_event(f::kMalloc, p, n, 0, from);
+  if (__builtin_expect(p != nullptr, 1)) check_enter(p, n, f::kMalloc, stack);
+  return p;
+}
+
+[[gnu::noinline]] void* calloc_check(size_t n, size_t m, size_t total, uint64_t ip, uint64_t sp,
+                                     uint64_t rbp) {
+  StartFrame from{ip, sp, rbp};
+  if (__builtin_expect(!guard_not_due(total), 0))
+    return checked_alloc(f::kCalloc, total, 0, true, from, real_calloc, n, m);
+  void* p = __libc_calloc(n, m);
+  uint32_t stack = record_alloc_event(f::kCalloc, p, total, 0, from);
+  if (__builtin_expect(p != nullptr, 1)) check_enter(p, total, f::kCalloc, stack);
+  return p;
+}
+
+[[gnu::noinline]] void free_check(void* p, uint64_t ip, uint64_t sp, uint64_t rbp) {
+  check_release_fast(f::kFree, p, 0, 0, ip, sp, rbp);
+}
+
 [[gnu::noinline]] void free_general(void* p, uint64_t ip, uint64_t sp, uint64_t rbp) {
   if (check_mode()) return checked_free(f::kFree, p, 0, 0, StartFrame{ip, sp, rbp});
   if (skip()) return __libc_free(p);
@@ -165,6 +192,7 @@ MEMCENSUS_EXPORT void* malloc(size_t n) {
     if (__builtin_expect(mode == kRecordAll, 1))
       return malloc_record(n, static_cast<const uint64_t*>(__builtin_frame_address(0)));
     if (mode == kSampleAll && sample_skips(n)) return __libc_malloc(n);
+    if (mode == kCheckAll) return malloc_check(n, FROM_ARGS);
   }
   return malloc_general(n, FROM_ARGS);
 }
@@ -176,6 +204,7 @@ MEMCENSUS_EXPORT void* calloc(size_t n, size_t m) {
     uint8_t mode = g_fast_mode;
     if (__builtin_expect(mode == kRecordAll, 1)) return calloc_record(n, m, total, FROM_ARGS);
     if (mode == kSampleAll && sample_skips(total)) return __libc_calloc(n, m);
+    if (mode == kCheckAll) return calloc_check(n, m, total, FROM_ARGS);
   }
   return calloc_general(n, m, total, FROM_ARGS);
 }
@@ -215,13 +244,18 @@ MEMCENSUS_EXPORT void* reallocarray(void* old, size_t n, size_t m) {
   return p;
 }
 
+// The check fast mode and the general path share one tail call through a pointer: two
+// paths that need the caller's registers made free() set up its frame for the recording path
+// as well (three more instructions per plain free).
 MEMCENSUS_EXPORT void free(void* p) {
+  void (*next)(void*, uint64_t, uint64_t, uint64_t) = free_general;
   if (__builtin_expect(!t_state.guard, 1)) {
     uint8_t mode = g_fast_mode;
     if (__builtin_expect(mode == kRecordAll, 1)) return free_record(p);
     if (mode == kSampleAll && sample_set_lacks(p)) return __libc_free(p);
+    if (mode == kCheckAll) next = free_check;
   }
-  free_general(p, FROM_ARGS);
+  next(p, FROM_ARGS);
 }
 
 MEMCENSUS_EXPORT int posix_memalign(void** out, size_t align, size_t n) {

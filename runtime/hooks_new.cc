@@ -114,6 +114,24 @@ size_t al(std::align_val_t a) {
   return allocate(kind, n, align, kind_nothrow >> 8, from);
 }
 
+// The check fast mode (check.h), as new_record: a failed allocation, or one that is its
+// thread's turn to be guarded, takes the general path.
+[[gnu::noinline]] void* new_check(uint32_t kind_nothrow, size_t n, size_t align, uint64_t ip,
+                                  uint64_t sp, uint64_t rbp) {
+  uint8_t kind = static_cast<uint8_t>(kind_nothrow);
+  StartFrame from{ip, sp, rbp};
+  if (__builtin_expect(guard_not_due(n), 1)) {
+    size_t real_n = n ? n : 1;
+    void* p = align ? __libc_memalign(align, real_n) : __libc_malloc(real_n);
+    if (__builtin_expect(p != nullptr, 1)) {
+      uint32_t stack = record_alloc_event(kind, p, n, align, from);
+      check_enter(p, n, kind, stack);
+      return p;
+    }
+  }
+  return allocate(kind, n, align, kind_nothrow >> 8, from);
+}
+
 [[gnu::always_inline]] inline void* new_hook(uint8_t kind, size_t n, size_t align, bool nothrow,
                                              uint64_t ip, uint64_t sp, uint64_t rbp) {
   if (__builtin_expect(!t_state.guard, 1)) {
@@ -125,6 +143,7 @@ size_t al(std::align_val_t a) {
       void* p = align ? __libc_memalign(align, real_n) : __libc_malloc(real_n);
       if (__builtin_expect(p != nullptr, 1)) return p;
     }
+    if (mode == kCheckAll) return new_check(kind | (nothrow ? 0x100u : 0u), n, align, ip, sp, rbp);
   }
   return allocate(kind, n, align, nothrow, StartFrame{ip, sp, rbp});
 }
@@ -134,12 +153,22 @@ size_t al(std::align_val_t a) {
   __libc_free(p);
 }
 
-[[gnu::always_inline]] inline void delete_hook(uint8_t kind, void* p, size_t size, size_t align,
-                                               uint64_t ip, uint64_t sp, uint64_t rbp) {
+// The check fast mode (check.h); the kind is a template argument so that the six others
+// stay in registers and the hook ends in a tail call.
+template <uint8_t kKind>
+[[gnu::noinline]] void delete_check(void* p, size_t size, size_t align, uint64_t ip, uint64_t sp,
+                                    uint64_t rbp) {
+  check_release_fast(kKind, p, size, align, ip, sp, rbp);
+}
+
+template <uint8_t kind>
+[[gnu::always_inline]] inline void delete_hook(void* p, size_t size, size_t align, uint64_t ip,
+                                               uint64_t sp, uint64_t rbp) {
   if (__builtin_expect(!t_state.guard, 1)) {
     uint8_t mode = g_fast_mode;
     if (__builtin_expect(mode == kRecordAll, 1)) return delete_record(kind, p, size, align);
     if (mode == kSampleAll && sample_set_lacks(p)) return __libc_free(p);
+    if (mode == kCheckAll) return delete_check<kind>(p, size, align, ip, sp, rbp);
   }
   release(kind, p, size, align, StartFrame{ip, sp, rbp});
 }
@@ -184,38 +213,38 @@ EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&)
 }
 
 EXPORT void operator delete(void* p) noexcept {
-  delete_hook(f::kDelete, p, 0, 0, RET);
+  delete_hook<f::kDelete>(p, 0, 0, RET);
 }
 EXPORT void operator delete[](void* p) noexcept {
-  delete_hook(f::kDeleteArray, p, 0, 0, RET);
+  delete_hook<f::kDeleteArray>(p, 0, 0, RET);
 }
 EXPORT void operator delete(void* p, size_t n) noexcept {
-  delete_hook(f::kDeleteSized, p, n, 0, RET);
+  delete_hook<f::kDeleteSized>(p, n, 0, RET);
 }
 EXPORT void operator delete[](void* p, size_t n) noexcept {
-  delete_hook(f::kDeleteArraySized, p, n, 0, RET);
+  delete_hook<f::kDeleteArraySized>(p, n, 0, RET);
 }
 EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept {
-  delete_hook(f::kDeleteNothrow, p, 0, 0, RET);
+  delete_hook<f::kDeleteNothrow>(p, 0, 0, RET);
 }
 EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  delete_hook(f::kDeleteArrayNothrow, p, 0, 0, RET);
+  delete_hook<f::kDeleteArrayNothrow>(p, 0, 0, RET);
 }
 EXPORT void operator delete(void* p, std::align_val_t a) noexcept {
-  delete_hook(f::kDeleteAligned, p, 0, al(a), RET);
+  delete_hook<f::kDeleteAligned>(p, 0, al(a), RET);
 }
 EXPORT void operator delete[](void* p, std::align_val_t a) noexcept {
-  delete_hook(f::kDeleteArrayAligned, p, 0, al(a), RET);
+  delete_hook<f::kDeleteArrayAligned>(p, 0, al(a), RET);
 }
 EXPORT void operator delete(void* p, size_t n, std::align_val_t a) noexcept {
-  delete_hook(f::kDeleteSizedAligned, p, n, al(a), RET);
+  delete_hook<f::kDeleteSizedAligned>(p, n, al(a), RET);
 }
 EXPORT void operator delete[](void* p, size_t n, std::align_val_t a) noexcept {
-  delete_hook(f::kDeleteArraySizedAligned, p, n, al(a), RET);
+  delete_hook<f::kDeleteArraySizedAligned>(p, n, al(a), RET);
 }
 EXPORT void operator delete(void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
-  delete_hook(f::kDeleteAlignedNothrow, p, 0, al(a), RET);
+  delete_hook<f::kDeleteAlignedNothrow>(p, 0, al(a), RET);
 }
 EXPORT void operator delete[](void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
-  delete_hook(f::kDeleteArrayAlignedNothrow, p, 0, al(a), RET);
+  delete_hook<f::kDeleteArrayAlignedNothrow>(p, 0, al(a), RET);
 }

@@ -130,6 +130,7 @@ bool rt_initialise() {
   bool ok = setup();
   g_phase.store(ok ? kActive : kOff, std::memory_order_release);
   if (ok && !g_config.check) g_fast_mode = g_config.sample_bytes ? kSampleAll : kRecordAll;
+  if (ok && g_config.check && !g_config.sample_bytes) g_fast_mode = kCheckAll;
   return ok;
 }
 

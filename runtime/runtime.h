@@ -85,11 +85,13 @@ inline void event_clock_raise(uint64_t t) {
 
 // What the hooks do with the calls of a thread whose guard is clear, tested first by each
 // hook: kRecordAll, record every call as made (the runtime active, neither run --check nor
-// --sample); kSampleAll, --sample without --check; kGeneral, anything else (not yet
-// initialised, off, check mode), which takes the hook's general path. Written only where
-// g_phase is (back to kGeneral before the phase leaves kActive).
+// --sample); kSampleAll, --sample without --check; kCheckAll, --check without --sample (the
+// check fast paths of check.h); kGeneral, anything else (not yet initialised, off, --check
+// with --sample), which takes the hook's general path. Written only where g_phase is (back
+// to kGeneral before the phase leaves kActive). kRecordAll is tested first, so the other
+// modes add nothing to it.
 // Cost: one load and one TLS load per hook, instead of three globals and the TLS guard.
-enum FastMode : uint8_t { kGeneral = 0, kRecordAll = 1, kSampleAll = 2 };
+enum FastMode : uint8_t { kGeneral = 0, kRecordAll = 1, kSampleAll = 2, kCheckAll = 3 };
 extern uint8_t g_fast_mode;
 
 // Initialises the runtime once (any thread, any hook); true when it became active.

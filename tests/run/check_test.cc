@@ -91,6 +91,12 @@ TEST(Check, CErrors) {
       {"underflow-read", true, "heap-underflow", 139, "underflow_read_case", "allocate_block", ""},
       {"use-after-free", true, "use-after-free", 139, "use_after_free_case", "allocate_block",
        "release_block"},
+      // Blocks allocated by a thread that has exited since (the check fast path of the
+      // thread that frees them must find them as it finds its own).
+      {"cross-thread-double-free", false, "double-free", 0, "cross_thread_double_free_case",
+       "allocate_block", ""},
+      {"cross-thread-interior-free", false, "invalid-free", 0, "cross_thread_interior_free_case",
+       "allocate_block", ""},
   };
   for (const Case& c : cases) expect_case(fx, c);
 }
