@@ -90,7 +90,8 @@ enum MetaTag : uint8_t {
   kFirstMetaTag = 0x40,
   kThread = 0x40,      // varint stream, varint tid: following events belong to this stream
   kThreadEnd = 0x41,   // varint stream: the stream ended (thread exited); its state is dropped
-  kStack = 0x42,       // varint id, varint depth, depth x zigzag(ip - previous ip, first vs 0)
+  kStack = 0x42,       // (versions 1-2) varint id, varint depth, depth x zigzag(ip - previous
+                       // ip, first vs 0); readers accept it in any version
   kModule = 0x43,      // varint bias, varint start, varint end, string path, string build_id
   kProcess = 0x44,     // varint pid, ppid, start_unix_ns, sample_bytes, stack_depth, flags;
                        // string exe; varint argc; argc x string

@@ -14,8 +14,8 @@ namespace memcensus::rt {
 inline constexpr uint32_t kMaxStackDepth = 256;
 
 bool stack_table_init();
-// Returns the id of the stack ips[0..n), inserting it if new (then *is_new is set and the
-// caller must write its kStack record before any event that uses the id). Returns 0 when
+// Returns the id of the stack ips[0..n), inserting it if new (then *is_new is set; its
+// record is the writer's, stack_table_write_new). Returns 0 when
 // the table is full, or when `nested` is set and a slot is being filled by the code this
 // signal handler interrupted.
 uint32_t stack_intern(const uint64_t* ips, uint32_t n, bool nested, bool* is_new);
