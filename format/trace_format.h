@@ -19,7 +19,7 @@
 namespace memcensus::format {
 
 inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
-inline constexpr uint16_t kVersion = 2;              // 2 added tags 0x4a-0x4e
+inline constexpr uint16_t kVersion = 3;              // 2 added tags 0x4a-0x4e, 3 kStackRef
 inline constexpr uint16_t kMinVersion = 1;           // readers accept kMinVersion..kVersion
 inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file
 inline constexpr uint32_t kMaxChunkRaw = 64u << 20;  // readers reject larger chunks
@@ -90,7 +90,8 @@ enum MetaTag : uint8_t {
   kFirstMetaTag = 0x40,
   kThread = 0x40,      // varint stream, varint tid: following events belong to this stream
   kThreadEnd = 0x41,   // varint stream: the stream ended (thread exited); its state is dropped
-  kStack = 0x42,       // varint id, varint depth, depth x zigzag(ip - previous ip, first vs 0)
+  kStack = 0x42,       // (versions 1-2) varint id, varint depth, depth x zigzag(ip - previous
+                       // ip, first vs 0); readers accept it in any version
   kModule = 0x43,      // varint bias, varint start, varint end, string path, string build_id
   kProcess = 0x44,     // varint pid, ppid, start_unix_ns, sample_bytes, stack_depth, flags;
                        // string exe; varint argc; argc x string
@@ -116,7 +117,16 @@ enum MetaTag : uint8_t {
   kLeakBlocks = 0x4e,  // appended after kLeakScan: varint count, count x (zz(block - previous
                        // block, first against 0), varint class (LeakClass)): the class of every
                        // block live at the scan; blocks not listed were not live then
-  kLastMetaTag = 0x4e,
+  kStackRef = 0x4f,    // (version 3; replaces kStack) a stack told by reference to an earlier
+                       // one. zz(id - previous kStackRef id of the segment, first against 0),
+                       // zz(id - base): 0 = no base, then varint depth, depth x zz(ip - previous
+                       // ip, first against 0); else the base's frames [0, keep), varint count
+                       // new frames (zz deltas, the first against the base's frame keep - 1, or
+                       // 0 when keep is 0), then the base's frames [from, its depth):
+                       //   varint keep, varint count, count x zz(delta), varint from.
+                       // The base is a kStackRef stack written earlier in the same segment.
+                       // Written by the writer thread, before the events that use it.
+  kLastMetaTag = 0x4f,
 };
 
 // kCheckError kinds; the names are those of report --json "errors".

@@ -21,7 +21,8 @@ namespace memcensus::rt {
 namespace f = memcensus::format;
 namespace {
 
-constexpr size_t kRecordBuf = 192 + kMaxStackDepth * f::kMaxVarint;
+// One event or check-error record (stack records are the writer's: stack_table.h).
+constexpr size_t kRecordBuf = 192;
 constexpr int kRuntimeFrames = 8;  // upper bound of our own frames above the hook's caller
 
 // Saves errno and restores it when it goes out of scope.
@@ -70,24 +71,12 @@ uint32_t walk(const StartFrame& from, uint64_t* ips, UnwindRead* reads, int read
   return depth;
 }
 
-void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
-  *r.p++ = f::kStack;
-  r.p = f::put_varint(r.p, id);
-  r.p = f::put_varint(r.p, depth);
-  uint64_t prev = 0;
-  for (uint32_t i = 0; i < depth; ++i) {
-    r.p = f::put_delta(r.p, prev, ips[i]);
-    prev = ips[i];
-  }
-}
-
 // The walk of capture_stack when the WalkCache has no answer: a full walk (its reads
 // logged into `entry`, emptied first, when given), the thread's stack memo or else the
-// StackTable lookup, and the kStack record when the stack is new. Runs with `unwinding`
-// set; clears it.
-[[gnu::noinline]] uint32_t capture_stack_walk(ThreadState& t, Record* rec, const StartFrame& from,
+// StackTable lookup (a new stack's record is written later by the writer thread). Runs with
+// `unwinding` set; clears it.
+[[gnu::noinline]] uint32_t capture_stack_walk(ThreadState& t, bool nested, const StartFrame& from,
                                               WalkCache* cache, WalkCacheEntry* entry) {
-  Record& r = *rec;
   ErrnoKeeper keep;  // the loader's list, libunwind and new StackTable blocks may set errno
   uint64_t ips[kMaxStackDepth];
   int nreads = -1;
@@ -101,7 +90,7 @@ void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
   if (cache)
     id = stack_memo_find(*cache, hash, [&](uint32_t known) { return stack_is(known, ips, depth); });
   if (id == 0) {
-    id = stack_intern(ips, depth, hash, r.nested, &is_new);
+    id = stack_intern(ips, depth, hash, nested, &is_new);
     if (cache && id != 0) stack_memo_put(*cache, hash, id);
   }
   if (entry && id != 0 && nreads >= 0) {
@@ -113,16 +102,14 @@ void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
     entry->ip = from.ip;
   }
   t.unwinding = 0;
-  if (is_new) put_stack(r, id, ips, depth);
   return id;
 }
 
-// Captures the stack of the hook's caller, interns it, and writes its kStack record into
-// `r` when it is new. Returns the stack id (0: none). The thread's WalkCache answers repeated
-// walks from the same registers over an unchanged stack (walk_cache.h); everything here runs
-// with `unwinding` set, so a signal handler that interrupts it records no stack. The cache
-// probe is inlined into the recording functions (a hit is the common case: no call, no
-// frame); a miss goes to capture_stack_walk.
+// Captures the stack of the hook's caller and interns it. Returns the stack id (0: none). The
+// thread's WalkCache answers repeated walks from the same registers over an unchanged stack
+// (walk_cache.h); everything here runs with `unwinding` set, so a signal handler that interrupts it
+// records no stack. The cache probe is inlined into the recording functions (a hit is the common
+// case: no call, no frame); a miss goes to capture_stack_walk.
 [[gnu::always_inline]] inline uint32_t capture_stack(ThreadState& t, Record& r,
                                                      const StartFrame& from) {
   if (g_config.no_stacks || t.unwinding) return 0;
@@ -141,11 +128,7 @@ void put_stack(Record& r, uint32_t id, const uint64_t* ips, uint32_t depth) {
     }
     entry = &walk_cache_victim(*cache, set);
   }
-  // Through a copy: `r` itself stays out of memory on the hit path.
-  Record copy = r;
-  uint32_t id = capture_stack_walk(t, &copy, from, cache, entry);
-  r = copy;
-  return id;
+  return capture_stack_walk(t, r.nested, from, cache, entry);
 }
 
 // The stack of a fault, from its signal context (libunwind steps through the signal frame).
@@ -170,7 +153,6 @@ uint32_t capture_context_stack(ThreadState& t, Record& r, void* uc) {
   bool is_new = false;
   uint32_t id = depth ? stack_intern(ips, depth, r.nested, &is_new) : 0;
   t.unwinding = 0;
-  if (is_new) put_stack(r, id, ips, depth);
   return id;
 }
 

@@ -57,8 +57,8 @@ inline void record_free(uint8_t kind, const void* p, size_t size, size_t align) 
 uint32_t record_realloc(uint8_t kind, const void* old, const void* p, size_t size,
                         uint64_t t_before, const StartFrame& from);
 
-// run --check. The stack of the hook's caller, interned (its kStack record written when
-// new) without an event: the allocation or release stack of a guarded block. Returns its id.
+// run --check. The stack of the hook's caller, interned (its record is written by the
+// writer) without an event: the allocation or release stack of a guarded block. Returns its id.
 uint32_t record_stack(const StartFrame& from);
 
 // run --check: one format::kCheckError record. Its stack is captured from `from`, or, when

@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "format/trace_format.h"
 #include "runtime/sys.h"
 
 namespace memcensus::rt {
@@ -26,7 +27,8 @@ static_assert(sizeof(Slot) == 16);
 
 Slot* g_slots = nullptr;
 uint64_t* g_arena = nullptr;
-uint64_t* g_by_id = nullptr;  // id -> offset << 16 | depth (0: unknown), for stack_frames
+uint64_t* g_by_id = nullptr;          // id -> offset << 16 | kFilled | depth (0: unknown)
+constexpr uint64_t kFilled = 0x8000;  // set in every filled entry, of depth 0 too
 std::atomic<uint64_t> g_arena_used{0};
 std::atomic<uint32_t> g_next_id{1};
 
@@ -54,7 +56,7 @@ uint32_t fill(Slot& s, const uint64_t* ips, uint32_t n) {
   }
   if (id != 0) {
     memcpy(g_arena + off, ips, n * sizeof(uint64_t));
-    __atomic_store_n(&g_by_id[id], off << 16 | n, __ATOMIC_RELEASE);
+    __atomic_store_n(&g_by_id[id], off << 16 | kFilled | n, __ATOMIC_RELEASE);
   }
   s.id = id;
   s.ready.store(1, std::memory_order_release);
@@ -77,7 +79,7 @@ uint32_t stack_frames(uint32_t id, const uint64_t** ips) {
   if (!g_by_id || id == 0 || id > kMaxStacks) return 0;
   uint64_t v = __atomic_load_n(&g_by_id[id], __ATOMIC_ACQUIRE);
   *ips = g_arena + (v >> 16);
-  return static_cast<uint32_t>(v & 0xffff);
+  return static_cast<uint32_t>(v & (kFilled - 1));
 }
 
 void stack_table_reset() {
@@ -123,6 +125,149 @@ uint32_t stack_intern(const uint64_t* ips, uint32_t n, uint64_t h, bool nested, 
     if (same(s, ips, n)) return s.id;
   }
   return 0;
+}
+
+// ---- Stack records -------------------------------------------------------------------------
+namespace {
+namespace f = memcensus::format;
+
+// Candidate bases: the last stack written that began with the same kPrefixLens[i] frames
+// (hash of those frames -> id, overwritten on collision: a wrong guess only costs size).
+constexpr uint32_t kPrefixLens[] = {4, 16, 32};
+constexpr int kPrefixTables = sizeof kPrefixLens / sizeof kPrefixLens[0];
+constexpr uint64_t kPrefixSlots = 1u << 16;
+constexpr size_t kBitmapWords = kMaxStacks / 64 + 1;
+
+// Writer-private state (under the writer lock).
+struct RecordState {
+  uint32_t cursor = 1;                      // every id below it is written
+  uint32_t prev_id = 0;                     // the id of the last record (ids are written as deltas)
+  uint32_t last = 0;                        // the last stack written: a candidate base
+  uint64_t* written = nullptr;              // bitmap over ids, kBitmapWords
+  uint32_t* by_prefix[kPrefixTables] = {};  // kPrefixSlots each
+};
+RecordState g_rec;
+
+bool record_state_map() {
+  if (!g_rec.written) g_rec.written = static_cast<uint64_t*>(sys_map(kBitmapWords * 8));
+  for (uint32_t*& t : g_rec.by_prefix)
+    if (!t) t = static_cast<uint32_t*>(sys_map(kPrefixSlots * sizeof(uint32_t)));
+  for (uint32_t* t : g_rec.by_prefix)
+    if (!t) return false;
+  return g_rec.written != nullptr;
+}
+
+bool is_written(uint32_t id) {
+  return g_rec.written[id / 64] >> (id % 64) & 1;
+}
+
+// Frames [0, n) of `ips` as zz deltas, the first against `prev`.
+uint8_t* put_frames(uint8_t* p, const uint64_t* ips, uint32_t n, uint64_t prev) {
+  for (uint32_t i = 0; i < n; ++i) {
+    p = f::put_delta(p, prev, ips[i]);
+    prev = ips[i];
+  }
+  return p;
+}
+
+// How a stack is told against one base: its first `keep` frames, then `count` new ones, then
+// the base's frames from `from` on.
+struct Reference {
+  uint32_t base = 0, keep = 0, count = 0, from = 0;
+};
+
+Reference against(uint32_t base, const uint64_t* ips, uint32_t n) {
+  const uint64_t* b = nullptr;
+  uint32_t bn = stack_frames(base, &b);
+  uint32_t keep = 0;
+  while (keep < n && keep < bn && ips[keep] == b[keep]) ++keep;
+  uint32_t tail = 0;
+  while (tail < n - keep && tail < bn && ips[n - 1 - tail] == b[bn - 1 - tail]) ++tail;
+  return {base, keep, n - keep - tail, bn - tail};
+}
+
+void write_one(uint32_t id, void (*emit)(const uint8_t*, size_t)) {
+  const uint64_t* ips = nullptr;
+  uint32_t n = stack_frames(id, &ips);
+  uint64_t hashes[kPrefixTables] = {};
+  Reference best;
+  uint32_t saved = 0;
+  auto consider = [&](uint32_t base) {
+    if (base == 0 || base == id || base == best.base) return;
+    Reference r = against(base, ips, n);
+    if (n - r.count > saved) best = r, saved = n - r.count;
+  };
+  consider(g_rec.last);
+  for (int i = 0; i < kPrefixTables; ++i) {
+    if (n < kPrefixLens[i]) break;
+    hashes[i] = hash_frames(ips, kPrefixLens[i]);
+    consider(g_rec.by_prefix[i][hashes[i] & (kPrefixSlots - 1)]);
+  }
+  uint8_t rec[48 + kMaxStackDepth * f::kMaxVarint], *p = rec;
+  *p++ = f::kStackRef;
+  p = f::put_delta(p, g_rec.prev_id, id);
+  // A base must save more than the few bytes its fields take.
+  if (saved > 2) {
+    p = f::put_delta(p, best.base, id);
+    p = f::put_varint(p, best.keep);
+    p = f::put_varint(p, best.count);
+    p = put_frames(p, ips + best.keep, best.count, best.keep ? ips[best.keep - 1] : 0);
+    p = f::put_varint(p, best.from);
+  } else {
+    p = f::put_varint(p, 0);
+    p = f::put_varint(p, n);
+    p = put_frames(p, ips, n, 0);
+  }
+  emit(rec, static_cast<size_t>(p - rec));
+  g_rec.prev_id = id;
+  g_rec.last = id;
+  g_rec.written[id / 64] |= uint64_t{1} << (id % 64);
+  for (int i = 0; i < kPrefixTables && n >= kPrefixLens[i]; ++i)
+    g_rec.by_prefix[i][hashes[i] & (kPrefixSlots - 1)] = id;
+}
+
+// One past the largest id handed out (ids past kMaxStacks are never filled).
+uint32_t id_limit() {
+  uint32_t next = g_next_id.load(std::memory_order_acquire);
+  return next < kMaxStacks + 1 ? next : static_cast<uint32_t>(kMaxStacks + 1);
+}
+
+}  // namespace
+
+bool stack_table_unwritten() {
+  return g_rec.cursor < id_limit();
+}
+
+void stack_table_write_new(void (*emit)(const uint8_t* rec, size_t n)) {
+  if (!g_by_id || !record_state_map()) return;
+  uint32_t limit = id_limit();
+  // Ids are filled in any order by the program's threads: one still being filled is skipped
+  // (and the cursor waits for it); ids after it that are filled are written now.
+  bool contiguous = true;
+  for (uint32_t id = g_rec.cursor; id < limit; ++id) {
+    if (!is_written(id)) {
+      if (__atomic_load_n(&g_by_id[id], __ATOMIC_ACQUIRE) == 0) {
+        contiguous = false;
+        continue;
+      }
+      write_one(id, emit);
+    }
+    if (contiguous) g_rec.cursor = id + 1;
+  }
+}
+
+void stack_table_writer_reset() {
+  g_rec.cursor = 1;
+  g_rec.prev_id = 0;
+  g_rec.last = 0;
+  if (g_rec.written) {
+    sys_unmap(g_rec.written, kBitmapWords * 8);
+    g_rec.written = nullptr;
+  }
+  for (uint32_t*& t : g_rec.by_prefix) {
+    if (t) sys_unmap(t, kPrefixSlots * sizeof(uint32_t));
+    t = nullptr;
+  }
 }
 
 }  // namespace memcensus::rt

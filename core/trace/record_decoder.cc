@@ -76,6 +76,8 @@ RecordDecoder::Handler RecordDecoder::handler_for(uint8_t tag) {
       return &RecordDecoder::on_thread_end;
     case f::kStack:
       return &RecordDecoder::on_stack;
+    case f::kStackRef:
+      return &RecordDecoder::on_stack_ref;
     case f::kModule:
       return &RecordDecoder::on_module;
     case f::kProcess:
@@ -292,6 +294,9 @@ void RecordDecoder::new_segment() {
   lane_announced_ = false;
   stack_offset_ = max_stack_;
   stream_offset_ = max_stream_;
+  ref_frames_.clear();
+  ref_stacks_.clear();
+  prev_ref_id_ = 0;
 }
 
 void RecordDecoder::on_event(Cursor& c, uint8_t tag, TraceVisitor& v) {
@@ -444,6 +449,60 @@ void RecordDecoder::on_stack(Cursor& c, uint8_t, TraceVisitor& v) {
     prev += static_cast<uint64_t>(c.signed_varint());
     s.frames.push_back(prev);
   }
+  v.on_stack(s);
+}
+
+// Frames are checked as they are read: the depth stays within the reader's limit and a
+// base must be a kStackRef stack read before in this segment.
+void RecordDecoder::on_stack_ref(Cursor& c, uint8_t, TraceVisitor& v) {
+  constexpr uint64_t kMaxDepth = 4096;
+  int64_t id_delta = c.signed_varint();
+  int64_t local = static_cast<int64_t>(prev_ref_id_) + id_delta;
+  if (local <= 0 || local > static_cast<int64_t>(UINT32_MAX - stack_offset_))
+    c.fail("stack id out of range");
+  uint32_t id = static_cast<uint32_t>(local);
+  if (ref_stacks_.count(id)) c.fail("stack " + std::to_string(id) + " defined twice");
+  int64_t base_delta = c.signed_varint();
+  TraceStack s;
+  s.id = id + stack_offset_;
+  auto read_frames = [&](uint64_t n, uint64_t prev) {
+    if (n > kMaxDepth - s.frames.size() || n > c.data.size() - c.pos)
+      c.fail("stack depth out of range");
+    for (uint64_t i = 0; i < n; ++i) {
+      prev += static_cast<uint64_t>(c.signed_varint());
+      s.frames.push_back(prev);
+    }
+  };
+  if (base_delta == 0) {
+    read_frames(c.varint(), 0);
+  } else {
+    int64_t base_local = local - base_delta;
+    auto it = base_local > 0 && base_local <= UINT32_MAX
+                  ? ref_stacks_.find(static_cast<uint32_t>(base_local))
+                  : ref_stacks_.end();
+    if (it == ref_stacks_.end())
+      c.fail("stack " + std::to_string(id) + " refers to undefined stack " +
+             std::to_string(base_local));
+    const size_t base_at = it->second.first;
+    const uint32_t base_depth = it->second.second;
+    uint64_t keep = c.varint();
+    if (keep > base_depth)
+      c.fail("stack " + std::to_string(id) + " keeps more frames than its base has");
+    s.frames.assign(ref_frames_.begin() + static_cast<ptrdiff_t>(base_at),
+                    ref_frames_.begin() + static_cast<ptrdiff_t>(base_at + keep));
+    read_frames(c.varint(), keep ? s.frames.back() : 0);
+    uint64_t from = c.varint();
+    if (from > base_depth)
+      c.fail("stack " + std::to_string(id) + " takes frames past its base's end");
+    if (base_depth - from > kMaxDepth - s.frames.size()) c.fail("stack depth out of range");
+    s.frames.insert(s.frames.end(), ref_frames_.begin() + static_cast<ptrdiff_t>(base_at + from),
+                    ref_frames_.begin() + static_cast<ptrdiff_t>(base_at + base_depth));
+  }
+  prev_ref_id_ = id;
+  max_stack_ = std::max(max_stack_, s.id);
+  ref_stacks_.emplace(id,
+                      std::make_pair(ref_frames_.size(), static_cast<uint32_t>(s.frames.size())));
+  ref_frames_.insert(ref_frames_.end(), s.frames.begin(), s.frames.end());
   v.on_stack(s);
 }
 

@@ -74,6 +74,7 @@ class RecordDecoder {
   void on_thread(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_thread_end(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_stack(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void on_stack_ref(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_module(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_process(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_rss(Cursor& c, uint8_t tag, TraceVisitor& v);
@@ -112,6 +113,11 @@ class RecordDecoder {
   uint32_t stack_offset_ = 0;
   uint32_t max_stack_ = 0;
   uint64_t stream_offset_ = 0;
+  // kStackRef stacks of the current segment, the bases later ones may name: frames in one
+  // array, (offset, depth) by segment-local id.
+  std::vector<uint64_t> ref_frames_;
+  std::unordered_map<uint32_t, std::pair<size_t, uint32_t>> ref_stacks_;
+  uint32_t prev_ref_id_ = 0;
   uint64_t max_stream_ = 0;  // the largest stream id given out so far (shifted)
 };
 

@@ -89,6 +89,70 @@ TEST(RecordDecoder, ReallocAndStacksAcrossSegments) {
   EXPECT_EQ(out.events[1].stream, 2u);  // the new image's stream 1: shifted too
 }
 
+// Version 3 stacks: one told in full, then others by reference to it (a kept innermost part,
+// new frames, the base's outer part), ids as deltas; ids shift with the segment.
+TEST(RecordDecoder, StackReferences) {
+  Chunk c;
+  c.tag(f::kStackRef).z(5).z(0).v(4).z(0x1000).z(0x10).z(0x10).z(0x10);  // 5: 1000 1010 1020 1030
+  // 6 = 5's [0,2), 2 new frames, 5's [3,4): 1000 1010 2000 2008 1030
+  c.tag(f::kStackRef).z(1).z(1).v(2).v(2).z(0x2000 - 0x1010).z(8).v(3);
+  // 3 = 6's [0,1), nothing new, 6's [2,5): 1000 2000 2008 1030
+  c.tag(f::kStackRef).z(-3).z(3 - 6).v(1).v(0).v(2);
+  // 4 = 5 with everything kept and nothing after: 1000 1010 1020 1030
+  c.tag(f::kStackRef).z(1).z(-1).v(4).v(0).v(4);
+  Collect out;
+  RecordDecoder d("test");
+  d.decode(c.data, 0, out);
+  ASSERT_EQ(out.stacks.size(), 4u);
+  EXPECT_EQ(out.stacks[0].id, 5u);
+  EXPECT_EQ(out.stacks[0].frames, (std::vector<uint64_t>{0x1000, 0x1010, 0x1020, 0x1030}));
+  EXPECT_EQ(out.stacks[1].id, 6u);
+  EXPECT_EQ(out.stacks[1].frames, (std::vector<uint64_t>{0x1000, 0x1010, 0x2000, 0x2008, 0x1030}));
+  EXPECT_EQ(out.stacks[2].id, 3u);
+  EXPECT_EQ(out.stacks[2].frames, (std::vector<uint64_t>{0x1000, 0x2000, 0x2008, 0x1030}));
+  EXPECT_EQ(out.stacks[3].id, 4u);
+  EXPECT_EQ(out.stacks[3].frames, out.stacks[0].frames);
+  d.new_segment();
+  Chunk next;
+  next.tag(f::kStackRef).z(1).z(0).v(1).z(0x500000);
+  d.decode(next.data, 1, out);
+  EXPECT_EQ(out.stacks[4].id, 7u);  // shifted past the first segment's ids
+  Chunk stale;                      // the first segment's stacks are no bases in the second
+  stale.tag(f::kStackRef).z(1).z(-3).v(1).v(0).v(1);  // stack 2 against the first's 5
+  EXPECT_THROW(d.decode(stale.data, 2, out), memcensus::Error);
+}
+
+TEST(RecordDecoder, MalformedStackReferencesAreErrors) {
+  Collect out;
+  auto message = [&](const Chunk& c) -> std::string {
+    RecordDecoder d("bad.trace");
+    try {
+      d.decode(c.data, 3, out);
+    } catch (const memcensus::Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  Chunk base;
+  base.tag(f::kStackRef).z(1).z(0).v(2).z(0x1000).z(0x10);  // stack 1, depth 2
+  EXPECT_NE(message(Chunk(base).tag(f::kStackRef).z(1).z(5).v(0).v(0).v(0))
+                .find("stack 2 refers to undefined stack -3"),
+            std::string::npos);
+  EXPECT_NE(message(Chunk(base).tag(f::kStackRef).z(1).z(1).v(3).v(0).v(0)).find("keeps more"),
+            std::string::npos);
+  EXPECT_NE(message(Chunk(base).tag(f::kStackRef).z(1).z(1).v(0).v(0).v(3)).find("past its base"),
+            std::string::npos);
+  EXPECT_NE(message(Chunk(base).tag(f::kStackRef).z(0).z(0).v(0)).find("defined twice"),
+            std::string::npos);
+  EXPECT_NE(message(Chunk().tag(f::kStackRef).z(-1).z(0).v(0)).find("out of range"),
+            std::string::npos);
+  EXPECT_NE(message(Chunk().tag(f::kStackRef).z(1).z(0).v(5000)).find("depth out of range"),
+            std::string::npos);
+  EXPECT_NE(
+      message(Chunk(base).tag(f::kStackRef).z(1).z(1).v(2).v(1000000)).find("depth out of range"),
+      std::string::npos);
+}
+
 TEST(RecordDecoder, MalformedRecordsAreErrors) {
   Collect out;
   auto decode = [&](const Chunk& c) {
