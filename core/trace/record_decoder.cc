@@ -498,6 +498,11 @@ void RecordDecoder::on_stack_ref(Cursor& c, uint8_t, TraceVisitor& v) {
     s.frames.insert(s.frames.end(), ref_frames_.begin() + static_cast<ptrdiff_t>(base_at + from),
                     ref_frames_.begin() + static_cast<ptrdiff_t>(base_at + base_depth));
   }
+  // A reference copies up to 4096 frames from a few bytes of input: without a bound on the
+  // total, a short malformed file could make the reader take all memory.
+  constexpr size_t kMaxRefFrames = size_t{1} << 28;  // 2 GiB of frames
+  if (s.frames.size() > kMaxRefFrames - ref_frames_.size())
+    c.fail("more than " + std::to_string(kMaxRefFrames) + " stack frames in the trace");
   prev_ref_id_ = id;
   max_stack_ = std::max(max_stack_, s.id);
   ref_stacks_.emplace(id,
