@@ -5,10 +5,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include "support/subprocess.h"
 
 namespace mctest {
 
@@ -39,26 +40,8 @@ Result run(const std::vector<std::string>& argv, const std::vector<std::string>&
   return r;
 }
 
-namespace {
-
-// Scratch directories of this test process, removed when it exits.
-struct ScratchDirs {
-  std::vector<std::string> dirs;
-  ~ScratchDirs() {
-    std::error_code ec;
-    for (const std::string& d : dirs) std::filesystem::remove_all(d, ec);
-  }
-};
-ScratchDirs g_scratch;
-
-}  // namespace
-
 std::string scratch_dir() {
-  char tmpl[] = "/tmp/memcensus-test-XXXXXX";
-  const char* d = mkdtemp(tmpl);
-  if (!d) throw std::runtime_error("mkdtemp");
-  g_scratch.dirs.push_back(d);
-  return d;
+  return memcensus::test::scratch_dir();
 }
 
 std::string fixture(const std::string& name) {
