@@ -67,7 +67,12 @@ inline bool sample_skips(size_t size) {
 }
 
 // True when `ptr` is certainly not a recorded block (null is not "certainly not": a free of
-// null is recorded). Reads only; sampled_release does the removal.
+// null is recorded). Reads only; sampled_release does the removal. A block being checked
+// cannot be entered meanwhile (it is live and its caller owns it), so a probe chain seen to
+// end before it proves it absent. A removed entry ends the chain when the next slot is
+// empty: the usual state of the home slot of an address that was sampled once and is reused
+// since (a program that frees and reallocates the same block took the slow path on every
+// free).
 inline bool sample_set_lacks(const void* ptr) {
   uint64_t p = reinterpret_cast<uint64_t>(ptr);
   if (p <= 1) return false;
@@ -81,23 +86,12 @@ inline bool sample_set_lacks(const void* ptr) {
 // Remembers a recorded block.
 void sampled_insert(const void* ptr);
 
-// Forgets a block; true when it was recorded. One or two loads when it was not (the usual
-// case). A block being freed cannot be entered meanwhile (it is live and this call owns
-// it), so a chain seen to end before it proves it absent.
+// Forgets a block; true when it was recorded. One to three loads when it was not (the usual
+// case).
 inline bool sampled_release(const void* ptr) {
   uint64_t p = reinterpret_cast<uint64_t>(ptr);
-  if (p <= 1) return false;
-  if (g_sample_filter[sample_bucket(p)].load(std::memory_order_acquire) == 0) return false;
-  uint64_t slot = sample_slot(p);
-  uint64_t cur = g_sample_set[slot].load(std::memory_order_acquire);
-  if (cur == 0) return false;
-  // A removed entry ends the probe chain when the next slot is empty: the usual state of
-  // the home slot of an address that was sampled once and is reused since (a program that
-  // frees and reallocates the same block took the slow path on every free).
-  if (cur == 1 &&
-      g_sample_set[(slot + 1) & ((1u << kSampleSetBits) - 1)].load(std::memory_order_acquire) == 0)
-    return false;
-  return sampled_release_slow(ptr, slot);
+  if (p <= 1 || sample_set_lacks(ptr)) return false;
+  return sampled_release_slow(ptr, sample_slot(p));
 }
 
 }  // namespace memcensus::rt
