@@ -78,9 +78,20 @@ bool ring_append(Ring* r, const uint8_t* p, size_t n, bool publish);
 // The common case of ring_append, inlined into the recorder: there is room without waiting.
 // Returns false (nothing reserved) when the caller must use ring_append, which waits.
 inline bool ring_append_fast(Ring* r, const uint8_t* p, size_t n);
-// Producer: publishes everything reserved so far.
+// Producer: publishes everything reserved so far. A signal handler that runs between the
+// load of `reserve` and the store of `head` may publish records of its own past that load
+// (a handler that interrupts the thread between records is not nested); the store would
+// then move `head` back over them (the writer may even have taken them already), so the
+// load is repeated until it sees no such change. When the handler interrupts after the
+// store, its own publish covers everything. The writer takes a `head` behind its `tail` as
+// nothing new (ring_take), for the moment between the two stores.
 inline void ring_publish(Ring* r) {
-  r->head.store(r->reserve, std::memory_order_release);
+  const volatile uint64_t* reserve = &r->reserve;
+  uint64_t end;
+  do {
+    end = *reserve;
+    r->head.store(end, std::memory_order_release);
+  } while (*reserve != end);
 }
 
 // Reserves n bytes with one instruction (an unlocked xadd), so that a signal handler that

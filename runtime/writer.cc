@@ -274,7 +274,7 @@ void drain_ring(Ring* r, bool check_alive) {
     st = kRingClosed;
   }
   uint64_t pending = r->head.load(std::memory_order_acquire) - r->tail.load();
-  if (pending) {
+  if (static_cast<int64_t>(pending) > 0) {
     uint8_t rec[kThreadHeaderMax], *p = rec;
     *p++ = f::kThread;
     p = f::put_varint(p, r->stream);
