@@ -59,3 +59,11 @@ run_one cxx-containers "" "$bin/bench_containers" 200
 if [ -x "$bin/bench_rust" ]; then run_one rust "" "$bin/bench_rust" 100; fi
 run_one storm-sample-512k "--sample 524288" "$bin/bench_storm" 10000000 1
 run_one storm-no-stacks "--no-stacks" "$bin/bench_storm" 10000000 1
+# The floor of interposition: the same storm under a preload that only forwards malloc and
+# free to glibc (the memcensus column is that preload's time). `--sample` cannot go below it.
+if [ -e "$bin/libbench_forward_shim.so" ]; then
+  n=$(best "$bin/bench_storm" 10000000 1)
+  f=$(best env LD_PRELOAD="$bin/libbench_forward_shim.so" "$bin/bench_storm" 10000000 1)
+  printf '%-22s %8.3f %10.3f %7s %10s %7s %10s %7s %9s\n' storm-preload-floor "$n" "$f" \
+    "$(ratio "$n" "$f")" - - - - -
+fi
