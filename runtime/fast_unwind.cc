@@ -501,7 +501,7 @@ int walk_frames(const StartFrame& start, uint64_t* ips, int max, UnwindRead* rea
 // reads per frame.
 namespace {
 
-constexpr int kMaxSuffixTries = 8;
+constexpr int kMaxSuffixTries = 4;
 
 // Turns the read indexes the walk noted in marks[0, n) into rest_reads (it logged `nreads`
 // words in all).
@@ -592,14 +592,14 @@ int take_suffix(WalkState& s, const PriorWalk& p, uint32_t j, bool needs, uint64
 }
 
 int walk_recorded(const StartFrame& start, uint64_t* ips, int max, WalkRecord* rec,
-                  const PriorWalks* prior, int* suffix_frames) {
+                  const PriorWalks* prior, SuffixTaken* taken) {
   WalkState s{start.ip, start.sp, start.rbp, 0, false, false, 0, 0};
   const int cap = rec->cap;
   UnwindRead* reads = rec->reads;
   FrameMark* marks = rec->marks;
   int tries = prior ? kMaxSuffixTries : 0;
   uint32_t failed_walk = ~0u, failed_read = 0;
-  *suffix_frames = 0;
+  *taken = SuffixTaken{0, 0};
   rec->complete = false;
   while (s.n < max) {
     if (tries > 0) {
@@ -612,7 +612,7 @@ int walk_recorded(const StartFrame& start, uint64_t* ips, int max, WalkRecord* r
         uint32_t changed = ~0u;
         bool needs = false;
         if (suffix_matches(s, p, j, max, &needs, &changed)) {
-          *suffix_frames = static_cast<int>(p.nframes - j);
+          *taken = SuffixTaken{static_cast<int>(p.nframes - j), p.id};
           return take_suffix(s, p, j, needs, ips, rec);
         }
         if (changed != ~0u) failed_walk = w, failed_read = changed;
@@ -670,9 +670,9 @@ int walk_recorded(const StartFrame& start, uint64_t* ips, int max, WalkRecord* r
 }  // namespace
 
 int fast_unwind_recorded(const StartFrame& start, uint64_t* ips, int max, WalkRecord* rec,
-                         const PriorWalks* prior, int* suffix_frames) {
-  int n = walk_recorded(start, ips, max, rec, prior, suffix_frames);
-  if (__builtin_expect(g_check_suffix, 0) && *suffix_frames > 0) {
+                         const PriorWalks* prior, SuffixTaken* taken) {
+  int n = walk_recorded(start, ips, max, rec, prior, taken);
+  if (__builtin_expect(g_check_suffix, 0) && taken->frames > 0) {
     uint64_t full[256];
     int m = walk_frames<false>(start, full, max < 256 ? max : 256, nullptr, 0, nullptr, nullptr);
     if (m != n || memcmp(full, ips, static_cast<size_t>(n) * sizeof(uint64_t)) != 0) {

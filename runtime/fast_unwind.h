@@ -63,7 +63,14 @@ struct PriorWalk {
   const FrameMark* marks;
   const UnwindRead* reads;
   uint32_t nframes, nreads;
+  uint32_t id;  // the stack id of its frames (fast_unwind_recorded only passes it on)
   bool complete;
+};
+
+// What a suffix hit took: `frames` outer frames of the prior walk of stack `id` (0: none).
+struct SuffixTaken {
+  int frames;
+  uint32_t id;
 };
 
 // The prior walks a recorded walk may take its outer frames from: `walks` (up to 256), and
@@ -96,11 +103,10 @@ int fast_unwind(const StartFrame& start, uint64_t* ips, int max, UnwindRead* rea
 // the outer frames of a `prior` walk instead of walking them when it reaches a frame state
 // of one (suffix hit; exact, argued at walk_frames in fast_unwind.cc). Frames, reads and
 // marks of a suffix hit are those a full walk would have produced, except that a saved RBP
-// may be logged a few reads earlier than a full walk would log it. *suffix_frames: how
-// many frames came from a prior walk (0: none); the marks of frames 0 .. depth - that
-// are the ones this walk computed.
+// may be logged a few reads earlier than a full walk would log it. *taken: how many frames
+// came from which prior walk (frames 0: none).
 int fast_unwind_recorded(const StartFrame& start, uint64_t* ips, int max, WalkRecord* rec,
-                         const PriorWalks* prior, int* suffix_frames);
+                         const PriorWalks* prior, SuffixTaken* taken);
 
 // True when MEMCENSUS_CHECK_SUFFIX=1 (tests): every suffix hit is compared with a full walk,
 // and a difference aborts the program with a message.

@@ -49,11 +49,11 @@ struct Record {
 
 // The stack of the hook's caller in `ips`: CFI walk (logged in `rec` when given, with its
 // marks when rec->marks is set, then taking the outer frames of a `prior` walk where it can:
-// *taken of them), or libunwind when that fails (then our own frames, up to the caller's
+// *taken), or libunwind when that fails (then our own frames, up to the caller's
 // return address, are dropped, and rec->nreads is -1: such a walk is not cached). Returns
 // the depth.
 uint32_t walk(const StartFrame& from, uint64_t* ips, WalkRecord* rec, const PriorWalks* prior,
-              int* taken) {
+              SuffixTaken* taken) {
   int max = static_cast<int>(g_config.stack_depth);
   int n;
   if (rec && rec->marks)
@@ -96,21 +96,27 @@ uint32_t walk(const StartFrame& from, uint64_t* ips, WalkRecord* rec, const Prio
     rec.reads = entry->reads;
     rec.marks = recorded ? entry->marks : nullptr;
   }
-  int taken = 0;
+  SuffixTaken taken{0, 0};
   uint32_t depth = walk(from, ips, entry ? &rec : nullptr, &prior, &taken);
-  if (recorded)
-    walk_cache_suffix_count(*cache, depth - static_cast<uint32_t>(taken), static_cast<uint32_t>(taken));
+  const uint32_t walked = depth - static_cast<uint32_t>(taken.frames);
+  if (recorded) walk_cache_suffix_count(*cache, walked, static_cast<uint32_t>(taken.frames));
   bool is_new = false;
-  uint64_t hash = stack_hash(ips, depth);
   uint32_t id = 0;
-  if (cache)
-    id = stack_memo_find(*cache, hash, [&](uint32_t known) { return stack_is(known, ips, depth); });
+  auto same = [&](uint32_t known) { return stack_is(known, ips, depth); };
+  // A suffix hit's stack is looked for under its suffix key first (no hash over all frames).
+  uint64_t key = taken.frames > 0 ? stack_memo_suffix_key(ips, walked, taken) : 0;
+  if (key) id = stack_memo_find(*cache, key, same);
   if (id == 0) {
-    id = stack_intern(ips, depth, hash, nested, &is_new);
-    if (cache && id != 0) stack_memo_put(*cache, hash, id);
+    uint64_t hash = stack_hash(ips, depth);
+    if (cache) id = stack_memo_find(*cache, hash, same);
+    if (id == 0) {
+      id = stack_intern(ips, depth, hash, nested, &is_new);
+      if (cache && id != 0 && !key) stack_memo_put(*cache, hash, id);
+    }
+    if (key && id != 0) stack_memo_put(*cache, key, id);
   }
   if (entry && id != 0 && rec.nreads >= 0)
-    walk_cache_fill(*cache, entry, from, rec, ips, depth, depth - static_cast<uint32_t>(taken), id);
+    walk_cache_fill(*cache, entry, from, rec, ips, depth, walked, id);
   t.unwinding = 0;
   return id;
 }

@@ -24,7 +24,7 @@ void walk_cache_fill(WalkCache& c, WalkCacheEntry* e, const StartFrame& from,
   e->ip = from.ip;
   const uint64_t* frames = nullptr;  // the StackTable's copy, kept for good
   if (!rec.marks || stack_frames(id, &frames) != nframes) return;
-  c.walks[index] = PriorWalk{frames, e->marks, e->reads, nframes, e->nreads, rec.complete};
+  c.walks[index] = PriorWalk{frames, e->marks, e->reads, nframes, e->nreads, id, rec.complete};
   for (uint32_t k = 0; k < walked && k < nframes; ++k)
     c.frame_index[prior_slot(ips[k], e->marks[k].sp)] = static_cast<uint16_t>(index << 8 | k);
 }

@@ -74,7 +74,7 @@ struct StackMemoEntry {
 // (bench_deep: every stack differs from the one before at nearly every depth) walks its next
 // kSuffixPause misses without recording them, then measures again (never under
 // MEMCENSUS_CHECK_SUFFIX, whose point is to check every hit).
-inline constexpr uint32_t kSuffixWindow = 256, kSuffixPause = 4096;
+inline constexpr uint32_t kSuffixWindow = 128, kSuffixPause = 8192;
 struct SuffixStats {
   uint32_t walked, taken;  // frames in the current window
   uint32_t walks;          // recorded walks in the current window
@@ -89,6 +89,22 @@ struct WalkCache {
   uint16_t frame_index[1u << kPriorSlotBits];
   alignas(64) StackMemoEntry memo[kStackMemoWays << kStackMemoSetBits];
 };
+
+// The memo's key for a stack that a suffix hit made of `prefix` frames walked and the outer
+// `taken.frames` of stack `taken.id`: a hash of those, O(prefix) instead of O(depth) (the
+// memo compares the frames of what it finds under a key in any case, so a stack filed under
+// another key, or a collision, only misses). Never 0.
+inline uint64_t stack_memo_suffix_key(const uint64_t* prefix, uint32_t n, SuffixTaken taken) {
+  uint64_t h = (static_cast<uint64_t>(taken.id) << 16 ^ static_cast<uint32_t>(taken.frames)) *
+               0x9e3779b97f4a7c15ull;
+  for (uint32_t i = 0; i < n; ++i) {
+    h ^= prefix[i];
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  h *= 0xc4ceb9fe1a85ec53ull;
+  return (h ^ (h >> 29)) | 1;
+}
 
 // The id the memo has for the stack of `hash` that satisfies `same(id)`, or 0. `same` is
 // asked only for entries of that hash (the compare of the frames).
