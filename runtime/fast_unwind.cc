@@ -479,7 +479,7 @@ int walk_frames(const StartFrame& start, uint64_t* ips, int max, UnwindRead* rea
 // The state of a walk at a frame boundary (before frame k's rule is applied) is its ip, sp
 // and RBP; what it does from there on is a function of that state, of the rules and of the
 // stack words it reads from there on. Its RBP matters only when a CFA is computed from it
-// before a rule reloads RBP from the stack (kMarkNeeds, known once the walk ended).
+// before a rule reloads RBP from the stack (rest_needs_rbp).
 //
 // Suffix hit: a walk at boundary n whose ip and sp are those of a prior walk P at its
 // boundary j, whose RBP equals P's there when P's rest needs it, and which finds every word
@@ -497,8 +497,7 @@ int walk_frames(const StartFrame& start, uint64_t* ips, int max, UnwindRead* rea
 // Candidates come from the caller's index of prior frames by (ip, sp): one probe per frame
 // walked. A prior walk whose words were found changed at read i is ruled out at its
 // boundaries whose rest starts at or before i (the walk remembers the last such walk), and
-// at most kMaxSuffixTries candidates are checked per walk, so the checks cost at most a few
-// reads per frame.
+// the words of at most kMaxSuffixTries candidates are checked per walk.
 namespace {
 
 constexpr int kMaxSuffixTries = 4;

@@ -101,7 +101,7 @@ int fast_unwind(const StartFrame& start, uint64_t* ips, int max, UnwindRead* rea
 
 // The same walk, recorded in *rec (reads as above, plus a FrameMark per frame), that takes
 // the outer frames of a `prior` walk instead of walking them when it reaches a frame state
-// of one (suffix hit; exact, argued at walk_frames in fast_unwind.cc). Frames, reads and
+// of one (suffix hit; exact, argued at walk_recorded in fast_unwind.cc). Frames, reads and
 // marks of a suffix hit are those a full walk would have produced, except that a saved RBP
 // may be logged a few reads earlier than a full walk would log it. *taken: how many frames
 // came from which prior walk (frames 0: none).
