@@ -583,8 +583,9 @@ int take_suffix(WalkState& s, const PriorWalk& p, uint32_t j, bool needs, uint64
   memcpy(rec->reads + s.nr, p.reads + (p.nreads - rest_reads), rest_reads * sizeof(UnwindRead));
   FrameMark* out = rec->marks + n;
   memcpy(out, p.marks + j, rest * sizeof(FrameMark));
-  out[0] = FrameMark{s.sp, s.rbp, s.rbp_at, static_cast<uint16_t>(rest_reads),
-                     static_cast<uint8_t>((m.flags & ~kMarkPending) | (pending ? kMarkPending : 0))};
+  out[0] =
+      FrameMark{s.sp, s.rbp, s.rbp_at, static_cast<uint16_t>(rest_reads),
+                static_cast<uint8_t>((m.flags & ~kMarkPending) | (pending ? kMarkPending : 0))};
   count_rest_reads(rec->marks, n, nr);
   rec->nreads = nr;
   return total;

@@ -84,7 +84,8 @@ struct PriorWalks {
   uint32_t skip;  // a walk not to use (the one this walk replaces)
 };
 inline uint32_t prior_slot(uint64_t ip, uint64_t sp) {
-  return static_cast<uint32_t>(((ip ^ (sp << 20)) * 0x9e3779b97f4a7c15ull) >> (64 - kPriorSlotBits));
+  return static_cast<uint32_t>(((ip ^ (sp << 20)) * 0x9e3779b97f4a7c15ull) >>
+                               (64 - kPriorSlotBits));
 }
 
 bool fast_unwind_init();

@@ -80,9 +80,9 @@ uint32_t walk(const StartFrame& from, uint64_t* ips, WalkRecord* rec, const Prio
 }
 
 // The walk of capture_stack when the WalkCache has no answer: a walk (recorded into
-// `entry`, emptied first, when given; it takes the outer frames of one of the thread's
-// latest walks where it can), the thread's stack memo or else the StackTable lookup (a new
-// stack's record is written later by the writer thread). Runs with `unwinding` set; clears it.
+// `entry`, emptied first, when given; it takes the outer frames of another entry's walk
+// where it can), the thread's stack memo or else the StackTable lookup (a new stack's record
+// is written later by the writer thread). Runs with `unwinding` set; clears it.
 [[gnu::noinline]] uint32_t capture_stack_walk(ThreadState& t, bool nested, const StartFrame& from,
                                               WalkCache* cache, WalkCacheEntry* entry) {
   ErrnoKeeper keep;  // the loader's list, libunwind and new StackTable blocks may set errno

@@ -12,9 +12,8 @@ void walk_cache_clear(WalkCache* c) {
   for (StackMemoEntry& m : c->memo) m = StackMemoEntry{0, 0, 0};
 }
 
-void walk_cache_fill(WalkCache& c, WalkCacheEntry* e, const StartFrame& from,
-                     const WalkRecord& rec, const uint64_t* ips, uint32_t nframes, uint32_t walked,
-                     uint32_t id) {
+void walk_cache_fill(WalkCache& c, WalkCacheEntry* e, const StartFrame& from, const WalkRecord& rec,
+                     const uint64_t* ips, uint32_t nframes, uint32_t walked, uint32_t id) {
   uint32_t index = static_cast<uint32_t>(e - c.entries);
   e->sp = from.sp;
   e->rbp = from.rbp;

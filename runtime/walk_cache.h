@@ -192,9 +192,8 @@ inline void walk_cache_suffix_count(WalkCache& c, uint32_t walked, uint32_t take
 // Completes entry `e` with the walk recorded into it (frames ips[0..nframes) interned as
 // `id`) and, when the walk recorded its marks, files the frames it walked itself (the first
 // `walked`) in the index: the ones it took from a prior walk are filed under that one.
-void walk_cache_fill(WalkCache& c, WalkCacheEntry* e, const StartFrame& from,
-                     const WalkRecord& rec, const uint64_t* ips, uint32_t nframes, uint32_t walked,
-                     uint32_t id);
+void walk_cache_fill(WalkCache& c, WalkCacheEntry* e, const StartFrame& from, const WalkRecord& rec,
+                     const uint64_t* ips, uint32_t nframes, uint32_t walked, uint32_t id);
 
 // Empties every entry (a ring slot claimed by a new thread, or a forked child's new trace).
 void walk_cache_clear(WalkCache* c);

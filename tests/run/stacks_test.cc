@@ -1,7 +1,6 @@
 // Stacks on binaries without frame pointers: the top site names the right functions in
 // the right order, from the allocating function out to main.
 #include <gtest/gtest.h>
-
 #include <stdlib.h>
 
 #include <algorithm>
