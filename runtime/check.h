@@ -174,7 +174,7 @@ size_t checked_usable_size(void* p, size_t (*real)(void*));
 // Enters a block the fast mode allocated and recorded (stack: its id).
 [[gnu::always_inline]] inline void check_enter(const void* p, size_t size, uint8_t kind,
                                                uint32_t stack) {
-  table_insert_packed(reinterpret_cast<uint64_t>(p), format::census_pack(size, kind, stack));
+  table_insert_front(reinterpret_cast<uint64_t>(p), format::census_pack(size, kind, stack));
 }
 
 // The rest of a fast-mode release the table did not find live and of the right family, or
@@ -194,6 +194,15 @@ void checked_free_regs(uint8_t kind, void* p, size_t size, size_t align, uint64_
                                                       uint64_t rbp) {
   if (__builtin_expect(!p || in_guard_pool(p), 0))
     return checked_free_regs(kind, p, size, align, ip, sp, rbp);
+  if (__builtin_expect(table_release_front(reinterpret_cast<uint64_t>(p),
+                                           [kind](uint64_t info) {
+                                             return family_of(format::census_kind(info)) ==
+                                                    family_of(kind);
+                                           }),
+                       1)) {
+    record_free_event(kind, p, size, align);
+    return __libc_free(p);
+  }
   Taken t = table_try_release(reinterpret_cast<uint64_t>(p));
   if (__builtin_expect(
           t.lookup != Lookup::kLive || family_of(format::census_kind(t.info)) != family_of(kind),

@@ -75,6 +75,8 @@ void table_census(format::LiveCensus* c);
 BlockInfo table_unpack(uint64_t info);
 // In a forked child: frees every shard lock.
 void table_fork_child();
+// At thread exit: moves the thread's front into the shards and frees it for another thread.
+void table_thread_exit();
 
 // The same insertion and release as table_insert / table_release with the entry in its
 // packed form (format::census_pack; the stack kCensusStackUnrecorded for an unrecorded
@@ -128,7 +130,16 @@ static_assert(offsetof(Shard, slots) == offsetof(format::CensusShard, slots) &&
               offsetof(Shard, live) == offsetof(format::CensusShard, live) &&
               sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
 
-extern Shard g_shards[kShards];
+// The per-thread fronts (below): kFronts of kFrontSlots slots each. Their headers follow the
+// shards in g_shards, so that the census (format/live_census.h) reads them as more shards.
+inline constexpr uint64_t kFronts = 256;
+inline constexpr uint64_t kFrontSlots = 64;
+extern Shard g_shards[kShards + kFronts];
+// The fronts' slots, kFronts arrays of kFrontSlots (mapped by table_init: the runtime's own
+// mapping, which the leak scan does not take for roots, as it would the runtime's .bss).
+extern Slot (*g_front_slots)[kFrontSlots];
+// This thread's front (null: none, or not yet claimed: t_front_tried).
+extern __thread Slot* t_front __attribute__((tls_model("initial-exec")));
 
 // Blocks of one 16 KiB region of the heap share a shard and sit in consecutive slots (the
 // hash of the region plus the block's 32-byte index): blocks allocated together are looked
@@ -266,7 +277,71 @@ inline void unlock(Shard& s, bool biased) {
   t_state.in_check = 0;
 }
 
+// The front: blocks the thread allocated most recently, not (yet) in the shards. A block's
+// front slot is fixed by its address (front_index: one slot to look at, no hash, no probe),
+// and only its own thread writes a slot without a lock, with plain stores, key last, while
+// `in_check` is set (a signal handler then uses the shards). A block freed by the thread that
+// allocated it, before another block took its slot, is released in the front (marked
+// released, kept for double-free reports): no shard, no lock. Otherwise the block leaves the
+// front under its shard's lock: moved into its shard when another block needs the slot
+// (front_make_room; a released entry goes in as released, keeping its history), or
+// released by a thread whose shard lookup did not find it live (front_take, which looks at
+// every front's slot for the address under that shard's lock, so it cannot miss a block
+// that is being moved), or moved at thread exit (front_release). Hence a block is live in
+// at most one place, and every lookup of the shards that does not find a block live goes on
+// in the fronts.
+inline uint64_t front_index(uint64_t p) {
+  return (p >> 4) & (kFrontSlots - 1);
+}
+inline uint64_t front_key(const Slot& s) {
+  return __atomic_load_n(&s.key, __ATOMIC_ACQUIRE);
+}
+inline void set_front_key(Slot& s, uint64_t k) {
+  __atomic_store_n(&s.key, k, __ATOMIC_RELEASE);
+}
+// Out of line. Empties `slot` of this thread's front, whose key was seen as k (another
+// block's, live or released), into its shard. 
+void front_make_room(Slot& slot, uint64_t k);
+// Out of line: an insertion when the front cannot take it (none, a nested call).
+void front_insert_slow(uint64_t p, uint64_t info);
+// With the lock of p's shard held, after the shard did not find p live (t): p live in a
+// front is released there; else the released entry of a front, else t.
+Taken front_take(uint64_t p, Taken t);
+
 }  // namespace table_detail
+
+// The check fast mode's insertion: into the thread's front.
+[[gnu::always_inline]] inline void table_insert_front(uint64_t p, uint64_t info) {
+  using namespace table_detail;
+  Slot* f = t_front;
+  if (__builtin_expect(!f || t_state.in_check, 0)) return front_insert_slow(p, info);
+  Slot& slot = f[front_index(p)];
+  uint64_t k = slot.key;
+  if (__builtin_expect(k != 0 && (k & ~kReleasedBit) != p, 0)) front_make_room(slot, k);
+  t_state.in_check = 1;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  slot.info = info;
+  set_front_key(slot, p);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_state.in_check = 0;
+}
+
+// The check fast mode's release of a block live in the thread's front: true (the block is
+// then released in the front) when same_family(its packed info).
+template <typename SameFamily>
+[[gnu::always_inline]] inline bool table_release_front(uint64_t p, SameFamily same_family) {
+  using namespace table_detail;
+  Slot* f = t_front;
+  if (__builtin_expect(!f || t_state.in_check, 0)) return false;
+  Slot& slot = f[front_index(p)];
+  t_state.in_check = 1;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  bool hit = slot.key == p && same_family(slot.info);
+  if (__builtin_expect(hit, 1)) set_front_key(slot, p | kReleasedBit);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_state.in_check = 0;
+  return hit;
+}
 
 [[gnu::always_inline]] inline void table_insert_packed(uint64_t p, uint64_t info) {
   using namespace table_detail;
@@ -299,6 +374,7 @@ inline void unlock(Shard& s, bool biased) {
     biased = e == kEnteredBiased;
   }
   Taken t = take(s, p);
+  if (__builtin_expect(t.lookup != Lookup::kLive, 0)) t = front_take(p, t);
   unlock(s, biased);
   return t;
 }
@@ -309,6 +385,7 @@ inline void unlock(Shard& s, bool biased) {
   Shard& s = shard_of(p);
   bool biased = lock(s);
   Taken t = take(s, p);
+  if (t.lookup != Lookup::kLive) t = front_take(p, t);
   unlock(s, biased);
   return t;
 }
