@@ -327,7 +327,20 @@ bool table_init() {
 }
 
 void table_insert(const void* p, const BlockInfo& info) {
-  table_insert_packed(reinterpret_cast<uint64_t>(p), pack(info));
+  uint64_t a = reinterpret_cast<uint64_t>(p);
+  // A released entry of the address in this thread's front is older than this block: a
+  // double free of it must find the shard's entry, not that one.
+  if (Slot* f = t_front; f && !t_state.in_check) {
+    Slot& slot = f[front_index(a)];
+    if (slot.key == (a | kReleasedBit)) {
+      t_state.in_check = 1;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      if (slot.key == (a | kReleasedBit)) set_front_key(slot, 0);
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      t_state.in_check = 0;
+    }
+  }
+  table_insert_packed(a, pack(info));
 }
 
 Lookup table_release(const void* p, BlockInfo* info) {
