@@ -3,9 +3,6 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstddef>
@@ -59,27 +56,26 @@ uint64_t limit_of(uint64_t slots) {
   return slots * 7 / 10;
 }
 
-// Holds a shard for its lifetime (the error paths and nested calls). A nested holder (a
-// signal handler on a thread that is inside the table already) only tries once: check
-// taken().
+// Holds a shard lock for its lifetime (the error paths and nested calls). A nested holder (a
+// signal handler on a thread that is inside the table already) only tries the lock once:
+// check taken().
 class ShardLock {
  public:
   explicit ShardLock(Shard& s) : s_(s), nested_(t_state.in_check) {
     if (nested_) {
-      Entered e = enter_slow(s, false);
-      taken_ = e != kNotEntered;
-      biased_ = e == kEnteredBiased;
+      uint32_t expected = 0;
+      taken_ = s.lock.compare_exchange_strong(expected, 1, std::memory_order_acquire);
       return;
     }
-    biased_ = lock(s);
+    lock(s);
     taken_ = true;
   }
   ~ShardLock() {
     if (nested_) {
-      if (taken_) leave(s_, biased_);
+      if (taken_) s_.lock.store(0, std::memory_order_release);
       return;
     }
-    unlock(s_, biased_);
+    unlock(s_);
   }
   ShardLock(const ShardLock&) = delete;
   ShardLock& operator=(const ShardLock&) = delete;
@@ -89,7 +85,6 @@ class ShardLock {
   Shard& s_;
   bool nested_;
   bool taken_ = false;
-  bool biased_ = true;
 };
 
 Slot* map_slots(uint64_t n) {
@@ -168,15 +163,21 @@ void front_claim() {
 void front_move(Slot& slot, uint64_t k) {
   uint64_t p = k & ~kReleasedBit;
   Shard& s = shard_of(p);
-  bool biased = lock(s);
+  lock(s);
   uint64_t now = front_key(slot);
-  if (now == p) {
-    insert_locked(s, p, slot.info);
+  uint64_t info = slot.info;
+  if (__builtin_expect(now == p, 1)) {
+    if (__builtin_expect(place_fast(s, p, info, home_of(p)), 1)) {
+      ++s.live;
+    } else if (make_room(s)) {
+      place(s, p, info, home_of(p));
+      ++s.live;
+    }
   } else if (now == (p | kReleasedBit)) {
-    insert_released_locked(s, p, slot.info);
+    insert_released_locked(s, p, info);
   }
   if ((now & ~kReleasedBit) == p) set_front_key(slot, 0);
-  unlock(s, biased);
+  unlock(s);
 }
 
 }  // namespace
@@ -213,59 +214,13 @@ Taken front_take(uint64_t p, Taken t) {
   return t;
 }
 
-namespace {
-
-// Ends the bias of `s` to `owner` (another thread) for good. The membarrier() makes every
-// thread of the process that is running pass a full barrier: after it, the owner either is
-// seen inside (`lock`) or sees the revocation before it enters.
-void revoke_bias(Shard& s, uint64_t owner) {
-  if (!s.owner.compare_exchange_strong(owner, kRevoking, std::memory_order_acq_rel)) return;
-  syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-  s.owner.store(kShared, std::memory_order_release);
-}
-
-void pause_or_yield(int& spins) {
-  if (++spins > 100) sched_yield();
-  __builtin_ia32_pause();
-}
-
-}  // namespace
-
-Entered enter_slow(Shard& s, bool wait) {
-  uint64_t me = thread_token();
-  for (int spins = 0;;) {
-    uint64_t owner = s.owner.load(std::memory_order_acquire);
-    if (owner == me) {
-      // Nested in this thread's own biased entry (a signal handler): it cannot wait for
-      // itself. (Not nested, the owner is never inside here.)
-      if (!wait && s.lock.load(std::memory_order_relaxed) != 0) return kNotEntered;
-      if (enter_biased(s)) return kEnteredBiased;
-    } else if (owner == kUnowned) {
-      s.owner.compare_exchange_strong(owner, me, std::memory_order_acq_rel);
-    } else if (owner == kRevoking) {
-      if (!wait) return kNotEntered;
-      pause_or_yield(spins);
-    } else if (owner != kShared) {
-      revoke_bias(s, owner);
-    } else {
-      break;
+void wait_for_lock(Shard& s) {
+  for (int spins = 0; s.lock.exchange(1, std::memory_order_acquire) != 0;) {
+    while (s.lock.load(std::memory_order_relaxed) != 0) {
+      if (++spins > 100) sched_yield();
+      __builtin_ia32_pause();
     }
   }
-  // Shared: the mutex, then the former owner's last biased entry (made before the
-  // revocation) must be over.
-  for (int spins = 0; s.mutex.exchange(1, std::memory_order_acquire) != 0;) {
-    if (!wait) return kNotEntered;
-    while (s.mutex.load(std::memory_order_relaxed) != 0) pause_or_yield(spins);
-  }
-  for (int spins = 0; s.lock.load(std::memory_order_acquire) != 0;) {
-    if (!wait) {
-      s.mutex.store(0, std::memory_order_release);
-      return kNotEntered;
-    }
-    pause_or_yield(spins);
-  }
-  s.lock.store(1, std::memory_order_relaxed);
-  return kEnteredShared;
 }
 
 // A shard at its limit grows; if no memory can be mapped, the insertion still goes in while
@@ -303,9 +258,6 @@ Taken release_nested(uint64_t p) {
 }  // namespace table_detail
 
 bool table_init() {
-  // Biased shards need membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) to be revoked; without
-  // it (an old kernel, a seccomp filter) every shard uses the shared protocol from the start.
-  bool bias = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
   g_front_slots = reinterpret_cast<Slot(*)[kFrontSlots]>(map_slots(kFronts * kFrontSlots));
   if (!g_front_slots) return false;
   for (uint64_t f = 0; f < kFronts; ++f) {
@@ -321,7 +273,6 @@ bool table_init() {
     if (!s.slots) return false;
     s.mask = kInitialSlots - 1;
     s.limit = limit_of(kInitialSlots);
-    if (!bias) s.owner.store(kShared, std::memory_order_relaxed);
   }
   return true;
 }
@@ -397,16 +348,7 @@ bool table_complete() {
 }
 
 void table_fork_child() {
-  // Only this thread is left: nobody is inside a shard, and a revocation that was under way
-  // (its thread did not follow) is complete with nobody to wait for. The membarrier
-  // registration is the process's mm's, which the child has from the parent.
-  for (uint64_t i = 0; i < kShards; ++i) {
-    Shard& s = g_shards[i];
-    s.lock.store(0, std::memory_order_relaxed);
-    s.mutex.store(0, std::memory_order_relaxed);
-    if (s.owner.load(std::memory_order_relaxed) == kRevoking)
-      s.owner.store(kShared, std::memory_order_relaxed);
-  }
+  for (uint64_t i = 0; i < kShards; ++i) g_shards[i].lock.store(0, std::memory_order_relaxed);
   t_state.in_check = 0;
 }
 

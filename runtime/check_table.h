@@ -105,23 +105,17 @@ using Slot = format::CensusSlot;
 // would run after the table may already be in use (a library's constructor that allocates
 // starts the runtime before the runtime's own constructors run).
 struct alignas(64) Shard {
-  // 1 while a thread is inside the shard (either protocol below): the census reader refuses
-  // a shard a stopped thread was inside. Written only by the thread entering or leaving.
+  // The spin lock (1 held): the census reader refuses a shard a stopped thread was inside.
   std::atomic<uint32_t> lock{0};
-  // The spin lock of the shared protocol (census pad: the reader ignores it).
-  std::atomic<uint32_t> mutex{0};
+  uint32_t pad = 0;
   Slot* slots = nullptr;
   uint64_t mask = 0;  // slots - 1
   uint64_t used = 0;  // live + released slots
   uint64_t live = 0;
   uint64_t limit = 0;  // used < limit: room for one more without growing (70% of the slots)
-  // The biased protocol: `owner` is the token (thread_token()) of the shard's first user,
-  // which enters with plain stores while the shard is biased to it; another thread that needs
-  // the shard revokes the bias once for good (kRevoking, a process-wide barrier, kShared),
-  // after which every thread, the former owner too, uses `mutex`. kUnowned: not used yet.
+  // Fronts only (their headers are Shards, below): the owning thread's token, 0 when free.
   std::atomic<uint64_t> owner{0};
 };
-inline constexpr uint64_t kUnowned = 0, kRevoking = 1, kShared = 2;
 static_assert(sizeof(Shard) == 64);
 // The CLI reads shards from the stopped program as format::CensusShard.
 static_assert(offsetof(Shard, slots) == offsetof(format::CensusShard, slots) &&
@@ -230,49 +224,18 @@ inline uint64_t thread_token() {
   return reinterpret_cast<uint64_t>(&t_state);
 }
 
-// Entering a shard. The owner of a biased shard marks itself inside (`lock`), then reads
-// `owner` again: without a fence, since a revoking thread's membarrier() makes the pair
-// sequentially consistent (either the mark is visible to it after the barrier, or this
-// read sees the revocation). That saves the locked exchange, which on x86 also waits for
-// every store the thread has buffered, the program's own included (bench/README.md
-// "## run --check": on bench_storm with two threads, ~70% of free()'s check path stood on
-// that exchange while the program's store to a line the other thread wrote was pending).
-[[gnu::always_inline]] inline bool enter_biased(Shard& s) {
-  uint64_t me = thread_token();
-  if (__builtin_expect(s.owner.load(std::memory_order_relaxed) != me, 0)) return false;
-  s.lock.store(1, std::memory_order_relaxed);
-  asm volatile("" ::: "memory");
-  if (__builtin_expect(s.owner.load(std::memory_order_acquire) == me, 1)) return true;
-  s.lock.store(0, std::memory_order_relaxed);
-  return false;
-}
+// Out of line: waits for a shard lock another thread holds.
+void wait_for_lock(Shard& s);
 
-// Out of line: enters a shard that is not biased to this thread (claiming it when it has
-// no owner, revoking another owner's bias). `wait`: false for one try only (a nested call, or
-// the fast release's try), when it may fail. Returns how it entered (a value, not through a
-// pointer: a flag in memory cost the fast paths a frame slot and two saved registers).
-enum Entered : uint8_t { kNotEntered = 0, kEnteredBiased = 1, kEnteredShared = 2 };
-Entered enter_slow(Shard& s, bool wait);
-
-// Takes the shard, marking the thread as inside the table first: a signal handler that
-// allocates meanwhile sees `in_check` and only tries (insert_nested...). Returns how it
-// entered, for unlock().
-[[gnu::always_inline]] inline bool lock(Shard& s) {
+// Takes the shard lock, marking the thread as inside the table first: a signal handler that
+// allocates meanwhile sees `in_check` and only tries the lock (insert_nested...).
+[[gnu::always_inline]] inline void lock(Shard& s) {
   t_state.in_check = 1;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (__builtin_expect(enter_biased(s), 1)) return true;
-  return enter_slow(s, true) == kEnteredBiased;
+  if (__builtin_expect(s.lock.exchange(1, std::memory_order_acquire) != 0, 0)) wait_for_lock(s);
 }
-inline void leave(Shard& s, bool biased) {
-  if (biased) {
-    s.lock.store(0, std::memory_order_release);
-  } else {
-    s.lock.store(0, std::memory_order_relaxed);
-    s.mutex.store(0, std::memory_order_release);
-  }
-}
-inline void unlock(Shard& s, bool biased) {
-  leave(s, biased);
+inline void unlock(Shard& s) {
+  s.lock.store(0, std::memory_order_release);
   std::atomic_signal_fence(std::memory_order_seq_cst);
   t_state.in_check = 0;
 }
@@ -317,7 +280,12 @@ Taken front_take(uint64_t p, Taken t);
   if (__builtin_expect(!f || t_state.in_check, 0)) return front_insert_slow(p, info);
   Slot& slot = f[front_index(p)];
   uint64_t k = slot.key;
-  if (__builtin_expect(k != 0 && (k & ~kReleasedBit) != p, 0)) front_make_room(slot, k);
+  if (__builtin_expect(k != 0 && (k & ~kReleasedBit) != p, 0)) {
+    // The slot holds a live block (a long-lived one, or it would have been freed): p goes
+    // to its shard, as without a front, rather than moving that block there.
+    if (!(k & kReleasedBit)) return table_insert_packed(p, info);
+    front_make_room(slot, k);
+  }
   t_state.in_check = 1;
   std::atomic_signal_fence(std::memory_order_seq_cst);
   slot.info = info;
@@ -347,14 +315,14 @@ template <typename SameFamily>
   using namespace table_detail;
   if (__builtin_expect(t_state.in_check, 0)) return insert_nested(p, info);
   Shard& s = shard_of(p);
-  bool biased = lock(s);
+  lock(s);
   if (__builtin_expect(place_fast(s, p, info, home_of(p)), 1)) {
     ++s.live;
   } else if (make_room(s)) {
     place(s, p, info, home_of(p));
     ++s.live;
   }
-  unlock(s, biased);
+  unlock(s);
 }
 
 [[gnu::always_inline]] inline Taken table_try_release(uint64_t p) {
@@ -363,19 +331,14 @@ template <typename SameFamily>
   Shard& s = shard_of(p);
   t_state.in_check = 1;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  bool biased = true;
-  if (__builtin_expect(!enter_biased(s), 0)) {
-    Entered e = enter_slow(s, false);
-    if (e == kNotEntered) {
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-      t_state.in_check = 0;
-      return {0, Lookup::kNotTried};
-    }
-    biased = e == kEnteredBiased;
+  if (__builtin_expect(s.lock.exchange(1, std::memory_order_acquire) != 0, 0)) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t_state.in_check = 0;
+    return {0, Lookup::kNotTried};
   }
   Taken t = take(s, p);
   if (__builtin_expect(t.lookup != Lookup::kLive, 0)) t = front_take(p, t);
-  unlock(s, biased);
+  unlock(s);
   return t;
 }
 
@@ -383,10 +346,10 @@ template <typename SameFamily>
   using namespace table_detail;
   if (__builtin_expect(t_state.in_check, 0)) return release_nested(p);
   Shard& s = shard_of(p);
-  bool biased = lock(s);
+  lock(s);
   Taken t = take(s, p);
   if (t.lookup != Lookup::kLive) t = front_take(p, t);
-  unlock(s, biased);
+  unlock(s);
   return t;
 }
 
