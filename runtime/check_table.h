@@ -10,23 +10,31 @@
 // address first, because insertions take the first reusable slot of the chain). A shard
 // grows (and drops its released entries) when live + released pass 70% of its slots.
 // Memory comes from sys_map (the runtime's own), 16 bytes per slot, 1 MiB at start.
+// In front of the shards, each thread (up to kFronts of them) has a front of kFrontSlots
+// slots for the blocks it allocated last (see "The front" below): a block allocated and
+// freed by one thread, while it keeps its front slot, never reaches a shard.
 //
 // Thread-safety: any thread. Async-signal-safety: a signal handler that allocates while its
-// thread holds a shard lock only tries the lock; when that fails the block is left
-// untracked (counted; see table_complete()).
+// thread holds a shard lock (or writes its front) only tries the lock; when that fails the
+// block is left untracked (counted; see table_complete()).
 //
-// Cost: the insertion and release of the hooks' check fast mode (check.h) are inline
-// (table_insert_packed, table_try_release): one hash, one uncontended locked exchange,
-// usually one probe, no call: ~38 instructions each (callgrind, bench_storm), where the
-// out-of-line table_insert / table_release took ~91 and ~84 (BlockInfo packing and
-// unpacking, the calls); together ~5 ns per malloc/free pair on bench_storm. The locked
-// exchange itself costs nothing measurable on a line the thread already holds (replaced by a
-// plain load and store in a measurement build: same CPU time), nor do the nesting mark, the
-// hash and the probe (bench/README.md "## run --check"); a lock-free release (a
-// compare-and-swap on the key) measured no faster, so the lock stays.
+// Cost (callgrind, check mode, bench_storm 200000 1; bench/README.md "## run --check"): the
+// front's insertion and release are inline, ~21 instructions each, with no locked
+// instruction, where the shards' inline insertion and release (table_insert_packed,
+// table_try_release: one hash, one uncontended locked exchange, usually one probe) take ~38
+// each: 137.6 M -> 129.2 M instructions in all (plain recording 108.3 M), CPU 1.32x -> 1.26x
+// of plain under load 10-12 (best of 10 interleaved). With two threads the locked exchange
+// also waited for the program's own buffered stores (perf: ~70% of free()'s check path on
+// the instruction after it on bench_storm 2, whose threads store to one shared variable):
+// the front has no such wait. A block whose slot holds another live block goes to its shard
+// at once (moving the older block there instead cost bench_containers, whose blocks live
+// long, 180 M against 173 M instructions). Measured and not kept: shards biased to their
+// first thread (entered with plain stores, revoked by membarrier()): ~10 instructions more
+// per shard operation than the exchange, no gain measurable under load.
 //
 // At exit, `run --check` reads the table from the stopped program (format/live_census.h):
-// table_census() publishes the shards; g_untracked / g_unreleased count insertions and
+// table_census() publishes the shards and, after them, the fronts' headers (256 more
+// shards of 64 slots to the reader); g_untracked / g_unreleased count insertions and
 // releases a nested call could not make, which make the CLI read the trace instead.
 #pragma once
 
@@ -217,9 +225,8 @@ inline Taken take(Shard& s, uint64_t p) {
   }
 }
 
-// This thread's owner token: the address of its thread state (never 0; two live threads
-// never share it; a thread that takes over the address of an exited one takes over its
-// shards, which is safe: the exited one is no longer inside any).
+// This thread's token as a front's owner: the address of its thread state (never 0; two
+// live threads never share it).
 inline uint64_t thread_token() {
   return reinterpret_cast<uint64_t>(&t_state);
 }
@@ -244,15 +251,22 @@ inline void unlock(Shard& s) {
 // front slot is fixed by its address (front_index: one slot to look at, no hash, no probe),
 // and only its own thread writes a slot without a lock, with plain stores, key last, while
 // `in_check` is set (a signal handler then uses the shards). A block freed by the thread that
-// allocated it, before another block took its slot, is released in the front (marked
-// released, kept for double-free reports): no shard, no lock. Otherwise the block leaves the
-// front under its shard's lock: moved into its shard when another block needs the slot
-// (front_make_room; a released entry goes in as released, keeping its history), or
-// released by a thread whose shard lookup did not find it live (front_take, which looks at
-// every front's slot for the address under that shard's lock, so it cannot miss a block
-// that is being moved), or moved at thread exit (front_release). Hence a block is live in
-// at most one place, and every lookup of the shards that does not find a block live goes on
-// in the fronts.
+// allocated it is released in the front (marked released, kept for double-free reports): no
+// shard, no lock. A released entry leaves the front when another address needs its slot
+// (front_make_room: into the entry's shard, as released, keeping its history). A live one
+// leaves it only under its shard's lock: released by a thread whose shard lookup did not
+// find it live (front_take looks at every front's slot for the address, under that lock, so
+// it cannot miss a block being moved), or moved into its shard at thread exit
+// (table_thread_exit). Hence a block is live in at most one place, and every lookup of the
+// shards that does not find a block live goes on
+// in the fronts. A new block whose slot holds another live block goes to its shard instead
+// (the older block stays). Limits, accepted: a released entry of an address may sit in two
+// places (a shard and a front, or two fronts) when the address was allocated again through
+// another path or thread; a double free then reports the front's entry (the newer one in
+// the common case: the block went to the shard, was freed there, and came back to a
+// front), and a general-path insertion drops the address's released entry from its own
+// thread's front. A program that frees one block on two threads at the same instant may
+// have both frees pass.
 inline uint64_t front_index(uint64_t p) {
   return (p >> 4) & (kFrontSlots - 1);
 }
@@ -263,7 +277,7 @@ inline void set_front_key(Slot& s, uint64_t k) {
   __atomic_store_n(&s.key, k, __ATOMIC_RELEASE);
 }
 // Out of line. Empties `slot` of this thread's front, whose key was seen as k (another
-// block's, live or released), into its shard. 
+// block's released entry), into its shard.
 void front_make_room(Slot& slot, uint64_t k);
 // Out of line: an insertion when the front cannot take it (none, a nested call).
 void front_insert_slow(uint64_t p, uint64_t info);
