@@ -16,7 +16,9 @@ namespace memcensus::rt {
 namespace f = memcensus::format;
 
 namespace table_detail {
-constinit Shard g_shards[kShards];
+constinit Shard g_shards[kShards + kFronts];
+constinit Slot (*g_front_slots)[kFrontSlots] = nullptr;
+__thread Slot* t_front __attribute__((tls_model("initial-exec"))) = nullptr;
 }  // namespace table_detail
 
 namespace {
@@ -120,9 +122,97 @@ void insert_locked(Shard& s, uint64_t p, uint64_t info) {
   }
 }
 
+// Enters a released entry (an address and its packed info) as the shards keep released
+// blocks, with the lock held: not when the address is live in its shard (the released entry
+// is older than that block, and would hide it from a lookup).
+void insert_released_locked(Shard& s, uint64_t p, uint64_t info) {
+  for (uint64_t i = home_of(p) & s.mask;; i = (i + 1) & s.mask) {
+    uint64_t k = s.slots[i].key;
+    if (k == p) return;
+    if (k == 0) break;
+  }
+  if (s.used < s.limit || make_room(s)) place(s, p | kReleasedBit, info, home_of(p));
+}
+
+// Fronts claimed so far (a bound for the lookups in every front).
+constinit std::atomic<uint32_t> g_fronts_used{0};
+// Set once this thread has tried to claim a front (claimed or not).
+__thread bool t_front_tried __attribute__((tls_model("initial-exec"))) = false;
+
+// Claims a free front for this thread (the first use of the front on the thread).
+void front_claim() {
+  t_front_tried = true;
+  uint64_t me = thread_token();
+  for (uint32_t i = 0; i < kFronts; ++i) {
+    Shard& h = g_shards[kShards + i];
+    uint64_t none = 0;
+    if (h.owner.load(std::memory_order_relaxed) != 0 ||
+        !h.owner.compare_exchange_strong(none, me, std::memory_order_acq_rel))
+      continue;
+    uint32_t used = g_fronts_used.load(std::memory_order_relaxed);
+    while (used < i + 1 &&
+           !g_fronts_used.compare_exchange_weak(used, i + 1, std::memory_order_acq_rel)) {
+    }
+    t_front = g_front_slots[i];
+    return;
+  }
+}
+
+// Moves the entry of front slot `slot` (key seen as k) into its shard, unless another
+// thread released it meanwhile (then it goes in as released).
+void front_move(Slot& slot, uint64_t k) {
+  uint64_t p = k & ~kReleasedBit;
+  Shard& s = shard_of(p);
+  lock(s);
+  uint64_t now = front_key(slot);
+  uint64_t info = slot.info;
+  if (__builtin_expect(now == p, 1)) {
+    if (__builtin_expect(place_fast(s, p, info, home_of(p)), 1)) {
+      ++s.live;
+    } else if (make_room(s)) {
+      place(s, p, info, home_of(p));
+      ++s.live;
+    }
+  } else if (now == (p | kReleasedBit)) {
+    insert_released_locked(s, p, info);
+  }
+  if ((now & ~kReleasedBit) == p) set_front_key(slot, 0);
+  unlock(s);
+}
+
 }  // namespace
 
 namespace table_detail {
+
+void front_make_room(Slot& slot, uint64_t k) {
+  front_move(slot, k);
+}
+
+void front_insert_slow(uint64_t p, uint64_t info) {
+  if (!t_front && !t_front_tried && !t_state.in_check) {
+    front_claim();
+    if (t_front) return table_insert_front(p, info);
+  }
+  table_insert_packed(p, info);
+}
+
+Taken front_take(uint64_t p, Taken t) {
+  uint32_t n = g_fronts_used.load(std::memory_order_acquire);
+  uint64_t i = front_index(p);
+  Slot* released = nullptr;
+  for (uint32_t f = 0; f < n; ++f) {
+    Slot& slot = g_front_slots[f][i];
+    uint64_t k = front_key(slot);
+    if (k == p) {
+      uint64_t info = slot.info;
+      set_front_key(slot, p | kReleasedBit);
+      return {info, Lookup::kLive};
+    }
+    if (k == (p | kReleasedBit) && !released) released = &slot;
+  }
+  if (released) return {released->info, Lookup::kReleased};
+  return t;
+}
 
 void wait_for_lock(Shard& s) {
   for (int spins = 0; s.lock.exchange(1, std::memory_order_acquire) != 0;) {
@@ -161,13 +251,24 @@ Taken release_nested(uint64_t p) {
     g_unreleased.fetch_add(1, std::memory_order_relaxed);
     return {0, Lookup::kBusy};
   }
-  return take(s, p);
+  Taken t = take(s, p);
+  return t.lookup == Lookup::kLive ? t : front_take(p, t);
 }
 
 }  // namespace table_detail
 
 bool table_init() {
-  for (Shard& s : g_shards) {
+  g_front_slots = reinterpret_cast<Slot(*)[kFrontSlots]>(map_slots(kFronts * kFrontSlots));
+  if (!g_front_slots) return false;
+  for (uint64_t f = 0; f < kFronts; ++f) {
+    Shard& h = g_shards[kShards + f];
+    h.slots = g_front_slots[f];
+    h.mask = kFrontSlots - 1;
+    h.live = kFrontSlots;  // the census's bound on the live entries
+    h.owner.store(0, std::memory_order_relaxed);
+  }
+  for (uint64_t i = 0; i < kShards; ++i) {
+    Shard& s = g_shards[i];
     s.slots = map_slots(kInitialSlots);
     if (!s.slots) return false;
     s.mask = kInitialSlots - 1;
@@ -177,7 +278,20 @@ bool table_init() {
 }
 
 void table_insert(const void* p, const BlockInfo& info) {
-  table_insert_packed(reinterpret_cast<uint64_t>(p), pack(info));
+  uint64_t a = reinterpret_cast<uint64_t>(p);
+  // A released entry of the address in this thread's front is older than this block: a
+  // double free of it must find the shard's entry, not that one.
+  if (Slot* f = t_front; f && !t_state.in_check) {
+    Slot& slot = f[front_index(a)];
+    if (slot.key == (a | kReleasedBit)) {
+      t_state.in_check = 1;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      if (slot.key == (a | kReleasedBit)) set_front_key(slot, 0);
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      t_state.in_check = 0;
+    }
+  }
+  table_insert_packed(a, pack(info));
 }
 
 Lookup table_release(const void* p, BlockInfo* info) {
@@ -207,12 +321,22 @@ bool table_find_container(const void* ptr, uint64_t reach, uint64_t* start, Bloc
         return true;
       }
     }
+    uint32_t n = g_fronts_used.load(std::memory_order_acquire);
+    for (uint32_t f = 0; f < n; ++f) {
+      const Slot& slot = g_front_slots[f][front_index(q)];
+      if (front_key(slot) != q) continue;
+      BlockInfo b = table_unpack(slot.info);
+      if (b.size <= back) break;
+      *start = q;
+      *info = b;
+      return true;
+    }
   }
   return false;
 }
 
 void table_census(format::LiveCensus* c) {
-  c->shard_count = kShards;
+  c->shard_count = kShards + kFronts;
   c->shards = reinterpret_cast<uint64_t>(&g_shards[0]);
   c->shard_stride = sizeof(Shard);
   c->untracked = reinterpret_cast<uint64_t>(&g_untracked);
@@ -224,8 +348,25 @@ bool table_complete() {
 }
 
 void table_fork_child() {
-  for (Shard& s : g_shards) s.lock.store(0, std::memory_order_relaxed);
+  for (uint64_t i = 0; i < kShards; ++i) g_shards[i].lock.store(0, std::memory_order_relaxed);
   t_state.in_check = 0;
+}
+
+}  // namespace memcensus::rt
+
+namespace memcensus::rt {
+
+void table_thread_exit() {
+  using namespace table_detail;
+  Slot* f = t_front;
+  if (!f) return;
+  for (uint64_t i = 0; i < kFrontSlots; ++i) {
+    uint64_t k = front_key(f[i]);
+    if (k) front_move(f[i], k);
+  }
+  t_front = nullptr;
+  g_shards[kShards + (f - g_front_slots[0]) / kFrontSlots].owner.store(0,
+                                                                      std::memory_order_release);
 }
 
 }  // namespace memcensus::rt

@@ -10,23 +10,31 @@
 // address first, because insertions take the first reusable slot of the chain). A shard
 // grows (and drops its released entries) when live + released pass 70% of its slots.
 // Memory comes from sys_map (the runtime's own), 16 bytes per slot, 1 MiB at start.
+// In front of the shards, each thread (up to kFronts of them) has a front of kFrontSlots
+// slots for the blocks it allocated last (see "The front" below): a block allocated and
+// freed by one thread, while it keeps its front slot, never reaches a shard.
 //
 // Thread-safety: any thread. Async-signal-safety: a signal handler that allocates while its
-// thread holds a shard lock only tries the lock; when that fails the block is left
-// untracked (counted; see table_complete()).
+// thread holds a shard lock (or writes its front) only tries the lock; when that fails the
+// block is left untracked (counted; see table_complete()).
 //
-// Cost: the insertion and release of the hooks' check fast mode (check.h) are inline
-// (table_insert_packed, table_try_release): one hash, one uncontended locked exchange,
-// usually one probe, no call: ~38 instructions each (callgrind, bench_storm), where the
-// out-of-line table_insert / table_release took ~91 and ~84 (BlockInfo packing and
-// unpacking, the calls); together ~5 ns per malloc/free pair on bench_storm. The locked
-// exchange itself costs nothing measurable on a line the thread already holds (replaced by a
-// plain load and store in a measurement build: same CPU time), nor do the nesting mark, the
-// hash and the probe (bench/README.md "## run --check"); a lock-free release (a
-// compare-and-swap on the key) measured no faster, so the lock stays.
+// Cost (callgrind, check mode, bench_storm 200000 1; bench/README.md "## run --check"): the
+// front's insertion and release are inline, ~21 instructions each, with no locked
+// instruction, where the shards' inline insertion and release (table_insert_packed,
+// table_try_release: one hash, one uncontended locked exchange, usually one probe) take ~38
+// each: 137.6 M -> 129.2 M instructions in all (plain recording 108.3 M), CPU 1.32x -> 1.26x
+// of plain under load 10-12 (best of 10 interleaved). With two threads the locked exchange
+// also waited for the program's own buffered stores (perf: ~70% of free()'s check path on
+// the instruction after it on bench_storm 2, whose threads store to one shared variable):
+// the front has no such wait. A block whose slot holds another live block goes to its shard
+// at once (moving the older block there instead cost bench_containers, whose blocks live
+// long, 180 M against 173 M instructions). Measured and not kept: shards biased to their
+// first thread (entered with plain stores, revoked by membarrier()): ~10 instructions more
+// per shard operation than the exchange, no gain measurable under load.
 //
 // At exit, `run --check` reads the table from the stopped program (format/live_census.h):
-// table_census() publishes the shards; g_untracked / g_unreleased count insertions and
+// table_census() publishes the shards and, after them, the fronts' headers (256 more
+// shards of 64 slots to the reader); g_untracked / g_unreleased count insertions and
 // releases a nested call could not make, which make the CLI read the trace instead.
 #pragma once
 
@@ -75,6 +83,8 @@ void table_census(format::LiveCensus* c);
 BlockInfo table_unpack(uint64_t info);
 // In a forked child: frees every shard lock.
 void table_fork_child();
+// At thread exit: moves the thread's front into the shards and frees it for another thread.
+void table_thread_exit();
 
 // The same insertion and release as table_insert / table_release with the entry in its
 // packed form (format::census_pack; the stack kCensusStackUnrecorded for an unrecorded
@@ -103,13 +113,18 @@ using Slot = format::CensusSlot;
 // would run after the table may already be in use (a library's constructor that allocates
 // starts the runtime before the runtime's own constructors run).
 struct alignas(64) Shard {
+  // The spin lock (1 held): the census reader refuses a shard a stopped thread was inside.
   std::atomic<uint32_t> lock{0};
+  uint32_t pad = 0;
   Slot* slots = nullptr;
   uint64_t mask = 0;  // slots - 1
   uint64_t used = 0;  // live + released slots
   uint64_t live = 0;
   uint64_t limit = 0;  // used < limit: room for one more without growing (70% of the slots)
+  // Fronts only (their headers are Shards, below): the owning thread's token, 0 when free.
+  std::atomic<uint64_t> owner{0};
 };
+static_assert(sizeof(Shard) == 64);
 // The CLI reads shards from the stopped program as format::CensusShard.
 static_assert(offsetof(Shard, slots) == offsetof(format::CensusShard, slots) &&
               offsetof(Shard, mask) == offsetof(format::CensusShard, mask) &&
@@ -117,7 +132,16 @@ static_assert(offsetof(Shard, slots) == offsetof(format::CensusShard, slots) &&
               offsetof(Shard, live) == offsetof(format::CensusShard, live) &&
               sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
 
-extern Shard g_shards[kShards];
+// The per-thread fronts (below): kFronts of kFrontSlots slots each. Their headers follow the
+// shards in g_shards, so that the census (format/live_census.h) reads them as more shards.
+inline constexpr uint64_t kFronts = 256;
+inline constexpr uint64_t kFrontSlots = 64;
+extern Shard g_shards[kShards + kFronts];
+// The fronts' slots, kFronts arrays of kFrontSlots (mapped by table_init: the runtime's own
+// mapping, which the leak scan does not take for roots, as it would the runtime's .bss).
+extern Slot (*g_front_slots)[kFrontSlots];
+// This thread's front (null: none, or not yet claimed: t_front_tried).
+extern __thread Slot* t_front __attribute__((tls_model("initial-exec")));
 
 // Blocks of one 16 KiB region of the heap share a shard and sit in consecutive slots (the
 // hash of the region plus the block's 32-byte index): blocks allocated together are looked
@@ -145,10 +169,9 @@ inline Shard& shard_of(uint64_t p) {
   return *s;
 }
 
-// Out of line, rarely taken: waits for a shard lock another thread holds; grows a full
+// Out of line, rarely taken: grows a full
 // shard (false: no memory, the insertion refused and counted); the nested forms for a
 // signal handler that interrupted its thread inside the table (one try of the lock).
-void wait_for_lock(Shard& s);
 bool make_room(Shard& s);
 void insert_nested(uint64_t p, uint64_t info);
 Taken release_nested(uint64_t p);
@@ -202,9 +225,18 @@ inline Taken take(Shard& s, uint64_t p) {
   }
 }
 
-// Takes the shard lock, marking the thread as inside the table first: a signal handler
-// that allocates meanwhile sees `in_check` and only tries the lock (insert_nested...).
-inline void lock(Shard& s) {
+// This thread's token as a front's owner: the address of its thread state (never 0; two
+// live threads never share it).
+inline uint64_t thread_token() {
+  return reinterpret_cast<uint64_t>(&t_state);
+}
+
+// Out of line: waits for a shard lock another thread holds.
+void wait_for_lock(Shard& s);
+
+// Takes the shard lock, marking the thread as inside the table first: a signal handler that
+// allocates meanwhile sees `in_check` and only tries the lock (insert_nested...).
+[[gnu::always_inline]] inline void lock(Shard& s) {
   t_state.in_check = 1;
   std::atomic_signal_fence(std::memory_order_seq_cst);
   if (__builtin_expect(s.lock.exchange(1, std::memory_order_acquire) != 0, 0)) wait_for_lock(s);
@@ -215,7 +247,83 @@ inline void unlock(Shard& s) {
   t_state.in_check = 0;
 }
 
+// The front: blocks the thread allocated most recently, not (yet) in the shards. A block's
+// front slot is fixed by its address (front_index: one slot to look at, no hash, no probe),
+// and only its own thread writes a slot without a lock, with plain stores, key last, while
+// `in_check` is set (a signal handler then uses the shards). A block freed by the thread that
+// allocated it is released in the front (marked released, kept for double-free reports): no
+// shard, no lock. A released entry leaves the front when another address needs its slot
+// (front_make_room: into the entry's shard, as released, keeping its history). A live one
+// leaves it only under its shard's lock: released by a thread whose shard lookup did not
+// find it live (front_take looks at every front's slot for the address, under that lock, so
+// it cannot miss a block being moved), or moved into its shard at thread exit
+// (table_thread_exit). Hence a block is live in at most one place, and every lookup of the
+// shards that does not find a block live goes on
+// in the fronts. A new block whose slot holds another live block goes to its shard instead
+// (the older block stays). Limits, accepted: a released entry of an address may sit in two
+// places (a shard and a front, or two fronts) when the address was allocated again through
+// another path or thread; a double free then reports the front's entry (the newer one in
+// the common case: the block went to the shard, was freed there, and came back to a
+// front), and a general-path insertion drops the address's released entry from its own
+// thread's front. A program that frees one block on two threads at the same instant may
+// have both frees pass.
+inline uint64_t front_index(uint64_t p) {
+  return (p >> 4) & (kFrontSlots - 1);
+}
+inline uint64_t front_key(const Slot& s) {
+  return __atomic_load_n(&s.key, __ATOMIC_ACQUIRE);
+}
+inline void set_front_key(Slot& s, uint64_t k) {
+  __atomic_store_n(&s.key, k, __ATOMIC_RELEASE);
+}
+// Out of line. Empties `slot` of this thread's front, whose key was seen as k (another
+// block's released entry), into its shard.
+void front_make_room(Slot& slot, uint64_t k);
+// Out of line: an insertion when the front cannot take it (none, a nested call).
+void front_insert_slow(uint64_t p, uint64_t info);
+// With the lock of p's shard held, after the shard did not find p live (t): p live in a
+// front is released there; else the released entry of a front, else t.
+Taken front_take(uint64_t p, Taken t);
+
 }  // namespace table_detail
+
+// The check fast mode's insertion: into the thread's front.
+[[gnu::always_inline]] inline void table_insert_front(uint64_t p, uint64_t info) {
+  using namespace table_detail;
+  Slot* f = t_front;
+  if (__builtin_expect(!f || t_state.in_check, 0)) return front_insert_slow(p, info);
+  Slot& slot = f[front_index(p)];
+  uint64_t k = slot.key;
+  if (__builtin_expect(k != 0 && (k & ~kReleasedBit) != p, 0)) {
+    // The slot holds a live block (a long-lived one, or it would have been freed): p goes
+    // to its shard, as without a front, rather than moving that block there.
+    if (!(k & kReleasedBit)) return table_insert_packed(p, info);
+    front_make_room(slot, k);
+  }
+  t_state.in_check = 1;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  slot.info = info;
+  set_front_key(slot, p);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_state.in_check = 0;
+}
+
+// The check fast mode's release of a block live in the thread's front: true (the block is
+// then released in the front) when same_family(its packed info).
+template <typename SameFamily>
+[[gnu::always_inline]] inline bool table_release_front(uint64_t p, SameFamily same_family) {
+  using namespace table_detail;
+  Slot* f = t_front;
+  if (__builtin_expect(!f || t_state.in_check, 0)) return false;
+  Slot& slot = f[front_index(p)];
+  t_state.in_check = 1;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  bool hit = slot.key == p && same_family(slot.info);
+  if (__builtin_expect(hit, 1)) set_front_key(slot, p | kReleasedBit);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_state.in_check = 0;
+  return hit;
+}
 
 [[gnu::always_inline]] inline void table_insert_packed(uint64_t p, uint64_t info) {
   using namespace table_detail;
@@ -243,6 +351,7 @@ inline void unlock(Shard& s) {
     return {0, Lookup::kNotTried};
   }
   Taken t = take(s, p);
+  if (__builtin_expect(t.lookup != Lookup::kLive, 0)) t = front_take(p, t);
   unlock(s);
   return t;
 }
@@ -253,6 +362,7 @@ inline void unlock(Shard& s) {
   Shard& s = shard_of(p);
   lock(s);
   Taken t = take(s, p);
+  if (t.lookup != Lookup::kLive) t = front_take(p, t);
   unlock(s);
   return t;
 }

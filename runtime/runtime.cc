@@ -60,6 +60,7 @@ bool read_config() {
 
 // pthread key destructor: the thread is exiting; hand its ring to the writer.
 void thread_exit(void*) {
+  if (g_check_on) table_thread_exit();
   ThreadState& t = t_state;
   t.key_set = 0;
   t.exited = 1;

@@ -228,6 +228,7 @@ TEST(Check, NoFalsePositivesInFixtures) {
   expect_clean({mctest::fixture("count_cxx"), dir + "/cxx.json", "200"});
   expect_clean({mctest::fixture("threads"), dir + "/t.json", "4", "5000"});
   expect_clean({mctest::fixture("handoff"), dir + "/h.json", "2000"});
+  expect_clean({mctest::fixture("crossfree"), "4", "20000"});
   expect_clean({mctest::fixture("signal"), dir + "/s.json", "300"});
   expect_clean({mctest::fixture("stacks")});
   expect_clean({mctest::fixture("fork"), "fork", "-"});
