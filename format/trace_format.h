@@ -19,7 +19,7 @@
 namespace memcensus::format {
 
 inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
-inline constexpr uint16_t kVersion = 3;              // 2 added tags 0x4a-0x4e, 3 kStackRef
+inline constexpr uint16_t kVersion = 4;  // 2 added tags 0x4a-0x4e, 3 kStackRef, 4 kColumns
 inline constexpr uint16_t kMinVersion = 1;           // readers accept kMinVersion..kVersion
 inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file
 inline constexpr uint32_t kMaxChunkRaw = 64u << 20;  // readers reject larger chunks
@@ -126,6 +126,8 @@ enum MetaTag : uint8_t {
                        //   varint keep, varint count, count x zz(delta), varint from.
                        // The base is a kStackRef stack written earlier in the same segment.
                        // Written by the writer thread, before the events that use it.
+  kColumns = 0x50,     // (version 4) not a record: the first byte of a column chunk, whose
+                       // records are stored field by field (format/column_codec.h)
   kLastMetaTag = 0x4f,
 };
 
