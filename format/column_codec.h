@@ -463,4 +463,142 @@ inline size_t unpack_columns(const uint8_t* in, size_t n, uint8_t* out, size_t c
   return raw_size;
 }
 
+// ---- Stack column chunks -------------------------------------------------------------------
+//   chunk raw := kStackColumns  varint raw_size  kStackColumnCount x varint column length
+//                columns...
+// The kStackRef records of a stack chunk, field by field: each field's varint is copied to
+// its column as it is; a record without a base has a depth, one with a base keep, count
+// and from. Frames of all records are one column.
+enum StackColumnId : uint8_t {
+  kScId,      // zz(id - previous id)
+  kScBase,    // zz(id - base), 0: no base
+  kScDepth,   // records without a base
+  kScKeep,    // records with a base: keep, count, from
+  kScCount,
+  kScFrom,
+  kScFrames,  // every record's frame deltas
+  kStackColumnCount,
+};
+
+// Writer side, like ColumnPacker (trivially constructible; begin() sets every member).
+class StackColumnPacker {
+ public:
+  void begin(uint8_t* const* cols, const size_t* caps) {
+    for (int i = 0; i < kStackColumnCount; ++i) c_[i] = {cols[i], cols[i], cols[i] + caps[i]};
+    raw_size_ = 0;
+  }
+  bool empty() const { return raw_size_ == 0; }
+  size_t raw_size() const { return raw_size_; }
+  // Whether a record of n bytes surely fits.
+  bool room_for(size_t n) const {
+    for (int i = 0; i < kScFrames; ++i)
+      if (c_[i].room() < 4 * kMaxVarint) return false;
+    return c_[kScFrames].room() >= n;
+  }
+  // Packs the kStackRef record [p, p + n); false (nothing packed) when it is not one.
+  bool record(const uint8_t* p, size_t n) {
+    const uint8_t* const end = p + n;
+    if (n == 0 || *p != kStackRef) return false;
+    ColumnIn in{p + 1, end};
+    uint64_t id = in.varint(), base = in.varint();
+    uint64_t f[3] = {0, 0, 0};
+    uint64_t count;
+    if (base == 0) {
+      count = in.varint();
+    } else {
+      f[0] = in.varint();
+      count = f[1] = in.varint();
+    }
+    const uint8_t* frames = in.p;
+    for (uint64_t i = 0; i < count && in.ok; ++i) in.varint();
+    const uint8_t* frames_end = in.p;
+    if (base != 0) f[2] = in.varint();
+    if (!in.ok || in.p != end) return false;
+    c_[kScId].varint(id);
+    c_[kScBase].varint(base);
+    if (base == 0) {
+      c_[kScDepth].varint(count);
+    } else {
+      c_[kScKeep].varint(f[0]);
+      c_[kScCount].varint(f[1]);
+      c_[kScFrom].varint(f[2]);
+    }
+    size_t fn = static_cast<size_t>(frames_end - frames);
+    if (fn) memcpy(c_[kScFrames].p, frames, fn);
+    c_[kScFrames].p += fn;
+    raw_size_ += n;
+    return true;
+  }
+  uint8_t* header(uint8_t* out) const {
+    *out++ = kStackColumns;
+    out = put_varint(out, raw_size_);
+    for (const ColumnOut& c : c_) out = put_varint(out, c.used());
+    return out;
+  }
+  const ColumnOut& column(int i) const { return c_[i]; }
+
+ private:
+  ColumnOut c_[kStackColumnCount];
+  size_t raw_size_;
+};
+
+// Reader side: expands the stack column chunk `in` (starting with kStackColumns) into `out`
+// (room for `cap` bytes: the records' size + kUnpackSlack). Returns the records' size, or 0
+// with `*error` set.
+inline size_t unpack_stack_columns(const uint8_t* in, size_t n, uint8_t* out, size_t cap,
+                                   const char** error) {
+  ColumnIn head{in, in + n};
+  if (n == 0 || *head.p++ != kStackColumns) return *error = "not a stack column chunk", 0;
+  uint64_t raw_size = head.varint();
+  if (!head.ok || raw_size == 0 || raw_size + kUnpackSlack > cap || raw_size > kMaxChunkRaw)
+    return *error = "column chunk size out of range", 0;
+  ColumnIn col[kStackColumnCount];
+  uint64_t len[kStackColumnCount];
+  for (int i = 0; i < kStackColumnCount; ++i) len[i] = head.varint();
+  if (!head.ok) return *error = "column chunk header runs past its end", 0;
+  const uint8_t* at = head.p;
+  for (int i = 0; i < kStackColumnCount; ++i) {
+    if (len[i] > static_cast<uint64_t>(in + n - at))
+      return *error = "column runs past the end of its chunk", 0;
+    col[i] = ColumnIn{at, at + len[i]};
+    at += len[i];
+  }
+  if (at != in + n) return *error = "bytes after the last column", 0;
+  uint8_t* o = out;
+  uint8_t* const o_end = out + raw_size;
+  // A record ends where its id column says; every record has an id.
+  while (col[kScId].p < col[kScId].end) {
+    // Within raw_size here, each write below stays within kUnpackSlack past it.
+    if (o > o_end) return *error = "column records exceed their stated size", 0;
+    *o++ = kStackRef;
+    o = put_varint(o, col[kScId].varint());
+    uint64_t base = col[kScBase].varint();
+    o = put_varint(o, base);
+    uint64_t count;
+    if (base == 0) {
+      count = col[kScDepth].varint();
+      o = put_varint(o, count);
+    } else {
+      o = put_varint(o, col[kScKeep].varint());
+      count = col[kScCount].varint();
+      o = put_varint(o, count);
+    }
+    ColumnIn& fr = col[kScFrames];
+    for (uint64_t i = 0; i < count; ++i) {
+      if (fr.p >= fr.end || o > o_end)
+        return *error = "stack frames run past their column or the stated size", 0;
+      o = put_varint(o, fr.varint());
+    }
+    if (base != 0) {
+      if (o > o_end) return *error = "column records exceed their stated size", 0;
+      o = put_varint(o, col[kScFrom].varint());
+    }
+  }
+  for (int i = 0; i < kStackColumnCount; ++i)
+    if (!col[i].ok || col[i].p != col[i].end)
+      return *error = "a column runs short or has bytes left over", 0;
+  if (o != o_end) return *error = "column records fall short of their stated size", 0;
+  return raw_size;
+}
+
 }  // namespace memcensus::format

@@ -128,6 +128,8 @@ enum MetaTag : uint8_t {
                        // Written by the writer thread, before the events that use it.
   kColumns = 0x50,     // (version 4) not a record: the first byte of a column chunk, whose
                        // records are stored field by field (format/column_codec.h)
+  kStackColumns = 0x51,  // (version 4) not a record: the first byte of a stack column chunk,
+                         // kStackRef records stored field by field (format/column_codec.h)
   kLastMetaTag = 0x4f,
 };
 

@@ -36,12 +36,13 @@ constexpr uint64_t kFlushNs = 50'000'000;
 constexpr uint64_t kPeakSnapshotGapNs = 1'000'000'000;
 constexpr size_t kSmapsMax = 32u << 20;
 constexpr size_t kThreadHeaderMax = 32;  // a kThread record
-constexpr size_t kStackChunkCap = 4u << 20;
+constexpr size_t kStackChunkCap = 4u << 20;  // the frames column of a stack chunk
+constexpr size_t kStackFieldCap = 1u << 20;  // each other column of a stack chunk
 // Stack chunks are few (a program's stacks are new only once) and alike record to record,
 // so they get a stronger level than the events. bench_deep 100000: level 1 0.83 MB, 3 0.75,
 // 5 0.71, 9 0.66; level 9 compresses ~10 MB/s here (as long as the program runs), level 3
 // keeps the writer's whole work below what writing these stacks cost in format 2.
-constexpr int kStackLevel = 3;
+constexpr int kStackLevel = 5;
 // Each column of a column chunk (format/column_codec.h) but the verbatim one (g_raw).
 constexpr size_t kColumnCap = 2u << 20;
 // smaps snapshots go out as chunks of their own at this level (they are text, few, and
@@ -77,7 +78,9 @@ uint8_t* g_comp = nullptr;
 // records that resemble each other are not broken up by events (bench_deep: a third fewer
 // bytes).
 uint8_t* g_stacks = nullptr;  // kStackChunkCap
-size_t g_stacks_used = 0;
+uint8_t* g_stack_columns = nullptr;  // the stack chunk's other columns, kStackFieldCap each
+f::StackColumnPacker g_stack_packer;  // begun by buffers_init
+static_assert(std::is_trivially_default_constructible_v<f::StackColumnPacker>);
 size_t g_comp_cap = 0;
 ZSTD_CCtx* g_cctx = nullptr;
 ZSTD_CCtx* g_stack_cctx = nullptr;  // kStackLevel, for chunks of at most kStackChunkCap
@@ -123,6 +126,17 @@ void packer_begin() {
   g_packer.begin(cols, caps, g_model);
 }
 
+void stack_packer_begin() {
+  if (!g_stack_columns) return;
+  uint8_t* cols[f::kStackColumnCount];
+  size_t caps[f::kStackColumnCount];
+  for (int i = 0; i < f::kStackColumnCount; ++i) {
+    cols[i] = i == f::kScFrames ? g_stacks : g_stack_columns + kStackFieldCap * i;
+    caps[i] = i == f::kScFrames ? kStackChunkCap : kStackFieldCap;
+  }
+  g_stack_packer.begin(cols, caps);
+}
+
 bool buffers_init() {
   if (g_raw) return true;
   g_raw = static_cast<uint8_t*>(sys_map(kChunkCap));
@@ -133,6 +147,8 @@ bool buffers_init() {
   g_comp = static_cast<uint8_t*>(sys_map(g_comp_cap));
   g_smaps = static_cast<char*>(sys_map(kSmapsMax));
   g_stacks = static_cast<uint8_t*>(sys_map(kStackChunkCap));
+  g_stack_columns = static_cast<uint8_t*>(sys_map(kStackFieldCap * (f::kStackColumnCount - 1)));
+  if (!g_stack_columns) return false;
   if (!g_raw || !g_columns || !g_take || !g_model || !g_comp || !g_smaps || !g_stacks)
     return false;
   g_cctx = make_cctx(1, 0);
@@ -140,6 +156,7 @@ bool buffers_init() {
   g_smaps_cctx = make_cctx(kSmapsLevel, kSmapsWindow);
   if (!g_cctx || !g_stack_cctx || !g_smaps_cctx) return false;
   packer_begin();
+  stack_packer_begin();
   return true;
 }
 
@@ -154,25 +171,24 @@ void write_chunk(ZSTD_CCtx* cctx, const uint8_t* raw, size_t raw_size) {
   if (!ZSTD_isError(n)) write_compressed(n, raw_size);
 }
 
-// The column chunk being built: its header, then each column, as one zstd frame.
-void write_column_chunk() {
-  uint8_t head[1 + (f::kColumnCount + 1) * f::kMaxVarint];
-  uint8_t* e = g_packer.header(head);
-  size_t total = static_cast<size_t>(e - head);
-  for (int i = 0; i < f::kColumnCount; ++i) total += g_packer.column(i).used();
-  ZSTD_CCtx_reset(g_cctx, ZSTD_reset_session_only);
-  ZSTD_CCtx_setPledgedSrcSize(g_cctx, total);
+// One zstd frame of `head` followed by `count` parts: a column chunk.
+void write_columns(ZSTD_CCtx* cctx, const uint8_t* head, size_t head_size,
+                   const uint8_t* const* parts, const size_t* sizes, int count) {
+  size_t total = head_size;
+  for (int i = 0; i < count; ++i) total += sizes[i];
+  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only);
+  ZSTD_CCtx_setPledgedSrcSize(cctx, total);
   ZSTD_outBuffer out{g_comp, g_comp_cap, 0};
-  ZSTD_inBuffer in{head, static_cast<size_t>(e - head), 0};
-  for (int i = -1; i < f::kColumnCount; ++i) {
-    if (i >= 0) in = {g_packer.column(i).start, g_packer.column(i).used(), 0};
+  ZSTD_inBuffer in{head, head_size, 0};
+  for (int i = -1; i < count; ++i) {
+    if (i >= 0) in = {parts[i], sizes[i], 0};
     while (in.pos < in.size) {
-      size_t r = ZSTD_compressStream2(g_cctx, &out, &in, ZSTD_e_continue);
+      size_t r = ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_continue);
       if (ZSTD_isError(r)) return;
     }
   }
   for (;;) {
-    size_t r = ZSTD_compressStream2(g_cctx, &out, &in, ZSTD_e_end);
+    size_t r = ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_end);
     if (ZSTD_isError(r)) return;
     if (r == 0) break;
     if (out.pos == out.size) return;
@@ -180,10 +196,37 @@ void write_column_chunk() {
   write_compressed(out.pos, total);
 }
 
+// The event chunk being built: its header, then each column.
+void write_column_chunk() {
+  uint8_t head[1 + (f::kColumnCount + 1) * f::kMaxVarint];
+  uint8_t* e = g_packer.header(head);
+  const uint8_t* parts[f::kColumnCount];
+  size_t sizes[f::kColumnCount];
+  for (int i = 0; i < f::kColumnCount; ++i) {
+    parts[i] = g_packer.column(i).start;
+    sizes[i] = g_packer.column(i).used();
+  }
+  write_columns(g_cctx, head, static_cast<size_t>(e - head), parts, sizes, f::kColumnCount);
+}
+
+// The stack chunk being built, in column form (write_columns for its layout).
+void write_stack_columns() {
+  uint8_t head[1 + (f::kStackColumnCount + 1) * f::kMaxVarint];
+  uint8_t* e = g_stack_packer.header(head);
+  const uint8_t* parts[f::kStackColumnCount];
+  size_t sizes[f::kStackColumnCount];
+  for (int i = 0; i < f::kStackColumnCount; ++i) {
+    parts[i] = g_stack_packer.column(i).start;
+    sizes[i] = g_stack_packer.column(i).used();
+  }
+  write_columns(g_stack_cctx, head, static_cast<size_t>(e - head), parts, sizes,
+                f::kStackColumnCount);
+}
+
 void flush_stacks() {
-  if (g_stacks_used == 0 || g_fd < 0) return;
-  write_chunk(g_stack_cctx, g_stacks, g_stacks_used);
-  g_stacks_used = 0;
+  if (g_stack_packer.empty() || g_fd < 0) return;
+  write_stack_columns();
+  stack_packer_begin();
 }
 
 // Writes the pending stack records, then the current chunk.
@@ -195,11 +238,13 @@ void flush_chunk() {
   g_last_flush = now();
 }
 
-// A stack record: into the stacks' chunk, which goes out before the current one.
+// A stack record: into the stacks' chunk, which goes out before the current one (a record
+// the packer does not take, which the writer never makes, goes out alone, as it is).
 void emit_stack(const uint8_t* p, size_t n) {
-  if (g_stacks_used + n > kStackChunkCap) flush_stacks();
-  memcpy(g_stacks + g_stacks_used, p, n);
-  g_stacks_used += n;
+  if (!g_stack_packer.room_for(n)) flush_stacks();
+  if (g_stack_packer.record(p, n)) return;
+  flush_stacks();
+  if (g_fd >= 0) write_chunk(g_stack_cctx, p, n);
 }
 
 // The current chunk is full when a column is, or when its records would pass kChunkCap
@@ -478,7 +523,7 @@ bool writer_open() {
   g_fd = fd;
   g_sequence = 0;
   packer_begin();
-  g_stacks_used = 0;
+  stack_packer_begin();
   g_peak_rss = g_snapshot_rss = g_snapshot_time = 0;
   g_module_adds = g_module_subs = ~0ull;
   stack_table_writer_reset();
@@ -646,7 +691,7 @@ void writer_fork_child(bool follow) {
   if (g_fd >= 0) sys_close(g_fd);
   g_fd = -1;
   packer_begin();
-  g_stacks_used = 0;
+  stack_packer_begin();
   if (follow && writer_open()) writer_start();
 }
 

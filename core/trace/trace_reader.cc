@@ -182,11 +182,11 @@ const TraceStats& TraceReader::stats() const {
 namespace {
 
 // The records of an inflated chunk: the chunk itself, or, for a column chunk (version 4),
-// the records its columns expand to, in `expanded`.
+// the records its columns expand to, in `expanded` (stack column chunks likewise).
 std::span<const uint8_t> expand_chunk(const std::vector<uint8_t>& raw,
                                       std::vector<uint8_t>& expanded, f::PtrModel& model,
                                       const std::string& name, uint64_t index) {
-  if (raw.empty() || raw[0] != f::kColumns) return raw;
+  if (raw.empty() || (raw[0] != f::kColumns && raw[0] != f::kStackColumns)) return raw;
   // The records' size is the second field of the chunk; unpack_columns checks it again.
   uint64_t size = 0;
   for (size_t i = 1, shift = 0; i < raw.size() && i < 11; ++i, shift += 7) {
@@ -198,8 +198,11 @@ std::span<const uint8_t> expand_chunk(const std::vector<uint8_t>& raw,
                 std::to_string(index) + ")");
   expanded.resize(size + f::kUnpackSlack);
   const char* error = "";
-  size_t n = f::unpack_columns(raw.data(), raw.size(), expanded.data(), expanded.size(), &model,
-                               &error);
+  size_t n = raw[0] == f::kColumns
+                 ? f::unpack_columns(raw.data(), raw.size(), expanded.data(), expanded.size(),
+                                     &model, &error)
+                 : f::unpack_stack_columns(raw.data(), raw.size(), expanded.data(),
+                                           expanded.size(), &error);
   if (n == 0)
     throw Error(name + ": malformed trace: " + error + " (chunk " + std::to_string(index) + ")");
   return std::span<const uint8_t>(expanded.data(), n);
