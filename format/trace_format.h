@@ -7,6 +7,9 @@
 //   Record := tag:u8 body        (body layout per tag, below; all integers LEB128 varints,
 //                                 signed values zigzag-encoded, strings varint length + bytes)
 //
+// Version 4: a chunk's raw bytes may instead be a column chunk (first byte kColumns or
+// kStackColumns) that expands into records (format/column_codec.h).
+//
 // A file cut short (SIGKILL, crash) is readable up to its last complete chunk: every chunk is
 // written with one write() call, header first, and carries its own sizes and a zstd checksum.
 //
@@ -20,7 +23,7 @@ namespace memcensus::format {
 
 inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
 inline constexpr uint16_t kVersion = 4;  // 2 added tags 0x4a-0x4e, 3 kStackRef, 4 kColumns
-inline constexpr uint16_t kMinVersion = 1;           // readers accept kMinVersion..kVersion
+inline constexpr uint16_t kMinVersion = 1;  // readers accept kMinVersion..kVersion
 inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file
 inline constexpr uint32_t kMaxChunkRaw = 64u << 20;  // readers reject larger chunks
 
