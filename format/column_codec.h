@@ -111,6 +111,39 @@ struct ColumnIn {
   }
 };
 
+// shape_of and the number of fields of each event kind, tabulated (the packer looks them up
+// once per event).
+struct EventTable {
+  Shape shape[kEventKindEnd];
+  uint8_t fields[kEventKindEnd];
+};
+constexpr uint8_t event_field_count(const Shape& s) {
+  switch (s.family) {
+    case Family::kAlloc:
+      return static_cast<uint8_t>(4 + s.has_align);
+    case Family::kFree:
+      return static_cast<uint8_t>(2 + s.has_size + s.has_align);
+    case Family::kRealloc:
+      return 6;
+    case Family::kMmap:
+    case Family::kMremap:
+      return 7;
+    case Family::kMunmap:
+      return 4;
+    default:
+      return 0;
+  }
+}
+constexpr EventTable make_event_table() {
+  EventTable t{};
+  for (int k = 0; k < kEventKindEnd; ++k) {
+    t.shape[k] = shape_of(static_cast<uint8_t>(k));
+    t.fields[k] = event_field_count(t.shape[k]);
+  }
+  return t;
+}
+inline constexpr EventTable kEventTable = make_event_table();
+
 inline size_t varint_size(uint64_t v) {
   size_t n = 1;
   while (v >= 0x80) v >>= 7, ++n;
@@ -167,12 +200,21 @@ class ColumnPacker {
   size_t records(const uint8_t* p, size_t n) {
     const uint8_t* const start = p;
     const uint8_t* const end = p + n;
-    while (p < end && room_for(0)) {
+    size_t budget = 0;  // records that surely fit without another look at the columns
+    while (p < end) {
+      if (budget == 0) {
+        size_t least = c_[0].room();
+        for (const ColumnOut& c : c_) least = c.room() < least ? c.room() : least;
+        budget = least / kColumnRecordRoom;
+        if (budget == 0) break;
+      }
+      --budget;
       const uint8_t* next = event(p, end);
       if (!next) {
         size_t len = verbatim_length(p, end);
-        if (c_[kColVerbatim].room() < len) break;
+        if (c_[kColVerbatim].room() < len + kColumnRecordRoom) break;
         verbatim(p, len);
+        budget = 0;
         next = p + len;
       }
       p = next;
@@ -197,6 +239,19 @@ class ColumnPacker {
     pending_ = 0;
     ++records_;
   }
+  // A varint of at most 10 bytes at q, which has 10 readable bytes (an overlong one reads
+  // as its first 10 bytes, as the reader would).
+  static uint64_t fast_varint(const uint8_t*& q) {
+    uint64_t v = *q++;
+    if (v < 0x80) return v;
+    v &= 0x7f;
+    for (int shift = 7; shift < 70; shift += 7) {
+      uint8_t b = *q++;
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) break;
+    }
+    return v;
+  }
   // Reads a varint of the record at p; false past `end` or over 10 bytes.
   static bool read(const uint8_t*& p, const uint8_t* end, uint64_t* v) {
     ColumnIn in{p, end};
@@ -211,7 +266,7 @@ class ColumnPacker {
     size_t fields = 0;
     if (tag == kCheckError) {
       fields = 11;
-    } else if (kind < kEventKindEnd && shape_of(kind).family != Family::kNone) {
+    } else if (kind < kEventKindEnd && kEventTable.fields[kind]) {
       fields = field_count(kind);
     } else {
       return static_cast<size_t>(end - p);
@@ -222,36 +277,22 @@ class ColumnPacker {
       if (!read(q, end, &v)) return static_cast<size_t>(end - p);
     return static_cast<size_t>(q - p);
   }
-  static size_t field_count(uint8_t kind) {
-    Shape s = shape_of(kind);
-    switch (s.family) {
-      case Family::kAlloc:
-        return 4 + s.has_align;
-      case Family::kFree:
-        return 2 + s.has_size + s.has_align;
-      case Family::kRealloc:
-        return 6;
-      case Family::kMmap:
-        return 7;
-      case Family::kMunmap:
-        return 4;
-      case Family::kMremap:
-        return 7;
-      default:
-        return 0;
-    }
-  }
+  static size_t field_count(uint8_t kind) { return kEventTable.fields[kind]; }
   // Packs the non-absolute event at p; returns its end, or null when p holds anything else.
   const uint8_t* event(const uint8_t* p, const uint8_t* end) {
     uint8_t tag = *p;
-    if (tag == 0 || tag >= kEventKindEnd) return nullptr;
-    Shape s = shape_of(tag);
-    if (s.family == Family::kNone) return nullptr;
+    if (tag >= kEventKindEnd) return nullptr;
+    size_t nf = kEventTable.fields[tag];
+    if (nf == 0) return nullptr;
+    const Shape& s = kEventTable.shape[tag];
     uint64_t v[7];
-    size_t nf = field_count(tag);
     const uint8_t* q = p + 1;
-    for (size_t i = 0; i < nf; ++i)
-      if (!read(q, end, &v[i])) return nullptr;
+    if (end - q >= 7 * static_cast<ptrdiff_t>(kMaxVarint)) {
+      for (size_t i = 0; i < nf; ++i) v[i] = fast_varint(q);
+    } else {
+      for (size_t i = 0; i < nf; ++i)
+        if (!read(q, end, &v[i])) return nullptr;
+    }
     uint64_t& base = model_->base();
     c_[kColTime].varint(v[0]);
     switch (s.family) {
