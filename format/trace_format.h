@@ -7,6 +7,9 @@
 //   Record := tag:u8 body        (body layout per tag, below; all integers LEB128 varints,
 //                                 signed values zigzag-encoded, strings varint length + bytes)
 //
+// Version 4: a chunk's raw bytes may instead be a column chunk (first byte kColumns or
+// kStackColumns) that expands into records (format/column_codec.h).
+//
 // A file cut short (SIGKILL, crash) is readable up to its last complete chunk: every chunk is
 // written with one write() call, header first, and carries its own sizes and a zstd checksum.
 //
@@ -19,8 +22,8 @@
 namespace memcensus::format {
 
 inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
-inline constexpr uint16_t kVersion = 3;              // 2 added tags 0x4a-0x4e, 3 kStackRef
-inline constexpr uint16_t kMinVersion = 1;           // readers accept kMinVersion..kVersion
+inline constexpr uint16_t kVersion = 4;  // 2 added tags 0x4a-0x4e, 3 kStackRef, 4 kColumns
+inline constexpr uint16_t kMinVersion = 1;  // readers accept kMinVersion..kVersion
 inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file
 inline constexpr uint32_t kMaxChunkRaw = 64u << 20;  // readers reject larger chunks
 
@@ -126,6 +129,10 @@ enum MetaTag : uint8_t {
                        //   varint keep, varint count, count x zz(delta), varint from.
                        // The base is a kStackRef stack written earlier in the same segment.
                        // Written by the writer thread, before the events that use it.
+  kColumns = 0x50,     // (version 4) not a record: the first byte of a column chunk, whose
+                       // records are stored field by field (format/column_codec.h)
+  kStackColumns = 0x51,  // (version 4) not a record: the first byte of a stack column chunk,
+                         // kStackRef records stored field by field (format/column_codec.h)
   kLastMetaTag = 0x4f,
 };
 

@@ -13,6 +13,9 @@
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
+#include <type_traits>
+
+#include "format/column_codec.h"
 #include "format/trace_format.h"
 #include "runtime/modules.h"
 #include "runtime/own_mappings.h"
@@ -33,12 +36,20 @@ constexpr uint64_t kFlushNs = 50'000'000;
 constexpr uint64_t kPeakSnapshotGapNs = 1'000'000'000;
 constexpr size_t kSmapsMax = 32u << 20;
 constexpr size_t kThreadHeaderMax = 32;  // a kThread record
-constexpr size_t kStackChunkCap = 4u << 20;
+constexpr size_t kStackChunkCap = 4u << 20;  // the frames column of a stack chunk
+constexpr size_t kStackFieldCap = 1u << 20;  // each other column of a stack chunk
 // Stack chunks are few (a program's stacks are new only once) and alike record to record,
-// so they get a stronger level than the events. bench_deep 100000: level 1 0.83 MB, 3 0.75,
-// 5 0.71, 9 0.66; level 9 compresses ~10 MB/s here (as long as the program runs), level 3
-// keeps the writer's whole work below what writing these stacks cost in format 2.
-constexpr int kStackLevel = 3;
+// so they get a stronger level than the events. bench_deep 100000, whole file, B/event with
+// stack chunks in column form (format 4): level 3 1.55, level 5 1.43 (format 3, records as
+// they are: level 1 0.83 MB, 3 0.75, 5 0.71, 9 0.66; level 9 compresses ~10 MB/s here).
+constexpr int kStackLevel = 5;
+// Each column of a column chunk (format/column_codec.h) but the verbatim one (g_raw).
+constexpr size_t kColumnCap = 2u << 20;
+// smaps snapshots go out as chunks of their own at this level (they are text, few, and
+// alike): storm under --sample 524288, start and exit snapshots 2.06 + 2.36 KB at level 1,
+// 1.61 + 1.77 KB at level 9.
+constexpr int kSmapsLevel = 9;
+constexpr size_t kSmapsWindow = 1u << 20;
 // A thread's name is read this long after the writer first sees the thread, so that a name
 // its creator sets right after pthread_create is the one written.
 constexpr uint64_t kThreadNameDelayNs = 50'000'000;
@@ -53,18 +64,27 @@ std::atomic<uint64_t> g_rounds{0};
 
 int g_fd = -1;
 uint32_t g_sequence = 0;
+// The chunk being built, in column form: g_raw is its verbatim column, g_columns the others
+// (kColumnCap each); g_take holds one ring's bytes on their way into the columns.
 uint8_t* g_raw = nullptr;  // kChunkCap
-size_t g_raw_used = 0;
+uint8_t* g_columns = nullptr;
+uint8_t* g_take = nullptr;  // kRingSize
+f::PtrModel* g_model = nullptr;
+f::ColumnPacker g_packer;  // begun by buffers_init
+static_assert(std::is_trivially_default_constructible_v<f::ColumnPacker>);
 uint8_t* g_comp = nullptr;
 // Stack records (stack_table_write_new) gather apart from the other records and go out as
 // a chunk of their own just before the chunk of the events that use them: compressed apart,
 // records that resemble each other are not broken up by events (bench_deep: a third fewer
 // bytes).
 uint8_t* g_stacks = nullptr;  // kStackChunkCap
-size_t g_stacks_used = 0;
+uint8_t* g_stack_columns = nullptr;  // the stack chunk's other columns, kStackFieldCap each
+f::StackColumnPacker g_stack_packer;  // begun by buffers_init
+static_assert(std::is_trivially_default_constructible_v<f::StackColumnPacker>);
 size_t g_comp_cap = 0;
 ZSTD_CCtx* g_cctx = nullptr;
 ZSTD_CCtx* g_stack_cctx = nullptr;  // kStackLevel, for chunks of at most kStackChunkCap
+ZSTD_CCtx* g_smaps_cctx = nullptr;  // kSmapsLevel
 char* g_smaps = nullptr;
 uint64_t g_last_flush = 0;
 uint64_t g_peak_rss = 0, g_snapshot_rss = 0, g_snapshot_time = 0, g_last_alive_check = 0;
@@ -75,72 +95,169 @@ uint64_t now() {
   return monotonic_ns() - g_t0;
 }
 
+// A static compression context of `level` for inputs of about `size_hint` bytes (0: any),
+// streaming included; null when it cannot be mapped.
+ZSTD_CCtx* make_cctx(int level, size_t size_hint) {
+  ZSTD_compressionParameters cp = ZSTD_getCParams(level, size_hint, 0);
+  size_t ws = ZSTD_estimateCStreamSize_usingCParams(cp);
+  void* w = sys_map(ws);
+  if (!w) return nullptr;
+  ZSTD_CCtx* c = ZSTD_initStaticCCtx(w, ws);
+  if (!c) return nullptr;
+  ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, static_cast<int>(cp.windowLog));
+  ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
+  return c;
+}
+
+void packer_begin() {
+  if (!g_raw) return;
+  uint8_t* cols[f::kColumnCount];
+  size_t caps[f::kColumnCount];
+  for (int i = 0, k = 0; i < f::kColumnCount; ++i) {
+    if (i == f::kColVerbatim) {
+      cols[i] = g_raw;
+      caps[i] = kChunkCap;
+    } else {
+      cols[i] = g_columns + kColumnCap * static_cast<size_t>(k++);
+      caps[i] = kColumnCap;
+    }
+  }
+  g_packer.begin(cols, caps, g_model);
+}
+
+void stack_packer_begin() {
+  if (!g_stack_columns) return;
+  uint8_t* cols[f::kStackColumnCount];
+  size_t caps[f::kStackColumnCount];
+  for (int i = 0; i < f::kStackColumnCount; ++i) {
+    cols[i] = i == f::kScFrames ? g_stacks : g_stack_columns + kStackFieldCap * i;
+    caps[i] = i == f::kScFrames ? kStackChunkCap : kStackFieldCap;
+  }
+  g_stack_packer.begin(cols, caps);
+}
+
 bool buffers_init() {
   if (g_raw) return true;
   g_raw = static_cast<uint8_t*>(sys_map(kChunkCap));
+  g_columns = static_cast<uint8_t*>(sys_map(kColumnCap * (f::kColumnCount - 1)));
+  g_take = static_cast<uint8_t*>(sys_map(kRingSize));
+  g_model = static_cast<f::PtrModel*>(sys_map(sizeof(f::PtrModel)));
   g_comp_cap = ZSTD_compressBound(kChunkCap);
   g_comp = static_cast<uint8_t*>(sys_map(g_comp_cap));
   g_smaps = static_cast<char*>(sys_map(kSmapsMax));
   g_stacks = static_cast<uint8_t*>(sys_map(kStackChunkCap));
-  size_t ws = ZSTD_estimateCCtxSize(1);
-  void* w = sys_map(ws);
-  if (!g_raw || !g_comp || !g_smaps || !g_stacks || !w) return false;
-  g_cctx = ZSTD_initStaticCCtx(w, ws);
-  if (!g_cctx) return false;
-  ZSTD_CCtx_setParameter(g_cctx, ZSTD_c_compressionLevel, 1);
-  ZSTD_CCtx_setParameter(g_cctx, ZSTD_c_checksumFlag, 1);
-  ZSTD_compressionParameters cp = ZSTD_getCParams(kStackLevel, kStackChunkCap, 0);
-  size_t sws = ZSTD_estimateCCtxSize_usingCParams(cp);
-  void* sw = sys_map(sws);
-  if (!sw) return false;
-  g_stack_cctx = ZSTD_initStaticCCtx(sw, sws);
-  if (!g_stack_cctx) return false;
-  ZSTD_CCtx_setParameter(g_stack_cctx, ZSTD_c_compressionLevel, kStackLevel);
-  ZSTD_CCtx_setParameter(g_stack_cctx, ZSTD_c_windowLog, static_cast<int>(cp.windowLog));
-  ZSTD_CCtx_setParameter(g_stack_cctx, ZSTD_c_checksumFlag, 1);
+  g_stack_columns = static_cast<uint8_t*>(sys_map(kStackFieldCap * (f::kStackColumnCount - 1)));
+  if (!g_stack_columns) return false;
+  if (!g_raw || !g_columns || !g_take || !g_model || !g_comp || !g_smaps || !g_stacks)
+    return false;
+  g_cctx = make_cctx(1, 0);
+  g_stack_cctx = make_cctx(kStackLevel, kStackChunkCap);
+  g_smaps_cctx = make_cctx(kSmapsLevel, kSmapsWindow);
+  if (!g_cctx || !g_stack_cctx || !g_smaps_cctx) return false;
+  packer_begin();
+  stack_packer_begin();
   return true;
+}
+
+void write_compressed(size_t n, size_t raw_size) {
+  f::ChunkHeader h{f::kChunkMagic, static_cast<uint32_t>(n), static_cast<uint32_t>(raw_size),
+                   g_sequence++};
+  sys_write2(g_fd, &h, sizeof h, g_comp, n);
 }
 
 void write_chunk(ZSTD_CCtx* cctx, const uint8_t* raw, size_t raw_size) {
   size_t n = ZSTD_compress2(cctx, g_comp, g_comp_cap, raw, raw_size);
-  if (!ZSTD_isError(n)) {
-    f::ChunkHeader h{f::kChunkMagic, static_cast<uint32_t>(n), static_cast<uint32_t>(raw_size),
-                     g_sequence++};
-    sys_write2(g_fd, &h, sizeof h, g_comp, n);
+  if (!ZSTD_isError(n)) write_compressed(n, raw_size);
+}
+
+// One zstd frame of `head` followed by `count` parts: a column chunk.
+void write_columns(ZSTD_CCtx* cctx, const uint8_t* head, size_t head_size,
+                   const uint8_t* const* parts, const size_t* sizes, int count) {
+  size_t total = head_size;
+  for (int i = 0; i < count; ++i) total += sizes[i];
+  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only);
+  ZSTD_CCtx_setPledgedSrcSize(cctx, total);
+  ZSTD_outBuffer out{g_comp, g_comp_cap, 0};
+  ZSTD_inBuffer in{head, head_size, 0};
+  for (int i = -1; i < count; ++i) {
+    if (i >= 0) in = {parts[i], sizes[i], 0};
+    while (in.pos < in.size) {
+      size_t r = ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_continue);
+      if (ZSTD_isError(r)) return;
+    }
   }
+  for (;;) {
+    size_t r = ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_end);
+    if (ZSTD_isError(r)) return;
+    if (r == 0) break;
+    if (out.pos == out.size) return;
+  }
+  write_compressed(out.pos, total);
+}
+
+// The event chunk being built: its header, then each column.
+void write_column_chunk() {
+  uint8_t head[1 + (f::kColumnCount + 1) * f::kMaxVarint];
+  uint8_t* e = g_packer.header(head);
+  const uint8_t* parts[f::kColumnCount];
+  size_t sizes[f::kColumnCount];
+  for (int i = 0; i < f::kColumnCount; ++i) {
+    parts[i] = g_packer.column(i).start;
+    sizes[i] = g_packer.column(i).used();
+  }
+  write_columns(g_cctx, head, static_cast<size_t>(e - head), parts, sizes, f::kColumnCount);
+}
+
+// The stack chunk being built, in column form (write_columns for its layout).
+void write_stack_columns() {
+  uint8_t head[1 + (f::kStackColumnCount + 1) * f::kMaxVarint];
+  uint8_t* e = g_stack_packer.header(head);
+  const uint8_t* parts[f::kStackColumnCount];
+  size_t sizes[f::kStackColumnCount];
+  for (int i = 0; i < f::kStackColumnCount; ++i) {
+    parts[i] = g_stack_packer.column(i).start;
+    sizes[i] = g_stack_packer.column(i).used();
+  }
+  write_columns(g_stack_cctx, head, static_cast<size_t>(e - head), parts, sizes,
+                f::kStackColumnCount);
 }
 
 void flush_stacks() {
-  if (g_stacks_used == 0 || g_fd < 0) return;
-  write_chunk(g_stack_cctx, g_stacks, g_stacks_used);
-  g_stacks_used = 0;
+  if (g_stack_packer.empty() || g_fd < 0) return;
+  write_stack_columns();
+  stack_packer_begin();
 }
 
 // Writes the pending stack records, then the current chunk.
 void flush_chunk() {
   flush_stacks();
-  if (g_raw_used == 0 || g_fd < 0) return;
-  write_chunk(g_cctx, g_raw, g_raw_used);
-  g_raw_used = 0;
+  if (g_packer.empty() || g_fd < 0) return;
+  write_column_chunk();
+  packer_begin();
   g_last_flush = now();
 }
 
-// A stack record: into the stacks' chunk, which goes out before the current one.
+// A stack record: into the stacks' chunk, which goes out before the current one (a record
+// the packer does not take, which the writer never makes, goes out alone, as it is).
 void emit_stack(const uint8_t* p, size_t n) {
-  if (g_stacks_used + n > kStackChunkCap) flush_stacks();
-  memcpy(g_stacks + g_stacks_used, p, n);
-  g_stacks_used += n;
+  if (!g_stack_packer.room_for(n)) flush_stacks();
+  if (g_stack_packer.record(p, n)) return;
+  flush_stacks();
+  if (g_fd >= 0) write_chunk(g_stack_cctx, p, n);
 }
 
-// Makes room for n more raw bytes in the current chunk.
-void need(size_t n) {
-  if (g_raw_used + n > kChunkCap) flush_chunk();
+// The current chunk is full when a column is, or when its records would pass kChunkCap
+// (inflated) or its columns the compressor's output bound.
+bool chunk_full(size_t n) {
+  return !g_packer.room_for(n) || g_packer.raw_size() + n > kChunkCap ||
+         g_packer.packed_size() + n > kChunkCap - 1024;
 }
 
+// A record of the writer's own (not an event): into the current chunk as it is.
 void emit(const uint8_t* p, size_t n) {
-  need(n);
-  memcpy(g_raw + g_raw_used, p, n);
-  g_raw_used += n;
+  if (chunk_full(n)) flush_chunk();
+  g_packer.verbatim(p, n);
 }
 
 void emit_rss() {
@@ -166,23 +283,27 @@ void emit_rss() {
   if (rss > g_peak_rss) g_peak_rss = rss;
 }
 
+// An smaps snapshot: a chunk of its own (after the current one), at kSmapsLevel.
 void emit_smaps(uint8_t reason) {
-  ssize_t n = read_small_file("/proc/self/smaps", g_smaps, kSmapsMax);
+  constexpr size_t kHead = 32;
+  ssize_t n = read_small_file("/proc/self/smaps", g_smaps + kHead, kSmapsMax - kHead);
   if (n <= 0) return;
+  char* text = g_smaps + kHead;
   size_t len = static_cast<size_t>(n);
   size_t limit = kChunkCap - 64;
   if (len > limit) {
     len = limit;
-    while (len > 0 && g_smaps[len - 1] != '\n') --len;
+    while (len > 0 && text[len - 1] != '\n') --len;
   }
-  uint8_t head[32], *p = head;
+  uint8_t head[kHead], *p = head;
   *p++ = f::kSmaps;
   p = f::put_varint(p, now());
   p = f::put_varint(p, reason);
   p = f::put_varint(p, len);
-  need(static_cast<size_t>(p - head) + len);
-  emit(head, static_cast<size_t>(p - head));
-  emit(reinterpret_cast<const uint8_t*>(g_smaps), len);
+  size_t hn = static_cast<size_t>(p - head);
+  memcpy(text - hn, head, hn);
+  flush_chunk();
+  if (g_fd >= 0) write_chunk(g_smaps_cctx, reinterpret_cast<uint8_t*>(text - hn), hn + len);
   g_snapshot_rss = g_peak_rss;
   g_snapshot_time = now();
 }
@@ -275,15 +396,19 @@ void drain_ring(Ring* r, bool check_alive) {
   }
   uint64_t pending = r->head.load(std::memory_order_acquire) - r->tail.load();
   if (static_cast<int64_t>(pending) > 0) {
-    uint8_t rec[kThreadHeaderMax], *p = rec;
-    *p++ = f::kThread;
-    p = f::put_varint(p, r->stream);
-    p = f::put_varint(p, static_cast<uint64_t>(r->tid));
-    need(static_cast<size_t>(p - rec) + kRingSize);
-    emit(rec, static_cast<size_t>(p - rec));
-    g_raw_used += ring_take(r, g_raw + g_raw_used);
+    size_t n = ring_take(r, g_take);
     // After the take: every stack the bytes taken use is interned and visible by now.
     if (stack_table_unwritten()) stack_table_write_new(emit_stack);
+    // Into the columns; a chunk that fills up goes out, and the next one names the stream
+    // again before the rest.
+    const uint64_t tid = static_cast<uint64_t>(r->tid);
+    for (size_t done = 0, stuck = 0; done < n && stuck < 2;) {
+      if (stuck || chunk_full(kThreadHeaderMax + f::kColumnRecordRoom)) flush_chunk();
+      g_packer.thread(r->stream, tid);
+      size_t k = g_packer.records(g_take + done, n - done);
+      done += k;
+      stuck = k ? 0 : stuck + 1;  // an empty chunk takes any record
+    }
   }
   if (st == kRingClosed) {
     note_thread(r, true, r->exit_name);
@@ -312,7 +437,7 @@ void round_locked(bool final_round) {
   emit(&round, 1);
   emit_rss();
   if (!final_round) maybe_peak_snapshot();
-  if (final_round || g_raw_used >= kFlushBytes || now() - g_last_flush >= kFlushNs) flush_chunk();
+  if (final_round || g_packer.raw_size() >= kFlushBytes || now() - g_last_flush >= kFlushNs) flush_chunk();
   g_rounds.fetch_add(1, std::memory_order_release);
 }
 
@@ -397,8 +522,8 @@ bool writer_open() {
   }
   g_fd = fd;
   g_sequence = 0;
-  g_raw_used = 0;
-  g_stacks_used = 0;
+  packer_begin();
+  stack_packer_begin();
   g_peak_rss = g_snapshot_rss = g_snapshot_time = 0;
   g_module_adds = g_module_subs = ~0ull;
   stack_table_writer_reset();
@@ -565,8 +690,8 @@ void writer_fork_child(bool follow) {
   g_running.store(false);
   if (g_fd >= 0) sys_close(g_fd);
   g_fd = -1;
-  g_raw_used = 0;
-  g_stacks_used = 0;
+  packer_begin();
+  stack_packer_begin();
   if (follow && writer_open()) writer_start();
 }
 

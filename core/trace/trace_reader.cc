@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "format/column_codec.h"
 #include "format/trace_format.h"
 #include "trace/record_decoder.h"
 #include "util/error.h"
@@ -180,6 +181,33 @@ const TraceStats& TraceReader::stats() const {
 
 namespace {
 
+// The records of an inflated chunk: the chunk itself, or, for a column chunk (version 4),
+// the records its columns expand to, in `expanded` (stack column chunks likewise).
+std::span<const uint8_t> expand_chunk(const std::vector<uint8_t>& raw,
+                                      std::vector<uint8_t>& expanded, f::PtrModel& model,
+                                      const std::string& name, uint64_t index) {
+  if (raw.empty() || (raw[0] != f::kColumns && raw[0] != f::kStackColumns)) return raw;
+  // The records' size is the second field of the chunk; unpack_columns checks it again.
+  uint64_t size = 0;
+  for (size_t i = 1, shift = 0; i < raw.size() && i < 11; ++i, shift += 7) {
+    size |= static_cast<uint64_t>(raw[i] & 0x7f) << shift;
+    if (!(raw[i] & 0x80)) break;
+  }
+  if (size == 0 || size > f::kMaxChunkRaw)
+    throw Error(name + ": malformed trace: column chunk size out of range (chunk " +
+                std::to_string(index) + ")");
+  expanded.resize(size + f::kUnpackSlack);
+  const char* error = "";
+  size_t n = raw[0] == f::kColumns
+                 ? f::unpack_columns(raw.data(), raw.size(), expanded.data(), expanded.size(),
+                                     &model, &error)
+                 : f::unpack_stack_columns(raw.data(), raw.size(), expanded.data(),
+                                           expanded.size(), &error);
+  if (n == 0)
+    throw Error(name + ": malformed trace: " + error + " (chunk " + std::to_string(index) + ")");
+  return std::span<const uint8_t>(expanded.data(), n);
+}
+
 bool is_file_header(const f::ChunkHeader& h) {
   return std::memcmp(&h, f::kFileMagic, sizeof h.magic) == 0;
 }
@@ -205,7 +233,8 @@ void TraceReader::read_here(TraceVisitor& visitor) {
   m.stats.compressed_bytes = finish_header(*m.source, &fh, m.name);
   RecordDecoder decoder(m.name, visitor.event_form());
   decoder.set_packed_room(std::exchange(m.packed_room, nullptr));
-  std::vector<uint8_t> comp, raw;
+  std::vector<uint8_t> comp, raw, expanded;
+  auto model = std::make_unique<f::PtrModel>();
   uint64_t index = 0;
   for (uint32_t seq = 0;;) {
     f::ChunkHeader ch{};
@@ -227,7 +256,8 @@ void TraceReader::read_here(TraceVisitor& visitor) {
       throw Error(m.name + ": malformed trace: chunk " + std::to_string(index) +
                   " does not decompress (" +
                   (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch") + ")");
-    m.stats.events += decoder.decode(raw, index, visitor);
+    m.stats.events += decoder.decode(expand_chunk(raw, expanded, *model, m.name, index),
+                                     index, visitor);
     m.stats.chunks++;
     m.stats.compressed_bytes += sizeof ch + comp.size();
     m.stats.raw_bytes += raw.size();

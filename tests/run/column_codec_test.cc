@@ -1,0 +1,164 @@
+// format/column_codec.h: records packed into columns expand back into the same bytes, and
+// malformed column chunks are rejected with a message.
+#include "format/column_codec.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <vector>
+
+namespace f = memcensus::format;
+
+namespace {
+
+struct Bytes {
+  std::vector<uint8_t> data;
+  Bytes& tag(uint8_t t) {
+    data.push_back(t);
+    return *this;
+  }
+  Bytes& v(uint64_t x) {
+    uint8_t buf[f::kMaxVarint];
+    data.insert(data.end(), buf, f::put_varint(buf, x));
+    return *this;
+  }
+  Bytes& z(int64_t x) { return v(f::zigzag(x)); }
+};
+
+// Thread-stream bytes with every event family, an absolute event and a check error.
+std::vector<uint8_t> ring_bytes() {
+  Bytes b;
+  for (int i = 0; i < 50; ++i) {
+    b.tag(f::kMalloc).v(1).z(i % 3 ? 64 : -4096).v(16 + i % 40).v(1 + i % 5);
+    b.tag(f::kFree).v(1).z(0);
+  }
+  b.tag(f::kPosixMemalign).v(2).z(123456).v(100).v(7).v(64);
+  b.tag(f::kDeleteSizedAligned).v(1).z(-5).v(100).v(64);
+  b.tag(f::kRealloc).v(1).v(3).z(-64).z(4096).v(300).v(2);
+  b.tag(f::kRealloc).v(1).v(0).z(8).z(-8).v(0).v(0);
+  b.tag(f::kMalloc | f::kAbsoluteFlag).v(999).v(0x7f0000001000).v(10).v(3);
+  b.tag(f::kMmap).v(4).z(1 << 20).v(8192).v(3).v(0x22).z(-1).v(4);
+  b.tag(f::kMunmap).v(1).z(0).v(8192).v(0);
+  b.tag(f::kMremap).v(1).v(2).z(0).z(4096).v(8192).v(16384).v(4);
+  b.tag(f::kCheckError).v(5).v(77).v(2).v(f::kFree).v(0x1000).v(3).v(0x1000).v(32).v(1).v(2).v(3);
+  b.tag(f::kFree).v(1).z(-64);
+  return b.data;
+}
+
+struct Packed {
+  std::vector<uint8_t> raw;    // the records the chunk stands for
+  std::vector<uint8_t> chunk;  // the column chunk
+};
+
+Packed pack() {
+  std::vector<std::vector<uint8_t>> cols(f::kColumnCount, std::vector<uint8_t>(1 << 16));
+  uint8_t* p[f::kColumnCount];
+  size_t caps[f::kColumnCount];
+  for (int i = 0; i < f::kColumnCount; ++i) p[i] = cols[i].data(), caps[i] = cols[i].size();
+  auto model = std::make_unique<f::PtrModel>();
+  f::ColumnPacker packer;
+  packer.begin(p, caps, model.get());
+  Packed out;
+  Bytes meta;
+  meta.tag(f::kRss).v(10).v(4096).v(0).v(4096).tag(f::kRound);
+  packer.verbatim(meta.data.data(), meta.data.size());
+  out.raw = meta.data;
+  std::vector<uint8_t> ring = ring_bytes();
+  for (uint64_t stream : {1, 2, 65, 1}) {
+    packer.thread(stream, 1000 + stream);
+    Bytes th;
+    th.tag(f::kThread).v(stream).v(1000 + stream);
+    out.raw.insert(out.raw.end(), th.data.begin(), th.data.end());
+    EXPECT_EQ(packer.records(ring.data(), ring.size()), ring.size());
+    out.raw.insert(out.raw.end(), ring.begin(), ring.end());
+  }
+  uint8_t head[1 + (f::kColumnCount + 1) * f::kMaxVarint];
+  out.chunk.assign(head, packer.header(head));
+  for (int i = 0; i < f::kColumnCount; ++i) {
+    const f::ColumnOut& c = packer.column(i);
+    out.chunk.insert(out.chunk.end(), c.start, c.p);
+  }
+  EXPECT_EQ(packer.raw_size(), out.raw.size());
+  return out;
+}
+
+size_t unpack(const std::vector<uint8_t>& chunk, std::vector<uint8_t>& out, const char** err) {
+  out.assign(f::kMaxChunkRaw / 64, 0);
+  auto model = std::make_unique<f::PtrModel>();
+  size_t n = f::unpack_columns(chunk.data(), chunk.size(), out.data(), out.size(), model.get(),
+                               err);
+  out.resize(n);
+  return n;
+}
+
+TEST(ColumnCodec, EventChunkExpandsToTheSameRecords) {
+  Packed p = pack();
+  std::vector<uint8_t> out;
+  const char* err = "";
+  ASSERT_EQ(unpack(p.chunk, out, &err), p.raw.size()) << err;
+  EXPECT_EQ(out, p.raw);
+}
+
+TEST(ColumnCodec, MalformedEventChunksAreRejected) {
+  Packed p = pack();
+  std::vector<uint8_t> out;
+  const char* err = "";
+  for (size_t cut : {size_t{1}, size_t{5}, p.chunk.size() / 2, p.chunk.size() - 1}) {
+    std::vector<uint8_t> c(p.chunk.begin(), p.chunk.begin() + static_cast<long>(cut));
+    EXPECT_EQ(unpack(c, out, &err), 0u) << cut;
+    EXPECT_STRNE(err, "");
+  }
+  // Any byte changed: an error or some well-formed bytes, never a crash.
+  for (size_t i = 0; i < p.chunk.size(); ++i) {
+    std::vector<uint8_t> c = p.chunk;
+    c[i] ^= 0x5a;
+    unpack(c, out, &err);
+  }
+}
+
+TEST(ColumnCodec, StackChunkExpandsToTheSameRecords) {
+  std::vector<std::vector<uint8_t>> cols(f::kStackColumnCount, std::vector<uint8_t>(1 << 14));
+  uint8_t* p[f::kStackColumnCount];
+  size_t caps[f::kStackColumnCount];
+  for (int i = 0; i < f::kStackColumnCount; ++i) p[i] = cols[i].data(), caps[i] = cols[i].size();
+  f::StackColumnPacker packer;
+  packer.begin(p, caps);
+  std::vector<uint8_t> raw;
+  for (int i = 1; i < 40; ++i) {
+    Bytes r;
+    r.tag(f::kStackRef).z(1);
+    if (i % 3 == 1) {
+      r.v(0).v(3).z(0x401000).z(i).z(-i);
+    } else {
+      r.z(1).v(2).v(i % 4);
+      for (int k = 0; k < i % 4; ++k) r.z(k ? k : i * 16 - 7);
+      r.v(3);
+    }
+    ASSERT_TRUE(packer.record(r.data.data(), r.data.size())) << i;
+    raw.insert(raw.end(), r.data.begin(), r.data.end());
+  }
+  Bytes other;
+  other.tag(f::kStackRef).v(2).v(0).v(5).v(1);  // fewer frames than its depth
+  EXPECT_FALSE(packer.record(other.data.data(), other.data.size()));
+  uint8_t head[1 + (f::kStackColumnCount + 1) * f::kMaxVarint];
+  std::vector<uint8_t> chunk(head, packer.header(head));
+  for (int i = 0; i < f::kStackColumnCount; ++i)
+    chunk.insert(chunk.end(), packer.column(i).start, packer.column(i).p);
+  std::vector<uint8_t> out(raw.size() + f::kUnpackSlack);
+  const char* err = "";
+  ASSERT_EQ(f::unpack_stack_columns(chunk.data(), chunk.size(), out.data(), out.size(), &err),
+            raw.size())
+      << err;
+  out.resize(raw.size());
+  EXPECT_EQ(out, raw);
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    std::vector<uint8_t> c = chunk;
+    c[i] ^= 0x33;
+    std::vector<uint8_t> o(raw.size() + 64 + f::kUnpackSlack);
+    f::unpack_stack_columns(c.data(), c.size(), o.data(), o.size(), &err);
+  }
+  chunk.pop_back();
+  EXPECT_EQ(f::unpack_stack_columns(chunk.data(), chunk.size(), out.data(), out.size(), &err), 0u);
+}
+
+}  // namespace
