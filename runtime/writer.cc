@@ -35,7 +35,7 @@ constexpr uint64_t kRoundNs = 10'000'000;
 constexpr uint64_t kFlushNs = 50'000'000;
 constexpr uint64_t kPeakSnapshotGapNs = 1'000'000'000;
 constexpr size_t kSmapsMax = 32u << 20;
-constexpr size_t kThreadHeaderMax = 32;  // a kThread record
+constexpr size_t kThreadHeaderMax = 32;      // a kThread record
 constexpr size_t kStackChunkCap = 4u << 20;  // the frames column of a stack chunk
 constexpr size_t kStackFieldCap = 1u << 20;  // each other column of a stack chunk
 // Stack chunks are few (a program's stacks are new only once) and alike record to record,
@@ -77,8 +77,8 @@ uint8_t* g_comp = nullptr;
 // a chunk of their own just before the chunk of the events that use them: compressed apart,
 // records that resemble each other are not broken up by events (bench_deep: a third fewer
 // bytes).
-uint8_t* g_stacks = nullptr;  // kStackChunkCap
-uint8_t* g_stack_columns = nullptr;  // the stack chunk's other columns, kStackFieldCap each
+uint8_t* g_stacks = nullptr;          // kStackChunkCap
+uint8_t* g_stack_columns = nullptr;   // the stack chunk's other columns, kStackFieldCap each
 f::StackColumnPacker g_stack_packer;  // begun by buffers_init
 static_assert(std::is_trivially_default_constructible_v<f::StackColumnPacker>);
 size_t g_comp_cap = 0;
@@ -149,8 +149,7 @@ bool buffers_init() {
   g_stacks = static_cast<uint8_t*>(sys_map(kStackChunkCap));
   g_stack_columns = static_cast<uint8_t*>(sys_map(kStackFieldCap * (f::kStackColumnCount - 1)));
   if (!g_stack_columns) return false;
-  if (!g_raw || !g_columns || !g_take || !g_model || !g_comp || !g_smaps || !g_stacks)
-    return false;
+  if (!g_raw || !g_columns || !g_take || !g_model || !g_comp || !g_smaps || !g_stacks) return false;
   g_cctx = make_cctx(1, 0);
   g_stack_cctx = make_cctx(kStackLevel, kStackChunkCap);
   g_smaps_cctx = make_cctx(kSmapsLevel, kSmapsWindow);
@@ -160,10 +159,11 @@ bool buffers_init() {
   return true;
 }
 
-void write_compressed(size_t n, size_t raw_size) {
+size_t write_compressed(size_t n, size_t raw_size) {
   f::ChunkHeader h{f::kChunkMagic, static_cast<uint32_t>(n), static_cast<uint32_t>(raw_size),
                    g_sequence++};
   sys_write2(g_fd, &h, sizeof h, g_comp, n);
+  return n;
 }
 
 void write_chunk(ZSTD_CCtx* cctx, const uint8_t* raw, size_t raw_size) {
@@ -171,9 +171,10 @@ void write_chunk(ZSTD_CCtx* cctx, const uint8_t* raw, size_t raw_size) {
   if (!ZSTD_isError(n)) write_compressed(n, raw_size);
 }
 
-// One zstd frame of `head` followed by `count` parts: a column chunk.
-void write_columns(ZSTD_CCtx* cctx, const uint8_t* head, size_t head_size,
-                   const uint8_t* const* parts, const size_t* sizes, int count) {
+// One zstd frame of `head` followed by `count` parts: a column chunk. Returns its compressed
+// size (0: not written).
+size_t write_columns(ZSTD_CCtx* cctx, const uint8_t* head, size_t head_size,
+                     const uint8_t* const* parts, const size_t* sizes, int count) {
   size_t total = head_size;
   for (int i = 0; i < count; ++i) total += sizes[i];
   ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only);
@@ -184,20 +185,20 @@ void write_columns(ZSTD_CCtx* cctx, const uint8_t* head, size_t head_size,
     if (i >= 0) in = {parts[i], sizes[i], 0};
     while (in.pos < in.size) {
       size_t r = ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_continue);
-      if (ZSTD_isError(r)) return;
+      if (ZSTD_isError(r)) return 0;
     }
   }
   for (;;) {
     size_t r = ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_end);
-    if (ZSTD_isError(r)) return;
+    if (ZSTD_isError(r)) return 0;
     if (r == 0) break;
-    if (out.pos == out.size) return;
+    if (out.pos == out.size) return 0;
   }
-  write_compressed(out.pos, total);
+  return write_compressed(out.pos, total);
 }
 
-// The event chunk being built: its header, then each column.
-void write_column_chunk() {
+// The event chunk being built: its header, then each column. Returns its compressed size.
+size_t write_column_chunk() {
   uint8_t head[1 + (f::kColumnCount + 1) * f::kMaxVarint];
   uint8_t* e = g_packer.header(head);
   const uint8_t* parts[f::kColumnCount];
@@ -206,7 +207,7 @@ void write_column_chunk() {
     parts[i] = g_packer.column(i).start;
     sizes[i] = g_packer.column(i).used();
   }
-  write_columns(g_cctx, head, static_cast<size_t>(e - head), parts, sizes, f::kColumnCount);
+  return write_columns(g_cctx, head, static_cast<size_t>(e - head), parts, sizes, f::kColumnCount);
 }
 
 // The stack chunk being built, in column form (write_columns for its layout).
@@ -229,11 +230,43 @@ void flush_stacks() {
   stack_packer_begin();
 }
 
-// Writes the pending stack records, then the current chunk.
+// How the events of the next chunk are stored. Splitting events into columns costs the
+// writer ~175 instructions per event; where the records as they are already compress well
+// (a storm: the same few bytes over and over, 0.003 byte per event) that buys nothing, and
+// on a 2-core machine the writer's time is the program's (bench_storm 10000000 1: 0.31 ->
+// 0.36 s). So after kRowGoodRun chunks in a row of at least kRowProbeBytes that compressed
+// to at most 1/kRowRatioLimit of their size (in either form), the events of the next chunks go in
+// as one verbatim run each (the records as format 3 wrote them, at the cost of a copy); a verbatim
+// chunk that compresses worse turns the next ones to columns, and every kRowProbeEvery-th
+// chunk in columns is tried verbatim again. Smaller chunks (few events: columns cost little)
+// are stored in columns. Readers see no difference: a column chunk expands to the same
+// records either way.
+constexpr size_t kRowRatioLimit = 1024;
+constexpr size_t kRowProbeBytes = 64u << 10;
+constexpr uint32_t kRowGoodRun = 2;
+constexpr uint32_t kRowProbeEvery = 16;
+bool g_rows = false;           // the current chunk's events are stored verbatim
+uint32_t g_column_chunks = 0;  // column chunks since the last verbatim one
+uint32_t g_good_chunks = 0;    // chunks in a row that compressed to 1/kRowRatioLimit
+
+// Writes the pending stack records, then the current chunk, and chooses the next one's form.
 void flush_chunk() {
   flush_stacks();
   if (g_packer.empty() || g_fd < 0) return;
-  write_column_chunk();
+  size_t raw = g_packer.raw_size();
+  size_t n = write_column_chunk();
+  if (raw < kRowProbeBytes) {
+    g_rows = false;  // few events: columns cost little, and the chunk tells little
+    g_good_chunks = 0;
+  } else if (n * kRowRatioLimit <= raw) {
+    // Compresses well in either form; a program's phases alternate (bench_deep: a chunk of
+    // frees at 1/90, then one of allocations at 1/3), so only a run of such chunks counts.
+    g_rows = ++g_good_chunks >= kRowGoodRun;
+    g_column_chunks = 0;
+  } else {
+    g_good_chunks = 0;
+    g_rows = !g_rows && ++g_column_chunks % kRowProbeEvery == 0;
+  }
   packer_begin();
   g_last_flush = now();
 }
@@ -399,9 +432,24 @@ void drain_ring(Ring* r, bool check_alive) {
     size_t n = ring_take(r, g_take);
     // After the take: every stack the bytes taken use is interned and visible by now.
     if (stack_table_unwritten()) stack_table_write_new(emit_stack);
+    const uint64_t tid = static_cast<uint64_t>(r->tid);
+    if (g_rows) {
+      // Verbatim (flush_chunk): the stream's record, then its bytes as they are, whole in one
+      // chunk (at most kRingSize, which an empty chunk holds).
+      uint8_t rec[kThreadHeaderMax], *p = rec;
+      *p++ = f::kThread;
+      p = f::put_varint(p, r->stream);
+      p = f::put_varint(p, tid);
+      size_t h = static_cast<size_t>(p - rec);
+      if (chunk_full(h + n)) flush_chunk();
+      if (g_rows) {
+        g_packer.verbatim(rec, h);
+        g_packer.verbatim(g_take, n);
+        n = 0;
+      }
+    }
     // Into the columns; a chunk that fills up goes out, and the next one names the stream
     // again before the rest.
-    const uint64_t tid = static_cast<uint64_t>(r->tid);
     for (size_t done = 0, stuck = 0; done < n && stuck < 2;) {
       if (stuck || chunk_full(kThreadHeaderMax + f::kColumnRecordRoom)) flush_chunk();
       g_packer.thread(r->stream, tid);
@@ -437,7 +485,8 @@ void round_locked(bool final_round) {
   emit(&round, 1);
   emit_rss();
   if (!final_round) maybe_peak_snapshot();
-  if (final_round || g_packer.raw_size() >= kFlushBytes || now() - g_last_flush >= kFlushNs) flush_chunk();
+  if (final_round || g_packer.raw_size() >= kFlushBytes || now() - g_last_flush >= kFlushNs)
+    flush_chunk();
   g_rounds.fetch_add(1, std::memory_order_release);
 }
 
