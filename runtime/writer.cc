@@ -241,7 +241,7 @@ void flush_stacks() {
 // chunk in columns is tried verbatim again. Smaller chunks (few events: columns cost little)
 // are stored in columns. Readers see no difference: a column chunk expands to the same
 // records either way.
-constexpr size_t kRowRatioLimit = 1024;
+constexpr size_t kRowRatioLimit = 512;
 constexpr size_t kRowProbeBytes = 64u << 10;
 constexpr uint32_t kRowGoodRun = 2;
 constexpr uint32_t kRowProbeEvery = 16;
