@@ -150,8 +150,9 @@ inline size_t varint_size(uint64_t v) {
   return n;
 }
 
-// Writer side. Trivially constructible (a static is all zeros until begin()). Owns nothing: the caller gives each column its memory (begin) and writes
-// the chunk as header() followed by the columns in ColumnId order. Not thread-safe.
+// Writer side. Trivially constructible (a static is all zeros until begin()). Owns nothing: the
+// caller gives each column its memory (begin) and writes the chunk as header() followed by the
+// columns in ColumnId order. Not thread-safe.
 class ColumnPacker {
  public:
   // `cols[i]` with `caps[i]` bytes; `model` is the caller's (it is large).
@@ -373,11 +374,11 @@ class ColumnPacker {
 inline constexpr size_t kUnpackSlack = 1 + 7 * kMaxVarint;
 
 // Reader side: expands the column chunk `in` (starting with kColumns) into `out`, which has
-// room for `cap` bytes (the records' size + kUnpackSlack). Returns the records' size, or 0 with `*error` set when the chunk is
-// malformed (columns that run short or are left over, an unknown op, a size that disagrees).
-// `model` is the caller's scratch.
-inline size_t unpack_columns(const uint8_t* in, size_t n, uint8_t* out, size_t cap,
-                             PtrModel* model, const char** error) {
+// room for `cap` bytes (the records' size + kUnpackSlack). Returns the records' size, or 0 with
+// `*error` set when the chunk is malformed (columns that run short or are left over, an unknown op,
+// a size that disagrees). `model` is the caller's scratch.
+inline size_t unpack_columns(const uint8_t* in, size_t n, uint8_t* out, size_t cap, PtrModel* model,
+                             const char** error) {
   ColumnIn head{in, in + n};
   if (n == 0 || *head.p++ != kColumns) return *error = "not a column chunk", 0;
   uint64_t raw_size = head.varint();
@@ -511,10 +512,10 @@ inline size_t unpack_columns(const uint8_t* in, size_t n, uint8_t* out, size_t c
 // its column as it is; a record without a base has a depth, one with a base keep, count
 // and from. Frames of all records are one column.
 enum StackColumnId : uint8_t {
-  kScId,      // zz(id - previous id)
-  kScBase,    // zz(id - base), 0: no base
-  kScDepth,   // records without a base
-  kScKeep,    // records with a base: keep, count, from
+  kScId,     // zz(id - previous id)
+  kScBase,   // zz(id - base), 0: no base
+  kScDepth,  // records without a base
+  kScKeep,   // records with a base: keep, count, from
   kScCount,
   kScFrom,
   kScFrames,  // every record's frame deltas

@@ -22,7 +22,7 @@
 namespace memcensus::format {
 
 inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
-inline constexpr uint16_t kVersion = 4;  // 2 added tags 0x4a-0x4e, 3 kStackRef, 4 kColumns
+inline constexpr uint16_t kVersion = 4;     // 2 added tags 0x4a-0x4e, 3 kStackRef, 4 kColumns
 inline constexpr uint16_t kMinVersion = 1;  // readers accept kMinVersion..kVersion
 inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file
 inline constexpr uint32_t kMaxChunkRaw = 64u << 20;  // readers reject larger chunks
@@ -91,46 +91,46 @@ enum EventKind : uint8_t {
 
 enum MetaTag : uint8_t {
   kFirstMetaTag = 0x40,
-  kThread = 0x40,      // varint stream, varint tid: following events belong to this stream
-  kThreadEnd = 0x41,   // varint stream: the stream ended (thread exited); its state is dropped
-  kStack = 0x42,       // (versions 1-2) varint id, varint depth, depth x zigzag(ip - previous
-                       // ip, first vs 0); readers accept it in any version
-  kModule = 0x43,      // varint bias, varint start, varint end, string path, string build_id
-  kProcess = 0x44,     // varint pid, ppid, start_unix_ns, sample_bytes, stack_depth, flags;
-                       // string exe; varint argc; argc x string
-  kRss = 0x45,         // varint time, rss, rss_anon, rss_file (bytes)
-  kSmaps = 0x46,       // varint time, varint reason (SmapsReason), string smaps text
-  kEnd = 0x47,         // varint time, varint lost_events: the runtime shut down cleanly
-  kExit = 0x48,        // varint how (0 exited, 1 signal), varint code: appended by the CLI
-  kRound = 0x49,       // (no body) the writer drained every ring once. An event can only
-                       // depend on events published before it, so sorting the events between
-                       // two kRound records by time gives an order consistent with causality
-                       // (see core/analysis/heap_analysis.h).
-  kCheckError = 0x4a,  // run --check found an error (CheckKind): varint time, tid, kind, op (the
-                       // EventKind of the call, 0 for a memory access), address, stack (where;
-                       // 0 none), block (its start; 0 unknown), block_size, alloc_kind
-                       // (EventKind that allocated it; 0 unknown), alloc_stack, free_stack
-  kOwnMapping = 0x4b,  // varint start, length, mapped (1 mapped, 0 unmapped): memory the runtime
-                       // maps for itself (rings, tables, guard pool); never the program's
-  kThreadInfo = 0x4c,  // varint time, tid, stack_hint (an address inside the thread's stack, 0
-                       // unknown); string name (its comm, at most 15 bytes)
-  kLeakScan = 0x4d,    // appended by the CLI (run --check): varint status (LeakScanStatus),
-                       // varint root_bytes, varint scanned_blocks; string note (why it was
-                       // skipped, empty when done)
-  kLeakBlocks = 0x4e,  // appended after kLeakScan: varint count, count x (zz(block - previous
-                       // block, first against 0), varint class (LeakClass)): the class of every
-                       // block live at the scan; blocks not listed were not live then
-  kStackRef = 0x4f,    // (version 3; replaces kStack) a stack told by reference to an earlier
-                       // one. zz(id - previous kStackRef id of the segment, first against 0),
-                       // zz(id - base): 0 = no base, then varint depth, depth x zz(ip - previous
-                       // ip, first against 0); else the base's frames [0, keep), varint count
-                       // new frames (zz deltas, the first against the base's frame keep - 1, or
-                       // 0 when keep is 0), then the base's frames [from, its depth):
-                       //   varint keep, varint count, count x zz(delta), varint from.
-                       // The base is a kStackRef stack written earlier in the same segment.
-                       // Written by the writer thread, before the events that use it.
-  kColumns = 0x50,     // (version 4) not a record: the first byte of a column chunk, whose
-                       // records are stored field by field (format/column_codec.h)
+  kThread = 0x40,        // varint stream, varint tid: following events belong to this stream
+  kThreadEnd = 0x41,     // varint stream: the stream ended (thread exited); its state is dropped
+  kStack = 0x42,         // (versions 1-2) varint id, varint depth, depth x zigzag(ip - previous
+                         // ip, first vs 0); readers accept it in any version
+  kModule = 0x43,        // varint bias, varint start, varint end, string path, string build_id
+  kProcess = 0x44,       // varint pid, ppid, start_unix_ns, sample_bytes, stack_depth, flags;
+                         // string exe; varint argc; argc x string
+  kRss = 0x45,           // varint time, rss, rss_anon, rss_file (bytes)
+  kSmaps = 0x46,         // varint time, varint reason (SmapsReason), string smaps text
+  kEnd = 0x47,           // varint time, varint lost_events: the runtime shut down cleanly
+  kExit = 0x48,          // varint how (0 exited, 1 signal), varint code: appended by the CLI
+  kRound = 0x49,         // (no body) the writer drained every ring once. An event can only
+                         // depend on events published before it, so sorting the events between
+                         // two kRound records by time gives an order consistent with causality
+                         // (see core/analysis/heap_analysis.h).
+  kCheckError = 0x4a,    // run --check found an error (CheckKind): varint time, tid, kind, op (the
+                         // EventKind of the call, 0 for a memory access), address, stack (where;
+                         // 0 none), block (its start; 0 unknown), block_size, alloc_kind
+                         // (EventKind that allocated it; 0 unknown), alloc_stack, free_stack
+  kOwnMapping = 0x4b,    // varint start, length, mapped (1 mapped, 0 unmapped): memory the runtime
+                         // maps for itself (rings, tables, guard pool); never the program's
+  kThreadInfo = 0x4c,    // varint time, tid, stack_hint (an address inside the thread's stack, 0
+                         // unknown); string name (its comm, at most 15 bytes)
+  kLeakScan = 0x4d,      // appended by the CLI (run --check): varint status (LeakScanStatus),
+                         // varint root_bytes, varint scanned_blocks; string note (why it was
+                         // skipped, empty when done)
+  kLeakBlocks = 0x4e,    // appended after kLeakScan: varint count, count x (zz(block - previous
+                         // block, first against 0), varint class (LeakClass)): the class of every
+                         // block live at the scan; blocks not listed were not live then
+  kStackRef = 0x4f,      // (version 3; replaces kStack) a stack told by reference to an earlier
+                         // one. zz(id - previous kStackRef id of the segment, first against 0),
+                         // zz(id - base): 0 = no base, then varint depth, depth x zz(ip - previous
+                         // ip, first against 0); else the base's frames [0, keep), varint count
+                         // new frames (zz deltas, the first against the base's frame keep - 1, or
+                         // 0 when keep is 0), then the base's frames [from, its depth):
+                         //   varint keep, varint count, count x zz(delta), varint from.
+                         // The base is a kStackRef stack written earlier in the same segment.
+                         // Written by the writer thread, before the events that use it.
+  kColumns = 0x50,       // (version 4) not a record: the first byte of a column chunk, whose
+                         // records are stored field by field (format/column_codec.h)
   kStackColumns = 0x51,  // (version 4) not a record: the first byte of a stack column chunk,
                          // kStackRef records stored field by field (format/column_codec.h)
   kLastMetaTag = 0x4f,

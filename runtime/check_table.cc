@@ -366,7 +366,7 @@ void table_thread_exit() {
   }
   t_front = nullptr;
   g_shards[kShards + (f - g_front_slots[0]) / kFrontSlots].owner.store(0,
-                                                                      std::memory_order_release);
+                                                                       std::memory_order_release);
 }
 
 }  // namespace memcensus::rt

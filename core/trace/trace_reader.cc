@@ -201,8 +201,8 @@ std::span<const uint8_t> expand_chunk(const std::vector<uint8_t>& raw,
   size_t n = raw[0] == f::kColumns
                  ? f::unpack_columns(raw.data(), raw.size(), expanded.data(), expanded.size(),
                                      &model, &error)
-                 : f::unpack_stack_columns(raw.data(), raw.size(), expanded.data(),
-                                           expanded.size(), &error);
+                 : f::unpack_stack_columns(raw.data(), raw.size(), expanded.data(), expanded.size(),
+                                           &error);
   if (n == 0)
     throw Error(name + ": malformed trace: " + error + " (chunk " + std::to_string(index) + ")");
   return std::span<const uint8_t>(expanded.data(), n);
@@ -256,8 +256,8 @@ void TraceReader::read_here(TraceVisitor& visitor) {
       throw Error(m.name + ": malformed trace: chunk " + std::to_string(index) +
                   " does not decompress (" +
                   (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch") + ")");
-    m.stats.events += decoder.decode(expand_chunk(raw, expanded, *model, m.name, index),
-                                     index, visitor);
+    m.stats.events +=
+        decoder.decode(expand_chunk(raw, expanded, *model, m.name, index), index, visitor);
     m.stats.chunks++;
     m.stats.compressed_bytes += sizeof ch + comp.size();
     m.stats.raw_bytes += raw.size();

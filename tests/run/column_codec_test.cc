@@ -85,8 +85,8 @@ Packed pack() {
 size_t unpack(const std::vector<uint8_t>& chunk, std::vector<uint8_t>& out, const char** err) {
   out.assign(f::kMaxChunkRaw / 64, 0);
   auto model = std::make_unique<f::PtrModel>();
-  size_t n = f::unpack_columns(chunk.data(), chunk.size(), out.data(), out.size(), model.get(),
-                               err);
+  size_t n =
+      f::unpack_columns(chunk.data(), chunk.size(), out.data(), out.size(), model.get(), err);
   out.resize(n);
   return n;
 }
