@@ -197,31 +197,25 @@ size_t write_columns(ZSTD_CCtx* cctx, const uint8_t* head, size_t head_size,
   return write_compressed(out.pos, total);
 }
 
-// The event chunk being built: its header, then each column. Returns its compressed size.
-size_t write_column_chunk() {
-  uint8_t head[1 + (f::kColumnCount + 1) * f::kMaxVarint];
-  uint8_t* e = g_packer.header(head);
-  const uint8_t* parts[f::kColumnCount];
-  size_t sizes[f::kColumnCount];
-  for (int i = 0; i < f::kColumnCount; ++i) {
-    parts[i] = g_packer.column(i).start;
-    sizes[i] = g_packer.column(i).used();
+// The chunk a packer built (events or stacks, kCount columns): its header, then each column.
+// Returns its compressed size.
+template <int kCount, typename Packer>
+size_t write_packed(ZSTD_CCtx* cctx, Packer& packer) {
+  uint8_t head[1 + (kCount + 1) * f::kMaxVarint];
+  uint8_t* e = packer.header(head);
+  const uint8_t* parts[kCount];
+  size_t sizes[kCount];
+  for (int i = 0; i < kCount; ++i) {
+    parts[i] = packer.column(i).start;
+    sizes[i] = packer.column(i).used();
   }
-  return write_columns(g_cctx, head, static_cast<size_t>(e - head), parts, sizes, f::kColumnCount);
+  return write_columns(cctx, head, static_cast<size_t>(e - head), parts, sizes, kCount);
 }
-
-// The stack chunk being built, in column form (write_columns for its layout).
+size_t write_column_chunk() {
+  return write_packed<f::kColumnCount>(g_cctx, g_packer);
+}
 void write_stack_columns() {
-  uint8_t head[1 + (f::kStackColumnCount + 1) * f::kMaxVarint];
-  uint8_t* e = g_stack_packer.header(head);
-  const uint8_t* parts[f::kStackColumnCount];
-  size_t sizes[f::kStackColumnCount];
-  for (int i = 0; i < f::kStackColumnCount; ++i) {
-    parts[i] = g_stack_packer.column(i).start;
-    sizes[i] = g_stack_packer.column(i).used();
-  }
-  write_columns(g_stack_cctx, head, static_cast<size_t>(e - head), parts, sizes,
-                f::kStackColumnCount);
+  write_packed<f::kStackColumnCount>(g_stack_cctx, g_stack_packer);
 }
 
 void flush_stacks() {
