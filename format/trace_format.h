@@ -102,10 +102,10 @@ enum MetaTag : uint8_t {
   kSmaps = 0x46,         // varint time, varint reason (SmapsReason), string smaps text
   kEnd = 0x47,           // varint time, varint lost_events: the runtime shut down cleanly
   kExit = 0x48,          // varint how (0 exited, 1 signal), varint code: appended by the CLI
-  kRound = 0x49,         // (no body) the writer drained every ring once. An event can only
-                         // depend on events published before it, so sorting the events between
-                         // two kRound records by time gives an order consistent with causality
-                         // (see core/analysis/heap_analysis.h).
+  kRound = 0x49,         // (no body) the writer drained every ring once, one after another. A
+                         // cause is read at most one round after its effect, so the events
+                         // read before round r + 1 that are earlier than all of its events are
+                         // in causal order once sorted by time (docs/trace-format.md, "Order").
   kCheckError = 0x4a,    // run --check found an error (CheckKind): varint time, tid, kind, op (the
                          // EventKind of the call, 0 for a memory access), address, stack (where;
                          // 0 none), block (its start; 0 unknown), block_size, alloc_kind

@@ -47,8 +47,8 @@ class HeapAnalyses : public TraceVisitor {
     heap_.on_leak_blocks(b), details_.on_leak_blocks(b);
   }
 
-  // Applies the last round. Call once, after reading and before the analyses' finish().
-  void finish_events() { pass_.end_round(); }
+  // Applies what waits. Call once, after reading and before the analyses' finish().
+  void finish_events() { pass_.finish(); }
 
  private:
   HeapAnalysis& heap_;

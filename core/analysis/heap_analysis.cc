@@ -135,7 +135,7 @@ HeapAnalysis::HeapAnalysis() {
 }
 
 HeapSummary HeapAnalysis::finish() {
-  if (own_) own_->end_round();
+  if (own_) own_->finish();
   if (pass_) {
     pass_->live().for_each([&](uint64_t ptr, const LiveBlock& b) {
       s_.live_at_end.push_back({ptr, b.size, pass_->site_stack(b.site)});

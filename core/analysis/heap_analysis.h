@@ -13,11 +13,12 @@
 //  * realloc moves: successful reallocs of a non-null block that returned another address;
 //    bytes copied: min(old requested size, new size) for each move.
 //  * Order: threads write through separate buffers, so the file interleaves them out of
-//    time order. A free in one thread can only follow an allocation another thread published
-//    earlier, and the writer drains every buffer once per round (format::kRound), so the
-//    events of one round sorted by time are in causal order: that is the order analysed
-//    (memory: one round of events). Within it each free also goes with the latest
-//    allocation of its address at or before the free's time.
+//    time order, and the writer's rounds (format::kRound) are not cuts of causal order: a
+//    cause can be read one round after its effect, never two. So the events read before a
+//    round that are earlier than all of that round's events are applied, sorted by time
+//    (causal order); the rest wait for the next round (heap_pass.cc, "Rounds and order";
+//    memory: about two rounds of events). Each free goes with the latest allocation of its
+//    address at or before the free's time.
 // Not thread-safe.
 #pragma once
 

@@ -159,7 +159,7 @@ void HeapDetails::on_smaps(const TraceSmaps& s) {
 }
 
 HeapDetailSummary HeapDetails::finish() {
-  if (own_) own_->end_round();
+  if (own_) own_->finish();
   take_snapshots(UINT64_MAX);
   capture_sites(UINT64_MAX);
   for (SiteDetail& st : sites_) {

@@ -449,37 +449,87 @@ void HeapPass::add(std::span<const TraceEvent> events) {
   }
 }
 
-// A round is the threads' buffers one after another, each already in time order: it is
-// applied by merging those runs (ties in file order, as a stable sort by time would order
-// them), without moving any event, from where the reader decoded them when it keeps them
-// alive (pieces_; a run is also cut where a piece ends, which does not change the order),
-// else from the round buffer. A round the reader said is in time order (one thread) is
-// applied as it is, without looking for runs.
+// Rounds and order. A round is the threads' buffers one after another, each already in time
+// order. It is not a cut of causal order: the writer drains the threads one by one, so a
+// thread drained early in a pass can publish an event (B allocates p) that an event of a
+// thread drained later in the same pass depends on (A frees p): the cause is read a round
+// after its effect. Never two: the cause was published before its effect, which the pass read,
+// so the next pass reads it. Hence, once round r + 1 is read, the events read before it that
+// are earlier than every event of round r + 1 are final: anything read later that precedes one
+// of them would be a cause read two rounds after its effect. Those are applied, in time order
+// (ties in file order, as a stable sort by time would order them); the rest wait with the new
+// round for the next one (memory: about two rounds of events).
+//
+// Applying is merging runs (stretches of one thread's events in time order) without moving
+// any event, from where the reader decoded them when it keeps them alive (pieces_; a run is
+// also cut where a piece ends, which does not change the order), else from the round buffer.
+// What waits past a round is copied, merged, into one run (left_).
 void HeapPass::end_round() {
-  bool ordered = round_ordered_;
-  round_ordered_ = true;
-  runs_.clear();
+  // The runs of the round just read, and its earliest time.
+  fresh_runs_.clear();
   if (!pieces_.empty()) {
-    for (const Piece& p : pieces_) {
-      if (ordered)
-        apply_run(p.events, p.size);
+    for (const Piece& p : pieces_)
+      if (round_ordered_)
+        fresh_runs_.push_back(Run{p.events, p.events + p.size});
       else
         add_runs(p);
-    }
-  } else {
-    size_t n = round_size_;
-    round_size_ = 0;
-    if (ordered)
-      apply_run(round_.get(), n);
+  } else if (round_size_) {
+    if (round_ordered_)
+      fresh_runs_.push_back(Run{round_.get(), round_.get() + round_size_});
     else
-      add_runs(round_.get(), n);
+      add_runs(round_.get(), round_size_);
   }
+  round_ordered_ = true;
+  piece_breaks_.clear();
+  uint64_t cut = UINT64_MAX;
+  for (const Run& r : fresh_runs_) cut = std::min(cut, r.next->time);
+  settle(cut);
+  // The round waits: its pieces' owners, or its buffer, are kept until it is applied.
+  held_pieces_.clear();
+  held_pieces_.swap(pieces_);
+  if (round_size_) {
+    std::swap(round_, held_);
+    std::swap(round_cap_, held_cap_);
+    round_size_ = 0;
+  }
+  held_runs_.clear();
+  held_runs_.swap(fresh_runs_);
+}
+
+void HeapPass::finish() {
+  end_round();
+  settle(UINT64_MAX);
+  held_pieces_.clear();
+  held_runs_.clear();
+}
+
+// Applies the waiting events earlier than `cut` (the leftovers first: they were read first);
+// the others become left_, in merged order.
+void HeapPass::settle(uint64_t cut) {
+  runs_.clear();
+  if (!left_.empty()) runs_.push_back(Run{left_.data(), left_.data() + left_.size()});
+  for (const Run& r : held_runs_) runs_.push_back(r);
+  rest_.clear();
+  for (Run& r : runs_) {
+    const PassEvent* stop = r.end;
+    if (cut != UINT64_MAX && r.end[-1].time >= cut)
+      stop = std::partition_point(r.next, r.end, [&](const PassEvent& e) { return e.time < cut; });
+    if (stop != r.end) rest_.push_back(Run{stop, r.end});
+    r.end = stop;
+  }
+  std::erase_if(runs_, [](const Run& r) { return r.next == r.end; });
   if (runs_.size() == 1)
     apply_run(runs_[0].next, static_cast<size_t>(runs_[0].end - runs_[0].next));
   else if (!runs_.empty())
-    merge_runs();
-  pieces_.clear();
-  piece_breaks_.clear();
+    merge_runs(runs_, [this](const PassEvent* ev, size_t n) { apply_run(ev, n); });
+  left_next_.clear();
+  if (rest_.size() == 1)
+    left_next_.assign(rest_[0].next, rest_[0].end);
+  else if (!rest_.empty())
+    merge_runs(rest_, [this](const PassEvent* ev, size_t n) {
+      left_next_.insert(left_next_.end(), ev, ev + n);
+    });
+  left_.swap(left_next_);
 }
 
 void HeapPass::add_runs(const PassEvent* ev, size_t n) {
@@ -487,10 +537,10 @@ void HeapPass::add_runs(const PassEvent* ev, size_t n) {
   const PassEvent* start = ev;
   for (size_t i = 1; i < n; ++i)
     if (ev[i].time < ev[i - 1].time) {
-      runs_.push_back(Run{start, ev + i});
+      fresh_runs_.push_back(Run{start, ev + i});
       start = ev + i;
     }
-  runs_.push_back(Run{start, ev + n});
+  fresh_runs_.push_back(Run{start, ev + n});
 }
 
 // The reader found where time goes back while it decoded: no need to look at each event.
@@ -501,10 +551,10 @@ void HeapPass::add_runs(const Piece& p) {
   for (uint32_t i = p.breaks_begin; i < p.breaks_end; ++i) {
     const PassEvent* at = p.events + piece_breaks_[i];
     if (at <= start || at >= p.events + p.size) continue;  // not a break inside the piece
-    runs_.push_back(Run{start, at});
+    fresh_runs_.push_back(Run{start, at});
     start = at;
   }
-  runs_.push_back(Run{start, p.events + p.size});
+  fresh_runs_.push_back(Run{start, p.events + p.size});
 }
 
 // The end of the stretch of a run from `next` on (`next` itself is in it whatever `before`
@@ -534,11 +584,12 @@ static const PassEvent* stretch_end(const PassEvent* next, const PassEvent* end,
   return end;
 }
 
-// Takes the run with the earliest next event, and applies its events up to the first that
-// another run's next event precedes (all the rest, when no other run is left).
-void HeapPass::merge_runs() {
+// Takes the run with the earliest next event, and hands `take` its events up to the first
+// that another run's next event precedes (all the rest, when no other run is left).
+template <class Take>
+void HeapPass::merge_runs(std::vector<Run>& runs, Take&& take) {
   heads_.clear();
-  for (uint32_t r = 0; r < runs_.size(); ++r) heads_.push_back({runs_[r].next->time, r});
+  for (uint32_t r = 0; r < runs.size(); ++r) heads_.push_back({runs[r].next->time, r});
   auto later = [](const Head& a, const Head& b) {
     return a.time != b.time ? a.time > b.time : a.run > b.run;
   };
@@ -546,7 +597,7 @@ void HeapPass::merge_runs() {
   while (!heads_.empty()) {
     std::pop_heap(heads_.begin(), heads_.end(), later);
     uint32_t r = heads_.back().run;
-    Run& run = runs_[r];
+    Run& run = runs[r];
     const PassEvent* stop = run.end;
     if (heads_.size() > 1) {
       const Head other = heads_.front();  // the earliest of the other runs
@@ -554,7 +605,7 @@ void HeapPass::merge_runs() {
         return later(other, Head{e.time, r});
       });
     }
-    apply_run(run.next, static_cast<size_t>(stop - run.next));
+    take(run.next, static_cast<size_t>(stop - run.next));
     run.next = stop;
     if (run.next < run.end) {
       heads_.back().time = run.next->time;

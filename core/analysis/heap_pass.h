@@ -7,7 +7,7 @@
 // Used in two ways: HeapAnalysis or HeapDetails alone make one for themselves when events
 // first reach them; analyse_trace (report/analysis_report.h) feeds one HeapPass attached to
 // both through HeapAnalyses, so a trace is ordered and matched once.
-// Memory: one round of events (48 bytes each, kept in the reader's batches when they come in
+// Memory: about two rounds of events (48 bytes each, kept in the reader's batches when they come in
 // time order, else copied into one buffer and applied by merging its threads' runs, so
 // ordering costs O(events x log threads) and no sort) + live blocks (40 bytes each, table at most
 // half full) + sites + threads. Not thread-safe.
@@ -93,8 +93,11 @@ class HeapPass {
   // Packed events in time order whose owner is given are kept where they are until the
   // round ends (no copy); others are copied into the round's buffer.
   void add(std::span<const PackedEvent> events, const PackedInfo& info);
-  // Orders the buffered round by time and applies it. Also call once at the end.
+  // The writer's round ended: applies, in time order, the events read so far that no event
+  // read later can precede (heap_pass.cc, "Rounds and order"); the others wait.
   void end_round();
+  // At the end of the events: applies all that wait.
+  void finish();
 
   LiveBlocks& live() { return live_; }
   uint32_t site_stack(uint32_t site) const { return site_stacks_[site]; }
@@ -144,8 +147,9 @@ class HeapPass {
   std::vector<uint32_t> piece_breaks_;
   bool round_ordered_ = true;     // no event of the round so far is earlier than the one before
   uint64_t round_last_time_ = 0;  // time of the round's latest event so far
-  // end_round: the round's runs of events in time order, in file order, and a min-heap of
-  // (time, run) of each run's next event.
+  // Runs of events in time order, and a min-heap of (time, run) of each run's next event:
+  // fresh_runs_ of the round being ended, held_runs_ of the one before (waiting), runs_ and
+  // rest_ those to apply and those to keep waiting, for settle().
   struct Run {
     const PassEvent* next;
     const PassEvent* end;
@@ -156,12 +160,20 @@ class HeapPass {
   };
   void add_runs(const PassEvent* events, size_t n);  // splits where time goes back
   void add_runs(const Piece& p);                     // ... as the reader said, if it did
-  void merge_runs();
-  std::vector<Run> runs_;
+  template <class Take>
+  void merge_runs(std::vector<Run>& runs, Take&& take);  // take(events, n) in merged order
+  void settle(uint64_t cut);  // applies what waits and is earlier than cut
+  std::vector<Run> fresh_runs_, held_runs_, runs_, rest_;
+  // What the waiting round's runs point into: the reader's pieces, or a round buffer.
+  std::vector<Piece> held_pieces_;
+  std::unique_ptr<PassEvent[]> held_;
+  size_t held_cap_ = 0;
+  // Events of earlier rounds still waiting, merged (one run); left_next_ is its next value.
+  std::vector<PassEvent> left_, left_next_;
   std::vector<Head> heads_;
   LiveBlocks live_;
-  // Frees read before the allocation they release (another thread's buffer drained first):
-  // address -> times of those frees.
+  // Frees applied before the allocation they release (none should be, now that rounds wait:
+  // kept for a free whose allocation is read later still): address -> times of those frees.
   std::unordered_map<uint64_t, std::vector<uint64_t>> pending_frees_;
   std::vector<uint32_t> site_of_stack_;  // stack id -> site index + 1, for small ids
   std::unordered_map<uint32_t, uint32_t> site_of_big_stack_;

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
+#include <memory>
 #include <vector>
 
 #include "analysis/heap_analyses.h"
@@ -83,6 +86,123 @@ TEST(HeapAnalysis, CrossThreadEventsAreOrderedWithinARound) {
   EXPECT_EQ(s.totals.leaked_blocks, 0u);
   EXPECT_EQ(s.totals.unmatched_frees, 0u);
   EXPECT_EQ(s.totals.peak_live_bytes, 16u);
+}
+
+TEST(HeapAnalysis, CauseReadARoundAfterItsEffect) {
+  // The writer drained stream 1, then stream 1 allocated 0x500 (t=875) and handed it to
+  // stream 2, which freed it (t=878) before the writer drained stream 2: the free is in round
+  // 0, the allocation (and stream 1's pair before it) in round 1.
+  HeapAnalysis a;
+  a.on_event(ev(f::kMalloc, 1, 800, 0x500, 54));
+  a.on_event(ev(f::kFree, 1, 805, 0x500));
+  a.on_event(ev(f::kFree, 2, 878, 0x500));
+  a.on_round();
+  a.on_event(ev(f::kMalloc, 1, 870, 0x500, 54));
+  a.on_event(ev(f::kFree, 1, 872, 0x500));
+  a.on_event(ev(f::kMalloc, 1, 875, 0x500, 55));
+  a.on_round();
+  auto s = a.finish();
+  EXPECT_EQ(s.totals.unmatched_frees, 0u);
+  EXPECT_EQ(s.totals.leaked_blocks, 0u);
+  EXPECT_EQ(s.totals.peak_live_bytes, 55u);
+  EXPECT_EQ(s.totals.free_calls, 3u);
+}
+
+// Threads that allocate, free their own and each other's blocks and reuse freed addresses at
+// once, with a writer that drains their buffers one after another into rounds between their
+// steps (so a round holds effects whose causes the next round holds). Read back in either
+// event form, the analysis must match every free and find the peak and the blocks left that
+// the program's own bookkeeping gives.
+TEST(HeapAnalysis, InterleavedThreadsAndWriterPassesMatchTheProgramsOwnCount) {
+  for (bool packed : {false, true}) {
+    for (uint32_t seed = 1; seed <= 20; ++seed) {
+      uint64_t rng = seed * 0x9E3779B97F4A7C15ull;
+      auto next = [&](uint64_t n) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        return rng % n;
+      };
+      constexpr int kThreads = 4;
+      std::vector<std::vector<TraceEvent>> buffers(kThreads);
+      std::vector<std::vector<TraceEvent>> file(1);  // rounds of events, in file order
+      std::vector<uint64_t> free_addresses, live;    // live: addresses, any thread's
+      std::map<uint64_t, uint64_t> size_of;
+      for (uint64_t i = 0; i < 16; ++i) free_addresses.push_back(0x1000 + 0x40 * i);
+      uint64_t now = 0, live_bytes = 0, peak = 0, frees = 0, allocations = 0;
+      int drained = 0;  // threads the writer drained in its current pass
+      for (int step = 0; step < 3000; ++step) {
+        if (next(4) == 0) {  // the writer drains one more thread
+          auto& b = buffers[drained];
+          file.back().insert(file.back().end(), b.begin(), b.end());
+          b.clear();
+          if (++drained == kThreads) drained = 0, file.emplace_back();
+          continue;
+        }
+        int t = static_cast<int>(next(kThreads));
+        if (!free_addresses.empty() && (live.empty() || next(2) == 0)) {
+          uint64_t p = free_addresses.back();
+          free_addresses.pop_back();
+          uint64_t size = 1 + next(100);
+          size_of[p] = size;
+          live.push_back(p);
+          live_bytes += size;
+          peak = std::max(peak, live_bytes);
+          ++allocations;
+          buffers[t].push_back(ev(f::kMalloc, t + 1, ++now, p, size));
+        } else if (!live.empty()) {
+          size_t i = next(live.size());
+          uint64_t p = live[i];
+          live[i] = live.back();
+          live.pop_back();
+          live_bytes -= size_of[p];
+          ++frees;
+          buffers[t].push_back(ev(f::kFree, t + 1, ++now, p));
+          free_addresses.push_back(p);  // reused by the next allocation, in any thread
+        }
+      }
+      for (auto& b : buffers) file.back().insert(file.back().end(), b.begin(), b.end());
+
+      HeapAnalysis heap;
+      HeapDetails details;
+      memcensus::HeapAnalyses both(heap, details);
+      std::map<uint64_t, uint32_t> lanes;
+      for (const auto& round : file) {
+        if (!packed) {
+          for (const TraceEvent& e : round) both.on_event(e);
+        } else if (!round.empty()) {
+          auto events = std::make_shared<std::vector<memcensus::PackedEvent>>();
+          for (const TraceEvent& e : round) {
+            auto [it, fresh] = lanes.try_emplace(e.stream, static_cast<uint32_t>(lanes.size()));
+            if (fresh) both.on_lane(memcensus::TraceLane{it->second, e.stream, 0});
+            memcensus::PackedEvent p{};
+            p.time = e.time;
+            p.ptr = e.ptr;
+            p.size = e.size;
+            p.aux = e.time_after;
+            p.stack = e.stack;
+            p.lane_kind = it->second | static_cast<uint32_t>(e.kind) << 24;
+            events->push_back(p);
+          }
+          memcensus::PackedInfo info;
+          info.max_time_after = now;
+          info.in_time_order =
+              std::is_sorted(events->begin(), events->end(),
+                             [](const auto& x, const auto& y) { return x.time < y.time; });
+          info.owner = events;
+          both.on_packed_events(*events, info);
+        }
+        both.on_round();
+      }
+      both.finish_events();
+      auto s = heap.finish();
+      SCOPED_TRACE(testing::Message() << "seed " << seed << (packed ? " packed" : " full"));
+      EXPECT_EQ(s.totals.unmatched_frees, 0u);
+      EXPECT_EQ(s.totals.allocation_calls, allocations);
+      EXPECT_EQ(s.totals.free_calls, frees);
+      EXPECT_EQ(s.totals.leaked_blocks, live.size());
+      EXPECT_EQ(s.totals.leaked_bytes, live_bytes);
+      EXPECT_EQ(s.totals.peak_live_bytes, peak);
+    }
+  }
 }
 
 TEST(HeapAnalysis, FreeOfUnknownPointerIsCountedNotMatched) {
