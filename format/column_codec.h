@@ -373,29 +373,42 @@ class ColumnPacker {
 // malformed chunk's records run longer than stated: one record.
 inline constexpr size_t kUnpackSlack = 1 + 7 * kMaxVarint;
 
+// Columns a chunk of either kind may have (column tables are read into arrays of this size).
+inline constexpr int kMaxColumnCount = 16;
+static_assert(kColumnCount <= kMaxColumnCount);
+
+// The header both column chunk kinds share: tag, records' size, then `count` column lengths
+// and the columns back to back, filling all of the chunk. Sets `col` and `*raw_size`; returns
+// null, or what is malformed.
+inline const char* open_columns(const uint8_t* in, size_t n, uint8_t tag, size_t cap, int count,
+                                ColumnIn* col, uint64_t* raw_size) {
+  ColumnIn head{in, in + n};
+  if (n == 0 || *head.p++ != tag) return "not a column chunk of its kind";
+  *raw_size = head.varint();
+  if (!head.ok || *raw_size == 0 || *raw_size + kUnpackSlack > cap || *raw_size > kMaxChunkRaw)
+    return "column chunk size out of range";
+  uint64_t len[kMaxColumnCount];
+  for (int i = 0; i < count; ++i) len[i] = head.varint();
+  if (!head.ok) return "column chunk header runs past its end";
+  const uint8_t* at = head.p;
+  for (int i = 0; i < count; ++i) {
+    if (len[i] > static_cast<uint64_t>(in + n - at)) return "column runs past the end of its chunk";
+    col[i] = ColumnIn{at, at + len[i]};
+    at += len[i];
+  }
+  if (at != in + n) return "bytes after the last column";
+  return nullptr;
+}
+
 // Reader side: expands the column chunk `in` (starting with kColumns) into `out`, which has
 // room for `cap` bytes (the records' size + kUnpackSlack). Returns the records' size, or 0 with
 // `*error` set when the chunk is malformed (columns that run short or are left over, an unknown op,
 // a size that disagrees). `model` is the caller's scratch.
 inline size_t unpack_columns(const uint8_t* in, size_t n, uint8_t* out, size_t cap, PtrModel* model,
                              const char** error) {
-  ColumnIn head{in, in + n};
-  if (n == 0 || *head.p++ != kColumns) return *error = "not a column chunk", 0;
-  uint64_t raw_size = head.varint();
-  if (!head.ok || raw_size == 0 || raw_size + kUnpackSlack > cap || raw_size > kMaxChunkRaw)
-    return *error = "column chunk size out of range", 0;
   ColumnIn col[kColumnCount];
-  uint64_t len[kColumnCount];
-  for (int i = 0; i < kColumnCount; ++i) len[i] = head.varint();
-  if (!head.ok) return *error = "column chunk header runs past its end", 0;
-  const uint8_t* at = head.p;
-  for (int i = 0; i < kColumnCount; ++i) {
-    if (len[i] > static_cast<uint64_t>(in + n - at))
-      return *error = "column runs past the end of its chunk", 0;
-    col[i] = ColumnIn{at, at + len[i]};
-    at += len[i];
-  }
-  if (at != in + n) return *error = "bytes after the last column", 0;
+  uint64_t raw_size = 0;
+  if ((*error = open_columns(in, n, kColumns, cap, kColumnCount, col, &raw_size))) return 0;
   model->reset();
   uint8_t* o = out;
   uint8_t* const o_end = out + raw_size;
@@ -589,23 +602,11 @@ class StackColumnPacker {
 // with `*error` set.
 inline size_t unpack_stack_columns(const uint8_t* in, size_t n, uint8_t* out, size_t cap,
                                    const char** error) {
-  ColumnIn head{in, in + n};
-  if (n == 0 || *head.p++ != kStackColumns) return *error = "not a stack column chunk", 0;
-  uint64_t raw_size = head.varint();
-  if (!head.ok || raw_size == 0 || raw_size + kUnpackSlack > cap || raw_size > kMaxChunkRaw)
-    return *error = "column chunk size out of range", 0;
+  static_assert(kStackColumnCount <= kMaxColumnCount);
   ColumnIn col[kStackColumnCount];
-  uint64_t len[kStackColumnCount];
-  for (int i = 0; i < kStackColumnCount; ++i) len[i] = head.varint();
-  if (!head.ok) return *error = "column chunk header runs past its end", 0;
-  const uint8_t* at = head.p;
-  for (int i = 0; i < kStackColumnCount; ++i) {
-    if (len[i] > static_cast<uint64_t>(in + n - at))
-      return *error = "column runs past the end of its chunk", 0;
-    col[i] = ColumnIn{at, at + len[i]};
-    at += len[i];
-  }
-  if (at != in + n) return *error = "bytes after the last column", 0;
+  uint64_t raw_size = 0;
+  if ((*error = open_columns(in, n, kStackColumns, cap, kStackColumnCount, col, &raw_size)))
+    return 0;
   uint8_t* o = out;
   uint8_t* const o_end = out + raw_size;
   // A record ends where its id column says; every record has an id.
