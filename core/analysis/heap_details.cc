@@ -162,6 +162,7 @@ HeapDetailSummary HeapDetails::finish() {
   if (own_) own_->finish();
   take_snapshots(UINT64_MAX);
   capture_sites(UINT64_MAX);
+  s_.timeline.finish_rss();
   for (SiteDetail& st : sites_) {
     if (st.epoch < peak_epoch_) st.peak_blocks = st.live_blocks;
     s_.growth_steps += st.growth_steps;

@@ -24,6 +24,7 @@ size_t Timeline::index(uint64_t time) {
     }
   }
   end_ns_ = buckets_.size() * width_;
+  if (!rss_waiting_.empty() && rss_waiting_.front().time < end_ns_) take_rss();
   return i;
 }
 
@@ -84,8 +85,26 @@ void Timeline::on_heap_slow(uint64_t time, uint32_t site, bool is_alloc, uint64_
 }
 
 void Timeline::on_rss(uint64_t time, uint64_t rss) {
-  size_t i = index(time);
-  buckets_[i].rss_max = std::max(buckets_[i].rss_max, rss);
+  if (time >= end_ns_ || !rss_waiting_.empty()) {
+    rss_waiting_.push_back({time, rss});
+    return;
+  }
+  TimelineBucket& b = buckets_[std::min<size_t>(time / width_, buckets_.size() - 1)];
+  b.rss_max = std::max(b.rss_max, rss);
+}
+
+void Timeline::take_rss() {
+  size_t n = 0;
+  for (; n < rss_waiting_.size() && rss_waiting_[n].time < end_ns_; ++n) {
+    const RssSample& s = rss_waiting_[n];
+    TimelineBucket& b = buckets_[std::min<size_t>(s.time / width_, buckets_.size() - 1)];
+    b.rss_max = std::max(b.rss_max, s.rss);
+  }
+  rss_waiting_.erase(rss_waiting_.begin(), rss_waiting_.begin() + static_cast<ptrdiff_t>(n));
+}
+
+void Timeline::finish_rss() {
+  while (!rss_waiting_.empty()) index(rss_waiting_.front().time);  // opens buckets, takes it
 }
 
 std::vector<TimelineBucket> Timeline::buckets() const {

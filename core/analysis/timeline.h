@@ -85,7 +85,12 @@ class Timeline {
     pt.p.live_end = site_live;
     pt.touched = true;
   }
+  // An RSS sample. Heap events are applied up to about two writer rounds after the samples
+  // read next to them (heap_pass.cc, "Rounds and order"), and an event earlier than the end
+  // of the last bucket counts in the last bucket: so a sample past the last bucket waits
+  // until a heap change opens buckets up to it (or finish_rss()), never opening them itself.
   void on_rss(uint64_t time, uint64_t rss);
+  void finish_rss();  // at the end: the samples still waiting
 
   uint64_t width_ns() const { return width_; }
   // Buckets from time 0 to the last one touched; untouched ones carry the live bytes forward.
@@ -103,6 +108,11 @@ class Timeline {
                     uint64_t site_live);
   void halve();
 
+  void take_rss();  // applies the waiting samples that the buckets now reach
+  struct RssSample {
+    uint64_t time, rss;
+  };
+  std::vector<RssSample> rss_waiting_;  // in the order read (times increase)
   size_t max_;
   uint64_t width_;
   uint64_t end_ns_ = 0;  // end of the last bucket (buckets_.size() x width_)

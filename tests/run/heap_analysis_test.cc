@@ -128,9 +128,18 @@ TEST(HeapAnalysis, InterleavedThreadsAndWriterPassesMatchTheProgramsOwnCount) {
       std::map<uint64_t, uint64_t> size_of;
       for (uint64_t i = 0; i < 16; ++i) free_addresses.push_back(0x1000 + 0x40 * i);
       uint64_t now = 0, live_bytes = 0, peak = 0, frees = 0, allocations = 0;
+      // The writer's RSS samples: where they fall in the file (round, event) and their time,
+      // later than the events of threads it has yet to drain.
+      struct RssAt {
+        size_t round, event;
+        uint64_t time;
+      };
+      std::vector<RssAt> rss_at;
+      std::map<uint64_t, uint64_t> allocations_by_ms;
       int drained = 0;  // threads the writer drained in its current pass
       for (int step = 0; step < 3000; ++step) {
         if (next(4) == 0) {  // the writer drains one more thread
+          if (drained == 0) rss_at.push_back({file.size() - 1, file.back().size(), now});
           auto& b = buffers[drained];
           file.back().insert(file.back().end(), b.begin(), b.end());
           b.clear();
@@ -147,7 +156,9 @@ TEST(HeapAnalysis, InterleavedThreadsAndWriterPassesMatchTheProgramsOwnCount) {
           live_bytes += size;
           peak = std::max(peak, live_bytes);
           ++allocations;
-          buffers[t].push_back(ev(f::kMalloc, t + 1, ++now, p, size));
+          now += 25'000;
+          allocations_by_ms[now / 1'000'000]++;
+          buffers[t].push_back(ev(f::kMalloc, t + 1, now, p, size));
         } else if (!live.empty()) {
           size_t i = next(live.size());
           uint64_t p = live[i];
@@ -155,7 +166,8 @@ TEST(HeapAnalysis, InterleavedThreadsAndWriterPassesMatchTheProgramsOwnCount) {
           live.pop_back();
           live_bytes -= size_of[p];
           ++frees;
-          buffers[t].push_back(ev(f::kFree, t + 1, ++now, p));
+          now += 25'000;
+          buffers[t].push_back(ev(f::kFree, t + 1, now, p));
           free_addresses.push_back(p);  // reused by the next allocation, in any thread
         }
       }
@@ -165,9 +177,17 @@ TEST(HeapAnalysis, InterleavedThreadsAndWriterPassesMatchTheProgramsOwnCount) {
       HeapDetails details;
       memcensus::HeapAnalyses both(heap, details);
       std::map<uint64_t, uint32_t> lanes;
-      for (const auto& round : file) {
+      size_t next_rss = 0;
+      for (size_t ri = 0; ri < file.size(); ++ri) {
+        const auto& round = file[ri];
         if (!packed) {
-          for (const TraceEvent& e : round) both.on_event(e);
+          for (size_t i = 0; i < round.size(); ++i) {
+            for (; next_rss < rss_at.size() && rss_at[next_rss].round == ri &&
+                   rss_at[next_rss].event == i;
+                 ++next_rss)
+              both.on_rss(memcensus::TraceRss{rss_at[next_rss].time, 4096, 0, 0});
+            both.on_event(round[i]);
+          }
         } else if (!round.empty()) {
           auto events = std::make_shared<std::vector<memcensus::PackedEvent>>();
           for (const TraceEvent& e : round) {
@@ -188,13 +208,20 @@ TEST(HeapAnalysis, InterleavedThreadsAndWriterPassesMatchTheProgramsOwnCount) {
               std::is_sorted(events->begin(), events->end(),
                              [](const auto& x, const auto& y) { return x.time < y.time; });
           info.owner = events;
+          for (; next_rss < rss_at.size() && rss_at[next_rss].round == ri; ++next_rss)
+            both.on_rss(memcensus::TraceRss{rss_at[next_rss].time, 4096, 0, 0});  // ahead
           both.on_packed_events(*events, info);
         }
         both.on_round();
       }
       both.finish_events();
       auto s = heap.finish();
+      auto d = details.finish();
       SCOPED_TRACE(testing::Message() << "seed " << seed << (packed ? " packed" : " full"));
+      ASSERT_EQ(d.timeline.width_ns(), 1'000'000u);
+      auto buckets = d.timeline.buckets();
+      for (size_t i = 0; i < buckets.size(); ++i)
+        EXPECT_EQ(buckets[i].allocations, allocations_by_ms[i]) << "bucket " << i;
       EXPECT_EQ(s.totals.unmatched_frees, 0u);
       EXPECT_EQ(s.totals.allocation_calls, allocations);
       EXPECT_EQ(s.totals.free_calls, frees);

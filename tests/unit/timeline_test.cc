@@ -36,6 +36,33 @@ TEST(Timeline, BucketsCarryLiveBytesAndMergeWhenOutgrown) {
   EXPECT_EQ(series[1].points[2].live_end, 10u);
 }
 
+TEST(Timeline, RssSamplesReadAheadOfHeapChangesOpenNoBucket) {
+  // Samples are read up to two writer rounds before the heap changes of their time are
+  // applied; had they opened buckets, those changes would count in the last one.
+  Timeline t(100, 1000);
+  t.on_heap(100, 7, true, 50, 50, 50);
+  t.on_rss(3500, 8192);  // read before the changes at 1200 and 2100
+  t.on_rss(5200, 9000);
+  t.on_heap(1200, 7, true, 20, 70, 70);
+  t.on_heap(2100, 7, false, 50, 20, 20);
+  auto b = t.buckets();
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[0].allocations, 1u);
+  EXPECT_EQ(b[1].allocations, 1u);
+  EXPECT_EQ(b[1].live_max, 70u);
+  EXPECT_EQ(b[2].frees, 1u);
+  EXPECT_EQ(b[2].live_end, 20u);
+  t.on_heap(3900, 7, true, 5, 25, 25);  // opens bucket 3, which takes the first sample
+  t.finish_rss();                       // the second opens bucket 5
+  b = t.buckets();
+  ASSERT_EQ(b.size(), 6u);
+  EXPECT_EQ(b[3].rss_max, 8192u);
+  EXPECT_EQ(b[3].allocations, 1u);
+  EXPECT_EQ(b[4].live_end, 25u);
+  EXPECT_EQ(b[5].rss_max, 9000u);
+  EXPECT_EQ(b[5].allocations, 0u);
+}
+
 TEST(FrameTree, MergesPathsByName) {
   FrameTree t;
   t.add({"main", "a", "malloc"}, 10);
