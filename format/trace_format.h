@@ -10,7 +10,8 @@
 // Version 4: a chunk's raw bytes may instead be a column chunk (first byte kColumns or
 // kStackColumns) that expands into records (format/column_codec.h).
 // Version 5: a chunk whose header says kPrefixedChunkMagic is a zstd frame compressed with
-// the segment's first smaps text as its prefix (see kPrefixedChunkMagic).
+// the segment's first smaps text as its prefix (see kPrefixedChunkMagic); column chunks class
+// sizes as (size + 7) / 16 (format/column_codec.h, size_class_bias).
 //
 // A file cut short (SIGKILL, crash) is readable up to its last complete chunk: every chunk is
 // written with one write() call, header first, and carries its own sizes and a zstd checksum.
@@ -24,7 +25,8 @@
 namespace memcensus::format {
 
 inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
-// 2 added tags 0x4a-0x4e, 3 kStackRef, 4 kColumns, 5 kPrefixedChunkMagic
+// 2 added tags 0x4a-0x4e, 3 kStackRef, 4 kColumns, 5 kPrefixedChunkMagic and the pointer
+// model's size class (size + 7) / 16 (format/column_codec.h)
 inline constexpr uint16_t kVersion = 5;
 inline constexpr uint16_t kMinVersion = 1;           // readers accept kMinVersion..kVersion
 inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file

@@ -183,10 +183,11 @@ const TraceStats& TraceReader::stats() const {
 namespace {
 
 // The records of an inflated chunk: the chunk itself, or, for a column chunk (version 4),
-// the records its columns expand to, in `expanded` (stack column chunks likewise).
+// the records its columns expand to, in `expanded` (stack column chunks likewise). `version`:
+// that of the chunk's segment.
 std::span<const uint8_t> expand_chunk(const std::vector<uint8_t>& raw,
                                       std::vector<uint8_t>& expanded, f::PtrModel& model,
-                                      const std::string& name, uint64_t index) {
+                                      uint16_t version, const std::string& name, uint64_t index) {
   if (raw.empty() || (raw[0] != f::kColumns && raw[0] != f::kStackColumns)) return raw;
   // The records' size is the second field of the chunk; unpack_columns checks it again.
   uint64_t size = 0;
@@ -201,7 +202,7 @@ std::span<const uint8_t> expand_chunk(const std::vector<uint8_t>& raw,
   const char* error = "";
   size_t n = raw[0] == f::kColumns
                  ? f::unpack_columns(raw.data(), raw.size(), expanded.data(), expanded.size(),
-                                     &model, &error)
+                                     &model, &error, version)
                  : f::unpack_stack_columns(raw.data(), raw.size(), expanded.data(), expanded.size(),
                                            &error);
   if (n == 0)
@@ -290,7 +291,7 @@ void TraceReader::read_here(TraceVisitor& visitor) {
     if (m.source->read(comp.data(), comp.size()) != comp.size()) break;
     inflate_chunk(dctx.get(), ch, comp, raw, version, decoder.first_smaps(), m.name, index);
     m.stats.events +=
-        decoder.decode(expand_chunk(raw, expanded, *model, m.name, index), index, visitor);
+        decoder.decode(expand_chunk(raw, expanded, *model, version, m.name, index), index, visitor);
     m.stats.chunks++;
     m.stats.compressed_bytes += sizeof ch + comp.size();
     m.stats.raw_bytes += raw.size();
