@@ -12,6 +12,7 @@
 //     of the chunk (the sum of the stream's pointer deltas since the chunk began) and q the
 //     last such pointer of an allocation with the same stream, stack and 16-byte size class
 //     in the chunk, or, when there is none, the stream's previous pointer (the raw delta).
+//     The class is (size + 7) / 16 from version 5, size / 16 in version 4 (size_class_bias).
 // Both sides keep the same state (PtrModel), reset at each chunk, so a chunk stands alone.
 //
 // Freestanding (no allocation, no exceptions): the runtime packs, core/trace unpacks.
@@ -43,6 +44,16 @@ inline constexpr uint8_t kOpVerbatim = 0;
 // Room every column must have before one more record is packed.
 inline constexpr size_t kColumnRecordRoom = 64;
 
+// The size class of the pointer model is (size + bias) / 16. Version 5: bias 7, which puts
+// together the sizes glibc's malloc serves from one bin (9-24, 25-40, ...: a chunk of size + 8
+// bytes rounded up to 16), so that a block freed and allocated again under another size of its
+// bin is predicted: the sampled storm's allocation pointers, 0.96 KB as size / 16, 0.12 KB so.
+// Version 4: bias 0 (size / 16).
+inline constexpr uint64_t kSizeClassBias = 7;
+constexpr uint64_t size_class_bias(uint16_t version) {
+  return version >= 5 ? kSizeClassBias : 0;
+}
+
 // The allocation-pointer model shared by packer and unpacker. About 66 KB.
 struct PtrModel {
   static constexpr uint32_t kSlots = 4096, kStreams = 64;
@@ -52,8 +63,10 @@ struct PtrModel {
   uint64_t stream_ptr[kStreams];
   uint32_t cur;
   uint64_t prev_stack;
+  uint64_t size_bias;  // see size_class_bias
 
-  void reset() {
+  void reset(uint64_t bias) {
+    size_bias = bias;
     memset(key, 0, sizeof key);
     memset(stream_id, 0xff, sizeof stream_id);
     memset(stream_ptr, 0, sizeof stream_ptr);
@@ -68,15 +81,15 @@ struct PtrModel {
     }
   }
   uint64_t& base() { return stream_ptr[cur]; }
-  static uint64_t hash(uint64_t stream, uint64_t stack, uint64_t size) {
+  static uint64_t hash(uint64_t stream, uint64_t stack, uint64_t size_class) {
     uint64_t h = (stream + 1) * 0x9E3779B97F4A7C15ull;
     h ^= (stack + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full;
-    h ^= ((size >> 4) + 0x165667B19E3779F9ull) * 0xFF51AFD7ED558CCDull;
+    h ^= (size_class + 0x165667B19E3779F9ull) * 0xFF51AFD7ED558CCDull;
     return h | 1;
   }
   // The prediction for an allocation of (stack, size) and its slot.
   uint64_t predict(uint64_t stack, uint64_t size, uint32_t* slot, uint64_t* k) {
-    *k = hash(stream_id[cur], stack, size);
+    *k = hash(stream_id[cur], stack, (size + size_bias) >> 4);
     *slot = static_cast<uint32_t>(*k >> 52);
     return key[*slot] == *k ? ptr[*slot] : base();
   }
@@ -159,7 +172,7 @@ class ColumnPacker {
   void begin(uint8_t* const* cols, const size_t* caps, PtrModel* model) {
     for (int i = 0; i < kColumnCount; ++i) c_[i] = {cols[i], cols[i], cols[i] + caps[i]};
     model_ = model;
-    model_->reset();
+    model_->reset(kSizeClassBias);
     raw_size_ = 0;
     pending_ = 0;
     records_ = 0;
@@ -403,13 +416,13 @@ inline const char* open_columns(const uint8_t* in, size_t n, uint8_t tag, size_t
 // Reader side: expands the column chunk `in` (starting with kColumns) into `out`, which has
 // room for `cap` bytes (the records' size + kUnpackSlack). Returns the records' size, or 0 with
 // `*error` set when the chunk is malformed (columns that run short or are left over, an unknown op,
-// a size that disagrees). `model` is the caller's scratch.
+// a size that disagrees). `model` is the caller's scratch; `version` that of the chunk's segment.
 inline size_t unpack_columns(const uint8_t* in, size_t n, uint8_t* out, size_t cap, PtrModel* model,
-                             const char** error) {
+                             const char** error, uint16_t version = kVersion) {
   ColumnIn col[kColumnCount];
   uint64_t raw_size = 0;
   if ((*error = open_columns(in, n, kColumns, cap, kColumnCount, col, &raw_size))) return 0;
-  model->reset();
+  model->reset(size_class_bias(version));
   uint8_t* o = out;
   uint8_t* const o_end = out + raw_size;
   ColumnIn& ops = col[kColOps];

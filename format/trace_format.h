@@ -9,6 +9,9 @@
 //
 // Version 4: a chunk's raw bytes may instead be a column chunk (first byte kColumns or
 // kStackColumns) that expands into records (format/column_codec.h).
+// Version 5: a chunk whose header says kPrefixedChunkMagic is a zstd frame compressed with
+// the segment's first smaps text as its prefix (see kPrefixedChunkMagic); column chunks class
+// sizes as (size + 7) / 16 (format/column_codec.h, size_class_bias).
 //
 // A file cut short (SIGKILL, crash) is readable up to its last complete chunk: every chunk is
 // written with one write() call, header first, and carries its own sizes and a zstd checksum.
@@ -22,9 +25,17 @@
 namespace memcensus::format {
 
 inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
-inline constexpr uint16_t kVersion = 4;     // 2 added tags 0x4a-0x4e, 3 kStackRef, 4 kColumns
-inline constexpr uint16_t kMinVersion = 1;  // readers accept kMinVersion..kVersion
+// 2 added tags 0x4a-0x4e, 3 kStackRef, 4 kColumns, 5 kPrefixedChunkMagic and the pointer
+// model's size class (size + 7) / 16 (format/column_codec.h)
+inline constexpr uint16_t kVersion = 5;
+inline constexpr uint16_t kMinVersion = 1;           // readers accept kMinVersion..kVersion
 inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file
+// (version 5) "MCCP": the chunk's zstd frame was compressed against a prefix (zstd raw
+// content, as ZSTD_CCtx_refPrefix / ZSTD_DCtx_refPrefix take it): the text (the string's
+// bytes, without its length) of the first kSmaps record of the same segment, which an earlier
+// chunk holds. Otherwise the chunk is like any other. The writer uses it for every smaps
+// snapshot after a segment's first: snapshots of one process differ in a few numbers.
+inline constexpr uint32_t kPrefixedChunkMagic = 0x5043434d;
 inline constexpr uint32_t kMaxChunkRaw = 64u << 20;  // readers reject larger chunks
 
 // 16 bytes at offset 0. Little-endian.
@@ -38,7 +49,7 @@ static_assert(sizeof(FileHeader) == 16);
 
 // 16 bytes before each compressed payload.
 struct ChunkHeader {
-  uint32_t magic;            // kChunkMagic
+  uint32_t magic;            // kChunkMagic, or kPrefixedChunkMagic (version 5)
   uint32_t compressed_size;  // bytes of zstd frame that follow
   uint32_t raw_size;         // bytes once inflated, <= kMaxChunkRaw
   uint32_t sequence;         // 0, 1, 2... per file; a gap means a corrupt file

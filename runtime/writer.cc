@@ -48,6 +48,10 @@ constexpr size_t kColumnCap = 2u << 20;
 // smaps snapshots go out as chunks of their own at this level (they are text, few, and
 // alike): storm under --sample 524288, start and exit snapshots 2.06 + 2.36 KB at level 1,
 // 1.61 + 1.77 KB at level 9.
+// Every snapshot after a segment's first is compressed against the first one's text
+// (format::kPrefixedChunkMagic): the same storm's exit snapshot, 1.78 KB alone, is ~0.4 KB
+// so. Matches reach back at most kSmapsWindow, prefix included: a process whose smaps text
+// passes half of it gains less (never a wrong byte).
 constexpr int kSmapsLevel = 9;
 constexpr size_t kSmapsWindow = 1u << 20;
 // A thread's name is read this long after the writer first sees the thread, so that a name
@@ -85,7 +89,14 @@ size_t g_comp_cap = 0;
 ZSTD_CCtx* g_cctx = nullptr;
 ZSTD_CCtx* g_stack_cctx = nullptr;  // kStackLevel, for chunks of at most kStackChunkCap
 ZSTD_CCtx* g_smaps_cctx = nullptr;  // kSmapsLevel
+// Snapshots are read into g_smaps (kSmapsMax). The first of a segment then stays, as the
+// prefix of the later ones, in the buffer it was read into: that buffer and g_smaps_spare
+// (kSmapsMax too) trade places, so the writer holds at most two snapshots, both in buffers
+// mapped once by buffers_init.
 char* g_smaps = nullptr;
+char* g_smaps_spare = nullptr;
+const char* g_prefix = nullptr;  // the segment's first snapshot text; null: none yet
+size_t g_prefix_len = 0;
 uint64_t g_last_flush = 0;
 uint64_t g_peak_rss = 0, g_snapshot_rss = 0, g_snapshot_time = 0, g_last_alive_check = 0;
 uint64_t g_module_adds = ~0ull, g_module_subs = ~0ull;
@@ -146,10 +157,13 @@ bool buffers_init() {
   g_comp_cap = ZSTD_compressBound(kChunkCap);
   g_comp = static_cast<uint8_t*>(sys_map(g_comp_cap));
   g_smaps = static_cast<char*>(sys_map(kSmapsMax));
+  g_smaps_spare = static_cast<char*>(sys_map(kSmapsMax));
   g_stacks = static_cast<uint8_t*>(sys_map(kStackChunkCap));
   g_stack_columns = static_cast<uint8_t*>(sys_map(kStackFieldCap * (f::kStackColumnCount - 1)));
   if (!g_stack_columns) return false;
-  if (!g_raw || !g_columns || !g_take || !g_model || !g_comp || !g_smaps || !g_stacks) return false;
+  if (!g_raw || !g_columns || !g_take || !g_model || !g_comp || !g_smaps || !g_smaps_spare ||
+      !g_stacks)
+    return false;
   g_cctx = make_cctx(1, 0);
   g_stack_cctx = make_cctx(kStackLevel, kStackChunkCap);
   g_smaps_cctx = make_cctx(kSmapsLevel, kSmapsWindow);
@@ -159,16 +173,33 @@ bool buffers_init() {
   return true;
 }
 
-size_t write_compressed(size_t n, size_t raw_size) {
-  f::ChunkHeader h{f::kChunkMagic, static_cast<uint32_t>(n), static_cast<uint32_t>(raw_size),
-                   g_sequence++};
+size_t write_compressed(size_t n, size_t raw_size, uint32_t magic = f::kChunkMagic) {
+  f::ChunkHeader h{magic, static_cast<uint32_t>(n), static_cast<uint32_t>(raw_size), g_sequence++};
   sys_write2(g_fd, &h, sizeof h, g_comp, n);
   return n;
 }
 
-void write_chunk(ZSTD_CCtx* cctx, const uint8_t* raw, size_t raw_size) {
+// False when zstd failed (nothing written).
+bool write_chunk(ZSTD_CCtx* cctx, const uint8_t* raw, size_t raw_size) {
   size_t n = ZSTD_compress2(cctx, g_comp, g_comp_cap, raw, raw_size);
-  if (!ZSTD_isError(n)) write_compressed(n, raw_size);
+  if (ZSTD_isError(n)) return false;
+  write_compressed(n, raw_size);
+  return true;
+}
+
+// A chunk compressed against the segment's first snapshot text (format::kPrefixedChunkMagic).
+// False, with nothing written, when zstd fails: the caller writes the chunk plain.
+bool write_prefixed(ZSTD_CCtx* cctx, const uint8_t* raw, size_t raw_size) {
+  if (ZSTD_isError(ZSTD_CCtx_refPrefix(cctx, g_prefix, g_prefix_len))) return false;
+  size_t n = ZSTD_compress2(cctx, g_comp, g_comp_cap, raw, raw_size);
+  if (ZSTD_isError(n)) {
+    // The prefix is for one frame; drop it so that the plain retry does not use it.
+    ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only);
+    ZSTD_CCtx_refPrefix(cctx, nullptr, 0);
+    return false;
+  }
+  write_compressed(n, raw_size, f::kPrefixedChunkMagic);
+  return true;
 }
 
 // One zstd frame of `head` followed by `count` parts: a column chunk. Returns its compressed
@@ -310,6 +341,19 @@ void emit_rss() {
   if (rss > g_peak_rss) g_peak_rss = rss;
 }
 
+// The chunk of an smaps record `rec` (n bytes) whose text (`len` bytes at `text`) is in
+// g_smaps: told against the segment's first snapshot when there is one, else kept as that
+// prefix (g_smaps then trades places with g_smaps_spare).
+void write_snapshot(const uint8_t* rec, size_t n, const char* text, size_t len) {
+  if (g_prefix && write_prefixed(g_smaps_cctx, rec, n)) return;
+  if (!write_chunk(g_smaps_cctx, rec, n) || g_prefix) return;
+  g_prefix = text;
+  g_prefix_len = len;
+  char* kept = g_smaps;
+  g_smaps = g_smaps_spare;
+  g_smaps_spare = kept;
+}
+
 // An smaps snapshot: a chunk of its own (after the current one), at kSmapsLevel.
 void emit_smaps(uint8_t reason) {
   constexpr size_t kHead = 32;
@@ -330,7 +374,7 @@ void emit_smaps(uint8_t reason) {
   size_t hn = static_cast<size_t>(p - head);
   memcpy(text - hn, head, hn);
   flush_chunk();
-  if (g_fd >= 0) write_chunk(g_smaps_cctx, reinterpret_cast<uint8_t*>(text - hn), hn + len);
+  if (g_fd >= 0) write_snapshot(reinterpret_cast<uint8_t*>(text - hn), hn + len, text, len);
   g_snapshot_rss = g_peak_rss;
   g_snapshot_time = now();
 }
@@ -565,6 +609,8 @@ bool writer_open() {
   }
   g_fd = fd;
   g_sequence = 0;
+  g_prefix = nullptr;  // a new file or segment: its own first snapshot becomes the prefix
+  g_prefix_len = 0;
   packer_begin();
   stack_packer_begin();
   g_peak_rss = g_snapshot_rss = g_snapshot_time = 0;

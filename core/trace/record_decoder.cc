@@ -297,6 +297,8 @@ void RecordDecoder::new_segment() {
   ref_frames_.clear();
   ref_stacks_.clear();
   prev_ref_id_ = 0;
+  first_smaps_.clear();
+  has_first_smaps_ = false;
 }
 
 void RecordDecoder::on_event(Cursor& c, uint8_t tag, TraceVisitor& v) {
@@ -553,6 +555,10 @@ void RecordDecoder::on_smaps(Cursor& c, uint8_t, TraceVisitor& v) {
   if (reason > f::kSmapsExit) c.fail("unknown smaps snapshot reason");
   s.reason = static_cast<uint8_t>(reason);
   s.text = c.string(f::kMaxChunkRaw);
+  if (!has_first_smaps_) {
+    first_smaps_ = s.text;
+    has_first_smaps_ = true;
+  }
   v.on_smaps(s);
 }
 

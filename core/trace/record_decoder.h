@@ -45,6 +45,10 @@ class RecordDecoder {
   // Decodes one chunk's records; returns the number of events.
   uint64_t decode(std::span<const uint8_t> chunk, uint64_t chunk_index, TraceVisitor& v);
 
+  // The text of the current segment's first smaps record (the prefix of the segment's
+  // format::kPrefixedChunkMagic chunks); null before the segment has one.
+  const std::string* first_smaps() const { return has_first_smaps_ ? &first_smaps_ : nullptr; }
+
  private:
   struct Stream {
     pid_t tid = 0;
@@ -119,6 +123,8 @@ class RecordDecoder {
   std::unordered_map<uint32_t, std::pair<size_t, uint32_t>> ref_stacks_;
   uint32_t prev_ref_id_ = 0;
   uint64_t max_stream_ = 0;  // the largest stream id given out so far (shifted)
+  std::string first_smaps_;  // see first_smaps()
+  bool has_first_smaps_ = false;
 };
 
 }  // namespace memcensus

@@ -129,7 +129,8 @@ void check_header(const f::FileHeader& h, size_t got, const std::string& name) {
 
 void check_chunk(const f::ChunkHeader& h, uint32_t expected_seq, const std::string& name) {
   std::string where = " (chunk " + std::to_string(expected_seq) + ")";
-  if (h.magic != f::kChunkMagic) throw Error(name + ": malformed trace: bad chunk magic" + where);
+  if (h.magic != f::kChunkMagic && h.magic != f::kPrefixedChunkMagic)
+    throw Error(name + ": malformed trace: bad chunk magic" + where);
   if (h.raw_size > f::kMaxChunkRaw || h.compressed_size > ZSTD_compressBound(f::kMaxChunkRaw))
     throw Error(name + ": malformed trace: chunk size out of range" + where);
   if (h.sequence != expected_seq)
@@ -182,10 +183,11 @@ const TraceStats& TraceReader::stats() const {
 namespace {
 
 // The records of an inflated chunk: the chunk itself, or, for a column chunk (version 4),
-// the records its columns expand to, in `expanded` (stack column chunks likewise).
+// the records its columns expand to, in `expanded` (stack column chunks likewise). `version`:
+// that of the chunk's segment.
 std::span<const uint8_t> expand_chunk(const std::vector<uint8_t>& raw,
                                       std::vector<uint8_t>& expanded, f::PtrModel& model,
-                                      const std::string& name, uint64_t index) {
+                                      uint16_t version, const std::string& name, uint64_t index) {
   if (raw.empty() || (raw[0] != f::kColumns && raw[0] != f::kStackColumns)) return raw;
   // The records' size is the second field of the chunk; unpack_columns checks it again.
   uint64_t size = 0;
@@ -200,7 +202,7 @@ std::span<const uint8_t> expand_chunk(const std::vector<uint8_t>& raw,
   const char* error = "";
   size_t n = raw[0] == f::kColumns
                  ? f::unpack_columns(raw.data(), raw.size(), expanded.data(), expanded.size(),
-                                     &model, &error)
+                                     &model, &error, version)
                  : f::unpack_stack_columns(raw.data(), raw.size(), expanded.data(), expanded.size(),
                                            &error);
   if (n == 0)
@@ -212,15 +214,49 @@ bool is_file_header(const f::ChunkHeader& h) {
   return std::memcmp(&h, f::kFileMagic, sizeof h.magic) == 0;
 }
 
-// Reads the rest of a file header whose first 16 bytes are in `first`; returns its size.
-size_t finish_header(Source& src, const void* first, const std::string& name) {
+// Reads the rest of a file header whose first 16 bytes are in `first`; returns its size
+// (and its version in `*version`, when given).
+size_t finish_header(Source& src, const void* first, const std::string& name,
+                     uint16_t* version = nullptr) {
   f::FileHeader fh{};
   std::memcpy(&fh, first, sizeof fh);
   check_header(fh, sizeof fh, name);
   std::vector<uint8_t> skip(fh.header_size - sizeof fh);
   if (src.read(skip.data(), skip.size()) != skip.size())
     throw Error(name + ": malformed trace header");
+  if (version) *version = fh.version;
   return fh.header_size;
+}
+
+struct DCtxFree {
+  void operator()(ZSTD_DCtx* d) const { ZSTD_freeDCtx(d); }
+};
+using DCtxPtr = std::unique_ptr<ZSTD_DCtx, DCtxFree>;
+
+// Inflates the payload of chunk `index` (header `ch`) into `raw`; a kPrefixedChunkMagic chunk
+// (segment of `version`) against `prefix`, its segment's first smaps text (null: none yet).
+void inflate_chunk(ZSTD_DCtx* dctx, const f::ChunkHeader& ch, const std::vector<uint8_t>& comp,
+                   std::vector<uint8_t>& raw, uint16_t version, const std::string* prefix,
+                   const std::string& name, uint64_t index) {
+  std::string where = name + ": malformed trace: chunk " + std::to_string(index);
+  bool prefixed = ch.magic == f::kPrefixedChunkMagic;
+  if (prefixed && version < 5)
+    throw Error(where + " is compressed against an smaps snapshot, which a version " +
+                std::to_string(version) + " segment cannot hold");
+  if (prefixed && !prefix)
+    throw Error(where + " is compressed against the segment's first smaps snapshot, " +
+                "and no earlier chunk of the segment holds one");
+  raw.resize(ch.raw_size);
+  size_t n = ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters);
+  if (!ZSTD_isError(n) && prefixed) n = ZSTD_DCtx_refPrefix(dctx, prefix->data(), prefix->size());
+  if (!ZSTD_isError(n))
+    n = ZSTD_decompressDCtx(dctx, raw.data(), raw.size(), comp.data(), comp.size());
+  if (ZSTD_isError(n) || n != ch.raw_size)
+    throw Error(where + " does not decompress" +
+                (prefixed ? " against the segment's first smaps snapshot (" +
+                                std::to_string(prefix->size()) + " bytes of text)"
+                          : std::string()) +
+                " (" + (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch") + ")");
 }
 
 }  // namespace
@@ -230,8 +266,11 @@ void TraceReader::read_here(TraceVisitor& visitor) {
   m.stats = {};
   f::FileHeader fh{};
   check_header(fh, m.source->read(&fh, sizeof fh), m.name);
-  m.stats.compressed_bytes = finish_header(*m.source, &fh, m.name);
+  uint16_t version = 0;
+  m.stats.compressed_bytes = finish_header(*m.source, &fh, m.name, &version);
   RecordDecoder decoder(m.name, visitor.event_form());
+  DCtxPtr dctx(ZSTD_createDCtx());
+  if (!dctx) throw Error(m.name + ": out of memory");
   decoder.set_packed_room(std::exchange(m.packed_room, nullptr));
   std::vector<uint8_t> comp, raw, expanded;
   auto model = std::make_unique<f::PtrModel>();
@@ -242,7 +281,7 @@ void TraceReader::read_here(TraceVisitor& visitor) {
     if (got == 0) return;
     if (got < sizeof ch) break;
     if (is_file_header(ch)) {  // the next segment (an exec'd image)
-      m.stats.compressed_bytes += finish_header(*m.source, &ch, m.name);
+      m.stats.compressed_bytes += finish_header(*m.source, &ch, m.name, &version);
       decoder.new_segment();
       seq = 0;
       continue;
@@ -250,14 +289,9 @@ void TraceReader::read_here(TraceVisitor& visitor) {
     check_chunk(ch, seq, m.name);
     comp.resize(ch.compressed_size);
     if (m.source->read(comp.data(), comp.size()) != comp.size()) break;
-    raw.resize(ch.raw_size);
-    size_t n = ZSTD_decompress(raw.data(), raw.size(), comp.data(), comp.size());
-    if (ZSTD_isError(n) || n != ch.raw_size)
-      throw Error(m.name + ": malformed trace: chunk " + std::to_string(index) +
-                  " does not decompress (" +
-                  (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch") + ")");
+    inflate_chunk(dctx.get(), ch, comp, raw, version, decoder.first_smaps(), m.name, index);
     m.stats.events +=
-        decoder.decode(expand_chunk(raw, expanded, *model, m.name, index), index, visitor);
+        decoder.decode(expand_chunk(raw, expanded, *model, version, m.name, index), index, visitor);
     m.stats.chunks++;
     m.stats.compressed_bytes += sizeof ch + comp.size();
     m.stats.raw_bytes += raw.size();

@@ -50,7 +50,9 @@ struct Packed {
   std::vector<uint8_t> chunk;  // the column chunk
 };
 
-Packed pack() {
+// `size_bias`: the pointer model's (format::size_class_bias; the packer's own is the current
+// version's).
+Packed pack(uint64_t size_bias = f::kSizeClassBias) {
   std::vector<std::vector<uint8_t>> cols(f::kColumnCount, std::vector<uint8_t>(1 << 16));
   uint8_t* p[f::kColumnCount];
   size_t caps[f::kColumnCount];
@@ -58,6 +60,7 @@ Packed pack() {
   auto model = std::make_unique<f::PtrModel>();
   f::ColumnPacker packer;
   packer.begin(p, caps, model.get());
+  model->size_bias = size_bias;
   Packed out;
   Bytes meta;
   meta.tag(f::kRss).v(10).v(4096).v(0).v(4096).tag(f::kRound);
@@ -82,11 +85,12 @@ Packed pack() {
   return out;
 }
 
-size_t unpack(const std::vector<uint8_t>& chunk, std::vector<uint8_t>& out, const char** err) {
+size_t unpack(const std::vector<uint8_t>& chunk, std::vector<uint8_t>& out, const char** err,
+              uint16_t version = f::kVersion) {
   out.assign(f::kMaxChunkRaw / 64, 0);
   auto model = std::make_unique<f::PtrModel>();
-  size_t n =
-      f::unpack_columns(chunk.data(), chunk.size(), out.data(), out.size(), model.get(), err);
+  size_t n = f::unpack_columns(chunk.data(), chunk.size(), out.data(), out.size(), model.get(), err,
+                               version);
   out.resize(n);
   return n;
 }
@@ -97,6 +101,23 @@ TEST(ColumnCodec, EventChunkExpandsToTheSameRecords) {
   const char* err = "";
   ASSERT_EQ(unpack(p.chunk, out, &err), p.raw.size()) << err;
   EXPECT_EQ(out, p.raw);
+}
+
+// Version 4 classed sizes as size / 16, version 5 as (size + 7) / 16: each version's chunks
+// expand with their own model, and the other model gives other pointers.
+TEST(ColumnCodec, EachVersionExpandsWithItsOwnSizeClass) {
+  std::vector<uint8_t> out;
+  const char* err = "";
+  Packed v4 = pack(f::size_class_bias(4));
+  ASSERT_EQ(unpack(v4.chunk, out, &err, 4), v4.raw.size()) << err;
+  EXPECT_EQ(out, v4.raw);
+  unpack(v4.chunk, out, &err, 5);
+  EXPECT_NE(out, v4.raw);
+  Packed v5 = pack(f::size_class_bias(5));
+  ASSERT_EQ(unpack(v5.chunk, out, &err, 5), v5.raw.size()) << err;
+  EXPECT_EQ(out, v5.raw);
+  unpack(v5.chunk, out, &err, 4);
+  EXPECT_NE(out, v5.raw);
 }
 
 TEST(ColumnCodec, MalformedEventChunksAreRejected) {

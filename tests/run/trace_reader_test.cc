@@ -60,6 +60,20 @@ TEST(TraceReader, RejectsBadMagicAndVersion) {
   EXPECT_THROW(read_bytes("short"), memcensus::Error);
 }
 
+// A format 4 trace (bench_storm 10000000 1 under --sample 524288, committed as a fuzz seed)
+// reads as it did when format 4 was current: its column chunks expand with format 4's pointer
+// model (size / 16; format 5's would make chunk 3 fall short of its size).
+TEST(TraceReader, Format4TraceReadsAsBefore) {
+  auto r = mctest::report_json(std::string(MC_SOURCE_DIR) +
+                               "/fuzz/corpus/trace_reader/v4-sampled-storm");
+  ASSERT_FALSE(r.is_null());
+  EXPECT_EQ(r["trace"]["events"], 3024);
+  EXPECT_EQ(r["totals"]["allocation_calls"], 9965946);
+  EXPECT_EQ(r["totals"]["free_calls"], 9965948);
+  EXPECT_EQ(r["totals"]["unmatched_frees"], 0);
+  EXPECT_EQ(r["totals"]["leaked_blocks"], 0);
+}
+
 TEST(TraceReader, CorruptBytesBecomeErrorsNotCrashes) {
   std::string t = sample_trace();
   int errors = 0;
