@@ -463,8 +463,7 @@ void HeapPass::add(std::span<const TraceEvent> events) {
 // Applying is merging runs (stretches of one thread's events in time order) without moving
 // any event, from where the reader decoded them when it keeps them alive (pieces_; a run is
 // also cut where a piece ends, which does not change the order), else from the round buffer.
-// What waits keeps its place for one more round (most of it is applied then); what waits
-// longer is copied, merged, into one run (left_).
+// What waits past a round is copied, merged, into one run (left_).
 void HeapPass::end_round() {
   // The runs of the round just read, and its earliest time.
   fresh_runs_.clear();
@@ -485,13 +484,9 @@ void HeapPass::end_round() {
   uint64_t cut = UINT64_MAX;
   for (const Run& r : fresh_runs_) cut = std::min(cut, r.next->time);
   settle(cut);
-  // The round waits, kept where it is: its pieces' owners, or its buffer. So do the
-  // leftovers of the round before (aged_runs_, which settle() made); older storage is free.
-  aged_pieces_.clear();
-  aged_pieces_.swap(held_pieces_);
+  // The round waits: its pieces' owners, or its buffer, are kept until it is applied.
+  held_pieces_.clear();
   held_pieces_.swap(pieces_);
-  std::swap(aged_, held_);
-  std::swap(aged_cap_, held_cap_);
   if (round_size_) {
     std::swap(round_, held_);
     std::swap(round_cap_, held_cap_);
@@ -504,28 +499,22 @@ void HeapPass::end_round() {
 void HeapPass::finish() {
   end_round();
   settle(UINT64_MAX);
-  aged_pieces_.clear();
   held_pieces_.clear();
   held_runs_.clear();
 }
 
-// Applies the waiting events earlier than `cut`, merged in time order (ties: the oldest
-// first, as they were read). What still waits: the held round's rest stays where it is, as
-// aged_runs_ (most of it is applied at the next round); older rests are merged into left_.
+// Applies the waiting events earlier than `cut` (the leftovers first: they were read first);
+// the others become left_, in merged order.
 void HeapPass::settle(uint64_t cut) {
   runs_.clear();
   if (!left_.empty()) runs_.push_back(Run{left_.data(), left_.data() + left_.size()});
-  runs_.insert(runs_.end(), aged_runs_.begin(), aged_runs_.end());
-  const size_t older = runs_.size();
-  runs_.insert(runs_.end(), held_runs_.begin(), held_runs_.end());
+  for (const Run& r : held_runs_) runs_.push_back(r);
   rest_.clear();
-  aged_runs_.clear();
-  for (size_t i = 0; i < runs_.size(); ++i) {
-    Run& r = runs_[i];
+  for (Run& r : runs_) {
     const PassEvent* stop = r.end;
     if (cut != UINT64_MAX && r.end[-1].time >= cut)
       stop = std::partition_point(r.next, r.end, [&](const PassEvent& e) { return e.time < cut; });
-    if (stop != r.end) (i < older ? rest_ : aged_runs_).push_back(Run{stop, r.end});
+    if (stop != r.end) rest_.push_back(Run{stop, r.end});
     r.end = stop;
   }
   std::erase_if(runs_, [](const Run& r) { return r.next == r.end; });

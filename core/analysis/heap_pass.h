@@ -148,9 +148,8 @@ class HeapPass {
   bool round_ordered_ = true;     // no event of the round so far is earlier than the one before
   uint64_t round_last_time_ = 0;  // time of the round's latest event so far
   // Runs of events in time order, and a min-heap of (time, run) of each run's next event:
-  // fresh_runs_ of the round being ended, held_runs_ of the one before (waiting), aged_runs_
-  // what waits of the one before that; runs_ and rest_ those to apply and those to copy into
-  // left_, for settle().
+  // fresh_runs_ of the round being ended, held_runs_ of the one before (waiting), runs_ and
+  // rest_ those to apply and those to keep waiting, for settle().
   struct Run {
     const PassEvent* next;
     const PassEvent* end;
@@ -164,12 +163,11 @@ class HeapPass {
   template <class Take>
   void merge_runs(std::vector<Run>& runs, Take&& take);  // take(events, n) in merged order
   void settle(uint64_t cut);  // applies what waits and is earlier than cut
-  std::vector<Run> fresh_runs_, held_runs_, aged_runs_, runs_, rest_;
-  // What the waiting round's runs (held) and the leftovers of the round before (aged) point
-  // into: the reader's pieces, or a round buffer.
-  std::vector<Piece> held_pieces_, aged_pieces_;
-  std::unique_ptr<PassEvent[]> held_, aged_;
-  size_t held_cap_ = 0, aged_cap_ = 0;
+  std::vector<Run> fresh_runs_, held_runs_, runs_, rest_;
+  // What the waiting round's runs point into: the reader's pieces, or a round buffer.
+  std::vector<Piece> held_pieces_;
+  std::unique_ptr<PassEvent[]> held_;
+  size_t held_cap_ = 0;
   // Events of earlier rounds still waiting, merged (one run); left_next_ is its next value.
   std::vector<PassEvent> left_, left_next_;
   std::vector<Head> heads_;
