@@ -522,14 +522,27 @@ void HeapPass::settle(uint64_t cut) {
     apply_run(runs_[0].next, static_cast<size_t>(runs_[0].end - runs_[0].next));
   else if (!runs_.empty())
     merge_runs(runs_, [this](const PassEvent* ev, size_t n) { apply_run(ev, n); });
-  left_next_.clear();
-  if (rest_.size() == 1)
-    left_next_.assign(rest_[0].next, rest_[0].end);
-  else if (!rest_.empty())
-    merge_runs(rest_, [this](const PassEvent* ev, size_t n) {
-      left_next_.insert(left_next_.end(), ev, ev + n);
-    });
-  left_.swap(left_next_);
+  // What still waits becomes left_, merged in place: left_'s own rest (the first of rest_,
+  // when it has one) moves to the end of the buffer, and the merge writes from the front,
+  // never past what it has yet to read there.
+  size_t total = 0;
+  for (const Run& r : rest_) total += static_cast<size_t>(r.end - r.next);
+  const bool own = !rest_.empty() && !left_.empty() && rest_[0].next >= left_.data() &&
+                   rest_[0].next < left_.data() + left_.size();
+  const size_t own_n = own ? static_cast<size_t>(rest_[0].end - rest_[0].next) : 0;
+  if (own) std::memmove(left_.data(), rest_[0].next, own_n * sizeof(PassEvent));
+  left_.resize(total);
+  if (!total) return;
+  PassEvent* out = left_.data();
+  if (own) {
+    std::memmove(out + total - own_n, out, own_n * sizeof(PassEvent));
+    rest_[0] = Run{out + total - own_n, out + total};
+  }
+  size_t w = 0;
+  merge_runs(rest_, [&](const PassEvent* ev, size_t n) {
+    std::memmove(out + w, ev, n * sizeof(PassEvent));
+    w += n;
+  });
 }
 
 void HeapPass::add_runs(const PassEvent* ev, size_t n) {

@@ -168,8 +168,8 @@ class HeapPass {
   std::vector<Piece> held_pieces_;
   std::unique_ptr<PassEvent[]> held_;
   size_t held_cap_ = 0;
-  // Events of earlier rounds still waiting, merged (one run); left_next_ is its next value.
-  std::vector<PassEvent> left_, left_next_;
+  // Events of earlier rounds still waiting, merged (one run).
+  std::vector<PassEvent> left_;
   std::vector<Head> heads_;
   LiveBlocks live_;
   // Frees applied before the allocation they release (none should be, now that rounds wait:
