@@ -611,6 +611,8 @@ bool writer_open() {
   g_sequence = 0;
   g_prefix = nullptr;  // a new file or segment: its own first snapshot becomes the prefix
   g_prefix_len = 0;
+  g_rows = false;  // a new file (a forked child's): chunk forms are chosen afresh
+  g_column_chunks = g_good_chunks = 0;
   packer_begin();
   stack_packer_begin();
   g_peak_rss = g_snapshot_rss = g_snapshot_time = 0;
