@@ -14,9 +14,16 @@
 //      inside a live block     -> invalid-free, not passed to glibc;
 //      unknown                 -> invalid-free when the table is known complete (nothing
 //                                 was ever left untracked), else passed to glibc unchecked.
-//  * One in N allocations of at most kGuardMaxSize bytes (N = --guard-rate, drawn per
-//    thread with mean N) is placed in the guard pool (guard_pool.h) against an inaccessible
-//    page; faults there become heap-overflow / heap-underflow / use-after-free.
+//  * One in N allocations of at most kGuardMaxSize (4 MiB) bytes (N = --guard-rate, drawn
+//    per thread with mean N) is placed in the guard pool (guard_pool.h) against an
+//    inaccessible page; faults there become heap-overflow / heap-underflow /
+//    use-after-free. Every allocating call counts: malloc, calloc, operator new, the
+//    aligned ones (memalign, aligned_alloc, posix_memalign, valloc, pvalloc: a guarded
+//    pvalloc block is its size rounded up to pages) and realloc / reallocarray, whose new
+//    block, when guarded, receives a copy of the old one (of glibc's usable size of it, or a
+//    guarded block's size), the old block then released as its family is. A realloc of a
+//    guarded block whose new block is not its turn moves to an ordinary block (so a block
+//    grown step by step pays for the guard once per sample, not once per step).
 // Every error goes to stderr at once (raw frames) and into the trace (format::kCheckError).
 //
 // Cost, measured on bench_storm (bench/README.md "## run --check"): with the hooks' check

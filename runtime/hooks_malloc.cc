@@ -84,6 +84,11 @@ void* real_aligned_alloc(size_t align, size_t size) {
   return __libc_memalign(align, size);
 }
 
+size_t real_usable_size(void* p) {
+  resolve();
+  return g_usable_size ? g_usable_size(p) : 0;
+}
+
 void resolve_libc_alloc() {
   resolve();
 }

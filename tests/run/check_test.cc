@@ -101,6 +101,40 @@ TEST(Check, CErrors) {
   for (const Case& c : cases) expect_case(fx, c);
 }
 
+// --guard-rate 1 guards every allocation: realloc's new blocks, the aligned allocators'
+// blocks, and blocks of more than the pool's small slots (up to 4 MiB).
+TEST(Check, GuardsEveryKindOfAllocation) {
+  std::string fx = mctest::fixture("check_c");
+  const std::vector<Case> cases = {
+      {"realloc-overflow", true, "heap-overflow", 139, "realloc_overflow_case", "grow_block", ""},
+      {"realloc-use-after-free", true, "use-after-free", 139, "realloc_use_after_free_case",
+       "allocate_block", "grow_block"},
+      {"large-overflow", true, "heap-overflow", 139, "large_overflow_case", "allocate_block", ""},
+      {"large-underflow", true, "heap-underflow", 139, "large_underflow_case", "allocate_block",
+       ""},
+      {"aligned-overflow", true, "heap-overflow", 139, "aligned_overflow_case", "allocate_aligned",
+       ""},
+  };
+  for (const Case& c : cases) expect_case(fx, c);
+}
+
+// Guarded or not, realloc keeps the contents and the aligned allocators their alignment and
+// usable size: the fixture checks them itself and prints what it found.
+TEST(Check, GuardedBlocksKeepTheAllocatorsContract) {
+  std::vector<std::string> argv = {mctest::fixture("check_c"), "realloc-contract"};
+  mctest::Result plain = mctest::run(argv);
+  ASSERT_EQ(plain.status, 0);
+  EXPECT_EQ(plain.out.find(" 0"), std::string::npos) << plain.out;
+  for (const char* rate : {"1", "3"}) {
+    SCOPED_TRACE(std::string("--guard-rate ") + rate);
+    mctest::Traced t = mctest::traced(argv, {"--check", "--guard-rate", rate});
+    EXPECT_EQ(t.status, 0);
+    EXPECT_EQ(t.out, plain.out);
+    ASSERT_FALSE(t.report.is_null());
+    EXPECT_EQ(t.report["errors"].size(), 0u) << t.report["errors"].dump(1);
+  }
+}
+
 TEST(Check, CxxErrors) {
   std::string fx = mctest::fixture("check_cxx");
   const std::vector<Case> cases = {
