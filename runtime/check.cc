@@ -133,6 +133,14 @@ bool unknown_pointer(uint8_t kind, void* p, bool rec, const StartFrame& from) {
   return false;
 }
 
+// The free stack of an unguarded block released before: the one frame the table kept (the
+// call that released it, table_free_site), or 0.
+uint32_t free_site_stack(const void* p, bool rec) {
+  if (!rec) return 0;
+  uint64_t site = table_free_site(p);
+  return site ? record_frames(&site, 1) : 0;
+}
+
 // What releasing `p` (free, delete or the old block of a realloc) does after the table
 // answered `l`, with `b` its entry: a live block of the wrong family (`family_ok` false) is
 // reported as a mismatched free and released all the same; a released one is a double free,
@@ -146,7 +154,9 @@ bool release_goes_on(Lookup l, const BlockInfo& b, bool family_ok, uint8_t kind,
         report_block(f::kMismatchedFree, kind, p, reinterpret_cast<uint64_t>(p), b, 0, from);
       return true;
     case Lookup::kReleased:
-      if (rec) report_block(f::kDoubleFree, kind, p, reinterpret_cast<uint64_t>(p), b, 0, from);
+      if (rec)
+        report_block(f::kDoubleFree, kind, p, reinterpret_cast<uint64_t>(p), b,
+                     free_site_stack(p, rec), from);
       return false;
     case Lookup::kAbsent:
       return unknown_pointer(kind, p, rec, from);
@@ -248,7 +258,7 @@ void checked_free(uint8_t kind, void* p, size_t size, size_t align, const StartF
   }
   // Only the error paths below touch errno (check_report keeps it); table_release does not.
   BlockInfo b;
-  Lookup l = table_release(p, &b);
+  Lookup l = table_release(p, &b, from.ip);
   if (__builtin_expect(l == Lookup::kLive && b.family == family_of(kind), 1)) {
     if (rec) record_free(kind, p, size, align);
     __libc_free(p);
@@ -345,7 +355,7 @@ void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& fr
     return nullptr;  // realloc(p, 0) frees p; a double or invalid one is skipped
   }
   if (old && phase != kOff) {
-    l = table_release(old, &b);
+    l = table_release(old, &b, from.ip);
     if (!release_goes_on(l, b, b.family == kFamilyMalloc, kind, old, rec, from)) {
       errno = ENOMEM;
       return nullptr;

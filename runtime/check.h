@@ -10,7 +10,9 @@
 //      live, same family       -> released normally;
 //      live, other family      -> mismatched-free reported, then released correctly;
 //      released (the table keeps released entries until their slot is reused)
-//                              -> double-free, the pointer is NOT passed to glibc;
+//                              -> double-free, the pointer is NOT passed to glibc; its
+//                                 free stack is the first release's call site, when the
+//                                 table still has it (table_free_site);
 //      inside a live block     -> invalid-free, not passed to glibc;
 //      unknown                 -> invalid-free when the table is known complete (nothing
 //                                 was ever left untracked), else passed to glibc unchecked.
@@ -205,7 +207,7 @@ void checked_free_regs(uint8_t kind, void* p, size_t size, size_t align, uint64_
                                                       uint64_t rbp) {
   if (__builtin_expect(!p || in_guard_pool(p), 0))
     return checked_free_regs(kind, p, size, align, ip, sp, rbp);
-  if (__builtin_expect(table_release_front(reinterpret_cast<uint64_t>(p),
+  if (__builtin_expect(table_release_front(reinterpret_cast<uint64_t>(p), ip,
                                            [kind](uint64_t info) {
                                              return family_of(format::census_kind(info)) ==
                                                     family_of(kind);
@@ -214,7 +216,7 @@ void checked_free_regs(uint8_t kind, void* p, size_t size, size_t align, uint64_
     record_free_event(kind, p, size, align);
     return __libc_free(p);
   }
-  Taken t = table_try_release(reinterpret_cast<uint64_t>(p));
+  Taken t = table_try_release(reinterpret_cast<uint64_t>(p), ip);
   if (__builtin_expect(
           t.lookup != Lookup::kLive || family_of(format::census_kind(t.info)) != family_of(kind),
           0))

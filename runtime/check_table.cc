@@ -175,6 +175,7 @@ void front_move(Slot& slot, uint64_t k) {
     }
   } else if (now == (p | kReleasedBit)) {
     insert_released_locked(s, p, info);
+    note_free_site(s, p, front_site(slot));
   }
   if ((now & ~kReleasedBit) == p) set_front_key(slot, 0);
   unlock(s);
@@ -196,7 +197,7 @@ void front_insert_slow(uint64_t p, uint64_t info) {
   table_insert_packed(p, info);
 }
 
-Taken front_take(uint64_t p, Taken t) {
+Taken front_take(uint64_t p, Taken t, uint64_t site) {
   uint32_t n = g_fronts_used.load(std::memory_order_acquire);
   uint64_t i = front_index(p);
   Slot* released = nullptr;
@@ -205,6 +206,7 @@ Taken front_take(uint64_t p, Taken t) {
     uint64_t k = front_key(slot);
     if (k == p) {
       uint64_t info = slot.info;
+      front_site(slot) = site;
       set_front_key(slot, p | kReleasedBit);
       return {info, Lookup::kLive};
     }
@@ -244,22 +246,25 @@ void insert_nested(uint64_t p, uint64_t info) {
   insert_locked(s, p, info);
 }
 
-Taken release_nested(uint64_t p) {
+Taken release_nested(uint64_t p, uint64_t site) {
   Shard& s = shard_of(p);
   ShardLock lock(s);
   if (!lock.taken()) {
     g_unreleased.fetch_add(1, std::memory_order_relaxed);
     return {0, Lookup::kBusy};
   }
-  Taken t = take(s, p);
-  return t.lookup == Lookup::kLive ? t : front_take(p, t);
+  Taken t = take(s, p, site);
+  return t.lookup == Lookup::kLive ? t : front_take(p, t, site);
 }
 
 }  // namespace table_detail
 
 bool table_init() {
-  g_front_slots = reinterpret_cast<Slot(*)[kFrontSlots]>(map_slots(kFronts * kFrontSlots));
+  // The fronts' slots, then as many Slot-sized records for their free sites (front_site).
+  g_front_slots = reinterpret_cast<Slot(*)[kFrontSlots]>(map_slots(2 * kFronts * kFrontSlots));
   if (!g_front_slots) return false;
+  auto* sites = static_cast<FreeSite*>(sys_map(kShards * kFreeSites * sizeof(FreeSite)));
+  if (!sites) return false;
   for (uint64_t f = 0; f < kFronts; ++f) {
     Shard& h = g_shards[kShards + f];
     h.slots = g_front_slots[f];
@@ -273,6 +278,7 @@ bool table_init() {
     if (!s.slots) return false;
     s.mask = kInitialSlots - 1;
     s.limit = limit_of(kInitialSlots);
+    s.sites = sites + i * kFreeSites;
   }
   return true;
 }
@@ -294,14 +300,34 @@ void table_insert(const void* p, const BlockInfo& info) {
   table_insert_packed(a, pack(info));
 }
 
-Lookup table_release(const void* p, BlockInfo* info) {
-  Taken t = table_release_packed(reinterpret_cast<uint64_t>(p));
+Lookup table_release(const void* p, BlockInfo* info, uint64_t site) {
+  Taken t = table_release_packed(reinterpret_cast<uint64_t>(p), site);
   if (t.lookup == Lookup::kLive || t.lookup == Lookup::kReleased) *info = table_unpack(t.info);
   return t.lookup;
 }
 
 void table_restore(const void* p, const BlockInfo& info) {
   table_insert(p, info);
+}
+
+uint64_t table_free_site(const void* ptr) {
+  uint64_t p = reinterpret_cast<uint64_t>(ptr);
+  uint32_t n = g_fronts_used.load(std::memory_order_acquire);
+  for (uint32_t f = 0; f < n; ++f) {
+    Slot& slot = g_front_slots[f][front_index(p)];
+    if (front_key(slot) == (p | kReleasedBit)) return front_site(slot);
+  }
+  Shard& s = shard_of(p);
+  ShardLock lock(s);
+  if (!lock.taken()) return 0;
+  uint32_t written = s.sites_written;
+  uint32_t kept = written < kFreeSites ? written : kFreeSites;
+  const FreeSite* ring = s.sites;
+  for (uint32_t back = 1; back <= kept; ++back) {
+    const FreeSite& e = ring[(written - back) % kFreeSites];
+    if (e.p == p) return e.site;
+  }
+  return 0;
 }
 
 bool table_find_container(const void* ptr, uint64_t reach, uint64_t* start, BlockInfo* info) {

@@ -296,6 +296,18 @@ uint32_t record_stack(const StartFrame& from) {
   return stack;
 }
 
+uint32_t record_frames(const uint64_t* ips, uint32_t n) {
+  if (g_config.no_stacks || n == 0) return 0;
+  uint32_t stack = 0;
+  emit([&](ThreadState& t, Record& r) {
+    if (t.unwinding) return;  // a signal handler inside the stack table: no stack
+    ErrnoKeeper keep;         // new StackTable blocks may set errno
+    bool is_new = false;
+    stack = stack_intern(ips, n, r.nested, &is_new);
+  });
+  return stack;
+}
+
 uint32_t record_check_error(const CheckErrorRecord& e, const StartFrame* from, void* uc) {
   ErrnoKeeper keep;  // sys_gettid
   uint32_t stack = 0;

@@ -60,6 +60,10 @@ uint32_t record_realloc(uint8_t kind, const void* old, const void* p, size_t siz
 // run --check. The stack of the hook's caller, interned (its record is written by the
 // writer) without an event: the allocation or release stack of a guarded block. Returns its id.
 uint32_t record_stack(const StartFrame& from);
+// run --check. A stack of the given frames (return addresses, innermost first), interned
+// as record_stack interns a walked one: the one-frame free stack of an unguarded block
+// (check_table.h, table_free_site). Returns its id (0: none).
+uint32_t record_frames(const uint64_t* ips, uint32_t n);
 
 // run --check: one format::kCheckError record. Its stack is captured from `from`, or, when
 // `from` is null, from the signal context `uc` (a ucontext_t of a fault); returns its id.
