@@ -50,8 +50,12 @@ uint32_t next_guard_gap() {
 // True when this allocation is the thread's turn to be guarded. A thread's first eligible
 // allocation only draws its first gap.
 inline bool guard_turn(size_t size) {
-  if (g_config.guard_rate == 0 || size == 0 || size > kGuardMaxSize) return false;
+  if (size == 0 || size > kGuardMaxSize) return false;
   ThreadState& t = t_state;
+  if (g_config.guard_rate == 0) {
+    t.guard_left = UINT32_MAX;  // guard_not_due's countdown then (almost) never ends
+    return false;
+  }
   if (t.guard_left > 1) {
     --t.guard_left;
     return false;

@@ -109,10 +109,13 @@ struct Taken {
   Lookup lookup;
 };
 inline Taken table_release_packed(uint64_t p, uint64_t site);
-// table_release_packed without waiting and without a call: kNotTried, with nothing changed,
-// when the shard lock is held (by another thread, or by this one: a signal handler nested in
-// a table operation). The release paths of the fast mode then start again on the general
-// path, so that their common path keeps nothing live across a call.
+// table_release_packed without waiting and without a call: kLive (released) when p's shard
+// has it live, else kNotTried with nothing changed: when the shard lock is held (by another
+// thread, or by this one: a signal handler nested in a table operation), and when the shard
+// does not have p live (it may be live in another thread's front, released, or unknown: the
+// fronts are not looked at here). The release paths of the fast mode then start again on
+// the general path (table_release, which does look at the fronts), so that their common
+// path keeps nothing live across a call and needs no saved register.
 inline Taken table_try_release(uint64_t p, uint64_t site);
 
 namespace table_detail {
@@ -357,15 +360,18 @@ template <typename SameFamily>
   Slot* f = t_front;
   if (__builtin_expect(!f || t_state.in_check, 0)) return false;
   Slot& slot = f[front_index(p)];
-  t_state.in_check = 1;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
+  // No nesting mark (`in_check`) around the release: a signal handler that runs on this
+  // thread meanwhile sees the slot holding p live, which no insertion or release of
+  // another address changes (an insertion then goes to its shard; another release finds
+  // another key), or, once the key is stored, a released entry with its site already
+  // stored, which an insertion may move into its shard whole. Only a release of p itself
+  // by the handler (freeing p twice at once) could pass twice, as on two threads.
   bool hit = slot.key == p && same_family(slot.info);
   if (__builtin_expect(hit, 1)) {
     front_site(slot) = site;
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // the site before the key
     set_front_key(slot, p | kReleasedBit);
   }
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  t_state.in_check = 0;
   return hit;
 }
 
@@ -395,8 +401,8 @@ template <typename SameFamily>
     return {0, Lookup::kNotTried};
   }
   Taken t = take(s, p, site);
-  if (__builtin_expect(t.lookup != Lookup::kLive, 0)) t = front_take(p, t, site);
   unlock(s);
+  if (__builtin_expect(t.lookup != Lookup::kLive, 0)) return {0, Lookup::kNotTried};
   return t;
 }
 

@@ -178,7 +178,7 @@ namespace {
 }
 
 [[gnu::noinline]] void free_check(void* p, uint64_t ip, uint64_t sp, uint64_t rbp) {
-  check_release_fast(f::kFree, p, 0, 0, ip, sp, rbp);
+  check_release_fast<f::kFree>(p, 0, 0, ip, sp, rbp);
 }
 
 [[gnu::noinline]] void free_general(void* p, uint64_t ip, uint64_t sp, uint64_t rbp) {

@@ -29,6 +29,10 @@ namespace memcensus::rt {
 uint32_t record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
                             const StartFrame& from);
 void record_free_event(uint8_t kind, const void* p, size_t size, size_t align);
+// record_free_event returning p, for a caller that then frees p: `__libc_free(
+// record_free_passing(...))` keeps nothing live across the call (the check fast mode's
+// release, check.h).
+void* record_free_passing(uint8_t kind, void* p, size_t size, size_t align);
 
 // --sample: true when an allocation of `size` bytes is not to be recorded. Hooks ask before
 // anything else and then only forward the call (one TLS subtraction, no frame walk, no
