@@ -91,16 +91,22 @@ Slot* map_slots(uint64_t n) {
   return static_cast<Slot*>(sys_map(n * sizeof(Slot)));
 }
 
+// A shard's n slots and, after them, their free sites (shard_site).
+Slot* map_shard_slots(uint64_t n) {
+  return static_cast<Slot*>(sys_map(n * (sizeof(Slot) + sizeof(uint64_t))));
+}
+
 // Rehashes into a table of at least 4x the live blocks (dropping released entries when
 // they would not fit in half of it). False when no memory could be mapped.
 bool grow_table(Shard& s) {
   uint64_t n = kInitialSlots;
   while (n < s.live * 4) n <<= 1;
   bool keep_released = s.used * 2 < n;
-  Slot* fresh = map_slots(n);
+  Slot* fresh = map_shard_slots(n);
   if (!fresh) return false;
   Slot* old = s.slots;
   uint64_t old_n = s.mask + 1;
+  const uint64_t* old_sites = reinterpret_cast<const uint64_t*>(old + old_n);
   s.slots = fresh;
   s.mask = n - 1;
   s.limit = limit_of(n);
@@ -108,9 +114,10 @@ bool grow_table(Shard& s) {
   for (uint64_t i = 0; i < old_n; ++i) {
     uint64_t k = old[i].key;
     if (k == 0 || ((k & kReleasedBit) && !keep_released)) continue;
-    place(s, k, old[i].info, home_of(k & ~kReleasedBit));
+    uint64_t j = place(s, k, old[i].info, home_of(k & ~kReleasedBit));
+    if (k & kReleasedBit) shard_site(s, j) = old_sites[i];
   }
-  sys_unmap(old, old_n * sizeof(Slot));
+  sys_unmap(old, old_n * (sizeof(Slot) + sizeof(uint64_t)));
   return true;
 }
 
@@ -122,16 +129,17 @@ void insert_locked(Shard& s, uint64_t p, uint64_t info) {
   }
 }
 
-// Enters a released entry (an address and its packed info) as the shards keep released
-// blocks, with the lock held: not when the address is live in its shard (the released entry
-// is older than that block, and would hide it from a lookup).
-void insert_released_locked(Shard& s, uint64_t p, uint64_t info) {
+// Enters a released entry (an address, its packed info and free site) as the shards keep
+// released blocks, with the lock held: not when the address is live in its shard (the
+// released entry is older than that block, and would hide it from a lookup).
+void insert_released_locked(Shard& s, uint64_t p, uint64_t info, uint64_t site) {
   for (uint64_t i = home_of(p) & s.mask;; i = (i + 1) & s.mask) {
     uint64_t k = s.slots[i].key;
     if (k == p) return;
     if (k == 0) break;
   }
-  if (s.used < s.limit || make_room(s)) place(s, p | kReleasedBit, info, home_of(p));
+  if (s.used < s.limit || make_room(s))
+    shard_site(s, place(s, p | kReleasedBit, info, home_of(p))) = site;
 }
 
 // Fronts claimed so far (a bound for the lookups in every front).
@@ -174,8 +182,7 @@ void front_move(Slot& slot, uint64_t k) {
       ++s.live;
     }
   } else if (now == (p | kReleasedBit)) {
-    insert_released_locked(s, p, info);
-    note_free_site(s, p, front_site(slot));
+    insert_released_locked(s, p, info, front_site(slot));
   }
   if ((now & ~kReleasedBit) == p) set_front_key(slot, 0);
   unlock(s);
@@ -263,8 +270,6 @@ bool table_init() {
   // The fronts' slots, then as many Slot-sized records for their free sites (front_site).
   g_front_slots = reinterpret_cast<Slot(*)[kFrontSlots]>(map_slots(2 * kFronts * kFrontSlots));
   if (!g_front_slots) return false;
-  auto* sites = static_cast<FreeSite*>(sys_map(kShards * kFreeSites * sizeof(FreeSite)));
-  if (!sites) return false;
   for (uint64_t f = 0; f < kFronts; ++f) {
     Shard& h = g_shards[kShards + f];
     h.slots = g_front_slots[f];
@@ -274,11 +279,10 @@ bool table_init() {
   }
   for (uint64_t i = 0; i < kShards; ++i) {
     Shard& s = g_shards[i];
-    s.slots = map_slots(kInitialSlots);
+    s.slots = map_shard_slots(kInitialSlots);
     if (!s.slots) return false;
     s.mask = kInitialSlots - 1;
     s.limit = limit_of(kInitialSlots);
-    s.sites = sites + i * kFreeSites;
   }
   return true;
 }
@@ -320,14 +324,11 @@ uint64_t table_free_site(const void* ptr) {
   Shard& s = shard_of(p);
   ShardLock lock(s);
   if (!lock.taken()) return 0;
-  uint32_t written = s.sites_written;
-  uint32_t kept = written < kFreeSites ? written : kFreeSites;
-  const FreeSite* ring = s.sites;
-  for (uint32_t back = 1; back <= kept; ++back) {
-    const FreeSite& e = ring[(written - back) % kFreeSites];
-    if (e.p == p) return e.site;
+  for (uint64_t i = home_of(p) & s.mask;; i = (i + 1) & s.mask) {
+    uint64_t k = s.slots[i].key;
+    if (k == (p | kReleasedBit)) return shard_site(s, i);
+    if (k == 0 || k == p) return 0;
   }
-  return 0;
 }
 
 bool table_find_container(const void* ptr, uint64_t reach, uint64_t* start, BlockInfo* info) {

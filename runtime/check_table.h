@@ -17,11 +17,11 @@
 // Free sites: a release records the return address of the free / delete / realloc call that
 // made it (its "site"), so that a double free of an unguarded block can name where the block
 // was first freed (table_free_site; the report's free stack is that one frame: a full stack
-// would add a stack walk, or at best a walk-cache probe, to every free). A front keeps the site of
-// each released entry beside its slot (one store); a shard keeps the sites of its last kFreeSites
-// releases in a ring (its own and those of released entries moved in from fronts), written under
-// its lock. Bounded: 64 shards x kFreeSites x 16 bytes (1 MiB of address space) plus a 16-byte
-// record per front slot (256 KiB); sys_map memory, touched as used.
+// would add a stack walk, or at best a walk-cache probe, to every free). The site is kept
+// beside the released entry, as long as the entry: a front slot's in a Slot-sized record
+// kFrontSiteOffset bytes after it, a shard slot's in an array of one word per slot after the
+// shard's slots (shard_site). One store per release; 8 more bytes per shard slot, 16 per
+// front slot (256 KiB); sys_map memory.
 //
 // Thread-safety: any thread. Async-signal-safety: a signal handler that allocates while its
 // thread holds a shard lock (or writes its front) only tries the lock; when that fails the
@@ -126,22 +126,13 @@ inline constexpr uint64_t kReleasedBit = format::kCensusReleasedBit;
 
 using Slot = format::CensusSlot;
 
-// One entry of a shard's ring of free sites (see the top of this file).
-struct FreeSite {
-  uint64_t p;
-  uint64_t site;
-};
-inline constexpr uint32_t kFreeSites = 1024;
-
 // Initialised members, so that g_shards is constant-initialised: a dynamic initialiser
 // would run after the table may already be in use (a library's constructor that allocates
 // starts the runtime before the runtime's own constructors run).
 struct alignas(64) Shard {
   // The spin lock (1 held): the census reader refuses a shard a stopped thread was inside.
   std::atomic<uint32_t> lock{0};
-  // Shards only: releases entered in the ring of free sites, `sites` (the next one at this
-  // count modulo kFreeSites). The census's `pad`: the reader ignores it.
-  uint32_t sites_written = 0;
+  uint32_t pad = 0;
   Slot* slots = nullptr;
   uint64_t mask = 0;  // slots - 1
   uint64_t used = 0;  // live + released slots
@@ -149,7 +140,6 @@ struct alignas(64) Shard {
   uint64_t limit = 0;  // used < limit: room for one more without growing (70% of the slots)
   // Fronts only (their headers are Shards, below): the owning thread's token, 0 when free.
   std::atomic<uint64_t> owner{0};
-  FreeSite* sites = nullptr;  // shards only: kFreeSites entries (sys_map memory)
 };
 static_assert(sizeof(Shard) == 64);
 // The CLI reads shards from the stopped program as format::CensusShard.
@@ -172,16 +162,14 @@ extern __thread Slot* t_front __attribute__((tls_model("initial-exec")));
 
 // Free sites (see the top of this file). A front slot's site sits kFrontSiteOffset bytes
 // after the slot (the fronts' slots are mapped with room for a Slot-sized site record each
-// after them, so that the store takes no other register); a shard's ring is its `sites`.
+// after them, so that the store takes no other register); a shard slot's in the word array
+// that follows the shard's mask + 1 slots (shard_site).
 inline constexpr uint64_t kFrontSiteOffset = kFronts * kFrontSlots * sizeof(Slot);
 inline uint64_t& front_site(Slot& slot) {
   return *reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(&slot) + kFrontSiteOffset);
 }
-// Enters a release in the ring of its shard `s` (lock held).
-inline void note_free_site(Shard& s, uint64_t p, uint64_t site) {
-  FreeSite& e = s.sites[s.sites_written++ % kFreeSites];
-  e.p = p;
-  e.site = site;
+inline uint64_t& shard_site(Shard& s, uint64_t i) {
+  return reinterpret_cast<uint64_t*>(s.slots + s.mask + 1)[i];
 }
 
 // Blocks of one 16 KiB region of the heap share a shard and sit in consecutive slots (the
@@ -217,16 +205,16 @@ bool make_room(Shard& s);
 void insert_nested(uint64_t p, uint64_t info);
 Taken release_nested(uint64_t p, uint64_t site);
 
-// Places (key, info) in the first reusable slot of its chain. The caller holds the lock and
-// made room.
-inline void place(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
+// Places (key, info) in the first reusable slot of its chain; returns the slot's index. The
+// caller holds the lock and made room.
+inline uint64_t place(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
   for (uint64_t i = home & s.mask;; i = (i + 1) & s.mask) {
     uint64_t k = s.slots[i].key;
     if (k == 0 || (k & kReleasedBit) || k == key) {
       s.used += k == 0;
       s.slots[i].key = key;
       s.slots[i].info = info;
-      return;
+      return i;
     }
   }
 }
@@ -259,7 +247,7 @@ inline Taken take(Shard& s, uint64_t p, uint64_t site) {
     if (k == p) {
       slot.key = p | kReleasedBit;
       --s.live;
-      note_free_site(s, p, site);
+      shard_site(s, i) = site;
       return {slot.info, Lookup::kLive};
     }
     if (k == (p | kReleasedBit)) return {slot.info, Lookup::kReleased};
