@@ -29,10 +29,12 @@
 // Every error goes to stderr at once (raw frames) and into the trace (format::kCheckError).
 //
 // Cost, measured on bench_storm (bench/README.md "## run --check"): with the hooks' check
-// fast mode (below) and the table's per-thread front (check_table.h), ~100 instructions per
-// malloc/free pair over plain recording (callgrind; ~147 with the shards alone, 390 with the
-// general path), of which the front's insertion and release ~21 each, no locked
-// instruction: a block freed by the thread that allocated it never reaches a shard.
+// fast mode (below) and the table's per-thread front (check_table.h), ~83 instructions per
+// malloc/free pair over plain recording (callgrind, counted inside the hooks; ~102 before the
+// front's release lost its saved registers, ~147 with the shards alone, 390 with the
+// general path), of which the front's insertion ~21 and release ~15 (its instructions in
+// free_check), no locked instruction: a block freed by the thread that allocated it never
+// reaches a shard.
 // ~10 us per guarded block (system calls, a page fault, a TLB shootdown), so ~2 ns per
 // allocation at the default rate of 1 in 5000. The program with the runtime in check mode
 // takes ~1.2x the CPU time of plain recording on bench_storm (1.25-1.3x with the shards
