@@ -50,8 +50,12 @@ uint32_t next_guard_gap() {
 // True when this allocation is the thread's turn to be guarded. A thread's first eligible
 // allocation only draws its first gap.
 inline bool guard_turn(size_t size) {
-  if (g_config.guard_rate == 0 || size == 0 || size > kGuardMaxSize) return false;
+  if (size == 0 || size > kGuardMaxSize) return false;
   ThreadState& t = t_state;
+  if (g_config.guard_rate == 0) {
+    t.guard_left = UINT32_MAX;  // guard_not_due's countdown then (almost) never ends
+    return false;
+  }
   if (t.guard_left > 1) {
     --t.guard_left;
     return false;
@@ -133,6 +137,14 @@ bool unknown_pointer(uint8_t kind, void* p, bool rec, const StartFrame& from) {
   return false;
 }
 
+// The free stack of an unguarded block released before: the one frame the table kept (the
+// call that released it, table_free_site), or 0.
+uint32_t free_site_stack(const void* p, bool rec) {
+  if (!rec) return 0;
+  uint64_t site = table_free_site(p);
+  return site ? record_frames(&site, 1) : 0;
+}
+
 // What releasing `p` (free, delete or the old block of a realloc) does after the table
 // answered `l`, with `b` its entry: a live block of the wrong family (`family_ok` false) is
 // reported as a mismatched free and released all the same; a released one is a double free,
@@ -146,7 +158,9 @@ bool release_goes_on(Lookup l, const BlockInfo& b, bool family_ok, uint8_t kind,
         report_block(f::kMismatchedFree, kind, p, reinterpret_cast<uint64_t>(p), b, 0, from);
       return true;
     case Lookup::kReleased:
-      if (rec) report_block(f::kDoubleFree, kind, p, reinterpret_cast<uint64_t>(p), b, 0, from);
+      if (rec)
+        report_block(f::kDoubleFree, kind, p, reinterpret_cast<uint64_t>(p), b,
+                     free_site_stack(p, rec), from);
       return false;
     case Lookup::kAbsent:
       return unknown_pointer(kind, p, rec, from);
@@ -204,10 +218,13 @@ void* checked_alloc(uint8_t kind, size_t size, size_t align, bool zero, const St
   uint32_t phase = g_phase.load(std::memory_order_acquire);
   if (phase == kOff) return real(a0, a1, align);
   bool rec = phase == kActive && !t_state.guard;
-  // pvalloc rounds its size up to whole pages: never guarded. valloc: page-aligned.
-  if (rec && kind != f::kPvalloc && guard_turn(size)) {
-    size_t guard_align = kind == f::kValloc ? kGuardPage : align;
-    if (void* p = guard_alloc(size, guard_align, zero, kind)) {
+  if (rec && guard_turn(size)) {
+    // valloc: page-aligned. pvalloc: page-aligned, its size rounded up to whole pages (all
+    // of them usable, as glibc's malloc_usable_size says), so the block ends at the guard.
+    size_t guard_size = size, guard_align = align;
+    if (kind == f::kValloc || kind == f::kPvalloc) guard_align = kGuardPage;
+    if (kind == f::kPvalloc) guard_size = (size + kGuardPage - 1) & ~(kGuardPage - 1);
+    if (void* p = guard_size >= size ? guard_alloc(guard_size, guard_align, zero, kind) : nullptr) {
       uint32_t stack =
           alloc_unsampled(size) ? record_stack(from) : record_alloc(kind, p, size, align, from);
       guard_set_alloc_stack(p, stack);
@@ -245,7 +262,7 @@ void checked_free(uint8_t kind, void* p, size_t size, size_t align, const StartF
   }
   // Only the error paths below touch errno (check_report keeps it); table_release does not.
   BlockInfo b;
-  Lookup l = table_release(p, &b);
+  Lookup l = table_release(p, &b, from.ip);
   if (__builtin_expect(l == Lookup::kLive && b.family == family_of(kind), 1)) {
     if (rec) record_free(kind, p, size, align);
     __libc_free(p);
@@ -268,6 +285,62 @@ void checked_free_judged(uint8_t kind, void* p, size_t size, size_t align, uint6
   free_judged(kind, p, size, align, true, from, t.lookup, b);
 }
 
+namespace {
+
+// The block a realloc returns when it is the thread's turn to be guarded (`rec`, size not 0):
+// a guarded block, or null (then the realloc goes on as without a guard).
+void* realloc_guarded(uint8_t kind, size_t size, bool rec) {
+  if (!rec || !guard_turn(size)) return nullptr;
+  return guard_alloc(size, 0, false, kind);
+}
+
+// realloc of a guarded block `old` (described by `g`, live) to `size` (not 0) bytes: a new
+// block (guarded when its turn comes, else glibc's), a copy, then the release of `old`.
+void* realloc_from_guarded(uint8_t kind, void* old, const GuardBlock& g, size_t size, bool rec,
+                           const StartFrame& from) {
+  uint64_t before = rt_now();
+  void* p = realloc_guarded(kind, size, rec);
+  bool guarded = p != nullptr;
+  if (!p) p = __libc_malloc(size);
+  if (!p) return nullptr;  // errno ENOMEM from malloc; the old block stays
+  int saved = errno;
+  memcpy(p, old, g.size < size ? g.size : size);
+  bool released = release_guarded(kind, old, rec, from);
+  uint32_t stack = rec ? record_realloc(kind, released ? old : nullptr, p, size, before, from) : 0;
+  if (guarded) {
+    guard_set_alloc_stack(p, stack);
+  } else {
+    BlockInfo b;
+    b.size = size;
+    b.kind = kind;
+    b.stack = stack;
+    b.recorded = rec;
+    table_insert(p, b);
+  }
+  errno = saved;
+  return p;
+}
+
+// realloc of `old` (null, or a block of glibc's the table had live as `b`, released there
+// already) into a guarded block `p` of `size` bytes: the copy (of what glibc's
+// malloc_usable_size says the old block holds, as glibc's realloc keeps), then the old block
+// goes back to glibc.
+void* realloc_into_guarded(uint8_t kind, void* old, const BlockInfo& b, void* p, size_t size,
+                           uint64_t before, const StartFrame& from) {
+  int saved = errno;
+  if (old) {
+    size_t n = real_usable_size(old);
+    if (n == 0) n = b.size;
+    memcpy(p, old, n < size ? n : size);
+    __libc_free(old);
+  }
+  guard_set_alloc_stack(p, record_realloc(kind, old, p, size, before, from));
+  errno = saved;
+  return p;
+}
+
+}  // namespace
+
 void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& from) {
   uint32_t phase = g_phase.load(std::memory_order_acquire);
   if (phase == kOff && !in_guard_pool(old)) return __libc_realloc(old, size);
@@ -278,24 +351,7 @@ void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& fr
   if (in_guard_pool(old)) {
     GuardBlock g;
     bool known = guard_lookup(old, &g);
-    if (known && !g.freed && size != 0) {
-      // A guarded block moves to an ordinary one: the new block, a copy, then the release.
-      uint64_t before = rt_now();
-      void* p = __libc_malloc(size);
-      if (!p) return nullptr;  // errno ENOMEM from malloc; the old block stays
-      memcpy(p, old, g.size < size ? g.size : size);
-      saved = errno;
-      bool released = release_guarded(kind, old, rec, from);
-      uint32_t stack =
-          rec ? record_realloc(kind, released ? old : nullptr, p, size, before, from) : 0;
-      b.size = size;
-      b.kind = kind;
-      b.stack = stack;
-      b.recorded = rec;
-      table_insert(p, b);
-      errno = saved;
-      return p;
-    }
+    if (known && !g.freed && size != 0) return realloc_from_guarded(kind, old, g, size, rec, from);
     uint64_t before = rt_now();
     if (release_guarded(kind, old, rec, from) && rec)
       record_realloc(kind, old, nullptr, 0, before, from);
@@ -303,13 +359,19 @@ void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& fr
     return nullptr;  // realloc(p, 0) frees p; a double or invalid one is skipped
   }
   if (old && phase != kOff) {
-    l = table_release(old, &b);
+    l = table_release(old, &b, from.ip);
     if (!release_goes_on(l, b, b.family == kFamilyMalloc, kind, old, rec, from)) {
       errno = ENOMEM;
       return nullptr;
     }
   }
   uint64_t before = rec ? rt_now() : 0;
+  // The new block guarded when its turn comes: only where the old block's size is known (a
+  // live block of the table, or none), and not for realloc(p, 0), which frees p.
+  if (size != 0 && (!old || l == Lookup::kLive)) {
+    if (void* p = realloc_guarded(kind, size, rec))
+      return realloc_into_guarded(kind, old, b, p, size, before, from);
+  }
   void* p = __libc_realloc(old, size);
   saved = errno;
   uint32_t stack = rec ? record_realloc(kind, old, p, size, before, from) : 0;

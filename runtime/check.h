@@ -10,20 +10,31 @@
 //      live, same family       -> released normally;
 //      live, other family      -> mismatched-free reported, then released correctly;
 //      released (the table keeps released entries until their slot is reused)
-//                              -> double-free, the pointer is NOT passed to glibc;
+//                              -> double-free, the pointer is NOT passed to glibc; its
+//                                 free stack is the first release's call site, when the
+//                                 table still has it (table_free_site);
 //      inside a live block     -> invalid-free, not passed to glibc;
 //      unknown                 -> invalid-free when the table is known complete (nothing
 //                                 was ever left untracked), else passed to glibc unchecked.
-//  * One in N allocations of at most kGuardMaxSize bytes (N = --guard-rate, drawn per
-//    thread with mean N) is placed in the guard pool (guard_pool.h) against an inaccessible
-//    page; faults there become heap-overflow / heap-underflow / use-after-free.
+//  * One in N allocations of at most kGuardMaxSize (4 MiB) bytes (N = --guard-rate, drawn
+//    per thread with mean N) is placed in the guard pool (guard_pool.h) against an
+//    inaccessible page; faults there become heap-overflow / heap-underflow /
+//    use-after-free. Every allocating call counts: malloc, calloc, operator new, the
+//    aligned ones (memalign, aligned_alloc, posix_memalign, valloc, pvalloc: a guarded
+//    pvalloc block is its size rounded up to pages) and realloc / reallocarray, whose new
+//    block, when guarded, receives a copy of the old one (of glibc's usable size of it, or a
+//    guarded block's size), the old block then released as its family is. A realloc of a
+//    guarded block whose new block is not its turn moves to an ordinary block (so a block
+//    grown step by step pays for the guard once per sample, not once per step).
 // Every error goes to stderr at once (raw frames) and into the trace (format::kCheckError).
 //
 // Cost, measured on bench_storm (bench/README.md "## run --check"): with the hooks' check
-// fast mode (below) and the table's per-thread front (check_table.h), ~100 instructions per
-// malloc/free pair over plain recording (callgrind; ~147 with the shards alone, 390 with the
-// general path), of which the front's insertion and release ~21 each, no locked
-// instruction: a block freed by the thread that allocated it never reaches a shard.
+// fast mode (below) and the table's per-thread front (check_table.h), ~83 instructions per
+// malloc/free pair over plain recording (callgrind, counted inside the hooks; ~102 before the
+// front's release lost its saved registers, ~147 with the shards alone, 390 with the
+// general path), of which the front's insertion ~21 and release ~15 (its instructions in
+// free_check), no locked instruction: a block freed by the thread that allocated it never
+// reaches a shard.
 // ~10 us per guarded block (system calls, a page fault, a TLB shootdown), so ~2 ns per
 // allocation at the default rate of 1 in 5000. The program with the runtime in check mode
 // takes ~1.2x the CPU time of plain recording on bench_storm (1.25-1.3x with the shards
@@ -166,9 +177,11 @@ size_t checked_usable_size(void* p, size_t (*real)(void*));
 // operation.
 
 // True when an allocation of `size` bytes cannot be its thread's turn to be guarded (the
-// countdown of guard_turn in check.cc, taken here when it has more than one to go).
+// countdown of guard_turn in check.cc, taken here when it has more than one to go). Without
+// guarding (a guard rate of 0) guard_turn sets the countdown to its maximum, so that the
+// rate needs no test here.
 [[gnu::always_inline]] inline bool guard_not_due(size_t size) {
-  if (size - 1 >= kGuardMaxSize || g_config.guard_rate == 0) return true;
+  if (size - 1 >= kGuardMaxSize) return true;
   uint32_t left = t_state.guard_left;
   if (__builtin_expect(left <= 1, 0)) return false;
   t_state.guard_left = left - 1;
@@ -190,30 +203,40 @@ void checked_free_judged(uint8_t kind, void* p, size_t size, size_t align, uint6
 void checked_free_regs(uint8_t kind, void* p, size_t size, size_t align, uint64_t ip, uint64_t sp,
                        uint64_t rbp);
 
-// A release in the fast mode. The caller's registers go to the general paths only, and the
-// table is only tried (no call that could wait), so that the common path keeps only `p` live
-// across its one call and ends in a tail call to glibc.
-[[gnu::always_inline]] inline void check_release_fast(uint8_t kind, void* p, size_t size,
-                                                      size_t align, uint64_t ip, uint64_t sp,
-                                                      uint64_t rbp) {
-  if (__builtin_expect(!p || in_guard_pool(p), 0))
-    return checked_free_regs(kind, p, size, align, ip, sp, rbp);
-  if (__builtin_expect(table_release_front(reinterpret_cast<uint64_t>(p),
-                                           [kind](uint64_t info) {
-                                             return family_of(format::census_kind(info)) ==
-                                                    family_of(kind);
-                                           }),
-                       1)) {
-    record_free_event(kind, p, size, align);
-    return __libc_free(p);
-  }
-  Taken t = table_try_release(reinterpret_cast<uint64_t>(p));
+// The part of a fast-mode release that its thread's front did not take: the shards (only
+// tried: no call that could wait), then the general paths. Out of line, one per kind, with
+// six arguments, so that the front's path reaches it by a tail call and needs no saved
+// register itself; its own common path keeps nothing live across its one call and ends in
+// a tail call to glibc.
+template <uint8_t kKind>
+[[gnu::noinline]] void check_release_shard(void* p, size_t size, size_t align, uint64_t ip,
+                                           uint64_t sp, uint64_t rbp) {
+  Taken t = table_try_release(reinterpret_cast<uint64_t>(p), ip);
   if (__builtin_expect(
-          t.lookup != Lookup::kLive || family_of(format::census_kind(t.info)) != family_of(kind),
+          t.lookup != Lookup::kLive || family_of(format::census_kind(t.info)) != family_of(kKind),
           0))
-    return checked_free_judged(kind, p, size, align, ip, sp, rbp, t);
-  record_free_event(kind, p, size, align);
-  __libc_free(p);
+    return checked_free_judged(kKind, p, size, align, ip, sp, rbp, t);
+  __libc_free(record_free_passing(kKind, p, size, align));
+}
+
+// A release in the fast mode. The caller's registers go to the shards' and the general
+// paths only; the front's path makes one call, which returns `p` (record_free_passing), and
+// ends in a tail call to glibc, so that it keeps nothing live across the call: no saved
+// register, no frame beyond the frame pointer (callgrind, bench_storm 200000 1: ~16
+// instructions fewer per free than with the shards' path inline here).
+template <uint8_t kKind>
+[[gnu::always_inline]] inline void check_release_fast(void* p, size_t size, size_t align,
+                                                      uint64_t ip, uint64_t sp, uint64_t rbp) {
+  if (__builtin_expect(!p || in_guard_pool(p), 0))
+    return checked_free_regs(kKind, p, size, align, ip, sp, rbp);
+  if (__builtin_expect(table_release_front(reinterpret_cast<uint64_t>(p), ip,
+                                           [](uint64_t info) {
+                                             return family_of(format::census_kind(info)) ==
+                                                    family_of(kKind);
+                                           }),
+                       1))
+    return __libc_free(record_free_passing(kKind, p, size, align));
+  return check_release_shard<kKind>(p, size, align, ip, sp, rbp);
 }
 
 }  // namespace memcensus::rt

@@ -91,16 +91,22 @@ Slot* map_slots(uint64_t n) {
   return static_cast<Slot*>(sys_map(n * sizeof(Slot)));
 }
 
+// A shard's n slots and, after them, their free sites (shard_site).
+Slot* map_shard_slots(uint64_t n) {
+  return static_cast<Slot*>(sys_map(n * (sizeof(Slot) + sizeof(uint64_t))));
+}
+
 // Rehashes into a table of at least 4x the live blocks (dropping released entries when
 // they would not fit in half of it). False when no memory could be mapped.
 bool grow_table(Shard& s) {
   uint64_t n = kInitialSlots;
   while (n < s.live * 4) n <<= 1;
   bool keep_released = s.used * 2 < n;
-  Slot* fresh = map_slots(n);
+  Slot* fresh = map_shard_slots(n);
   if (!fresh) return false;
   Slot* old = s.slots;
   uint64_t old_n = s.mask + 1;
+  const uint64_t* old_sites = reinterpret_cast<const uint64_t*>(old + old_n);
   s.slots = fresh;
   s.mask = n - 1;
   s.limit = limit_of(n);
@@ -108,9 +114,10 @@ bool grow_table(Shard& s) {
   for (uint64_t i = 0; i < old_n; ++i) {
     uint64_t k = old[i].key;
     if (k == 0 || ((k & kReleasedBit) && !keep_released)) continue;
-    place(s, k, old[i].info, home_of(k & ~kReleasedBit));
+    uint64_t j = place(s, k, old[i].info, home_of(k & ~kReleasedBit));
+    if (k & kReleasedBit) shard_site(s, j) = old_sites[i];
   }
-  sys_unmap(old, old_n * sizeof(Slot));
+  sys_unmap(old, old_n * (sizeof(Slot) + sizeof(uint64_t)));
   return true;
 }
 
@@ -122,16 +129,17 @@ void insert_locked(Shard& s, uint64_t p, uint64_t info) {
   }
 }
 
-// Enters a released entry (an address and its packed info) as the shards keep released
-// blocks, with the lock held: not when the address is live in its shard (the released entry
-// is older than that block, and would hide it from a lookup).
-void insert_released_locked(Shard& s, uint64_t p, uint64_t info) {
+// Enters a released entry (an address, its packed info and free site) as the shards keep
+// released blocks, with the lock held: not when the address is live in its shard (the
+// released entry is older than that block, and would hide it from a lookup).
+void insert_released_locked(Shard& s, uint64_t p, uint64_t info, uint64_t site) {
   for (uint64_t i = home_of(p) & s.mask;; i = (i + 1) & s.mask) {
     uint64_t k = s.slots[i].key;
     if (k == p) return;
     if (k == 0) break;
   }
-  if (s.used < s.limit || make_room(s)) place(s, p | kReleasedBit, info, home_of(p));
+  if (s.used < s.limit || make_room(s))
+    shard_site(s, place(s, p | kReleasedBit, info, home_of(p))) = site;
 }
 
 // Fronts claimed so far (a bound for the lookups in every front).
@@ -174,7 +182,7 @@ void front_move(Slot& slot, uint64_t k) {
       ++s.live;
     }
   } else if (now == (p | kReleasedBit)) {
-    insert_released_locked(s, p, info);
+    insert_released_locked(s, p, info, front_site(slot));
   }
   if ((now & ~kReleasedBit) == p) set_front_key(slot, 0);
   unlock(s);
@@ -196,7 +204,7 @@ void front_insert_slow(uint64_t p, uint64_t info) {
   table_insert_packed(p, info);
 }
 
-Taken front_take(uint64_t p, Taken t) {
+Taken front_take(uint64_t p, Taken t, uint64_t site) {
   uint32_t n = g_fronts_used.load(std::memory_order_acquire);
   uint64_t i = front_index(p);
   Slot* released = nullptr;
@@ -205,6 +213,7 @@ Taken front_take(uint64_t p, Taken t) {
     uint64_t k = front_key(slot);
     if (k == p) {
       uint64_t info = slot.info;
+      front_site(slot) = site;
       set_front_key(slot, p | kReleasedBit);
       return {info, Lookup::kLive};
     }
@@ -244,21 +253,22 @@ void insert_nested(uint64_t p, uint64_t info) {
   insert_locked(s, p, info);
 }
 
-Taken release_nested(uint64_t p) {
+Taken release_nested(uint64_t p, uint64_t site) {
   Shard& s = shard_of(p);
   ShardLock lock(s);
   if (!lock.taken()) {
     g_unreleased.fetch_add(1, std::memory_order_relaxed);
     return {0, Lookup::kBusy};
   }
-  Taken t = take(s, p);
-  return t.lookup == Lookup::kLive ? t : front_take(p, t);
+  Taken t = take(s, p, site);
+  return t.lookup == Lookup::kLive ? t : front_take(p, t, site);
 }
 
 }  // namespace table_detail
 
 bool table_init() {
-  g_front_slots = reinterpret_cast<Slot(*)[kFrontSlots]>(map_slots(kFronts * kFrontSlots));
+  // The fronts' slots, then as many Slot-sized records for their free sites (front_site).
+  g_front_slots = reinterpret_cast<Slot(*)[kFrontSlots]>(map_slots(2 * kFronts * kFrontSlots));
   if (!g_front_slots) return false;
   for (uint64_t f = 0; f < kFronts; ++f) {
     Shard& h = g_shards[kShards + f];
@@ -269,7 +279,7 @@ bool table_init() {
   }
   for (uint64_t i = 0; i < kShards; ++i) {
     Shard& s = g_shards[i];
-    s.slots = map_slots(kInitialSlots);
+    s.slots = map_shard_slots(kInitialSlots);
     if (!s.slots) return false;
     s.mask = kInitialSlots - 1;
     s.limit = limit_of(kInitialSlots);
@@ -294,14 +304,31 @@ void table_insert(const void* p, const BlockInfo& info) {
   table_insert_packed(a, pack(info));
 }
 
-Lookup table_release(const void* p, BlockInfo* info) {
-  Taken t = table_release_packed(reinterpret_cast<uint64_t>(p));
+Lookup table_release(const void* p, BlockInfo* info, uint64_t site) {
+  Taken t = table_release_packed(reinterpret_cast<uint64_t>(p), site);
   if (t.lookup == Lookup::kLive || t.lookup == Lookup::kReleased) *info = table_unpack(t.info);
   return t.lookup;
 }
 
 void table_restore(const void* p, const BlockInfo& info) {
   table_insert(p, info);
+}
+
+uint64_t table_free_site(const void* ptr) {
+  uint64_t p = reinterpret_cast<uint64_t>(ptr);
+  uint32_t n = g_fronts_used.load(std::memory_order_acquire);
+  for (uint32_t f = 0; f < n; ++f) {
+    Slot& slot = g_front_slots[f][front_index(p)];
+    if (front_key(slot) == (p | kReleasedBit)) return front_site(slot);
+  }
+  Shard& s = shard_of(p);
+  ShardLock lock(s);
+  if (!lock.taken()) return 0;
+  for (uint64_t i = home_of(p) & s.mask;; i = (i + 1) & s.mask) {
+    uint64_t k = s.slots[i].key;
+    if (k == (p | kReleasedBit)) return shard_site(s, i);
+    if (k == 0 || k == p) return 0;
+  }
 }
 
 bool table_find_container(const void* ptr, uint64_t reach, uint64_t* start, BlockInfo* info) {

@@ -14,6 +14,15 @@
 // slots for the blocks it allocated last (see "The front" below): a block allocated and
 // freed by one thread, while it keeps its front slot, never reaches a shard.
 //
+// Free sites: a release records the return address of the free / delete / realloc call that
+// made it (its "site"), so that a double free of an unguarded block can name where the block
+// was first freed (table_free_site; the report's free stack is that one frame: a full stack
+// would add a stack walk, or at best a walk-cache probe, to every free). The site is kept
+// beside the released entry, as long as the entry: a front slot's in a Slot-sized record
+// kFrontSiteOffset bytes after it, a shard slot's in an array of one word per slot after the
+// shard's slots (shard_site). One store per release; 8 more bytes per shard slot, 16 per
+// front slot (256 KiB); sys_map memory.
+//
 // Thread-safety: any thread. Async-signal-safety: a signal handler that allocates while its
 // thread holds a shard lock (or writes its front) only tries the lock; when that fails the
 // block is left untracked (counted; see table_complete()).
@@ -64,11 +73,16 @@ enum class Lookup : uint8_t { kLive, kReleased, kAbsent, kBusy, kNotTried };
 bool table_init();
 // Enters a live block (replacing a released entry of the same address, if any).
 void table_insert(const void* p, const BlockInfo& info);
-// Marks a live block released and returns kLive with its info; kReleased (with the info of
-// the released entry) for a block released before; kAbsent when the address is unknown;
-// kBusy when a nested call could not take the shard lock (nothing was changed; counted, so
-// that the exit leak scan knows the table still holds a freed block as live).
-Lookup table_release(const void* p, BlockInfo* info);
+// Marks a live block released (by the call at return address `site`) and returns kLive with
+// its info; kReleased (with the info of the released entry) for a block released before;
+// kAbsent when the address is unknown; kBusy when a nested call could not take the shard
+// lock (nothing was changed; counted, so that the exit leak scan knows the table still
+// holds a freed block as live).
+Lookup table_release(const void* p, BlockInfo* info, uint64_t site);
+// Where the released block at p was released (the `site` of its release), if the table
+// still knows: its front entry's, else the newest of its shard's ring. 0: not known. Error
+// path (looks at every front).
+uint64_t table_free_site(const void* p);
 // Makes a block released by table_release live again (a realloc that failed).
 void table_restore(const void* p, const BlockInfo& info);
 // Finds the live block that contains p at an offset (not its start): scans back at most
@@ -94,12 +108,15 @@ struct Taken {
   uint64_t info;  // the entry's packed info (kLive, kReleased)
   Lookup lookup;
 };
-inline Taken table_release_packed(uint64_t p);
-// table_release_packed without waiting and without a call: kNotTried, with nothing changed,
-// when the shard lock is held (by another thread, or by this one: a signal handler nested in
-// a table operation). The release paths of the fast mode then start again on the general
-// path, so that their common path keeps nothing live across a call.
-inline Taken table_try_release(uint64_t p);
+inline Taken table_release_packed(uint64_t p, uint64_t site);
+// table_release_packed without waiting and without a call: kLive (released) when p's shard
+// has it live, else kNotTried with nothing changed: when the shard lock is held (by another
+// thread, or by this one: a signal handler nested in a table operation), and when the shard
+// does not have p live (it may be live in another thread's front, released, or unknown: the
+// fronts are not looked at here). The release paths of the fast mode then start again on
+// the general path (table_release, which does look at the fronts), so that their common
+// path keeps nothing live across a call and needs no saved register.
+inline Taken table_try_release(uint64_t p, uint64_t site);
 
 namespace table_detail {
 
@@ -143,6 +160,18 @@ extern Slot (*g_front_slots)[kFrontSlots];
 // This thread's front (null: none, or not yet claimed: t_front_tried).
 extern __thread Slot* t_front __attribute__((tls_model("initial-exec")));
 
+// Free sites (see the top of this file). A front slot's site sits kFrontSiteOffset bytes
+// after the slot (the fronts' slots are mapped with room for a Slot-sized site record each
+// after them, so that the store takes no other register); a shard slot's in the word array
+// that follows the shard's mask + 1 slots (shard_site).
+inline constexpr uint64_t kFrontSiteOffset = kFronts * kFrontSlots * sizeof(Slot);
+inline uint64_t& front_site(Slot& slot) {
+  return *reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(&slot) + kFrontSiteOffset);
+}
+inline uint64_t& shard_site(Shard& s, uint64_t i) {
+  return reinterpret_cast<uint64_t*>(s.slots + s.mask + 1)[i];
+}
+
 // Blocks of one 16 KiB region of the heap share a shard and sit in consecutive slots (the
 // hash of the region plus the block's 32-byte index): blocks allocated together are looked
 // up together, in the same cache lines, where a hash of each address would cost a cache
@@ -174,18 +203,18 @@ inline Shard& shard_of(uint64_t p) {
 // signal handler that interrupted its thread inside the table (one try of the lock).
 bool make_room(Shard& s);
 void insert_nested(uint64_t p, uint64_t info);
-Taken release_nested(uint64_t p);
+Taken release_nested(uint64_t p, uint64_t site);
 
-// Places (key, info) in the first reusable slot of its chain. The caller holds the lock and
-// made room.
-inline void place(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
+// Places (key, info) in the first reusable slot of its chain; returns the slot's index. The
+// caller holds the lock and made room.
+inline uint64_t place(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
   for (uint64_t i = home & s.mask;; i = (i + 1) & s.mask) {
     uint64_t k = s.slots[i].key;
     if (k == 0 || (k & kReleasedBit) || k == key) {
       s.used += k == 0;
       s.slots[i].key = key;
       s.slots[i].info = info;
-      return;
+      return i;
     }
   }
 }
@@ -209,15 +238,16 @@ inline bool place_fast(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
   }
 }
 
-// Finds key p in its chain: kLive (marked released here), kReleased or kAbsent. The caller
-// holds the lock.
-inline Taken take(Shard& s, uint64_t p) {
+// Finds key p in its chain: kLive (marked released here, by the call at `site`), kReleased
+// or kAbsent. The caller holds the lock.
+inline Taken take(Shard& s, uint64_t p, uint64_t site) {
   for (uint64_t i = home_of(p) & s.mask;; i = (i + 1) & s.mask) {
     Slot& slot = s.slots[i];
     uint64_t k = slot.key;
     if (k == p) {
       slot.key = p | kReleasedBit;
       --s.live;
+      shard_site(s, i) = site;
       return {slot.info, Lookup::kLive};
     }
     if (k == (p | kReleasedBit)) return {slot.info, Lookup::kReleased};
@@ -282,8 +312,9 @@ void front_make_room(Slot& slot, uint64_t k);
 // Out of line: an insertion when the front cannot take it (none, a nested call).
 void front_insert_slow(uint64_t p, uint64_t info);
 // With the lock of p's shard held, after the shard did not find p live (t): p live in a
-// front is released there; else the released entry of a front, else t.
-Taken front_take(uint64_t p, Taken t);
+// front is released there (by the call at `site`); else the released entry of a front, else
+// t.
+Taken front_take(uint64_t p, Taken t, uint64_t site);
 
 }  // namespace table_detail
 
@@ -309,19 +340,26 @@ Taken front_take(uint64_t p, Taken t);
 }
 
 // The check fast mode's release of a block live in the thread's front: true (the block is
-// then released in the front) when same_family(its packed info).
+// then released in the front, by the call at `site`) when same_family(its packed info).
 template <typename SameFamily>
-[[gnu::always_inline]] inline bool table_release_front(uint64_t p, SameFamily same_family) {
+[[gnu::always_inline]] inline bool table_release_front(uint64_t p, uint64_t site,
+                                                       SameFamily same_family) {
   using namespace table_detail;
   Slot* f = t_front;
   if (__builtin_expect(!f || t_state.in_check, 0)) return false;
   Slot& slot = f[front_index(p)];
-  t_state.in_check = 1;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
+  // No nesting mark (`in_check`) around the release: a signal handler that runs on this
+  // thread meanwhile sees the slot holding p live, which no insertion or release of
+  // another address changes (an insertion then goes to its shard; another release finds
+  // another key), or, once the key is stored, a released entry with its site already
+  // stored, which an insertion may move into its shard whole. Only a release of p itself
+  // by the handler (freeing p twice at once) could pass twice, as on two threads.
   bool hit = slot.key == p && same_family(slot.info);
-  if (__builtin_expect(hit, 1)) set_front_key(slot, p | kReleasedBit);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  t_state.in_check = 0;
+  if (__builtin_expect(hit, 1)) {
+    front_site(slot) = site;
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // the site before the key
+    set_front_key(slot, p | kReleasedBit);
+  }
   return hit;
 }
 
@@ -339,7 +377,7 @@ template <typename SameFamily>
   unlock(s);
 }
 
-[[gnu::always_inline]] inline Taken table_try_release(uint64_t p) {
+[[gnu::always_inline]] inline Taken table_try_release(uint64_t p, uint64_t site) {
   using namespace table_detail;
   if (__builtin_expect(t_state.in_check, 0)) return {0, Lookup::kNotTried};
   Shard& s = shard_of(p);
@@ -350,19 +388,19 @@ template <typename SameFamily>
     t_state.in_check = 0;
     return {0, Lookup::kNotTried};
   }
-  Taken t = take(s, p);
-  if (__builtin_expect(t.lookup != Lookup::kLive, 0)) t = front_take(p, t);
+  Taken t = take(s, p, site);
   unlock(s);
+  if (__builtin_expect(t.lookup != Lookup::kLive, 0)) return {0, Lookup::kNotTried};
   return t;
 }
 
-[[gnu::always_inline]] inline Taken table_release_packed(uint64_t p) {
+[[gnu::always_inline]] inline Taken table_release_packed(uint64_t p, uint64_t site) {
   using namespace table_detail;
-  if (__builtin_expect(t_state.in_check, 0)) return release_nested(p);
+  if (__builtin_expect(t_state.in_check, 0)) return release_nested(p, site);
   Shard& s = shard_of(p);
   lock(s);
-  Taken t = take(s, p);
-  if (t.lookup != Lookup::kLive) t = front_take(p, t);
+  Taken t = take(s, p, site);
+  if (t.lookup != Lookup::kLive) t = front_take(p, t, site);
   unlock(s);
   return t;
 }

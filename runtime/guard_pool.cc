@@ -19,7 +19,6 @@ uint64_t g_pool_lo = 0, g_pool_size = 0;
 
 namespace {
 
-constexpr uint64_t kStride = kGuardMaxSize + kGuardPage;  // guard page + slot
 // Bytes before a block that carry the pattern (and are checked on release): underflows are
 // off-by-a-few writes; filling and checking the whole page head cost more than the rest.
 constexpr uint64_t kHeadPad = 256;
@@ -42,10 +41,26 @@ static_assert(sizeof(SlotMeta) == sizeof(format::CensusGuardSlot) &&
               offsetof(SlotMeta, size) == offsetof(format::CensusGuardSlot, size) &&
               kLive == format::kCensusGuardLive);
 
-SlotMeta* g_meta = nullptr;
-uint32_t* g_fifo = nullptr;  // free slots, oldest release first
-uint64_t g_fifo_head = 0, g_fifo_tail = 0;
+SlotMeta* g_meta = nullptr;  // kGuardSlots, the classes' slots one after the other
+
+// One size class's place in the pool: its slots are global indexes [first, first + slots),
+// its region [lo, lo + slots * stride) (each stride a guard page, then the slot).
+struct ClassPlace {
+  uint64_t lo = 0;      // offset from g_pool_lo
+  uint64_t stride = 0;  // kGuardPage + slot size
+  uint64_t slot_size = 0;
+  uint32_t first = 0, slots = 0;
+  uint32_t* fifo = nullptr;  // free slots (class-local indexes), oldest release first
+  uint64_t head = 0, tail = 0;
+};
+ClassPlace g_classes[kGuardClassCount];
 std::atomic<uint32_t> g_lock{0};
+
+static_assert([] {
+  uint32_t n = 0;
+  for (const GuardClass& c : kGuardClasses) n += c.slots;
+  return n == kGuardSlots;
+}());
 
 class PoolLock {
  public:
@@ -72,8 +87,20 @@ class PoolLock {
   bool taken_ = false;
 };
 
+// The class of global slot index i.
+int class_of_slot(uint32_t i) {
+  int c = 0;
+  while (c + 1 < kGuardClassCount && i >= g_classes[c + 1].first) ++c;
+  return c;
+}
+
 uint64_t slot_start(uint32_t i) {
-  return g_pool_lo + i * kStride + kGuardPage;
+  const ClassPlace& c = g_classes[class_of_slot(i)];
+  return g_pool_lo + c.lo + (i - c.first) * c.stride + kGuardPage;
+}
+
+uint64_t slot_end(uint32_t i) {
+  return slot_start(i) + g_classes[class_of_slot(i)].slot_size;
 }
 
 int protect(uint64_t a, uint64_t len, int prot) {
@@ -106,27 +133,58 @@ void describe(const SlotMeta& m, GuardBlock* b) {
   b->freed = m.state.load(std::memory_order_acquire) == kFreed;
 }
 
-// The slot index of an address inside the slots' pages; -1 for a guard page.
+// The (global) slot index of an address inside the slots' pages; -1 for a guard page or an
+// address outside the pool.
 int64_t slot_of(uint64_t a) {
   uint64_t rel = a - g_pool_lo;
-  if (rel % kStride < kGuardPage) return -1;
-  uint64_t i = rel / kStride;
-  return i < kGuardSlots ? static_cast<int64_t>(i) : -1;
+  for (const ClassPlace& c : g_classes) {
+    if (rel < c.lo) return -1;
+    uint64_t r = rel - c.lo;
+    if (r >= c.slots * c.stride) continue;
+    if (r % c.stride < kGuardPage) return -1;
+    return c.first + static_cast<int64_t>(r / c.stride);
+  }
+  return -1;
+}
+
+// The smallest class whose slot takes `size` bytes at alignment `align`, or -1.
+int class_for(uint64_t size, uint64_t align) {
+  for (int c = 0; c < kGuardClassCount; ++c) {
+    uint64_t room = kGuardClasses[c].slot_size;
+    // Right-aligned from the slot's end: alignments up to a page cost no room (slots start
+    // on a page), larger ones up to align - kGuardPage bytes.
+    if (size <= room && (align <= kGuardPage || size + align <= room)) return c;
+  }
+  return -1;
 }
 
 }  // namespace
 
 bool guard_init() {
-  g_pool_size = kGuardSlots * kStride + kGuardPage;
-  long r = syscall(SYS_mmap, nullptr, g_pool_size, PROT_NONE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  uint64_t size = 0;
+  uint32_t first = 0;
+  for (int i = 0; i < kGuardClassCount; ++i) {
+    ClassPlace& c = g_classes[i];
+    c.lo = size;
+    c.slot_size = kGuardClasses[i].slot_size;
+    c.stride = kGuardPage + c.slot_size;
+    c.first = first;
+    c.slots = kGuardClasses[i].slots;
+    c.fifo = static_cast<uint32_t*>(sys_map(c.slots * sizeof(uint32_t)));
+    if (!c.fifo) return false;
+    for (uint32_t k = 0; k < c.slots; ++k) c.fifo[k] = k;
+    c.head = 0;
+    c.tail = c.slots;
+    size += c.slots * c.stride;
+    first += c.slots;
+  }
+  size += kGuardPage;  // the guard after the last slot
+  long r = syscall(SYS_mmap, nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
   if (r < 0 && r > -4096) return false;
   g_meta = static_cast<SlotMeta*>(sys_map(kGuardSlots * sizeof(SlotMeta)));
-  g_fifo = static_cast<uint32_t*>(sys_map(kGuardSlots * sizeof(uint32_t)));
-  if (!g_meta || !g_fifo) return false;
-  for (uint32_t i = 0; i < kGuardSlots; ++i) g_fifo[i] = i;
-  g_fifo_head = 0;
-  g_fifo_tail = kGuardSlots;
+  if (!g_meta) return false;
+  g_pool_size = size;
   g_pool_lo = static_cast<uint64_t>(r);  // last: in_guard_pool() is false until here
   return true;
 }
@@ -135,20 +193,23 @@ void* guard_alloc(size_t size, size_t align, bool zero, uint8_t kind) {
   if (!g_pool_lo || size == 0 || size > kGuardMaxSize) return nullptr;
   if (align < 16) align = 16;
   if (align > kGuardMaxSize || (align & (align - 1))) return nullptr;
+  int ci = class_for(size, align);
+  if (ci < 0) return nullptr;
+  ClassPlace& c = g_classes[ci];
   uint32_t i;
   {
     PoolLock lock;
-    if (!lock.taken() || g_fifo_head == g_fifo_tail) return nullptr;
-    i = g_fifo[g_fifo_head++ % kGuardSlots];
+    if (!lock.taken() || c.head == c.tail) return nullptr;
+    i = c.first + c.fifo[c.head++ % c.slots];
     g_meta[i].state.store(kBusy, std::memory_order_relaxed);
   }
-  uint64_t lo = slot_start(i), end = lo + kGuardMaxSize;
+  uint64_t lo = slot_start(i), end = lo + c.slot_size;
   uint64_t block = (end - size) & ~(static_cast<uint64_t>(align) - 1);
   uint64_t first_page = block & ~(kGuardPage - 1);
   if (block < lo || protect(first_page, end - first_page, PROT_READ | PROT_WRITE) != 0) {
     PoolLock lock;  // give the slot back at the front of the order it had
     g_meta[i].state.store(kUnused, std::memory_order_relaxed);
-    g_fifo[g_fifo_tail++ % kGuardSlots] = i;
+    c.fifo[c.tail++ % c.slots] = i - c.first;
     return nullptr;
   }
   fill(block - kHeadPad > first_page ? block - kHeadPad : first_page, block);
@@ -193,7 +254,7 @@ GuardRelease guard_release(const void* ptr, uint32_t free_stack, GuardBlock* b, 
   uint8_t expected = kLive;
   if (!m.state.compare_exchange_strong(expected, kBusy, std::memory_order_acq_rel))
     return expected == kFreed ? GuardRelease::kDoubleFree : GuardRelease::kInvalid;
-  uint64_t lo = slot_start(static_cast<uint32_t>(idx)), end = lo + kGuardMaxSize;
+  uint64_t end = slot_end(static_cast<uint32_t>(idx));
   uint64_t first_page = p & ~(kGuardPage - 1);
   *bad = first_changed(p - kHeadPad > first_page ? p - kHeadPad : first_page, p);
   if (!*bad) *bad = first_changed(p + m.size, end);
@@ -204,9 +265,10 @@ GuardRelease guard_release(const void* ptr, uint32_t free_stack, GuardBlock* b, 
   syscall(SYS_mmap, first_page, end - first_page, PROT_NONE,
           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   m.state.store(kFreed, std::memory_order_release);
+  ClassPlace& c = g_classes[class_of_slot(static_cast<uint32_t>(idx))];
   PoolLock lock;
   // A nested release that cannot take the lock leaks the slot (it stays quarantined).
-  if (lock.taken()) g_fifo[g_fifo_tail++ % kGuardSlots] = static_cast<uint32_t>(idx);
+  if (lock.taken()) c.fifo[c.tail++ % c.slots] = static_cast<uint32_t>(idx) - c.first;
   return GuardRelease::kReleased;
 }
 
@@ -226,9 +288,10 @@ GuardFault guard_classify(uint64_t addr, GuardBlock* b) {
   }
   // A guard page: the block ending before it or the one starting after it, whichever is
   // live and nearer.
-  uint64_t page = (addr - g_pool_lo) / kStride;
-  const SlotMeta* left = page > 0 ? &g_meta[page - 1] : nullptr;
-  const SlotMeta* right = page < kGuardSlots ? &g_meta[page] : nullptr;
+  uint64_t page = addr & ~(kGuardPage - 1);
+  int64_t li = slot_of(page - 1), ri = slot_of(page + kGuardPage);
+  const SlotMeta* left = li >= 0 ? &g_meta[li] : nullptr;
+  const SlotMeta* right = ri >= 0 ? &g_meta[ri] : nullptr;
   auto usable = [](const SlotMeta* m) {
     if (!m) return 0;
     uint8_t st = m->state.load(std::memory_order_acquire);

@@ -1,9 +1,14 @@
 // GuardPool: sampled guard-page allocations for run --check, in the manner of GWP-ASan.
 //
 // Layout: one PROT_NONE reservation made with a raw mmap (the memory is the program's, not
-// the runtime's own), cut into kGuardSlots slots of kGuardSlotPages pages, each preceded by
-// an inaccessible guard page (and one after the last):
+// the runtime's own), cut into slots of three size classes, each slot preceded by an
+// inaccessible guard page (and one after the last):
 //     [guard][slot 0][guard][slot 1] ... [slot n-1][guard]
+// Classes (kGuardClasses): 4096 slots of 16 KiB, 256 of 256 KiB, 32 of 4 MiB, i.e. 273 MiB
+// of address space and no memory until used. A block goes to the smallest class it fits
+// (with its alignment); when that class has no free slot it is not guarded (it never takes
+// a larger class's slot: small long-lived blocks would starve the large ones). Blocks of
+// more than kGuardMaxSize (4 MiB) are never guarded: that is the documented upper limit.
 // A guarded block is right-aligned in its slot (as close to the next guard page as its
 // alignment allows); only the pages it touches are made accessible. The bytes between its
 // end and the guard page, and from its first page's start to the block, are filled with a
@@ -32,9 +37,17 @@ struct LiveCensus;
 namespace memcensus::rt {
 
 inline constexpr size_t kGuardPage = 4096;
-inline constexpr size_t kGuardSlotPages = 4;
-inline constexpr size_t kGuardMaxSize = kGuardSlotPages * kGuardPage;
-inline constexpr uint32_t kGuardSlots = 4096;
+// The size classes: slot size and number of slots, smallest first.
+struct GuardClass {
+  uint64_t slot_size;
+  uint32_t slots;
+};
+inline constexpr int kGuardClassCount = 3;
+inline constexpr GuardClass kGuardClasses[kGuardClassCount] = {
+    {16 * 1024, 4096}, {256 * 1024, 256}, {4 * 1024 * 1024, 32}};
+// The largest block that is guarded (the largest class's slot).
+inline constexpr size_t kGuardMaxSize = kGuardClasses[kGuardClassCount - 1].slot_size;
+inline constexpr uint32_t kGuardSlots = 4096 + 256 + 32;  // all classes'
 
 struct GuardBlock {
   uint64_t block = 0;
@@ -53,7 +66,7 @@ inline bool in_guard_pool(const void* p) {
 }
 
 // A guarded block of `size` bytes (1..kGuardMaxSize) aligned to `align` (power of two, 0:
-// 16), zeroed when `zero`, or null when no slot is free or it does not fit.
+// 16), zeroed when `zero`, or null when its class has no free slot or it does not fit.
 void* guard_alloc(size_t size, size_t align, bool zero, uint8_t kind);
 void guard_set_alloc_stack(const void* p, uint32_t stack);
 

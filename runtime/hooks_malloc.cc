@@ -84,6 +84,11 @@ void* real_aligned_alloc(size_t align, size_t size) {
   return __libc_memalign(align, size);
 }
 
+size_t real_usable_size(void* p) {
+  resolve();
+  return g_usable_size ? g_usable_size(p) : 0;
+}
+
 void resolve_libc_alloc() {
   resolve();
 }
@@ -173,7 +178,7 @@ namespace {
 }
 
 [[gnu::noinline]] void free_check(void* p, uint64_t ip, uint64_t sp, uint64_t rbp) {
-  check_release_fast(f::kFree, p, 0, 0, ip, sp, rbp);
+  check_release_fast<f::kFree>(p, 0, 0, ip, sp, rbp);
 }
 
 [[gnu::noinline]] void free_general(void* p, uint64_t ip, uint64_t sp, uint64_t rbp) {

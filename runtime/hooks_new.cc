@@ -158,7 +158,7 @@ size_t al(std::align_val_t a) {
 template <uint8_t kKind>
 [[gnu::noinline]] void delete_check(void* p, size_t size, size_t align, uint64_t ip, uint64_t sp,
                                     uint64_t rbp) {
-  check_release_fast(kKind, p, size, align, ip, sp, rbp);
+  check_release_fast<kKind>(p, size, align, ip, sp, rbp);
 }
 
 template <uint8_t kind>

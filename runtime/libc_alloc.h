@@ -19,6 +19,8 @@ namespace memcensus::rt {
 
 int real_posix_memalign(void** out, size_t align, size_t size);
 void* real_aligned_alloc(size_t align, size_t size);
+// glibc's malloc_usable_size of a block of its own (0 when it could not be looked up).
+size_t real_usable_size(void* p);
 // Does the dlsym lookups now (the runtime's constructor, before the program's code runs):
 // dlsym frees the calling thread's previous dl error string, and done lazily, under the
 // guard, inside a program's first posix_memalign, it would free the program's string

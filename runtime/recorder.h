@@ -29,6 +29,10 @@ namespace memcensus::rt {
 uint32_t record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
                             const StartFrame& from);
 void record_free_event(uint8_t kind, const void* p, size_t size, size_t align);
+// record_free_event returning p, for a caller that then frees p: `__libc_free(
+// record_free_passing(...))` keeps nothing live across the call (the check fast mode's
+// release, check.h).
+void* record_free_passing(uint8_t kind, void* p, size_t size, size_t align);
 
 // --sample: true when an allocation of `size` bytes is not to be recorded. Hooks ask before
 // anything else and then only forward the call (one TLS subtraction, no frame walk, no
@@ -60,6 +64,10 @@ uint32_t record_realloc(uint8_t kind, const void* old, const void* p, size_t siz
 // run --check. The stack of the hook's caller, interned (its record is written by the
 // writer) without an event: the allocation or release stack of a guarded block. Returns its id.
 uint32_t record_stack(const StartFrame& from);
+// run --check. A stack of the given frames (return addresses, innermost first), interned
+// as record_stack interns a walked one: the one-frame free stack of an unguarded block
+// (check_table.h, table_free_site). Returns its id (0: none).
+uint32_t record_frames(const uint64_t* ips, uint32_t n);
 
 // run --check: one format::kCheckError record. Its stack is captured from `from`, or, when
 // `from` is null, from the signal context `uc` (a ucontext_t of a fault); returns its id.

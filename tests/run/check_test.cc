@@ -79,10 +79,18 @@ void expect_case(const std::string& program, const Case& c) {
 TEST(Check, CErrors) {
   std::string fx = mctest::fixture("check_c");
   const std::vector<Case> cases = {
-      {"double-free", false, "double-free", 0, "double_free_case", "allocate_block", ""},
+      {"double-free", false, "double-free", 0, "double_free_case", "allocate_block",
+       "release_block"},
+      // The first free's site (the one frame the table keeps for an unguarded block),
+      // remembered beside the thread's recent blocks, or after them in the table's ring.
+      {"double-free-site", false, "double-free", 0, "double_free_site_case", "allocate_block",
+       "free_first"},
+      {"double-free-later", false, "double-free", 0, "double_free_later_case", "allocate_block",
+       "free_first"},
       {"interior-free", false, "invalid-free", 0, "interior_free_case", "allocate_block", ""},
       {"static-free", false, "invalid-free", 0, "static_free_case", "", ""},
-      {"realloc-freed", false, "double-free", 0, "realloc_freed_case", "allocate_block", ""},
+      {"realloc-freed", false, "double-free", 0, "realloc_freed_case", "allocate_block",
+       "release_block"},
       {"off-by-one", true, "heap-overflow", 0, "release_block", "allocate_block",
        "off_by_one_case"},
       {"underflow-write", true, "heap-underflow", 0, "release_block", "allocate_block",
@@ -94,11 +102,45 @@ TEST(Check, CErrors) {
       // Blocks allocated by a thread that has exited since (the check fast path of the
       // thread that frees them must find them as it finds its own).
       {"cross-thread-double-free", false, "double-free", 0, "cross_thread_double_free_case",
-       "allocate_block", ""},
+       "allocate_block", "release_block"},
       {"cross-thread-interior-free", false, "invalid-free", 0, "cross_thread_interior_free_case",
        "allocate_block", ""},
   };
   for (const Case& c : cases) expect_case(fx, c);
+}
+
+// --guard-rate 1 guards every allocation: realloc's new blocks, the aligned allocators'
+// blocks, and blocks of more than the pool's small slots (up to 4 MiB).
+TEST(Check, GuardsEveryKindOfAllocation) {
+  std::string fx = mctest::fixture("check_c");
+  const std::vector<Case> cases = {
+      {"realloc-overflow", true, "heap-overflow", 139, "realloc_overflow_case", "grow_block", ""},
+      {"realloc-use-after-free", true, "use-after-free", 139, "realloc_use_after_free_case",
+       "allocate_block", "grow_block"},
+      {"large-overflow", true, "heap-overflow", 139, "large_overflow_case", "allocate_block", ""},
+      {"large-underflow", true, "heap-underflow", 139, "large_underflow_case", "allocate_block",
+       ""},
+      {"aligned-overflow", true, "heap-overflow", 139, "aligned_overflow_case", "allocate_aligned",
+       ""},
+  };
+  for (const Case& c : cases) expect_case(fx, c);
+}
+
+// Guarded or not, realloc keeps the contents and the aligned allocators their alignment and
+// usable size: the fixture checks them itself and prints what it found.
+TEST(Check, GuardedBlocksKeepTheAllocatorsContract) {
+  std::vector<std::string> argv = {mctest::fixture("check_c"), "realloc-contract"};
+  mctest::Result plain = mctest::run(argv);
+  ASSERT_EQ(plain.status, 0);
+  EXPECT_EQ(plain.out.find(" 0"), std::string::npos) << plain.out;
+  for (const char* rate : {"1", "3"}) {
+    SCOPED_TRACE(std::string("--guard-rate ") + rate);
+    mctest::Traced t = mctest::traced(argv, {"--check", "--guard-rate", rate});
+    EXPECT_EQ(t.status, 0);
+    EXPECT_EQ(t.out, plain.out);
+    ASSERT_FALSE(t.report.is_null());
+    EXPECT_EQ(t.report["errors"].size(), 0u) << t.report["errors"].dump(1);
+  }
 }
 
 TEST(Check, CxxErrors) {
@@ -112,9 +154,9 @@ TEST(Check, CxxErrors) {
        "single_then_delete_array", ""},
       {"aligned-delete", false, "mismatched-free", 0, "aligned_then_plain_delete",
        "aligned_then_plain_delete", ""},
-      {"double-delete", false, "double-free", 0, "double_delete", "double_delete", ""},
+      {"double-delete", false, "double-free", 0, "double_delete", "double_delete", "double_delete"},
       {"double-delete-array", false, "double-free", 0, "double_delete_array", "double_delete_array",
-       ""},
+       "double_delete_array"},
       {"array-overflow", true, "heap-overflow", 139, "array_overflow", "array_overflow", ""},
       {"use-after-delete", true, "use-after-free", 139, "use_after_delete", "use_after_delete",
        "use_after_delete"},
