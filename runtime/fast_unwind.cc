@@ -1,6 +1,7 @@
 #include "runtime/fast_unwind.h"
 
 #include <link.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <atomic>
@@ -398,7 +399,17 @@ Slot* g_cache = nullptr;
 
 }  // namespace
 
+namespace {
+bool g_check_suffix = false;  // fast_unwind_checking_suffixes
+}  // namespace
+
+bool fast_unwind_checking_suffixes() {
+  return g_check_suffix;
+}
+
 bool fast_unwind_init() {
+  const char* check = getenv("MEMCENSUS_CHECK_SUFFIX");
+  g_check_suffix = check && check[0] == '1';
   g_cache = static_cast<Slot*>(sys_map(kSlots * sizeof(Slot)));
   return g_cache != nullptr;
 }
@@ -463,6 +474,215 @@ int walk_frames(const StartFrame& start, uint64_t* ips, int max, UnwindRead* rea
 }
 
 }  // namespace
+
+// ---- Recorded walks and suffix hits ----------------------------------------------------------
+// The state of a walk at a frame boundary (before frame k's rule is applied) is its ip, sp
+// and RBP; what it does from there on is a function of that state, of the rules and of the
+// stack words it reads from there on. Its RBP matters only when a CFA is computed from it
+// before a rule reloads RBP from the stack (rest_needs_rbp).
+//
+// Suffix hit: a walk at boundary n whose ip and sp are those of a prior walk P at its
+// boundary j, whose RBP equals P's there when P's rest needs it, and which finds every word
+// P logged from j on unchanged, would read the same words and compute the same frames as P
+// did from j: its frames n.. are P's frames j.., exactly. The words P logged from j on are
+// all the rest depends on (walk_frames' contract), except the saved RBP P held at j, which
+// P logs only where its rest uses it: its value is compared instead, and when P had not
+// logged it yet (kMarkPending) the walk must hold it from the same address (that word is
+// then among P's rest's reads, and this walk read it already). Every word checked is one a
+// full walk would read at that point: its address comes from the matched state and the
+// words checked before it. Frame limits: P's rest is taken whole only when P ended at the
+// outermost frame within `max` frames of this walk, or when P stopped at `max` frames and
+// so does this walk.
+//
+// Candidates come from the caller's index of prior frames by (ip, sp): one probe per frame
+// walked. A prior walk whose words were found changed at read i is ruled out at its
+// boundaries whose rest starts at or before i (the walk remembers the last such walk), and
+// the words of at most kMaxSuffixTries candidates are checked per walk.
+namespace {
+
+constexpr int kMaxSuffixTries = 4;
+
+// Turns the read indexes the walk noted in marks[0, n) into rest_reads (it logged `nreads`
+// words in all).
+void count_rest_reads(FrameMark* marks, int n, int nreads) {
+  for (int k = 0; k < n; ++k)
+    marks[k].rest_reads = static_cast<uint16_t>(nreads - marks[k].rest_reads);
+}
+
+// Whether the walk from P's boundary j computes a CFA from the RBP it holds there (before a
+// rule reloads RBP from the stack). The outermost frame's flags are 0: no CFA is computed.
+bool rest_needs_rbp(const PriorWalk& p, uint32_t j) {
+  for (uint32_t q = j; q < p.nframes; ++q) {
+    uint8_t f = p.marks[q].flags;
+    if (f & kMarkCfaRbp) return true;
+    if (f & kMarkRbpSaved) return false;
+  }
+  return false;
+}
+
+// The walk state at a boundary.
+struct WalkState {
+  uint64_t ip, sp, rbp, rbp_at;
+  bool pending, start_used;
+  int n, nr;
+};
+
+// True when the walk in `s` may take P's frames from boundary j on (see above), P's words
+// checked; *needs: whether that rest uses the RBP. *changed: the read of P found changed
+// (else left alone).
+bool suffix_matches(const WalkState& s, const PriorWalk& p, uint32_t j, int max, bool* needs,
+                    uint32_t* changed) {
+  const FrameMark& m = p.marks[j];
+  uint32_t total = static_cast<uint32_t>(s.n) + (p.nframes - j);
+  if (p.complete ? total > static_cast<uint32_t>(max) : total != static_cast<uint32_t>(max))
+    return false;
+  *needs = rest_needs_rbp(p, j);
+  if (*needs) {
+    if (s.rbp != m.rbp) return false;
+    if ((m.flags & kMarkPending) && s.rbp_at != m.rbp_at) return false;
+  }
+  const UnwindRead* end = p.reads + p.nreads;
+  for (const UnwindRead* r = end - m.rest_reads; r != end; ++r) {
+    if (*reinterpret_cast<const uint64_t*>(r->addr) != r->value) {
+      *changed = static_cast<uint32_t>(r - p.reads);
+      return false;
+    }
+  }
+  return true;
+}
+
+// Completes the walk in `s` with P's frames, reads and marks from boundary j on (`needs`:
+// whether they use the RBP held at j); returns the depth.
+int take_suffix(WalkState& s, const PriorWalk& p, uint32_t j, bool needs, uint64_t* ips,
+                WalkRecord* rec) {
+  const FrameMark& m = p.marks[j];
+  const uint32_t rest = p.nframes - j;
+  const int n = s.n;
+  memcpy(ips + n, p.ips + j, rest * sizeof(uint64_t));
+  bool pending = s.pending;
+  if (needs && !(m.flags & kMarkPending)) {
+    if (s.rbp_at == 0) {
+      s.start_used = true;
+    } else if (s.pending) {  // a full walk logs it where P's rest first uses its RBP
+      if (s.nr < rec->cap) rec->reads[s.nr] = UnwindRead{s.rbp_at, s.rbp};
+      ++s.nr;
+      pending = false;
+    }
+  } else if (needs) {
+    pending = true;  // P's rest logs the word at rbp_at
+  }
+  const uint32_t rest_reads = m.rest_reads;
+  const int total = n + static_cast<int>(rest);
+  const int nr = s.nr + static_cast<int>(rest_reads);
+  rec->start_rbp_used = s.start_used;
+  rec->complete = p.complete;
+  if (nr > rec->cap || total > rec->cap + 1) {
+    rec->nreads = -1;
+    return total;
+  }
+  memcpy(rec->reads + s.nr, p.reads + (p.nreads - rest_reads), rest_reads * sizeof(UnwindRead));
+  FrameMark* out = rec->marks + n;
+  memcpy(out, p.marks + j, rest * sizeof(FrameMark));
+  out[0] =
+      FrameMark{s.sp, s.rbp, s.rbp_at, static_cast<uint16_t>(rest_reads),
+                static_cast<uint8_t>((m.flags & ~kMarkPending) | (pending ? kMarkPending : 0))};
+  count_rest_reads(rec->marks, n, nr);
+  rec->nreads = nr;
+  return total;
+}
+
+int walk_recorded(const StartFrame& start, uint64_t* ips, int max, WalkRecord* rec,
+                  const PriorWalks* prior, SuffixTaken* taken) {
+  WalkState s{start.ip, start.sp, start.rbp, 0, false, false, 0, 0};
+  const int cap = rec->cap;
+  UnwindRead* reads = rec->reads;
+  FrameMark* marks = rec->marks;
+  int tries = prior ? kMaxSuffixTries : 0;
+  uint32_t failed_walk = ~0u, failed_read = 0;
+  *taken = SuffixTaken{0, 0};
+  rec->complete = false;
+  while (s.n < max) {
+    if (tries > 0) {
+      uint16_t e = prior->index[prior_slot(s.ip, s.sp)];
+      uint32_t w = e >> 8, j = e & 0xff;
+      const PriorWalk& p = prior->walks[w];
+      if (j < p.nframes && p.marks[j].sp == s.sp && p.ips[j] == s.ip && w != prior->skip &&
+          !(w == failed_walk && p.nreads - p.marks[j].rest_reads <= failed_read)) {
+        --tries;
+        uint32_t changed = ~0u;
+        bool needs = false;
+        if (suffix_matches(s, p, j, max, &needs, &changed)) {
+          *taken = SuffixTaken{static_cast<int>(p.nframes - j), p.id};
+          return take_suffix(s, p, j, needs, ips, rec);
+        }
+        if (changed != ~0u) failed_walk = w, failed_read = changed;
+      }
+    }
+    const int k = s.n;
+    if (k <= cap)
+      marks[k] = FrameMark{s.sp, s.rbp, s.rbp_at, static_cast<uint16_t>(s.nr <= cap ? s.nr : cap),
+                           static_cast<uint8_t>(s.pending ? kMarkPending : 0)};
+    ips[s.n++] = s.ip;
+    uint64_t rule = rule_for(s.ip);
+    if (__builtin_expect((rule & (kUsable | kOutermost)) != kUsable, 0)) {
+      if (!(rule & kUsable)) return -1;
+      rec->complete = true;
+      break;  // outermost frame
+    }
+    uint8_t flags = 0;
+    uint64_t base = s.sp;
+    if (rule & kCfaRbp) {
+      flags |= kMarkCfaRbp;
+      base = s.rbp;
+      if (s.rbp_at == 0) {
+        s.start_used = true;
+      } else if (s.pending) {
+        if (s.nr < cap) reads[s.nr] = UnwindRead{s.rbp_at, s.rbp};
+        ++s.nr;
+        s.pending = false;
+      }
+    }
+    uint64_t cfa = base + ((rule >> 8) & 0xffffff);
+    if (__builtin_expect(cfa - s.sp - 1 >= (64u << 20) || (cfa & 7), 0)) return -1;
+    if (rule & kRbpSaved) {
+      flags |= kMarkRbpSaved;
+      s.rbp_at =
+          cfa + static_cast<uint64_t>(static_cast<int64_t>(static_cast<int16_t>(rule >> 32)));
+      s.rbp = *reinterpret_cast<const uint64_t*>(s.rbp_at);
+      s.pending = true;
+    }
+    if (k <= cap) marks[k].flags |= flags;
+    s.ip = *reinterpret_cast<const uint64_t*>(cfa - 8);
+    if (s.nr < cap) reads[s.nr] = UnwindRead{cfa - 8, s.ip};
+    ++s.nr;
+    s.sp = cfa;
+    if (s.ip == 0) {
+      rec->complete = true;
+      break;
+    }
+  }
+  rec->start_rbp_used = s.start_used;
+  rec->nreads = s.nr <= cap && s.n <= cap + 1 ? s.nr : -1;
+  if (rec->nreads >= 0) count_rest_reads(marks, s.n, s.nr);
+  return s.n;
+}
+
+}  // namespace
+
+int fast_unwind_recorded(const StartFrame& start, uint64_t* ips, int max, WalkRecord* rec,
+                         const PriorWalks* prior, SuffixTaken* taken) {
+  int n = walk_recorded(start, ips, max, rec, prior, taken);
+  if (__builtin_expect(g_check_suffix, 0) && taken->frames > 0) {
+    uint64_t full[256];
+    int m = walk_frames<false>(start, full, max < 256 ? max : 256, nullptr, 0, nullptr, nullptr);
+    if (m != n || memcmp(full, ips, static_cast<size_t>(n) * sizeof(uint64_t)) != 0) {
+      static const char kMsg[] = "memcensus: a suffix hit differs from the full walk\n";
+      sys_write_all(2, kMsg, sizeof kMsg - 1);
+      abort();
+    }
+  }
+  return n;
+}
 
 int fast_unwind(const StartFrame& start, uint64_t* ips, int max, UnwindRead* reads, int reads_cap,
                 int* nreads, bool* start_rbp_used) {

@@ -47,15 +47,23 @@ struct Record {
   bool nested;
 };
 
-// The stack of the hook's caller in `ips`: CFI walk (logging the words it read in `reads`
-// when given), or libunwind when that fails (then our own frames, up to the caller's return
-// address, are dropped, and *nreads is -1: such a walk is not cached). Returns the depth.
-uint32_t walk(const StartFrame& from, uint64_t* ips, UnwindRead* reads, int reads_cap, int* nreads,
-              bool* rbp_used) {
+// The stack of the hook's caller in `ips`: CFI walk (logged in `rec` when given, with its
+// marks when rec->marks is set, then taking the outer frames of a `prior` walk where it can:
+// *taken), or libunwind when that fails (then our own frames, up to the caller's
+// return address, are dropped, and rec->nreads is -1: such a walk is not cached). Returns
+// the depth.
+uint32_t walk(const StartFrame& from, uint64_t* ips, WalkRecord* rec, const PriorWalks* prior,
+              SuffixTaken* taken) {
   int max = static_cast<int>(g_config.stack_depth);
-  int n = fast_unwind(from, ips, max, reads, reads_cap, nreads, rbp_used);
+  int n;
+  if (rec && rec->marks)
+    n = fast_unwind_recorded(from, ips, max, rec, prior, taken);
+  else if (rec)
+    n = fast_unwind(from, ips, max, rec->reads, rec->cap, &rec->nreads, &rec->start_rbp_used);
+  else
+    n = fast_unwind(from, ips, max);
   if (n >= 0) return static_cast<uint32_t>(n);
-  if (nreads) *nreads = -1;
+  if (rec) rec->nreads = -1;
   void* frames[kMaxStackDepth + kRuntimeFrames];
   n = unw_backtrace(frames, max + kRuntimeFrames);
   int start = 0;
@@ -71,36 +79,44 @@ uint32_t walk(const StartFrame& from, uint64_t* ips, UnwindRead* reads, int read
   return depth;
 }
 
-// The walk of capture_stack when the WalkCache has no answer: a full walk (its reads
-// logged into `entry`, emptied first, when given), the thread's stack memo or else the
-// StackTable lookup (a new stack's record is written later by the writer thread). Runs with
-// `unwinding` set; clears it.
+// The walk of capture_stack when the WalkCache has no answer: a walk (recorded into
+// `entry`, emptied first, when given; it takes the outer frames of another entry's walk
+// where it can), the thread's stack memo or else the StackTable lookup (a new stack's record
+// is written later by the writer thread). Runs with `unwinding` set; clears it.
 [[gnu::noinline]] uint32_t capture_stack_walk(ThreadState& t, bool nested, const StartFrame& from,
                                               WalkCache* cache, WalkCacheEntry* entry) {
   ErrnoKeeper keep;  // the loader's list, libunwind and new StackTable blocks may set errno
   uint64_t ips[kMaxStackDepth];
-  int nreads = -1;
-  bool rbp_used = true;
-  if (entry) entry->ip = 0;
-  uint32_t depth = walk(from, ips, entry ? entry->reads : nullptr, kWalkCacheReads,
-                        entry ? &nreads : nullptr, &rbp_used);
+  PriorWalks prior{};
+  WalkRecord rec{nullptr, nullptr, kWalkCacheReads, -1, true, false};
+  bool recorded = false;
+  if (entry) {
+    prior = walk_cache_begin(*cache, entry);
+    recorded = walk_cache_suffix_on(*cache);
+    rec.reads = entry->reads;
+    rec.marks = recorded ? entry->marks : nullptr;
+  }
+  SuffixTaken taken{0, 0};
+  uint32_t depth = walk(from, ips, entry ? &rec : nullptr, &prior, &taken);
+  const uint32_t walked = depth - static_cast<uint32_t>(taken.frames);
+  if (recorded) walk_cache_suffix_count(*cache, walked, static_cast<uint32_t>(taken.frames));
   bool is_new = false;
-  uint64_t hash = stack_hash(ips, depth);
   uint32_t id = 0;
-  if (cache)
-    id = stack_memo_find(*cache, hash, [&](uint32_t known) { return stack_is(known, ips, depth); });
+  auto same = [&](uint32_t known) { return stack_is(known, ips, depth); };
+  // A suffix hit's stack is looked for under its suffix key first (no hash over all frames).
+  uint64_t key = taken.frames > 0 ? stack_memo_suffix_key(ips, walked, taken) : 0;
+  if (key) id = stack_memo_find(*cache, key, same);
   if (id == 0) {
-    id = stack_intern(ips, depth, hash, nested, &is_new);
-    if (cache && id != 0) stack_memo_put(*cache, hash, id);
+    uint64_t hash = stack_hash(ips, depth);
+    if (cache) id = stack_memo_find(*cache, hash, same);
+    if (id == 0) {
+      id = stack_intern(ips, depth, hash, nested, &is_new);
+      if (cache && id != 0 && !key) stack_memo_put(*cache, hash, id);
+    }
+    if (key && id != 0) stack_memo_put(*cache, key, id);
   }
-  if (entry && id != 0 && nreads >= 0) {
-    entry->sp = from.sp;
-    entry->rbp = from.rbp;
-    entry->rbp_mask = rbp_used ? ~0ull : 0;
-    entry->id = id;
-    entry->nreads = static_cast<uint32_t>(nreads);
-    entry->ip = from.ip;
-  }
+  if (entry && id != 0 && rec.nreads >= 0)
+    walk_cache_fill(*cache, entry, from, rec, ips, depth, walked, id);
   t.unwinding = 0;
   return id;
 }

@@ -1,6 +1,7 @@
 // Stacks on binaries without frame pointers: the top site names the right functions in
 // the right order, from the allocating function out to main.
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <algorithm>
 
@@ -91,6 +92,28 @@ TEST(Stacks, EveryPathOfARecursionKeepsItsOwnStack) {
     EXPECT_EQ(site["bytes"], kRounds * (16 + path)) << site.dump(1);
   }
   EXPECT_EQ(sites, 1 << kDepth);
+}
+
+// Suffix hits (runtime/fast_unwind.cc): under MEMCENSUS_CHECK_SUFFIX=1 the runtime walks
+// every stack it took in part from an earlier walk again in full and aborts the program on
+// any difference. Recursions (many paths to one call site), two callers of one frame, C++
+// and Rust without frame pointers.
+TEST(Stacks, SuffixHitsEqualFullWalks) {
+  setenv("MEMCENSUS_CHECK_SUFFIX", "1", 1);
+  std::vector<std::vector<std::string>> programs = {
+      {mctest::fixture("tree_paths"), "40", "7"},
+      {mctest::fixture("tree_paths"), "3", "12"},
+      {mctest::fixture("two_callers"), "5000"},
+      {mctest::fixture("stacks")},
+  };
+  if (std::string rust = MC_RUST_FIXTURE; !rust.empty())
+    programs.push_back({rust, mctest::scratch_dir() + "/t.json", "0300"});
+  for (const auto& argv : programs) {
+    auto t = mctest::traced(argv);
+    EXPECT_EQ(t.status, 0) << argv[0];
+    EXPECT_FALSE(t.report["top_sites"].empty()) << argv[0];
+  }
+  unsetenv("MEMCENSUS_CHECK_SUFFIX");
 }
 
 TEST(Stacks, RustWithoutFramePointersReachesMain) {
