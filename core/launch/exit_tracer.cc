@@ -82,7 +82,8 @@ pid_t tgid_of(pid_t tid) {
 // Stops a traced, running thread (PTRACE_INTERRUPT) and waits for the stop. Returns false
 // if it is gone; else sets `pending` to the signal it was about to receive (0 for none), to
 // be handed back when it is resumed or detached.
-bool interrupt_and_wait(pid_t tid, int& pending) {
+// `event`, when given, is set to the ptrace event of the stop waited for (0: none).
+bool interrupt_and_wait(pid_t tid, int& pending, int* event = nullptr) {
   if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) return false;
   int st = 0;
   pid_t r;
@@ -91,6 +92,7 @@ bool interrupt_and_wait(pid_t tid, int& pending) {
   } while (r < 0 && errno == EINTR);
   if (r != tid || !WIFSTOPPED(st)) return false;
   pending = (st >> 16) == 0 ? WSTOPSIG(st) : 0;
+  if (event) *event = st >> 16;
   return true;
 }
 
@@ -172,13 +174,24 @@ class ExitTracer {
   // When the command has exited, its descendants that still run are let go: each is stopped
   // just long enough to detach it (with any signal it was about to receive), so that
   // memcensus does not wait for them, nor kill them when it exits.
+  // A descendant stopped at a fork, vfork or clone its tracer has not seen yet has a new
+  // child, traced too (it started stopped): it is let go as well, or memcensus's exit would
+  // kill it (PTRACE_O_EXITKILL): a background `(sleep 3; touch f) &` then touched f at once.
   void release_descendants() {
-    for (pid_t t : tracees_) {
-      int sig = 0;
-      if (!interrupt_and_wait(t, sig)) continue;
+    std::vector<pid_t> todo(tracees_.begin(), tracees_.end());
+    tracees_.clear();
+    while (!todo.empty()) {
+      pid_t t = todo.back();
+      todo.pop_back();
+      int sig = 0, event = 0;
+      if (!interrupt_and_wait(t, sig, &event)) continue;
+      unsigned long child = 0;
+      if ((event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK ||
+           event == PTRACE_EVENT_CLONE) &&
+          ptrace(PTRACE_GETEVENTMSG, t, nullptr, &child) == 0 && child != 0)
+        todo.push_back(static_cast<pid_t>(child));
       ptrace(PTRACE_DETACH, t, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
     }
-    tracees_.clear();
   }
 
   bool in_target(pid_t tid) {
