@@ -7,10 +7,10 @@
 // Used in two ways: HeapAnalysis or HeapDetails alone make one for themselves when events
 // first reach them; analyse_trace (report/analysis_report.h) feeds one HeapPass attached to
 // both through HeapAnalyses, so a trace is ordered and matched once.
-// Memory: about two rounds of events (48 bytes each, kept in the reader's batches when they come in
-// time order, else copied into one buffer and applied by merging its threads' runs, so
-// ordering costs O(events x log threads) and no sort) + live blocks (40 bytes each, table at most
-// half full) + sites + threads. Not thread-safe.
+// Memory: two to three rounds of events (the round read, the one waiting, and what waits longer;
+// 48 bytes each, kept in the reader's batches when it gives their owner, else copied into a buffer
+// and applied by merging its threads' runs, so ordering costs O(events x log threads) and no sort)
+// + live blocks (40 bytes each, table at most half full) + sites + threads. Not thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -90,8 +90,8 @@ class HeapPass {
   void add_lane(const TraceLane& l) {
     if (l.index == threads_.size()) threads_.push_back(Thread{l.stream, l.tid});
   }
-  // Packed events in time order whose owner is given are kept where they are until the
-  // round ends (no copy); others are copied into the round's buffer.
+  // Packed events whose owner is given are kept where they are until they are applied, a
+  // round or more later (no copy); others are copied into the round's buffer.
   void add(std::span<const PackedEvent> events, const PackedInfo& info);
   // The writer's round ended: applies, in time order, the events read so far that no event
   // read later can precede (heap_pass.cc, "Rounds and order"); the others wait.
@@ -132,8 +132,8 @@ class HeapPass {
   void copy_pieces();                   // moves pieces_ into round_
   std::unique_ptr<PassEvent[]> round_;  // the round's events: round_size_ of round_cap_
   size_t round_size_ = 0, round_cap_ = 0;
-  // Or, while the round is in time order and its events are owned by the reader (then
-  // round_size_ is 0): the spans it was given, kept alive by their owners.
+  // Or, while every batch of the round came with its owner (then round_size_ is 0): the
+  // spans it was given, kept alive by their owners.
   struct Piece {
     std::shared_ptr<const void> owner;
     const PassEvent* events;
