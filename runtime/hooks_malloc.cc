@@ -113,15 +113,10 @@ namespace {
 // malloc, calloc and free are split: the exported hook only dispatches on g_fast_mode
 // (tail calls: no saved registers, no frame beyond the frame pointer), an unsampled call
 // under --sample goes straight to glibc, and the recording and general paths run out of
-// line with the caller's registers as arguments. callgrind, `bench_storm 200000 1` (whole
+// line with the caller's registers as arguments (malloc and free record through
+// malloc_recorded / free_recorded, recorder.h). callgrind, `bench_storm 200000 1` (whole
 // process): under --sample 524288 51.8 M -> 41.2 M instructions (native 29.9 M), recording
 // everything 107.6 M -> 109.5 M (the extra jump into the out-of-line path).
-[[gnu::noinline]] void* malloc_record(size_t n, const uint64_t* fp) {
-  void* p = __libc_malloc(n);
-  record_alloc_event(f::kMalloc, p, n, 0,
-                     StartFrame{fp[1], reinterpret_cast<uint64_t>(fp) + 16, fp[0]});
-  return p;
-}
 
 [[gnu::noinline]] void* malloc_general(size_t n, uint64_t ip, uint64_t sp, uint64_t rbp) {
   StartFrame from{ip, sp, rbp};
@@ -147,11 +142,6 @@ namespace {
   void* p = __libc_calloc(n, m);
   record_alloc(f::kCalloc, p, total, 0, from);
   return p;
-}
-
-[[gnu::noinline]] void free_record(void* p) {
-  record_free_event(f::kFree, p, 0, 0);
-  __libc_free(p);
 }
 
 // The check fast mode (check.h): as checked_alloc / checked_free for a call that is neither
@@ -195,7 +185,7 @@ MEMCENSUS_EXPORT void* malloc(size_t n) {
   if (__builtin_expect(!t_state.guard, 1)) {
     uint8_t mode = g_fast_mode;
     if (__builtin_expect(mode == kRecordAll, 1))
-      return malloc_record(n, static_cast<const uint64_t*>(__builtin_frame_address(0)));
+      return malloc_recorded(n, static_cast<const uint64_t*>(__builtin_frame_address(0)));
     if (mode == kSampleAll && sample_skips(n)) return __libc_malloc(n);
     if (mode == kCheckAll) return malloc_check(n, FROM_ARGS);
   }
@@ -256,7 +246,7 @@ MEMCENSUS_EXPORT void free(void* p) {
   void (*next)(void*, uint64_t, uint64_t, uint64_t) = free_general;
   if (__builtin_expect(!t_state.guard, 1)) {
     uint8_t mode = g_fast_mode;
-    if (__builtin_expect(mode == kRecordAll, 1)) return free_record(p);
+    if (__builtin_expect(mode == kRecordAll, 1)) return free_recorded(p);
     if (mode == kSampleAll && sample_set_lacks(p)) return __libc_free(p);
     if (mode == kCheckAll) next = free_check;
   }

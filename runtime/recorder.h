@@ -36,6 +36,11 @@ void record_free_event(uint8_t kind, const void* p, size_t size, size_t align);
 // record_free_passing(...))` keeps nothing live across the call (the check fast mode's
 // release, check.h).
 void* record_free_passing(uint8_t kind, void* p, size_t size, size_t align);
+// malloc's and free's recording paths whole: the real call and the record in one function
+// (one call from the hook; the record is built inline). `fp` is the malloc hook's frame
+// pointer: its caller's frame is fp[0], its return address fp[1].
+void* malloc_recorded(size_t n, const uint64_t* fp);
+void free_recorded(void* p);
 
 // --sample: true when an allocation of `size` bytes is not to be recorded. Hooks ask before
 // anything else and then only forward the call (one TLS subtraction, no frame walk, no
