@@ -24,7 +24,11 @@ namespace {
 
 // One event or check-error record (stack records are the writer's: stack_table.h).
 constexpr size_t kRecordBuf = 192;
-constexpr int kRuntimeFrames = 8;  // upper bound of our own frames above the hook's caller
+// An upper bound of our own frames above the hook's caller, which `walk` drops from a
+// libunwind stack: the general path (hook, malloc_general, record_alloc, record_alloc_event,
+// record_alloc_capturing, emit's step, capture_stack_walk, walk) is 8 deep in the sanitizer
+// builds, where less is inlined.
+constexpr int kRuntimeFrames = 16;
 
 // Saves errno and restores it when it goes out of scope.
 class ErrnoKeeper {

@@ -25,6 +25,23 @@ bool in_order(const std::vector<std::string>& have, const std::vector<std::strin
   return i == want.size();
 }
 
+// The runtime's own frames above a hook's caller are never part of a stack, whichever
+// path recorded it: the first allocations of a process (from the loader's constructors,
+// before the runtime's fast mode is on) take the general path, and their walks may fall
+// back to libunwind, whose stack starts inside the runtime and is cut at the caller.
+TEST(Stacks, NoStackHoldsTheRuntimesOwnFrames) {
+  std::string truth = mctest::scratch_dir() + "/truth.json";
+  for (const char* fx : {"analysis_fx", "count_cxx"}) {
+    auto t = mctest::traced({mctest::fixture(fx), truth, "20"});
+    ASSERT_EQ(t.status, 0) << fx;
+    ASSERT_FALSE(t.report["top_sites"].empty()) << fx;
+    for (const json& site : t.report["top_sites"])
+      for (const json& f : site["frames"])
+        EXPECT_EQ(f["object"].get<std::string>().find("libmemcensus_rt"), std::string::npos)
+            << fx << ": " << site.dump(1);
+  }
+}
+
 TEST(Stacks, CppWithoutFramePointersNamesTheChain) {
   auto t = mctest::traced({mctest::fixture("stacks")});
   ASSERT_EQ(t.status, 0);
