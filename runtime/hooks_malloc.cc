@@ -10,6 +10,7 @@
 #include "runtime/check.h"
 #include "runtime/libc_alloc.h"
 #include "runtime/recorder.h"
+#include "runtime/recorder_inline.h"
 #include "runtime/runtime.h"
 #include "runtime/thread_state.h"
 
@@ -151,7 +152,7 @@ namespace {
   if (__builtin_expect(!guard_not_due(n), 0))
     return checked_alloc(f::kMalloc, n, 0, false, from, real_malloc, n, 0);
   void* p = __libc_malloc(n);
-  uint32_t stack = record_alloc_event(f::kMalloc, p, n, 0, from);
+  uint32_t stack = rec::record_alloc_inline(f::kMalloc, p, n, 0, from);
   if (__builtin_expect(p != nullptr, 1)) check_enter(p, n, f::kMalloc, stack);
   return p;
 }
@@ -162,7 +163,7 @@ namespace {
   if (__builtin_expect(!guard_not_due(total), 0))
     return checked_alloc(f::kCalloc, total, 0, true, from, real_calloc, n, m);
   void* p = __libc_calloc(n, m);
-  uint32_t stack = record_alloc_event(f::kCalloc, p, total, 0, from);
+  uint32_t stack = rec::record_alloc_inline(f::kCalloc, p, total, 0, from);
   if (__builtin_expect(p != nullptr, 1)) check_enter(p, total, f::kCalloc, stack);
   return p;
 }

@@ -32,10 +32,6 @@ namespace memcensus::rt {
 uint32_t record_alloc_event(uint8_t kind, const void* p, size_t size, size_t align,
                             const StartFrame& from);
 void record_free_event(uint8_t kind, const void* p, size_t size, size_t align);
-// record_free_event returning p, for a caller that then frees p: `__libc_free(
-// record_free_passing(...))` keeps nothing live across the call (the check fast mode's
-// release, check.h).
-void* record_free_passing(uint8_t kind, void* p, size_t size, size_t align);
 // malloc's and free's recording paths whole: the real call and the record in one function
 // (one call from the hook; the record is built inline). `fp` is the malloc hook's frame
 // pointer: its caller's frame is fp[0], its return address fp[1].
