@@ -3,7 +3,10 @@
 # valgrind --tool=massif, in the same run, and prints wall times and ratios to native.
 # usage: bench/run_bench.sh [BUILD_DIR]        (default: build/release; build it first)
 # Tools that are not installed are reported as "-". Times are the best of REPEAT runs
-# for native and memcensus (default 3), one run for the peers.
+# (default 3) for native, memcensus and heaptrack, one run for massif (the slowest). The
+# last two columns hold the issue's goals against heaptrack: how many times faster than
+# heaptrack memcensus runs (goal >= 5x), and the time memcensus adds to native as a share
+# of the time heaptrack adds (goal <= 0.20).
 set -euo pipefail
 build=$(cd "${1:-build/release}" && pwd)
 repeat=${REPEAT:-3}
@@ -31,8 +34,8 @@ best() {
 }
 ratio() { [ "$2" = "-" ] && echo "-" || python3 -c "print('%.1fx' % ($2 / $1))"; }
 
-printf '%-22s %8s %10s %7s %10s %7s %10s %7s %9s\n' workload native memcensus ratio \
-  heaptrack ratio massif ratio "B/event"
+printf '%-22s %8s %10s %7s %10s %7s %10s %7s %9s %7s %7s\n' workload native memcensus ratio \
+  heaptrack ratio massif ratio "B/event" "ht/mc" "added"
 run_one() {
   local name=$1 mcopts=$2
   shift 2
@@ -43,13 +46,19 @@ run_one() {
   bpe=$("$mc" report --json --top 0 "$work/$name.trace" |
         python3 -c 'import json,sys; t=json.load(sys.stdin)["trace"]; print("%.3f" % (t["file_bytes"]/max(t["events"],1)))')
   if [ -z "$mcopts" ] && have heaptrack; then
-    h=$(cd "$work" && wall heaptrack -o "$work/$name.ht" "$@")
+    h=$(cd "$work" && best heaptrack -o "$work/$name.ht" "$@")
   fi
   if [ -z "$mcopts" ] && have valgrind; then
     v=$(wall valgrind --tool=massif --massif-out-file="$work/$name.massif" "$@")
   fi
-  printf '%-22s %8.3f %10.3f %7s %10s %7s %10s %7s %9s\n' "$name" "$n" "$m" "$(ratio "$n" "$m")" \
-    "$h" "$(ratio "$n" "$h")" "$v" "$(ratio "$n" "$v")" "$bpe"
+  local faster="-" added="-"
+  if [ "$h" != "-" ]; then
+    faster=$(python3 -c "print('%.1fx' % ($h / $m))")
+    added=$(python3 -c "print('%.2f' % (($m - $n) / ($h - $n)))")
+  fi
+  printf '%-22s %8.3f %10.3f %7s %10s %7s %10s %7s %9s %7s %7s\n' "$name" "$n" "$m" \
+    "$(ratio "$n" "$m")" "$h" "$(ratio "$n" "$h")" "$v" "$(ratio "$n" "$v")" "$bpe" "$faster" \
+    "$added"
 }
 
 run_one storm-1thread "" "$bin/bench_storm" 10000000 1
@@ -64,6 +73,6 @@ run_one storm-no-stacks "--no-stacks" "$bin/bench_storm" 10000000 1
 if [ -e "$bin/libbench_forward_shim.so" ]; then
   n=$(best "$bin/bench_storm" 10000000 1)
   f=$(best env LD_PRELOAD="$bin/libbench_forward_shim.so" "$bin/bench_storm" 10000000 1)
-  printf '%-22s %8.3f %10.3f %7s %10s %7s %10s %7s %9s\n' storm-preload-floor "$n" "$f" \
-    "$(ratio "$n" "$f")" - - - - -
+  printf '%-22s %8.3f %10.3f %7s %10s %7s %10s %7s %9s %7s %7s\n' storm-preload-floor "$n" \
+    "$f" "$(ratio "$n" "$f")" - - - - - - -
 fi
