@@ -9,14 +9,14 @@
 // Cost per allocation: a WalkCache probe (on a miss a CFI walk that takes the outer frames
 // of a cached walk where it can, libunwind when it cannot walk, and a StackTable lookup
 // only when the thread's stack memo does not know the stack), one event-clock xadd
-// (runtime.h), ~5-20 bytes of varints and an inline copy into the ring; frees skip the
-// stack. Each record_* function is one call from the hook: the record building (emit), the
-// WalkCache probe and the ring append are inlined into it, its cursor stays in registers;
-// errno is saved only on the paths that make system calls. callgrind, bench_storm 200000 1
-// (whole process, writer included): ~433 instructions per malloc/free pair over native,
-// ~150 native; bench_rust 100 (recursive trees: 47% of the allocations miss the cache,
-// nearly all of them suffix hits) ~1,250 per malloc/free pair over native (1,340 without
-// suffix hits). runtime/README.md and bench/README.md have the measured figures.
+// (runtime.h) and ~5-16 bytes of varints stored into the ring; frees skip the stack. Each
+// record_* function is one call from the hook; allocations and frees are built in registers
+// (recorder_inline.h), malloc and free record in the same function as the real call
+// (malloc_recorded, free_recorded), and errno is saved only on the paths that make system
+// calls. callgrind, bench_storm 200000 1, the allocating thread: 92.5 M instructions, ~310
+// per malloc/free pair over native (~150); bench_rust 100 (recursive trees: 47% of the
+// allocations miss the cache, nearly all of them suffix hits): ~1,000 per pair over native.
+// runtime/README.md and bench/README.md have the measured figures.
 #pragma once
 
 #include <stddef.h>
