@@ -284,24 +284,26 @@ TEST(LeakCheck, ThreadChurnHasNoDefiniteLeakAndKeepsItsStatus) {
   EXPECT_NE(c.err.find("definitely lost: 0 bytes in 0 blocks"), std::string::npos) << c.err;
   if (!have_valgrind()) GTEST_SKIP() << "no valgrind";
   Kinds vg = valgrind_kinds(argv);
-  // Not explained: about one run in five once found one more still-reachable block (2304
-  // bytes) than memcheck, which gives 6 blocks every time. Not seen in 50 runs since dead
-  // threads' stacks and runtime states left the roots even when the thread's ring was not
-  // closed (exit_leak_scan.cc, ended_thread_stacks) -- nor in 50 runs of the build before
-  // that change on the same machine, so the cause is not established. Everything else must
-  // equal memcheck's figures exactly; the extra block is allowed only as reachable.
-  if (k.reachable_blocks == vg.reachable_blocks + 1 && k.reachable_bytes > vg.reachable_bytes) {
+  // glibc's _dl_find_object data: the dlopen of libgcc_s at the first pthread_exit allocates
+  // a 2,304-byte segment (_dlfo_mappings_segment_allocate) and keeps, in ld.so's data, only
+  // that address rounded up to 128 bytes (the block's own first words hold the original). So
+  // the block is possibly lost when malloc's address was not 128-byte aligned and still
+  // reachable when it was: which it is depends on the heap the dlopen's thread had at that
+  // moment. memcheck's own allocator gave it an unaligned address in every run; glibc's, under
+  // memcensus, an aligned one in about one run in eight (3 of 24: the pointer at the same
+  // ld.so address then points at the block's start, where the other runs point 16 bytes in).
+  // Both are right for their run. Allowed only when this run has the segment as reachable,
+  // as the block it moved from possibly lost.
+  if (!site_named(c.report, "possible", "_dl_find_object_update") &&
+      k.reachable_blocks == vg.reachable_blocks + 1 && k.reachable_bytes > vg.reachable_bytes) {
     k.reachable_blocks = vg.reachable_blocks;
     k.reachable_bytes = vg.reachable_bytes;
+    k.possible_blocks += 1;
   }
-  // The possibly lost blocks are the DTVs of the stacks in glibc's cache at exit. With other
-  // builds loading the machine, 1 run in 20 of a loop (and one run of the UBSan suite) found
-  // 4 where memcheck, run right after, found 5. How many stacks the cache holds at exit can
-  // depend on the order in which the last threads returned theirs, in either run; not
-  // established. A difference of one such block is let through, and only when the run found
-  // a DTV among them (checked above).
-  if (k.possible_blocks + 1 == vg.possible_blocks || k.possible_blocks == vg.possible_blocks + 1)
-    k.possible_blocks = vg.possible_blocks;
+  // The possibly lost blocks are the DTVs of the 4 stacks in glibc's cache at exit (and the
+  // segment above, when unaligned). An earlier allowance of one DTV more or less than memcheck
+  // was that segment: the runs that had it found 4 where memcheck found 5 (36 runs of this
+  // fixture: 4 DTVs each; memcheck, 8 runs: 5 possibly lost, 6 still reachable each).
   expect_same_as_valgrind(k, vg);
 }
 
