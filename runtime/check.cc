@@ -236,12 +236,7 @@ void* checked_alloc(uint8_t kind, size_t size, size_t align, bool zero, const St
   bool recorded = rec && !alloc_unsampled(size);
   if (recorded) stack = record_alloc(kind, p, size, align, from);
   if (p) {
-    BlockInfo b;
-    b.size = size;
-    b.kind = kind;
-    b.stack = stack;
-    b.recorded = recorded;
-    table_insert(p, b);
+    table_insert(p, BlockInfo{.size = size, .kind = kind, .stack = stack, .recorded = recorded});
   }
   return p;
 }
@@ -310,12 +305,7 @@ void* realloc_from_guarded(uint8_t kind, void* old, const GuardBlock& g, size_t 
   if (guarded) {
     guard_set_alloc_stack(p, stack);
   } else {
-    BlockInfo b;
-    b.size = size;
-    b.kind = kind;
-    b.stack = stack;
-    b.recorded = rec;
-    table_insert(p, b);
+    table_insert(p, BlockInfo{.size = size, .kind = kind, .stack = stack, .recorded = rec});
   }
   errno = saved;
   return p;

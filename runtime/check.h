@@ -208,8 +208,7 @@ void checked_free_regs(uint8_t kind, void* p, size_t size, size_t align, uint64_
 // built inline (recorder_inline.h); only a record the general path must write is a call.
 template <uint8_t kKind>
 [[gnu::always_inline]] inline void free_recorded_as(void* p, size_t size, size_t align) {
-  if (__builtin_expect(!rec::record_free_packed(kKind, reinterpret_cast<uint64_t>(p)), 0))
-    rec::record_free_general(kKind, p, size, align);
+  rec::record_free_inline(kKind, p, size, align);
   return __libc_free(p);
 }
 

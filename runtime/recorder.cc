@@ -28,7 +28,7 @@ namespace {
 constexpr size_t kRecordBuf = 192;
 // An upper bound of our own frames above the hook's caller, which `walk` drops from a
 // libunwind stack: the general path (hook, malloc_general, record_alloc, record_alloc_event,
-// record_alloc_capturing, emit's step, capture_stack_walk, walk) is 8 deep in the sanitizer
+// record_alloc_general, emit's step, capture_stack_walk, walk) is 8 deep in the sanitizer
 // builds, where less is inlined.
 constexpr int kRuntimeFrames = 16;
 
@@ -227,22 +227,10 @@ uint64_t addr(const void* p) {
 
 }  // namespace
 
-void rec::record_alloc_general(uint8_t kind, const void* p, size_t size, size_t align,
-                               uint32_t stack) {
+uint32_t rec::record_alloc_general(uint8_t kind, const void* p, size_t size, size_t align,
+                                   const StartFrame* from, uint32_t stack) {
   emit([&](ThreadState& t, Record& r) {
-    put_head(t, r, kind, rt_now());
-    put_ptr(t, r, addr(p));
-    r.p = f::put_varint(r.p, size);
-    r.p = f::put_varint(r.p, stack);
-    if (fields_of(kind) & kHasAlign) r.p = f::put_varint(r.p, align);
-  });
-}
-
-uint32_t rec::record_alloc_capturing(uint8_t kind, const void* p, size_t size, size_t align,
-                                     const StartFrame& from) {
-  uint32_t stack = 0;
-  emit([&](ThreadState& t, Record& r) {
-    stack = capture_stack(t, r, from);
+    if (from) stack = capture_stack(t, r, *from);
     put_head(t, r, kind, rt_now());
     put_ptr(t, r, addr(p));
     r.p = f::put_varint(r.p, size);
@@ -275,13 +263,11 @@ void rec::record_free_general(uint8_t kind, const void* p, size_t size, size_t a
 }
 
 void record_free_event(uint8_t kind, const void* p, size_t size, size_t align) {
-  if (__builtin_expect(!rec::record_free_packed(kind, addr(p)), 0))
-    rec::record_free_general(kind, p, size, align);
+  rec::record_free_inline(kind, p, size, align);
 }
 
 void free_recorded(void* p) {
-  if (__builtin_expect(!rec::record_free_packed(f::kFree, addr(p)), 0))
-    rec::record_free_general(f::kFree, p, 0, 0);
+  rec::record_free_inline(f::kFree, p, 0, 0);
   __libc_free(p);
 }
 

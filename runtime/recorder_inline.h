@@ -32,11 +32,10 @@ namespace f = memcensus::format;
 // writer_wake, keeping errno.
 [[gnu::noinline]] void writer_wake_keeping_errno();
 // The general forms of the records below (through a stack buffer): an allocation's, with
-// its stack captured here or already captured, and a free's.
-[[gnu::noinline]] uint32_t record_alloc_capturing(uint8_t kind, const void* p, size_t size,
-                                                  size_t align, const StartFrame& from);
-[[gnu::noinline]] void record_alloc_general(uint8_t kind, const void* p, size_t size, size_t align,
-                                            uint32_t stack);
+// its stack captured from `from` when given, else `stack` (returned), and a free's.
+[[gnu::noinline]] uint32_t record_alloc_general(uint8_t kind, const void* p, size_t size,
+                                                size_t align, const StartFrame* from,
+                                                uint32_t stack);
 [[gnu::noinline]] void record_free_general(uint8_t kind, const void* p, size_t size, size_t align);
 
 // Which optional fields each event kind carries (format::shape_of, tabulated at compile
@@ -219,7 +218,7 @@ inline uint8_t fields_of(uint8_t kind) {
   if (__builtin_expect(!ring || t.depth != 0 || (fields_of(kind) & kHasAlign) ||
                            size >= (1u << 28) || !room_for_packed(ring),
                        0))
-    return record_alloc_capturing(kind, p, size, align, from);
+    return record_alloc_general(kind, p, size, align, &from, 0);
   packed_begin(t);
   uint32_t stack = capture_stack_probe(t, false, from);
   uint64_t ptr = reinterpret_cast<uint64_t>(p);
@@ -229,8 +228,7 @@ inline uint8_t fields_of(uint8_t kind) {
   // At most 1 + 3 + 4 + 4 + 4 = 16 bytes.
   if (__builtin_expect(dp >= (1u << 28) || dt >= (1u << 21) || stack >= (1u << 28), 0)) {
     packed_abandon(t);
-    record_alloc_general(kind, p, size, align, stack);
-    return stack;
+    return record_alloc_general(kind, p, size, align, nullptr, stack);
   }
   unsigned tn, pn, sn, kn;
   uint64_t w0 = kind | varint_bits(dt, &tn) << 8;
@@ -262,6 +260,13 @@ inline uint8_t fields_of(uint8_t kind) {
   bits |= varint_bits(dp, &pn) << (8 * (1 + tn));
   packed_end_word(t, ring, bits, 1 + tn + pn, time, ptr);
   return true;
+}
+
+// A free's record: register-built where it can be, else through the general path.
+[[gnu::always_inline]] inline void record_free_inline(uint8_t kind, const void* p, size_t size,
+                                                      size_t align) {
+  if (__builtin_expect(!record_free_packed(kind, reinterpret_cast<uint64_t>(p)), 0))
+    record_free_general(kind, p, size, align);
 }
 
 }  // namespace memcensus::rt::rec
