@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "runtime/own_mappings.h"
 
 namespace memcensus::rt {
@@ -31,9 +33,14 @@ void* sys_map(size_t size) {
   // leak scan does not take its buffers for roots. Best effort: errno is kept.
   constexpr int kPrSetVma = 0x53564d41;  // PR_SET_VMA
   constexpr int kPrSetVmaAnonName = 0;   // PR_SET_VMA_ANON_NAME
-  int saved = errno;
-  syscall(SYS_prctl, kPrSetVma, kPrSetVmaAnonName, r, size, "memcensus");
-  errno = saved;
+  // A kernel without it says EINVAL: not asked again (a system call per map saved).
+  static std::atomic<bool> no_names{false};
+  if (!no_names.load(std::memory_order_relaxed)) {
+    int saved = errno;
+    long named = syscall(SYS_prctl, kPrSetVma, kPrSetVmaAnonName, r, size, "memcensus");
+    if (named < 0 && errno == EINVAL) no_names.store(true, std::memory_order_relaxed);
+    errno = saved;
+  }
   own_mapping_note(static_cast<uint64_t>(r), size, true);
   return reinterpret_cast<void*>(r);
 }

@@ -47,12 +47,16 @@ constexpr int kStackLevel = 5;
 constexpr size_t kColumnCap = 2u << 20;
 // smaps snapshots go out as chunks of their own at this level (they are text, few, and
 // alike): storm under --sample 524288, start and exit snapshots 2.06 + 2.36 KB at level 1,
-// 1.61 + 1.77 KB at level 9.
+// 1.61 + 1.77 KB at level 9. Level 3, not 9: every process pays for its start and exit
+// snapshots, and on a 29 KB smaps text (a small program's) level 9 took ~500 us for each
+// (building its binary trees over the text, and over the prefix for the exit one), level 3
+// ~50 us once its tables are faulted in, for 1,488 + 599 bytes against 1,288 + 443
+// (bench/README.md "## Fixed costs").
 // Every snapshot after a segment's first is compressed against the first one's text
 // (format::kPrefixedChunkMagic): the same storm's exit snapshot, 1.78 KB alone, is ~0.4 KB
 // so. Matches reach back at most kSmapsWindow, prefix included: a process whose smaps text
 // passes half of it gains less (never a wrong byte).
-constexpr int kSmapsLevel = 9;
+constexpr int kSmapsLevel = 3;
 constexpr size_t kSmapsWindow = 1u << 20;
 // A thread's name is read this long after the writer first sees the thread, so that a name
 // its creator sets right after pthread_create is the one written.
