@@ -34,7 +34,7 @@ best() {
 }
 ratio() { [ "$2" = "-" ] && echo "-" || python3 -c "print('%.1fx' % ($2 / $1))"; }
 
-printf '%-22s %8s %10s %7s %10s %7s %10s %7s %9s %7s %7s\n' workload native memcensus ratio \
+printf '%-24s %8s %10s %7s %10s %7s %10s %7s %9s %7s %7s\n' workload native memcensus ratio \
   heaptrack ratio massif ratio "B/event" "ht/mc" "added"
 run_one() {
   local name=$1 mcopts=$2
@@ -56,7 +56,7 @@ run_one() {
     faster=$(python3 -c "print('%.1fx' % ($h / $m))")
     added=$(python3 -c "print('%.2f' % (($m - $n) / ($h - $n)))")
   fi
-  printf '%-22s %8.3f %10.3f %7s %10s %7s %10s %7s %9s %7s %7s\n' "$name" "$n" "$m" \
+  printf '%-24s %8.3f %10.3f %7s %10s %7s %10s %7s %9s %7s %7s\n' "$name" "$n" "$m" \
     "$(ratio "$n" "$m")" "$h" "$(ratio "$n" "$h")" "$v" "$(ratio "$n" "$v")" "$bpe" "$faster" \
     "$added"
 }
@@ -67,12 +67,15 @@ run_one deep-stacks "" "$bin/bench_deep" 100000
 run_one cxx-containers "" "$bin/bench_containers" 200
 if [ -x "$bin/bench_rust" ]; then run_one rust "" "$bin/bench_rust" 100; fi
 run_one storm-sample-512k "--sample 524288" "$bin/bench_storm" 10000000 1
+run_one deep-sample-512k "--sample 524288" "$bin/bench_deep" 100000
+run_one containers-sample-512k "--sample 524288" "$bin/bench_containers" 200
+if [ -x "$bin/bench_rust" ]; then run_one rust-sample-512k "--sample 524288" "$bin/bench_rust" 100; fi
 run_one storm-no-stacks "--no-stacks" "$bin/bench_storm" 10000000 1
 # The floor of interposition: the same storm under a preload that only forwards malloc and
 # free to glibc (the memcensus column is that preload's time). `--sample` cannot go below it.
 if [ -e "$bin/libbench_forward_shim.so" ]; then
   n=$(best "$bin/bench_storm" 10000000 1)
   f=$(best env LD_PRELOAD="$bin/libbench_forward_shim.so" "$bin/bench_storm" 10000000 1)
-  printf '%-22s %8.3f %10.3f %7s %10s %7s %10s %7s %9s %7s %7s\n' storm-preload-floor "$n" \
+  printf '%-24s %8.3f %10.3f %7s %10s %7s %10s %7s %9s %7s %7s\n' storm-preload-floor "$n" \
     "$f" "$(ratio "$n" "$f")" - - - - - - -
 fi

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -118,6 +119,78 @@ TEST(ColumnCodec, EachVersionExpandsWithItsOwnSizeClass) {
   EXPECT_EQ(out, v5.raw);
   unpack(v5.chunk, out, &err, 4);
   EXPECT_NE(out, v5.raw);
+}
+
+// Random events of every family, with fields of every varint length, packed with small
+// columns: records() stops when a column has little room left (in the middle of a run of
+// allocations and frees), the chunk is closed and the rest goes to the next one. Every chunk
+// expands to exactly its share of the bytes, and all the shares together are the input.
+TEST(ColumnCodec, RandomEventsSplitAcrossSmallChunksExpandToTheSameRecords) {
+  uint64_t rng = 0x2545F4914F6CDD1Dull;
+  auto next = [&rng] {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+  };
+  // Mostly small values, sometimes one of any length up to 64 bits.
+  auto value = [&] {
+    uint64_t r = next();
+    switch (r % 8) {
+      case 0:
+        return next() >> (next() % 64);
+      case 1:
+        return next() % 20000;
+      default:
+        return next() % 100;
+    }
+  };
+  const uint8_t kinds[] = {f::kMalloc,     f::kFree,   f::kNew,    f::kDeleteSized,
+                           f::kNewAligned, f::kCalloc, f::kDelete, f::kDeleteSizedAligned,
+                           f::kRealloc,    f::kMmap,   f::kMunmap, f::kMremap,
+                           f::kFree,       f::kMalloc, f::kFree,   f::kMalloc};
+  Bytes b;
+  for (int i = 0; i < 20000; ++i) {
+    uint8_t kind = kinds[next() % sizeof kinds];
+    if (next() % 500 == 0) {
+      b.tag(f::kMalloc | f::kAbsoluteFlag).v(value()).v(value()).v(value()).v(value());
+      continue;
+    }
+    b.tag(kind);
+    for (size_t k = 0; k < f::kEventTable.fields[kind]; ++k) b.v(value());
+  }
+  const std::vector<uint8_t>& ring = b.data;
+
+  std::vector<std::vector<uint8_t>> cols(f::kColumnCount, std::vector<uint8_t>(2048));
+  uint8_t* p[f::kColumnCount];
+  size_t caps[f::kColumnCount];
+  for (int i = 0; i < f::kColumnCount; ++i) p[i] = cols[i].data(), caps[i] = cols[i].size();
+  auto model = std::make_unique<f::PtrModel>();
+  f::ColumnPacker packer;
+  std::vector<uint8_t> expanded, out;
+  size_t at = 0;
+  int chunks = 0;
+  while (at < ring.size()) {
+    packer.begin(p, caps, model.get());
+    packer.thread(7, 1007);
+    size_t took = packer.records(ring.data() + at, ring.size() - at);
+    ASSERT_GT(took, 0u) << "no progress at " << at;
+    uint8_t head[1 + (f::kColumnCount + 1) * f::kMaxVarint];
+    std::vector<uint8_t> chunk(head, packer.header(head));
+    for (int i = 0; i < f::kColumnCount; ++i)
+      chunk.insert(chunk.end(), packer.column(i).start, packer.column(i).p);
+    const char* err = "";
+    size_t n = unpack(chunk, out, &err);
+    ASSERT_GT(n, 0u) << err;
+    Bytes th;
+    th.tag(f::kThread).v(7).v(1007);
+    ASSERT_TRUE(std::equal(th.data.begin(), th.data.end(), out.begin()));
+    expanded.insert(expanded.end(), out.begin() + static_cast<long>(th.data.size()), out.end());
+    at += took;
+    ++chunks;
+  }
+  EXPECT_GT(chunks, 10);
+  EXPECT_EQ(expanded, ring);
 }
 
 TEST(ColumnCodec, MalformedEventChunksAreRejected) {
