@@ -187,7 +187,14 @@ uint32_t capture_context_stack(ThreadState& t, Record& r, void* uc) {
 }
 }  // namespace
 
-void rec::writer_wake_keeping_errno() {
+// A ring more than half full wakes the writer once until the writer has taken something
+// from it: every record after the first one would otherwise make the same locked exchange on
+// the writer's wake word, shared by every thread (perf, bench_storm 5000000 2: 2.6% of the
+// samples in writer_wake). A full ring wakes it on every wait as before (ring.cc).
+void rec::writer_wake_keeping_errno(Ring* ring) {
+  uint64_t tail = ring->tail.load(std::memory_order_relaxed);
+  if (tail == ring->woke_at_tail) return;
+  ring->woke_at_tail = tail;
   ErrnoKeeper keep;
   writer_wake();
 }
@@ -217,7 +224,7 @@ template <typename Build>
   if (--t.depth == 0) {
     ring_publish(ring);
     uint64_t used = ring->reserve - ring->tail.load(std::memory_order_relaxed);
-    if (__builtin_expect(used > kRingSize / 2, 0)) writer_wake_keeping_errno();
+    if (__builtin_expect(used > kRingSize / 2, 0)) writer_wake_keeping_errno(ring);
   }
 }
 

@@ -29,8 +29,9 @@ namespace f = memcensus::format;
 // is written later by the writer thread). Runs with `unwinding` set; clears it.
 [[gnu::noinline]] uint32_t capture_stack_walk(ThreadState& t, bool nested, const StartFrame& from,
                                               WalkCache* cache, WalkCacheEntry* entry);
-// writer_wake, keeping errno.
-[[gnu::noinline]] void writer_wake_keeping_errno();
+// writer_wake for a ring more than half full, once until the writer has taken from it; keeps
+// errno.
+[[gnu::noinline]] void writer_wake_keeping_errno(Ring* ring);
 // The general forms of the records below (through a stack buffer): an allocation's, with
 // its stack captured from `from` when given, else `stack` (returned), and a free's.
 [[gnu::noinline]] uint32_t record_alloc_general(uint8_t kind, const void* p, size_t size,
@@ -146,7 +147,7 @@ inline uint8_t fields_of(uint8_t kind) {
   t.depth = 0;
   ring_publish(ring);
   uint64_t used = ring->reserve - ring->tail.load(std::memory_order_relaxed);
-  if (__builtin_expect(used > kRingSize / 2, 0)) writer_wake_keeping_errno();
+  if (__builtin_expect(used > kRingSize / 2, 0)) writer_wake_keeping_errno(ring);
 }
 
 // Stores bytes [0, n) of `w` (n <= 8) at dst, writing no byte past dst + n: a signal

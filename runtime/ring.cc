@@ -40,6 +40,7 @@ Ring* ring_claim(pid_t tid) {
     r->tail.store(end, std::memory_order_relaxed);
     r->tid = tid;
     r->stalled_round = 0;
+    r->woke_at_tail = UINT64_MAX;
     // The leak scan must not take this thread's runtime state (prev_ptr: a raw copy of
     // its latest block pointer) for a root; the writer notes its end with the ring's.
     r->tls_state = reinterpret_cast<uint64_t>(&t_state);

@@ -52,6 +52,9 @@ struct Ring {
   // Owner-private: writer_rounds() + 1 when the owner last gave up waiting for room on a
   // writer that had made no progress (ring.cc, wait_for_space); 0: never.
   uint64_t stalled_round;
+  // Owner-private: the ring's tail when its owner last woke the writer for a ring more than
+  // half full; UINT64_MAX: not since the claim (rec::writer_wake_keeping_errno).
+  uint64_t woke_at_tail;
 };
 
 // The registry. `count` is the number of slots ever used (the writer scans [0, count)).
