@@ -341,8 +341,8 @@ class ColumnPacker {
   // event() for an allocation or a free with at least kFastRecordBytes readable bytes from
   // its tag (every record but the last few of a ring's bytes), no verbatim run pending, on
   // the packer's state in `h`: the same columns in the same order as event(). Anything else
-  // returns null with nothing changed (event() then takes it). callgrind, the writer thread
-  // of bench_storm 200000 1 (400,000 events): bench/README.md "## Writer".
+  // returns null with nothing changed (event() then takes it). Cost: bench/README.md "The
+  // writer's packing" (136 -> 58 instructions per event).
   static constexpr ptrdiff_t kFastRecordBytes = 1 + 7 * static_cast<ptrdiff_t>(kMaxVarint);
   [[gnu::always_inline]] const uint8_t* event_fast(const uint8_t* p, Hot& h) {
     const uint8_t tag = *p;
