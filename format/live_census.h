@@ -29,7 +29,7 @@ namespace memcensus::format {
 
 inline constexpr char kLiveCensusSymbol[] = "memcensus_live_census";
 inline constexpr uint64_t kLiveCensusMagic = 0x7375736e65436d4dull;  // "MCensus" + 's'
-inline constexpr uint32_t kLiveCensusVersion = 1;
+inline constexpr uint32_t kLiveCensusVersion = 2;
 
 struct LiveCensus {
   uint64_t magic = 0;  // kLiveCensusMagic once filled in
@@ -47,6 +47,8 @@ struct LiveCensus {
   uint64_t phase = 0;           // address of the runtime's uint32_t phase
   uint32_t phase_finished = 0;  // its value once the final trace records are written
   uint32_t pad = 0;
+  uint64_t guard_lo = 0;  // the guard pool's address range (version 2): not leak-scan roots
+  uint64_t guard_size = 0;
 };
 
 // One shard of the check table (the runtime's Shard starts with these fields).

@@ -10,6 +10,7 @@
 #include <cstddef>
 
 #include "format/live_census.h"
+#include "runtime/runtime.h"
 #include "runtime/sys.h"
 #include "runtime/thread_state.h"
 
@@ -52,6 +53,7 @@ struct ClassPlace {
   uint32_t first = 0, slots = 0;
   uint32_t* fifo = nullptr;  // free slots (class-local indexes), oldest release first
   uint64_t head = 0, tail = 0;
+  uint32_t ready = 0;  // marker mode: slots [0, ready) are in the read-write part (below)
 };
 ClassPlace g_classes[kGuardClassCount];
 std::atomic<uint32_t> g_lock{0};
@@ -105,6 +107,42 @@ uint64_t slot_end(uint32_t i) {
 
 int protect(uint64_t a, uint64_t len, int prot) {
   return static_cast<int>(syscall(SYS_mprotect, a, len, prot));
+}
+
+// Marker mode (Linux 6.13+, MADV_GUARD_INSTALL / MADV_GUARD_REMOVE): the pool's slots and
+// guard pages are made read-write once, in runs of kReadySlots slots as the slots are first
+// handed out, and every page of them not open for a block holds a guard marker instead of
+// being PROT_NONE. A guarded allocation then removes its pages' markers and a release puts
+// them back (which also empties the pages): page-table work only, where mprotect and the
+// MAP_FIXED mmap split and merged the pool's VMA each time; the pool stays one read-write
+// VMA (after a PROT_NONE rest not yet used), so smaps snapshots do not grow with it. An
+// access to a marked page faults as to a PROT_NONE one. Marking the whole pool at once
+// would cost ~1.5 ms and ~0.6 MB of page tables at every start. Measured: bench/README.md
+// "## run --check". Kernels without markers keep the mprotect / mmap path.
+constexpr int kMadvGuardInstall = 102, kMadvGuardRemove = 103;
+constexpr uint32_t kReadySlots = 64;
+bool g_markers = false;
+
+int advise(uint64_t a, uint64_t len, int advice) {
+  return static_cast<int>(syscall(SYS_madvise, a, len, advice));
+}
+
+// Makes the run of slots holding class-local slot k read-write and marked (with the guard
+// page before each; the one after the run stays PROT_NONE until the next run joins it).
+// The caller holds the pool lock (or is guard_init). False when the kernel refused.
+bool make_ready(ClassPlace& c, uint32_t k, uint64_t pool = g_pool_lo) {
+  while (c.ready <= k) {
+    uint32_t n = c.slots - c.ready < kReadySlots ? c.slots - c.ready : kReadySlots;
+    uint64_t lo = pool + c.lo + c.ready * c.stride;
+    uint64_t len = n * c.stride;
+    if (protect(lo, len, PROT_READ | PROT_WRITE) != 0) return false;
+    if (advise(lo, len, kMadvGuardInstall) != 0) {
+      protect(lo, len, PROT_NONE);
+      return false;
+    }
+    c.ready += n;
+  }
+  return true;
 }
 
 // The padding pattern: one fixed byte, so that whether a write is caught does not depend on
@@ -184,6 +222,8 @@ bool guard_init() {
   if (r < 0 && r > -4096) return false;
   g_meta = static_cast<SlotMeta*>(sys_map(kGuardSlots * sizeof(SlotMeta)));
   if (!g_meta) return false;
+  // Whether the kernel has guard markers: the first run of the first class made ready.
+  g_markers = g_config.guard_markers && make_ready(g_classes[0], 0, static_cast<uint64_t>(r));
   g_pool_size = size;
   g_pool_lo = static_cast<uint64_t>(r);  // last: in_guard_pool() is false until here
   return true;
@@ -200,13 +240,18 @@ void* guard_alloc(size_t size, size_t align, bool zero, uint8_t kind) {
   {
     PoolLock lock;
     if (!lock.taken() || c.head == c.tail) return nullptr;
-    i = c.first + c.fifo[c.head++ % c.slots];
+    uint32_t k = c.fifo[c.head % c.slots];
+    if (g_markers && !make_ready(c, k)) return nullptr;
+    ++c.head;
+    i = c.first + k;
     g_meta[i].state.store(kBusy, std::memory_order_relaxed);
   }
   uint64_t lo = slot_start(i), end = lo + c.slot_size;
   uint64_t block = (end - size) & ~(static_cast<uint64_t>(align) - 1);
   uint64_t first_page = block & ~(kGuardPage - 1);
-  if (block < lo || protect(first_page, end - first_page, PROT_READ | PROT_WRITE) != 0) {
+  if (block < lo ||
+      (g_markers ? advise(first_page, end - first_page, kMadvGuardRemove)
+                 : protect(first_page, end - first_page, PROT_READ | PROT_WRITE)) != 0) {
     PoolLock lock;  // give the slot back at the front of the order it had
     g_meta[i].state.store(kUnused, std::memory_order_relaxed);
     c.fifo[c.tail++ % c.slots] = i - c.first;
@@ -261,9 +306,10 @@ GuardRelease guard_release(const void* ptr, uint32_t free_stack, GuardBlock* b, 
   m.free_stack = free_stack;
   b->free_stack = free_stack;
   // Inaccessible and emptied in one call (one TLB shootdown instead of mprotect + madvise):
-  // a fresh PROT_NONE mapping over the slot's pages.
-  syscall(SYS_mmap, first_page, end - first_page, PROT_NONE,
-          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  // markers over the slot's pages, else a fresh PROT_NONE mapping over them.
+  if (!g_markers || advise(first_page, end - first_page, kMadvGuardInstall) != 0)
+    syscall(SYS_mmap, first_page, end - first_page, PROT_NONE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   m.state.store(kFreed, std::memory_order_release);
   ClassPlace& c = g_classes[class_of_slot(static_cast<uint32_t>(idx))];
   PoolLock lock;
@@ -314,6 +360,8 @@ void guard_fork_child() {
 void guard_census(format::LiveCensus* c) {
   c->guard_meta = reinterpret_cast<uint64_t>(&g_meta);
   c->guard_slots = kGuardSlots;
+  c->guard_lo = g_pool_lo;
+  c->guard_size = g_pool_size;
 }
 
 }  // namespace memcensus::rt

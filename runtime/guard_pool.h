@@ -14,17 +14,24 @@
 // end and the guard page, and from its first page's start to the block, are filled with a
 // pattern that is checked when the block is released (off-by-one writes within alignment
 // padding; before the block only its last 256 bytes). A released slot is made inaccessible
-// again and its pages given back (one MAP_FIXED PROT_NONE mmap over them), and it joins the
-// back of a FIFO of free slots, so it stays quarantined until every other slot has been
-// used: an access through a dangling pointer faults.
+// again and its pages given back, and it joins the back of a FIFO of free slots, so it stays
+// quarantined until every other slot has been used: an access through a dangling pointer
+// faults.
+// Opening and closing pages: on kernels with guard markers (Linux 6.13+,
+// MADV_GUARD_REMOVE / MADV_GUARD_INSTALL) the slots are read-write and every page not open
+// holds a marker (made so 64 slots at a time as they are first used; see guard_pool.cc);
+// elsewhere, or with MEMCENSUS_GUARD_MARKERS=0, mprotect opens pages and a MAP_FIXED
+// PROT_NONE mmap closes them. A marker faults as a PROT_NONE page does.
 //
 // Metadata (per slot: block, size, allocating kind, stacks, state) lives in sys_map memory.
 // Thread-safety: slot hand-out and return take a spin lock (only 1 in N allocations come
 // here); a nested call from a signal handler only tries it. Async-signal-safe.
-// Cost: a guarded allocation is two system calls (mprotect to open its pages, mmap to close
-// them), a page fault and a TLB shootdown when the process runs on several CPUs: measured
-// ~10-20 us per guarded block on a 2-vCPU VM (bench/README.md "## run --check"); the check
-// of the pointer range on every free is one subtraction and compare.
+// Cost: a guarded allocation is two system calls (open its pages, close them), a page fault
+// and a TLB shootdown when another CPU runs the process at that moment. A cycle of one page
+// on this 2-vCPU VM: with markers ~5.5 us (~13-16 us with a busy second thread), with
+// mprotect and mmap ~8-10 us (~22-25 us), which also split and merged the pool's VMA
+// (bench/README.md "## run --check"); the check of the pointer range on every free is one
+// subtraction and compare.
 #pragma once
 
 #include <stddef.h>

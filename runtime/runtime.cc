@@ -53,6 +53,8 @@ bool read_config() {
   g_config.sample_bytes = parse_u64(getenv("MEMCENSUS_SAMPLE"), &v) ? v : 0;
   g_config.check = env_flag("MEMCENSUS_CHECK");
   g_config.guard_rate = 0;
+  const char* markers = getenv("MEMCENSUS_GUARD_MARKERS");
+  g_config.guard_markers = !(markers && str_eq(markers, "0"));
   if (g_config.check && parse_u64(getenv("MEMCENSUS_GUARD_RATE"), &v))
     g_config.guard_rate = v > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(v);
   return sys_getpid() == g_config.root_pid || g_config.follow_fork;

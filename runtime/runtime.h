@@ -44,6 +44,8 @@ struct Config {
   pid_t root_pid;         // the process `memcensus run` started
   bool check;             // run --check (runtime/check.h)
   uint32_t guard_rate;    // run --guard-rate: one in N allocations guarded (0: none)
+  bool guard_markers;     // MEMCENSUS_GUARD_MARKERS (not "0"): guard markers where the kernel
+                          // has them (guard_pool.cc), else mprotect (the tests of both paths)
 };
 extern Config g_config;
 extern uint64_t g_t0;  // CLOCK_MONOTONIC of the trace start

@@ -202,12 +202,13 @@ namespace {
 // Classifies `live` (sorted by address) in the stopped process of `ev`, with the roots of
 // `layout` minus the runtime's own memory (`own`).
 void scan_blocks(const ExitEvent& ev, const Layout& layout, const std::vector<EndBlock>& live,
-                 const OwnMappings& own, ExitLeakScan& out) {
+                 const OwnMappings& own, const ScanRange& guard_pool, ExitLeakScan& out) {
   auto t1 = std::chrono::steady_clock::now();
   std::vector<size_t> order;
   std::vector<ScanRange> blocks = block_ranges(live, order);
   std::vector<uint64_t> words = register_words(ev);
   std::vector<ScanRange> not_roots = own.ranges();
+  if (guard_pool.end > guard_pool.start) not_roots.push_back(guard_pool);
   for (const ScanRange& r : ended_thread_stacks(layout, own, ev.stack_pointers))
     not_roots.push_back(r);
   std::vector<ScanRange> roots = subtract_ranges(leak_roots(layout, blocks), not_roots);
@@ -258,7 +259,7 @@ ExitLeakScan scan_from_trace(const ExitEvent& ev, const std::string& trace_path,
                              out.census_refused +
                              "): a block whose release was lost would look lost");
   out.blocks_seconds = seconds_since(t0);
-  scan_blocks(ev, layout, s.live_at_end, image.own(), out);
+  scan_blocks(ev, layout, s.live_at_end, image.own(), ScanRange{}, out);
   if (image.images() == 1) out.heap = std::move(s);
   return out;
 }
@@ -295,7 +296,8 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, const ExitScanSources& src) {
     for (const TraceOwnMapping& m : census->own_notes) own.on_own_mapping(m);
     out.blocks_seconds = seconds_since(t1);
     out.layout_seconds = layout_seconds;
-    scan_blocks(ev, layout, census->blocks, own, out);
+    scan_blocks(ev, layout, census->blocks, own,
+                ScanRange{census->guard_lo, census->guard_lo + census->guard_size}, out);
     return out;
   } catch (const std::exception& e) {
     return skipped_leak_scan(std::string("the leak scan failed: ") + e.what());

@@ -195,6 +195,8 @@ std::optional<LiveCensusBlocks> read_live_census(pid_t pid, const std::vector<Sm
       return std::nullopt;
     }
     out.trace_finished = phase == c.phase_finished;
+    out.guard_lo = c.guard_lo;
+    out.guard_size = c.guard_size;
     if (!read_table(pid, c, out.blocks, why) || !read_guarded(pid, c, out.blocks, why) ||
         !read_own_notes(pid, c, out.own_notes, why))
       return std::nullopt;

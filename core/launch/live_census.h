@@ -27,6 +27,9 @@ namespace memcensus {
 struct LiveCensusBlocks {
   std::vector<EndBlock> blocks;            // sorted by address; the recorded blocks only
   std::vector<TraceOwnMapping> own_notes;  // in the order noted
+  // The guard pool of run --check ([lo, lo + size); size 0: none). Its pages are guarded
+  // blocks (in `blocks`), padding and pages that fault: nothing to take for roots.
+  uint64_t guard_lo = 0, guard_size = 0;
   // The runtime had written its final trace records (kEnd): the trace holds every event.
   // False when the program called exit_group directly: the blocks are right, but the trace
   // (sizes and sites of the report) lacks the last events.

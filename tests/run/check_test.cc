@@ -48,11 +48,12 @@ std::string hex(uint64_t v) {
   return s.str();
 }
 
-void expect_case(const std::string& program, const Case& c) {
+void expect_case(const std::string& program, const Case& c,
+                 const std::vector<std::string>& env = {}) {
   SCOPED_TRACE(program + " " + c.mode);
   std::vector<std::string> opts = {"--check"};
   if (c.guarded) opts.insert(opts.end(), {"--guard-rate", "1"});
-  mctest::Traced t = mctest::traced({program, c.mode}, opts);
+  mctest::Traced t = mctest::traced({program, c.mode}, opts, env);
   EXPECT_EQ(t.status, c.status);
   ASSERT_FALSE(t.report.is_null());
   const json& errors = t.report["errors"];
@@ -124,6 +125,29 @@ TEST(Check, GuardsEveryKindOfAllocation) {
        ""},
   };
   for (const Case& c : cases) expect_case(fx, c);
+}
+
+// The guard pool closes its pages with guard markers where the kernel has them (Linux
+// 6.13+), else with mprotect and PROT_NONE mappings (MEMCENSUS_GUARD_MARKERS=0 forces that
+// path here): each guarded error is caught the same way on both.
+TEST(Check, GuardedErrorsWithAndWithoutGuardMarkers) {
+  std::string fx = mctest::fixture("check_c");
+  const std::vector<Case> cases = {
+      {"off-by-one", true, "heap-overflow", 0, "release_block", "allocate_block",
+       "off_by_one_case"},
+      {"overflow-read", true, "heap-overflow", 139, "overflow_read_case", "allocate_block", ""},
+      {"underflow-read", true, "heap-underflow", 139, "underflow_read_case", "allocate_block", ""},
+      {"use-after-free", true, "use-after-free", 139, "use_after_free_case", "allocate_block",
+       "release_block"},
+      {"large-overflow", true, "heap-overflow", 139, "large_overflow_case", "allocate_block", ""},
+      {"realloc-use-after-free", true, "use-after-free", 139, "realloc_use_after_free_case",
+       "allocate_block", "grow_block"},
+  };
+  for (const char* markers : {"1", "0"}) {
+    SCOPED_TRACE(std::string("MEMCENSUS_GUARD_MARKERS=") + markers);
+    for (const Case& c : cases)
+      expect_case(fx, c, {std::string("MEMCENSUS_GUARD_MARKERS=") + markers});
+  }
 }
 
 // Guarded or not, realloc keeps the contents and the aligned allocators their alignment and

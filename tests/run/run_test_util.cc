@@ -64,14 +64,15 @@ nlohmann::json report_json(const std::string& trace, int top) {
   return nlohmann::json::parse(r.out);
 }
 
-Traced traced(const std::vector<std::string>& argv, const std::vector<std::string>& opts) {
+Traced traced(const std::vector<std::string>& argv, const std::vector<std::string>& opts,
+              const std::vector<std::string>& env) {
   Traced t;
   t.trace = scratch_dir() + "/trace";
   std::vector<std::string> cmd = {memcensus(), "run", "-q", "-o", t.trace};
   cmd.insert(cmd.end(), opts.begin(), opts.end());
   cmd.push_back("--");
   cmd.insert(cmd.end(), argv.begin(), argv.end());
-  Result r = run(cmd);
+  Result r = run(cmd, env);
   t.status = r.status;
   t.out = r.out;
   t.report = report_json(t.trace);

@@ -29,8 +29,10 @@ struct Traced {
   nlohmann::json report;  // report --json of the trace (null if it failed)
 };
 
-// memcensus run [opts] -o DIR/trace -- argv ; then memcensus report --json --top 5.
-Traced traced(const std::vector<std::string>& argv, const std::vector<std::string>& opts = {});
+// memcensus run [opts] -o DIR/trace -- argv ; then memcensus report --json --top 5. `env`
+// adds NAME=VALUE entries to run's environment (the program's too).
+Traced traced(const std::vector<std::string>& argv, const std::vector<std::string>& opts = {},
+              const std::vector<std::string>& env = {});
 
 nlohmann::json report_json(const std::string& trace, int top = 5);
 nlohmann::json read_json(const std::string& path);
