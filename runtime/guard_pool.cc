@@ -306,15 +306,19 @@ GuardRelease guard_release(const void* ptr, uint32_t free_stack, GuardBlock* b, 
   m.free_stack = free_stack;
   b->free_stack = free_stack;
   // Inaccessible and emptied in one call (one TLB shootdown instead of mprotect + madvise):
-  // markers over the slot's pages, else a fresh PROT_NONE mapping over them.
-  if (!g_markers || advise(first_page, end - first_page, kMadvGuardInstall) != 0)
+  // markers over the slot's pages, else a fresh PROT_NONE mapping over them. A slot of the
+  // marked part closed that way (the kernel refused the markers) is not used again: removing
+  // markers would not open a PROT_NONE mapping.
+  bool reusable = true;
+  if (g_markers && advise(first_page, end - first_page, kMadvGuardInstall) != 0) reusable = false;
+  if (!g_markers || !reusable)
     syscall(SYS_mmap, first_page, end - first_page, PROT_NONE,
             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   m.state.store(kFreed, std::memory_order_release);
   ClassPlace& c = g_classes[class_of_slot(static_cast<uint32_t>(idx))];
   PoolLock lock;
   // A nested release that cannot take the lock leaks the slot (it stays quarantined).
-  if (lock.taken()) c.fifo[c.tail++ % c.slots] = static_cast<uint32_t>(idx) - c.first;
+  if (lock.taken() && reusable) c.fifo[c.tail++ % c.slots] = static_cast<uint32_t>(idx) - c.first;
   return GuardRelease::kReleased;
 }
 
