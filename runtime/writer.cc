@@ -51,7 +51,7 @@ constexpr size_t kColumnCap = 2u << 20;
 // snapshots, and on a 29 KB smaps text (a small program's) level 9 took ~500 us for each
 // (building its binary trees over the text, and over the prefix for the exit one), level 3
 // ~50 us once its tables are faulted in, for 1,488 + 599 bytes against 1,288 + 443
-// (bench/README.md "## Fixed costs").
+// (bench/README.md "Fixed cost of a traced process").
 // Every snapshot after a segment's first is compressed against the first one's text
 // (format::kPrefixedChunkMagic): the same storm's exit snapshot, 1.78 KB alone, is ~0.4 KB
 // so. Matches reach back at most kSmapsWindow, prefix included: a process whose smaps text
