@@ -23,14 +23,14 @@ wall() {  # command... ; prints seconds
   awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'
 }
 
-printf '%-9s %10s %8s %8s %8s   %s\n' contents heap native run check "stopped at exit (split)"
-for mode in data pointers; do
+printf '%-13s %10s %8s %8s %8s   %s\n' contents heap native run check "stopped at exit (split)"
+for mode in data pointers pointers-down; do
   native=$(wall "$prog" "$mode" "$blocks" "$size")
   run=$(wall "$bin" run -q -o "$tmp/r.trace" -- "$prog" "$mode" "$blocks" "$size")
   : > "$tmp/err"
   check=$(wall "$bin" run --check -o "$tmp/c.trace" -- "$prog" "$mode" "$blocks" "$size")
   stop=$(grep -o 'stopped [0-9.]* s (.*)' "$tmp/err" || echo '?')
   lost=$(grep -o 'definitely lost: [0-9]* bytes in [0-9]* blocks' "$tmp/err" || echo '?')
-  printf '%-9s %6s MiB %7ss %7ss %7ss   %s; %s\n' "$mode" $((blocks * size >> 20)) "$native" \
+  printf '%-13s %6s MiB %7ss %7ss %7ss   %s; %s\n' "$mode" $((blocks * size >> 20)) "$native" \
     "$run" "$check" "$stop" "$lost"
 done

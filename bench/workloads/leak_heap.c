@@ -2,7 +2,10 @@
 // (default 1,048,576 x 1 KiB = 1 GiB), chained in a list whose head is a global; every 16th
 // block is left out of the chain (definitely lost).
 // argv[1]: "data" (blocks hold small integers, the common case) or "pointers" (every word
-// of every block points at another block's start: the worst case for the scan).
+// of every block points at another block's start: the most lookups for the scan) or
+// "pointers-down" (the same, but every block points only at blocks allocated before it and
+// the list runs from the last block allocated to the first: no block is known reachable
+// before the scan reads it, the worst case for the scan's memory).
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +13,8 @@
 void** volatile g_head;
 
 int main(int argc, char** argv) {
-  int pointers = argc > 1 && strcmp(argv[1], "pointers") == 0;
+  int down = argc > 1 && strcmp(argv[1], "pointers-down") == 0;
+  int pointers = down || (argc > 1 && strcmp(argv[1], "pointers") == 0);
   size_t blocks = argc > 2 ? strtoull(argv[2], NULL, 10) : 1u << 20;
   size_t size = argc > 3 ? strtoull(argv[3], NULL, 10) : 1024;
   size_t words = size / sizeof(void*);
@@ -28,13 +32,14 @@ int main(int argc, char** argv) {
       void** b = all[i];
       for (size_t w = 1; w < words; ++w) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        size_t t = x % blocks;
+        size_t t = down ? (i ? x % i : 0) : x % blocks;
         b[w] = t % 16 == 0 ? NULL : all[t];  // lost blocks stay lost
       }
     }
   }
   void** head = NULL;
-  for (size_t i = blocks; i-- > 0;) {
+  for (size_t k = blocks; k-- > 0;) {
+    size_t i = down ? blocks - 1 - k : k;
     void** b = all[i];
     if (i % 16 == 0) {
       b[0] = NULL;

@@ -1,6 +1,10 @@
 #include "analysis/leak_scan.h"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <memory>
+#include <thread>
 
 #include "layout/layout.h"
 #include "util/error.h"
@@ -9,6 +13,8 @@ namespace memcensus {
 namespace {
 
 constexpr size_t kChunk = 1 << 16;  // bytes read at a time
+// Below this many bytes of blocks per thread, another thread is not worth starting.
+constexpr uint64_t kBytesPerThread = 16 << 20;
 
 // Finds the block that starts at or before an address in O(1) expected: blocks are grouped
 // into spans (runs with gaps under kSpanGap), and each span has, per 4 KiB page, the first
@@ -62,8 +68,16 @@ class BlockIndex {
     return e && candidates_at(*sp, e, lo, hi);
   }
 
-  // The block of [lo, hi) (from candidates) that holds v; -1 when none.
+  // The block of [lo, hi) (from candidates) that holds v; -1 when none. A few candidates
+  // (most pages) are counted without branches: a binary search's branches go either way at
+  // random when the words are pointers.
   long resolve(uint64_t v, size_t lo, size_t hi) const {
+    if (hi - lo <= kLinear) {
+      if (v < blocks_[lo].start) return -1;
+      size_t k = lo;
+      for (size_t j = lo + 1; j < hi; ++j) k += blocks_[j].start <= v;
+      return v < blocks_[k].end ? static_cast<long>(k) : -1;
+    }
     auto b = std::upper_bound(blocks_.begin() + static_cast<long>(lo),
                               blocks_.begin() + static_cast<long>(hi), v,
                               [](uint64_t a, const ScanRange& r) { return a < r.start; });
@@ -75,6 +89,7 @@ class BlockIndex {
  private:
   static constexpr unsigned kPageBits = 12;
   static constexpr uint64_t kSpanGap = 1 << 20;
+  static constexpr size_t kLinear = 16;
 
  public:
   struct Span {
@@ -88,12 +103,54 @@ class BlockIndex {
   std::vector<Span> spans_;
 };
 
-// Classifies blocks in two passes over memory-access patterns that suit another process:
-// (1) every block is read once, in address order, in pieces of up to kPiece bytes (one
-// read for many small blocks), and the pointers found in it are kept as edges to their
-// target blocks; (2) the roots are scanned and reachability follows the edges, with no
-// further reads. Memory: 4 bytes per pointer found in the heap.
+// Edges kept in segments of kSegment, so that growing never copies (a pointer-dense heap of
+// 1 GiB has ~125 M of them: 500 MB).
+class EdgeList {
+ public:
+  void push_back(uint32_t e) {
+    if ((size_ & kMask) == 0)
+      segments_.push_back(std::make_unique_for_overwrite<uint32_t[]>(kSegment));
+    segments_.back()[size_ & kMask] = e;
+    ++size_;
+  }
+  // Calls fn(edge) for the edges [begin, end), a segment's run at a time.
+  template <typename Fn>
+  void for_range(size_t begin, size_t end, Fn&& fn) const {
+    while (begin < end) {
+      const uint32_t* seg = segments_[begin >> kBits].get();
+      size_t stop = std::min(end, (begin | kMask) + 1);
+      for (const uint32_t *e = seg + (begin & kMask), *last = seg + ((stop - 1) & kMask) + 1;
+           e != last; ++e)
+        fn(*e);
+      begin = stop;
+    }
+  }
+  size_t size() const { return size_; }
+
+ private:
+  static constexpr unsigned kBits = 20;
+  static constexpr size_t kSegment = size_t{1} << kBits, kMask = kSegment - 1;
+  std::vector<std::unique_ptr<uint32_t[]>> segments_;
+  size_t size_ = 0;
+};
+
+// Classifies blocks with memory-access patterns that suit another process: (0) the roots
+// are scanned and the blocks they point to marked; (1) every block is read once, in address
+// order, in pieces of up to kPiece bytes (one read for many small blocks): a block already
+// known reachable marks what it points to there and then, any other keeps the pointers
+// found in it as edges to their target blocks; (2) reachability follows the edges of the
+// marked blocks that have them, with no further reads. Memory: 4 bytes per pointer found in
+// blocks not yet known reachable when read (all of them at worst; few when the roots lead
+// into the heap early in address order, as with most heaps, which are mostly reachable).
+// Pass 1 is split into parts of about equal bytes, one thread each (the program is
+// stopped, so its cores are free): each part has its own edges and offsets, and marks go
+// through atomic operations on the shared states (which only rise: unseen, possible,
+// reachable). A block read by one part while another marks it is either marked in time
+// (read as reachable) or keeps its edges, which pass 2 then follows: pass 2 starts from
+// every marked block with edges, again one thread per part, each following what it raises.
 class Scanner {
+  struct Part;
+
  public:
   Scanner(const std::vector<ScanRange>& blocks, const ScanReader& read)
       : blocks_(blocks), index_(blocks), read_(read), state_(blocks.size(), kUnseen) {
@@ -105,7 +162,7 @@ class Scanner {
   // blocks of each word are found and prefetched, then resolved, so that the cache misses
   // of a batch overlap (the cost when much of the heap is pointers).
   template <typename Fn>
-  void targets(const uint64_t* w, size_t n, Fn&& fn) {
+  void targets(const uint64_t* w, size_t n, Fn&& fn) const {
     constexpr size_t kBatch = 32;
     uint64_t vals[kBatch];
     const BlockIndex::Span* spans[kBatch];
@@ -125,6 +182,7 @@ class Scanner {
       for (size_t j = 0; j < k; ++j) {  // stage 2: candidate blocks, prefetched
         if (!BlockIndex::candidates_at(*spans[j], entries[j], los[m], his[m])) continue;
         __builtin_prefetch(&blocks_[los[m]]);
+        __builtin_prefetch(&blocks_[his[m] - 1]);
         vals[m++] = vals[j];
       }
       for (size_t j = 0; j < m; ++j) {  // stage 3: the block
@@ -134,74 +192,112 @@ class Scanner {
     }
   }
 
-  // Calls fn(words, count) for the aligned words of [start, end), a chunk at a time.
+  // Calls fn(words, count) for the aligned words of [start, end), a chunk at a time, read
+  // into `buf`.
   template <typename Fn>
-  void for_each_chunk(uint64_t start, uint64_t end, Fn&& fn) {
+  void for_each_chunk(uint64_t start, uint64_t end, std::vector<uint64_t>& buf, Fn&& fn) const {
     start = (start + 7) & ~7ull;
-    if (buf_.size() < kChunk / 8) buf_.resize(kChunk / 8);
+    if (buf.size() < kChunk / 8) buf.resize(kChunk / 8);
     for (uint64_t at = start; at + 8 <= end;) {
       size_t len = static_cast<size_t>(std::min<uint64_t>(kChunk, (end - at) & ~7ull));
-      if (read_(at, buf_.data(), len)) fn(buf_.data(), len / 8);
+      if (read_(at, buf.data(), len)) fn(buf.data(), len / 8);
       at += len;
     }
   }
 
-  // Pass 1: the edges of every block.
-  void build_edges() {
-    constexpr uint64_t kPiece = 1 << 20, kGap = 4096;
+  // Pass 1: the edges of every block, in `parts` threads (at most).
+  void build_edges(unsigned parts) {
     const size_t n = blocks_.size();
-    offsets_.assign(n + 1, 0);
-    auto add = [&](const uint64_t* w, size_t count) {
-      targets(w, count, [&](size_t t, bool at_start) {
-        edges_.push_back(static_cast<uint32_t>(t) | (at_start ? kAtStart : 0));
-      });
-    };
-    std::vector<uint64_t> piece;
-    for (size_t i = 0; i < n;) {
-      uint64_t start = blocks_[i].start & ~7ull;
-      size_t j = i + 1;
-      while (j < n && blocks_[j].end - start <= kPiece &&
-             blocks_[j].start - blocks_[j - 1].end < kGap)
-        ++j;
-      uint64_t end = (blocks_[j - 1].end + 7) & ~7ull;
-      if (end - start > kPiece) {  // one large block
-        for_each_chunk(blocks_[i].start, blocks_[i].end, add);
-        offsets_[i + 1] = edges_.size();
-        i = j;
-        continue;
-      }
-      piece.resize((end - start) / 8);
-      bool ok = read_(start, piece.data(), end - start);
-      for (size_t b = i; b < j; ++b) {
-        uint64_t from = (blocks_[b].start + 7) & ~7ull;
-        uint64_t words = blocks_[b].end >= from + 8 ? (blocks_[b].end - from) / 8 : 0;
-        if (ok && words) add(piece.data() + (from - start) / 8, static_cast<size_t>(words));
-        offsets_[b + 1] = edges_.size();
-      }
-      i = j;
+    uint64_t bytes = 0;
+    for (const ScanRange& b : blocks_) bytes += b.end - b.start;
+    parts = static_cast<unsigned>(std::clamp<uint64_t>(parts, 1, std::max<uint64_t>(n, 1)));
+    parts_.clear();
+    uint64_t seen = 0;
+    size_t first = 0;
+    for (unsigned p = 0; p < parts; ++p) {  // blocks [first, last) of about bytes / parts
+      size_t last = first;
+      uint64_t goal = p + 1 == parts ? UINT64_MAX : bytes / parts * (p + 1);
+      while (last < n && (seen < goal || last == first))
+        seen += blocks_[last].end - blocks_[last].start, ++last;
+      if (last == first) break;
+      parts_.push_back(std::make_unique<Part>());
+      parts_.back()->first = first;
+      parts_.back()->last = last;
+      first = last;
     }
+    if (parts_.size() <= 1) {
+      if (!parts_.empty()) build_part(*parts_[0]);
+      return;
+    }
+    std::vector<std::thread> threads;
+    for (size_t p = 1; p < parts_.size(); ++p)
+      threads.emplace_back([this, p] { build_part(*parts_[p]); });
+    build_part(*parts_[0]);
+    for (std::thread& t : threads) t.join();
+    for (const auto& part : parts_)
+      if (part->failed) std::rethrow_exception(part->failed);
   }
 
-  void mark_block(size_t b, bool reachable) {
+  // Raises block b's state to reachable (or possible); true if it rose. Any thread.
+  uint8_t state(size_t b) const {
+    return std::atomic_ref<uint8_t>(const_cast<uint8_t&>(state_[b]))
+        .load(std::memory_order_relaxed);
+  }
+
+  bool raise(size_t b, bool reachable) {
     uint8_t want = reachable ? kReachable : kPossible;
-    if (state_[b] != kUnseen && state_[b] <= want) return;
-    state_[b] = want;
-    work_.push_back(b);
+    std::atomic_ref<uint8_t> st(state_[b]);
+    uint8_t was = st.load(std::memory_order_relaxed);
+    while (was > want)
+      if (st.compare_exchange_weak(was, want, std::memory_order_relaxed)) return true;
+    return false;
   }
 
-  // Marks what roots point to (strong: from reachable memory).
+  // Marks what roots point to (strong: from reachable memory); pass 0, before pass 1.
   void mark_words(const uint64_t* w, size_t n) {
-    targets(w, n, [&](size_t b, bool at_start) { mark_block(b, at_start); });
+    targets(w, n, [&](size_t b, bool at_start) { raise(b, at_start); });
   }
 
-  // Pass 2: follows the edges of marked blocks until nothing changes.
+  void mark_range(const ScanRange& r) {
+    for_each_chunk(r.start, r.end, buf_, [&](const uint64_t* w, size_t n) { mark_words(w, n); });
+  }
+
+  // Calls fn(edge) for each edge of block b.
+  template <typename Fn>
+  void for_each_edge(size_t b, Fn&& fn) const {
+    size_t p = 0;
+    while (b >= parts_[p]->last) ++p;
+    const Part& part = *parts_[p];
+    part.edges.for_range(part.offsets[b - part.first], part.offsets[b - part.first + 1], fn);
+  }
+
+  // Pass 2: follows the edges of marked blocks until nothing changes. Each part's thread
+  // starts from the marked blocks with edges of its part and follows what it raises.
   void propagate() {
-    while (!work_.empty()) {
-      size_t b = work_.back();
-      work_.pop_back();
-      bool strong = state_[b] == kReachable;
-      for (size_t e = offsets_[b]; e < offsets_[b + 1]; ++e)
-        mark_block(edges_[e] & ~kAtStart, strong && (edges_[e] & kAtStart));
+    if (parts_.size() <= 1) {
+      if (!parts_.empty()) propagate_from(*parts_[0]);
+      return;
+    }
+    std::vector<std::thread> threads;
+    for (size_t p = 1; p < parts_.size(); ++p)
+      threads.emplace_back([this, p] { propagate_from(*parts_[p]); });
+    propagate_from(*parts_[0]);
+    for (std::thread& t : threads) t.join();
+  }
+
+  void propagate_from(const Part& part) {
+    std::vector<size_t> work;
+    for (size_t b = part.first; b < part.last; ++b)
+      if (state(b) != kUnseen && part.offsets[b - part.first + 1] > part.offsets[b - part.first])
+        work.push_back(b);
+    while (!work.empty()) {
+      size_t b = work.back();
+      work.pop_back();
+      bool strong = state(b) == kReachable;
+      for_each_edge(b, [&](uint32_t e) {
+        size_t t = e & ~kAtStart;
+        if (raise(t, strong && (e & kAtStart))) work.push_back(t);
+      });
     }
   }
 
@@ -217,13 +313,13 @@ class Scanner {
       while (!stack.empty()) {
         size_t b = stack.back();
         stack.pop_back();
-        for (size_t e = offsets_[b]; e < offsets_[b + 1]; ++e) {
-          size_t t = edges_[e] & ~kAtStart;
-          if (t == i || state_[t] != kUnseen || lost[t] == 2) continue;
+        for_each_edge(b, [&](uint32_t e) {
+          size_t t = e & ~kAtStart;
+          if (t == i || state_[t] != kUnseen || lost[t] == 2) return;
           bool was_unvisited = lost[t] == 0;
           lost[t] = 2;
           if (was_unvisited) stack.push_back(t);
-        }
+        });
       }
     }
     for (size_t i = 0; i < blocks_.size(); ++i) {
@@ -240,15 +336,71 @@ class Scanner {
   static constexpr uint32_t kAtStart = 1u << 31;
 
  private:
+  // Blocks [first, last) of pass 1 and their edges: block b's are
+  // edges[offsets[b - first], offsets[b - first + 1]).
+  struct Part {
+    size_t first = 0, last = 0;
+    std::vector<size_t> offsets;
+    EdgeList edges;
+    std::vector<uint64_t> buf, piece;
+    std::exception_ptr failed;
+  };
+
+  void build_part(Part& part) {
+    try {
+      build_part_edges(part);
+    } catch (...) {
+      part.failed = std::current_exception();
+    }
+  }
+
+  void build_part_edges(Part& part) {
+    constexpr uint64_t kPiece = 1 << 20, kGap = 4096;
+    const size_t first = part.first, n = part.last;
+    part.offsets.assign(n - first + 1, 0);
+    // The pointers of a block not known reachable are kept; a reachable one's mark.
+    auto add = [&](const uint64_t* w, size_t count, size_t b) {
+      if (state(b) == kReachable) {
+        targets(w, count, [&](size_t t, bool at_start) { raise(t, at_start); });
+        return;
+      }
+      targets(w, count, [&](size_t t, bool at_start) {
+        part.edges.push_back(static_cast<uint32_t>(t) | (at_start ? kAtStart : 0));
+      });
+    };
+    for (size_t i = first; i < n;) {
+      uint64_t start = blocks_[i].start & ~7ull;
+      size_t j = i + 1;
+      while (j < n && blocks_[j].end - start <= kPiece &&
+             blocks_[j].start - blocks_[j - 1].end < kGap)
+        ++j;
+      uint64_t end = (blocks_[j - 1].end + 7) & ~7ull;
+      if (end - start > kPiece) {  // one large block
+        for_each_chunk(blocks_[i].start, blocks_[i].end, part.buf,
+                       [&](const uint64_t* w, size_t count) { add(w, count, i); });
+        part.offsets[i + 1 - first] = part.edges.size();
+        i = j;
+        continue;
+      }
+      part.piece.resize((end - start) / 8);
+      bool ok = read_(start, part.piece.data(), end - start);
+      for (size_t b = i; b < j; ++b) {
+        uint64_t from = (blocks_[b].start + 7) & ~7ull;
+        uint64_t words = blocks_[b].end >= from + 8 ? (blocks_[b].end - from) / 8 : 0;
+        if (ok && words) add(part.piece.data() + (from - start) / 8, static_cast<size_t>(words), b);
+        part.offsets[b + 1 - first] = part.edges.size();
+      }
+      i = j;
+    }
+  }
+
   const std::vector<ScanRange>& blocks_;
   BlockIndex index_;
   const ScanReader& read_;
   std::vector<uint8_t> state_;
-  std::vector<size_t> work_;
   std::vector<uint64_t> buf_;
-  std::vector<size_t> offsets_;  // edges of block b: [offsets_[b], offsets_[b + 1])
-  std::vector<uint32_t> edges_;  // target block | kAtStart when it points at its start
-  uint64_t lo_ = 0, hi_ = 0;     // the blocks' span
+  std::vector<std::unique_ptr<Part>> parts_;
+  uint64_t lo_ = 0, hi_ = 0;  // the blocks' span
 };
 
 }  // namespace
@@ -296,13 +448,18 @@ std::vector<ScanRange> leak_roots(const Layout& layout, const std::vector<ScanRa
 std::vector<LeakKind> classify_leaks(const std::vector<ScanRange>& blocks,
                                      const std::vector<ScanRange>& roots,
                                      const std::vector<uint64_t>& root_words,
-                                     const ScanReader& read) {
+                                     const ScanReader& read, unsigned threads) {
   if (blocks.size() >= Scanner::kAtStart) throw Error("leak scan: too many blocks");
+  if (threads == 0) {
+    uint64_t bytes = 0;
+    for (const ScanRange& b : blocks) bytes += b.end - b.start;
+    threads = static_cast<unsigned>(std::min<uint64_t>(
+        {std::max(1u, std::thread::hardware_concurrency()), 8, bytes / kBytesPerThread + 1}));
+  }
   Scanner s(blocks, read);
-  s.build_edges();
   s.mark_words(root_words.data(), root_words.size());
-  for (const ScanRange& r : roots)
-    s.for_each_chunk(r.start, r.end, [&](const uint64_t* w, size_t n) { s.mark_words(w, n); });
+  for (const ScanRange& r : roots) s.mark_range(r);
+  s.build_edges(threads);
   s.propagate();
   std::vector<LeakKind> out(blocks.size());
   s.group_lost(out);

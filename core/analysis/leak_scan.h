@@ -11,10 +11,13 @@
 //
 // Pointers are aligned 8-byte words. Memory is read through a callback (process_vm_readv
 // on a stopped process, or a plain copy in tests): each block once, in address order, with
-// neighbouring blocks read together in pieces of up to 1 MiB; the pointers found become
-// edges (4 bytes each) that the reachability walk follows without reading again.
+// neighbouring blocks read together in pieces of up to 1 MiB. The roots are scanned first;
+// a block already known reachable when it is read marks what it points to at once, any
+// other keeps the pointers found in it as edges (4 bytes each) that the reachability walk
+// follows afterwards without reading again.
 // Cost: O(root bytes + live bytes) reads and one lookup per word (O(1) expected: a page
-// index over the blocks). Thread-compatible.
+// index over the blocks); the blocks are read, indexed and walked by several threads when
+// they are large (see classify_leaks). Thread-compatible.
 #pragma once
 
 #include <cstdint>
@@ -35,11 +38,13 @@ using ScanReader = std::function<bool(uint64_t addr, void* out, size_t len)>;
 
 // `blocks`: live heap blocks (start, end), sorted by start, not overlapping. `roots`:
 // memory to scan as roots; `root_words`: extra root values (thread registers). Returns one
-// kind per block, in the same order.
+// kind per block, in the same order. `threads`: how many threads may read and index the
+// blocks (0: one per 16 MiB of blocks, up to the machine's cores and at most 8); `read` is
+// then called from all of them at once.
 std::vector<LeakKind> classify_leaks(const std::vector<ScanRange>& blocks,
                                      const std::vector<ScanRange>& roots,
                                      const std::vector<uint64_t>& root_words,
-                                     const ScanReader& read);
+                                     const ScanReader& read, unsigned threads = 0);
 
 struct Layout;
 
