@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <exception>
 #include <memory>
 #include <thread>
@@ -17,24 +18,31 @@ constexpr size_t kChunk = 1 << 16;  // bytes read at a time
 constexpr uint64_t kBytesPerThread = 16 << 20;
 
 // Finds the block that starts at or before an address in O(1) expected: blocks are grouped
-// into spans (runs with gaps under kSpanGap), and each span has, per 4 KiB page, the first
-// block that ends after the page's start; the search is then a binary search among the
-// blocks of one page. Memory: 4 bytes per page of span, spans only where blocks are.
+// into spans (runs with gaps under kSpanGap), and each span has, per granule, the first
+// block that ends after the granule's start; the search is then among the blocks of one
+// granule. A span's granule is the power of two above its blocks' average stride (at least
+// 16 bytes, at most 4 KiB), so that a granule holds about one or two blocks whatever their
+// size: with 4 KiB pages throughout, a heap of 64-byte blocks had ~50 candidates per word,
+// a binary search of cache misses. Memory: 4 bytes per granule, at most about one granule
+// per block (one per 4 KiB of span where blocks are sparse); spans only where blocks are.
 class BlockIndex {
  public:
   explicit BlockIndex(const std::vector<ScanRange>& blocks) : blocks_(blocks) {
     for (size_t i = 0; i < blocks.size(); ++i) {
       if (spans_.empty() || blocks[i].start - spans_.back().end >= kSpanGap)
-        spans_.push_back({blocks[i].start, blocks[i].end, i, i + 1, {}});
+        spans_.push_back({blocks[i].start, blocks[i].end, i, i + 1, {}, 0});
       spans_.back().end = std::max(spans_.back().end, blocks[i].end);
       spans_.back().last = i + 1;
     }
     for (Span& sp : spans_) {
-      uint64_t pages = ((sp.end - sp.start) >> kPageBits) + 1;
+      uint64_t stride = (sp.end - sp.start) / (sp.last - sp.first);
+      sp.shift =
+          std::clamp<unsigned>(static_cast<unsigned>(std::bit_width(stride)), kMinBits, kMaxBits);
+      uint64_t pages = ((sp.end - sp.start) >> sp.shift) + 1;
       sp.page_first.resize(pages + 1);
       size_t b = sp.first;
       for (uint64_t p = 0; p <= pages; ++p) {
-        uint64_t at = sp.start + (p << kPageBits);
+        uint64_t at = sp.start + (p << sp.shift);
         while (b < sp.last && blocks[b].end <= at) ++b;
         sp.page_first[p] = static_cast<uint32_t>(b - sp.first);
       }
@@ -42,7 +50,7 @@ class BlockIndex {
   }
 
   struct Span;
-  // Where v's candidates are listed: its span and the page entry; null when v is outside
+  // Where v's candidates are listed: its span and the granule's entry; null when v is outside
   // every span. Reads only the (small) span list, so the entry can be prefetched.
   const uint32_t* page_entry(uint64_t v, const Span** span) const {
     auto it = std::upper_bound(spans_.begin(), spans_.end(), v,
@@ -51,11 +59,11 @@ class BlockIndex {
     const Span& sp = *--it;
     if (v >= sp.end) return nullptr;
     *span = &sp;
-    return &sp.page_first[(v - sp.start) >> kPageBits];
+    return &sp.page_first[(v - sp.start) >> sp.shift];
   }
 
-  // The blocks that may hold v, [lo, hi), from its page entry: from the first block ending
-  // after the page's start to the first ending after the next page's start, inclusive.
+  // The blocks that may hold v, [lo, hi), from its granule's entry: from the first block
+  // ending after the granule's start to the first ending after the next one's, inclusive.
   static bool candidates_at(const Span& sp, const uint32_t* entry, size_t& lo, size_t& hi) {
     lo = sp.first + entry[0];
     hi = std::min(sp.last, sp.first + entry[1] + 1);
@@ -87,7 +95,7 @@ class BlockIndex {
   }
 
  private:
-  static constexpr unsigned kPageBits = 12;
+  static constexpr unsigned kMinBits = 4, kMaxBits = 12;
   static constexpr uint64_t kSpanGap = 1 << 20;
   static constexpr size_t kLinear = 16;
 
@@ -95,7 +103,8 @@ class BlockIndex {
   struct Span {
     uint64_t start, end;
     size_t first, last;                // blocks [first, last)
-    std::vector<uint32_t> page_first;  // per page: first block (from `first`) ending after it
+    std::vector<uint32_t> page_first;  // per granule: first block (from `first`) ending after it
+    unsigned shift = 12;               // log2 of the granule
   };
 
  private:
@@ -160,8 +169,9 @@ class Scanner {
   // For n words: fn(block, at_start) for each that points into a block. A pointer one past
   // the end does not keep a block (as memcheck). Lookups go in batches: the candidate
   // blocks of each word are found and prefetched, then resolved, so that the cache misses
-  // of a batch overlap (the cost when much of the heap is pointers).
-  template <typename Fn>
+  // of a batch overlap (the cost when much of the heap is pointers). kMarks: fn reads the
+  // target's state, which is prefetched too (stage 4).
+  template <bool kMarks = false, typename Fn>
   void targets(const uint64_t* w, size_t n, Fn&& fn) const {
     constexpr size_t kBatch = 32;
     uint64_t vals[kBatch];
@@ -170,7 +180,7 @@ class Scanner {
     size_t los[kBatch], his[kBatch];
     for (size_t i = 0; i < n;) {
       size_t k = 0;
-      for (; i < n && k < kBatch; ++i) {  // stage 1: page entries, prefetched
+      for (; i < n && k < kBatch; ++i) {  // stage 1: granule entries, prefetched
         uint64_t v = w[i];
         if (v < lo_ || v >= hi_) continue;
         entries[k] = index_.page_entry(v, &spans[k]);
@@ -185,9 +195,21 @@ class Scanner {
         __builtin_prefetch(&blocks_[his[m] - 1]);
         vals[m++] = vals[j];
       }
-      for (size_t j = 0; j < m; ++j) {  // stage 3: the block
-        long b = index_.resolve(vals[j], los[j], his[j]);
-        if (b >= 0) fn(static_cast<size_t>(b), vals[j] == blocks_[static_cast<size_t>(b)].start);
+      if constexpr (!kMarks) {
+        for (size_t j = 0; j < m; ++j) {  // stage 3: the block
+          long b = index_.resolve(vals[j], los[j], his[j]);
+          if (b >= 0) fn(static_cast<size_t>(b), vals[j] == blocks_[static_cast<size_t>(b)].start);
+        }
+      } else {
+        size_t found = 0;
+        for (size_t j = 0; j < m; ++j) {  // stage 3: the block, its state prefetched
+          long b = index_.resolve(vals[j], los[j], his[j]);
+          if (b < 0) continue;
+          __builtin_prefetch(&state_[static_cast<size_t>(b)]);
+          los[found] = static_cast<size_t>(b);
+          his[found++] = vals[j] == blocks_[static_cast<size_t>(b)].start;
+        }
+        for (size_t j = 0; j < found; ++j) fn(los[j], his[j] != 0);  // stage 4
       }
     }
   }
@@ -255,7 +277,7 @@ class Scanner {
 
   // Marks what roots point to (strong: from reachable memory); pass 0, before pass 1.
   void mark_words(const uint64_t* w, size_t n) {
-    targets(w, n, [&](size_t b, bool at_start) { raise(b, at_start); });
+    targets<true>(w, n, [&](size_t b, bool at_start) { raise(b, at_start); });
   }
 
   void mark_range(const ScanRange& r) {
@@ -361,7 +383,7 @@ class Scanner {
     // The pointers of a block not known reachable are kept; a reachable one's mark.
     auto add = [&](const uint64_t* w, size_t count, size_t b) {
       if (state(b) == kReachable) {
-        targets(w, count, [&](size_t t, bool at_start) { raise(t, at_start); });
+        targets<true>(w, count, [&](size_t t, bool at_start) { raise(t, at_start); });
         return;
       }
       targets(w, count, [&](size_t t, bool at_start) {

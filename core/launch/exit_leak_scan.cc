@@ -137,15 +137,14 @@ std::vector<uint64_t> register_words(const ExitEvent& ev) {
   return words;
 }
 
-// Scan ranges of the live blocks, sorted, not overlapping; a 0-byte block counts as 1 byte
-// so that a pointer to it can be found. `order` maps each range to its EndBlock.
-std::vector<ScanRange> block_ranges(const std::vector<EndBlock>& live, std::vector<size_t>& order) {
+// Scan ranges of the live blocks (sorted by address), not overlapping; a 0-byte block
+// counts as 1 byte so that a pointer to it can be found.
+std::vector<ScanRange> block_ranges(const std::vector<EndBlock>& live) {
   std::vector<ScanRange> out;
-  for (size_t i = 0; i < live.size(); ++i) {
-    const EndBlock& b = live[i];
+  out.reserve(live.size());
+  for (const EndBlock& b : live) {
     if (!out.empty() && b.ptr < out.back().end) continue;  // the same address twice
     out.push_back({b.ptr, b.ptr + std::max<uint64_t>(b.size, 1)});
-    order.push_back(i);
   }
   return out;
 }
@@ -204,8 +203,7 @@ namespace {
 void scan_blocks(const ExitEvent& ev, const Layout& layout, const std::vector<EndBlock>& live,
                  const OwnMappings& own, const ScanRange& guard_pool, ExitLeakScan& out) {
   auto t1 = std::chrono::steady_clock::now();
-  std::vector<size_t> order;
-  std::vector<ScanRange> blocks = block_ranges(live, order);
+  std::vector<ScanRange> blocks = block_ranges(live);
   std::vector<uint64_t> words = register_words(ev);
   std::vector<ScanRange> not_roots = own.ranges();
   if (guard_pool.end > guard_pool.start) not_roots.push_back(guard_pool);
@@ -226,7 +224,7 @@ void scan_blocks(const ExitEvent& ev, const Layout& layout, const std::vector<En
   out.scan.scanned_blocks = blocks.size();
   out.blocks.reserve(kinds.size());
   for (size_t i = 0; i < kinds.size(); ++i)
-    out.blocks.push_back({live[order[i]].ptr, static_cast<uint8_t>(kinds[i])});
+    out.blocks.push_back({blocks[i].start, static_cast<uint8_t>(kinds[i])});
 }
 
 Layout stopped_layout(const ExitEvent& ev) {

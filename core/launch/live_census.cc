@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <system_error>
+#include <thread>
 
 #include "elf/elf_reader.h"
 #include "format/live_census.h"
@@ -85,6 +87,13 @@ bool read_table(pid_t pid, const f::LiveCensus& c, std::vector<EndBlock>& out, s
     *why = "cannot read the runtime's check table";
     return false;
   }
+  uint64_t all_live = 0;  // room for every live block at once (16 M of them: 384 MB)
+  for (uint32_t i = 0; i < c.shard_count; ++i) {
+    f::CensusShard s;
+    std::memcpy(&s, shards.data() + i * c.shard_stride, sizeof s);
+    if (s.mask < kMaxShardSlots) all_live += std::min<uint64_t>(s.live, s.mask + 1);
+  }
+  out.reserve(out.size() + all_live);
   std::vector<f::CensusSlot> slots;
   for (uint32_t i = 0; i < c.shard_count; ++i) {
     f::CensusShard s;
@@ -162,6 +171,24 @@ bool read_own_notes(pid_t pid, const f::LiveCensus& c, std::vector<TraceOwnMappi
   return true;
 }
 
+// Sorts blocks by address, the two halves of a large table in two threads (16 M blocks:
+// 0.59 s in one).
+void sort_by_address(std::vector<EndBlock>& v) {
+  auto less = [](const EndBlock& a, const EndBlock& b) { return a.ptr < b.ptr; };
+  auto mid = v.begin() + static_cast<long>(v.size() / 2);
+  std::thread other;
+  if (v.size() >= (1u << 20) && std::thread::hardware_concurrency() > 1) {
+    try {
+      other = std::thread([&] { std::sort(v.begin(), mid, less); });
+    } catch (const std::system_error&) {  // no thread: all in this one
+    }
+  }
+  if (!other.joinable()) return std::sort(v.begin(), v.end(), less);
+  std::sort(mid, v.end(), less);
+  other.join();
+  std::inplace_merge(v.begin(), mid, v.end(), less);
+}
+
 }  // namespace
 
 std::optional<LiveCensusBlocks> read_live_census(pid_t pid, const std::vector<SmapsRegion>& regions,
@@ -200,8 +227,7 @@ std::optional<LiveCensusBlocks> read_live_census(pid_t pid, const std::vector<Sm
     if (!read_table(pid, c, out.blocks, why) || !read_guarded(pid, c, out.blocks, why) ||
         !read_own_notes(pid, c, out.own_notes, why))
       return std::nullopt;
-    std::sort(out.blocks.begin(), out.blocks.end(),
-              [](const EndBlock& a, const EndBlock& b) { return a.ptr < b.ptr; });
+    sort_by_address(out.blocks);
     return out;
   } catch (const std::exception& e) {
     *why = e.what();

@@ -168,7 +168,9 @@ TEST(LeakScan, RandomHeapsMatchTheDefinitionsWithAnyNumberOfThreads) {
     for (size_t i = 0; i < count; ++i) {
       at += 16 * (1 + rng() % 4);
       if (rng() % 50 == 0) at += 4096 * (1 + rng() % 4);  // a gap: another piece
-      uint64_t size = rng() % 100 == 0 ? (1 << 20) + 8 * (rng() % 64) : 1 + rng() % 600;
+      // Tiny blocks in every third round (the index's finest granules), larger elsewhere.
+      uint64_t small = round % 3 == 1 ? 1 + rng() % 40 : 1 + rng() % 600;
+      uint64_t size = rng() % 100 == 0 && round % 3 != 1 ? (1 << 20) + 8 * (rng() % 64) : small;
       blocks.push_back({at, at + size});
       at += size;
     }
