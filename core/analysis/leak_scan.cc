@@ -5,6 +5,7 @@
 #include <bit>
 #include <exception>
 #include <memory>
+#include <system_error>
 #include <thread>
 
 #include "layout/layout.h"
@@ -247,25 +248,42 @@ class Scanner {
       parts_.back()->last = last;
       first = last;
     }
-    if (parts_.size() <= 1) {
-      if (!parts_.empty()) build_part(*parts_[0]);
-      return;
-    }
-    std::vector<std::thread> threads;
-    for (size_t p = 1; p < parts_.size(); ++p)
-      threads.emplace_back([this, p] { build_part(*parts_[p]); });
-    build_part(*parts_[0]);
-    for (std::thread& t : threads) t.join();
-    for (const auto& part : parts_)
-      if (part->failed) std::rethrow_exception(part->failed);
+    for_parts([this](Part& part) { build_part_edges(part); });
   }
 
-  // Raises block b's state to reachable (or possible); true if it rose. Any thread.
+  // Runs fn(part) for every part, each in a thread of its own (the first part in this one,
+  // and any whose thread cannot start); then rethrows the first failure.
+  template <typename Fn>
+  void for_parts(Fn&& fn) {
+    std::vector<std::exception_ptr> failed(parts_.size());
+    auto run = [&](size_t p) {
+      try {
+        fn(*parts_[p]);
+      } catch (...) {
+        failed[p] = std::current_exception();
+      }
+    };
+    std::vector<std::thread> threads;
+    threads.reserve(parts_.size());
+    for (size_t p = 1; p < parts_.size(); ++p) {
+      try {
+        threads.emplace_back(run, p);
+      } catch (const std::system_error&) {
+        run(p);
+      }
+    }
+    if (!parts_.empty()) run(0);
+    for (std::thread& t : threads) t.join();
+    for (const std::exception_ptr& f : failed)
+      if (f) std::rethrow_exception(f);
+  }
+
   uint8_t state(size_t b) const {
     return std::atomic_ref<uint8_t>(const_cast<uint8_t&>(state_[b]))
         .load(std::memory_order_relaxed);
   }
 
+  // Raises block b's state to reachable (or possible); true if it rose. Any thread.
   bool raise(size_t b, bool reachable) {
     uint8_t want = reachable ? kReachable : kPossible;
     std::atomic_ref<uint8_t> st(state_[b]);
@@ -296,15 +314,7 @@ class Scanner {
   // Pass 2: follows the edges of marked blocks until nothing changes. Each part's thread
   // starts from the marked blocks with edges of its part and follows what it raises.
   void propagate() {
-    if (parts_.size() <= 1) {
-      if (!parts_.empty()) propagate_from(*parts_[0]);
-      return;
-    }
-    std::vector<std::thread> threads;
-    for (size_t p = 1; p < parts_.size(); ++p)
-      threads.emplace_back([this, p] { propagate_from(*parts_[p]); });
-    propagate_from(*parts_[0]);
-    for (std::thread& t : threads) t.join();
+    for_parts([this](Part& part) { propagate_from(part); });
   }
 
   void propagate_from(const Part& part) {
@@ -365,16 +375,7 @@ class Scanner {
     std::vector<size_t> offsets;
     EdgeList edges;
     std::vector<uint64_t> buf, piece;
-    std::exception_ptr failed;
   };
-
-  void build_part(Part& part) {
-    try {
-      build_part_edges(part);
-    } catch (...) {
-      part.failed = std::current_exception();
-    }
-  }
 
   void build_part_edges(Part& part) {
     constexpr uint64_t kPiece = 1 << 20, kGap = 4096;
