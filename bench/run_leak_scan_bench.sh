@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Timing of the leak scan of `memcensus run --check` on a 1 GiB heap (bench/workloads/
-# leak_heap.c: 1,048,576 blocks of 1 KiB), with block contents that are plain data and,
-# the worst case, every word a pointer to a block. Prints, for each, the time the program
-# stays stopped at its exit (reading the trace + scanning), split as memcensus reports it,
-# and the wall times of the program natively, under `run` and under `run --check`.
+# leak_heap.c: 1,048,576 blocks of 1 KiB), with block contents that are plain data, every
+# word a pointer to a block, and every word a pointer to an earlier block with the list
+# reached from its last block (the worst case: no block known reachable before it is read).
+# Prints, for each, the time the program stays stopped at its exit (reading the runtime's
+# live-block table, the roots, the scan), split as memcensus reports it, and the wall times
+# of the program natively, under `run` and under `run --check`.
 # Usage: bench/run_leak_scan_bench.sh [BUILD_DIR] [BLOCKS] [SIZE]
+#   (16777216 64: the same GiB in 64-byte blocks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build/release}"
