@@ -149,6 +149,14 @@ std::vector<ScanRange> block_ranges(const std::vector<EndBlock>& live) {
   return out;
 }
 
+// Drops, in place, the ranges (sorted by start) that begin inside the one before them.
+void drop_overlaps(std::vector<ScanRange>& ranges) {
+  size_t kept = 0;
+  for (size_t i = 0; i < ranges.size(); ++i)
+    if (kept == 0 || ranges[i].start >= ranges[kept - 1].end) ranges[kept++] = ranges[i];
+  ranges.resize(kept);
+}
+
 // Reads [addr, addr + len) of `pid`; pages that cannot be read are zero-filled. False if
 // nothing could be read.
 bool read_remote(pid_t pid, uint64_t addr, void* buf, size_t len) {
@@ -198,12 +206,11 @@ ExitLeakScan skipped_leak_scan(std::string why) {
 
 namespace {
 
-// Classifies `live` (sorted by address) in the stopped process of `ev`, with the roots of
-// `layout` minus the runtime's own memory (`own`).
-void scan_blocks(const ExitEvent& ev, const Layout& layout, const std::vector<EndBlock>& live,
+// Classifies the live `blocks` (sorted, not overlapping) in the stopped process of `ev`,
+// with the roots of `layout` minus the runtime's own memory (`own`).
+void scan_blocks(const ExitEvent& ev, const Layout& layout, const std::vector<ScanRange>& blocks,
                  const OwnMappings& own, const ScanRange& guard_pool, ExitLeakScan& out) {
   auto t1 = std::chrono::steady_clock::now();
-  std::vector<ScanRange> blocks = block_ranges(live);
   std::vector<uint64_t> words = register_words(ev);
   std::vector<ScanRange> not_roots = own.ranges();
   if (guard_pool.end > guard_pool.start) not_roots.push_back(guard_pool);
@@ -257,7 +264,7 @@ ExitLeakScan scan_from_trace(const ExitEvent& ev, const std::string& trace_path,
                              out.census_refused +
                              "): a block whose release was lost would look lost");
   out.blocks_seconds = seconds_since(t0);
-  scan_blocks(ev, layout, s.live_at_end, image.own(), ScanRange{}, out);
+  scan_blocks(ev, layout, block_ranges(s.live_at_end), image.own(), ScanRange{}, out);
   if (image.images() == 1) out.heap = std::move(s);
   return out;
 }
@@ -292,6 +299,7 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, const ExitScanSources& src) {
     ExitLeakScan out;
     OwnMappings own;
     for (const TraceOwnMapping& m : census->own_notes) own.on_own_mapping(m);
+    drop_overlaps(census->blocks);
     out.blocks_seconds = seconds_since(t1);
     out.layout_seconds = layout_seconds;
     scan_blocks(ev, layout, census->blocks, own,

@@ -18,14 +18,17 @@
 #include <string>
 #include <vector>
 
-#include "analysis/heap_analysis.h"
+#include "analysis/leak_scan.h"
 #include "procfs/smaps_parser.h"
 #include "trace/trace_records.h"
 
 namespace memcensus {
 
 struct LiveCensusBlocks {
-  std::vector<EndBlock> blocks;            // sorted by address; the recorded blocks only
+  // The recorded blocks only, as [address, address + size) (a 0-byte block as 1 byte, so
+  // that a pointer to it can be found), sorted by address. An address entered twice (a
+  // block whose free the table missed) gives two ranges.
+  std::vector<ScanRange> blocks;
   std::vector<TraceOwnMapping> own_notes;  // in the order noted
   // The guard pool of run --check ([lo, lo + size); size 0: none). Its pages are guarded
   // blocks (in `blocks`), padding and pages that fault: nothing to take for roots.
