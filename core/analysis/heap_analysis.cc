@@ -6,6 +6,7 @@
 #include "analysis/heap_pass.h"
 #include "format/trace_format.h"
 #include "trace/event_shapes.h"
+#include "util/parallel_sort.h"
 
 namespace memcensus {
 namespace f = memcensus::format;
@@ -76,8 +77,9 @@ void HeapAnalysis::apply_estimates() {
   t.leaked_blocks = 0;
   t.leaked_bytes = 0;
   auto leak = [&](const LiveBlock& b) {
-    t.leaked_blocks += std::llround(b.weight);
-    t.leaked_bytes += std::llround(static_cast<double>(b.size) * b.weight);
+    double weight = weight_of(b.size);  // as when it was allocated: its size's
+    t.leaked_blocks += std::llround(weight);
+    t.leaked_bytes += std::llround(static_cast<double>(b.size) * weight);
   };
   if (pass_) pass_->live().for_each([&](uint64_t, const LiveBlock& b) { leak(b); });
   for (SiteStats& site : s_.sites) {
@@ -137,6 +139,7 @@ HeapAnalysis::HeapAnalysis() {
 HeapSummary HeapAnalysis::finish() {
   if (own_) own_->finish();
   if (pass_) {
+    s_.live_at_end.reserve(s_.live_at_end.size() + pass_->live().size());
     pass_->live().for_each([&](uint64_t ptr, const LiveBlock& b) {
       s_.live_at_end.push_back({ptr, b.size, pass_->site_stack(b.site)});
       s_.totals.leaked_blocks++;
@@ -146,8 +149,8 @@ HeapSummary HeapAnalysis::finish() {
       st.leaked_bytes += b.size;
     });
   }
-  std::sort(s_.live_at_end.begin(), s_.live_at_end.end(),
-            [](const EndBlock& a, const EndBlock& b) { return a.ptr < b.ptr; });
+  parallel_sort(s_.live_at_end.begin(), s_.live_at_end.end(),
+                [](const EndBlock& a, const EndBlock& b) { return a.ptr < b.ptr; });
   for (SiteStats& st : sites_) {
     if (st.epoch < peak_epoch_) st.peak_bytes = st.live_bytes;
     s_.sites.push_back(st);

@@ -46,7 +46,7 @@ void LiveBlocks::grow() {
 }
 
 void LiveBlocks::insert(uint64_t ptr, const LiveBlock& b) {
-  if ((count_ + 1) * 2 > slots_.size()) grow();
+  if ((count_ + 1) * 8 > slots_.size() * 5) grow();  // at most 5/8 full
   size_t i = home(ptr);
   for (; slots_[i].key; i = (i + 1) & mask_) {
     if (slots_[i].key == ptr) {  // live twice: the newer one in the slot, older ones aside
@@ -200,8 +200,10 @@ void HeapAnalysis::allocated(uint32_t index, uint64_t size, uint64_t time) {
 
 void HeapAnalysis::released(const LiveBlock& b) {
   site_change(b.site, -static_cast<int64_t>(b.size));
-  last_weight_ = b.weight;
-  if (sampling()) est_.live -= static_cast<double>(b.size) * b.weight;
+  if (sampling()) {
+    last_weight_ = weight_of(b.size);  // as when it was allocated: its size's
+    est_.live -= static_cast<double>(b.size) * last_weight_;
+  }
 }
 
 // A successful realloc, after its old block was released (old_size 0: none or unknown).
@@ -648,13 +650,9 @@ void HeapPass::allocate(const PassEvent& e, uint64_t size, uint64_t time, uint32
       }
     }
   }
-  double weight = 1;
-  if (heap_) {
-    heap_->allocated(site, size, time);
-    weight = heap_->last_alloc_weight_;
-  }
+  if (heap_) heap_->allocated(site, size, time);
   if (details_) details_->allocated(e.ptr, site, size, time);
-  live_.insert(e.ptr, LiveBlock{size, time, weight, site, chain});
+  live_.insert(e.ptr, LiveBlock{size, time, site, chain});
 }
 
 // Releases the live block at ptr freed at `time` (a free, or the old block of a realloc).
@@ -745,11 +743,9 @@ void HeapPass::apply_pair(const PassEvent& a, const PassEvent& fr) {
   if (details_) details_->begin_event(a);
   if (details_) details_->count_alloc(a);
   uint32_t site = site_index(a.stack);
-  double weight = 1;
   if (heap_) {
     heap_->site_allocation(site, a.size);
     heap_->allocated(site, a.size, a.time);
-    weight = heap_->last_alloc_weight_;
   }
   if (details_) details_->allocated(a.ptr, site, a.size, a.time);
   if (heap_) heap_->end_event(a, kAlloc);
@@ -757,7 +753,7 @@ void HeapPass::apply_pair(const PassEvent& a, const PassEvent& fr) {
   if (heap_) heap_->begin_event(fr, kFree);
   if (details_) details_->begin_event(fr);
   if (details_) details_->count_free(fr);
-  const LiveBlock b{a.size, a.time, weight, site, 1};
+  const LiveBlock b{a.size, a.time, site, 1};
   bool temporary = details_ && details_->releasing(fr.ptr);
   if (heap_) heap_->released(b);
   if (details_) {

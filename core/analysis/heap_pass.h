@@ -30,7 +30,6 @@ class HeapDetails;
 struct LiveBlock {
   uint64_t size = 0;
   uint64_t time = 0;   // allocated at (realloc: after the call)
-  double weight = 1;   // allocations this recorded one stands for (--sample traces)
   uint32_t site = 0;   // HeapPass::site_index of its stack
   uint32_t chain = 1;  // blocks in its growth chain so far (HeapDetails)
 };
