@@ -9,6 +9,7 @@ packages=(
   libelf-dev libdw-dev          # ELF reading and DWARF line tables (elfutils)
   libdebuginfod1                # debuginfod client: libdw loads it when DEBUGINFOD_URLS is set
   libzstd-dev                   # trace compression
+  zlib1g-dev liblzma-dev libbz2-dev  # their static archives: the CLI links elfutils in
   libunwind-dev                 # general unwinder inside the target
   libcli11-dev                  # argument parsing
   libfmt-dev                    # formatting
