@@ -676,6 +676,7 @@ bool HeapPass::release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveB
 [[gnu::flatten]] void HeapPass::apply_run(const PassEvent* ev, size_t n) {
   for (size_t i = 0; i < n;) {
     __builtin_prefetch(ev + i + 8);
+    if (i + 4 < n) live_.prefetch(ev[i + 4].ptr);
     const PassEvent& e = ev[i];
     if (i + 1 < n && temporary_pair(e, ev[i + 1])) {
       apply_pair(e, ev[i + 1]);

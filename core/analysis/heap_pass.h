@@ -41,6 +41,9 @@ class LiveBlocks {
  public:
   LiveBlocks();
   LiveBlock* find(uint64_t ptr);  // the newest block at ptr; nullptr when none
+  // Starts loading the slot where ptr's block is looked for (events a few ahead: a table of
+  // millions of live blocks misses the cache at every lookup).
+  void prefetch(uint64_t ptr) const { __builtin_prefetch(&slots_[home(ptr)]); }
   void insert(uint64_t ptr, const LiveBlock& b);
   // Removes the block at ptr that a free at `time` releases: the latest one allocated at or
   // before `time`. False when there is none.
