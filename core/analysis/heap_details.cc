@@ -112,10 +112,16 @@ void HeapDetails::take_snapshots(uint64_t before) {
 }
 
 void HeapDetails::store(PendingSnapshot&& p) {
-  if (pass_)
+  if (pass_) {
+    p.snap.heap.reserve(pass_->live().size());
     pass_->live().for_each([&](uint64_t ptr, const LiveBlock& b) {
       p.snap.heap.push_back(AddressBlock{ptr, b.size, pass_->site_stack(b.site)});
     });
+    // Sorted once here for split_resident (in one thread: the two-thread sort's merge
+    // buffer would add half the snapshot to the peak memory of the analysis).
+    std::sort(p.snap.heap.begin(), p.snap.heap.end(),
+              [](const AddressBlock& a, const AddressBlock& b) { return a.address < b.address; });
+  }
   for (const auto& [addr, m] : mmaps_) p.snap.mmaps.push_back(m);
   if (p.as_peak && p.rss >= stored_peak_rss_) {
     stored_peak_rss_ = p.rss;

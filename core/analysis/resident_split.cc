@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 
+#include "util/parallel_sort.h"
+
 namespace memcensus {
 namespace {
 
@@ -53,15 +55,25 @@ uint64_t share(uint64_t rss, const std::map<uint32_t, uint64_t>& by_site,
 
 }  // namespace
 
-std::vector<ResidentPart> split_resident(const Layout& layout, std::vector<AddressBlock> live,
-                                         std::vector<AddressBlock> mmaps,
+std::vector<ResidentPart> split_resident(const Layout& layout,
+                                         const std::vector<AddressBlock>& live_in,
+                                         const std::vector<AddressBlock>& mmaps_in,
                                          const std::function<std::string(uint32_t)>& site_name,
                                          size_t max_sites) {
   auto by_address = [](const AddressBlock& a, const AddressBlock& b) {
     return a.address < b.address;
   };
-  std::sort(live.begin(), live.end(), by_address);
-  std::sort(mmaps.begin(), mmaps.end(), by_address);
+  // Sorted copies only when needed (a snapshot's blocks come sorted: 16 M of them are 384 MB).
+  std::vector<AddressBlock> live_sorted, mmaps_sorted;
+  auto sorted = [&](const std::vector<AddressBlock>& in,
+                    std::vector<AddressBlock>& copy) -> const std::vector<AddressBlock>& {
+    if (std::is_sorted(in.begin(), in.end(), by_address)) return in;
+    copy = in;
+    parallel_sort(copy.begin(), copy.end(), by_address);
+    return copy;
+  };
+  const std::vector<AddressBlock>& live = sorted(live_in, live_sorted);
+  const std::vector<AddressBlock>& mmaps = sorted(mmaps_in, mmaps_sorted);
 
   uint64_t code = 0, statics = 0, stacks = 0, overhead = 0, unknown_anon = 0, files = 0, shm = 0,
            kernel = 0, other = 0, own = 0;

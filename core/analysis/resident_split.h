@@ -36,8 +36,9 @@ struct ResidentPart {
 
 // `live`: heap blocks live at that moment; `mmaps`: anonymous mappings the program made
 // (mmap calls) still mapped then; `site_name`: a short name for a site id.
-std::vector<ResidentPart> split_resident(const Layout& layout, std::vector<AddressBlock> live,
-                                         std::vector<AddressBlock> mmaps,
+std::vector<ResidentPart> split_resident(const Layout& layout,
+                                         const std::vector<AddressBlock>& live,
+                                         const std::vector<AddressBlock>& mmaps,
                                          const std::function<std::string(uint32_t)>& site_name,
                                          size_t max_sites = 20);
 
