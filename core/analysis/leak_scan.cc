@@ -235,55 +235,68 @@ class Scanner {
     if (!blocks.empty()) lo_ = blocks.front().start, hi_ = blocks.back().end;
   }
 
-  // For n words: fn(block, at_start) for each that points into a block. A pointer one past
-  // the end does not keep a block (as memcheck). Lookups go in batches: the candidate
-  // blocks of each word are found and prefetched, then resolved, so that the cache misses
-  // of a batch overlap (the cost when much of the heap is pointers). kMarks: fn reads the
-  // target's state, which is prefetched too (stage 4).
-  template <bool kMarks = false, typename Fn>
-  void targets(const uint64_t* w, size_t n, Fn&& fn) const {
-    constexpr size_t kBatch = 32;
-    uint64_t vals[kBatch];
+  static constexpr size_t kBatch = 32;
+
+  // Looks up k words of [lo_, hi_): res[j] is the block holding vals[j] (-1: none) and
+  // at_start[j] whether vals[j] is its start. A pointer one past the end does not keep a
+  // block (as memcheck). The batch goes in stages, so that its cache misses overlap (the
+  // cost when much of the heap is pointers): the granule entries are prefetched, then
+  // resolved from the dense map or the candidate blocks prefetched, then those resolved; the
+  // states of the blocks found are prefetched for the caller, which usually reads them next.
+  void lookup_batch(const uint64_t* vals, size_t k, long* res, bool* at_start) const {
     const BlockIndex::Span* spans[kBatch];
     const void* entries[kBatch];
-    size_t los[kBatch], his[kBatch], found[kBatch];
-    bool starts[kBatch];
-    for (size_t i = 0; i < n;) {
-      size_t k = 0;
-      for (; i < n && k < kBatch; ++i) {  // stage 1: granule entries, prefetched
-        uint64_t v = w[i];
-        if (v < lo_ || v >= hi_) continue;
-        entries[k] = index_.page_entry(v, &spans[k]);
-        if (!entries[k]) continue;
-        __builtin_prefetch(entries[k]);
-        vals[k++] = v;
-      }
-      size_t m = 0, f = 0;
-      for (size_t j = 0; j < k; ++j) {  // stage 2: resolved, or candidate blocks prefetched
-        if (!spans[j]->dense.empty()) {
-          int r = BlockIndex::dense_lookup(*spans[j], static_cast<const uint64_t*>(entries[j]),
-                                           vals[j], found[f], starts[f], los[m], his[m]);
-          if (r > 0) {
-            if constexpr (kMarks) __builtin_prefetch(&state_[found[f]]);
-            ++f;
-            continue;
-          }
-          if (r == 0) continue;
-        } else if (!BlockIndex::candidates_at(*spans[j], entries[j], los[m], his[m])) {
+    size_t los[kBatch], his[kBatch], slow[kBatch];
+    for (size_t j = 0; j < k; ++j) {  // stage 1: granule entries, prefetched
+      entries[j] = index_.page_entry(vals[j], &spans[j]);
+      if (entries[j]) __builtin_prefetch(entries[j]);
+    }
+    size_t m = 0;
+    for (size_t j = 0; j < k; ++j) {  // stage 2: resolved, or candidate blocks prefetched
+      res[j] = -1;
+      if (!entries[j]) continue;
+      if (!spans[j]->dense.empty()) {
+        size_t b = 0;
+        bool start = false;
+        int r = BlockIndex::dense_lookup(*spans[j], static_cast<const uint64_t*>(entries[j]),
+                                         vals[j], b, start, los[m], his[m]);
+        if (r > 0) {
+          __builtin_prefetch(&state_[b]);
+          res[j] = static_cast<long>(b);
+          at_start[j] = start;
           continue;
         }
-        __builtin_prefetch(&blocks_[los[m]]);
-        __builtin_prefetch(&blocks_[his[m] - 1]);
-        vals[m++] = vals[j];
+        if (r == 0) continue;
+      } else if (!BlockIndex::candidates_at(*spans[j], entries[j], los[m], his[m])) {
+        continue;
       }
-      for (size_t j = 0; j < m; ++j) {  // stage 3: the block, from the block table
-        long b = index_.resolve(vals[j], los[j], his[j]);
-        if (b < 0) continue;
-        if constexpr (kMarks) __builtin_prefetch(&state_[static_cast<size_t>(b)]);
-        found[f] = static_cast<size_t>(b);
-        starts[f++] = vals[j] == blocks_[static_cast<size_t>(b)].start;
-      }
-      for (size_t j = 0; j < f; ++j) fn(found[j], starts[j]);  // stage 4
+      __builtin_prefetch(&blocks_[los[m]]);
+      __builtin_prefetch(&blocks_[his[m] - 1]);
+      slow[m++] = j;
+    }
+    for (size_t i = 0; i < m; ++i) {  // stage 3: the block, from the block table
+      size_t j = slow[i];
+      long b = index_.resolve(vals[j], los[i], his[i]);
+      if (b < 0) continue;
+      __builtin_prefetch(&state_[static_cast<size_t>(b)]);
+      res[j] = b;
+      at_start[j] = vals[j] == blocks_[static_cast<size_t>(b)].start;
+    }
+  }
+
+  // For n words: fn(block, at_start) for each that points into a block, in word order.
+  template <typename Fn>
+  void targets(const uint64_t* w, size_t n, Fn&& fn) const {
+    uint64_t vals[kBatch];
+    long res[kBatch];
+    bool at_start[kBatch];
+    for (size_t i = 0; i < n;) {
+      size_t k = 0;
+      for (; i < n && k < kBatch; ++i)
+        if (w[i] >= lo_ && w[i] < hi_) vals[k++] = w[i];
+      lookup_batch(vals, k, res, at_start);
+      for (size_t j = 0; j < k; ++j)
+        if (res[j] >= 0) fn(static_cast<size_t>(res[j]), at_start[j]);
     }
   }
 
@@ -367,7 +380,7 @@ class Scanner {
 
   // Marks what roots point to (strong: from reachable memory); pass 0, before pass 1.
   void mark_words(const uint64_t* w, size_t n) {
-    targets<true>(w, n, [&](size_t b, bool at_start) { raise(b, at_start); });
+    targets(w, n, [&](size_t b, bool at_start) { raise(b, at_start); });
   }
 
   void mark_range(const ScanRange& r) {
@@ -453,15 +466,40 @@ class Scanner {
     constexpr uint64_t kPiece = 1 << 20, kGap = 4096;
     const size_t first = part.first, n = part.last;
     part.offsets.assign(n - first + 1, 0);
-    // The pointers of a block not known reachable are kept; a reachable one's mark.
-    auto add = [&](const uint64_t* w, size_t count, size_t b) {
-      if (state(b) == kReachable) {
-        targets<true>(w, count, [&](size_t t, bool at_start) { raise(t, at_start); });
-        return;
+    // Words that may be pointers wait, with their block, until a batch is full: a batch
+    // spans blocks, so that small blocks (7 words for 64 bytes) still fill it. Then, in
+    // word order: a block known reachable marks what its words point to; any other keeps
+    // them as edges. The edges of block b end where those of the next block with edges
+    // begin: `closed` is the first block whose end is not yet written.
+    uint64_t vals[kBatch];
+    size_t srcs[kBatch];
+    long res[kBatch];
+    bool at_start[kBatch];
+    size_t k = 0, closed = first;
+    auto close_until = [&](size_t b) {
+      for (; closed < b; ++closed) part.offsets[closed + 1 - first] = part.edges.size();
+    };
+    auto drain = [&] {
+      lookup_batch(vals, k, res, at_start);
+      for (size_t j = 0; j < k; ++j) {
+        if (res[j] < 0) continue;
+        size_t t = static_cast<size_t>(res[j]), b = srcs[j];
+        if (state(b) == kReachable) {
+          raise(t, at_start[j]);
+        } else {
+          close_until(b);
+          part.edges.push_back(static_cast<uint32_t>(t) | (at_start[j] ? kAtStart : 0));
+        }
       }
-      targets(w, count, [&](size_t t, bool at_start) {
-        part.edges.push_back(static_cast<uint32_t>(t) | (at_start ? kAtStart : 0));
-      });
+      k = 0;
+    };
+    auto add = [&](const uint64_t* w, size_t count, size_t b) {
+      for (size_t i = 0; i < count; ++i) {
+        if (w[i] < lo_ || w[i] >= hi_) continue;
+        vals[k] = w[i];
+        srcs[k] = b;
+        if (++k == kBatch) drain();
+      }
     };
     for (size_t i = first; i < n;) {
       uint64_t start = blocks_[i].start & ~7ull;
@@ -473,20 +511,21 @@ class Scanner {
       if (end - start > kPiece) {  // one large block
         for_each_chunk(blocks_[i].start, blocks_[i].end, part.buf,
                        [&](const uint64_t* w, size_t count) { add(w, count, i); });
-        part.offsets[i + 1 - first] = part.edges.size();
         i = j;
         continue;
       }
       part.piece.resize((end - start) / 8);
-      bool ok = read_(start, part.piece.data(), end - start);
-      for (size_t b = i; b < j; ++b) {
-        uint64_t from = (blocks_[b].start + 7) & ~7ull;
-        uint64_t words = blocks_[b].end >= from + 8 ? (blocks_[b].end - from) / 8 : 0;
-        if (ok && words) add(part.piece.data() + (from - start) / 8, static_cast<size_t>(words), b);
-        part.offsets[b + 1 - first] = part.edges.size();
+      if (read_(start, part.piece.data(), end - start)) {
+        for (size_t b = i; b < j; ++b) {
+          uint64_t from = (blocks_[b].start + 7) & ~7ull;
+          uint64_t words = blocks_[b].end >= from + 8 ? (blocks_[b].end - from) / 8 : 0;
+          add(part.piece.data() + (from - start) / 8, static_cast<size_t>(words), b);
+        }
       }
       i = j;
     }
+    drain();
+    close_until(n);
   }
 
   const std::vector<ScanRange>& blocks_;
