@@ -155,8 +155,9 @@ std::vector<LeakKind> reference_kinds(const std::vector<ScanRange>& blocks,
   return kinds;
 }
 
-// Random heaps (small, tiny, 16-byte aligned, large and pieces-spanning blocks; pointers to starts, interiors, one
-// past the end and nowhere) classified with 1, 2, 3 and 8 threads equal the reference.
+// Random heaps (small, tiny, 16-byte aligned, large and pieces-spanning blocks; pointers to starts,
+// interiors, one past the end and nowhere) classified with 1, 2, 3 and 8 threads equal the
+// reference.
 TEST(LeakScan, RandomHeapsMatchTheDefinitionsWithAnyNumberOfThreads) {
   std::mt19937_64 rng(12345);
   std::map<LeakKind, size_t> seen;  // every class must occur, or the test proves little
@@ -167,7 +168,7 @@ TEST(LeakScan, RandomHeapsMatchTheDefinitionsWithAnyNumberOfThreads) {
     size_t count = 50 + rng() % 400;
     for (size_t i = 0; i < count; ++i) {
       at += 16 * (1 + rng() % 4);
-      if (round % 6 == 1) at &= ~uint64_t{15};  // 16-byte starts, as malloc's
+      if (round % 6 == 1) at &= ~uint64_t{15};            // 16-byte starts, as malloc's
       if (rng() % 50 == 0) at += 4096 * (1 + rng() % 4);  // a gap: another piece
       // Tiny blocks in every third round (the index's finest granules), larger elsewhere.
       uint64_t small = round % 3 == 1 ? 1 + rng() % 40 : 1 + rng() % 600;
