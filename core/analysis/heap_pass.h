@@ -10,7 +10,7 @@
 // Memory: two to three rounds of events (the round read, the one waiting, and what waits longer;
 // 48 bytes each, kept in the reader's batches when it gives their owner, else copied into a buffer
 // and applied by merging its threads' runs, so ordering costs O(events x log threads) and no sort)
-// + live blocks (40 bytes each, table at most half full) + sites + threads. Not thread-safe.
+// + live blocks (32-byte slots, the table at most 5/8 full) + sites + threads. Not thread-safe.
 #pragma once
 
 #include <cstdint>
