@@ -110,7 +110,7 @@ class BlockIndex {
   }
 
   // The block of [lo, hi) (from candidates) that holds v; -1 when none. A few candidates
-  // (most pages) are counted without branches: a binary search's branches go either way at
+  // (most granules) are counted without branches: a binary search's branches go either way at
   // random when the words are pointers.
   long resolve(uint64_t v, size_t lo, size_t hi) const {
     if (hi - lo <= kLinear) {
@@ -233,7 +233,10 @@ class Scanner {
   Scanner(const std::vector<ScanRange>& blocks, const ScanReader& read)
       : blocks_(blocks), index_(blocks), read_(read), state_(blocks.size(), kUnseen) {
     if (!blocks.empty()) lo_ = blocks.front().start, hi_ = blocks.back().end;
+    for (const ScanRange& b : blocks) bytes_ += b.end - b.start;
   }
+
+  uint64_t bytes() const { return bytes_; }  // of all the blocks
 
   static constexpr size_t kBatch = 32;
 
@@ -316,8 +319,7 @@ class Scanner {
   // Pass 1: the edges of every block, in `parts` threads (at most).
   void build_edges(unsigned parts) {
     const size_t n = blocks_.size();
-    uint64_t bytes = 0;
-    for (const ScanRange& b : blocks_) bytes += b.end - b.start;
+    const uint64_t bytes = bytes_;
     parts = static_cast<unsigned>(std::clamp<uint64_t>(parts, 1, std::max<uint64_t>(n, 1)));
     parts_.clear();
     uint64_t seen = 0;
@@ -535,6 +537,7 @@ class Scanner {
   std::vector<uint64_t> buf_;
   std::vector<std::unique_ptr<Part>> parts_;
   uint64_t lo_ = 0, hi_ = 0;  // the blocks' span
+  uint64_t bytes_ = 0;
 };
 
 }  // namespace
@@ -584,13 +587,10 @@ std::vector<LeakKind> classify_leaks(const std::vector<ScanRange>& blocks,
                                      const std::vector<uint64_t>& root_words,
                                      const ScanReader& read, unsigned threads) {
   if (blocks.size() >= Scanner::kAtStart) throw Error("leak scan: too many blocks");
-  if (threads == 0) {
-    uint64_t bytes = 0;
-    for (const ScanRange& b : blocks) bytes += b.end - b.start;
-    threads = static_cast<unsigned>(std::min<uint64_t>(
-        {std::max(1u, std::thread::hardware_concurrency()), 8, bytes / kBytesPerThread + 1}));
-  }
   Scanner s(blocks, read);
+  if (threads == 0)
+    threads = static_cast<unsigned>(std::min<uint64_t>(
+        {std::max(1u, std::thread::hardware_concurrency()), 8, s.bytes() / kBytesPerThread + 1}));
   s.mark_words(root_words.data(), root_words.size());
   for (const ScanRange& r : roots) s.mark_range(r);
   s.build_edges(threads);

@@ -33,6 +33,12 @@ struct ScanRange {
   uint64_t end = 0;
 };
 
+// The scan range of a live block at ptr of `size` bytes: a 0-byte block counts as 1 byte,
+// so that a pointer to it can be found.
+inline ScanRange block_range(uint64_t ptr, uint64_t size) {
+  return {ptr, ptr + (size ? size : 1)};
+}
+
 // Reads [addr, addr + len) into out; false if unreadable (the range is then skipped).
 using ScanReader = std::function<bool(uint64_t addr, void* out, size_t len)>;
 

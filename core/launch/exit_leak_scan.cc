@@ -137,24 +137,22 @@ std::vector<uint64_t> register_words(const ExitEvent& ev) {
   return words;
 }
 
-// Scan ranges of the live blocks (sorted by address), not overlapping; a 0-byte block
-// counts as 1 byte so that a pointer to it can be found.
-std::vector<ScanRange> block_ranges(const std::vector<EndBlock>& live) {
-  std::vector<ScanRange> out;
-  out.reserve(live.size());
-  for (const EndBlock& b : live) {
-    if (!out.empty() && b.ptr < out.back().end) continue;  // the same address twice
-    out.push_back({b.ptr, b.ptr + std::max<uint64_t>(b.size, 1)});
-  }
-  return out;
-}
-
-// Drops, in place, the ranges (sorted by start) that begin inside the one before them.
+// Drops, in place, the ranges (sorted by start) that begin inside the one before them (an
+// address live twice: a block whose free was missed).
 void drop_overlaps(std::vector<ScanRange>& ranges) {
   size_t kept = 0;
   for (size_t i = 0; i < ranges.size(); ++i)
     if (kept == 0 || ranges[i].start >= ranges[kept - 1].end) ranges[kept++] = ranges[i];
   ranges.resize(kept);
+}
+
+// Scan ranges of the live blocks (sorted by address), not overlapping.
+std::vector<ScanRange> block_ranges(const std::vector<EndBlock>& live) {
+  std::vector<ScanRange> out;
+  out.reserve(live.size());
+  for (const EndBlock& b : live) out.push_back(block_range(b.ptr, b.size));
+  drop_overlaps(out);
+  return out;
 }
 
 // Reads [addr, addr + len) of `pid`; pages that cannot be read are zero-filled. False if

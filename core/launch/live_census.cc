@@ -65,9 +65,10 @@ std::optional<uint64_t> census_address(const std::string& path, uint64_t first_m
   return std::nullopt;
 }
 
-// A block's scan range: a 0-byte block counts as 1 byte.
-ScanRange range_of(uint64_t ptr, uint64_t size) {
-  return {ptr, ptr + std::max<uint64_t>(size, 1)};
+// A block whose scan range (block_range) would end past the address space: a corrupt census.
+bool past_address_space(uint64_t ptr, uint64_t size) {
+  uint64_t end = 0;
+  return __builtin_add_overflow(ptr, size ? size : 1, &end);
 }
 
 bool read_table(pid_t pid, const f::LiveCensus& c, std::vector<ScanRange>& out, std::string* why) {
@@ -126,11 +127,11 @@ bool read_table(pid_t pid, const f::LiveCensus& c, std::vector<ScanRange>& out, 
         *why = "a live block is too large for the runtime's check table to hold its size";
         return false;
       }
-      if (slot.key > UINT64_MAX - size - 1) {
+      if (past_address_space(slot.key, size)) {
         *why = "the runtime's check table holds a block past the end of the address space";
         return false;
       }
-      out.push_back(range_of(slot.key, size));
+      out.push_back(block_range(slot.key, size));
     }
     if (live > s.live) {  // fewer is possible: an address entered twice counts twice
       *why = "the runtime's check table does not add up (a shard counts " + std::to_string(s.live) +
@@ -155,8 +156,14 @@ bool read_guarded(pid_t pid, const f::LiveCensus& c, std::vector<ScanRange>& out
     *why = "cannot read the runtime's guard pool";
     return false;
   }
-  for (const f::CensusGuardSlot& s : slots)
-    if (s.state == f::kCensusGuardLive) out.push_back(range_of(s.block, s.size));
+  for (const f::CensusGuardSlot& s : slots) {
+    if (s.state != f::kCensusGuardLive) continue;
+    if (past_address_space(s.block, s.size)) {
+      *why = "the runtime's guard pool holds a block past the end of the address space";
+      return false;
+    }
+    out.push_back(block_range(s.block, s.size));
+  }
   return true;
 }
 
