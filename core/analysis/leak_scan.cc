@@ -242,7 +242,7 @@ class Scanner {
 
   // Looks up k words of [lo_, hi_): res[j] is the block holding vals[j] (-1: none) and
   // at_start[j] whether vals[j] is its start. A pointer one past the end does not keep a
-  // block (as memcheck). The batch goes in stages, so that its cache misses overlap (the
+  // block (as memcheck), nor one to the next chunk's header (is_next_chunk_header). The batch goes in stages, so that its cache misses overlap (the
   // cost when much of the heap is pointers): the granule entries are prefetched, then
   // resolved from the dense map or the candidate blocks prefetched, then those resolved; the
   // states of the blocks found are prefetched for the caller, which usually reads them next.
@@ -264,6 +264,7 @@ class Scanner {
         int r = BlockIndex::dense_lookup(*spans[j], static_cast<const uint64_t*>(entries[j]),
                                          vals[j], b, start, los[m], his[m]);
         if (r > 0) {
+          if (!start && is_next_chunk_header(vals[j], blocks_[b])) continue;
           __builtin_prefetch(&state_[b]);
           res[j] = static_cast<long>(b);
           at_start[j] = start;
@@ -281,9 +282,11 @@ class Scanner {
       size_t j = slow[i];
       long b = index_.resolve(vals[j], los[i], his[i]);
       if (b < 0) continue;
+      const ScanRange& block = blocks_[static_cast<size_t>(b)];
+      if (vals[j] != block.start && is_next_chunk_header(vals[j], block)) continue;
       __builtin_prefetch(&state_[static_cast<size_t>(b)]);
       res[j] = b;
-      at_start[j] = vals[j] == blocks_[static_cast<size_t>(b)].start;
+      at_start[j] = vals[j] == block.start;
     }
   }
 

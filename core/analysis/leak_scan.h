@@ -39,6 +39,19 @@ inline ScanRange block_range(uint64_t ptr, uint64_t size) {
   return {ptr, ptr + (size ? size : 1)};
 }
 
+// Whether v, an address inside block b, is where glibc's malloc puts the header of the chunk
+// after b's: b's start - 16 + its chunk size (the size rounded up as malloc does). That
+// header overlaps b's last bytes when b fills its chunk (a 33- to 40-byte block in a 48-byte
+// chunk), and malloc's bins and top chunk pointer (in libc's data: a root) point at it when
+// the next chunk is free. Such a word is not taken as a pointer into b: it made a lost
+// block "possibly lost", depending on its neighbour (memcheck, whose allocator is not
+// glibc's, never sees these pointers). The cost: a program's own pointer to exactly that
+// byte of a block (within its last 8) does not keep the block.
+inline bool is_next_chunk_header(uint64_t v, const ScanRange& b) {
+  uint64_t chunk = ((b.end - b.start) + 23) & ~uint64_t{15};
+  return v + 16 == b.start + (chunk < 32 ? 32 : chunk);
+}
+
 // Reads [addr, addr + len) into out; false if unreadable (the range is then skipped).
 using ScanReader = std::function<bool(uint64_t addr, void* out, size_t len)>;
 

@@ -60,6 +60,27 @@ TEST(LeakScan, ReachablePossibleDefiniteIndirect) {
   EXPECT_EQ(kinds, want);
 }
 
+// glibc's bins and top chunk point at a free chunk's header, which overlaps the last bytes of
+// the block before it when that block fills its chunk: not a pointer into that block.
+TEST(LeakScan, PointerToTheNextChunksHeaderIsNotIntoTheBlock) {
+  std::vector<ScanRange> blocks = {
+      {0x1000, 0x1000 + 36},  // a 48-byte chunk: the next header at 0x1020, inside
+      {0x2000, 0x2000 + 36},  // the same size, a real interior pointer
+      {0x3000, 0x3000 + 24},  // a 32-byte chunk: the next header at 0x3010, inside
+      {0x4000, 0x4000 + 32},  // a 48-byte chunk whose next header (0x4020) is past its end
+  };
+  Memory m;
+  const uint64_t root = 0x100;
+  m.put(root, 0x1020);
+  m.put(root + 8, 0x2010);
+  m.put(root + 16, 0x3010);
+  m.put(root + 24, 0x4010);
+  auto kinds = classify_leaks(blocks, {{root, root + 32}}, {},
+                              [&](uint64_t a, void* o, size_t n) { return m.read(a, o, n); });
+  using K = LeakKind;
+  EXPECT_EQ(kinds, (std::vector<K>{K::kDefinite, K::kPossible, K::kDefinite, K::kPossible}));
+}
+
 TEST(LeakScan, LaterStrongPointerUpgradesPossibleBlock) {
   std::vector<ScanRange> blocks = {{0x1000, 0x1100}, {0x2000, 0x2100}};
   Memory m;
@@ -95,6 +116,9 @@ std::vector<LeakKind> reference_kinds(const std::vector<ScanRange>& blocks,
     auto it = std::upper_bound(blocks.begin(), blocks.end(), v,
                                [](uint64_t a, const ScanRange& r) { return a < r.start; });
     if (it == blocks.begin() || v >= (it - 1)->end) return -1;
+    const ScanRange& b = *(it - 1);
+    if (v != b.start && v + 16 == b.start + std::max<uint64_t>(32, (b.end - b.start + 23) / 16 * 16))
+      return -1;  // glibc's pointer to the next chunk's header (is_next_chunk_header)
     return it - 1 - blocks.begin();
   };
   std::vector<std::vector<std::pair<size_t, bool>>> out(n);  // target, at its start
@@ -186,6 +210,8 @@ TEST(LeakScan, RandomHeapsMatchTheDefinitionsWithAnyNumberOfThreads) {
           return t.end;  // one past the end
         case 2:
           return rng();  // anything
+        case 3:  // where malloc puts the next chunk's header (inside t when t fills its chunk)
+          return t.start + std::max<uint64_t>(32, (t.end - t.start + 23) / 16 * 16) - 16;
         default:
           return t.start;
       }
