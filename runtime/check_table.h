@@ -3,9 +3,14 @@
 // from an invalid one.
 //
 // Structure: 64 shards chosen by a hash of the address's 16 KiB region (see region_hash
-// below: neighbours stay in neighbouring slots), each an open-addressing table with linear
-// probing behind its own spin lock (a locked exchange to take, a release store to give
-// back). A released block keeps its slot, marked released, until an insertion reuses it:
+// below: neighbours stay in neighbouring slots), each an open-addressing table behind its
+// own spin lock (a locked exchange to take, a release store to give back), probed at home,
+// home + 1, home + 3, home + 6, ... (triangular steps: every slot of a power-of-two table is
+// visited). A region's blocks share a window of slots; with linear probing, windows that
+// overlap made runs of hundreds of full slots once millions of small blocks were live
+// (16 M 64-byte blocks: 3.8 s under check against 1.2 s recorded; 24-byte blocks 6.3 s),
+// where growing steps leave the crowded window at once (2.4 s and 1.7 s; containers, rust,
+// storm and deep unchanged: bench/README.md "## run --check"). A released block keeps its slot, marked released, until an insertion reuses it:
 // that is the bounded history of released blocks (a probe chain finds the newest entry of an
 // address first, because insertions take the first reusable slot of the chain). A shard
 // grows (and drops its released entries) when live + released pass 70% of its slots.
@@ -208,7 +213,7 @@ Taken release_nested(uint64_t p, uint64_t site);
 // Places (key, info) in the first reusable slot of its chain; returns the slot's index. The
 // caller holds the lock and made room.
 inline uint64_t place(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
-  for (uint64_t i = home & s.mask;; i = (i + 1) & s.mask) {
+  for (uint64_t i = home & s.mask, step = 1;; i = (i + step++) & s.mask) {
     uint64_t k = s.slots[i].key;
     if (k == 0 || (k & kReleasedBit) || k == key) {
       s.used += k == 0;
@@ -223,7 +228,7 @@ inline uint64_t place(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
 // of a shard at its limit (the caller then makes room). Reusing a released slot, the common
 // case of a heap that recycles its blocks, needs no room.
 inline bool place_fast(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
-  for (uint64_t i = home & s.mask;; i = (i + 1) & s.mask) {
+  for (uint64_t i = home & s.mask, step = 1;; i = (i + step++) & s.mask) {
     Slot& slot = s.slots[i];
     uint64_t k = slot.key;
     if (k == 0) {
@@ -241,7 +246,7 @@ inline bool place_fast(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
 // Finds key p in its chain: kLive (marked released here, by the call at `site`), kReleased
 // or kAbsent. The caller holds the lock.
 inline Taken take(Shard& s, uint64_t p, uint64_t site) {
-  for (uint64_t i = home_of(p) & s.mask;; i = (i + 1) & s.mask) {
+  for (uint64_t i = home_of(p) & s.mask, step = 1;; i = (i + step++) & s.mask) {
     Slot& slot = s.slots[i];
     uint64_t k = slot.key;
     if (k == p) {

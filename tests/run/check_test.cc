@@ -288,6 +288,43 @@ void expect_clean(const std::vector<std::string>& argv, bool same_stdout = true)
   }
 }
 
+// 300,000 small blocks (glibc's smallest chunks: the table's densest case) churned in a random
+// order, with double frees, interior frees and lost blocks the fixture counts: every error
+// is found once, and the leak scan of the table's census finds exactly the lost blocks.
+TEST(Check, TableChurnErrorsAndLeaksAreExact) {
+  mctest::Traced t = mctest::traced({mctest::fixture("table_churn"), "300000"}, {"--check"});
+  EXPECT_EQ(t.status, 0);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      t.out, m,
+      std::regex("double-frees ([0-9]+) interior-frees ([0-9]+) lost-blocks ([0-9]+) "
+                 "lost-bytes ([0-9]+)")))
+      << t.out;
+  uint64_t doubles = std::stoull(m[1]), interiors = std::stoull(m[2]);
+  uint64_t lost_blocks = std::stoull(m[3]), lost_bytes = std::stoull(m[4]);
+  ASSERT_GT(doubles, 20u);
+  ASSERT_GT(interiors, 20u);
+  EXPECT_NE(t.out.find("done"), std::string::npos);
+  ASSERT_FALSE(t.report.is_null());
+  uint64_t found_doubles = 0, found_interiors = 0, other = 0;
+  for (const json& e : t.report["errors"]) {
+    if (e["kind"] == "double-free" && names(e["frames"], "main"))
+      ++found_doubles;
+    else if (e["kind"] == "invalid-free" && names(e["frames"], "main"))
+      ++found_interiors;
+    else
+      ++other;
+  }
+  EXPECT_EQ(found_doubles, doubles);
+  EXPECT_EQ(found_interiors, interiors);
+  EXPECT_EQ(other, 0u);
+  const json& k = t.report["leak_kinds"];
+  ASSERT_TRUE(k.is_object()) << t.report["leak_scan"].dump();
+  EXPECT_EQ(k["definite"]["blocks"].get<uint64_t>(), lost_blocks);
+  EXPECT_EQ(k["definite"]["bytes"].get<uint64_t>(), lost_bytes);
+  EXPECT_EQ(k["indirect"]["blocks"].get<uint64_t>(), 0u);
+}
+
 TEST(Check, NoFalsePositivesInFixtures) {
   std::string dir = mctest::scratch_dir();
   expect_clean({mctest::fixture("behaviour")});
