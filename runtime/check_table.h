@@ -10,12 +10,12 @@
 // overlap made runs of hundreds of full slots once millions of small blocks were live
 // (16 M 64-byte blocks: 3.8 s under check against 1.2 s recorded; 24-byte blocks 6.3 s),
 // where growing steps leave the crowded window at once (2.4 s and 1.7 s; containers, rust,
-// storm and deep unchanged: bench/README.md "## run --check"). A released block keeps its slot, marked released, until an insertion reuses it:
-// that is the bounded history of released blocks (a probe chain finds the newest entry of an
-// address first, because insertions take the first reusable slot of the chain). A shard
-// grows (and drops its released entries) when live + released pass 70% of its slots.
-// Memory comes from sys_map (the runtime's own), 16 bytes per slot, 1 MiB at start.
-// In front of the shards, each thread (up to kFronts of them) has a front of kFrontSlots
+// storm and deep unchanged: bench/README.md "## run --check"). A released block keeps its slot,
+// marked released, until an insertion reuses it: that is the bounded history of released blocks (a
+// probe chain finds the newest entry of an address first, because insertions take the first
+// reusable slot of the chain). A shard grows (and drops its released entries) when live + released
+// pass 70% of its slots. Memory comes from sys_map (the runtime's own), 16 bytes per slot, 1 MiB at
+// start. In front of the shards, each thread (up to kFronts of them) has a front of kFrontSlots
 // slots for the blocks it allocated last (see "The front" below): a block allocated and
 // freed by one thread, while it keeps its front slot, never reaches a shard.
 //

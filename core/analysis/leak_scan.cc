@@ -242,10 +242,11 @@ class Scanner {
 
   // Looks up k words of [lo_, hi_): res[j] is the block holding vals[j] (-1: none) and
   // at_start[j] whether vals[j] is its start. A pointer one past the end does not keep a
-  // block (as memcheck), nor one to the next chunk's header (is_next_chunk_header). The batch goes in stages, so that its cache misses overlap (the
-  // cost when much of the heap is pointers): the granule entries are prefetched, then
-  // resolved from the dense map or the candidate blocks prefetched, then those resolved; the
-  // states of the blocks found are prefetched for the caller, which usually reads them next.
+  // block (as memcheck), nor one to the next chunk's header (is_next_chunk_header). The batch goes
+  // in stages, so that its cache misses overlap (the cost when much of the heap is pointers): the
+  // granule entries are prefetched, then resolved from the dense map or the candidate blocks
+  // prefetched, then those resolved; the states of the blocks found are prefetched for the caller,
+  // which usually reads them next.
   void lookup_batch(const uint64_t* vals, size_t k, long* res, bool* at_start) const {
     const BlockIndex::Span* spans[kBatch];
     const void* entries[kBatch];

@@ -117,7 +117,8 @@ std::vector<LeakKind> reference_kinds(const std::vector<ScanRange>& blocks,
                                [](uint64_t a, const ScanRange& r) { return a < r.start; });
     if (it == blocks.begin() || v >= (it - 1)->end) return -1;
     const ScanRange& b = *(it - 1);
-    if (v != b.start && v + 16 == b.start + std::max<uint64_t>(32, (b.end - b.start + 23) / 16 * 16))
+    if (v != b.start &&
+        v + 16 == b.start + std::max<uint64_t>(32, (b.end - b.start + 23) / 16 * 16))
       return -1;  // glibc's pointer to the next chunk's header (is_next_chunk_header)
     return it - 1 - blocks.begin();
   };
