@@ -6,7 +6,6 @@
 #include "analysis/heap_pass.h"
 #include "format/trace_format.h"
 #include "trace/event_shapes.h"
-#include "util/parallel_sort.h"
 
 namespace memcensus {
 namespace f = memcensus::format;
@@ -149,8 +148,6 @@ HeapSummary HeapAnalysis::finish() {
       st.leaked_bytes += b.size;
     });
   }
-  parallel_sort(s_.live_at_end.begin(), s_.live_at_end.end(),
-                [](const EndBlock& a, const EndBlock& b) { return a.ptr < b.ptr; });
   for (SiteStats& st : sites_) {
     if (st.epoch < peak_epoch_) st.peak_bytes = st.live_bytes;
     s_.sites.push_back(st);

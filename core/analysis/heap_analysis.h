@@ -84,8 +84,10 @@ struct HeapSummary {
   std::map<std::string, uint64_t> calls;  // by entry point name
   std::vector<SiteStats> sites;           // sorted by bytes allocated, descending
   std::unordered_map<uint32_t, std::vector<uint64_t>> stacks;
-  std::vector<TraceModule> modules;     // distinct (path, bias), in order of first appearance
-  std::vector<EndBlock> live_at_end;    // sorted by address (the leak scan's blocks)
+  std::vector<TraceModule> modules;  // distinct (path, bias), in order of first appearance
+  // In no particular order: sorting 16 M of them by address took 0.75 s, which a summary
+  // does not need; the leak scan sorts what it reads (radix_sort, util/radix_sort.h).
+  std::vector<EndBlock> live_at_end;
   std::vector<TraceCheckError> errors;  // run --check errors, in file order
 };
 

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "format/trace_format.h"
+#include "util/radix_sort.h"
 
 namespace memcensus {
 
@@ -37,9 +38,21 @@ LeakKindsSummary summarize_leak_kinds(const LeakKindsCollector& c, const HeapSum
   s.scan = *c.scan;
   if (!s.scan.done) return s;
 
-  std::unordered_map<uint64_t, const EndBlock*> live;
-  live.reserve(heap.live_at_end.size());
-  for (const EndBlock& b : heap.live_at_end) live.emplace(b.ptr, &b);
+  // The scan's blocks are joined with the trace's live blocks by address: both sorted (the
+  // scan's come sorted), then merged. A hash map of 16 M blocks took ~1.5 s to build and
+  // probe; two radix sorts and a merge take a fraction of it.
+  std::vector<EndBlock> live = heap.live_at_end;  // sorted whole: an index would be a miss
+  radix_sort(live, [](const EndBlock& b) { return b.ptr; });
+  std::vector<TraceLeakBlock> sorted_copy;
+  const std::vector<TraceLeakBlock>* scanned = &c.blocks;
+  auto by_block = [](const TraceLeakBlock& a, const TraceLeakBlock& b) {
+    return a.block < b.block;
+  };
+  if (!std::is_sorted(c.blocks.begin(), c.blocks.end(), by_block)) {
+    sorted_copy = c.blocks;
+    radix_sort(sorted_copy, [](const TraceLeakBlock& b) { return b.block; });
+    scanned = &sorted_copy;
+  }
   std::unordered_map<uint32_t, bool> suppressed_stack;
   auto is_suppressed = [&](uint32_t stack) {
     if (suppressions.empty() || !stack) return false;
@@ -49,11 +62,13 @@ LeakKindsSummary summarize_leak_kinds(const LeakKindsCollector& c, const HeapSum
     return it->second;
   };
   std::map<std::pair<int, uint32_t>, LeakSite> sites;
-  for (const TraceLeakBlock& tb : c.blocks) {
+  size_t at = 0;  // the first of `live` not below the block
+  for (const TraceLeakBlock& tb : *scanned) {
     if (tb.leak_class > format::kLeakDefinite) continue;
-    auto it = live.find(tb.block);
-    uint64_t size = it == live.end() ? 0 : it->second->size;
-    uint32_t stack = it == live.end() ? 0 : it->second->stack;
+    while (at < live.size() && live[at].ptr < tb.block) ++at;
+    const EndBlock* b = at < live.size() && live[at].ptr == tb.block ? &live[at] : nullptr;
+    uint64_t size = b ? b->size : 0;
+    uint32_t stack = b ? b->stack : 0;
     auto kind = static_cast<LeakKind>(tb.leak_class);
     bool sup = kind != LeakKind::kReachable && is_suppressed(stack);
     LeakFigures& f = sup ? s.suppressed : s.kinds[tb.leak_class];

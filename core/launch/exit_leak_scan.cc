@@ -18,6 +18,7 @@
 #include "layout/snapshot.h"
 #include "trace/trace_reader.h"
 #include "util/error.h"
+#include "util/radix_sort.h"
 
 namespace memcensus {
 namespace {
@@ -146,11 +147,12 @@ void drop_overlaps(std::vector<ScanRange>& ranges) {
   ranges.resize(kept);
 }
 
-// Scan ranges of the live blocks (sorted by address), not overlapping.
+// Scan ranges of the live blocks (in any order), sorted by address, not overlapping.
 std::vector<ScanRange> block_ranges(const std::vector<EndBlock>& live) {
   std::vector<ScanRange> out;
   out.reserve(live.size());
   for (const EndBlock& b : live) out.push_back(block_range(b.ptr, b.size));
+  radix_sort(out, [](const ScanRange& r) { return r.start; });
   drop_overlaps(out);
   return out;
 }

@@ -8,7 +8,7 @@
 #include "elf/elf_reader.h"
 #include "format/live_census.h"
 #include "util/error.h"
-#include "util/parallel_sort.h"
+#include "util/radix_sort.h"
 
 namespace memcensus {
 namespace f = memcensus::format;
@@ -225,8 +225,7 @@ std::optional<LiveCensusBlocks> read_live_census(pid_t pid, const std::vector<Sm
     if (!read_table(pid, c, out.blocks, why) || !read_guarded(pid, c, out.blocks, why) ||
         !read_own_notes(pid, c, out.own_notes, why))
       return std::nullopt;
-    parallel_sort(out.blocks.begin(), out.blocks.end(),
-                  [](const ScanRange& a, const ScanRange& b) { return a.start < b.start; });
+    radix_sort(out.blocks, [](const ScanRange& r) { return r.start; });
     return out;
   } catch (const std::exception& e) {
     *why = e.what();
