@@ -1,7 +1,12 @@
 #include "runtime/runtime.h"
 
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
@@ -24,8 +29,75 @@ uint8_t g_fast_mode = kGeneral;
 std::atomic<uint64_t> g_lost_events{0};
 Config g_config;
 uint64_t g_t0 = 0;
-std::atomic<uint64_t> g_event_clock{0};
+EventClock g_clock;
 uint64_t g_unwinder_lo = 0, g_unwinder_hi = 0;
+
+namespace {
+
+// The handover's lock (g_clock.lock), with every signal blocked: a handler on this thread
+// must not wait for it, nor run while the old owner is waited for.
+class ClockLock {
+ public:
+  ClockLock() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old_);
+    for (unsigned spins = 0; g_clock.lock.exchange(1, std::memory_order_acquire) != 0; ++spins)
+      if (spins > 100) sched_yield();
+  }
+  ~ClockLock() {
+    g_clock.lock.store(0, std::memory_order_release);
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  ClockLock(const ClockLock&) = delete;
+  ClockLock& operator=(const ClockLock&) = delete;
+
+ private:
+  sigset_t old_;
+};
+
+// Solo mode with the calling thread as the clock's owner, where membarrier allows it (the
+// process registers for MEMBARRIER_CMD_PRIVATE_EXPEDITED, which clock_handover needs).
+void clock_go_solo() {
+  t_state.clock_busy = 0;
+  g_clock.handovers = 0;
+  g_clock.lock.store(0, std::memory_order_relaxed);
+  bool ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  g_clock.owner.store(ok ? reinterpret_cast<uint64_t>(&t_state) : 0, std::memory_order_seq_cst);
+}
+
+}  // namespace
+
+// runtime.h, "Solo mode". The old owner is alive while it is read: an owner's thread takes the
+// lock to give the clock up at its exit (thread_exit), and a thread that has passed its exit
+// never takes it. The wait is bounded (1 s): a solo read is a few instructions, and only a
+// signal handler that blocked inside one (on something this thread holds) could stretch it;
+// better a clock that may repeat one value then than a hang.
+uint64_t clock_handover() {
+  {
+    ClockLock lock;
+    uint64_t o = g_clock.owner.load(std::memory_order_relaxed);
+    ThreadState& t = t_state;
+    if (o != 0 && o != reinterpret_cast<uint64_t>(&t)) {
+      g_clock.owner.store(0, std::memory_order_seq_cst);
+      if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+        // Cannot fail once registered; if it did, the owner's stores drain within microseconds.
+        for (uint64_t until = monotonic_ns() + 1'000'000; monotonic_ns() < until;) {
+        }
+      }
+      const uint8_t* busy = &reinterpret_cast<ThreadState*>(o)->clock_busy;
+      uint64_t deadline = monotonic_ns() + 1'000'000'000;
+      for (unsigned spins = 0;
+           __atomic_load_n(busy, __ATOMIC_ACQUIRE) != 0 && monotonic_ns() < deadline; ++spins)
+        if (spins > 100) sched_yield();
+      if (g_clock.handovers < g_config.clock_handovers && !t.exited) {
+        ++g_clock.handovers;
+        g_clock.owner.store(reinterpret_cast<uint64_t>(&t), std::memory_order_seq_cst);
+      }
+    }
+  }
+  return rt_now();
+}
 
 namespace {
 
@@ -52,6 +124,9 @@ bool read_config() {
     g_config.stack_depth = v > kMaxStackDepth ? kMaxStackDepth : static_cast<uint32_t>(v);
   g_config.sample_bytes = parse_u64(getenv("MEMCENSUS_SAMPLE"), &v) ? v : 0;
   g_config.check = env_flag("MEMCENSUS_CHECK");
+  g_config.clock_handovers = kClockHandovers;
+  if (parse_u64(getenv("MEMCENSUS_CLOCK_HANDOVERS"), &v))
+    g_config.clock_handovers = v > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(v);
   g_config.guard_rate = 0;
   const char* markers = getenv("MEMCENSUS_GUARD_MARKERS");
   g_config.guard_markers = !(markers && str_eq(markers, "0"));
@@ -64,6 +139,11 @@ bool read_config() {
 void thread_exit(void*) {
   if (g_check_on) table_thread_exit();
   ThreadState& t = t_state;
+  if (g_clock.owner.load(std::memory_order_relaxed) == reinterpret_cast<uint64_t>(&t)) {
+    ClockLock lock;  // a handover reading this thread's clock_busy has finished
+    if (g_clock.owner.load(std::memory_order_relaxed) == reinterpret_cast<uint64_t>(&t))
+      g_clock.owner.store(0, std::memory_order_seq_cst);
+  }
   t.key_set = 0;
   t.exited = 1;
   Ring* r = t.ring;
@@ -106,7 +186,9 @@ void fork_child() {
   }
   stack_table_reset();
   g_t0 = monotonic_ns();
-  g_event_clock.store(0, std::memory_order_relaxed);
+  g_clock.value.store(0, std::memory_order_relaxed);
+  // One thread now: this one owns the clock (the parent's owner, if another, is not here).
+  clock_go_solo();
   writer_fork_child(true);
 }
 
@@ -116,6 +198,7 @@ bool setup() {
   if (g_config.check && !check_init()) return false;
   if (!rings_init() || !stack_table_init() || !sampler_init() || !fast_unwind_init()) return false;
   g_t0 = monotonic_ns();
+  clock_go_solo();
   if (!writer_open()) return false;
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   module_range_of(reinterpret_cast<const void*>(&unw_backtrace), &g_unwinder_lo, &g_unwinder_hi);

@@ -30,6 +30,8 @@
 
 #include <atomic>
 
+#include "runtime/thread_state.h"
+
 namespace memcensus::rt {
 
 enum Phase : uint32_t { kUninit = 0, kIniting = 1, kActive = 2, kOff = 3 };
@@ -39,13 +41,15 @@ struct Config {
   char output[4096];  // trace path of the root process
   bool follow_fork;
   bool no_stacks;
-  uint32_t stack_depth;   // frames kept per stack
-  uint64_t sample_bytes;  // 0: record every allocation
-  pid_t root_pid;         // the process `memcensus run` started
-  bool check;             // run --check (runtime/check.h)
-  uint32_t guard_rate;    // run --guard-rate: one in N allocations guarded (0: none)
-  bool guard_markers;     // MEMCENSUS_GUARD_MARKERS (not "0"): guard markers where the kernel
-                          // has them (guard_pool.cc), else mprotect (the tests of both paths)
+  uint32_t stack_depth;      // frames kept per stack
+  uint64_t sample_bytes;     // 0: record every allocation
+  pid_t root_pid;            // the process `memcensus run` started
+  bool check;                // run --check (runtime/check.h)
+  uint32_t guard_rate;       // run --guard-rate: one in N allocations guarded (0: none)
+  uint32_t clock_handovers;  // MEMCENSUS_CLOCK_HANDOVERS: the event clock's handovers
+                             // allowed (kClockHandovers; the tests raise it, runtime.h)
+  bool guard_markers;        // MEMCENSUS_GUARD_MARKERS (not "0"): guard markers where the kernel
+                             // has them (guard_pool.cc), else mprotect (the tests of both paths)
 };
 extern Config g_config;
 extern uint64_t g_t0;  // CLOCK_MONOTONIC of the trace start
@@ -58,30 +62,75 @@ extern uint64_t g_t0;  // CLOCK_MONOTONIC of the trace start
 // rounded down to the writer's last round (at most ~10 ms, the round period, behind).
 //
 // Why this orders events by causality (what core/analysis needs, docs/trace-format.md
-// "Order"): every read is one locked `xadd` on g_event_clock. On x86-64 locked instructions
-// are totally ordered and that order agrees with each thread's program order and with
-// every memory operation that carries a dependency from one thread to another (TSO). If
-// event X on thread A can influence event Y on thread B -- B frees a block whose address A
-// published after X, or B's malloc gets a block A's free handed to glibc (through an arena
-// lock, a fastbin CAS or munmap/mmap) -- then X's xadd precedes A's publishing store or
-// lock release, which precedes B's observing load or lock acquisition, which precedes Y's
-// xadd; so time(X) < time(Y). Within a thread values increase in program order. The
-// writer only raises the value (a CAS loop that never lowers it), which keeps both facts.
+// "Order"): outside solo mode (below), every read is one locked `xadd` on g_clock.value. On
+// x86-64 locked instructions are totally ordered and that order agrees with each thread's
+// program order and with every memory operation that carries a dependency from one thread to
+// another (TSO). If event X on thread A can influence event Y on thread B -- B frees a block
+// whose address A published after X, or B's malloc gets a block A's free handed to glibc
+// (through an arena lock, a fastbin CAS or munmap/mmap) -- then X's xadd precedes A's
+// publishing store or lock release, which precedes B's observing load or lock acquisition,
+// which precedes Y's xadd; so time(X) < time(Y). Within a thread values increase in program
+// order. The writer only raises the value (a CAS loop that never lowers it), which keeps
+// both facts.
 //
-// The add is sequentially consistent: on x86-64 that is the same `lock xadd` as a relaxed
-// one, and it keeps the argument above on weaker memory models too (and stops the compiler
-// from moving it across the allocator call it stamps).
-// Cost: one uncontended locked add, ~5-10 ns here, against ~25 ns for a vDSO
-// clock_gettime(CLOCK_MONOTONIC) and ~20 ns for lfence+rdtsc (bench/README.md "## run").
-// Threads allocating at once share its cache line.
-extern std::atomic<uint64_t> g_event_clock;
+// Solo mode: while one thread at a time reads the clock (its "owner"), the owner reads it
+// with an *unlocked* xadd: one instruction, so a signal handler on the thread cannot split
+// it, and no lock, whose wait for the thread's buffered stores (glibc's, just made) was 40%
+// of a recorded malloc's samples on this machine's EPYC. A writer's raise that lands inside
+// the owner's xadd is lost (the clock then lags by one round); the owner's values still only
+// rise. Another thread that reads the clock first hands it over (clock_handover,
+// runtime.cc): it sets `owner` to 0, makes every running thread of the process pass a full
+// barrier (membarrier), and waits until the old owner is not inside a solo read (its
+// `clock_busy`, which it raises before it looks at `owner` a second time and lowers after
+// its xadd): from then on no unlocked xadd of the old owner can overlap another read. The
+// new thread then becomes the owner, at most kClockHandovers times per process (a program
+// whose main thread starts one worker and joins it hands over twice); after that, or when
+// an owner's thread exits, the clock stays shared: every read a locked xadd. Without
+// membarrier (an old kernel, a seccomp filter) it is shared from the start.
+//
+// Cost: solo, ~8 plain instructions; shared, one locked add, ~5-10 ns here uncontended
+// (against ~25 ns for a vDSO clock_gettime(CLOCK_MONOTONIC) and ~20 ns for lfence+rdtsc:
+// bench/README.md "## run"), plus a load and a compare. Threads allocating at once share
+// its cache line.
+// Three cache lines: the value, the owner (read at every event), the handover's lock.
+struct EventClock {
+  alignas(64) std::atomic<uint64_t> value{0};
+  alignas(64) std::atomic<uint64_t> owner{0};  // the owner's &t_state; 0: shared
+  alignas(64) std::atomic<uint32_t> lock{0};   // held by a handover and an owner's exit
+  uint32_t handovers = 0;                      // under `lock`
+};
+inline constexpr uint32_t kClockHandovers = 8;
+extern EventClock g_clock;
+// Out of line: a read while another thread owns the clock (hands it over, or shares it).
+uint64_t clock_handover();
+
 inline uint64_t rt_now() {
-  return g_event_clock.fetch_add(1, std::memory_order_seq_cst) + 1;
+#if defined(__x86_64__)
+  ThreadState& t = t_state;
+  const uint64_t me = reinterpret_cast<uint64_t>(&t);
+  uint64_t o = g_clock.owner.load(std::memory_order_relaxed);
+  if (__builtin_expect(o == me, 1)) {
+    asm volatile("addb $1, %0" : "+m"(t.clock_busy) : : "memory");
+    if (__builtin_expect(g_clock.owner.load(std::memory_order_relaxed) == me, 1)) {
+      uint64_t v = 1;
+      asm volatile("xaddq %0, %1"
+                   : "+r"(v), "+m"(*reinterpret_cast<uint64_t*>(&g_clock.value))
+                   :
+                   : "memory");
+      asm volatile("subb $1, %0" : "+m"(t.clock_busy) : : "memory");
+      return v + 1;
+    }
+    asm volatile("subb $1, %0" : "+m"(t.clock_busy) : : "memory");
+  } else if (__builtin_expect(o != 0, 0)) {
+    return clock_handover();
+  }
+#endif
+  return g_clock.value.fetch_add(1, std::memory_order_seq_cst) + 1;
 }
 // Writer: raises the event clock to `t` if it is behind (never lowers it).
 inline void event_clock_raise(uint64_t t) {
-  uint64_t cur = g_event_clock.load(std::memory_order_relaxed);
-  while (cur < t && !g_event_clock.compare_exchange_weak(cur, t, std::memory_order_relaxed)) {
+  uint64_t cur = g_clock.value.load(std::memory_order_relaxed);
+  while (cur < t && !g_clock.value.compare_exchange_weak(cur, t, std::memory_order_relaxed)) {
   }
 }
 

@@ -24,6 +24,7 @@ struct ThreadState {
                         // frees of thread teardown) carries no thread info
   uint8_t in_check;     // run --check: inside a check-table lock (check_table.cc)
   uint8_t in_pool;      // run --check: holding the guard pool's lock (guard_pool.cc)
+  uint8_t clock_busy;   // solo reads of the event clock in progress (runtime.h)
   uint32_t guard_left;  // run --check: eligible allocations until the next guarded one
 };
 static_assert(sizeof(ThreadState) <= 48, "keep the TLS block small");
