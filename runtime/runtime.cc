@@ -63,16 +63,17 @@ void clock_go_solo() {
   g_clock.handovers = 0;
   g_clock.lock.store(0, std::memory_order_relaxed);
   bool ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  g_clock.solo_ever = ok;
   g_clock.owner.store(ok ? reinterpret_cast<uint64_t>(&t_state) : 0, std::memory_order_seq_cst);
 }
 
 }  // namespace
 
-// runtime.h, "Solo mode". The old owner is alive while it is read: an owner's thread takes the
-// lock to give the clock up at its exit (thread_exit), and a thread that has passed its exit
-// never takes it. The wait is bounded (1 s): a solo read is a few instructions, and only a
-// signal handler that blocked inside one (on something this thread holds) could stretch it;
-// better a clock that may repeat one value then than a hang.
+// runtime.h, "Solo mode". The old owner is alive while it is read: every thread takes the lock
+// at its exit (thread_exit), giving the clock up if it owns it, and only a thread whose exit
+// hook is registered and has not run takes it. The wait is bounded (1 s): a solo read is a few
+// instructions, and only a signal handler that blocked inside one (on something this thread holds)
+// could stretch it; better a clock that may repeat one value then than a hang.
 uint64_t clock_handover() {
   {
     ClockLock lock;
@@ -90,7 +91,8 @@ uint64_t clock_handover() {
       for (unsigned spins = 0;
            __atomic_load_n(busy, __ATOMIC_ACQUIRE) != 0 && monotonic_ns() < deadline; ++spins)
         if (spins > 100) sched_yield();
-      if (g_clock.handovers < g_config.clock_handovers && !t.exited) {
+      // Only a thread whose exit will be seen (thread_exit, registered with its ring).
+      if (g_clock.handovers < g_config.clock_handovers && t.key_set && !t.exited) {
         ++g_clock.handovers;
         g_clock.owner.store(reinterpret_cast<uint64_t>(&t), std::memory_order_seq_cst);
       }
@@ -139,8 +141,11 @@ bool read_config() {
 void thread_exit(void*) {
   if (g_check_on) table_thread_exit();
   ThreadState& t = t_state;
-  if (g_clock.owner.load(std::memory_order_relaxed) == reinterpret_cast<uint64_t>(&t)) {
-    ClockLock lock;  // a handover reading this thread's clock_busy has finished
+  if (g_clock.solo_ever) {
+    // Under the lock even when another thread owns the clock now: a handover in progress may
+    // have taken it from this one (owner already 0) and still be reading its clock_busy,
+    // which goes with the thread's stack.
+    ClockLock lock;
     if (g_clock.owner.load(std::memory_order_relaxed) == reinterpret_cast<uint64_t>(&t))
       g_clock.owner.store(0, std::memory_order_seq_cst);
   }

@@ -98,6 +98,7 @@ struct EventClock {
   alignas(64) std::atomic<uint64_t> owner{0};  // the owner's &t_state; 0: shared
   alignas(64) std::atomic<uint32_t> lock{0};   // held by a handover and an owner's exit
   uint32_t handovers = 0;                      // under `lock`
+  bool solo_ever = false;  // solo mode was possible (membarrier registered): exits lock
 };
 inline constexpr uint32_t kClockHandovers = 8;
 extern EventClock g_clock;
