@@ -67,7 +67,7 @@ class ShardLock {
       taken_ = s.lock.compare_exchange_strong(expected, 1, std::memory_order_acquire);
       return;
     }
-    lock(s);
+    solo_ = lock(s);
     taken_ = true;
   }
   ~ShardLock() {
@@ -75,7 +75,7 @@ class ShardLock {
       if (taken_) s_.lock.store(0, std::memory_order_release);
       return;
     }
-    unlock(s_);
+    unlock(s_, solo_);
   }
   ShardLock(const ShardLock&) = delete;
   ShardLock& operator=(const ShardLock&) = delete;
@@ -83,6 +83,7 @@ class ShardLock {
 
  private:
   Shard& s_;
+  bool solo_ = false;
   bool nested_;
   bool taken_ = false;
 };
@@ -171,7 +172,7 @@ void front_claim() {
 void front_move(Slot& slot, uint64_t k) {
   uint64_t p = k & ~kReleasedBit;
   Shard& s = shard_of(p);
-  lock(s);
+  bool solo = lock(s);
   uint64_t now = front_key(slot);
   uint64_t info = slot.info;
   if (__builtin_expect(now == p, 1)) {
@@ -185,7 +186,7 @@ void front_move(Slot& slot, uint64_t k) {
     insert_released_locked(s, p, info, front_site(slot));
   }
   if ((now & ~kReleasedBit) == p) set_front_key(slot, 0);
-  unlock(s);
+  unlock(s, solo);
 }
 
 }  // namespace

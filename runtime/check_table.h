@@ -59,6 +59,7 @@
 #include <cstddef>
 
 #include "format/live_census.h"
+#include "runtime/runtime.h"
 #include "runtime/thread_state.h"
 
 namespace memcensus::rt {
@@ -270,14 +271,22 @@ inline uint64_t thread_token() {
 void wait_for_lock(Shard& s);
 
 // Takes the shard lock, marking the thread as inside the table first: a signal handler that
-// allocates meanwhile sees `in_check` and only tries the lock (insert_nested...).
-[[gnu::always_inline]] inline void lock(Shard& s) {
+// allocates meanwhile sees `in_check` and only tries the lock (insert_nested...). True: taken
+// in a solo section of the event clock's owner (runtime.h, clock_solo_enter), with a plain
+// store (the census reader still sees the shard held); pass it to unlock.
+[[gnu::always_inline]] inline bool lock(Shard& s) {
   t_state.in_check = 1;
   std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (clock_solo_enter()) {
+    s.lock.store(1, std::memory_order_relaxed);
+    return true;
+  }
   if (__builtin_expect(s.lock.exchange(1, std::memory_order_acquire) != 0, 0)) wait_for_lock(s);
+  return false;
 }
-inline void unlock(Shard& s) {
+inline void unlock(Shard& s, bool solo) {
   s.lock.store(0, std::memory_order_release);
+  if (solo) clock_solo_leave();
   std::atomic_signal_fence(std::memory_order_seq_cst);
   t_state.in_check = 0;
 }
@@ -372,14 +381,14 @@ template <typename SameFamily>
   using namespace table_detail;
   if (__builtin_expect(t_state.in_check, 0)) return insert_nested(p, info);
   Shard& s = shard_of(p);
-  lock(s);
+  bool solo = lock(s);
   if (__builtin_expect(place_fast(s, p, info, home_of(p)), 1)) {
     ++s.live;
   } else if (make_room(s)) {
     place(s, p, info, home_of(p));
     ++s.live;
   }
-  unlock(s);
+  unlock(s, solo);
 }
 
 [[gnu::always_inline]] inline Taken table_try_release(uint64_t p, uint64_t site) {
@@ -388,13 +397,16 @@ template <typename SameFamily>
   Shard& s = shard_of(p);
   t_state.in_check = 1;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (__builtin_expect(s.lock.exchange(1, std::memory_order_acquire) != 0, 0)) {
+  bool solo = clock_solo_enter();
+  if (solo) {
+    s.lock.store(1, std::memory_order_relaxed);
+  } else if (__builtin_expect(s.lock.exchange(1, std::memory_order_acquire) != 0, 0)) {
     std::atomic_signal_fence(std::memory_order_seq_cst);
     t_state.in_check = 0;
     return {0, Lookup::kNotTried};
   }
   Taken t = take(s, p, site);
-  unlock(s);
+  unlock(s, solo);
   if (__builtin_expect(t.lookup != Lookup::kLive, 0)) return {0, Lookup::kNotTried};
   return t;
 }
@@ -403,10 +415,10 @@ template <typename SameFamily>
   using namespace table_detail;
   if (__builtin_expect(t_state.in_check, 0)) return release_nested(p, site);
   Shard& s = shard_of(p);
-  lock(s);
+  bool solo = lock(s);
   Taken t = take(s, p, site);
   if (t.lookup != Lookup::kLive) t = front_take(p, t, site);
-  unlock(s);
+  unlock(s, solo);
   return t;
 }
 

@@ -71,33 +71,32 @@ void clock_go_solo() {
 
 // runtime.h, "Solo mode". The old owner is alive while it is read: every thread takes the lock
 // at its exit (thread_exit), giving the clock up if it owns it, and only a thread whose exit
-// hook is registered and has not run takes it. The wait is bounded (1 s): a solo read is a few
-// instructions, and only a signal handler that blocked inside one (on something this thread holds)
-// could stretch it; better a clock that may repeat one value then than a hang.
-uint64_t clock_handover() {
-  {
-    ClockLock lock;
-    uint64_t o = g_clock.owner.load(std::memory_order_relaxed);
-    ThreadState& t = t_state;
-    if (o != 0 && o != reinterpret_cast<uint64_t>(&t)) {
-      g_clock.owner.store(0, std::memory_order_seq_cst);
-      if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
-        // Cannot fail once registered; if it did, the owner's stores drain within microseconds.
-        for (uint64_t until = monotonic_ns() + 1'000'000; monotonic_ns() < until;) {
-        }
-      }
-      const uint8_t* busy = &reinterpret_cast<ThreadState*>(o)->clock_busy;
-      uint64_t deadline = monotonic_ns() + 1'000'000'000;
-      for (unsigned spins = 0;
-           __atomic_load_n(busy, __ATOMIC_ACQUIRE) != 0 && monotonic_ns() < deadline; ++spins)
-        if (spins > 100) sched_yield();
-      // Only a thread whose exit will be seen (thread_exit, registered with its ring).
-      if (g_clock.handovers < g_config.clock_handovers && t.key_set && !t.exited) {
-        ++g_clock.handovers;
-        g_clock.owner.store(reinterpret_cast<uint64_t>(&t), std::memory_order_seq_cst);
-      }
+// hook is registered and has not run takes it. The wait for the old owner's sections has no
+// bound, as a wait for a shard lock has none: a section is a few dozen instructions, a signal
+// handler that interrupts one never waits for the clock (rt_now), and nothing waits inside
+// one.
+void clock_take() {
+  ClockLock lock;
+  uint64_t o = g_clock.owner.load(std::memory_order_relaxed);
+  ThreadState& t = t_state;
+  if (o == 0 || o == reinterpret_cast<uint64_t>(&t)) return;
+  g_clock.owner.store(kClockHandingOver, std::memory_order_seq_cst);
+  if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+    // Cannot fail once registered; if it did, the owner's stores drain within microseconds.
+    for (uint64_t until = monotonic_ns() + 1'000'000; monotonic_ns() < until;) {
     }
   }
+  const uint8_t* busy = &reinterpret_cast<ThreadState*>(o)->clock_busy;
+  for (unsigned spins = 0; __atomic_load_n(busy, __ATOMIC_ACQUIRE) != 0; ++spins)
+    if (spins > 100) sched_yield();
+  // Only a thread whose exit will be seen (thread_exit, registered with its ring).
+  bool take = g_clock.handovers < g_config.clock_handovers && t.key_set && !t.exited;
+  if (take) ++g_clock.handovers;
+  g_clock.owner.store(take ? reinterpret_cast<uint64_t>(&t) : 0, std::memory_order_seq_cst);
+}
+
+uint64_t clock_handover() {
+  clock_take();
   return rt_now();
 }
 

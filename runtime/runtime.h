@@ -102,17 +102,34 @@ struct EventClock {
 };
 inline constexpr uint32_t kClockHandovers = 8;
 extern EventClock g_clock;
-// Out of line: a read while another thread owns the clock (hands it over, or shares it).
+// `owner` while a handover is in progress (under `lock`): neither 0 nor any thread.
+inline constexpr uint64_t kClockHandingOver = 1;
+// Out of line: takes the clock from the thread that owns it (or, past the handovers
+// allowed, makes it shared). Afterwards `owner` is the caller or 0, unless another thread
+// took it meanwhile.
+void clock_take();
+// A read while another thread owns the clock: clock_take, then read.
 uint64_t clock_handover();
 
+// A read or a section nested in one of the thread's own (a signal handler that ran inside it,
+// clock_busy not 0) never waits for the clock: a handover in progress waits for this thread,
+// so that it would wait forever. It needs none: while its busy count is up no other thread
+// can become the owner, so a confirmed outer section (clock_solo) lets it go solo, and
+// otherwise locked operations are safe (no thread uses plain ones meanwhile).
 inline uint64_t rt_now() {
 #if defined(__x86_64__)
   ThreadState& t = t_state;
   const uint64_t me = reinterpret_cast<uint64_t>(&t);
   uint64_t o = g_clock.owner.load(std::memory_order_relaxed);
+  if (__builtin_expect(t.clock_busy != 0, 0)) {
+    if (t.clock_solo)
+      o = me;  // nested in a confirmed solo section: still the owner
+    else
+      o = 0;  // nested in an unconfirmed one: locked
+  }
   if (__builtin_expect(o == me, 1)) {
     asm volatile("addb $1, %0" : "+m"(t.clock_busy) : : "memory");
-    if (__builtin_expect(g_clock.owner.load(std::memory_order_relaxed) == me, 1)) {
+    if (__builtin_expect(t.clock_solo || g_clock.owner.load(std::memory_order_relaxed) == me, 1)) {
       uint64_t v = 1;
       asm volatile("xaddq %0, %1"
                    : "+r"(v), "+m"(*reinterpret_cast<uint64_t*>(&g_clock.value))
@@ -128,6 +145,51 @@ inline uint64_t rt_now() {
 #endif
   return g_clock.value.fetch_add(1, std::memory_order_seq_cst) + 1;
 }
+
+// The check table's shards (check_table.h) follow the clock: while a thread owns it, that
+// thread alone enters the shards, with plain stores for their locks (a locked exchange waits
+// for the thread's buffered stores, as the clock's xadd did: half of check_release_shard's
+// samples on bench_containers); another thread takes the clock first (clock_take), which
+// waits for the owner's section to end, since it holds its busy count up. Once the clock is
+// shared for good (owner 0), every thread takes shard locks with an exchange. `owner` is 0 only
+// then (a handover marks itself kClockHandingOver), so no exchange-taken lock can be held
+// when a thread becomes the owner.
+//
+// True: the caller owns the clock and is in a solo section (plain stores; end it with
+// clock_solo_leave). False: the clock is shared (use the locked operations).
+inline bool clock_solo_enter() {
+#if defined(__x86_64__)
+  ThreadState& t = t_state;
+  const uint64_t me = reinterpret_cast<uint64_t>(&t);
+  if (__builtin_expect(t.clock_busy != 0, 0)) {  // nested (see rt_now)
+    if (!t.clock_solo) return false;
+    asm volatile("addb $1, %0" : "+m"(t.clock_busy) : : "memory");
+    asm volatile("addb $1, %0" : "+m"(t.clock_solo) : : "memory");
+    return true;
+  }
+  for (;;) {
+    uint64_t o = g_clock.owner.load(std::memory_order_relaxed);
+    if (o == 0) return false;
+    if (o == me) {
+      asm volatile("addb $1, %0" : "+m"(t.clock_busy) : : "memory");
+      if (__builtin_expect(g_clock.owner.load(std::memory_order_relaxed) == me, 1)) {
+        asm volatile("addb $1, %0" : "+m"(t.clock_solo) : : "memory");
+        return true;
+      }
+      asm volatile("subb $1, %0" : "+m"(t.clock_busy) : : "memory");
+      continue;
+    }
+    clock_take();
+  }
+#else
+  return false;
+#endif
+}
+inline void clock_solo_leave() {
+  asm volatile("subb $1, %0" : "+m"(t_state.clock_solo) : : "memory");
+  asm volatile("subb $1, %0" : "+m"(t_state.clock_busy) : : "memory");
+}
+
 // Writer: raises the event clock to `t` if it is behind (never lowers it).
 inline void event_clock_raise(uint64_t t) {
   uint64_t cur = g_clock.value.load(std::memory_order_relaxed);

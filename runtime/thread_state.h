@@ -24,10 +24,11 @@ struct ThreadState {
                         // frees of thread teardown) carries no thread info
   uint8_t in_check;     // run --check: inside a check-table lock (check_table.cc)
   uint8_t in_pool;      // run --check: holding the guard pool's lock (guard_pool.cc)
-  uint8_t clock_busy;   // solo reads of the event clock in progress (runtime.h)
+  uint8_t clock_busy;   // solo reads of the event clock and shard sections begun (runtime.h)
+  uint8_t clock_solo;   // ... of which confirmed as the clock's owner (runtime.h)
   uint32_t guard_left;  // run --check: eligible allocations until the next guarded one
 };
-static_assert(sizeof(ThreadState) <= 48, "keep the TLS block small");
+static_assert(sizeof(ThreadState) <= 56, "keep the TLS block small");
 
 extern __thread ThreadState t_state __attribute__((tls_model("initial-exec")));
 
