@@ -18,6 +18,9 @@
 // start. In front of the shards, each thread (up to kFronts of them) has a front of kFrontSlots
 // slots for the blocks it allocated last (see "The front" below): a block allocated and
 // freed by one thread, while it keeps its front slot, never reaches a shard.
+// While one thread at a time records (the event clock's solo mode, runtime.h), that thread
+// takes shard locks with plain stores; others take the clock from it first. perf
+// task-clock, bench_containers under --check: 130.2 -> 128.2 ms; rust 64.5 -> 62.9 ms.
 //
 // Free sites: a release records the return address of the free / delete / realloc call that
 // made it (its "site"), so that a double free of an unguarded block can name where the block
