@@ -240,13 +240,17 @@ inline uint8_t fields_of(uint8_t kind) {
   return stack;
 }
 
-// A free's register-built record (at most 1 + 3 + 4 = 8 bytes: one word); false, with
-// nothing written, when it needs the general path (which then takes its own, later, time:
-// a skipped clock value is harmless).
-[[gnu::always_inline]] inline bool record_free_packed(uint8_t kind, uint64_t ptr) {
+// A free's register-built record (at most 1 + 3 + 4 = 8 bytes: one word), and with kSized
+// a sized delete's (that word, then the size: at most 8 + 4 bytes; C++14's sized
+// deallocation makes most deletes of C++ code sized ones, and through the general path they
+// were 6% of bench_containers' samples); false, with nothing written, when it needs the
+// general path (which then takes its own, later, time: a skipped clock value is harmless).
+template <bool kSized>
+[[gnu::always_inline]] inline bool record_free_packed(uint8_t kind, uint64_t ptr, size_t size) {
   ThreadState& t = t_state;
   Ring* ring = t.ring;
-  if (__builtin_expect(!ring || t.depth != 0 || fields_of(kind) != 0 || !room_for_packed(ring), 0))
+  if (__builtin_expect(
+          !ring || t.depth != 0 || (kSized && size >= (1u << 28)) || !room_for_packed(ring), 0))
     return false;
   packed_begin(t);
   uint64_t dp = f::zigzag(static_cast<int64_t>(ptr - t.prev_ptr));
@@ -259,32 +263,13 @@ inline uint8_t fields_of(uint8_t kind) {
   unsigned tn, pn;
   uint64_t bits = kind | varint_bits(dt, &tn) << 8;
   bits |= varint_bits(dp, &pn) << (8 * (1 + tn));
-  packed_end_word(t, ring, bits, 1 + tn + pn, time, ptr);
-  return true;
-}
-
-// A sized delete's register-built record (the free's word, then the size: at most 8 + 4
-// bytes), as record_free_packed. C++14's sized deallocation makes most deletes of C++ code
-// sized ones: through the general path they were 6% of bench_containers' samples.
-[[gnu::always_inline]] inline bool record_free_sized_packed(uint8_t kind, uint64_t ptr,
-                                                            size_t size) {
-  ThreadState& t = t_state;
-  Ring* ring = t.ring;
-  if (__builtin_expect(!ring || t.depth != 0 || size >= (1u << 28) || !room_for_packed(ring), 0))
-    return false;
-  packed_begin(t);
-  uint64_t dp = f::zigzag(static_cast<int64_t>(ptr - t.prev_ptr));
-  uint64_t time = rt_now();
-  uint64_t dt = time - t.prev_time;
-  if (__builtin_expect(dp >= (1u << 28) || dt >= (1u << 21), 0)) {
-    packed_abandon(t);
-    return false;
+  if constexpr (kSized) {
+    unsigned sn;
+    uint64_t w1 = varint_bits(size, &sn);
+    packed_end_words(t, ring, bits, 1 + tn + pn, w1, sn, time, ptr);
+  } else {
+    packed_end_word(t, ring, bits, 1 + tn + pn, time, ptr);
   }
-  unsigned tn, pn, sn;
-  uint64_t bits = kind | varint_bits(dt, &tn) << 8;
-  bits |= varint_bits(dp, &pn) << (8 * (1 + tn));
-  uint64_t w1 = varint_bits(size, &sn);
-  packed_end_words(t, ring, bits, 1 + tn + pn, w1, sn, time, ptr);
   return true;
 }
 
@@ -293,10 +278,10 @@ inline uint8_t fields_of(uint8_t kind) {
                                                       size_t align) {
   const uint64_t ptr = reinterpret_cast<uint64_t>(p);
   const uint8_t fields = fields_of(kind);
-  if (__builtin_expect(fields == kHasSize ? !record_free_sized_packed(kind, ptr, size)
-                                          : !record_free_packed(kind, ptr),
-                       0))
-    record_free_general(kind, p, size, align);
+  bool done = fields == 0          ? record_free_packed<false>(kind, ptr, 0)
+              : fields == kHasSize ? record_free_packed<true>(kind, ptr, size)
+                                   : false;
+  if (__builtin_expect(!done, 0)) record_free_general(kind, p, size, align);
 }
 
 }  // namespace memcensus::rt::rec

@@ -58,8 +58,9 @@ class ClockLock {
 
 // Solo mode with the calling thread as the clock's owner, where membarrier allows it (the
 // process registers for MEMBARRIER_CMD_PRIVATE_EXPEDITED, which clock_handover needs).
+// The thread's own busy and solo counts are kept: a fork made by a signal handler that
+// interrupted one of its sections goes on with that section in the child.
 void clock_go_solo() {
-  t_state.clock_busy = 0;
   g_clock.handovers = 0;
   g_clock.lock.store(0, std::memory_order_relaxed);
   bool ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;

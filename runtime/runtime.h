@@ -78,20 +78,21 @@ extern uint64_t g_t0;  // CLOCK_MONOTONIC of the trace start
 // it, and no lock, whose wait for the thread's buffered stores (glibc's, just made) was 40%
 // of a recorded malloc's samples on this machine's EPYC. A writer's raise that lands inside
 // the owner's xadd is lost (the clock then lags by one round); the owner's values still only
-// rise. Another thread that reads the clock first hands it over (clock_handover,
-// runtime.cc): it sets `owner` to 0, makes every running thread of the process pass a full
-// barrier (membarrier), and waits until the old owner is not inside a solo read (its
-// `clock_busy`, which it raises before it looks at `owner` a second time and lowers after
-// its xadd): from then on no unlocked xadd of the old owner can overlap another read. The
-// new thread then becomes the owner, at most kClockHandovers times per process (a program
-// whose main thread starts one worker and joins it hands over twice); after that, or when
-// an owner's thread exits, the clock stays shared: every read a locked xadd. Without
-// membarrier (an old kernel, a seccomp filter) it is shared from the start.
+// rise. Another thread that reads the clock first takes it over (clock_take, runtime.cc):
+// under the clock's lock it marks `owner` kClockHandingOver, makes every running thread of
+// the process pass a full barrier (membarrier), and waits until the old owner is not inside
+// a solo read or section (its `clock_busy`, which it raises before it looks at `owner` a
+// second time and lowers at the end): from then on nothing the old owner does unlocked can
+// overlap what another thread does. The new thread then becomes the owner, at most
+// kClockHandovers times per process (a program whose main thread starts one worker and
+// joins it hands over twice); after that, when the taker is a thread whose exit would not be
+// seen, or when an owner's thread exits, `owner` is 0 for good: every read a locked xadd.
+// Without membarrier (an old kernel, a seccomp filter) it is 0 from the start.
 //
-// Cost: solo, ~8 plain instructions; shared, one locked add, ~5-10 ns here uncontended
-// (against ~25 ns for a vDSO clock_gettime(CLOCK_MONOTONIC) and ~20 ns for lfence+rdtsc:
-// bench/README.md "## run"), plus a load and a compare. Threads allocating at once share
-// its cache line.
+// Cost: solo, ~8 plain instructions (bench_storm 10M: 242.7 -> 210.1 ms of CPU); shared,
+// one locked add, ~5-10 ns here uncontended (against ~25 ns for a vDSO
+// clock_gettime(CLOCK_MONOTONIC) and ~20 ns for lfence+rdtsc: bench/README.md "## run"),
+// plus a load and a compare. Threads allocating at once share its cache line.
 // Three cache lines: the value, the owner (read at every event), the handover's lock.
 struct EventClock {
   alignas(64) std::atomic<uint64_t> value{0};
