@@ -63,7 +63,8 @@ class ClockLock {
 void clock_go_solo() {
   g_clock.handovers = 0;
   g_clock.lock.store(0, std::memory_order_relaxed);
-  bool ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  bool ok = g_config.clock_handovers != 0 &&
+            syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
   g_clock.solo_ever = ok;
   g_clock.owner.store(ok ? reinterpret_cast<uint64_t>(&t_state) : 0, std::memory_order_seq_cst);
 }

@@ -47,7 +47,8 @@ struct Config {
   bool check;                // run --check (runtime/check.h)
   uint32_t guard_rate;       // run --guard-rate: one in N allocations guarded (0: none)
   uint32_t clock_handovers;  // MEMCENSUS_CLOCK_HANDOVERS: the event clock's handovers
-                             // allowed (kClockHandovers; the tests raise it, runtime.h)
+                             // allowed (kClockHandovers; the tests raise it; 0: no solo
+                             // mode and no membarrier call at all, runtime.h)
   bool guard_markers;        // MEMCENSUS_GUARD_MARKERS (not "0"): guard markers where the kernel
                              // has them (guard_pool.cc), else mprotect (the tests of both paths)
 };
@@ -87,7 +88,9 @@ extern uint64_t g_t0;  // CLOCK_MONOTONIC of the trace start
 // kClockHandovers times per process (a program whose main thread starts one worker and
 // joins it hands over twice); after that, when the taker is a thread whose exit would not be
 // seen, or when an owner's thread exits, `owner` is 0 for good: every read a locked xadd.
-// Without membarrier (an old kernel, a seccomp filter) it is 0 from the start.
+// Without membarrier (an old kernel, a seccomp filter) it is 0 from the start. A program that
+// installs a seccomp filter killing membarrier on threads that allocate would be killed at a
+// handover: MEMCENSUS_CLOCK_HANDOVERS=0 turns solo mode off (README, "run").
 //
 // Cost: solo, ~8 plain instructions (bench_storm 10M: 242.7 -> 210.1 ms of CPU); shared,
 // one locked add, ~5-10 ns here uncontended (against ~25 ns for a vDSO
