@@ -69,6 +69,7 @@ TraceExit exit_of(int status) {
 void print_summary(const std::string& path) {
   TraceReader reader = TraceReader::from_file(path);
   HeapAnalysis analysis;
+  analysis.skip_end_blocks();
   reader.read(analysis);
   HeapSummary s = analysis.finish();
   print_heap_line(s.totals, reader.stats().truncated);

@@ -138,9 +138,9 @@ HeapAnalysis::HeapAnalysis() {
 HeapSummary HeapAnalysis::finish() {
   if (own_) own_->finish();
   if (pass_) {
-    s_.live_at_end.reserve(s_.live_at_end.size() + pass_->live().size());
+    if (keep_end_blocks_) s_.live_at_end.reserve(s_.live_at_end.size() + pass_->live().size());
     pass_->live().for_each([&](uint64_t ptr, const LiveBlock& b) {
-      s_.live_at_end.push_back({ptr, b.size, pass_->site_stack(b.site)});
+      if (keep_end_blocks_) s_.live_at_end.push_back({ptr, b.size, pass_->site_stack(b.site)});
       s_.totals.leaked_blocks++;
       s_.totals.leaked_bytes += b.size;
       SiteStats& st = site(b.site);
