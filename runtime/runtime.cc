@@ -144,8 +144,8 @@ void thread_exit(void*) {
   ThreadState& t = t_state;
   if (g_clock.solo_ever) {
     // Under the lock even when another thread owns the clock now: a handover in progress may
-    // have taken it from this one (owner already 0) and still be reading its clock_busy,
-    // which goes with the thread's stack.
+    // have taken it from this one and still be reading its clock_busy, which goes with the
+    // thread's stack. (In check mode table_thread_exit may just have made it the owner.)
     ClockLock lock;
     if (g_clock.owner.load(std::memory_order_relaxed) == reinterpret_cast<uint64_t>(&t))
       g_clock.owner.store(0, std::memory_order_seq_cst);
