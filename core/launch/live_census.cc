@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "elf/elf_reader.h"
 #include "format/live_census.h"
 #include "util/error.h"
+#include "util/prefaulted.h"
 #include "util/radix_sort.h"
 
 namespace memcensus {
@@ -71,7 +73,10 @@ bool past_address_space(uint64_t ptr, uint64_t size) {
   return __builtin_add_overflow(ptr, size ? size : 1, &end);
 }
 
-bool read_table(pid_t pid, const f::LiveCensus& c, std::vector<ScanRange>& out, std::string* why) {
+// `scratch`: set to room for the sort of every block (the table's and the guard pool's), its
+// pages (and those of `out`'s room) made present by another thread while the table is read.
+bool read_table(pid_t pid, const f::LiveCensus& c, std::vector<ScanRange>& out,
+                std::unique_ptr<Prefaulted>& scratch, std::string* why) {
   uint64_t untracked = 0, unreleased = 0;
   if (!read_value(pid, c.untracked, &untracked) || !read_value(pid, c.unreleased, &unreleased)) {
     *why = "cannot read the runtime's check table";
@@ -98,7 +103,11 @@ bool read_table(pid_t pid, const f::LiveCensus& c, std::vector<ScanRange>& out, 
     std::memcpy(&s, shards.data() + i * c.shard_stride, sizeof s);
     if (s.mask < kMaxShardSlots) all_live += std::min<uint64_t>(s.live, s.mask + 1);
   }
-  out.reserve(out.size() + all_live);
+  const size_t room = out.size() + all_live + c.guard_slots;
+  out.reserve(room);
+  if (room >= kRadixSortMin)
+    scratch = std::make_unique<Prefaulted>(room * sizeof(ScanRange), out.data() + out.size(),
+                                           (room - out.size()) * sizeof(ScanRange));
   std::vector<f::CensusSlot> slots;
   for (uint32_t i = 0; i < c.shard_count; ++i) {
     f::CensusShard s;
@@ -222,10 +231,15 @@ std::optional<LiveCensusBlocks> read_live_census(pid_t pid, const std::vector<Sm
     out.trace_finished = phase == c.phase_finished;
     out.guard_lo = c.guard_lo;
     out.guard_size = c.guard_size;
-    if (!read_table(pid, c, out.blocks, why) || !read_guarded(pid, c, out.blocks, why) ||
+    std::unique_ptr<Prefaulted> scratch;
+    if (!read_table(pid, c, out.blocks, scratch, why) || !read_guarded(pid, c, out.blocks, why) ||
         !read_own_notes(pid, c, out.own_notes, why))
       return std::nullopt;
-    radix_sort(out.blocks, [](const ScanRange& r) { return r.start; });
+    ScanRange* room = nullptr;
+    if (scratch && out.blocks.size() * sizeof(ScanRange) <= scratch->bytes())
+      room = static_cast<ScanRange*>(scratch->get());
+    radix_sort(
+        out.blocks, [](const ScanRange& r) { return r.start; }, room);
     return out;
   } catch (const std::exception& e) {
     *why = e.what();

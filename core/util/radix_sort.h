@@ -26,8 +26,9 @@ namespace memcensus {
 inline constexpr size_t kRadixSortMin = size_t{1} << 14;
 
 // Sorts `v` by key_of(element) (a uint64_t), ascending; equal keys keep their order.
+// `scratch`: room for v.size() elements to use instead of a fresh array (null: allocated).
 template <typename T, typename KeyOf>
-void radix_sort(std::vector<T>& v, KeyOf key_of) {
+void radix_sort(std::vector<T>& v, KeyOf key_of, T* scratch = nullptr) {
   static_assert(std::is_trivially_copyable_v<T>);
   const size_t n = v.size();
   if (n < kRadixSortMin) {
@@ -57,9 +58,13 @@ void radix_sort(std::vector<T>& v, KeyOf key_of) {
     for (unsigned p = 0; p < passes; ++p) counts[p][(k >> (p * width)) & mask]++;
   }
 
-  std::unique_ptr<T[]> scratch(new T[n]);
+  std::unique_ptr<T[]> own;
+  if (!scratch) {
+    own.reset(new T[n]);
+    scratch = own.get();
+  }
   T* src = v.data();
-  T* dst = scratch.get();
+  T* dst = scratch;
   for (unsigned p = 0; p < passes; ++p) {
     const unsigned shift = lo + p * width;
     if (counts[p][(key_of(src[0]) >> shift) & mask] == n) continue;  // one digit everywhere
