@@ -1,6 +1,7 @@
 #include "launch/live_census.h"
 
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -105,7 +106,12 @@ bool read_table(pid_t pid, const f::LiveCensus& c, std::vector<ScanRange>& out,
   }
   const size_t room = out.size() + all_live + c.guard_slots;
   out.reserve(room);
-  if (room >= kRadixSortMin)
+  // Prefaulting writes every page: only for a room that fits a quarter of the machine's
+  // memory. Counts that a program scribbling on the runtime's table could have made up are
+  // left to allocate as the blocks come (the sort then takes a scratch of its own).
+  const uint64_t memory = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
+                          static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (room >= kRadixSortMin && room * 2 * sizeof(ScanRange) <= memory / 4)
     scratch = std::make_unique<Prefaulted>(room * sizeof(ScanRange), out.data() + out.size(),
                                            (room - out.size()) * sizeof(ScanRange));
   std::vector<f::CensusSlot> slots;
