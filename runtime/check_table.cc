@@ -134,7 +134,7 @@ void insert_locked(Shard& s, uint64_t p, uint64_t info) {
 // released blocks, with the lock held: not when the address is live in its shard (the
 // released entry is older than that block, and would hide it from a lookup).
 void insert_released_locked(Shard& s, uint64_t p, uint64_t info, uint64_t site) {
-  for (uint64_t i = home_of(p) & s.mask, step = 1;; i = (i + step++) & s.mask) {
+  for (uint64_t i = home_of(p) & s.mask, step = 1;; i = next_probe(i, step, s.mask)) {
     uint64_t k = s.slots[i].key;
     if (k == p) return;
     if (k == 0) break;
@@ -325,7 +325,7 @@ uint64_t table_free_site(const void* ptr) {
   Shard& s = shard_of(p);
   ShardLock lock(s);
   if (!lock.taken()) return 0;
-  for (uint64_t i = home_of(p) & s.mask, step = 1;; i = (i + step++) & s.mask) {
+  for (uint64_t i = home_of(p) & s.mask, step = 1;; i = next_probe(i, step, s.mask)) {
     uint64_t k = s.slots[i].key;
     if (k == (p | kReleasedBit)) return shard_site(s, i);
     if (k == 0 || k == p) return 0;
@@ -339,7 +339,7 @@ bool table_find_container(const void* ptr, uint64_t reach, uint64_t* start, Bloc
     Shard& s = shard_of(q);
     ShardLock lock(s);
     if (!lock.taken()) return false;
-    for (uint64_t i = home_of(q) & s.mask, step = 1;; i = (i + step++) & s.mask) {
+    for (uint64_t i = home_of(q) & s.mask, step = 1;; i = next_probe(i, step, s.mask)) {
       const Slot& slot = s.slots[i];
       if (slot.key == 0 || (slot.key & ~kReleasedBit) == q) {
         BlockInfo b = table_unpack(slot.info);

@@ -199,6 +199,12 @@ inline uint64_t region_hash(uint64_t p) {
 inline uint64_t home_of(uint64_t p) {
   return region_hash(p) + (p >> 5);
 }
+// The slot after slot i in a shard's probe sequence (home, +1, +3, +6, ...: the top of this
+// file says why); `step` starts at 1. Every probe of the shards goes through it, so that all
+// of them visit one address's slots in the same order.
+inline uint64_t next_probe(uint64_t i, uint64_t& step, uint64_t mask) {
+  return (i + step++) & mask;
+}
 // The empty asm makes the shard's address a value in a register: without it the compiler
 // recomputed it from the index at each use (six more instructions per call).
 inline Shard& shard_of(uint64_t p) {
@@ -217,7 +223,7 @@ Taken release_nested(uint64_t p, uint64_t site);
 // Places (key, info) in the first reusable slot of its chain; returns the slot's index. The
 // caller holds the lock and made room.
 inline uint64_t place(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
-  for (uint64_t i = home & s.mask, step = 1;; i = (i + step++) & s.mask) {
+  for (uint64_t i = home & s.mask, step = 1;; i = next_probe(i, step, s.mask)) {
     uint64_t k = s.slots[i].key;
     if (k == 0 || (k & kReleasedBit) || k == key) {
       s.used += k == 0;
@@ -232,7 +238,7 @@ inline uint64_t place(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
 // of a shard at its limit (the caller then makes room). Reusing a released slot, the common
 // case of a heap that recycles its blocks, needs no room.
 inline bool place_fast(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
-  for (uint64_t i = home & s.mask, step = 1;; i = (i + step++) & s.mask) {
+  for (uint64_t i = home & s.mask, step = 1;; i = next_probe(i, step, s.mask)) {
     Slot& slot = s.slots[i];
     uint64_t k = slot.key;
     if (k == 0) {
@@ -250,7 +256,7 @@ inline bool place_fast(Shard& s, uint64_t key, uint64_t info, uint64_t home) {
 // Finds key p in its chain: kLive (marked released here, by the call at `site`), kReleased
 // or kAbsent. The caller holds the lock.
 inline Taken take(Shard& s, uint64_t p, uint64_t site) {
-  for (uint64_t i = home_of(p) & s.mask, step = 1;; i = (i + step++) & s.mask) {
+  for (uint64_t i = home_of(p) & s.mask, step = 1;; i = next_probe(i, step, s.mask)) {
     Slot& slot = s.slots[i];
     uint64_t k = slot.key;
     if (k == p) {

@@ -190,8 +190,10 @@ inline bool clock_solo_enter() {
 #endif
 }
 inline void clock_solo_leave() {
+#if defined(__x86_64__)
   asm volatile("subb $1, %0" : "+m"(t_state.clock_solo) : : "memory");
   asm volatile("subb $1, %0" : "+m"(t_state.clock_busy) : : "memory");
+#endif
 }
 
 // Writer: raises the event clock to `t` if it is behind (never lowers it).
