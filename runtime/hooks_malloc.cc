@@ -189,6 +189,7 @@ MEMCENSUS_EXPORT void* malloc(size_t n) {
       return malloc_recorded(n, static_cast<const uint64_t*>(__builtin_frame_address(0)));
     if (mode == kSampleAll && sample_skips(n)) return __libc_malloc(n);
     if (mode == kCheckAll) return malloc_check(n, FROM_ARGS);
+    if (mode == kForward) return __libc_malloc(n);
   }
   return malloc_general(n, FROM_ARGS);
 }
@@ -201,6 +202,7 @@ MEMCENSUS_EXPORT void* calloc(size_t n, size_t m) {
     if (__builtin_expect(mode == kRecordAll, 1)) return calloc_record(n, m, total, FROM_ARGS);
     if (mode == kSampleAll && sample_skips(total)) return __libc_calloc(n, m);
     if (mode == kCheckAll) return calloc_check(n, m, total, FROM_ARGS);
+    if (mode == kForward) return __libc_calloc(n, m);
   }
   return calloc_general(n, m, total, FROM_ARGS);
 }
@@ -250,6 +252,7 @@ MEMCENSUS_EXPORT void free(void* p) {
     if (__builtin_expect(mode == kRecordAll, 1)) return free_recorded(p);
     if (mode == kSampleAll && sample_set_lacks(p)) return __libc_free(p);
     if (mode == kCheckAll) next = free_check;
+    if (mode == kForward) return __libc_free(p);
   }
   next(p, FROM_ARGS);
 }

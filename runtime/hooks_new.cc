@@ -138,7 +138,7 @@ size_t al(std::align_val_t a) {
     uint8_t mode = g_fast_mode;
     if (__builtin_expect(mode == kRecordAll, 1))
       return new_record(kind | (nothrow ? 0x100u : 0u), n, align, ip, sp, rbp);
-    if (mode == kSampleAll && sample_skips(n)) {
+    if ((mode == kSampleAll && sample_skips(n)) || mode == kForward) {
       size_t real_n = n ? n : 1;
       void* p = align ? __libc_memalign(align, real_n) : __libc_malloc(real_n);
       if (__builtin_expect(p != nullptr, 1)) return p;
@@ -169,6 +169,7 @@ template <uint8_t kind>
     if (__builtin_expect(mode == kRecordAll, 1)) return delete_record(kind, p, size, align);
     if (mode == kSampleAll && sample_set_lacks(p)) return __libc_free(p);
     if (mode == kCheckAll) return delete_check<kind>(p, size, align, ip, sp, rbp);
+    if (mode == kForward) return __libc_free(p);
   }
   release(kind, p, size, align, StartFrame{ip, sp, rbp});
 }

@@ -185,7 +185,7 @@ void fork_child() {
   t_state.ring = nullptr;
   t_state.key_set = 0;
   if (!g_config.follow_fork) {
-    g_fast_mode = kGeneral;
+    g_fast_mode = g_check_on ? kGeneral : kForward;
     g_phase.store(kOff);
     writer_fork_child(false);
     return;
@@ -223,6 +223,7 @@ bool rt_initialise() {
   g_phase.store(ok ? kActive : kOff, std::memory_order_release);
   if (ok && !g_config.check) g_fast_mode = g_config.sample_bytes ? kSampleAll : kRecordAll;
   if (ok && g_config.check && !g_config.sample_bytes) g_fast_mode = kCheckAll;
+  if (!ok && !g_check_on) g_fast_mode = kForward;
   return ok;
 }
 
@@ -254,7 +255,7 @@ bool rt_attach_thread() {
 void rt_shutdown() {
   if (g_phase.load() != kActive) return;
   writer_finish();
-  g_fast_mode = kGeneral;
+  g_fast_mode = g_check_on ? kGeneral : kForward;
   g_phase.store(kOff, std::memory_order_release);
 }
 

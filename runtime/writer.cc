@@ -58,6 +58,7 @@ constexpr size_t kColumnCap = 2u << 20;
 // passes half of it gains less (never a wrong byte).
 constexpr int kSmapsLevel = 3;
 constexpr size_t kSmapsWindow = 1u << 20;
+constexpr unsigned kSmapsTableLog = 14;
 // A thread's name is read this long after the writer first sees the thread, so that a name
 // its creator sets right after pthread_create is the one written.
 constexpr uint64_t kThreadNameDelayNs = 50'000'000;
@@ -112,8 +113,12 @@ uint64_t now() {
 
 // A static compression context of `level` for inputs of about `size_hint` bytes (0: any),
 // streaming included; null when it cannot be mapped.
-ZSTD_CCtx* make_cctx(int level, size_t size_hint) {
+ZSTD_CCtx* make_cctx(int level, size_t size_hint, unsigned table_log = 0) {
   ZSTD_compressionParameters cp = ZSTD_getCParams(level, size_hint, 0);
+  if (table_log) {
+    cp.hashLog = std::min(cp.hashLog, table_log);
+    cp.chainLog = std::min(cp.chainLog, table_log);
+  }
   size_t ws = ZSTD_estimateCStreamSize_usingCParams(cp);
   void* w = sys_map(ws);
   if (!w) return nullptr;
@@ -121,6 +126,10 @@ ZSTD_CCtx* make_cctx(int level, size_t size_hint) {
   if (!c) return nullptr;
   ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
   ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, static_cast<int>(cp.windowLog));
+  if (table_log) {
+    ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, static_cast<int>(cp.hashLog));
+    ZSTD_CCtx_setParameter(c, ZSTD_c_chainLog, static_cast<int>(cp.chainLog));
+  }
   ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
   return c;
 }
@@ -170,7 +179,7 @@ bool buffers_init() {
     return false;
   g_cctx = make_cctx(1, 0);
   g_stack_cctx = make_cctx(kStackLevel, kStackChunkCap);
-  g_smaps_cctx = make_cctx(kSmapsLevel, kSmapsWindow);
+  g_smaps_cctx = make_cctx(kSmapsLevel, kSmapsWindow, kSmapsTableLog);
   if (!g_cctx || !g_stack_cctx || !g_smaps_cctx) return false;
   packer_begin();
   stack_packer_begin();
