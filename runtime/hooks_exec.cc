@@ -5,10 +5,12 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "runtime/libc_alloc.h"
 #include "runtime/runtime.h"
+#include "runtime/sys.h"
 #include "runtime/thread_state.h"
 #include "runtime/writer.h"
 
@@ -128,4 +130,13 @@ MEMCENSUS_EXPORT int execle(const char* path, const char* arg0, ...) {
   va_end(ap);
   if (!ok) return errno = E2BIG, -1;
   return do_execve(path, args, envp);
+}
+
+// pthread_exit on the main thread: see writer_main_thread_gone (writer.h).
+MEMCENSUS_EXPORT void pthread_exit(void* value) {
+  using ExitFn = void (*)(void*);
+  static ExitFn next = reinterpret_cast<ExitFn>(real("pthread_exit"));
+  if (sys_getpid() == sys_gettid()) writer_main_thread_gone();
+  if (next) next(value);
+  abort();
 }

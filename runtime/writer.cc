@@ -541,6 +541,28 @@ void round_locked(bool final_round) {
   g_rounds.fetch_add(1, std::memory_order_release);
 }
 
+std::atomic<bool> g_main_gone{false};
+
+// The process's thread count as the kernel gives it (/proc/self/stat, field 20); 0 if unread.
+uint64_t thread_count() {
+  char buf[1024];
+  ssize_t n = read_small_file("/proc/self/stat", buf, sizeof buf - 1);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  const char* s = buf + n;
+  while (s > buf && *s != ')') --s;  // the command name may hold spaces and parentheses
+  if (*s != ')') return 0;
+  for (int field = 3; field < 20 && *s; ++field) {  // field 20 is the 18th after the name
+    ++s;
+    while (*s == ' ') ++s;
+    while (*s && *s != ' ') ++s;
+  }
+  while (*s == ' ') ++s;
+  uint64_t threads = 0;
+  while (*s >= '0' && *s <= '9') threads = threads * 10 + static_cast<uint64_t>(*s++ - '0');
+  return threads;
+}
+
 void* writer_main(void*) {
   t_state.guard = 1;
   while (!g_stop.load(std::memory_order_acquire)) {
@@ -551,6 +573,11 @@ void* writer_main(void*) {
     round_locked(request != g_flush_done.load(std::memory_order_relaxed));
     pthread_mutex_unlock(&g_lock);
     g_flush_done.store(request, std::memory_order_release);
+    // writer_main_thread_gone: 2 threads are the exited main thread and this one.
+    if (g_main_gone.load(std::memory_order_relaxed) && thread_count() == 2 &&
+        g_running.exchange(false))
+      exit(0);  // the program's last thread is gone: end it as glibc would (writer_finish
+                // then runs in this thread, without a join)
   }
   return nullptr;
 }
@@ -782,6 +809,10 @@ void writer_pause_for_exec() {
   pthread_mutex_unlock(&g_lock);
 }
 
+void writer_main_thread_gone() {
+  g_main_gone.store(true, std::memory_order_relaxed);
+}
+
 void writer_fork_prepare() {
   pthread_mutex_lock(&g_lock);
 }
@@ -791,6 +822,7 @@ void writer_fork_parent() {
 
 void writer_fork_child(bool follow) {
   pthread_mutex_init(&g_lock, nullptr);
+  g_main_gone.store(false, std::memory_order_relaxed);
   g_running.store(false);
   if (g_fd >= 0) sys_close(g_fd);
   g_fd = -1;

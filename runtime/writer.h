@@ -43,4 +43,11 @@ void writer_fork_parent();
 // In a forked child: drops the parent's file; opens a new one when `follow` is set.
 void writer_fork_child(bool follow);
 
+// The main thread called pthread_exit. glibc ends the process when its last thread exits,
+// counting the writer among them, so a program whose main thread leaves first would never
+// end. From then on the writer checks after each round whether it is the last thread left
+// (the kernel counts the exited main thread until the process ends), and if so ends the
+// process itself with exit(0), as glibc's last thread would have.
+void writer_main_thread_gone();
+
 }  // namespace memcensus::rt

@@ -98,6 +98,29 @@ TEST(Robustness, FollowForkGivesTheChildItsOwnTrace) {
   }
 }
 
+// A main thread that leaves with pthread_exit: the process ends when its last thread does,
+// with status 0, as natively; the writer thread, which glibc counts as a thread too, must not
+// keep it alive (it did: such a program never ended). In the root process and in a forked
+// child, traced or not.
+TEST(Robustness, MainThreadPthreadExitEndsTheProcess) {
+  mctest::Result native = mctest::run({fixture("main_exit"), "fork"});
+  ASSERT_EQ(native.status, 0);
+  ASSERT_EQ(native.out, "child: main leaves\nchild exit: 0\n");
+  for (const std::vector<std::string>& opts :
+       {std::vector<std::string>{}, {"--follow-fork"}, {"--check"}, {"--sample", "4096"}}) {
+    std::string what = opts.empty() ? "run" : opts[0];
+    auto t = traced({fixture("main_exit")}, opts);
+    EXPECT_EQ(t.status, 0) << what;
+    EXPECT_EQ(t.out, "parent: main leaves\n") << what;
+    ASSERT_FALSE(t.report.is_null()) << what;
+    EXPECT_EQ(t.report["exit_status"], 0) << what;
+    EXPECT_GE(t.report["calls"]["malloc"].get<uint64_t>(), 128000u) << what;  // the worker's
+    auto f = traced({fixture("main_exit"), "fork"}, opts);
+    EXPECT_EQ(f.status, 0) << what;
+    EXPECT_EQ(f.out, native.out) << what;
+  }
+}
+
 TEST(Robustness, FollowForkAcrossExec) {
   auto t = traced({fixture("fork"), "exec", fixture("count_c")}, {"--follow-fork"});
   ASSERT_EQ(t.status, 0);
