@@ -16,6 +16,8 @@
 #include <cstddef>
 #include <cstring>
 #include <exception>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <string_view>
 
@@ -83,6 +85,18 @@ pid_t tgid_of(pid_t tid) {
 // if it is gone; else sets `pending` to the signal it was about to receive (0 for none), to
 // be handed back when it is resumed or detached.
 // `event`, when given, is set to the ptrace event of the stop waited for (0: none).
+// True when thread `tid` of `pid` has ended (a zombie: the main thread after pthread_exit,
+// which the kernel keeps until the whole process ends; waiting for it to stop would wait
+// for that end).
+bool thread_ended(pid_t pid, pid_t tid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = text.rfind(')');
+  if (close == std::string::npos || close + 2 >= text.size()) return true;  // gone
+  char state = text[close + 2];
+  return state == 'Z' || state == 'X';
+}
+
 bool interrupt_and_wait(pid_t tid, int& pending, int* event = nullptr) {
   if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) return false;
   int st = 0;
@@ -142,10 +156,20 @@ class SignalFate {
   char buf_[4096];
 };
 
+// Whether `pid` runs under a seccomp filter ("Seccomp: 2" in /proc/PID/status): the child
+// installs the exit_group filter before it stops, and had none before (else it could not).
+bool seccomp_filtered(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.starts_with("Seccomp:")) return line.find('2') != std::string::npos;
+  return false;
+}
+
 class ExitTracer {
  public:
-  ExitTracer(pid_t pid, const std::function<void(const ExitEvent&)>& at_exit)
-      : pid_(pid), at_exit_(at_exit), fate_(pid) {}
+  ExitTracer(pid_t pid, const std::function<void(const ExitEvent&)>& at_exit, bool filtered)
+      : pid_(pid), at_exit_(at_exit), fate_(pid), filtered_(filtered) {}
 
   int loop() {
     for (;;) {
@@ -209,7 +233,14 @@ class ExitTracer {
         resume(w, 0);
         return;
       case PTRACE_EVENT_EXIT:
-        if (w == pid_) snapshot(w, exit_cause(w));
+        // The main thread's own end. Under the filter, a process that ends by exit_group was
+        // seen at its entry, so an "exit" here is the main thread leaving alone
+        // (pthread_exit) while other threads go on: not the program's exit. A signal's
+        // killing is one, and without the filter this is the only sign of the exit.
+        if (w == pid_) {
+          std::string cause = exit_cause(w);
+          if (!filtered_ || cause != "exit") snapshot(w, cause);
+        }
         resume(w, 0);
         return;
       case PTRACE_EVENT_STOP:
@@ -254,7 +285,9 @@ class ExitTracer {
     if (done_) return;
     done_ = true;
     ExitEvent ev;
-    ev.pid = pid_;
+    // The process's memory and maps through a thread that is alive: the main thread's /proc
+    // entry no longer has them once it has ended (pthread_exit).
+    ev.pid = stopped != pid_ && thread_ended(pid_, pid_) ? stopped : pid_;
     ev.cause = cause;
     if (auto sp = read_sp_of_stopped(stopped)) ev.stack_pointers[stopped] = *sp;
     std::map<pid_t, int> pending;  // interrupted thread -> signal to re-inject
@@ -264,7 +297,7 @@ class ExitTracer {
     } catch (const Error&) {
     }
     for (pid_t t : tids) {
-      if (t == stopped) continue;
+      if (t == stopped || thread_ended(pid_, t)) continue;
       int sig = 0;
       if (!interrupt_and_wait(t, sig)) continue;
       pending[t] = sig;
@@ -283,6 +316,7 @@ class ExitTracer {
   SignalFate fate_;
   std::map<pid_t, pid_t> tgid_;
   std::set<pid_t> tracees_;  // auto-attached threads and descendants still alive
+  bool filtered_;            // the exit_group filter is installed in the target
   bool done_ = false;
   int final_status_ = 0;
   std::exception_ptr failure_;
@@ -366,7 +400,7 @@ int run_with_exit_hook(const std::vector<std::string>& argv,
                 "; is ptrace restricted by /proc/sys/kernel/yama/ptrace_scope?)");
   }
   kill(pid, SIGCONT);
-  ExitTracer tracer(pid, at_exit);
+  ExitTracer tracer(pid, at_exit, seccomp_filtered(pid));
   int status = tracer.loop();
   int exec_errno = 0;
   bool exec_failed = ::read(err_pipe[0], &exec_errno, sizeof exec_errno) == sizeof exec_errno;
