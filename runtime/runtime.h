@@ -214,8 +214,9 @@ inline void event_clock_raise(uint64_t t) {
 // to kForward before the phase leaves kActive). kRecordAll is tested first, so the other
 // modes add nothing to it.
 // Cost: one load and one TLS load per hook, instead of three globals and the TLS guard.
-// kForward: `bench_storm 10000000 1` preloaded but not traced, CPU ms, 107.5 on the general
-// path (native 60.0, a preload that only forwards malloc and free 79.5).
+// kForward: `bench_storm 10000000 1` preloaded but not traced, CPU ms, 97.5-107.5 on the
+// general path, 71.0-71.4 so (native 58.5-60.6, a preload that only forwards malloc and free
+// 63.6-79.5).
 enum FastMode : uint8_t {
   kGeneral = 0,
   kRecordAll = 1,

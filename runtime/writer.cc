@@ -58,6 +58,10 @@ constexpr size_t kColumnCap = 2u << 20;
 // passes half of it gains less (never a wrong byte).
 constexpr int kSmapsLevel = 3;
 constexpr size_t kSmapsWindow = 1u << 20;
+// Its match tables: 16 K entries (hash and chain logs 14, not the 17 and 16 of level 3 for
+// 1 MiB inputs), ample for a smaps text of tens of KB. Clearing and faulting in the larger
+// ones was a quarter of a traced /bin/true's instructions: 2.41 -> 2.14 M, 357 -> 290 page
+// faults, trace bytes unchanged.
 constexpr unsigned kSmapsTableLog = 14;
 // A thread's name is read this long after the writer first sees the thread, so that a name
 // its creator sets right after pthread_create is the one written.

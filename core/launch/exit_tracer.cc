@@ -81,10 +81,6 @@ pid_t tgid_of(pid_t tid) {
   }
 }
 
-// Stops a traced, running thread (PTRACE_INTERRUPT) and waits for the stop. Returns false
-// if it is gone; else sets `pending` to the signal it was about to receive (0 for none), to
-// be handed back when it is resumed or detached.
-// `event`, when given, is set to the ptrace event of the stop waited for (0: none).
 // True when thread `tid` of `pid` has ended (a zombie: the main thread after pthread_exit,
 // which the kernel keeps until the whole process ends; waiting for it to stop would wait
 // for that end).
@@ -97,6 +93,10 @@ bool thread_ended(pid_t pid, pid_t tid) {
   return state == 'Z' || state == 'X';
 }
 
+// Stops a traced, running thread (PTRACE_INTERRUPT) and waits for the stop. Returns false
+// if it is gone; else sets `pending` to the signal it was about to receive (0 for none), to
+// be handed back when it is resumed or detached.
+// `event`, when given, is set to the ptrace event of the stop waited for (0: none).
 bool interrupt_and_wait(pid_t tid, int& pending, int* event = nullptr) {
   if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) return false;
   int st = 0;
