@@ -16,8 +16,6 @@
 #include <cstddef>
 #include <cstring>
 #include <exception>
-#include <fstream>
-#include <iterator>
 #include <set>
 #include <string_view>
 
@@ -79,18 +77,6 @@ pid_t tgid_of(pid_t tid) {
   } catch (const Error&) {
     return 0;
   }
-}
-
-// True when thread `tid` of `pid` has ended (a zombie: the main thread after pthread_exit,
-// which the kernel keeps until the whole process ends; waiting for it to stop would wait
-// for that end).
-bool thread_ended(pid_t pid, pid_t tid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t close = text.rfind(')');
-  if (close == std::string::npos || close + 2 >= text.size()) return true;  // gone
-  char state = text[close + 2];
-  return state == 'Z' || state == 'X';
 }
 
 // Stops a traced, running thread (PTRACE_INTERRUPT) and waits for the stop. Returns false
@@ -156,14 +142,14 @@ class SignalFate {
   char buf_[4096];
 };
 
-// Whether `pid` runs under a seccomp filter ("Seccomp: 2" in /proc/PID/status): the child
-// installs the exit_group filter before it stops, and had none before (else it could not).
+// Whether `pid` runs under a seccomp filter: the child installs the exit_group filter before
+// it stops, and had none before (else it could not).
 bool seccomp_filtered(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.starts_with("Seccomp:")) return line.find('2') != std::string::npos;
-  return false;
+  try {
+    return ProcessReader(pid).status().seccomp == 2;
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 class ExitTracer {
@@ -280,6 +266,15 @@ class ExitTracer {
     return "exit";
   }
 
+  // True when thread `tid` has ended (a zombie, or gone).
+  static bool ended(pid_t tid) {
+    try {
+      return !ProcessReader(tid).alive();
+    } catch (const Error&) {
+      return true;
+    }
+  }
+
   // Stops every other thread of the target, records stack pointers, calls back, resumes.
   void snapshot(pid_t stopped, const std::string& cause) {
     if (done_) return;
@@ -287,7 +282,7 @@ class ExitTracer {
     ExitEvent ev;
     // The process's memory and maps through a thread that is alive: the main thread's /proc
     // entry no longer has them once it has ended (pthread_exit).
-    ev.pid = stopped != pid_ && thread_ended(pid_, pid_) ? stopped : pid_;
+    ev.pid = stopped != pid_ && ended(pid_) ? stopped : pid_;
     ev.cause = cause;
     if (auto sp = read_sp_of_stopped(stopped)) ev.stack_pointers[stopped] = *sp;
     std::map<pid_t, int> pending;  // interrupted thread -> signal to re-inject
@@ -297,7 +292,9 @@ class ExitTracer {
     } catch (const Error&) {
     }
     for (pid_t t : tids) {
-      if (t == stopped || thread_ended(pid_, t)) continue;
+      // An ended thread (the main thread after pthread_exit, which the kernel keeps until
+      // the whole process ends) never stops: waiting for it would wait for that end.
+      if (t == stopped || ended(t)) continue;
       int sig = 0;
       if (!interrupt_and_wait(t, sig)) continue;
       pending[t] = sig;

@@ -72,6 +72,8 @@ ProcessStatus parse_status(std::string_view text) {
       ok = parse_num(fields[0], st.sig_ignored, 16);
     else if (key == "SigCgt")
       ok = parse_num(fields[0], st.sig_caught, 16);
+    else if (key == "Seccomp")
+      ok = parse_num(fields[0], st.seccomp);
     else if (key == "Uid")
       ok = fields.size() >= 2 && parse_num(fields[0], st.uid) && parse_num(fields[1], st.euid);
     if (!ok) throw Error("status file: bad value for " + std::string(key));

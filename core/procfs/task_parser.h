@@ -25,6 +25,7 @@ struct ProcessStatus {
   int threads = 0;
   uint64_t sig_ignored = 0;  // SigIgn mask
   uint64_t sig_caught = 0;   // SigCgt mask
+  int seccomp = 0;           // Seccomp mode: 0 none, 1 strict, 2 filter
 };
 ProcessStatus parse_status(std::string_view text);
 

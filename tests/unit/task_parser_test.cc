@@ -21,7 +21,7 @@ TEST(TaskParser, Status) {
   auto st = parse_status(
       "Name:\tmy prog\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\nPPid:\t1\n"
       "Uid:\t1000\t1001\t1000\t1000\nThreads:\t3\nSigIgn:\t0000000000001000\n"
-      "SigCgt:\t0000000180004002\n");
+      "SigCgt:\t0000000180004002\nSeccomp:\t2\nSeccomp_filters:\t1\n");
   EXPECT_EQ(st.name, "my prog");
   EXPECT_EQ(st.tgid, 42);
   EXPECT_EQ(st.ppid, 1);
@@ -30,6 +30,8 @@ TEST(TaskParser, Status) {
   EXPECT_EQ(st.threads, 3);
   EXPECT_EQ(st.sig_ignored, 0x1000u);
   EXPECT_EQ(st.sig_caught, 0x180004002u);
+  EXPECT_EQ(st.seccomp, 2);
+  EXPECT_EQ(parse_status("Name:\tx\nTgid:\t1\n").seccomp, 0);
   EXPECT_THROW(parse_status("Tgid:\t1\n"), Error);
   EXPECT_THROW(parse_status("Name:\tx\nTgid:\tabc\n"), Error);
 }
