@@ -47,10 +47,13 @@ using ExecvFn = int (*)(const char*, char* const*);
 // as never freed). A lookup that failed then is retried at the call.
 ExecFn g_execve = nullptr;
 ExecFn g_execvpe = nullptr;
+using ThreadExitFn = void (*)(void*);
+ThreadExitFn g_pthread_exit = nullptr;
 
 __attribute__((constructor)) void resolve_exec() {
   g_execve = reinterpret_cast<ExecFn>(real("execve"));
   g_execvpe = reinterpret_cast<ExecFn>(real("execvpe"));
+  g_pthread_exit = reinterpret_cast<ThreadExitFn>(real("pthread_exit"));
 }
 
 int do_execve(const char* path, char* const* argv, char* const* envp) {
@@ -134,8 +137,8 @@ MEMCENSUS_EXPORT int execle(const char* path, const char* arg0, ...) {
 
 // pthread_exit on the main thread: see writer_main_thread_gone (writer.h).
 MEMCENSUS_EXPORT void pthread_exit(void* value) {
-  using ExitFn = void (*)(void*);
-  static ExitFn next = reinterpret_cast<ExitFn>(real("pthread_exit"));
+  ThreadExitFn next =
+      g_pthread_exit ? g_pthread_exit : reinterpret_cast<ThreadExitFn>(real("pthread_exit"));
   if (sys_getpid() == sys_gettid()) writer_main_thread_gone();
   if (next) next(value);
   abort();

@@ -813,6 +813,24 @@ void writer_pause_for_exec() {
   pthread_mutex_unlock(&g_lock);
 }
 
+int writer_trace_fd() {
+  return __atomic_load_n(&g_fd, __ATOMIC_RELAXED);
+}
+
+void writer_release_fd(int fd) {
+  if (fd < 0 || fd != writer_trace_fd()) return;
+  GuardScope guard;
+  pthread_mutex_lock(&g_lock);
+  if (g_fd == fd) {
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, fd + 1);
+    if (moved >= 0) {
+      __atomic_store_n(&g_fd, moved, __ATOMIC_RELAXED);
+      sys_close(fd);
+    }
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
 void writer_main_thread_gone() {
   g_main_gone.store(true, std::memory_order_relaxed);
 }

@@ -1,0 +1,216 @@
+// Hooks that keep the trace's file descriptor out of the program's way (writer.h,
+// writer_trace_fd). Without them a program that closes every descriptor above 2 (daemons at
+// start, closefrom, close_range, a child between fork and exec) closed the trace: the rest
+// of the run was lost and the summary said "0 allocations". Now close of the trace's
+// descriptor fails with EBADF, as it would without the runtime (the program never opened
+// it); close_range and closefrom close everything around it; dup2 and dup3 onto it first
+// move the trace to another descriptor. Raw system calls (syscall(SYS_close, ...)) are not
+// seen.
+// The runtime's libraries open descriptors too: libunwind a pipe (its memory probe) when it
+// starts, which took the program's lowest free numbers (3 and 4: a program's first open()
+// returned 5, and its close loop closed the probe). A pipe made by the runtime's own code
+// (the guard or the unwinder's mark set) moves to numbers from kOwnFdFloor up, and its ends
+// are kept like the trace's, closable only by the runtime.
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <utility>
+
+#include "runtime/libc_alloc.h"
+#include "runtime/sys.h"
+#include "runtime/thread_state.h"
+#include "runtime/writer.h"
+
+using namespace memcensus::rt;
+
+namespace {
+
+void* real(const char* name) {
+  GuardScope guard;
+  return dlsym(RTLD_NEXT, name);
+}
+
+using PipeFn = int (*)(int*, int);
+using CloseFn = int (*)(int);
+using CloseRangeFn = int (*)(unsigned, unsigned, int);
+using CloseFromFn = void (*)(int);
+using Dup2Fn = int (*)(int, int);
+using Dup3Fn = int (*)(int, int, int);
+
+// Looked up when the library loads (as in hooks_exec.cc: a lookup at the program's call
+// would free its dl error string unseen); one that failed then is retried at the call.
+PipeFn g_pipe2 = nullptr;
+CloseFn g_close = nullptr;
+CloseRangeFn g_close_range = nullptr;
+CloseFromFn g_closefrom = nullptr;
+Dup2Fn g_dup2 = nullptr;
+Dup3Fn g_dup3 = nullptr;
+
+__attribute__((constructor)) void resolve_fd() {
+  g_pipe2 = reinterpret_cast<PipeFn>(real("pipe2"));
+  g_close = reinterpret_cast<CloseFn>(real("close"));
+  g_close_range = reinterpret_cast<CloseRangeFn>(real("close_range"));
+  g_closefrom = reinterpret_cast<CloseFromFn>(real("closefrom"));
+  g_dup2 = reinterpret_cast<Dup2Fn>(real("dup2"));
+  g_dup3 = reinterpret_cast<Dup3Fn>(real("dup3"));
+}
+
+template <typename Fn>
+Fn resolved(Fn& fn, const char* name) {
+  if (!fn) fn = reinterpret_cast<Fn>(real(name));
+  return fn;
+}
+
+// Where the runtime's own descriptors go: above what programs open in the ordinary way (the
+// trace's is dup'ed from 1000 up too, writer.cc).
+constexpr int kOwnFdFloor = 1000;
+// The ends of the runtime's own pipes (-1: free slot).
+constexpr int kOwnFds = 8;
+std::atomic<int> g_own_fds[kOwnFds] = {-1, -1, -1, -1, -1, -1, -1, -1};
+
+bool runtime_context() {
+  return t_state.guard || t_state.unwinding;
+}
+
+bool own_fd(int fd) {
+  if (fd < 0) return false;
+  if (fd == writer_trace_fd()) return true;
+  for (const std::atomic<int>& o : g_own_fds)
+    if (o.load(std::memory_order_relaxed) == fd) return true;
+  return false;
+}
+
+void own_fd_add(int fd) {
+  for (std::atomic<int>& o : g_own_fds) {
+    int free_slot = -1;
+    if (o.compare_exchange_strong(free_slot, fd)) return;
+  }
+}
+
+void own_fd_remove(int fd) {
+  for (std::atomic<int>& o : g_own_fds) {
+    int mine = fd;
+    if (o.compare_exchange_strong(mine, -1)) return;
+  }
+}
+
+// close_range over [first, last] less the runtime's descriptors (calls over the gaps).
+int close_range_around(unsigned first, unsigned last, int flags) {
+  CloseRangeFn next = resolved(g_close_range, "close_range");
+  if (!next) {
+    errno = ENOSYS;
+    return -1;
+  }
+  // Marking descriptors close-on-exec leaves the runtime's as they are (they already are).
+  if (flags & CLOSE_RANGE_CLOEXEC) return next(first, last, flags);
+  int skip[kOwnFds + 1];
+  int n = 0;
+  int trace = writer_trace_fd();
+  if (trace >= 0) skip[n++] = trace;
+  for (const std::atomic<int>& o : g_own_fds) {
+    int fd = o.load(std::memory_order_relaxed);
+    if (fd >= 0) skip[n++] = fd;
+  }
+  for (int i = 1; i < n; ++i)  // insertion sort of at most kOwnFds + 1 numbers
+    for (int j = i; j > 0 && skip[j - 1] > skip[j]; --j) std::swap(skip[j - 1], skip[j]);
+  unsigned from = first;
+  for (int i = 0; i < n; ++i) {
+    unsigned fd = static_cast<unsigned>(skip[i]);
+    if (fd < from || fd > last) continue;
+    if (fd > from && next(from, fd - 1, flags) != 0) return -1;
+    from = fd + 1;
+    if (from == 0) return 0;  // wrapped: the range ended at the largest number
+  }
+  return from <= last ? next(from, last, flags) : 0;
+}
+
+}  // namespace
+
+MEMCENSUS_EXPORT int pipe2(int fds[2], int flags) {
+  PipeFn next = resolved(g_pipe2, "pipe2");
+  if (!next) {
+    errno = ENOSYS;
+    return -1;
+  }
+  int r = next(fds, flags);
+  if (r != 0 || !runtime_context()) return r;
+  for (int i = 0; i < 2; ++i) {
+    int high = fcntl(fds[i], (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, kOwnFdFloor);
+    if (high >= 0) {
+      sys_close(fds[i]);
+      fds[i] = high;
+    }
+    own_fd_add(fds[i]);
+  }
+  return 0;
+}
+
+MEMCENSUS_EXPORT int close(int fd) {
+  if (__builtin_expect(own_fd(fd), 0)) {
+    if (!runtime_context() || fd == writer_trace_fd()) {
+      errno = EBADF;
+      return -1;
+    }
+    own_fd_remove(fd);
+  }
+  CloseFn next = resolved(g_close, "close");
+  if (!next) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(fd);
+}
+
+MEMCENSUS_EXPORT int close_range(unsigned first, unsigned last, int flags) {
+  return close_range_around(first, last, flags);
+}
+
+MEMCENSUS_EXPORT void closefrom(int lowfd) {
+  if (lowfd < 0) {
+    CloseFromFn next = resolved(g_closefrom, "closefrom");
+    if (next) next(lowfd);
+    return;
+  }
+  // glibc's closefrom is close_range to the largest number, with a fallback that closes
+  // what /proc/self/fd lists; without close_range, every number up to the highest of the
+  // runtime's is closed here (through the close hook) and the rest by glibc's closefrom.
+  int saved = errno;
+  if (close_range_around(static_cast<unsigned>(lowfd), ~0u, 0) != 0) {
+    int top = writer_trace_fd();
+    for (const std::atomic<int>& o : g_own_fds) top = std::max(top, o.load());
+    for (int fd = lowfd; fd <= top; ++fd) close(fd);
+    CloseFromFn next = resolved(g_closefrom, "closefrom");
+    if (next) next(std::max(lowfd, top + 1));
+  }
+  errno = saved;
+}
+
+MEMCENSUS_EXPORT int dup2(int oldfd, int newfd) {
+  if (oldfd != newfd) {
+    writer_release_fd(newfd);
+    own_fd_remove(newfd);  // a pipe end of the runtime's: the number is the program's now
+  }
+  Dup2Fn next = resolved(g_dup2, "dup2");
+  if (!next) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(oldfd, newfd);
+}
+
+MEMCENSUS_EXPORT int dup3(int oldfd, int newfd, int flags) {
+  if (oldfd != newfd) {
+    writer_release_fd(newfd);
+    own_fd_remove(newfd);
+  }
+  Dup3Fn next = resolved(g_dup3, "dup3");
+  if (!next) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(oldfd, newfd, flags);
+}
