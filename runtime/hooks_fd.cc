@@ -9,7 +9,7 @@
 // The runtime's libraries open descriptors too: libunwind a pipe (its memory probe) when it
 // starts, which took the program's lowest free numbers (3 and 4: a program's first open()
 // returned 5, and its close loop closed the probe). A pipe made by the runtime's own code
-// (the guard or the unwinder's mark set) moves to numbers from kOwnFdFloor up, and its ends
+// (the guard or the unwinder's mark set) moves to numbers from kRuntimeFdFloor up, and its ends
 // are kept like the trace's, closable only by the runtime.
 #include <dlfcn.h>
 #include <errno.h>
@@ -65,9 +65,6 @@ Fn resolved(Fn& fn, const char* name) {
   return fn;
 }
 
-// Where the runtime's own descriptors go: above what programs open in the ordinary way (the
-// trace's is dup'ed from 1000 up too, writer.cc).
-constexpr int kOwnFdFloor = 1000;
 // The ends of the runtime's own pipes (-1: free slot).
 constexpr int kOwnFds = 8;
 std::atomic<int> g_own_fds[kOwnFds] = {-1, -1, -1, -1, -1, -1, -1, -1};
@@ -139,7 +136,7 @@ MEMCENSUS_EXPORT int pipe2(int fds[2], int flags) {
   int r = next(fds, flags);
   if (r != 0 || !runtime_context()) return r;
   for (int i = 0; i < 2; ++i) {
-    int high = fcntl(fds[i], (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, kOwnFdFloor);
+    int high = fcntl(fds[i], (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, kRuntimeFdFloor);
     if (high >= 0) {
       sys_close(fds[i]);
       fds[i] = high;

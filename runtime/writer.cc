@@ -638,7 +638,7 @@ bool writer_open() {
   if (!buffers_init()) return false;
   int fd = open_trace_file();
   if (fd < 0) return false;
-  int high = fcntl(fd, F_DUPFD_CLOEXEC, 1000);
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, kRuntimeFdFloor);
   if (high >= 0) {
     sys_close(fd);
     fd = high;
