@@ -300,6 +300,18 @@ TEST(LeakCheck, ThreadChurnHasNoDefiniteLeakAndKeepsItsStatus) {
     k.reachable_bytes = vg.reachable_bytes;
     k.possible_blocks += 1;
   }
+  // The other way round: the segment aligned in memcheck's run (1 of 80 runs on 2026-11-27,
+  // against "unaligned in every run" before), so still reachable there and possibly lost
+  // here. Allowed only as that move of exactly the segment's 2,304 bytes.
+  constexpr uint64_t kSegmentBytes = 2304;
+  if (site_named(c.report, "possible", "_dl_find_object_update") &&
+      vg.reachable_blocks == k.reachable_blocks + 1 &&
+      vg.reachable_bytes == k.reachable_bytes + kSegmentBytes &&
+      k.possible_blocks == vg.possible_blocks + 1) {
+    vg.reachable_blocks -= 1;
+    vg.reachable_bytes -= kSegmentBytes;
+    vg.possible_blocks += 1;
+  }
   // The possibly lost blocks are the DTVs of the 4 stacks in glibc's cache at exit (and the
   // segment above, when unaligned). An earlier allowance of one DTV more or less than memcheck
   // was that segment: the runs that had it found 4 where memcheck found 5 (36 runs of this
