@@ -2,7 +2,6 @@
 // (the kernel would otherwise discard the writer thread's pending work). The new image, if
 // traced, appends a new segment to the same file (see writer.cc). If exec fails, tracing
 // resumes. The l-variants collect their arguments (at most kMaxArgs) and call the v-variants.
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -19,11 +18,6 @@ using namespace memcensus::rt;
 namespace {
 
 constexpr int kMaxArgs = 4096;
-
-void* real(const char* name) {
-  GuardScope guard;
-  return dlsym(RTLD_NEXT, name);
-}
 
 bool before_exec() {
   if (t_state.guard || g_phase.load() != kActive) return false;
@@ -51,13 +45,13 @@ using ThreadExitFn = void (*)(void*);
 ThreadExitFn g_pthread_exit = nullptr;
 
 __attribute__((constructor)) void resolve_exec() {
-  g_execve = reinterpret_cast<ExecFn>(real("execve"));
-  g_execvpe = reinterpret_cast<ExecFn>(real("execvpe"));
-  g_pthread_exit = reinterpret_cast<ThreadExitFn>(real("pthread_exit"));
+  g_execve = reinterpret_cast<ExecFn>(next_symbol("execve"));
+  g_execvpe = reinterpret_cast<ExecFn>(next_symbol("execvpe"));
+  g_pthread_exit = reinterpret_cast<ThreadExitFn>(next_symbol("pthread_exit"));
 }
 
 int do_execve(const char* path, char* const* argv, char* const* envp) {
-  ExecFn fn = g_execve ? g_execve : reinterpret_cast<ExecFn>(real("execve"));
+  ExecFn fn = g_execve ? g_execve : reinterpret_cast<ExecFn>(next_symbol("execve"));
   bool paused = before_exec();
   int r = fn(path, argv, envp);
   after_failed_exec(paused);
@@ -65,7 +59,7 @@ int do_execve(const char* path, char* const* argv, char* const* envp) {
 }
 
 int do_execvpe(const char* file, char* const* argv, char* const* envp) {
-  ExecFn fn = g_execvpe ? g_execvpe : reinterpret_cast<ExecFn>(real("execvpe"));
+  ExecFn fn = g_execvpe ? g_execvpe : reinterpret_cast<ExecFn>(next_symbol("execvpe"));
   bool paused = before_exec();
   int r = fn(file, argv, envp);
   after_failed_exec(paused);
@@ -147,7 +141,7 @@ MEMCENSUS_EXPORT void pthread_exit_hook(void* value) __asm__("pthread_exit");
 MEMCENSUS_EXPORT void pthread_exit_hook(void* value) {
   if (sys_getpid() == sys_gettid()) writer_main_thread_gone();
   ThreadExitFn next =
-      g_pthread_exit ? g_pthread_exit : reinterpret_cast<ThreadExitFn>(real("pthread_exit"));
+      g_pthread_exit ? g_pthread_exit : reinterpret_cast<ThreadExitFn>(next_symbol("pthread_exit"));
   if (__builtin_expect(!next, 0)) abort();
   next(value);
 }

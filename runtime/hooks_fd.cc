@@ -11,7 +11,6 @@
 // returned 5, and its close loop closed the probe). A pipe made by the runtime's own code
 // (the guard or the unwinder's mark set) moves to numbers from kRuntimeFdFloor up, and its ends
 // are kept like the trace's, closable only by the runtime.
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -28,11 +27,6 @@
 using namespace memcensus::rt;
 
 namespace {
-
-void* real(const char* name) {
-  GuardScope guard;
-  return dlsym(RTLD_NEXT, name);
-}
 
 using PipeFn = int (*)(int*, int);
 using CloseFn = int (*)(int);
@@ -51,17 +45,17 @@ Dup2Fn g_dup2 = nullptr;
 Dup3Fn g_dup3 = nullptr;
 
 __attribute__((constructor)) void resolve_fd() {
-  g_pipe2 = reinterpret_cast<PipeFn>(real("pipe2"));
-  g_close = reinterpret_cast<CloseFn>(real("close"));
-  g_close_range = reinterpret_cast<CloseRangeFn>(real("close_range"));
-  g_closefrom = reinterpret_cast<CloseFromFn>(real("closefrom"));
-  g_dup2 = reinterpret_cast<Dup2Fn>(real("dup2"));
-  g_dup3 = reinterpret_cast<Dup3Fn>(real("dup3"));
+  g_pipe2 = reinterpret_cast<PipeFn>(next_symbol("pipe2"));
+  g_close = reinterpret_cast<CloseFn>(next_symbol("close"));
+  g_close_range = reinterpret_cast<CloseRangeFn>(next_symbol("close_range"));
+  g_closefrom = reinterpret_cast<CloseFromFn>(next_symbol("closefrom"));
+  g_dup2 = reinterpret_cast<Dup2Fn>(next_symbol("dup2"));
+  g_dup3 = reinterpret_cast<Dup3Fn>(next_symbol("dup3"));
 }
 
 template <typename Fn>
 Fn resolved(Fn& fn, const char* name) {
-  if (!fn) fn = reinterpret_cast<Fn>(real(name));
+  if (!fn) fn = reinterpret_cast<Fn>(next_symbol(name));
   return fn;
 }
 

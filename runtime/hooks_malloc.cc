@@ -90,6 +90,11 @@ size_t real_usable_size(void* p) {
   return g_usable_size ? g_usable_size(p) : 0;
 }
 
+void* next_symbol(const char* name) {
+  GuardScope guard;
+  return dlsym(RTLD_NEXT, name);
+}
+
 void resolve_libc_alloc() {
   resolve();
 }

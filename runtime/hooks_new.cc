@@ -4,7 +4,6 @@
 // new_handler loop and throw std::bad_alloc like libstdc++, reaching its handler and its
 // exception objects through dlsym so this library does not depend on libstdc++.
 // Exceptions thrown by a new_handler pass through these frames (unwind tables are kept).
-#include <dlfcn.h>
 #include <stdlib.h>
 
 #include <new>
@@ -22,25 +21,20 @@ namespace {
 
 using Handler = void (*)();
 
-void* lookup(const char* name) {
-  GuardScope guard;
-  return dlsym(RTLD_NEXT, name);
-}
-
 Handler current_new_handler() {
   using GetFn = Handler (*)();
-  static GetFn get = reinterpret_cast<GetFn>(lookup("_ZSt15get_new_handlerv"));
+  static GetFn get = reinterpret_cast<GetFn>(next_symbol("_ZSt15get_new_handlerv"));
   return get ? get() : nullptr;
 }
 
 [[noreturn]] void throw_bad_alloc() {
   using AllocFn = void* (*)(size_t);
   using ThrowFn = void (*)(void*, void*, void (*)(void*));
-  auto alloc = reinterpret_cast<AllocFn>(lookup("__cxa_allocate_exception"));
-  auto raise = reinterpret_cast<ThrowFn>(lookup("__cxa_throw"));
-  void* vtable = lookup("_ZTVSt9bad_alloc");
-  void* type = lookup("_ZTISt9bad_alloc");
-  auto dtor = reinterpret_cast<void (*)(void*)>(lookup("_ZNSt9bad_allocD1Ev"));
+  auto alloc = reinterpret_cast<AllocFn>(next_symbol("__cxa_allocate_exception"));
+  auto raise = reinterpret_cast<ThrowFn>(next_symbol("__cxa_throw"));
+  void* vtable = next_symbol("_ZTVSt9bad_alloc");
+  void* type = next_symbol("_ZTISt9bad_alloc");
+  auto dtor = reinterpret_cast<void (*)(void*)>(next_symbol("_ZNSt9bad_allocD1Ev"));
   if (!alloc || !raise || !vtable || !type || !dtor) abort();
   uint8_t old = t_state.guard;
   t_state.guard = 1;

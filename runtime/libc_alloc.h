@@ -26,6 +26,9 @@ size_t real_usable_size(void* p);
 // guard, inside a program's first posix_memalign, it would free the program's string
 // unrecorded (a freed block the leak scan of run --check calls definitely lost).
 void resolve_libc_alloc();
+// The next definition of `name` after this library (dlsym(RTLD_NEXT)), looked up under the
+// guard; null if none. Hooks look theirs up when the library loads, for the reason above.
+void* next_symbol(const char* name);
 
 }  // namespace memcensus::rt
 
