@@ -132,10 +132,10 @@ MEMCENSUS_EXPORT int execle(const char* path, const char* arg0, ...) {
 // pthread_exit on the main thread: see writer_main_thread_gone (writer.h).
 // glibc's pthread_exit is reached by a tail call: no frame of the hook's stays on the
 // exiting thread's stack, whose memory (kept in glibc's stack cache) the leak scan of
-// run --check reads as it would without the runtime. With a frame of 40 bytes more, a stale
-// pointer to a cached stack's DTV sometimes lay where the scan found it (1 run in 40 of
-// LeakCheck.ThreadChurnHasNoDefiniteLeakAndKeepsItsStatus: the DTV still reachable, where
-// memcheck has it possibly lost).
+// run --check reads as it would without the runtime. With the hook's 40-byte frame there,
+// 1 run in 40 of LeakCheck.ThreadChurnHasNoDefiniteLeakAndKeepsItsStatus had a cached
+// stack's DTV still reachable where memcheck has it possibly lost (a pointer to its start on
+// such a stack, presumably stale); none in 80 runs with the tail call.
 // (Under another name in C++: glibc's declaration is noreturn, which forbids the tail call.)
 MEMCENSUS_EXPORT void pthread_exit_hook(void* value) __asm__("pthread_exit");
 MEMCENSUS_EXPORT void pthread_exit_hook(void* value) {
