@@ -27,7 +27,7 @@ wall() {  # command... ; prints seconds
 }
 
 printf '%-13s %10s %8s %8s %8s   %s\n' contents heap native run check "stopped at exit (split)"
-for mode in data pointers pointers-down; do
+for mode in ${MODES:-data pointers pointers-down interior}; do
   native=$(wall "$prog" "$mode" "$blocks" "$size")
   run=$(wall "$bin" run -q -o "$tmp/r.trace" -- "$prog" "$mode" "$blocks" "$size")
   : > "$tmp/err"

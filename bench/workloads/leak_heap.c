@@ -5,7 +5,10 @@
 // of every block points at another block's start: the most lookups for the scan) or
 // "pointers-down" (the same, but every block points only at blocks allocated before it and
 // the list runs from the last block allocated to the first: no block is known reachable
-// before the scan reads it, the worst case for the scan's memory).
+// before the scan reads it, the worst case for the scan's memory), or "interior" (as
+// "pointers", but every pointer is 16 bytes into its block: each needs the interior-pointer
+// rules, none of which explains it, so every block the list does not reach is possibly
+// lost).
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +17,8 @@ void** volatile g_head;
 
 int main(int argc, char** argv) {
   int down = argc > 1 && strcmp(argv[1], "pointers-down") == 0;
-  int pointers = down || (argc > 1 && strcmp(argv[1], "pointers") == 0);
+  int interior = argc > 1 && strcmp(argv[1], "interior") == 0;
+  int pointers = down || interior || (argc > 1 && strcmp(argv[1], "pointers") == 0);
   size_t blocks = argc > 2 ? strtoull(argv[2], NULL, 10) : 1u << 20;
   size_t size = argc > 3 ? strtoull(argv[3], NULL, 10) : 1024;
   size_t words = size / sizeof(void*);
@@ -33,7 +37,7 @@ int main(int argc, char** argv) {
       for (size_t w = 1; w < words; ++w) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         size_t t = down ? (i ? x % i : 0) : x % blocks;
-        b[w] = t % 16 == 0 ? NULL : all[t];  // lost blocks stay lost
+        b[w] = t % 16 == 0 ? NULL : (char*)all[t] + (interior ? 16 : 0);  // lost ones stay lost
       }
     }
   }

@@ -6,8 +6,10 @@
 #include <bit>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 
 #include "layout/layout.h"
 #include "util/error.h"
@@ -222,6 +224,118 @@ class EdgeList {
   size_t size_ = 0;
 };
 
+// The interior-pointer rules (leak_scan.h, InteriorRules): the shape of a block, from its
+// first words as pass 1 reads them (no read of its own), and vtable tests. Every block's
+// first word is tested for a vtable address; a hash of the 2 MiB pages that file mappings
+// touch rejects heap pointers and small numbers in a load or two.
+class RuleBook {
+ public:
+  static constexpr size_t kRuleWords = 64;  // words whose vtable bits a block's shape keeps
+  static constexpr size_t kVtableWords = 20;
+  enum Shape : uint8_t { kNewArray = 1, kStdString = 2, kVtable = 4 };
+
+  RuleBook(const InteriorRules& rules, const ScanReader& read) : files_(rules.files), read_(read) {
+    for (const FileMapping& f : files_)
+      for (uint64_t page = f.start >> kPageBits; page <= (f.end - 1) >> kPageBits; ++page)
+        add_page(page);
+  }
+
+  // Per thread: vtable tests already made.
+  struct Cache {
+    std::unordered_map<uint64_t, bool> vtables;
+  };
+
+  // The shape of block b from its first `n` words w (n: at most kRuleWords): Shape bits, and
+  // in *vtable_words bit i set when word i holds a vtable address (only with kVtable).
+  uint8_t shape(const ScanRange& b, const uint64_t* w, size_t n, uint64_t* vtable_words,
+                Cache& cache) const {
+    const uint64_t size = b.end - b.start;
+    uint8_t s = 0;
+    if (n < 2 || (b.start & 7)) return 0;  // no aligned interior word to point at
+    if (w[0] > 0 && w[0] <= size - 8 && (size - 8) % w[0] == 0) s |= kNewArray;
+    if (size >= 25 && w[1] == size - 25 && w[0] <= w[1]) s |= kStdString;
+    if (is_vtable(w[0], cache)) {
+      s |= kVtable;
+      uint64_t bits = 1;
+      for (size_t i = 1; i < n; ++i)
+        if (is_vtable(w[i], cache)) bits |= uint64_t{1} << i;
+      *vtable_words = bits;
+    }
+    return s;
+  }
+
+  // Whether the word at `addr` (a block's, at kRuleWords words or more into it) holds a
+  // vtable address: read from the process.
+  bool word_is_vtable(uint64_t addr, Cache& cache) const {
+    uint64_t word = 0;
+    return read_(addr, &word, 8) && is_vtable(word, cache);
+  }
+
+ private:
+  static constexpr unsigned kPageBits = 21;
+  static constexpr size_t kPageSlots = 4096;
+
+  static size_t page_slot(uint64_t page) {
+    return static_cast<size_t>((page * 0x9e3779b97f4a7c15ull) >> 52) & (kPageSlots - 1);
+  }
+  void add_page(uint64_t page) {
+    if (pages_used_ * 2 >= kPageSlots) {  // a process of many files: no filter
+      filter_ = false;
+      return;
+    }
+    for (size_t i = page_slot(page);; i = (i + 1) & (kPageSlots - 1)) {
+      if (pages_[i] == page + 1) return;
+      if (pages_[i] == 0) {
+        pages_[i] = page + 1;
+        ++pages_used_;
+        return;
+      }
+    }
+  }
+  bool may_be_file(uint64_t a) const {
+    if (!filter_) return true;
+    const uint64_t page = a >> kPageBits;
+    for (size_t i = page_slot(page);; i = (i + 1) & (kPageSlots - 1)) {
+      if (pages_[i] == page + 1) return true;
+      if (pages_[i] == 0) return false;
+    }
+  }
+
+  const FileMapping* file_at(uint64_t a) const {
+    if (!may_be_file(a)) return nullptr;
+    auto it = std::upper_bound(files_.begin(), files_.end(), a,
+                               [](uint64_t v, const FileMapping& f) { return v < f.start; });
+    if (it == files_.begin()) return nullptr;
+    --it;
+    return a < it->end ? &*it : nullptr;
+  }
+
+  bool is_vtable(uint64_t a, Cache& cache) const {
+    if ((a & 7) || a < 4096) return false;
+    const FileMapping* m = file_at(a);
+    if (!m || !m->readable) return false;
+    auto [it, fresh] = cache.vtables.try_emplace(a, false);
+    if (!fresh) return it->second;
+    uint64_t w[kVtableWords];
+    size_t n = static_cast<size_t>(std::min<uint64_t>((m->end - a) / 8, kVtableWords));
+    if (n == 0 || !read_(a, w, n * 8)) return false;
+    int functions = 0;
+    for (size_t i = 0; i < n && functions < 2; ++i) {
+      if (w[i] == 0) continue;
+      const FileMapping* f = file_at(w[i]);
+      if (!f || !f->executable) break;
+      ++functions;
+    }
+    return it->second = functions == 2;
+  }
+
+  const std::vector<FileMapping>& files_;
+  const ScanReader& read_;
+  std::vector<uint64_t> pages_ = std::vector<uint64_t>(kPageSlots, 0);
+  size_t pages_used_ = 0;
+  bool filter_ = true;
+};
+
 // Classifies blocks with memory-access patterns that suit another process: (0) the roots
 // are scanned and the blocks they point to marked; (1) every block is read once, in address
 // order, in pieces of up to kPiece bytes (one read for many small blocks): a block already
@@ -236,12 +350,23 @@ class EdgeList {
 // reachable). A block read by one part while another marks it is either marked in time
 // (read as reachable) or keeps its edges, which pass 2 then follows: pass 2 starts from
 // every marked block with edges, again one thread per part, each following what it raises.
+// With interior-pointer rules (RuleBook), an interior pointer from reachable memory that a
+// rule explains marks its block reachable. Pass 1 notes each block's shape as it reads it
+// (`info_`). A pointer from reachable memory into a block not yet read waits in a list
+// (`deferred`, at most four per block: `info_`'s kWant bits) until pass 1 ends; an edge keeps
+// the class of its pointer's offset (8, 24, another aligned one); a reachable block's edge of
+// the last class into a block whose first word is a vtable address is resolved after pass 2
+// by reading the source block again for the pointer's offset (resolve_second_bases), rare.
 class Scanner {
   struct Part;
 
  public:
-  Scanner(const std::vector<ScanRange>& blocks, const ScanReader& read)
+  Scanner(const std::vector<ScanRange>& blocks, const ScanReader& read, const InteriorRules* rules)
       : blocks_(blocks), index_(blocks), read_(read), state_(blocks.size(), kUnseen) {
+    if (rules) {
+      rules_.emplace(*rules, read);
+      info_.assign(blocks.size(), 0);
+    }
     if (!blocks.empty()) lo_ = blocks.front().start, hi_ = blocks.back().end;
     for (const ScanRange& b : blocks) bytes_ += b.end - b.start;
   }
@@ -301,7 +426,7 @@ class Scanner {
     }
   }
 
-  // For n words: fn(block, at_start) for each that points into a block, in word order.
+  // For n words: fn(block, at_start, word) for each that points into a block, in word order.
   template <typename Fn>
   void targets(const uint64_t* w, size_t n, Fn&& fn) const {
     uint64_t vals[kBatch];
@@ -313,19 +438,19 @@ class Scanner {
         if (w[i] >= lo_ && w[i] < hi_) vals[k++] = w[i];
       lookup_batch(vals, k, res, at_start);
       for (size_t j = 0; j < k; ++j)
-        if (res[j] >= 0) fn(static_cast<size_t>(res[j]), at_start[j]);
+        if (res[j] >= 0) fn(static_cast<size_t>(res[j]), at_start[j], vals[j]);
     }
   }
 
-  // Calls fn(words, count) for the aligned words of [start, end), a chunk at a time, read
-  // into `buf`.
+  // Calls fn(words, count, address) for the aligned words of [start, end), a chunk at a
+  // time, read into `buf` (chunks that cannot be read are skipped).
   template <typename Fn>
   void for_each_chunk(uint64_t start, uint64_t end, std::vector<uint64_t>& buf, Fn&& fn) const {
     start = (start + 7) & ~7ull;
     if (buf.size() < kChunk / 8) buf.resize(kChunk / 8);
     for (uint64_t at = start; at + 8 <= end;) {
       size_t len = static_cast<size_t>(std::min<uint64_t>(kChunk, (end - at) & ~7ull));
-      if (read_(at, buf.data(), len)) fn(buf.data(), len / 8);
+      if (read_(at, buf.data(), len)) fn(buf.data(), len / 8, at);
       at += len;
     }
   }
@@ -394,21 +519,119 @@ class Scanner {
     return false;
   }
 
+  // Raises block t, pointed to from reachable memory by word v: to reachable when v is its
+  // start or a rule explains it, else to possible.
+  // `deferred` waits for pass 1's end: strong interior pointers into blocks not yet read
+  // (block << 34 | offset in words).
+  void raise_strong(size_t t, bool at_start, uint64_t v, RuleBook::Cache& cache,
+                    std::vector<uint64_t>& deferred) {
+    if (!at_start && rules_ && state(t) != kReachable) {
+      const uint64_t off = v - blocks_[t].start;
+      if ((off & 7) == 0) {
+        const uint8_t f = info(t);
+        if ((f & kKnown) && (off == 8 || off == 24))
+          at_start = explains(t, off, cache);
+        else if (!(f & kKnown) || (f & RuleBook::kVtable))
+          defer(t, off, deferred);
+      }
+    }
+    raise(t, at_start);
+  }
+
   // Marks what roots point to (strong: from reachable memory); pass 0, before pass 1.
   void mark_words(const uint64_t* w, size_t n) {
-    targets(w, n, [&](size_t b, bool at_start) { raise(b, at_start); });
+    targets(w, n, [&](size_t b, bool at_start, uint64_t v) {
+      raise_strong(b, at_start, v, cache_, deferred_);
+    });
+  }
+
+  // After pass 1, before pass 2: the strong interior pointers that waited for their block's
+  // shape.
+  void resolve_deferred() {
+    if (!rules_) return;
+    auto resolve = [&](const std::vector<uint64_t>& list) {
+      for (uint64_t d : list) {
+        size_t t = static_cast<size_t>(d >> 34);
+        if (state(t) != kReachable && explains(t, (d & ((uint64_t{1} << 34) - 1)) * 8, cache_))
+          raise(t, true);
+      }
+    };
+    resolve(deferred_);
+    for (const auto& part : parts_) resolve(part->deferred);
+  }
+
+  // After pass 2: reachable blocks' edges into blocks whose first word is a vtable address,
+  // at an aligned offset other than 8 and 24 (second_bases): the source block is read again
+  // for the offsets of its pointers into the target; a rule that explains one marks the
+  // target reachable and the walk goes on from it (in one thread), which may find more.
+  void resolve_second_bases() {
+    if (!rules_) return;
+    std::vector<std::pair<size_t, size_t>> pending;
+    for (auto& part : parts_) {
+      pending.insert(pending.end(), part->second_bases.begin(), part->second_bases.end());
+      part->second_bases.clear();
+    }
+    std::vector<uint64_t> words;
+    while (!pending.empty()) {
+      std::sort(pending.begin(), pending.end());
+      pending.erase(std::unique(pending.begin(), pending.end()), pending.end());
+      std::vector<size_t> raised;
+      size_t read_block = SIZE_MAX;
+      for (auto [b, t] : pending) {
+        if (state(t) == kReachable) continue;
+        const ScanRange& src = blocks_[b];
+        if (read_block != b) {
+          read_block = b;
+          uint64_t from = (src.start + 7) & ~uint64_t{7};
+          words.assign(src.end >= from + 8 ? (src.end - from) / 8 : 0, 0);
+          if (!words.empty() && !read_(from, words.data(), words.size() * 8)) words.clear();
+        }
+        const ScanRange& dst = blocks_[t];
+        for (uint64_t v : words) {
+          if (v <= dst.start || v >= dst.end || ((v - dst.start) & 7)) continue;
+          if (explains(t, v - dst.start, cache_)) {
+            if (raise(t, true)) raised.push_back(t);
+            break;
+          }
+        }
+      }
+      pending.clear();
+      walk_from(raised, pending);
+    }
+  }
+
+  // Follows edges from `work` in this thread, as propagate_from does; second-base candidates
+  // go to `second_bases`.
+  void walk_from(std::vector<size_t>& work, std::vector<std::pair<size_t, size_t>>& second_bases) {
+    while (!work.empty()) {
+      size_t b = work.back();
+      work.pop_back();
+      bool strong = state(b) == kReachable;
+      for_each_edge(b, [&](uint32_t e) {
+        size_t t = e & kTargetMask;
+        bool at_start = e & kAtStart;
+        if (strong && !at_start) at_start = edge_explained(b, t, e, cache_, second_bases);
+        if (raise(t, strong && at_start)) work.push_back(t);
+      });
+    }
   }
 
   void mark_range(const ScanRange& r) {
-    for_each_chunk(r.start, r.end, buf_, [&](const uint64_t* w, size_t n) { mark_words(w, n); });
+    for_each_chunk(r.start, r.end, buf_,
+                   [&](const uint64_t* w, size_t n, uint64_t) { mark_words(w, n); });
+  }
+
+  // The part that read block b.
+  const Part& part_of(size_t b) const {
+    size_t p = 0;
+    while (b >= parts_[p]->last) ++p;
+    return *parts_[p];
   }
 
   // Calls fn(edge) for each edge of block b.
   template <typename Fn>
   void for_each_edge(size_t b, Fn&& fn) const {
-    size_t p = 0;
-    while (b >= parts_[p]->last) ++p;
-    const Part& part = *parts_[p];
+    const Part& part = part_of(b);
     part.edges.for_range(part.offsets[b - part.first], part.offsets[b - part.first + 1], fn);
   }
 
@@ -428,8 +651,10 @@ class Scanner {
       work.pop_back();
       bool strong = state(b) == kReachable;
       for_each_edge(b, [&](uint32_t e) {
-        size_t t = e & ~kAtStart;
-        if (raise(t, strong && (e & kAtStart))) work.push_back(t);
+        size_t t = e & kTargetMask;
+        bool at_start = e & kAtStart;
+        if (strong && !at_start) at_start = edge_explained(b, t, e, part.cache, part.second_bases);
+        if (raise(t, strong && at_start)) work.push_back(t);
       });
     }
   }
@@ -447,7 +672,7 @@ class Scanner {
         size_t b = stack.back();
         stack.pop_back();
         for_each_edge(b, [&](uint32_t e) {
-          size_t t = e & ~kAtStart;
+          size_t t = e & kTargetMask;
           if (t == i || state_[t] != kUnseen || lost[t] == 2) return;
           bool was_unvisited = lost[t] == 0;
           lost[t] = 2;
@@ -466,7 +691,11 @@ class Scanner {
   }
 
   static constexpr uint8_t kReachable = 0, kPossible = 1, kUnseen = 2;
-  static constexpr uint32_t kAtStart = 1u << 31;
+  // An edge: the target block's index, and kAtStart when the pointer is its start; an
+  // interior one, with rules, the class of its offset (kAt8, kAt24, kAtOtherAligned).
+  static constexpr uint32_t kAtStart = 1u << 31, kAt8 = 1u << 29, kAt24 = 2u << 29,
+                            kAtOtherAligned = 3u << 29, kOffsetClass = 3u << 29;
+  static constexpr uint32_t kTargetMask = (1u << 29) - 1;
 
  private:
   // Blocks [first, last) of pass 1 and their edges: block b's are
@@ -476,7 +705,68 @@ class Scanner {
     std::vector<size_t> offsets;
     EdgeList edges;
     std::vector<uint64_t> buf, piece;
+    // With rules: (block, vtable bits) of this part's blocks of that shape, by block;
+    // strong interior pointers waiting for pass 1's end; second-base candidates of pass 2.
+    std::vector<std::pair<size_t, uint64_t>> vtable_words;
+    std::vector<uint64_t> deferred;
+    mutable std::vector<std::pair<size_t, size_t>> second_bases;
+    mutable RuleBook::Cache cache;  // this part's thread's (pass 1 and pass 2)
   };
+
+  // info_ bits: the block was read (its Shape bits, RuleBook, are set), and which strong
+  // interior pointers into it wait in a deferred list already.
+  static constexpr uint8_t kKnown = 0x10, kWant8 = 0x20, kWant24 = 0x40, kWantOther = 0x80;
+
+  uint8_t info(size_t b) const {
+    return std::atomic_ref<uint8_t>(const_cast<uint8_t&>(info_[b])).load(std::memory_order_acquire);
+  }
+
+  // Queues a strong interior pointer at `off` (aligned) into block t for after pass 1,
+  // unless one of its class (8, 24, other) already waits.
+  void defer(size_t t, uint64_t off, std::vector<uint64_t>& deferred) {
+    const uint8_t want = off == 8 ? kWant8 : off == 24 ? kWant24 : kWantOther;
+    std::atomic_ref<uint8_t> f(info_[t]);
+    if (f.load(std::memory_order_relaxed) & want) return;
+    if (f.fetch_or(want, std::memory_order_relaxed) & want) return;
+    deferred.push_back(uint64_t{t} << 34 | std::min<uint64_t>(off / 8, (uint64_t{1} << 34) - 1));
+  }
+
+  // Pass 1: notes block b's shape from its first words.
+  void note_shape(size_t b, const uint64_t* w, size_t n, Part& part) {
+    uint64_t vtable_words = 0;
+    uint8_t shape =
+        rules_->shape(blocks_[b], w, std::min(n, RuleBook::kRuleWords), &vtable_words, part.cache);
+    if (shape & RuleBook::kVtable) part.vtable_words.push_back({b, vtable_words});
+    std::atomic_ref<uint8_t>(info_[b]).fetch_or(kKnown | shape, std::memory_order_release);
+  }
+
+  // Whether a rule explains a pointer `off` bytes (aligned) into block t, whose shape is
+  // known (after pass 1; or t was read before).
+  bool explains(size_t t, uint64_t off, RuleBook::Cache& cache) const {
+    const uint8_t f = info(t);
+    if (off == 8 && (f & RuleBook::kNewArray)) return true;
+    if (off == 24 && (f & RuleBook::kStdString)) return true;
+    if (!(f & RuleBook::kVtable) || off == 0) return false;
+    if (off / 8 >= RuleBook::kRuleWords)
+      return rules_->word_is_vtable(blocks_[t].start + off, cache);
+    const Part& part = part_of(t);
+    auto it = std::lower_bound(
+        part.vtable_words.begin(), part.vtable_words.end(), t,
+        [](const std::pair<size_t, uint64_t>& a, size_t i) { return a.first < i; });
+    return it != part.vtable_words.end() && it->first == t && ((it->second >> (off / 8)) & 1);
+  }
+
+  // Pass 2 (every shape known): whether interior edge e, from reachable block b to t, is
+  // explained by a rule; second-base candidates are queued in `second_bases` instead.
+  bool edge_explained(size_t b, size_t t, uint32_t e, RuleBook::Cache& cache,
+                      std::vector<std::pair<size_t, size_t>>& second_bases) const {
+    const uint32_t c = e & kOffsetClass;
+    if (c == 0 || state(t) == kReachable) return false;
+    if (c == kAt8 && explains(t, 8, cache)) return true;
+    if (c == kAt24 && explains(t, 24, cache)) return true;
+    if (info(t) & RuleBook::kVtable) second_bases.push_back({b, t});
+    return false;
+  }
 
   void build_part_edges(Part& part) {
     constexpr uint64_t kPiece = 1 << 20, kGap = 4096;
@@ -501,10 +791,15 @@ class Scanner {
         if (res[j] < 0) continue;
         size_t t = static_cast<size_t>(res[j]), b = srcs[j];
         if (state(b) == kReachable) {
-          raise(t, at_start[j]);
+          raise_strong(t, at_start[j], vals[j], part.cache, part.deferred);
         } else {
           close_until(b);
-          part.edges.push_back(static_cast<uint32_t>(t) | (at_start[j] ? kAtStart : 0));
+          uint32_t e = static_cast<uint32_t>(t) | (at_start[j] ? kAtStart : 0);
+          if (rules_ && !at_start[j]) {
+            const uint64_t off = vals[j] - blocks_[t].start;
+            if ((off & 7) == 0) e |= off == 8 ? kAt8 : off == 24 ? kAt24 : kAtOtherAligned;
+          }
+          part.edges.push_back(e);
         }
       }
       k = 0;
@@ -526,7 +821,10 @@ class Scanner {
       uint64_t end = (blocks_[j - 1].end + 7) & ~7ull;
       if (end - start > kPiece) {  // one large block
         for_each_chunk(blocks_[i].start, blocks_[i].end, part.buf,
-                       [&](const uint64_t* w, size_t count) { add(w, count, i); });
+                       [&](const uint64_t* w, size_t count, uint64_t at) {
+                         if (rules_ && at == blocks_[i].start) note_shape(i, w, count, part);
+                         add(w, count, i);
+                       });
         i = j;
         continue;
       }
@@ -535,7 +833,9 @@ class Scanner {
         for (size_t b = i; b < j; ++b) {
           uint64_t from = (blocks_[b].start + 7) & ~7ull;
           uint64_t words = blocks_[b].end >= from + 8 ? (blocks_[b].end - from) / 8 : 0;
-          add(part.piece.data() + (from - start) / 8, static_cast<size_t>(words), b);
+          const uint64_t* w = part.piece.data() + (from - start) / 8;
+          if (rules_) note_shape(b, w, static_cast<size_t>(words), part);
+          add(w, static_cast<size_t>(words), b);
         }
       }
       i = j;
@@ -547,6 +847,10 @@ class Scanner {
   const std::vector<ScanRange>& blocks_;
   BlockIndex index_;
   const ScanReader& read_;
+  std::optional<RuleBook> rules_;
+  RuleBook::Cache cache_;           // of the one-thread steps
+  std::vector<uint8_t> info_;       // with rules: per block, Shape and kKnown / kWant bits
+  std::vector<uint64_t> deferred_;  // pass 0's
   std::vector<uint8_t> state_;
   std::vector<uint64_t> buf_;
   std::vector<std::unique_ptr<Part>> parts_;
@@ -555,6 +859,18 @@ class Scanner {
 };
 
 }  // namespace
+
+InteriorRules interior_rules(const Layout& layout) {
+  InteriorRules rules;
+  for (const Region& r : layout.regions) {
+    const SmapsRegion& s = r.raw;
+    if (s.inode == 0 || s.is_label()) continue;
+    rules.files.push_back({s.start, s.end, s.readable(), s.executable()});
+  }
+  std::sort(rules.files.begin(), rules.files.end(),
+            [](const FileMapping& a, const FileMapping& b) { return a.start < b.start; });
+  return rules;
+}
 
 std::vector<ScanRange> leak_roots(const Layout& layout, const std::vector<ScanRange>& blocks) {
   std::vector<ScanRange> roots;
@@ -599,16 +915,19 @@ std::vector<ScanRange> leak_roots(const Layout& layout, const std::vector<ScanRa
 std::vector<LeakKind> classify_leaks(const std::vector<ScanRange>& blocks,
                                      const std::vector<ScanRange>& roots,
                                      const std::vector<uint64_t>& root_words,
-                                     const ScanReader& read, unsigned threads) {
-  if (blocks.size() >= Scanner::kAtStart) throw Error("leak scan: too many blocks");
-  Scanner s(blocks, read);
+                                     const ScanReader& read, unsigned threads,
+                                     const InteriorRules* rules) {
+  if (blocks.size() > Scanner::kTargetMask) throw Error("leak scan: too many blocks");
+  Scanner s(blocks, read, rules);
   if (threads == 0)
     threads = static_cast<unsigned>(std::min<uint64_t>(
         {std::max(1u, std::thread::hardware_concurrency()), 8, s.bytes() / kBytesPerThread + 1}));
   s.mark_words(root_words.data(), root_words.size());
   for (const ScanRange& r : roots) s.mark_range(r);
   s.build_edges(threads);
+  s.resolve_deferred();
   s.propagate();
+  s.resolve_second_bases();
   std::vector<LeakKind> out(blocks.size());
   s.group_lost(out);
   return out;

@@ -55,17 +55,50 @@ inline bool is_next_chunk_header(uint64_t v, const ScanRange& b) {
 // Reads [addr, addr + len) into out; false if unreadable (the range is then skipped).
 using ScanReader = std::function<bool(uint64_t addr, void* out, size_t len)>;
 
+// A file mapping of the scanned process, for the interior-pointer rules below.
+struct FileMapping {
+  uint64_t start = 0, end = 0;
+  bool readable = false, executable = false;
+};
+
+// Memcheck's leak-check heuristics (its default, --leak-check-heuristics=all): an interior
+// pointer that one of these rules explains keeps its block reachable, as a pointer to its
+// start would, instead of making it "possibly lost". Without them, common C++ heaps show
+// blocks as possibly lost that memcheck counts as reachable.
+//   stdstring            a pointer 24 bytes in, to the characters of a pre-C++11 libstdc++
+//                        string: the block holds length, capacity, a reference count, then
+//                        capacity + 1 bytes (block size 24 + capacity + 1, length <= capacity);
+//   length64, newarray   a pointer 8 bytes in, after a first word n > 0 that divides the
+//                        rest of the block: new[] of objects with a destructor stores its
+//                        element count there, length-prefixed allocators (sqlite) the rest's
+//                        size (length64's rule, which newarray's includes);
+//   multipleinheritance  a word-aligned pointer to a word holding a vtable address, in a
+//                        block whose first word holds one too: a base subobject other than
+//                        the first. A vtable address points into readable file-mapped
+//                        memory where, among its first 20 words (null ones skipped), the
+//                        first two not null point into executable file-mapped memory.
+// The rules read only the target block's words, which pass 1 reads anyway; the words at
+// offsets of 512 bytes and more are read again for the last rule.
+struct InteriorRules {
+  std::vector<FileMapping> files;  // sorted by start, not overlapping
+};
+
 // `blocks`: live heap blocks (start, end), sorted by start, not overlapping. `roots`:
 // memory to scan as roots; `root_words`: extra root values (thread registers). Returns one
 // kind per block, in the same order. `threads`: how many threads may read and index the
 // blocks (0: one per 16 MiB of blocks, up to the machine's cores and at most 8); `read` is
-// then called from all of them at once.
+// then called from all of them at once. `rules`: the interior-pointer rules, or null for
+// none (every interior pointer then only makes its block possibly lost).
 std::vector<LeakKind> classify_leaks(const std::vector<ScanRange>& blocks,
                                      const std::vector<ScanRange>& roots,
                                      const std::vector<uint64_t>& root_words,
-                                     const ScanReader& read, unsigned threads = 0);
+                                     const ScanReader& read, unsigned threads = 0,
+                                     const InteriorRules* rules = nullptr);
 
 struct Layout;
+
+// The interior-pointer rules' file mappings of a process layout.
+InteriorRules interior_rules(const Layout& layout);
 
 // The root ranges of a stopped process for classify_leaks: writable data of every object
 // (data, bss), each thread's stack from its stack pointer up (the whole stack when the

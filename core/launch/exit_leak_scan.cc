@@ -223,7 +223,8 @@ void scan_blocks(const ExitEvent& ev, const Layout& layout, const std::vector<Sc
   ScanReader read = [pid](uint64_t addr, void* buf, size_t len) {
     return read_remote(pid, addr, buf, len);
   };
-  std::vector<LeakKind> kinds = classify_leaks(blocks, roots, words, read);
+  InteriorRules rules = interior_rules(layout);
+  std::vector<LeakKind> kinds = classify_leaks(blocks, roots, words, read, 0, &rules);
   out.scan_seconds = seconds_since(t3);
 
   out.scan.done = true;

@@ -200,6 +200,31 @@ TEST(LeakCheck, CxxFixtureEqualsValgrind) {
   expect_same_as_valgrind(k, valgrind_kinds({mctest::fixture("leaks_cxx")}));
 }
 
+// Interior pointers that memcheck's default heuristics explain (new[] counts, length
+// prefixes, pre-C++11 strings, second bases) keep their blocks reachable; a plain interior
+// pointer leaves its block possibly lost.
+TEST(LeakCheck, InteriorPointersAsMemcheckCountsThem) {
+  Checked c = checked({mctest::fixture("leaks_interior")});
+  EXPECT_EQ(c.status, 0) << c.err;
+  EXPECT_EQ(c.out, "leaks_interior 0 100 2\n");
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  Kinds k = kinds_of(c.report);
+  EXPECT_EQ(k.definite_blocks, 1u);
+  EXPECT_EQ(k.definite_bytes, 77u);
+  EXPECT_EQ(k.indirect_blocks, 0u);
+  EXPECT_EQ(k.possible_blocks, 1u);
+  EXPECT_EQ(k.possible_bytes, 128u);
+  EXPECT_TRUE(site_named(c.report, "possible", "keep_interior"));
+  EXPECT_TRUE(site_named(c.report, "definite", "lose_plain"));
+  // The four blocks kept by rules are reachable with everything else the program keeps:
+  // new Counted[5] (8 + 5 * 8 bytes), the 48-byte sized block, the string's 24 + 100 + 1
+  // bytes and the 40-byte Both, besides the C++ runtime's own.
+  EXPECT_GE(k.reachable_blocks, 4u);
+  EXPECT_GE(k.reachable_bytes, 48u + 48u + 125u + 40u);
+  if (!have_valgrind()) GTEST_SKIP() << "no valgrind";
+  expect_same_as_valgrind(k, valgrind_kinds({mctest::fixture("leaks_interior")}));
+}
+
 TEST(LeakCheck, ProgramEndingWithUnderscoreExit) {
   Checked c = checked({mctest::fixture("leaks_c"), "_exit"});
   EXPECT_EQ(c.status, 7) << c.err;

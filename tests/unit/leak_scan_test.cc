@@ -104,6 +104,145 @@ TEST(LeakScan, LostChainHeadedByLaterBlockDemotesEarlierHead) {
   EXPECT_EQ(kinds[1], LeakKind::kDefinite);
 }
 
+// The interior-pointer rules (memcheck's leak-check heuristics): a fake process with a
+// read-only file mapping of vtables (0x800000) whose entries point into executable code
+// (0x700000).
+struct RulesWorld {
+  Memory m;
+  InteriorRules rules{{{0x700000, 0x710000, true, true}, {0x800000, 0x801000, true, false}}};
+  static constexpr uint64_t kVtableA = 0x800010, kVtableB = 0x800050, kDataTable = 0x800090;
+  RulesWorld() {
+    m.put(kVtableA, 0x700100);
+    m.put(kVtableA + 8, 0x700200);
+    m.put(kVtableB, 0);  // null entries are skipped
+    m.put(kVtableB + 8, 0x700300);
+    m.put(kVtableB + 16, 0x700400);
+    m.put(kDataTable, 0x1000);  // points at the heap, not code: no vtable
+    m.put(kDataTable + 8, 0x700100);
+  }
+  std::vector<LeakKind> classify(const std::vector<ScanRange>& blocks, uint64_t root,
+                                 size_t root_words, bool with_rules, unsigned threads = 0) {
+    return classify_leaks(
+        blocks, {{root, root + 8 * root_words}}, {},
+        [&](uint64_t a, void* o, size_t n) { return m.read(a, o, n); }, threads,
+        with_rules ? &rules : nullptr);
+  }
+};
+
+TEST(LeakScan, InteriorRulesKeepBlocksReachableAsMemcheckDoes) {
+  RulesWorld w;
+  std::vector<ScanRange> blocks = {
+      {0x1000, 0x1000 + 8 + 3 * 16},    // 0 new[] of 3 16-byte objects: count 3, pointer +8
+      {0x2000, 0x2000 + 8 + 40},        // 1 length64: 40 then 40 bytes, pointer +8
+      {0x3000, 0x3000 + 24 + 100 + 1},  // 2 a pre-C++11 string: 100 chars of capacity 100, +24
+      {0x4000, 0x4030},                 // 3 vtables at 0 and +16, pointer +16
+      {0x5000, 0x5030},                 // 4 no vtable at 0, one at +16, pointer +16
+      {0x6000, 0x6000 + 8 + 48},        // 5 count 7 does not divide 48, pointer +8
+      {0x7000, 0x7000 + 24 + 50 + 1},   // 6 length 60 over capacity 50, pointer +24
+      {0x8000, 0x8030},                 // 7 a table of data pointers at 0 and +16, pointer +16
+      {0x9000, 0x9000 + 0x400},         // 8 vtables at 0 and +0x300, pointer +0x300
+      {0xa000, 0xa000 + 8 + 3 * 16},    // 9 new[] with count 3, pointer +16 (not +8)
+  };
+  w.m.put(0x1000, 3);
+  w.m.put(0x2000, 40);
+  w.m.put(0x3000, 100);
+  w.m.put(0x3008, 100);
+  w.m.put(0x4000, RulesWorld::kVtableA);
+  w.m.put(0x4010, RulesWorld::kVtableB);
+  w.m.put(0x5000, 5);
+  w.m.put(0x5010, RulesWorld::kVtableB);
+  w.m.put(0x6000, 7);
+  w.m.put(0x7000, 60);
+  w.m.put(0x7008, 50);
+  w.m.put(0x8000, RulesWorld::kDataTable);
+  w.m.put(0x8010, RulesWorld::kDataTable);
+  w.m.put(0x9000, RulesWorld::kVtableA);
+  w.m.put(0x9300, RulesWorld::kVtableB);
+  w.m.put(0xa000, 3);
+  const uint64_t root = 0x100;
+  const uint64_t pointers[] = {0x1008, 0x2008, 0x3018, 0x4010, 0x5010,
+                               0x6008, 0x7018, 0x8010, 0x9300, 0xa010};
+  for (size_t i = 0; i < std::size(pointers); ++i) w.m.put(root + 8 * i, pointers[i]);
+  using K = LeakKind;
+  EXPECT_EQ(
+      w.classify(blocks, root, std::size(pointers), true),
+      (std::vector<K>{K::kReachable, K::kReachable, K::kReachable, K::kReachable, K::kPossible,
+                      K::kPossible, K::kPossible, K::kPossible, K::kReachable, K::kPossible}));
+  EXPECT_EQ(w.classify(blocks, root, std::size(pointers), false),
+            std::vector<K>(blocks.size(), K::kPossible));
+}
+
+TEST(LeakScan, InteriorRulesApplyThroughTheHeapOnlyFromReachableBlocks) {
+  RulesWorld w;
+  std::vector<ScanRange> blocks = {
+      {0x1000, 0x1040},              // 0 P: reachable only through Q (read before Q)
+      {0x2000, 0x2000 + 8 + 2 * 8},  // 1 new[] of 2, pointed to +8 by P -> reachable
+      {0x3000, 0x3040},              // 2 S: only an interior pointer (no rule) -> possible
+      {0x4000, 0x4000 + 8 + 2 * 8},  // 3 new[] of 2, pointed to +8 by S -> possible
+      {0x5000, 0x5040},              // 4 Q: reachable from the root
+      {0x6000, 0x6000 + 8 + 2 * 8},  // 5 new[] of 2, pointed to +8 by Q (read after it)
+      {0x7000, 0x7040},              // 6 L: lost
+      {0x8000, 0x8000 + 8 + 2 * 8},  // 7 new[] of 2, pointed to +8 by L only -> indirect
+  };
+  w.m.put(0x1000, 0x2008);
+  w.m.put(0x2000, 2);
+  w.m.put(0x3000, 0x4008);
+  w.m.put(0x4000, 2);
+  w.m.put(0x5000, 0x1000);
+  w.m.put(0x5008, 0x6008);
+  w.m.put(0x6000, 2);
+  w.m.put(0x7000, 0x8008);
+  w.m.put(0x8000, 2);
+  const uint64_t root = 0x100;
+  w.m.put(root, 0x5000);
+  w.m.put(root + 8, 0x3020);
+  using K = LeakKind;
+  for (unsigned threads : {1u, 2u, 3u}) {
+    EXPECT_EQ(w.classify(blocks, root, 2, true, threads),
+              (std::vector<K>{K::kReachable, K::kReachable, K::kPossible, K::kPossible,
+                              K::kReachable, K::kReachable, K::kDefinite, K::kIndirect}))
+        << threads << " threads";
+  }
+}
+
+// Second bases reached through the heap: the pointer's offset is found again after the walk,
+// and what the block reached that way points to is walked in turn.
+TEST(LeakScan, SecondBasePointersThroughTheHeap) {
+  RulesWorld w;
+  std::vector<ScanRange> blocks = {
+      {0x1000, 0x1040},  // 0 P: reachable only through Q (read before Q)
+      {0x2000, 0x2040},  // 1 object: vtables at 0 and +16; P points +16 -> reachable
+      {0x3000, 0x3040},  // 2 object: vtables at 0 and +24; 1 points +24 -> reachable
+      {0x4000, 0x4040},  // 3 object: vtable at 0 only; 2 points +16 -> possible
+      {0x5000, 0x5040},  // 4 Q: reachable from the root
+      {0x6000, 0x6040},  // 5 object as 1, pointed +16 from a possible block (3) -> possible
+  };
+  w.m.put(0x1008, 0x2010);
+  w.m.put(0x2000, RulesWorld::kVtableA);
+  w.m.put(0x2010, RulesWorld::kVtableB);
+  w.m.put(0x2020, 0x3018);
+  w.m.put(0x3000, RulesWorld::kVtableA);
+  w.m.put(0x3018, RulesWorld::kVtableB);
+  w.m.put(0x3020, 0x4010);
+  w.m.put(0x4000, RulesWorld::kVtableA);
+  w.m.put(0x4020, 0x6010);
+  w.m.put(0x5000, 0x1000);
+  w.m.put(0x6000, RulesWorld::kVtableA);
+  w.m.put(0x6010, RulesWorld::kVtableB);
+  const uint64_t root = 0x100;
+  w.m.put(root, 0x5000);
+  using K = LeakKind;
+  for (unsigned threads : {1u, 2u, 3u}) {
+    EXPECT_EQ(w.classify(blocks, root, 1, true, threads),
+              (std::vector<K>{K::kReachable, K::kReachable, K::kReachable, K::kPossible,
+                              K::kReachable, K::kPossible}))
+        << threads << " threads";
+  }
+  EXPECT_EQ(w.classify(blocks, root, 1, false),
+            (std::vector<K>{K::kReachable, K::kPossible, K::kPossible, K::kPossible, K::kReachable,
+                            K::kPossible}));
+}
+
 // The classes by their definitions, computed without classify_leaks's machinery: every
 // word of every block is matched against every block by binary search, reachability is two
 // breadth-first searches, and a lost block is definite when it is the first (lowest) block
