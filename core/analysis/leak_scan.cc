@@ -571,29 +571,32 @@ class Scanner {
       pending.insert(pending.end(), part->second_bases.begin(), part->second_bases.end());
       part->second_bases.clear();
     }
-    std::vector<uint64_t> words;
+    std::vector<size_t> targets;  // of one source block, by address
     while (!pending.empty()) {
       std::sort(pending.begin(), pending.end());
       pending.erase(std::unique(pending.begin(), pending.end()), pending.end());
       std::vector<size_t> raised;
-      size_t read_block = SIZE_MAX;
-      for (auto [b, t] : pending) {
-        if (state(t) == kReachable) continue;
-        const ScanRange& src = blocks_[b];
-        if (read_block != b) {
-          read_block = b;
-          uint64_t from = (src.start + 7) & ~uint64_t{7};
-          words.assign(src.end >= from + 8 ? (src.end - from) / 8 : 0, 0);
-          if (!words.empty() && !read_(from, words.data(), words.size() * 8)) words.clear();
-        }
-        const ScanRange& dst = blocks_[t];
-        for (uint64_t v : words) {
-          if (v <= dst.start || v >= dst.end || ((v - dst.start) & 7)) continue;
-          if (explains(t, v - dst.start, cache_)) {
-            if (raise(t, true)) raised.push_back(t);
-            break;
-          }
-        }
+      for (size_t i = 0; i < pending.size();) {
+        const size_t b = pending[i].first;
+        targets.clear();
+        for (; i < pending.size() && pending[i].first == b; ++i)
+          if (state(pending[i].second) != kReachable) targets.push_back(pending[i].second);
+        if (targets.empty()) continue;
+        for_each_chunk(
+            blocks_[b].start, blocks_[b].end, buf_, [&](const uint64_t* w, size_t n, uint64_t) {
+              for (size_t k = 0; k < n; ++k) {
+                auto it =
+                    std::upper_bound(targets.begin(), targets.end(), w[k],
+                                     [&](uint64_t v, size_t t) { return v < blocks_[t].start; });
+                if (it == targets.begin()) continue;
+                const size_t t = *--it;
+                const ScanRange& dst = blocks_[t];
+                if (w[k] <= dst.start || w[k] >= dst.end || ((w[k] - dst.start) & 7) ||
+                    state(t) == kReachable)
+                  continue;
+                if (explains(t, w[k] - dst.start, cache_) && raise(t, true)) raised.push_back(t);
+              }
+            });
       }
       pending.clear();
       walk_from(raised, pending);
