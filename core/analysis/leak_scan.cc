@@ -251,7 +251,7 @@ class RuleBook {
                 Cache& cache) const {
     const uint64_t size = b.end - b.start;
     uint8_t s = 0;
-    if (n < 2 || (b.start & 7)) return 0;  // no aligned interior word to point at
+    if (n < 1 || (b.start & 7)) return 0;
     if (w[0] > 0 && w[0] <= size - 8 && (size - 8) % w[0] == 0) s |= kNewArray;
     if (size >= 25 && w[1] == size - 25 && w[0] <= w[1]) s |= kStdString;
     if (is_vtable(w[0], cache)) {
@@ -749,7 +749,8 @@ class Scanner {
     const uint8_t f = info(t);
     if (off == 8 && (f & RuleBook::kNewArray)) return true;
     if (off == 24 && (f & RuleBook::kStdString)) return true;
-    if (!(f & RuleBook::kVtable) || off == 0) return false;
+    if (!(f & RuleBook::kVtable) || off == 0 || off + 8 > blocks_[t].end - blocks_[t].start)
+      return false;  // the word at the pointer must be the block's
     if (off / 8 >= RuleBook::kRuleWords)
       return rules_->word_is_vtable(blocks_[t].start + off, cache);
     const Part& part = part_of(t);
