@@ -250,8 +250,17 @@ void checked_free(uint8_t kind, void* p, size_t size, size_t align, const StartF
     errno = saved;
     return;
   }
-  if (!p || phase == kOff) {
+  if (!p) {
     if (rec) record_free(kind, p, size, align);
+    __libc_free(p);
+    return;
+  }
+  if (phase == kOff) {
+    // Past the trace's end (the exit handlers that run after the runtime's): the table still
+    // follows releases, so that the census the exit leak scan reads stays exact, but
+    // nothing is judged (blocks allocated since are not in it).
+    BlockInfo b;
+    table_release(p, &b, from.ip);
     __libc_free(p);
     return;
   }
@@ -333,7 +342,13 @@ void* realloc_into_guarded(uint8_t kind, void* old, const BlockInfo& b, void* p,
 
 void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& from) {
   uint32_t phase = g_phase.load(std::memory_order_acquire);
-  if (phase == kOff && !in_guard_pool(old)) return __libc_realloc(old, size);
+  if (phase == kOff && !in_guard_pool(old)) {  // as checked_free past the trace's end
+    BlockInfo b;
+    Lookup l = old ? table_release(old, &b, from.ip) : Lookup::kAbsent;
+    void* p = __libc_realloc(old, size);
+    if (!p && size != 0 && l == Lookup::kLive) table_restore(old, b);
+    return p;
+  }
   bool rec = phase == kActive && !t_state.guard;
   int saved = errno;
   BlockInfo b;
