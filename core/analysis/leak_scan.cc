@@ -385,12 +385,12 @@ class Scanner {
   void lookup_batch(const uint64_t* vals, size_t k, long* res, bool* at_start) const {
     const BlockIndex::Span* spans[kBatch];
     const void* entries[kBatch];
-    size_t los[kBatch], his[kBatch], slow[kBatch];
+    size_t los[kBatch], his[kBatch], slow[kBatch], inner[kBatch], inner_block[kBatch];
     for (size_t j = 0; j < k; ++j) {  // stage 1: granule entries, prefetched
       entries[j] = index_.page_entry(vals[j], &spans[j]);
       if (entries[j]) __builtin_prefetch(entries[j]);
     }
-    size_t m = 0;
+    size_t m = 0, n_inner = 0;
     for (size_t j = 0; j < k; ++j) {  // stage 2: resolved, or candidate blocks prefetched
       res[j] = -1;
       if (!entries[j]) continue;
@@ -400,7 +400,12 @@ class Scanner {
         int r = BlockIndex::dense_lookup(*spans[j], static_cast<const uint64_t*>(entries[j]),
                                          vals[j], b, start, los[m], his[m]);
         if (r > 0) {
-          if (!start && is_next_chunk_header(vals[j], blocks_[b])) continue;
+          if (!start) {  // the next chunk's header test reads the block: after the batch's
+            __builtin_prefetch(&blocks_[b]);
+            inner[n_inner] = j;
+            inner_block[n_inner++] = b;
+            continue;
+          }
           __builtin_prefetch(&state_[b]);
           res[j] = static_cast<long>(b);
           at_start[j] = start;
@@ -413,6 +418,13 @@ class Scanner {
       __builtin_prefetch(&blocks_[los[m]]);
       __builtin_prefetch(&blocks_[his[m] - 1]);
       slow[m++] = j;
+    }
+    for (size_t i = 0; i < n_inner; ++i) {  // stage 3: dense interior hits' header test
+      const size_t j = inner[i], b = inner_block[i];
+      if (is_next_chunk_header(vals[j], blocks_[b])) continue;
+      __builtin_prefetch(&state_[b]);
+      res[j] = static_cast<long>(b);
+      at_start[j] = false;
     }
     for (size_t i = 0; i < m; ++i) {  // stage 3: the block, from the block table
       size_t j = slow[i];
