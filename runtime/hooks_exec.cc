@@ -43,11 +43,14 @@ ExecFn g_execve = nullptr;
 ExecFn g_execvpe = nullptr;
 using ThreadExitFn = void (*)(void*);
 ThreadExitFn g_pthread_exit = nullptr;
+using QuickExitFn = void (*)(int);
+QuickExitFn g_quick_exit = nullptr;
 
 __attribute__((constructor)) void resolve_exec() {
   g_execve = reinterpret_cast<ExecFn>(next_symbol("execve"));
   g_execvpe = reinterpret_cast<ExecFn>(next_symbol("execvpe"));
   g_pthread_exit = reinterpret_cast<ThreadExitFn>(next_symbol("pthread_exit"));
+  g_quick_exit = reinterpret_cast<QuickExitFn>(next_symbol("quick_exit"));
 }
 
 int do_execve(const char* path, char* const* argv, char* const* envp) {
@@ -78,6 +81,20 @@ bool collect(const char* arg0, va_list ap, char** out, char* const** envp) {
   if (n == kMaxArgs) return false;
   if (envp) *envp = va_arg(ap, char* const*);
   return true;
+}
+
+// quick_exit runs the at_quick_exit handlers and then glibc's own _exit, which no hook sees,
+// and no destructor: without this hook the trace had none of its last round (a program
+// that allocated 1,001 blocks and called quick_exit: "0 allocations", and under --check
+// no leak scan). The trace ends here, as at _exit; the handlers' frees come after its end
+// (in check mode the live-block table still follows them, for the exit leak scan).
+MEMCENSUS_EXPORT void quick_exit(int status) {
+  if (!t_state.guard) rt_shutdown();
+  QuickExitFn next =
+      g_quick_exit ? g_quick_exit : reinterpret_cast<QuickExitFn>(next_symbol("quick_exit"));
+  if (__builtin_expect(!next, 0)) abort();
+  next(status);
+  __builtin_unreachable();
 }
 
 }  // namespace

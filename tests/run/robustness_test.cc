@@ -126,6 +126,32 @@ TEST(Robustness, MainThreadPthreadExitEndsTheProcess) {
   }
 }
 
+// quick_exit ends the process through glibc's own _exit, without destructors: the trace
+// ends at the call (the at_quick_exit handler's free comes after), and under --check the
+// leak scan still sees that free. Before the hook, the summary said "0 allocations".
+TEST(Robustness, QuickExitEndsTheTrace) {
+  mctest::Result native = mctest::run({fixture("quick_exit")});
+  ASSERT_EQ(native.status, 3);
+  ASSERT_EQ(native.out, "quick_exit\n");
+  for (const std::vector<std::string>& opts :
+       {std::vector<std::string>{}, {"--follow-fork"}, {"--check"}}) {
+    std::string what = opts.empty() ? "run" : opts[0];
+    auto t = traced({fixture("quick_exit")}, opts);
+    EXPECT_EQ(t.status, 3) << what;
+    EXPECT_EQ(t.out, native.out) << what;
+    ASSERT_FALSE(t.report.is_null()) << what;
+    EXPECT_EQ(t.report["exit_status"], 3) << what;
+    // 1,000 mallocs of the program's and stdout's buffer; the 999 frees before the call.
+    EXPECT_EQ(t.report["calls"]["malloc"].get<uint64_t>(), 1001u) << what;
+    EXPECT_EQ(t.report["calls"]["free"].get<uint64_t>(), 999u) << what;
+    if (what == "--check") {
+      ASSERT_TRUE(t.report["leak_kinds"].is_object()) << t.report.dump();
+      EXPECT_EQ(t.report["leak_kinds"]["definite"]["blocks"], 0) << t.report.dump();
+      EXPECT_EQ(t.report["leak_kinds"]["reachable"]["blocks"], 1) << t.report.dump();  // stdout's
+    }
+  }
+}
+
 // A program that closes every descriptor above 2, dup2s onto a range of them and closes them
 // again, then calls close_range and closefrom: its calls return what they return natively,
 // and the trace (whose descriptor it never opened) records all of its 6,000 allocations.
