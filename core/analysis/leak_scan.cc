@@ -611,13 +611,14 @@ class Scanner {
             });
       }
       pending.clear();
-      walk_from(raised, pending);
+      walk(raised, cache_, pending);
     }
   }
 
-  // Follows edges from `work` in this thread, as propagate_from does; second-base candidates
-  // go to `second_bases`.
-  void walk_from(std::vector<size_t>& work, std::vector<std::pair<size_t, size_t>>& second_bases) {
+  // Follows edges from the blocks in `work` (emptied) and from what they raise, in this
+  // thread; second-base candidates go to `second_bases`.
+  void walk(std::vector<size_t>& work, RuleBook::Cache& cache,
+            std::vector<std::pair<size_t, size_t>>& second_bases) {
     while (!work.empty()) {
       size_t b = work.back();
       work.pop_back();
@@ -625,7 +626,7 @@ class Scanner {
       for_each_edge(b, [&](uint32_t e) {
         size_t t = e & kTargetMask;
         bool at_start = e & kAtStart;
-        if (strong && !at_start) at_start = edge_explained(b, t, e, cache_, second_bases);
+        if (strong && !at_start) at_start = edge_explained(b, t, e, cache, second_bases);
         if (raise(t, strong && at_start)) work.push_back(t);
       });
     }
@@ -661,17 +662,7 @@ class Scanner {
     for (size_t b = part.first; b < part.last; ++b)
       if (state(b) != kUnseen && part.offsets[b - part.first + 1] > part.offsets[b - part.first])
         work.push_back(b);
-    while (!work.empty()) {
-      size_t b = work.back();
-      work.pop_back();
-      bool strong = state(b) == kReachable;
-      for_each_edge(b, [&](uint32_t e) {
-        size_t t = e & kTargetMask;
-        bool at_start = e & kAtStart;
-        if (strong && !at_start) at_start = edge_explained(b, t, e, part.cache, part.second_bases);
-        if (raise(t, strong && at_start)) work.push_back(t);
-      });
-    }
+    walk(work, part.cache, part.second_bases);
   }
 
   // Lost blocks: each not yet owned heads a group (definite); what it reaches is indirect,

@@ -343,6 +343,17 @@ std::vector<LeakKind> reference_kinds(const std::vector<ScanRange>& blocks,
   return kinds;
 }
 
+// A reader of the words word_at gives.
+ScanReader reader_of(const std::function<uint64_t(uint64_t)>& word_at) {
+  return [word_at](uint64_t a, void* o, size_t len) {
+    for (size_t k = 0; k < len; k += 8) {
+      uint64_t v = word_at(a + k);
+      std::memcpy(static_cast<char*>(o) + k, &v, std::min<size_t>(8, len - k));
+    }
+    return true;
+  };
+}
+
 // Random heaps (small, tiny, 16-byte aligned, large and pieces-spanning blocks; pointers to starts,
 // interiors, one past the end and nowhere) classified with 1, 2, 3 and 8 threads equal the
 // reference.
@@ -401,13 +412,7 @@ TEST(LeakScan, RandomHeapsMatchTheDefinitionsWithAnyNumberOfThreads) {
     root_values.push_back(reg);
     std::vector<LeakKind> want = reference_kinds(blocks, root_values, word_at);
     for (LeakKind k : want) ++seen[k];
-    ScanReader read = [&](uint64_t a, void* o, size_t len) {
-      for (size_t k = 0; k < len; k += 8) {
-        uint64_t v = word_at(a + k);
-        std::memcpy(static_cast<char*>(o) + k, &v, std::min<size_t>(8, len - k));
-      }
-      return true;
-    };
+    ScanReader read = reader_of(word_at);
     for (unsigned threads : {1u, 2u, 3u, 8u}) {
       auto got =
           classify_leaks(blocks, {{root_at, root_at + 8 * roots.size()}}, {reg}, read, threads);
@@ -515,13 +520,7 @@ TEST(LeakScan, RandomHeapsWithInteriorRulesMatchTheDefinitions) {
     std::vector<LeakKind> want = reference_kinds(blocks, roots, word_at, &rules);
     if (want != reference_kinds(blocks, roots, word_at)) ++explained_rounds;
     for (LeakKind k : want) ++seen[k];
-    ScanReader read = [&](uint64_t a, void* o, size_t len) {
-      for (size_t k = 0; k < len; k += 8) {
-        uint64_t v = word_at(a + k);
-        std::memcpy(static_cast<char*>(o) + k, &v, std::min<size_t>(8, len - k));
-      }
-      return true;
-    };
+    ScanReader read = reader_of(word_at);
     for (unsigned threads : {1u, 2u, 3u, 8u}) {
       auto got = classify_leaks(blocks, {{root_at, root_at + 8 * roots.size()}}, {}, read, threads,
                                 &rules);
