@@ -178,8 +178,19 @@ constexpr const char* check_kind_name(uint8_t kind) {
 }
 
 enum LeakScanStatus : uint8_t { kLeakScanDone = 0, kLeakScanSkipped = 1 };
-// Same order as memcensus::LeakKind (core/analysis/leak_scan.h).
-enum LeakClass : uint8_t { kLeakReachable = 0, kLeakPossible, kLeakIndirect, kLeakDefinite };
+// Same order as memcensus::LeakKind (core/analysis/leak_scan.h); then still reachable, kept
+// only by an interior pointer that one of memcheck's rules explains (memcensus::InteriorRule,
+// the rule's value - 1 added to kLeakReachableByStdString).
+enum LeakClass : uint8_t {
+  kLeakReachable = 0,
+  kLeakPossible,
+  kLeakIndirect,
+  kLeakDefinite,
+  kLeakReachableByStdString,
+  kLeakReachableByLength64,
+  kLeakReachableByNewArray,
+  kLeakReachableByMultipleInheritance,
+};
 
 enum SmapsReason : uint8_t { kSmapsStart = 0, kSmapsPeak = 1, kSmapsExit = 2 };
 

@@ -23,6 +23,22 @@ const char* leak_kind_name(LeakKind k) {
   return "?";
 }
 
+const char* interior_rule_name(InteriorRule r) {
+  switch (r) {
+    case InteriorRule::kNone:
+      return "none";
+    case InteriorRule::kStdString:
+      return "stdstring";
+    case InteriorRule::kLength64:
+      return "length64";
+    case InteriorRule::kNewArray:
+      return "newarray";
+    case InteriorRule::kMultipleInheritance:
+      return "multipleinheritance";
+  }
+  return "?";
+}
+
 LeakKindsSummary summarize_leak_kinds(const LeakKindsCollector& c, const HeapSummary& heap,
                                       const Suppressions& suppressions, const StackFrames& frames) {
   LeakKindsSummary s;
@@ -64,11 +80,19 @@ LeakKindsSummary summarize_leak_kinds(const LeakKindsCollector& c, const HeapSum
   std::map<std::pair<int, uint32_t>, LeakSite> sites;
   size_t at = 0;  // the first of `live` not below the block
   for (const TraceLeakBlock& tb : *scanned) {
-    if (tb.leak_class > format::kLeakDefinite) continue;
+    if (tb.leak_class > format::kLeakReachableByMultipleInheritance) continue;
     while (at < live.size() && live[at].ptr < tb.block) ++at;
     const EndBlock* b = at < live.size() && live[at].ptr == tb.block ? &live[at] : nullptr;
     uint64_t size = b ? b->size : 0;
     uint32_t stack = b ? b->stack : 0;
+    if (tb.leak_class >= format::kLeakReachableByStdString) {  // reachable, through a rule
+      LeakFigures& r = s.by_rule[tb.leak_class - format::kLeakReachableByStdString];
+      r.blocks++;
+      r.bytes += size;
+      s.kinds[format::kLeakReachable].blocks++;
+      s.kinds[format::kLeakReachable].bytes += size;
+      continue;
+    }
     auto kind = static_cast<LeakKind>(tb.leak_class);
     bool sup = kind != LeakKind::kReachable && is_suppressed(stack);
     LeakFigures& f = sup ? s.suppressed : s.kinds[tb.leak_class];

@@ -55,6 +55,10 @@ struct LeakKindsSummary {
   TraceLeakScan scan;
   // Indexed by LeakKind; suppressed blocks are counted only in `suppressed`.
   LeakFigures kinds[4];
+  // Of the reachable ones, those kept only through an interior pointer that one of
+  // memcheck's rules explains, by rule (InteriorRule - 1: stdstring, length64, newarray,
+  // multipleinheritance).
+  LeakFigures by_rule[4];
   LeakFigures suppressed;
   std::vector<LeakSite> sites;  // definite, indirect and possible; by bytes, descending
   uint64_t errors = 0, suppressed_errors = 0;
@@ -72,5 +76,7 @@ LeakKindsSummary summarize_leak_kinds(const LeakKindsCollector& c, const HeapSum
 
 // "definite", "indirect", "possible", "reachable".
 const char* leak_kind_name(LeakKind k);
+// memcheck's names: "stdstring", "length64", "newarray", "multipleinheritance".
+const char* interior_rule_name(InteriorRule r);
 
 }  // namespace memcensus

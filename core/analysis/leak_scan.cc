@@ -232,7 +232,7 @@ class RuleBook {
  public:
   static constexpr size_t kRuleWords = 64;  // words whose vtable bits a block's shape keeps
   static constexpr size_t kVtableWords = 20;
-  enum Shape : uint8_t { kNewArray = 1, kStdString = 2, kVtable = 4 };
+  enum Shape : uint8_t { kNewArray = 1, kStdString = 2, kVtable = 4, kLength64 = 8 };
 
   RuleBook(const InteriorRules& rules, const ScanReader& read) : files_(rules.files), read_(read) {
     for (const FileMapping& f : files_)
@@ -253,6 +253,7 @@ class RuleBook {
     uint8_t s = 0;
     if (n < 1 || (b.start & 7)) return 0;
     if (w[0] > 0 && w[0] <= size - 8 && (size - 8) % w[0] == 0) s |= kNewArray;
+    if (w[0] > 0 && w[0] == size - 8) s |= kLength64;
     if (size >= 25 && w[1] == size - 25 && w[0] <= w[1]) s |= kStdString;
     if (is_vtable(w[0], cache)) {
       s |= kVtable;
@@ -366,6 +367,7 @@ class Scanner {
     if (rules) {
       rules_.emplace(*rules, read);
       info_.assign(blocks.size(), 0);
+      rule_.assign(blocks.size(), 0);
     }
     if (!blocks.empty()) lo_ = blocks.front().start, hi_ = blocks.back().end;
     for (const ScanRange& b : blocks) bytes_ += b.end - b.start;
@@ -522,8 +524,18 @@ class Scanner {
   }
 
   // Raises block b's state to reachable (or possible); true if it rose. Any thread.
-  bool raise(size_t b, bool reachable) {
-    uint8_t want = reachable ? kReachable : kPossible;
+  bool raise(size_t b, bool reachable) { return raise_to(b, reachable ? kReachable : kPossible); }
+
+  // Raises block b to reachable through interior pointer rule `rule` (kByRule, the rule
+  // kept), or to possible when `rule` is none; true if it rose.
+  bool raise_by(size_t b, InteriorRule rule) {
+    if (rule == InteriorRule::kNone) return raise_to(b, kPossible);
+    if (!raise_to(b, kByRule)) return false;
+    std::atomic_ref<uint8_t>(rule_[b]).store(static_cast<uint8_t>(rule), std::memory_order_relaxed);
+    return true;
+  }
+
+  bool raise_to(size_t b, uint8_t want) {
     std::atomic_ref<uint8_t> st(state_[b]);
     uint8_t was = st.load(std::memory_order_relaxed);
     while (was > want)
@@ -531,24 +543,32 @@ class Scanner {
     return false;
   }
 
+  // Reachable, by a pointer to its start or through a rule: what it points to is reached
+  // from reachable memory.
+  bool strong(size_t b) const { return state(b) <= kByRule; }
+
   // Raises block t, pointed to from reachable memory by word v: to reachable when v is its
   // start or a rule explains it, else to possible.
   // `deferred` waits for pass 1's end: strong interior pointers into blocks not yet read
   // (block << 34 | offset in words).
   void raise_strong(size_t t, bool at_start, uint64_t v, std::vector<uint64_t>& deferred) {
-    if (!at_start && rules_ && state(t) != kReachable) {
+    if (at_start || !rules_) {
+      raise(t, at_start);
+      return;
+    }
+    InteriorRule rule = InteriorRule::kNone;
+    if (!strong(t)) {
       const uint64_t off = v - blocks_[t].start;
       if ((off & 7) == 0) {
         // The shape bits only: a second base's test reads the vtable words that another
         // part's thread may still be adding to (explains(), after pass 1).
         const uint8_t f = info(t);
-        if ((off == 8 && (f & RuleBook::kNewArray)) || (off == 24 && (f & RuleBook::kStdString)))
-          at_start = true;
-        else if (!(f & kKnown) || (f & RuleBook::kVtable))
+        rule = rule_of_shape(f, off);
+        if (rule == InteriorRule::kNone && (!(f & kKnown) || (f & RuleBook::kVtable)))
           defer(t, off, deferred);
       }
     }
-    raise(t, at_start);
+    raise_by(t, rule);
   }
 
   // Marks what roots point to (strong: from reachable memory); pass 0, before pass 1.
@@ -564,8 +584,9 @@ class Scanner {
     auto resolve = [&](const std::vector<uint64_t>& list) {
       for (uint64_t d : list) {
         size_t t = static_cast<size_t>(d >> 34);
-        if (state(t) != kReachable && explains(t, (d & ((uint64_t{1} << 34) - 1)) * 8, cache_))
-          raise(t, true);
+        if (strong(t)) continue;
+        InteriorRule rule = explains(t, (d & ((uint64_t{1} << 34) - 1)) * 8, cache_);
+        if (rule != InteriorRule::kNone) raise_by(t, rule);
       }
     };
     resolve(deferred_);
@@ -592,7 +613,7 @@ class Scanner {
         const size_t b = pending[i].first;
         targets.clear();
         for (; i < pending.size() && pending[i].first == b; ++i)
-          if (state(pending[i].second) != kReachable) targets.push_back(pending[i].second);
+          if (!strong(pending[i].second)) targets.push_back(pending[i].second);
         if (targets.empty()) continue;
         for_each_chunk(
             blocks_[b].start, blocks_[b].end, buf_, [&](const uint64_t* w, size_t n, uint64_t) {
@@ -603,10 +624,10 @@ class Scanner {
                 if (it == targets.begin()) continue;
                 const size_t t = *--it;
                 const ScanRange& dst = blocks_[t];
-                if (w[k] <= dst.start || w[k] >= dst.end || ((w[k] - dst.start) & 7) ||
-                    state(t) == kReachable)
+                if (w[k] <= dst.start || w[k] >= dst.end || ((w[k] - dst.start) & 7) || strong(t))
                   continue;
-                if (explains(t, w[k] - dst.start, cache_) && raise(t, true)) raised.push_back(t);
+                InteriorRule rule = explains(t, w[k] - dst.start, cache_);
+                if (rule != InteriorRule::kNone && raise_by(t, rule)) raised.push_back(t);
               }
             });
       }
@@ -622,12 +643,17 @@ class Scanner {
     while (!work.empty()) {
       size_t b = work.back();
       work.pop_back();
-      bool strong = state(b) == kReachable;
+      const bool from_strong = strong(b);
       for_each_edge(b, [&](uint32_t e) {
         size_t t = e & kTargetMask;
-        bool at_start = e & kAtStart;
-        if (strong && !at_start) at_start = edge_explained(b, t, e, cache, second_bases);
-        if (raise(t, strong && at_start)) work.push_back(t);
+        bool rose;
+        if (!from_strong)
+          rose = raise(t, false);
+        else if (e & kAtStart)
+          rose = raise(t, true);
+        else
+          rose = raise_by(t, edge_explained(b, t, e, cache, second_bases));
+        if (rose) work.push_back(t);
       });
     }
   }
@@ -667,6 +693,15 @@ class Scanner {
 
   // Lost blocks: each not yet owned heads a group (definite); what it reaches is indirect,
   // including a former head, which is then demoted.
+  // The rule that kept each block reachable (none for the others), after group_lost's
+  // classes.
+  void rules_used(std::vector<InteriorRule>& out) const {
+    out.assign(blocks_.size(), InteriorRule::kNone);
+    if (rule_.empty()) return;
+    for (size_t i = 0; i < blocks_.size(); ++i)
+      if (state_[i] == kByRule) out[i] = static_cast<InteriorRule>(rule_[i]);
+  }
+
   void group_lost(std::vector<LeakKind>& out) {
     std::vector<uint8_t> lost(blocks_.size(), 0);  // 0 unvisited, 1 head, 2 indirect
     std::vector<size_t> stack;
@@ -687,7 +722,7 @@ class Scanner {
       }
     }
     for (size_t i = 0; i < blocks_.size(); ++i) {
-      if (state_[i] == kReachable)
+      if (state_[i] <= kByRule)
         out[i] = LeakKind::kReachable;
       else if (state_[i] == kPossible)
         out[i] = LeakKind::kPossible;
@@ -696,7 +731,9 @@ class Scanner {
     }
   }
 
-  static constexpr uint8_t kReachable = 0, kPossible = 1, kUnseen = 2;
+  // States only rise (a lower number): reachable by a pointer to the block's start, by an
+  // interior pointer that a rule explains (rule_ says which), possible, not seen.
+  static constexpr uint8_t kReachable = 0, kByRule = 1, kPossible = 2, kUnseen = 3;
   // An edge: the target block's index, and kAtStart when the pointer is its start; an
   // interior one, with rules, the class of its offset (kAt8, kAt24, kAtOtherAligned).
   static constexpr uint32_t kAtStart = 1u << 31, kAt8 = 1u << 29, kAt24 = 2u << 29,
@@ -746,33 +783,44 @@ class Scanner {
     std::atomic_ref<uint8_t>(info_[b]).fetch_or(kKnown | shape, std::memory_order_release);
   }
 
-  // Whether a rule explains a pointer `off` bytes (aligned) into block t, whose shape is
-  // known (after pass 1; or t was read before).
-  bool explains(size_t t, uint64_t off, RuleBook::Cache& cache) const {
-    const uint8_t f = info(t);
-    if (off == 8 && (f & RuleBook::kNewArray)) return true;
-    if (off == 24 && (f & RuleBook::kStdString)) return true;
-    if (!(f & RuleBook::kVtable) || off == 0 || off + 8 > blocks_[t].end - blocks_[t].start)
-      return false;  // the word at the pointer must be the block's
-    if (off / 8 >= RuleBook::kRuleWords)
-      return rules_->word_is_vtable(blocks_[t].start + off, cache);
-    const Part& part = part_of(t);
-    auto it = std::lower_bound(
-        part.vtable_words.begin(), part.vtable_words.end(), t,
-        [](const std::pair<size_t, uint64_t>& a, size_t i) { return a.first < i; });
-    return it != part.vtable_words.end() && it->first == t && ((it->second >> (off / 8)) & 1);
+  // The rule of a pointer 8 or 24 bytes in, from a block's shape bits (memcheck's order:
+  // stdstring, length64, newarray).
+  static InteriorRule rule_of_shape(uint8_t f, uint64_t off) {
+    if (off == 24 && (f & RuleBook::kStdString)) return InteriorRule::kStdString;
+    if (off == 8 && (f & RuleBook::kLength64)) return InteriorRule::kLength64;
+    if (off == 8 && (f & RuleBook::kNewArray)) return InteriorRule::kNewArray;
+    return InteriorRule::kNone;
   }
 
-  // Pass 2 (every shape known): whether interior edge e, from reachable block b to t, is
-  // explained by a rule; second-base candidates are queued in `second_bases` instead.
-  bool edge_explained(size_t b, size_t t, uint32_t e, RuleBook::Cache& cache,
-                      std::vector<std::pair<size_t, size_t>>& second_bases) const {
+  // The rule that explains a pointer `off` bytes (aligned) into block t, whose shape is
+  // known (after pass 1; or t was read before), or none.
+  InteriorRule explains(size_t t, uint64_t off, RuleBook::Cache& cache) const {
+    const uint8_t f = info(t);
+    if (InteriorRule r = rule_of_shape(f, off); r != InteriorRule::kNone) return r;
+    if (!(f & RuleBook::kVtable) || off == 0 || off + 8 > blocks_[t].end - blocks_[t].start)
+      return InteriorRule::kNone;  // the word at the pointer must be the block's
+    bool vtable;
+    if (off / 8 >= RuleBook::kRuleWords) {
+      vtable = rules_->word_is_vtable(blocks_[t].start + off, cache);
+    } else {
+      const Part& part = part_of(t);
+      auto it = std::lower_bound(
+          part.vtable_words.begin(), part.vtable_words.end(), t,
+          [](const std::pair<size_t, uint64_t>& a, size_t i) { return a.first < i; });
+      vtable = it != part.vtable_words.end() && it->first == t && ((it->second >> (off / 8)) & 1);
+    }
+    return vtable ? InteriorRule::kMultipleInheritance : InteriorRule::kNone;
+  }
+
+  // Pass 2 (every shape known): the rule that explains interior edge e, from reachable block
+  // b to t, or none; second-base candidates are queued in `second_bases` instead.
+  InteriorRule edge_explained(size_t b, size_t t, uint32_t e, RuleBook::Cache& cache,
+                              std::vector<std::pair<size_t, size_t>>& second_bases) const {
     const uint32_t c = e & kOffsetClass;
-    if (c == 0 || state(t) == kReachable) return false;
-    if (c == kAt8 && explains(t, 8, cache)) return true;
-    if (c == kAt24 && explains(t, 24, cache)) return true;
+    if (c == 0 || strong(t)) return InteriorRule::kNone;
+    if (c == kAt8 || c == kAt24) return explains(t, c == kAt8 ? 8 : 24, cache);
     if (info(t) & RuleBook::kVtable) second_bases.push_back({b, t});
-    return false;
+    return InteriorRule::kNone;
   }
 
   void build_part_edges(Part& part) {
@@ -797,7 +845,7 @@ class Scanner {
       for (size_t j = 0; j < k; ++j) {
         if (res[j] < 0) continue;
         size_t t = static_cast<size_t>(res[j]), b = srcs[j];
-        if (state(b) == kReachable) {
+        if (strong(b)) {
           raise_strong(t, at_start[j], vals[j], part.deferred);
         } else {
           close_until(b);
@@ -857,6 +905,7 @@ class Scanner {
   std::optional<RuleBook> rules_;
   RuleBook::Cache cache_;           // of the one-thread steps
   std::vector<uint8_t> info_;       // with rules: per block, Shape and kKnown / kWant bits
+  std::vector<uint8_t> rule_;       // with rules: per block, the InteriorRule of kByRule
   std::vector<uint64_t> deferred_;  // pass 0's
   std::vector<uint8_t> state_;
   std::vector<uint64_t> buf_;
@@ -923,7 +972,8 @@ std::vector<LeakKind> classify_leaks(const std::vector<ScanRange>& blocks,
                                      const std::vector<ScanRange>& roots,
                                      const std::vector<uint64_t>& root_words,
                                      const ScanReader& read, unsigned threads,
-                                     const InteriorRules* rules) {
+                                     const InteriorRules* rules,
+                                     std::vector<InteriorRule>* reached_by) {
   if (blocks.size() > Scanner::kTargetMask) throw Error("leak scan: too many blocks");
   Scanner s(blocks, read, rules);
   if (threads == 0)
@@ -937,6 +987,7 @@ std::vector<LeakKind> classify_leaks(const std::vector<ScanRange>& blocks,
   s.resolve_second_bases();
   std::vector<LeakKind> out(blocks.size());
   s.group_lost(out);
+  if (reached_by) s.rules_used(*reached_by);
   return out;
 }
 

@@ -87,17 +87,31 @@ struct InteriorRules {
   std::vector<FileMapping> files;  // sorted by start, not overlapping
 };
 
+// The rule that kept a block reachable, for a block no pointer to its start reached from
+// reachable memory (memcheck's "reachable via heuristic"); when several explain pointers
+// into it, the first applied (memcheck's order for one pointer: stdstring, length64,
+// newarray, multipleinheritance).
+enum class InteriorRule : uint8_t {
+  kNone = 0,
+  kStdString,
+  kLength64,
+  kNewArray,
+  kMultipleInheritance,
+};
+
 // `blocks`: live heap blocks (start, end), sorted by start, not overlapping. `roots`:
 // memory to scan as roots; `root_words`: extra root values (thread registers). Returns one
 // kind per block, in the same order. `threads`: how many threads may read and index the
 // blocks (0: one per 16 MiB of blocks, up to the machine's cores and at most 8); `read` is
 // then called from all of them at once. `rules`: the interior-pointer rules, or null for
-// none (every interior pointer then only makes its block possibly lost).
+// none (every interior pointer then only makes its block possibly lost). `reached_by`, if
+// given: per block, the rule that kept it reachable (kNone for every other block).
 std::vector<LeakKind> classify_leaks(const std::vector<ScanRange>& blocks,
                                      const std::vector<ScanRange>& roots,
                                      const std::vector<uint64_t>& root_words,
                                      const ScanReader& read, unsigned threads = 0,
-                                     const InteriorRules* rules = nullptr);
+                                     const InteriorRules* rules = nullptr,
+                                     std::vector<InteriorRule>* reached_by = nullptr);
 
 struct Layout;
 

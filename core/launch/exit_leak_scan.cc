@@ -12,6 +12,7 @@
 #include <set>
 
 #include "analysis/heap_analysis.h"
+#include "format/trace_format.h"
 #include "launch/exit_tracer.h"
 #include "launch/live_census.h"
 #include "layout/layout.h"
@@ -224,7 +225,8 @@ void scan_blocks(const ExitEvent& ev, const Layout& layout, const std::vector<Sc
     return read_remote(pid, addr, buf, len);
   };
   InteriorRules rules = interior_rules(layout);
-  std::vector<LeakKind> kinds = classify_leaks(blocks, roots, words, read, 0, &rules);
+  std::vector<InteriorRule> reached_by;
+  std::vector<LeakKind> kinds = classify_leaks(blocks, roots, words, read, 0, &rules, &reached_by);
   out.scan_seconds = seconds_since(t3);
 
   out.scan.done = true;
@@ -232,7 +234,11 @@ void scan_blocks(const ExitEvent& ev, const Layout& layout, const std::vector<Sc
   out.scan.scanned_blocks = blocks.size();
   out.blocks.reserve(kinds.size());
   for (size_t i = 0; i < kinds.size(); ++i)
-    out.blocks.push_back({blocks[i].start, static_cast<uint8_t>(kinds[i])});
+    out.blocks.push_back(
+        {blocks[i].start, reached_by[i] == InteriorRule::kNone
+                              ? static_cast<uint8_t>(kinds[i])
+                              : static_cast<uint8_t>(format::kLeakReachableByStdString +
+                                                     static_cast<uint8_t>(reached_by[i]) - 1)});
 }
 
 Layout stopped_layout(const ExitEvent& ev) {

@@ -28,6 +28,30 @@ std::string figures(const LeakFigures& f) {
   return fmt::format("{} bytes in {} blocks", f.bytes, f.blocks);
 }
 
+constexpr InteriorRule kRules[] = {InteriorRule::kStdString, InteriorRule::kLength64,
+                                   InteriorRule::kNewArray, InteriorRule::kMultipleInheritance};
+
+const LeakFigures& by_rule(const LeakKindsSummary& k, InteriorRule r) {
+  return k.by_rule[static_cast<int>(r) - 1];
+}
+
+// The kind lines of a LEAK SUMMARY, with memcheck's breakdown of the reachable blocks kept
+// only by its interior-pointer rules, when there are any.
+void write_kind_lines(const LeakKindsSummary& k, const std::string& prefix, std::string& out) {
+  for (LeakKind kind : kOrder) {
+    out += fmt::format("{}{:>16}: {}\n", prefix, kind_label(kind), figures(k.of(kind)));
+    if (kind != LeakKind::kReachable) continue;
+    bool any = false;
+    for (InteriorRule r : kRules) any |= by_rule(k, r).blocks > 0;
+    if (!any) continue;
+    out += fmt::format("{}{:>18}of which reachable through interior-pointer rules:\n", prefix, "");
+    for (InteriorRule r : kRules)
+      if (by_rule(k, r).blocks)
+        out += fmt::format("{}{:>20}{:<19}: {}\n", prefix, "", interior_rule_name(r),
+                           figures(by_rule(k, r)));
+  }
+}
+
 void write_kind_sites(const LeakKindsSummary& k, LeakKind kind, SiteNames& names, size_t top,
                       const std::string& prefix, std::string& out) {
   size_t shown = 0, total = 0;
@@ -66,8 +90,7 @@ void write_leak_kinds_text(const LeakKindsSummary& k, SiteNames& names, size_t t
   }
   out += fmt::format("\n== leak kinds (reachability at exit: {} of roots, {} live blocks)\n",
                      format_bytes(k.scan.root_bytes), k.scan.scanned_blocks);
-  for (LeakKind kind : kOrder)
-    out += fmt::format("  {:>16}: {}\n", kind_label(kind), figures(k.of(kind)));
+  write_kind_lines(k, "  ", out);
   out += fmt::format("  {:>16}: {}\n", "suppressed", figures(k.suppressed));
   write_kind_sites(k, LeakKind::kDefinite, names, top, "", out);
   write_kind_sites(k, LeakKind::kPossible, names, top, "", out);
@@ -102,6 +125,11 @@ void write_leak_kinds_json(JsonWriter& w, const LeakKindsSummary& k, const Analy
   };
   for (LeakKind kind : kOrder) put(leak_kind_name(kind), k.of(kind));
   put("suppressed", k.suppressed);
+  // Of "reachable": the blocks kept only through one of memcheck's interior-pointer rules.
+  w.key("reachable_by_rule");
+  w.begin_object();
+  for (InteriorRule r : kRules) put(interior_rule_name(r), by_rule(k, r));
+  w.end_object();
   w.key("sites");
   w.begin_array();
   size_t n = 0;
@@ -129,8 +157,7 @@ std::string leak_summary_text(const LeakKindsSummary& k, SiteNames& names, size_
   write_kind_sites(k, LeakKind::kDefinite, names, top, "memcensus: ", out);
   write_kind_sites(k, LeakKind::kPossible, names, top, "memcensus: ", out);
   out += "memcensus: LEAK SUMMARY:\n";
-  for (LeakKind kind : kOrder)
-    out += fmt::format("memcensus:   {:>16}: {}\n", kind_label(kind), figures(k.of(kind)));
+  write_kind_lines(k, "memcensus:   ", out);
   out += fmt::format("memcensus:   {:>16}: {}\n", "suppressed", figures(k.suppressed));
   return out;
 }

@@ -654,7 +654,7 @@ void RecordDecoder::on_leak_blocks(Cursor& c, uint8_t, TraceVisitor& v) {
     b.block = prev + static_cast<uint64_t>(c.signed_varint());
     prev = b.block;
     uint64_t cls = c.varint();
-    if (cls > f::kLeakDefinite) c.fail("unknown leak class");
+    if (cls > f::kLeakReachableByMultipleInheritance) c.fail("unknown leak class");
     b.leak_class = static_cast<uint8_t>(cls);
   }
   v.on_leak_blocks(blocks);

@@ -221,8 +221,35 @@ TEST(LeakCheck, InteriorPointersAsMemcheckCountsThem) {
   // bytes and the 40-byte Both, besides the C++ runtime's own.
   EXPECT_GE(k.reachable_blocks, 4u);
   EXPECT_GE(k.reachable_bytes, 48u + 48u + 125u + 40u);
+  // Which rule kept each of them, as memcheck's "reachable via heuristic" lines say.
+  const json& by_rule = c.report.at("leak_kinds").at("reachable_by_rule");
+  const std::pair<const char*, uint64_t> want[] = {
+      {"stdstring", 125}, {"length64", 48}, {"newarray", 48}, {"multipleinheritance", 40}};
+  for (const auto& [rule, bytes] : want) {
+    EXPECT_EQ(by_rule.at(rule).at("blocks"), 1) << rule;
+    EXPECT_EQ(by_rule.at(rule).at("bytes"), bytes) << rule;
+  }
+  EXPECT_NE(c.err.find("of which reachable through interior-pointer rules"), std::string::npos)
+      << c.err;
   if (!have_valgrind()) GTEST_SKIP() << "no valgrind";
   expect_same_as_valgrind(k, valgrind_kinds({mctest::fixture("leaks_interior")}));
+  // memcheck's own breakdown of the same binary.
+  std::string dir = mctest::scratch_dir();
+  mctest::run({"sh", "-c",
+               "valgrind --leak-check=full --run-libc-freeres=no --run-cxx-freeres=no "
+               "--log-file=" +
+                   quote(dir + "/vg") + " " + quote(mctest::fixture("leaks_interior")) +
+                   " >/dev/null"});
+  std::string log = slurp(dir + "/vg");
+  for (const auto& [rule, bytes] : want) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(
+        log, m, std::regex(std::string(rule) + " *: ([0-9,]+) bytes in ([0-9,]+) blocks")))
+        << rule << "\n"
+        << log;
+    EXPECT_EQ(m[1].str(), std::to_string(bytes)) << rule;
+    EXPECT_EQ(m[2].str(), "1") << rule;
+  }
 }
 
 // A shared library's exit handlers (registered by its constructors, before main) run after

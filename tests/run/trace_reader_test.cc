@@ -117,7 +117,7 @@ TEST(TraceReader, AppendedLeakScanReadsBack) {
   std::vector<memcensus::TraceLeakBlock> blocks;
   for (uint64_t i = 0; i < 250001; ++i)
     blocks.push_back(
-        {0x7f0000000000ull - i * 48 + (i % 3) * 0x100000, static_cast<uint8_t>(i % 4)});
+        {0x7f0000000000ull - i * 48 + (i % 3) * 0x100000, static_cast<uint8_t>(i % 8)});
   memcensus::append_chunks(path, memcensus::encode_leak_scan(scan, blocks));
   leak_roundtrip::Collect c;
   auto reader = memcensus::TraceReader::from_file(path);

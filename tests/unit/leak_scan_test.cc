@@ -444,7 +444,7 @@ TEST(LeakScan, RandomHeapsWithInteriorRulesMatchTheDefinitions) {
     return code + 16 * (k + i);
   };
   auto vtable_address = [&]() { return tables + 64 * (rng() % 40) + 8 * (rng() % 3 == 0); };
-  size_t explained_rounds = 0;
+  size_t explained_rounds = 0, by_rule_blocks = 0;
   std::map<LeakKind, size_t> seen;
   for (int round = 0; round < 60; ++round) {
     std::vector<ScanRange> blocks;
@@ -521,13 +521,34 @@ TEST(LeakScan, RandomHeapsWithInteriorRulesMatchTheDefinitions) {
     if (want != reference_kinds(blocks, roots, word_at)) ++explained_rounds;
     for (LeakKind k : want) ++seen[k];
     ScanReader read = reader_of(word_at);
+    // Reachable through a rule: reachable, and no pointer to its start in the roots or in a
+    // reachable block.
+    std::vector<bool> start_pointed(blocks.size(), false);
+    auto note_start = [&](uint64_t v) {
+      auto it = std::lower_bound(blocks.begin(), blocks.end(), v,
+                                 [](const ScanRange& r, uint64_t a) { return r.start < a; });
+      if (it != blocks.end() && it->start == v) start_pointed[it - blocks.begin()] = true;
+    };
+    for (uint64_t r : roots) note_start(r);
+    for (size_t y = 0; y < blocks.size(); ++y)
+      if (want[y] == LeakKind::kReachable)
+        for (uint64_t a = (blocks[y].start + 7) & ~7ull; a + 8 <= blocks[y].end; a += 8)
+          note_start(word_at(a));
     for (unsigned threads : {1u, 2u, 3u, 8u}) {
+      std::vector<InteriorRule> reached_by;
       auto got = classify_leaks(blocks, {{root_at, root_at + 8 * roots.size()}}, {}, read, threads,
-                                &rules);
+                                &rules, &reached_by);
       ASSERT_EQ(got, want) << "round " << round << ", " << threads << " threads";
+      for (size_t x = 0; x < blocks.size(); ++x) {
+        bool by_rule = want[x] == LeakKind::kReachable && !start_pointed[x];
+        ASSERT_EQ(reached_by[x] != InteriorRule::kNone, by_rule)
+            << "round " << round << ", " << threads << " threads, block " << x;
+        by_rule_blocks += by_rule;
+      }
     }
   }
   EXPECT_GE(explained_rounds, 40u);  // the rules changed the classes of most heaps
+  EXPECT_GE(by_rule_blocks, 400u);
   for (LeakKind k :
        {LeakKind::kReachable, LeakKind::kPossible, LeakKind::kIndirect, LeakKind::kDefinite})
     EXPECT_GE(seen[k], 100u) << static_cast<int>(k);
