@@ -86,6 +86,8 @@ int run(const RunOptions& o, const Context& ctx) {
   p.sample_bytes = o.sample;
   p.check = o.check;
   p.guard_rate = o.check ? o.guard_rate : 0;
+  std::string own = own_allocator_warning(find_program(ctx.trailing.at(0)));
+  if (!own.empty()) std::fprintf(stderr, "memcensus: warning: %s\n", own.c_str());
   if (o.check) {
     CheckOptions c = o.checks;
     c.quiet = o.quiet;

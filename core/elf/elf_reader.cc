@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 
 #include "util/error.h"
@@ -55,6 +56,28 @@ void read_build_id(Elf_Scn* scn, std::string& out) {
       return;
     }
   }
+}
+
+// The allocator functions that .dynsym defines (ElfInfo::exported_allocator), in the order
+// malloc, free, calloc, realloc.
+void read_exported_allocator(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr,
+                             std::vector<std::string>& out) {
+  Elf_Data* data = elf_getdata(scn, nullptr);
+  if (!data || shdr.sh_entsize == 0) return;
+  static const char* const kNames[] = {"malloc", "free", "calloc", "realloc"};
+  bool found[std::size(kNames)] = {};
+  size_t count = data->d_size / shdr.sh_entsize;
+  for (size_t i = 0; i < count; ++i) {
+    GElf_Sym sym;
+    if (!gelf_getsym(data, static_cast<int>(i), &sym)) break;
+    int type = GELF_ST_TYPE(sym.st_info);
+    if ((type != STT_FUNC && type != STT_GNU_IFUNC) || sym.st_shndx == SHN_UNDEF) continue;
+    const char* name = elf_strptr(elf, shdr.sh_link, sym.st_name);
+    if (!name) continue;
+    for (size_t k = 0; k < std::size(kNames); ++k) found[k] |= std::strcmp(name, kNames[k]) == 0;
+  }
+  for (size_t k = 0; k < std::size(kNames); ++k)
+    if (found[k]) out.push_back(kNames[k]);
 }
 
 void read_symbols(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr, size_t nsections,
@@ -170,6 +193,7 @@ ElfInfo parse_handle(Elf* elf_handle, const std::string& name) {
     if (sh.sh_type == SHT_SYMTAB) symtab = scn, symtab_hdr = sh;
     if (sh.sh_type == SHT_DYNSYM) dynsym = scn, dynsym_hdr = sh;
   }
+  if (dynsym) read_exported_allocator(elf.get(), dynsym, dynsym_hdr, info.exported_allocator);
   if (symtab) {
     read_symbols(elf.get(), symtab, symtab_hdr, nsections, info.data_symbols);
     info.symbols_from_symtab = true;

@@ -52,6 +52,9 @@ struct ElfInfo {
   std::string build_id;  // lowercase hex, empty if none
   std::vector<ElfSymbol> data_symbols;
   bool symbols_from_symtab = false;  // false: only .dynsym (a stripped file)
+  // Which of malloc, free, calloc and realloc the file defines and exports (.dynsym): an
+  // executable that does has its own allocator, and the loader binds every call to it.
+  std::vector<std::string> exported_allocator;
 
   const ElfSegment* find_segment(uint32_t type) const;
   // The PT_LOAD segments in file order.

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <optional>
 
+#include "elf/elf_reader.h"
 #include "launch/exit_tracer.h"
 #include "util/error.h"
 
@@ -152,6 +153,22 @@ void check_preloadable(const std::string& path) {
     throw Error("'" + path +
                 "' is statically linked: memcensus run needs a dynamically linked program "
                 "(its runtime is loaded with LD_PRELOAD)");
+}
+
+std::string own_allocator_warning(const std::string& path) {
+  std::vector<std::string> names;
+  try {
+    names = load_elf_file(path).exported_allocator;
+  } catch (const Error&) {
+    return {};
+  }
+  if (names.empty()) return {};
+  std::string list;
+  for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+  return "'" + path + "' defines its own " + list +
+         " (an allocator linked into the program): the loader binds every call to them, so "
+         "memcensus sees none of the allocations made through them (only mmap and other "
+         "entry points)";
 }
 
 LaunchResult run_preloaded(const std::vector<std::string>& argv, const PreloadOptions& o) {

@@ -35,6 +35,12 @@ std::string find_program(const std::string& name);
 // Throws Error with the reason when the runtime cannot be preloaded into `path`.
 void check_preloadable(const std::string& path);
 
+// When the executable `path` defines and exports its own malloc family (an allocator such as
+// jemalloc linked in unprefixed), a one-line warning: the loader binds every call, the
+// libraries' included, to the executable's definitions before the runtime's, so none of
+// those allocations is seen. Empty otherwise (or when the file cannot be read).
+std::string own_allocator_warning(const std::string& path);
+
 // Runs argv with the runtime preloaded; returns when it has exited. SIGINT and SIGQUIT are
 // ignored by the caller meanwhile (they reach the program). Throws Error if it cannot start.
 LaunchResult run_preloaded(const std::vector<std::string>& argv, const PreloadOptions& o);

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "run_test_util.h"
 
@@ -124,6 +126,36 @@ TEST(Robustness, MainThreadPthreadExitEndsTheProcess) {
     EXPECT_EQ(f.status, 0) << what;
     EXPECT_EQ(f.out, native.out) << what;
   }
+}
+
+// A program whose executable defines malloc and free: the loader binds every call to them,
+// so memcensus cannot see those allocations, and run says so (the program itself runs as
+// without it); an ordinary program gets no such warning.
+TEST(Robustness, OwnAllocatorInTheProgramIsNamed) {
+  mctest::Result native = mctest::run({fixture("own_malloc")});
+  ASSERT_EQ(native.status, 0);
+  ASSERT_EQ(native.out, "own_malloc\n");
+  const std::string dir = mctest::scratch_dir();
+  auto run_err = [&](const std::string& program, const std::string& opts) {
+    mctest::Result r = mctest::run({"sh", "-c",
+                                    "'" + mctest::memcensus() + "' run " + opts + " -o '" + dir +
+                                        "/t.trace' -- '" + program + "' 2>'" + dir + "/err'"});
+    std::ifstream in(dir + "/err");
+    std::stringstream err;
+    err << in.rdbuf();
+    return std::make_pair(r, err.str());
+  };
+  for (const std::string opts : {"-q", "-q --check"}) {
+    auto [r, err] = run_err(fixture("own_malloc"), opts);
+    EXPECT_EQ(r.status, 0) << opts;
+    EXPECT_EQ(r.out, native.out) << opts;
+    EXPECT_NE(err.find("warning: '" + fixture("own_malloc") +
+                       "' defines its own malloc, free, calloc, realloc"),
+              std::string::npos)
+        << opts << ": " << err;
+  }
+  auto [plain, plain_err] = run_err(fixture("count_c"), "-q");
+  EXPECT_EQ(plain_err.find("defines its own"), std::string::npos) << plain_err;
 }
 
 // quick_exit ends the process through glibc's own _exit, without destructors: the trace
