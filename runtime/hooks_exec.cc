@@ -83,6 +83,8 @@ bool collect(const char* arg0, va_list ap, char** out, char* const** envp) {
   return true;
 }
 
+}  // namespace
+
 // quick_exit runs the at_quick_exit handlers and then glibc's own _exit, which no hook sees,
 // and no destructor: without this hook the trace had none of its last round (a program
 // that allocated 1,001 blocks and called quick_exit: "0 allocations", and under --check
@@ -96,8 +98,6 @@ MEMCENSUS_EXPORT void quick_exit(int status) {
   next(status);
   __builtin_unreachable();
 }
-
-}  // namespace
 
 MEMCENSUS_EXPORT int execve(const char* path, char* const* argv, char* const* envp) {
   return do_execve(path, argv, envp);
