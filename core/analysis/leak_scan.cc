@@ -354,7 +354,8 @@ class RuleBook {
 // With interior-pointer rules (RuleBook), an interior pointer from reachable memory that a
 // rule explains marks its block reachable. Pass 1 notes each block's shape as it reads it
 // (`info_`). A pointer from reachable memory into a block not yet read waits in a list
-// (`deferred`, at most four per block: `info_`'s kWant bits) until pass 1 ends; an edge keeps
+// (`deferred`: once per block for 8 and 24, info_'s kWant bits, and for the first other
+// offset, first_other_; other offsets each time) until pass 1 ends; an edge keeps
 // the class of its pointer's offset (8, 24, another aligned one); a reachable block's edge of
 // the last class into a block whose first word is a vtable address is resolved after pass 2
 // by reading the source block again for the pointer's offset (resolve_second_bases), rare.
@@ -368,6 +369,7 @@ class Scanner {
       rules_.emplace(*rules, read);
       info_.assign(blocks.size(), 0);
       rule_.assign(blocks.size(), 0);
+      first_other_.assign(blocks.size(), 0);
     }
     if (!blocks.empty()) lo_ = blocks.front().start, hi_ = blocks.back().end;
     for (const ScanRange& b : blocks) bytes_ += b.end - b.start;
@@ -758,7 +760,7 @@ class Scanner {
 
   // info_ bits: the block was read (its Shape bits, RuleBook, are set), and which strong
   // interior pointers into it wait in a deferred list already.
-  static constexpr uint8_t kKnown = 0x10, kWant8 = 0x20, kWant24 = 0x40, kWantOther = 0x80;
+  static constexpr uint8_t kKnown = 0x10, kWant8 = 0x20, kWant24 = 0x40;
 
   uint8_t info(size_t b) const {
     return std::atomic_ref<uint8_t>(const_cast<uint8_t&>(info_[b])).load(std::memory_order_acquire);
@@ -767,10 +769,22 @@ class Scanner {
   // Queues a strong interior pointer at `off` (aligned) into block t for after pass 1,
   // unless one of its class (8, 24, other) already waits.
   void defer(size_t t, uint64_t off, std::vector<uint64_t>& deferred) {
-    const uint8_t want = off == 8 ? kWant8 : off == 24 ? kWant24 : kWantOther;
-    std::atomic_ref<uint8_t> f(info_[t]);
-    if (f.load(std::memory_order_relaxed) & want) return;
-    if (f.fetch_or(want, std::memory_order_relaxed) & want) return;
+    if (off == 8 || off == 24) {
+      const uint8_t want = off == 8 ? kWant8 : kWant24;
+      std::atomic_ref<uint8_t> f(info_[t]);
+      if (f.load(std::memory_order_relaxed) & want) return;
+      if (f.fetch_or(want, std::memory_order_relaxed) & want) return;
+    } else if (off / 8 < 256) {
+      // A second base's offset: the first one into the block waits once (most pointers into
+      // an object share it); any other offset waits too, each time.
+      const uint8_t words = static_cast<uint8_t>(off / 8);
+      std::atomic_ref<uint8_t> first(first_other_[t]);
+      uint8_t seen = first.load(std::memory_order_relaxed);
+      if (seen == words) return;
+      if (seen == 0 && !first.compare_exchange_strong(seen, words, std::memory_order_relaxed) &&
+          seen == words)
+        return;  // another thread queued it meanwhile
+    }
     deferred.push_back(uint64_t{t} << 34 | std::min<uint64_t>(off / 8, (uint64_t{1} << 34) - 1));
   }
 
@@ -903,10 +917,12 @@ class Scanner {
   BlockIndex index_;
   const ScanReader& read_;
   std::optional<RuleBook> rules_;
-  RuleBook::Cache cache_;           // of the one-thread steps
-  std::vector<uint8_t> info_;       // with rules: per block, Shape and kKnown / kWant bits
-  std::vector<uint8_t> rule_;       // with rules: per block, the InteriorRule of kByRule
-  std::vector<uint64_t> deferred_;  // pass 0's
+  RuleBook::Cache cache_;             // of the one-thread steps
+  std::vector<uint8_t> info_;         // with rules: per block, Shape and kKnown / kWant bits
+  std::vector<uint8_t> rule_;         // with rules: per block, the InteriorRule of kByRule
+  std::vector<uint8_t> first_other_;  // with rules: the first second-base offset (words)
+                                      // that waits in a deferred list, 0 none
+  std::vector<uint64_t> deferred_;    // pass 0's
   std::vector<uint8_t> state_;
   std::vector<uint64_t> buf_;
   std::vector<std::unique_ptr<Part>> parts_;

@@ -205,6 +205,24 @@ TEST(LeakScan, InteriorRulesApplyThroughTheHeapOnlyFromReachableBlocks) {
   }
 }
 
+// Pointers from the roots into a block not yet read wait for its shape; two at different
+// offsets of a second base's candidates both wait, so that the one at a vtable word counts
+// even when the other (at a plain word) came first.
+TEST(LeakScan, EverySecondBaseOffsetWaitsForTheBlocksShape) {
+  RulesWorld w;
+  std::vector<ScanRange> blocks = {{0x1000, 0x1040}};
+  w.m.put(0x1000, RulesWorld::kVtableA);
+  w.m.put(0x1010, 7);  // a plain word
+  w.m.put(0x1020, RulesWorld::kVtableB);
+  const uint64_t root = 0x100;
+  w.m.put(root, 0x1010);
+  w.m.put(root + 8, 0x1010);
+  w.m.put(root + 16, 0x1020);
+  EXPECT_EQ(w.classify(blocks, root, 3, true), std::vector<LeakKind>{LeakKind::kReachable});
+  w.m.put(root + 16, 0x1018);  // no vtable there either
+  EXPECT_EQ(w.classify(blocks, root, 3, true), std::vector<LeakKind>{LeakKind::kPossible});
+}
+
 // Second bases reached through the heap: the pointer's offset is found again after the walk,
 // and what the block reached that way points to is walked in turn.
 TEST(LeakScan, SecondBasePointersThroughTheHeap) {
