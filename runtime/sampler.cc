@@ -43,12 +43,19 @@ bool sampler_init() {
   return g_sample_set != nullptr && g_sample_filter != nullptr;
 }
 
+// The sample points are a Poisson process on the thread's allocated bytes: sample_left is
+// the distance to the next one. An allocation that reaches it is recorded, and the distance
+// from its end to the next point is again exponential of the same mean, whatever happened
+// inside it (the process has no memory): one fresh draw, not one per point the allocation
+// spans (a request of 2^60 bytes under --sample 4096 would otherwise draw 2^48 times).
 bool sample_allocation_slow(size_t size) {
   ThreadState& t = t_state;
   if (t.sample_left == 0) t.sample_left = next_gap();  // this thread's first allocation
-  t.sample_left -= static_cast<int64_t>(size);
-  if (t.sample_left > 0) return false;
-  while (t.sample_left <= 0) t.sample_left += next_gap();
+  if (static_cast<uint64_t>(t.sample_left) > size) {
+    t.sample_left -= static_cast<int64_t>(size);
+    return false;
+  }
+  t.sample_left = next_gap();
   return true;
 }
 

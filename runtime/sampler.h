@@ -45,9 +45,11 @@ inline uint64_t sample_bucket(uint64_t p) {
 }
 
 // True when an allocation of `size` bytes by this thread is to be recorded.
+// sample_left is never negative outside sample_allocation_slow, so the unsigned compare is
+// the signed one for every size, sizes of 2^63 and more (failing requests) included.
 inline bool sample_allocation(size_t size) {
   ThreadState& t = t_state;
-  if (t.sample_left > static_cast<int64_t>(size)) {
+  if (static_cast<uint64_t>(t.sample_left) > size) {
     t.sample_left -= static_cast<int64_t>(size);
     return false;
   }
@@ -59,7 +61,7 @@ inline bool sample_allocation(size_t size) {
 // sample_allocation" (which counts them itself): the counter is untouched.
 inline bool sample_skips(size_t size) {
   ThreadState& t = t_state;
-  if (t.sample_left > static_cast<int64_t>(size)) {
+  if (static_cast<uint64_t>(t.sample_left) > size) {
     t.sample_left -= static_cast<int64_t>(size);
     return true;
   }

@@ -25,6 +25,13 @@ TEST(RealPrograms, AllocatorBehaviourIsUnchanged) {
   ASSERT_FALSE(t.report.is_null());
   EXPECT_GE(t.report["totals"]["failed_allocations"].get<int>(), 5);
   EXPECT_EQ(t.report["calls"]["aligned_alloc"], 1);
+  // Under --sample the failing requests of SIZE_MAX / 2 bytes reach the sampler, which once
+  // drew one gap per 4 KiB of the request: the run did not end.
+  mctest::Traced s = mctest::traced({mctest::fixture("behaviour")}, {"--sample", "4096"});
+  EXPECT_EQ(s.status, 7);
+  EXPECT_EQ(s.out, plain.out);
+  ASSERT_FALSE(s.report.is_null());
+  EXPECT_TRUE(s.report["totals"]["estimated"].get<bool>());
 }
 
 TEST(RealPrograms, Python) {
