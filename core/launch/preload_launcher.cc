@@ -98,6 +98,34 @@ std::string trace_path_for(const std::vector<std::string>& argv, const PreloadOp
              : absolute(o.output);
 }
 
+// Throws, before the program starts, when the runtime could not create its trace: at
+// `o.output`, or (no -o) in the current directory. The runtime would find out only inside
+// the program, which then runs untraced. A file that does not exist yet is tried by
+// creating it (and removing it again); a directory's permission bits say nothing on a
+// read-only or special file system, or to root.
+void check_trace_writable(const PreloadOptions& o) {
+  const std::string path =
+      absolute(o.output.empty() ? ".memcensus-probe." + std::to_string(::getpid()) : o.output);
+  auto fail = [&](const std::string& why) {
+    throw Error("cannot write the trace " +
+                (o.output.empty() ? "in the current directory" : "to " + path) + ": " + why);
+  };
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) fail("a directory");
+    if (!S_ISREG(st.st_mode)) fail("not a regular file");
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) fail(std::strerror(errno));
+    ::close(fd);
+    return;
+  }
+  if (errno != ENOENT) fail(std::strerror(errno));
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) fail(std::strerror(errno));
+  ::close(fd);
+  ::unlink(path.c_str());
+}
+
 // Ignores SIGINT and SIGQUIT (they reach the program) while alive.
 class IgnoreInterrupts {
  public:
@@ -173,6 +201,7 @@ std::string own_allocator_warning(const std::string& path) {
 
 LaunchResult run_preloaded(const std::vector<std::string>& argv, const PreloadOptions& o) {
   check_preloadable(find_program(argv.at(0)));
+  check_trace_writable(o);
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
   std::string out_dir_base = o.output.empty() ? "" : absolute(o.output);
@@ -218,6 +247,7 @@ LaunchResult run_preloaded_with_exit_hook(
     const std::function<void(const ExitEvent&)>& at_exit,
     const std::function<void(pid_t, const std::string&)>& started) {
   check_preloadable(find_program(argv.at(0)));
+  check_trace_writable(o);
   LaunchResult r;
   std::optional<IgnoreInterrupts> ignoring;
   ExitHookOptions h;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -393,6 +394,28 @@ TEST(Robustness, SetuidProgramsAreRefusedWithAReason) {
   auto r = mctest::run({"sh", "-c", mctest::memcensus() + " run -- " + prog + " 2>&1"});
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.out.find("set-user-ID"), std::string::npos) << r.out;
+}
+
+}  // namespace
+
+namespace {
+
+// A trace that cannot be created stops `run` before the program starts, with the path in
+// one line (the runtime would find out only inside the program, which then ran untraced).
+TEST(Robustness, UnwritableTraceIsRefusedBeforeTheProgramRuns) {
+  std::string dir = mctest::scratch_dir();
+  const std::string marker = dir + "/ran";
+  for (const std::string& out : {dir + "/no-such-dir/t.trace", dir}) {
+    for (const char* mode : {"", "--check"}) {
+      auto r = mctest::run({"sh", "-c",
+                            mctest::memcensus() + " run " + mode + " -o " + out +
+                                " -- sh -c 'touch " + marker + "' 2>&1"});
+      EXPECT_EQ(r.status, 2) << r.out;
+      EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+      EXPECT_NE(r.out.find("cannot write the trace to " + out), std::string::npos) << r.out;
+      EXPECT_NE(::access(marker.c_str(), F_OK), 0) << "the program ran";
+    }
+  }
 }
 
 }  // namespace
