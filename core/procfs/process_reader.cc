@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -24,6 +25,22 @@ ProcessReader::ProcessReader(pid_t pid) : pid_(pid), root_("/proc/" + std::to_st
   struct stat st;
   if (pid <= 0 || ::stat(root_.c_str(), &st) != 0)
     throw Error("no process with PID " + std::to_string(pid));
+  // A kernel thread (PF_KTHREAD in stat's 9th field, the flags) has no user memory: its
+  // maps are empty and its exe link missing, which would read as a process that exited.
+  if (auto text = read_file_if_exists(root_ + "/stat")) {
+    size_t close = text->rfind(')');
+    if (close != std::string::npos) {
+      std::string rest = text->substr(close + 1);
+      unsigned long long flags = 0;
+      if (std::sscanf(rest.c_str(), " %*c %*d %*d %*d %*d %*d %llu", &flags) == 1 &&
+          (flags & 0x00200000)) {
+        size_t open = text->find('(');
+        std::string name = open < close ? text->substr(open + 1, close - open - 1) : "";
+        throw Error("process " + std::to_string(pid) + " (" + name +
+                    ") is a kernel thread: it has no user memory");
+      }
+    }
+  }
 }
 
 bool ProcessReader::alive() const {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -438,6 +439,26 @@ TEST(MapErrors, BadInputsGiveOneLineAndExit2) {
   expect_usage_error({"frobnicate"}, "unknown command 'frobnicate'");
   expect_usage_error({"map", "-o", "/nonexistent-dir/x.json", std::to_string(getpid())},
                      "cannot write '/nonexistent-dir/x.json'");
+}
+
+// A kernel thread (PF_KTHREAD set in /proc/PID/stat's flags, read here independently) has
+// no user memory; it is named as such, not as a process that exited.
+TEST(MapErrors, KernelThreadIsNamedAsSuch) {
+  std::string pid, name;
+  for (int p = 2; p < 200 && pid.empty(); ++p) {
+    std::ifstream f("/proc/" + std::to_string(p) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    size_t open = text.find('('), close = text.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::istringstream rest(text.substr(close + 2));
+    std::string field;
+    unsigned long long flags = 0;
+    for (int i = 0; i < 7 && rest >> field; ++i)
+      if (i == 6) flags = std::stoull(field);
+    if (flags & 0x00200000) pid = std::to_string(p), name = text.substr(open + 1, close - open - 1);
+  }
+  if (pid.empty()) GTEST_SKIP() << "no kernel thread visible in this PID namespace";
+  expect_usage_error({"map", pid}, "process " + pid + " (" + name + ") is a kernel thread");
 }
 
 TEST(MapErrors, ProcessesThatExitWhileBeingReadGiveAnErrorNotANumber) {
