@@ -25,7 +25,10 @@ class HeapAnalyses : public TraceVisitor {
   void on_round() override { pass_.end_round(); }
   void on_stack(const TraceStack& s) override { heap_.on_stack(s), details_.on_stack(s); }
   void on_module(const TraceModule& m) override { heap_.on_module(m), details_.on_module(m); }
-  void on_process(const TraceProcess& p) override { heap_.on_process(p), details_.on_process(p); }
+  void on_process(const TraceProcess& p) override {
+    pass_.end_image();  // a later image (exec): the earlier one's blocks are gone
+    heap_.on_process(p), details_.on_process(p);
+  }
   void on_rss(const TraceRss& r) override { heap_.on_rss(r), details_.on_rss(r); }
   void on_smaps(const TraceSmaps& s) override { heap_.on_smaps(s), details_.on_smaps(s); }
   void on_thread_end(uint64_t s) override { heap_.on_thread_end(s), details_.on_thread_end(s); }

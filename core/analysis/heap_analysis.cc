@@ -75,6 +75,8 @@ void HeapAnalysis::apply_estimates() {
   for (auto& [name, v] : est_.calls) s_.calls[name] = std::llround(v);
   t.leaked_blocks = 0;
   t.leaked_bytes = 0;
+  t.exec_discarded_blocks = std::llround(est_discarded_blocks_);
+  t.exec_discarded_bytes = std::llround(est_discarded_bytes_);
   auto leak = [&](const LiveBlock& b) {
     double weight = weight_of(b.size);  // as when it was allocated: its size's
     t.leaked_blocks += std::llround(weight);
@@ -101,6 +103,7 @@ void HeapAnalysis::on_module(const TraceModule& m) {
 }
 
 void HeapAnalysis::on_process(const TraceProcess& p) {
+  if (own_) own_->end_image();  // a later image (exec): the earlier one's blocks are gone
   s_.process = p;
   s_.have_process = true;
 }

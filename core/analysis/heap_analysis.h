@@ -61,7 +61,11 @@ struct HeapTotals {
   uint64_t realloc_moves = 0;
   uint64_t realloc_bytes_copied = 0;
   uint64_t unmatched_frees = 0;  // non-null frees of addresses never seen allocated
-  bool estimated = false;        // a --sample trace: the figures above are unbiased estimates
+  // Blocks live when the process exec'd another image (its address space went with them):
+  // not freed, and not leaks of the program that exited. 0 without an exec.
+  uint64_t exec_discarded_blocks = 0;
+  uint64_t exec_discarded_bytes = 0;
+  bool estimated = false;  // a --sample trace: the figures above are unbiased estimates
 };
 
 // A block live when the trace ends (a leak, in the sense of "not freed").
@@ -145,6 +149,7 @@ class HeapAnalysis : public TraceVisitor {
   void site_allocation(uint32_t site, uint64_t size);
   void allocated(uint32_t site, uint64_t size, uint64_t time);
   void released(const LiveBlock& b);
+  void discarded_at_exec(const LiveBlock& b);  // released(b), counted as exec_discarded
   void realloc_done(const PassEvent& e, uint64_t old_size);
   // Bytes an allocation may take without making a new peak of the live heap.
   uint64_t peak_room() const { return s_.totals.peak_live_bytes - live_bytes_; }
@@ -159,6 +164,7 @@ class HeapAnalysis : public TraceVisitor {
   void note_time(uint64_t t) { s_.duration_ns = t > s_.duration_ns ? t : s_.duration_ns; }
 
   Estimates est_;
+  double est_discarded_blocks_ = 0, est_discarded_bytes_ = 0;
   double last_weight_ = 1;        // weight of the block released by the latest release
   double last_alloc_weight_ = 1;  // weight of the allocation being applied
   // Per event kind, its entry point's counters in s_.calls and est_.calls (map nodes are

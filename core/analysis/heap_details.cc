@@ -47,6 +47,10 @@ void HeapDetails::on_round() {
   if (own_) own_->end_round();
 }
 
+void HeapDetails::on_process(const TraceProcess&) {
+  if (own_) own_->end_image();  // a later image (exec): the earlier one's blocks are gone
+}
+
 SiteDetail& HeapDetails::new_site(uint32_t index) {
   size_t from = sites_.size();
   sites_.resize(index + 1);

@@ -111,6 +111,7 @@ class HeapDetails : public TraceVisitor {
   void on_rss(const TraceRss& r) override;
   void on_smaps(const TraceSmaps& s) override;
   void on_round() override;
+  void on_process(const TraceProcess& p) override;
   HeapDetailSummary finish();  // call once
 
  private:

@@ -206,6 +206,16 @@ void HeapAnalysis::released(const LiveBlock& b) {
   }
 }
 
+void HeapAnalysis::discarded_at_exec(const LiveBlock& b) {
+  released(b);
+  s_.totals.exec_discarded_blocks++;
+  s_.totals.exec_discarded_bytes += b.size;
+  if (sampling()) {
+    est_discarded_blocks_ += last_weight_;
+    est_discarded_bytes_ += static_cast<double>(b.size) * last_weight_;
+  }
+}
+
 // A successful realloc, after its old block was released (old_size 0: none or unknown).
 void HeapAnalysis::realloc_done(const PassEvent& e, uint64_t old_size) {
   if (e.old_ptr != 0 && e.ptr != e.old_ptr) {
@@ -505,6 +515,21 @@ void HeapPass::finish() {
   held_runs_.clear();
 }
 
+// An exec: every event of the image that ends is in (its runtime wrote them all before the
+// exec, and the next image's follow in the file), so all that waits is applied; then its live
+// blocks go, at the time of its last event (the next image's times come after it: the reader
+// shifts them, RecordDecoder::new_segment).
+void HeapPass::end_image() {
+  finish();
+  if (live_.size() == 0) return;
+  live_.for_each([&](uint64_t, const LiveBlock& b) {
+    if (heap_) heap_->discarded_at_exec(b);
+    if (details_) details_->released(b, applied_until_, false, nullptr);
+  });
+  live_ = LiveBlocks();
+  pending_frees_.clear();
+}
+
 // Applies the waiting events earlier than `cut` (the leftovers first: they were read first);
 // the others become left_, in merged order.
 void HeapPass::settle(uint64_t cut) {
@@ -520,6 +545,7 @@ void HeapPass::settle(uint64_t cut) {
     r.end = stop;
   }
   std::erase_if(runs_, [](const Run& r) { return r.next == r.end; });
+  for (const Run& r : runs_) applied_until_ = std::max(applied_until_, r.end[-1].time);
   if (runs_.size() == 1)
     apply_run(runs_[0].next, static_cast<size_t>(runs_[0].end - runs_[0].next));
   else if (!runs_.empty())

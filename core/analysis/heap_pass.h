@@ -100,6 +100,10 @@ class HeapPass {
   void end_round();
   // At the end of the events: applies all that wait.
   void finish();
+  // A new process image (exec) begins: applies all that waits, then releases every live
+  // block of the image that ended (HeapAnalysis counts them as exec_discarded). Events may
+  // follow.
+  void end_image();
 
   LiveBlocks& live() { return live_; }
   uint32_t site_stack(uint32_t site) const { return site_stacks_[site]; }
@@ -174,6 +178,7 @@ class HeapPass {
   std::vector<PassEvent> left_;
   std::vector<Head> heads_;
   LiveBlocks live_;
+  uint64_t applied_until_ = 0;  // the latest time of an event applied so far
   // Frees applied before the allocation they release (none should be, now that rounds wait:
   // kept for a free whose allocation is read later still): address -> times of those frees.
   std::unordered_map<uint64_t, std::vector<uint64_t>> pending_frees_;

@@ -43,6 +43,8 @@ void write_totals(JsonWriter& w, const HeapTotals& t) {
   w.field("realloc_moves", t.realloc_moves);
   w.field("realloc_bytes_copied", t.realloc_bytes_copied);
   w.field("unmatched_frees", t.unmatched_frees);
+  w.field("exec_discarded_blocks", t.exec_discarded_blocks);
+  w.field("exec_discarded_bytes", t.exec_discarded_bytes);
   w.field("estimated", t.estimated);
   w.end_object();
 }

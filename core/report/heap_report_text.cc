@@ -40,6 +40,9 @@ void write_totals(const HeapSummary& s, std::string& out) {
                      static_cast<double>(t.peak_time_ns) / 1e9);
   out += fmt::format("peak RSS:       {}\n", bytes(t.peak_rss));
   out += fmt::format("not freed:      {} in {} blocks\n", bytes(t.leaked_bytes), t.leaked_blocks);
+  if (t.exec_discarded_blocks)
+    out += fmt::format("gone at exec:   {} in {} blocks (live when an image exec'd the next)\n",
+                       bytes(t.exec_discarded_bytes), t.exec_discarded_blocks);
   out += fmt::format("realloc:        {} calls, {} moves, {} copied\n", t.realloc_calls,
                      t.realloc_moves, bytes(t.realloc_bytes_copied));
   out += "calls by entry point:\n";

@@ -174,6 +174,7 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
   PackedEvent* out = packed_batch_ + batch_size_;
   PackedEvent* const out_end = packed_batch_ + kBatch;
   uint64_t max_time = batch_max_time_, last_time = batch_last_time_;
+  const uint64_t time_offset = time_offset_;
   const uint32_t lane = current_lane_;
   const uint32_t stack_offset = stack_offset_;
   while (p <= limit && out < out_end) {
@@ -184,7 +185,7 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
     const bool absolute = tag & f::kAbsoluteFlag;
     const uint8_t* q = p + 1;
     bool ok = true;
-    uint64_t time = (absolute ? 0 : prev_time) + short_varint(q, ok);
+    uint64_t time = (absolute ? time_offset : prev_time) + short_varint(q, ok);
     uint64_t time_after = time, ptr, old_ptr = 0, size = 0;
     uint32_t stack = 0;
     const uint64_t ptr_base = absolute ? 0 : prev_ptr;
@@ -234,6 +235,7 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
   events_ += n;
   batch_max_time_ = max_time;
   batch_last_time_ = last_time;
+  segment_max_time_ = std::max(segment_max_time_, max_time);
   if (batch_size_ == kBatch) flush(v);
 }
 
@@ -288,6 +290,7 @@ void RecordDecoder::flush(TraceVisitor& v) {
 }
 
 void RecordDecoder::new_segment() {
+  time_offset_ = segment_max_time_ + 1;
   streams_.clear();
   current_ = nullptr;
   current_id_ = 0;
@@ -315,7 +318,7 @@ RecordDecoder::Fields RecordDecoder::decode_fields(Cursor& c, uint8_t tag) {
   uint8_t kind = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
   const f::Shape& s = event_shape(kind);
   Stream& st = *current_;
-  uint64_t time_base = absolute ? 0 : st.prev_time;
+  uint64_t time_base = absolute ? time_offset_ : st.prev_time;
   uint64_t ptr_base = absolute ? 0 : st.prev_ptr;
   Fields x;
   x.time = time_base + c.varint();
@@ -352,6 +355,7 @@ RecordDecoder::Fields RecordDecoder::decode_fields(Cursor& c, uint8_t tag) {
     }
   }
   if (x.stack) x.stack += stack_offset_;
+  segment_max_time_ = std::max(segment_max_time_, x.time_after);
   if (!absolute) {
     st.prev_time = x.time_after;
     st.prev_ptr = s.family == f::Family::kRealloc && x.ptr == 0 ? x.old_ptr : x.ptr;
@@ -425,7 +429,9 @@ void RecordDecoder::on_thread(Cursor& c, uint8_t, TraceVisitor&) {
   uint64_t id = c.varint() + stream_offset_;
   uint64_t tid = c.varint();
   max_stream_ = std::max(max_stream_, id);
-  Stream& st = streams_[id];
+  auto [it, fresh] = streams_.try_emplace(id);
+  Stream& st = it->second;
+  if (fresh) st.prev_time = time_offset_;  // the stream's first delta counts from its start
   st.tid = static_cast<pid_t>(tid);
   current_ = &st;
   current_id_ = id;
@@ -541,7 +547,7 @@ void RecordDecoder::on_process(Cursor& c, uint8_t, TraceVisitor& v) {
 
 void RecordDecoder::on_rss(Cursor& c, uint8_t, TraceVisitor& v) {
   TraceRss r;
-  r.time = c.varint();
+  r.time = segment_time(c.varint());
   r.rss = c.varint();
   r.rss_anon = c.varint();
   r.rss_file = c.varint();
@@ -550,7 +556,7 @@ void RecordDecoder::on_rss(Cursor& c, uint8_t, TraceVisitor& v) {
 
 void RecordDecoder::on_smaps(Cursor& c, uint8_t, TraceVisitor& v) {
   TraceSmaps s;
-  s.time = c.varint();
+  s.time = segment_time(c.varint());
   uint64_t reason = c.varint();
   if (reason > f::kSmapsExit) c.fail("unknown smaps snapshot reason");
   s.reason = static_cast<uint8_t>(reason);
@@ -564,7 +570,7 @@ void RecordDecoder::on_smaps(Cursor& c, uint8_t, TraceVisitor& v) {
 
 void RecordDecoder::on_end(Cursor& c, uint8_t, TraceVisitor& v) {
   TraceEnd e;
-  e.time = c.varint();
+  e.time = segment_time(c.varint());
   e.lost_events = c.varint();
   v.on_end(e);
 }
@@ -591,7 +597,7 @@ uint32_t RecordDecoder::stack_id(Cursor& c) {
 
 void RecordDecoder::on_check_error(Cursor& c, uint8_t, TraceVisitor& v) {
   TraceCheckError e;
-  e.time = c.varint();
+  e.time = segment_time(c.varint());
   e.tid = static_cast<pid_t>(c.varint());
   uint64_t kind = c.varint();
   if (kind == 0 || kind >= f::kCheckKindEnd) c.fail("unknown check error kind");
@@ -627,7 +633,7 @@ void RecordDecoder::on_own_mapping(Cursor& c, uint8_t, TraceVisitor& v) {
 
 void RecordDecoder::on_thread_info(Cursor& c, uint8_t, TraceVisitor& v) {
   TraceThreadInfo t;
-  t.time = c.varint();
+  t.time = segment_time(c.varint());
   t.tid = static_cast<pid_t>(c.varint());
   t.stack_hint = c.varint();
   t.name = c.string(64);

@@ -3,6 +3,7 @@
 // checked; malformed records throw Error with the chunk number and offset.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -39,7 +40,8 @@ class RecordDecoder {
 
   // A new segment starts (an exec'd image appended its own header): stream state is reset
   // and the segment's stack and stream ids are shifted past every id seen so far, so ids
-  // stay unique in the whole file (its images number their streams from 1 again).
+  // stay unique in the whole file (its images number their streams from 1 again); its
+  // times are shifted past every time read so far (each image counts from its own start).
   void new_segment();
 
   // Decodes one chunk's records; returns the number of events.
@@ -102,6 +104,16 @@ class RecordDecoder {
   std::function<PackedEvent*()> room_;
   size_t batch_size_ = 0;
   uint64_t batch_max_time_ = 0;  // of packed_batch_
+  // Times of a later segment (an exec'd image, whose runtime counts from its own start)
+  // continue after every time of the earlier ones: time_offset_ is added to each, and is the
+  // largest time read before the segment began, plus one.
+  uint64_t time_offset_ = 0;
+  uint64_t segment_max_time_ = 0;  // the largest time read so far (offset included)
+  uint64_t segment_time(uint64_t raw) {
+    uint64_t t = raw + time_offset_;
+    segment_max_time_ = std::max(segment_max_time_, t);
+    return t;
+  }
   uint64_t batch_last_time_ = 0;
   bool batch_in_order_ = true;
   std::vector<uint32_t> batch_breaks_;  // of packed_batch_: see PackedInfo::breaks

@@ -224,6 +224,44 @@ TEST(Robustness, FollowForkAcrossExec) {
   EXPECT_TRUE(found) << "no child trace with count_c's 75 allocations and 70 frees";
 }
 
+// An exec discards the image's heap with its address space: each image's live blocks count
+// on their own (the peak is the larger image's, not their sum) and the first image's are
+// neither leaks nor live in the second; the next image's times follow the first's.
+TEST(Robustness, ExecChainCountsEachImagesHeapOnItsOwn) {
+  for (const char* mode : {"", "--check"}) {
+    std::vector<std::string> opts;
+    if (*mode) opts.push_back(mode);
+    auto t = traced({fixture("exec_chain")}, opts);
+    ASSERT_EQ(t.status, 0) << mode;
+    ASSERT_FALSE(t.report.is_null()) << mode;
+    const json& tot = t.report["totals"];
+    EXPECT_EQ(tot["allocation_calls"], 5) << mode;
+    EXPECT_EQ(tot["free_calls"], 2) << mode;
+    EXPECT_EQ(tot["bytes_allocated"], 1000000 + 100 + 200 + 2000000 + 10) << mode;
+    EXPECT_EQ(tot["peak_live_bytes"], 2000000) << mode;
+    EXPECT_EQ(tot["leaked_blocks"], 1) << mode;
+    EXPECT_EQ(tot["leaked_bytes"], 10) << mode;
+    EXPECT_EQ(tot["exec_discarded_blocks"], 2) << mode;
+    EXPECT_EQ(tot["exec_discarded_bytes"], 1000100) << mode;
+    EXPECT_EQ(tot["unmatched_frees"], 0) << mode;
+    // The peak is in the second image, after the first image's events.
+    EXPECT_GT(tot["peak_time_ns"].get<uint64_t>(), 0u) << mode;
+    if (*mode) {
+      ASSERT_TRUE(t.report["leak_kinds"].is_object()) << t.report.dump();
+      uint64_t blocks = 0, bytes = 0;
+      for (const char* k : {"definite", "indirect", "possible", "reachable"}) {
+        blocks += t.report["leak_kinds"][k]["blocks"].get<uint64_t>();
+        bytes += t.report["leak_kinds"][k]["bytes"].get<uint64_t>();
+      }
+      EXPECT_EQ(blocks, 1u) << t.report["leak_kinds"].dump();
+      EXPECT_EQ(bytes, 10u) << t.report["leak_kinds"].dump();
+    }
+    auto text = mctest::run({mctest::memcensus(), "report", t.trace});
+    EXPECT_NE(text.out.find("gone at exec:   976.7 KiB in 2 blocks"), std::string::npos)
+        << text.out;
+  }
+}
+
 TEST(Robustness, SigkillMidRunLeavesAReadableTrace) {
   auto t = traced({fixture("die"), "kill", "400"});
   EXPECT_EQ(t.status, 128 + 9);
