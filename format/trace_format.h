@@ -199,6 +199,10 @@ inline constexpr uint64_t kFlagFollowFork = 1;
 inline constexpr uint64_t kFlagNoStacks = 2;
 inline constexpr uint64_t kFlagCheck = 4;  // run --check: the runtime checked frees and guarded
                                            // a sample of allocations (kCheckError records)
+// The image began as a fork of a traced process (run --follow-fork), not at an exec: the
+// blocks it inherited were allocated in its parent's trace, so its frees of them match no
+// allocation of its own (unmatched) and they are not among its live or leaked blocks.
+inline constexpr uint64_t kFlagForkedChild = 8;
 
 // ---- Event shapes ------------------------------------------------------------------------
 // Body of each event kind (d = delta against the stream's previous value; t = time in ns

@@ -193,6 +193,7 @@ void fork_child() {
     return;
   }
   stack_table_reset();
+  g_config.forked_child = true;
   g_t0 = monotonic_ns();
   g_clock.value.store(0, std::memory_order_relaxed);
   // One thread now: this one owns the clock (the parent's owner, if another, is not here).

@@ -51,6 +51,8 @@ struct Config {
                              // mode and no membarrier call at all, runtime.h)
   bool guard_markers;        // MEMCENSUS_GUARD_MARKERS (not "0"): guard markers where the kernel
                              // has them (guard_pool.cc), else mprotect (the tests of both paths)
+  bool forked_child;         // this image began as a traced fork (not an exec): the blocks it
+                             // inherited are in its parent's trace only (kFlagForkedChild)
 };
 extern Config g_config;
 extern uint64_t g_t0;  // CLOCK_MONOTONIC of the trace start

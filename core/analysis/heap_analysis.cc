@@ -106,6 +106,7 @@ void HeapAnalysis::on_process(const TraceProcess& p) {
   if (own_) own_->end_image();  // a later image (exec): the earlier one's blocks are gone
   s_.process = p;
   s_.have_process = true;
+  if (p.flags & f::kFlagForkedChild) s_.forked_child = true;
 }
 
 void HeapAnalysis::on_rss(const TraceRss& r) {

@@ -77,6 +77,9 @@ struct EndBlock {
 struct HeapSummary {
   TraceProcess process;
   bool have_process = false;
+  // An image of the trace began as a traced fork (format::kFlagForkedChild): the blocks it
+  // inherited from its parent are not in this trace (their frees count as unmatched).
+  bool forked_child = false;
   bool clean_end = false;  // the runtime shut down normally (kEnd)
   bool have_exit = false;
   TraceExit exit;

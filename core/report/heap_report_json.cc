@@ -56,6 +56,7 @@ void write_process(JsonWriter& w, const HeapSummary& s) {
   w.end_array();
   w.field("exe", s.process.exe);
   w.field("pid", static_cast<int64_t>(s.process.pid));
+  w.field("forked_child", s.forked_child);
   int status = traced_exit_status(s);
   if (status >= 0)
     w.field("exit_status", status);

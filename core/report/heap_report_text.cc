@@ -26,6 +26,12 @@ void write_header(const HeapSummary& s, std::string& out) {
   for (const std::string& a : s.process.argv) cmd += (cmd.empty() ? "" : " ") + a;
   out += fmt::format("command:        {}\n", cmd);
   out += fmt::format("pid:            {}\n", s.process.pid);
+  if (s.forked_child)
+    out += fmt::format(
+        "forked from:    {} (the blocks this process inherited are in that process's trace: "
+        "{} frees here matched none of this trace's blocks, and inherited blocks still live "
+        "are not counted)\n",
+        s.process.ppid, s.totals.unmatched_frees);
   out += fmt::format("duration:       {:.3f} s\n", static_cast<double>(s.duration_ns) / 1e9);
   int status = traced_exit_status(s);
   out += fmt::format("exit status:    {}\n", status >= 0 ? std::to_string(status) : "unknown");

@@ -101,6 +101,32 @@ TEST(Robustness, FollowForkGivesTheChildItsOwnTrace) {
   }
 }
 
+// A forked child's trace says so: the block it inherited and freed is in its parent's trace,
+// so that free matches nothing in its own (and the text names the parent).
+TEST(Robustness, ForkedChildTraceNamesWhatItInherited) {
+  auto t = traced({fixture("fork"), "inherit", "-"}, {"--follow-fork"});
+  ASSERT_EQ(t.status, 0);
+  EXPECT_EQ(t.report["forked_child"], false);
+  EXPECT_EQ(t.report["calls"]["malloc"], 21);
+  EXPECT_EQ(t.report["calls"]["free"], 21);
+  EXPECT_EQ(t.report["totals"]["unmatched_frees"], 0);
+  EXPECT_EQ(t.report["totals"]["leaked_blocks"], 0);
+  std::vector<std::string> children = child_traces(t.trace);
+  ASSERT_EQ(children.size(), 1u);
+  json child = mctest::report_json(children[0]);
+  ASSERT_FALSE(child.is_null());
+  EXPECT_EQ(child["forked_child"], true);
+  EXPECT_EQ(child["calls"]["malloc"], 20);
+  EXPECT_EQ(child["calls"]["free"], 21);
+  EXPECT_EQ(child["totals"]["unmatched_frees"], 1);
+  EXPECT_EQ(child["totals"]["leaked_blocks"], 0);
+  auto text = mctest::run({mctest::memcensus(), "report", children[0]});
+  EXPECT_NE(text.out.find("forked from:    " + std::to_string(t.report["pid"].get<int>()) +
+                          " (the blocks this process inherited"),
+            std::string::npos)
+      << text.out;
+}
+
 // A main thread that leaves with pthread_exit: the process ends when its last thread does,
 // with status 0, as natively; the writer thread, which glibc counts as a thread too, must not
 // keep it alive (it did: such a program never ended). In the root process and in a forked
