@@ -68,7 +68,9 @@ struct StaticSymbol {
   std::string name;     // demangled
   std::string mangled;  // as in the symbol table
   std::string section;
-  uint64_t address = 0;  // in the process; for TLS, the address of its initial image
+  uint64_t address = 0;  // in the process; for TLS, the address of its initial image (0 in
+                         // .tbss, which has none)
+  // Resident bytes of its pages; 0 for TLS (each thread has its own copy, in its TLS block).
   uint64_t size = 0;
   uint64_t rss = 0;
   bool tls = false;

@@ -48,6 +48,12 @@ std::vector<StaticSymbol> largest_static_symbols(const std::vector<LoadedObject>
       uint64_t vaddr = s.value;
       if (s.tls) {
         if (!tls) continue;
+        // A .tbss variable has no initial image: its template offset points past .tdata,
+        // into whatever the object maps there.
+        if (info.sections[s.section].type == SHT_NOBITS) {
+          all.push_back({s.size, 0, o, &s});
+          continue;
+        }
         vaddr = tls->vaddr + s.value;
       }
       all.push_back({s.size, objects[o].bias + vaddr, o, &s});
@@ -59,10 +65,13 @@ std::vector<StaticSymbol> largest_static_symbols(const std::vector<LoadedObject>
   std::sort(all.begin(), all.end(), larger);
 
   std::vector<StaticSymbol> out;
-  std::set<std::tuple<size_t, uint64_t, uint64_t>> seen;
+  // Names of one object at one address (versioned aliases such as libc's four _sys_errlist,
+  // of different sizes) are one object: the largest is listed. TLS variables without an
+  // image (address 0) are told apart by their symbol.
+  std::set<std::tuple<size_t, uint64_t, const ElfSymbol*>> seen;
   for (const Candidate& c : all) {
     if (out.size() >= n) break;
-    if (!seen.emplace(c.object, c.address, c.size).second) continue;
+    if (!seen.emplace(c.object, c.address, c.address ? nullptr : c.sym).second) continue;
     const ElfInfo& info = infos[c.object];
     StaticSymbol s;
     s.object = objects[c.object].path;
@@ -72,6 +81,12 @@ std::vector<StaticSymbol> largest_static_symbols(const std::vector<LoadedObject>
     s.address = c.address;
     s.size = c.size;
     s.tls = c.sym->tls;
+    // A TLS variable lives in every thread's own block; its initial image's pages say
+    // nothing of those: no resident figure.
+    if (s.tls) {
+      out.push_back(std::move(s));
+      continue;
+    }
     uint64_t first = c.address / page;
     uint64_t last = (c.address + c.size - 1) / page;
     if (last - first < (1u << 20)) {

@@ -164,8 +164,9 @@ void write_layout_text(const Layout& layout, const LayoutTextOptions& opt, std::
     out += fmt::format("\n{:>9} {:>9}  {:<14} {:<40} {}\n", "SIZE", "RESIDENT", "SECTION",
                        "LARGEST STATIC SYMBOLS", "OBJECT");
     for (const StaticSymbol& s : layout.symbols)
-      out += fmt::format("{:>9} {:>9}  {:<14} {:<40} {}\n", human_bytes(s.size), human_bytes(s.rss),
-                         fit(s.section, 14), fit(s.name, 40), fit(basename_of(s.object), 22));
+      out += fmt::format("{:>9} {:>9}  {:<14} {:<40} {}\n", human_bytes(s.size),
+                         s.tls ? std::string("per thread") : human_bytes(s.rss), fit(s.section, 14),
+                         fit(s.name, 40), fit(basename_of(s.object), 22));
   }
 
   out += '\n';

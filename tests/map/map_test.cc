@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "support/subprocess.h"
@@ -196,6 +197,20 @@ TEST(MapCpp, SymbolsSectionsKindsThreadsAndTotals) {
                            {"fixture::bss_array", "bss"},
                            {"fixture::rodata_array", "rodata"}});
   expect_threads(layout, fx);
+  // A .tbss array: no initial image (address 0) and no resident figure (each thread has its
+  // own copy); and no object lists one address twice (versioned aliases are one object).
+  const json* tls = symbol_named(layout, "fixture::tls_buffer");
+  ASSERT_NE(tls, nullptr);
+  EXPECT_EQ((*tls)["tls"], true);
+  EXPECT_EQ((*tls)["section"], ".tbss");
+  EXPECT_EQ((*tls)["size"], 20000);
+  EXPECT_EQ((*tls)["address"], 0);
+  EXPECT_EQ((*tls)["rss"], 0);
+  std::set<std::pair<std::string, uint64_t>> places;
+  for (const auto& s : layout["symbols"]) {
+    if (s["address"].get<uint64_t>() == 0) continue;
+    EXPECT_TRUE(places.emplace(s["object"], s["address"]).second) << s.dump();
+  }
   for (const auto& b : fx.facts("block")) {
     SCOPED_TRACE(b[1]);
     const json* r = region_at(layout, hex(b[2]));
