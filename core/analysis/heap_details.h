@@ -139,6 +139,7 @@ class HeapDetails : public TraceVisitor {
     return temporary;
   }
   void released(const LiveBlock& b, uint64_t time, bool temporary, const PassEvent* free);
+  void discarded_at_exec(const LiveBlock& b, uint64_t time);
   void growth_on_free(uint64_t ptr, const LiveBlock& b);
   uint32_t realloc_done(const PassEvent& e, const LiveBlock* old);  // returns the chain length
   void allocated(uint64_t ptr, uint32_t site, uint64_t size, uint64_t time);

@@ -291,6 +291,15 @@ void HeapDetails::released(const LiveBlock& b, uint64_t time, bool temporary,
   s_.timeline.on_heap(time, st.stack, false, b.size, live_bytes_, st.live_bytes);
 }
 
+// A block live when its image exec'd: it leaves the live heap (timeline, per-site live
+// figures) but was not freed (no lifetime).
+void HeapDetails::discarded_at_exec(const LiveBlock& b, uint64_t time) {
+  if (summary_only_) return;
+  SiteDetail& st = site(b.site);
+  site_change(b.site, -1, -static_cast<int64_t>(b.size));
+  s_.timeline.on_discard(time, st.stack, b.size, live_bytes_, st.live_bytes);
+}
+
 // A free of `b` while its site's latest allocation is a larger live block allocated after
 // it: one growth step; the newer block continues b's chain.
 void HeapDetails::growth_on_free(uint64_t ptr, const LiveBlock& b) {
@@ -524,7 +533,7 @@ void HeapPass::end_image() {
   if (live_.size() == 0) return;
   live_.for_each([&](uint64_t, const LiveBlock& b) {
     if (heap_) heap_->discarded_at_exec(b);
-    if (details_) details_->released(b, applied_until_, false, nullptr);
+    if (details_) details_->discarded_at_exec(b, applied_until_);
   });
   live_ = LiveBlocks();
   pending_frees_.clear();

@@ -62,6 +62,12 @@ class Timeline {
     pt.p.live_end = site_live;
     pt.touched = true;
   }
+  // A block that leaves the live heap without a free (its image exec'd): as a free's on_heap,
+  // without counting a free (the change lands in the last bucket, the one of `time`).
+  void on_discard(uint64_t time, uint32_t site, uint64_t size, uint64_t live, uint64_t site_live) {
+    on_heap(time, site, false, size, live, site_live);
+    if (!buckets_.empty() && buckets_.back().frees) buckets_.back().frees--;
+  }
   // Changes at `site` before this time take the inline path of on_heap (0: none do).
   uint64_t inline_until(uint32_t site) const {
     return site == cache_.site && cache_.points && cache_.points->size() == buckets_.size()

@@ -282,6 +282,14 @@ TEST(Robustness, ExecChainCountsEachImagesHeapOnItsOwn) {
       EXPECT_EQ(blocks, 1u) << t.report["leak_kinds"].dump();
       EXPECT_EQ(bytes, 10u) << t.report["leak_kinds"].dump();
     }
+    // Gone, not freed: the timeline counts 2 frees (of 200 and 2,000,000 bytes) and ends
+    // with the 10 bytes live.
+    const json& buckets = t.report["timeline"]["buckets"];
+    ASSERT_FALSE(buckets.empty()) << mode;
+    uint64_t frees = 0;
+    for (const json& b : buckets) frees += b["frees"].get<uint64_t>();
+    EXPECT_EQ(frees, 2u) << mode;
+    EXPECT_EQ(buckets.back()["live_end"], 10) << mode;
     auto text = mctest::run({mctest::memcensus(), "report", t.trace});
     EXPECT_NE(text.out.find("gone at exec:   976.7 KiB in 2 blocks"), std::string::npos)
         << text.out;
