@@ -107,6 +107,7 @@ void HeapAnalysis::on_process(const TraceProcess& p) {
   s_.process = p;
   s_.have_process = true;
   if (p.flags & f::kFlagForkedChild) s_.forked_child = true;
+  s_.images.push_back(p);
 }
 
 void HeapAnalysis::on_rss(const TraceRss& r) {

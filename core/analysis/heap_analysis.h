@@ -80,6 +80,8 @@ struct HeapSummary {
   // An image of the trace began as a traced fork (format::kFlagForkedChild): the blocks it
   // inherited from its parent are not in this trace (their frees count as unmatched).
   bool forked_child = false;
+  // Every image of the trace, in exec order (one without an exec): `process` is the last.
+  std::vector<TraceProcess> images;
   bool clean_end = false;  // the runtime shut down normally (kEnd)
   bool have_exit = false;
   TraceExit exit;

@@ -57,6 +57,19 @@ void write_process(JsonWriter& w, const HeapSummary& s) {
   w.field("exe", s.process.exe);
   w.field("pid", static_cast<int64_t>(s.process.pid));
   w.field("forked_child", s.forked_child);
+  // The exec chain, first image first (one entry without an exec).
+  w.key("images");
+  w.begin_array();
+  for (const TraceProcess& p : s.images) {
+    w.begin_object();
+    w.field("exe", p.exe);
+    w.key("command");
+    w.begin_array();
+    for (const std::string& a : p.argv) w.value(a);
+    w.end_array();
+    w.end_object();
+  }
+  w.end_array();
   int status = traced_exit_status(s);
   if (status >= 0)
     w.field("exit_status", status);

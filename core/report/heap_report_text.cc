@@ -26,6 +26,14 @@ void write_header(const HeapSummary& s, std::string& out) {
   for (const std::string& a : s.process.argv) cmd += (cmd.empty() ? "" : " ") + a;
   out += fmt::format("command:        {}\n", cmd);
   out += fmt::format("pid:            {}\n", s.process.pid);
+  if (s.images.size() > 1) {
+    std::string chain;
+    for (const TraceProcess& p : s.images) {
+      if (!chain.empty()) chain += " -> ";
+      chain += p.argv.empty() ? p.exe : p.argv[0];
+    }
+    out += fmt::format("exec chain:     {}\n", chain);
+  }
   if (s.forked_child)
     out += fmt::format(
         "forked from:    {} (the blocks this process inherited are in that process's trace: "

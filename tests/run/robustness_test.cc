@@ -270,6 +270,9 @@ TEST(Robustness, ExecChainCountsEachImagesHeapOnItsOwn) {
     EXPECT_EQ(tot["exec_discarded_blocks"], 2) << mode;
     EXPECT_EQ(tot["exec_discarded_bytes"], 1000100) << mode;
     EXPECT_EQ(tot["unmatched_frees"], 0) << mode;
+    ASSERT_EQ(t.report["images"].size(), 2u) << mode;
+    EXPECT_EQ(t.report["images"][1]["command"][1], "second") << mode;
+    EXPECT_EQ(t.report["command"][1], "second") << mode;  // the last image's
     // The peak is in the second image, after the first image's events.
     EXPECT_GT(tot["peak_time_ns"].get<uint64_t>(), 0u) << mode;
     if (*mode) {
