@@ -29,6 +29,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "trace/trace_records.h"
@@ -184,6 +185,7 @@ class HeapAnalysis : public TraceVisitor {
   std::unique_ptr<HeapPass> own_;  // when used alone
   std::vector<SiteStats> sites_;   // by HeapPass site index
   std::vector<bool> thread_seen_;  // by HeapPass thread index
+  std::unordered_set<pid_t> tids_seen_;
   std::map<std::pair<std::string, uint64_t>, size_t> module_index_;
   uint64_t live_bytes_ = 0;
   uint64_t peak_epoch_ = 0;

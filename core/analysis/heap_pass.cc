@@ -149,7 +149,9 @@ void HeapAnalysis::begin_event(const PassEvent& e, uint8_t family) {
   if (e.lane() >= thread_seen_.size()) thread_seen_.resize(e.lane() + 1);
   if (!thread_seen_[e.lane()]) {
     thread_seen_[e.lane()] = true;
-    s_.threads++;
+    // A thread can have several streams (one more when its TLS teardown allocates after its
+    // stream ended): threads are counted by tid.
+    if (tids_seen_.insert(pass_->thread(e.lane()).tid).second) s_.threads++;
   }
   ++*call_slot_[e.kind()];
   switch (fam) {
