@@ -33,7 +33,12 @@ constexpr size_t kChunkCap = 8u << 20;
 constexpr size_t kFlushBytes = 1u << 20;
 constexpr uint64_t kRoundNs = 10'000'000;
 constexpr uint64_t kFlushNs = 50'000'000;
-constexpr uint64_t kPeakSnapshotGapNs = 1'000'000'000;
+// A snapshot at a new RSS peak (10% above the last snapshot's) waits at least this long
+// after the last one, and ten times what the last one took (reading smaps, compressing,
+// writing): at most ~10% of the writer's time, and prompt enough on small processes (a
+// snapshot there takes well under a millisecond) to catch a peak that lasts a few rounds.
+// (A fixed second let a short peak pass unseen: the "RSS peak" snapshot was then the exit's.)
+constexpr uint64_t kPeakSnapshotMinGapNs = 20'000'000;
 constexpr size_t kSmapsMax = 32u << 20;
 constexpr size_t kThreadHeaderMax = 32;      // a kThread record
 constexpr size_t kStackChunkCap = 4u << 20;  // the frames column of a stack chunk
@@ -108,6 +113,7 @@ const char* g_prefix = nullptr;  // the segment's first snapshot text; null: non
 size_t g_prefix_len = 0;
 uint64_t g_last_flush = 0;
 uint64_t g_peak_rss = 0, g_snapshot_rss = 0, g_snapshot_time = 0, g_last_alive_check = 0;
+uint64_t g_snapshot_cost = 0;  // ns the last smaps snapshot took
 uint64_t g_module_adds = ~0ull, g_module_subs = ~0ull;
 uint32_t g_own_cursor = 0;  // own-mapping notes already in this file
 
@@ -373,6 +379,7 @@ void write_snapshot(const uint8_t* rec, size_t n, const char* text, size_t len) 
 
 // An smaps snapshot: a chunk of its own (after the current one), at kSmapsLevel.
 void emit_smaps(uint8_t reason) {
+  const uint64_t started = now();
   constexpr size_t kHead = 32;
   ssize_t n = read_small_file("/proc/self/smaps", g_smaps + kHead, kSmapsMax - kHead);
   if (n <= 0) return;
@@ -394,11 +401,12 @@ void emit_smaps(uint8_t reason) {
   if (g_fd >= 0) write_snapshot(reinterpret_cast<uint8_t*>(text - hn), hn + len, text, len);
   g_snapshot_rss = g_peak_rss;
   g_snapshot_time = now();
+  g_snapshot_cost = g_snapshot_time - started;
 }
 
 void maybe_peak_snapshot() {
   if (g_peak_rss <= g_snapshot_rss + g_snapshot_rss / 10) return;
-  if (now() - g_snapshot_time < kPeakSnapshotGapNs) return;
+  if (now() - g_snapshot_time < std::max(kPeakSnapshotMinGapNs, 10 * g_snapshot_cost)) return;
   emit_smaps(f::kSmapsPeak);
 }
 
@@ -660,7 +668,7 @@ bool writer_open() {
   g_column_chunks = g_good_chunks = 0;
   packer_begin();
   stack_packer_begin();
-  g_peak_rss = g_snapshot_rss = g_snapshot_time = 0;
+  g_peak_rss = g_snapshot_rss = g_snapshot_time = g_snapshot_cost = 0;
   g_module_adds = g_module_subs = ~0ull;
   stack_table_writer_reset();
   emit_process();

@@ -112,7 +112,10 @@ void HeapAnalysis::on_process(const TraceProcess& p) {
 
 void HeapAnalysis::on_rss(const TraceRss& r) {
   note_time(r.time);
-  s_.totals.peak_rss = std::max(s_.totals.peak_rss, r.rss);
+  if (r.rss > s_.totals.peak_rss) {
+    s_.totals.peak_rss = r.rss;
+    s_.totals.peak_rss_time_ns = r.time;
+  }
 }
 
 void HeapAnalysis::on_end(const TraceEnd& e) {

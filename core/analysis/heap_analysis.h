@@ -56,6 +56,7 @@ struct HeapTotals {
   uint64_t peak_live_bytes = 0;
   uint64_t peak_time_ns = 0;
   uint64_t peak_rss = 0;
+  uint64_t peak_rss_time_ns = 0;  // when the RSS samples first reached it
   uint64_t leaked_blocks = 0;
   uint64_t leaked_bytes = 0;
   uint64_t realloc_calls = 0;

@@ -39,6 +39,8 @@ struct SegmentDiffRow {
 struct TraceDiff {
   DiffFigures old_totals, new_totals;
   uint64_t old_rss = 0, new_rss = 0;            // at the RSS-peak snapshot (0: none)
+  uint64_t old_peak_rss = 0, new_peak_rss = 0;  // the RSS samples' peak (totals.peak_rss):
+                                                // a snapshot may miss the peak itself
   uint64_t old_exit_rss = 0, new_exit_rss = 0;  // at the exit snapshot (0: none)
   std::vector<DiffRow> sites;
   std::vector<SegmentDiffRow> segments;  // every kind present in either trace

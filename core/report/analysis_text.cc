@@ -169,13 +169,17 @@ void write_moment(const char* title, const std::optional<MomentSnapshot>& m, con
   }
   ResidentMoment r = resident_at(*m, a.heap.process.pid, names, &a.threads);
   out += fmt::format("{} ({}): RSS {}\n", title, secs(r.time_ns), format_bytes(r.rss));
+  if (&m == &a.details.at_rss_peak && r.rss < a.heap.totals.peak_rss)
+    out += fmt::format(
+        "  (the RSS samples peaked at {} at {}, between snapshots: this is the largest one)\n",
+        format_bytes(a.heap.totals.peak_rss), secs(a.heap.totals.peak_rss_time_ns));
   for (const ResidentPart& p : r.parts)
     out += fmt::format("  {:>10}  {}\n", format_bytes(p.bytes), p.what);
 }
 
 void write_resident(const Analysis& a, SiteNames& names, std::string& out) {
   out += "\n== resident memory, every byte named\n";
-  write_moment("at the RSS peak", a.details.at_rss_peak, a, names, out);
+  write_moment("at the snapshot nearest the RSS peak", a.details.at_rss_peak, a, names, out);
   write_moment("at exit", a.details.at_exit, a, names, out);
 }
 

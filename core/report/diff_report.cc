@@ -138,6 +138,8 @@ TraceDiff diff_analyses(const Analysis& old_a, Symbolizer& old_sym, const Analys
   TraceDiff d;
   d.old_totals = totals(old_a);
   d.new_totals = totals(new_a);
+  d.old_peak_rss = old_a.heap.totals.peak_rss;
+  d.new_peak_rss = new_a.heap.totals.peak_rss;
   std::map<std::string, DiffRow> sites;
   std::map<std::string, SegmentDiffRow> segments;
   add_sites(old_a, old_sym, &DiffRow::old_figures, sites);
@@ -162,10 +164,13 @@ void write_diff_text(const TraceDiff& d, size_t top, std::string& out) {
   line("bytes allocated", o.bytes, n.bytes);
   line("peak live heap", o.peak, n.peak);
   line("not freed", o.leaked, n.leaked);
-  line("peak RSS", d.old_rss, d.new_rss);
+  line("peak RSS", d.old_peak_rss, d.new_peak_rss);
+  line("RSS, peak snap.", d.old_rss, d.new_rss);
   out += fmt::format("peak live heap change: {:+.1f}%\n", d.peak_growth_percent());
   line("RSS at exit", d.old_exit_rss, d.new_exit_rss);
-  out += "\nby segment kind (resident at the RSS peak and at exit; virtual size at the peak):\n";
+  out +=
+      "\nby segment kind (resident in the snapshot nearest the RSS peak and at exit; virtual "
+      "size in that snapshot):\n";
   out += fmt::format("  {:<9} {:>25} {:>25} {:>25}\n", "kind", "at peak: old -> new",
                      "at exit: old -> new", "size: old -> new");
   auto pair = [](uint64_t a, uint64_t b) { return format_bytes(a) + " -> " + format_bytes(b); };
@@ -187,6 +192,8 @@ void write_diff_json(const TraceDiff& d, std::string& out) {
   w.begin_object();
   figures_json(w, "old", d.old_totals);
   figures_json(w, "new", d.new_totals);
+  w.field("old_peak_rss", d.old_peak_rss);
+  w.field("new_peak_rss", d.new_peak_rss);
   w.field("old_rss", d.old_rss);
   w.field("new_rss", d.new_rss);
   w.field("old_exit_rss", d.old_exit_rss);

@@ -37,6 +37,7 @@ void write_totals(JsonWriter& w, const HeapTotals& t) {
   w.field("peak_live_bytes", t.peak_live_bytes);
   w.field("peak_time_ns", t.peak_time_ns);
   w.field("peak_rss", t.peak_rss);
+  w.field("peak_rss_time_ns", t.peak_rss_time_ns);
   w.field("leaked_blocks", t.leaked_blocks);
   w.field("leaked_bytes", t.leaked_bytes);
   w.field("realloc_calls", t.realloc_calls);

@@ -154,6 +154,26 @@ TEST(AnalysisReport, ResidentSumsExactlyOnRustAndPython) {
   }
 }
 
+// A peak of 300 ms: the snapshot the report calls the one nearest the RSS peak is taken
+// during it (it was the exit's when peak snapshots waited a second after the start's), and
+// the RSS samples' peak with its time is in the totals.
+TEST(AnalysisReport, PeakSnapshotCatchesAShortRssPeak) {
+  auto t = mctest::traced({mctest::fixture("rss_spike")});
+  ASSERT_EQ(t.status, 0);
+  const json& tot = t.report["totals"];
+  const uint64_t peak = tot["peak_rss"].get<uint64_t>();
+  EXPECT_GT(peak, 32u << 20);
+  const json& at_peak = t.report["resident"]["at_peak"];
+  ASSERT_TRUE(at_peak.is_object()) << t.report["resident"].dump();
+  EXPECT_GT(at_peak["rss"].get<uint64_t>(), 32u << 20);
+  EXPECT_GE(at_peak["rss"].get<uint64_t>(), peak - peak / 10);
+  const uint64_t at_exit = t.report["resident"]["at_exit"]["rss"].get<uint64_t>();
+  EXPECT_LT(at_exit, 32u << 20);
+  // The spike starts after 50 ms and ends after 350.
+  EXPECT_GT(tot["peak_rss_time_ns"].get<uint64_t>(), 40'000'000u);
+  EXPECT_LT(tot["peak_rss_time_ns"].get<uint64_t>(), 400'000'000u);
+}
+
 TEST(AnalysisReport, SectionsAloneAndBadInput) {
   auto t = mctest::traced({mctest::fixture("analysis_fx")});
   for (const char* flag : {"--peak", "--leaks", "--temporary", "--copies", "--sites", "--threads",
