@@ -93,6 +93,18 @@ void report_block(uint8_t kind, uint8_t op, const void* p, uint64_t block, const
   check_report(e, &from, nullptr);
 }
 
+void report_padding_at_exit(const GuardBlock& b, uint64_t bad) {
+  CheckErrorRecord e;
+  e.kind = bad >= b.block + b.size ? f::kHeapOverflow : f::kHeapUnderflow;
+  e.address = bad;
+  e.block = b.block;
+  e.block_size = b.size;
+  e.alloc_kind = b.kind;
+  e.alloc_stack = b.alloc_stack;
+  e.at_exit = true;
+  check_report(e, nullptr, nullptr);  // no stack: the write that did it is long past
+}
+
 BlockInfo info_of(const GuardBlock& g) {
   BlockInfo b;
   b.size = g.size;
@@ -211,6 +223,10 @@ bool check_init() {
 void check_fork_child() {
   table_fork_child();
   guard_fork_child();
+}
+
+void check_exit() {
+  guard_check_live(report_padding_at_exit);
 }
 
 void* checked_alloc(uint8_t kind, size_t size, size_t align, bool zero, const StartFrame& from,

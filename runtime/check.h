@@ -141,6 +141,9 @@ extern bool g_check_on;
 bool check_init();
 // In a forked child: every lock is free again (their holders did not follow).
 void check_fork_child();
+// At exit, before the trace ends: reports the guarded blocks still live whose padding was
+// written (an overflow or underflow that no release checked).
+void check_exit();
 
 // Hooks call this before anything else: initialises the runtime on first use (as
 // rt_active() does), then tells whether check mode is on.

@@ -89,8 +89,10 @@ void write_message(const CheckErrorRecord& e, uint32_t stack) {
   p = put_str(p, f::check_kind_name(e.kind));
   p = put_str(p, " on address ");
   p = put_hex(p, e.address);
-  p = put_str(p, e.op ? " (" : " (memory access");
-  if (e.op) p = put_str(p, call_name(e.op));
+  p = put_str(p, e.at_exit ? " (found at exit, in a guarded block never freed"
+                 : e.op    ? " ("
+                           : " (memory access");
+  if (e.op && !e.at_exit) p = put_str(p, call_name(e.op));
   p = put_str(p, ") thread ");
   p = put_decimal(p, static_cast<uint64_t>(sys_gettid()));
   write_line(buf, p);

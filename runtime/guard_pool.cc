@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -320,6 +321,46 @@ GuardRelease guard_release(const void* ptr, uint32_t free_stack, GuardBlock* b, 
   // A nested release that cannot take the lock leaks the slot (it stays quarantined).
   if (lock.taken() && reusable) c.fifo[c.tail++ % c.slots] = static_cast<uint32_t>(idx) - c.first;
   return GuardRelease::kReleased;
+}
+
+namespace {
+
+// Reads [a, a + n) of this process into buf without faulting; false when any is unreadable.
+bool read_own(uint64_t a, uint8_t* buf, uint64_t n) {
+  if (n == 0) return true;
+  struct iovec local = {buf, n};
+  struct iovec remote = {reinterpret_cast<void*>(a), n};
+  return syscall(SYS_process_vm_readv, sys_getpid(), &local, 1UL, &remote, 1UL, 0UL) ==
+         static_cast<long>(n);
+}
+
+// The first byte of [a, a + n) (read into buf) that is not the pattern; 0 none.
+uint64_t first_changed_in(uint64_t a, const uint8_t* buf, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i)
+    if (buf[i] != pattern(a + i)) return a + i;
+  return 0;
+}
+
+}  // namespace
+
+void guard_check_live(void (*fn)(const GuardBlock& b, uint64_t bad)) {
+  if (!g_meta) return;
+  uint8_t head[kHeadPad], tail[kGuardPage];
+  for (uint32_t i = 0; i < kGuardSlots; ++i) {
+    SlotMeta& m = g_meta[i];
+    if (m.state.load(std::memory_order_acquire) != kLive) continue;
+    GuardBlock b;
+    describe(m, &b);
+    const uint64_t p = b.block, end = slot_end(i), first_page = p & ~(kGuardPage - 1);
+    if (p < slot_start(i) || p + b.size > end) continue;  // not yet filled in
+    const uint64_t from = p - kHeadPad > first_page ? p - kHeadPad : first_page;
+    const uint64_t tail_n = end - (p + b.size) < kGuardPage ? end - (p + b.size) : kGuardPage;
+    if (!read_own(from, head, p - from) || !read_own(p + b.size, tail, tail_n)) continue;
+    if (m.state.load(std::memory_order_acquire) != kLive || m.block != p) continue;
+    uint64_t bad = first_changed_in(from, head, p - from);
+    if (!bad) bad = first_changed_in(p + b.size, tail, tail_n);
+    if (bad) fn(b, bad);
+  }
 }
 
 GuardFault guard_classify(uint64_t addr, GuardBlock* b) {

@@ -89,6 +89,14 @@ enum class GuardFault : uint8_t { kNone, kOverflow, kUnderflow, kUseAfterFree };
 // Classifies an access to `addr` (inside the pool) that faulted.
 GuardFault guard_classify(uint64_t addr, GuardBlock* b);
 
+// At exit: fn(block, bad) for each guarded block still live whose padding pattern was
+// changed (bad: the first changed byte; past the end an overflow, before the start an
+// underflow), so that an off-by-one write into a block never freed is found too. Other
+// threads may still run: the bytes are read with process_vm_readv (a slot closed meanwhile
+// reads as unreadable, not as a fault) and a slot whose state or block changed during the
+// read is skipped.
+void guard_check_live(void (*fn)(const GuardBlock& b, uint64_t bad));
+
 void guard_fork_child();
 // Fills in the census's guard pool fields (format/live_census.h). At setup.
 void guard_census(format::LiveCensus* c);

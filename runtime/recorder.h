@@ -82,6 +82,7 @@ struct CheckErrorRecord {
   uint64_t block = 0, block_size = 0;
   uint8_t alloc_kind = 0;
   uint32_t alloc_stack = 0, free_stack = 0;
+  bool at_exit = false;  // found at exit (not in the trace: its message says so)
 };
 uint32_t record_check_error(const CheckErrorRecord& e, const StartFrame* from, void* uc);
 void record_mmap(const void* p, size_t len, int prot, int flags, int fd, const StartFrame& from);

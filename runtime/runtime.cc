@@ -257,6 +257,7 @@ bool rt_attach_thread() {
 // Ends tracing of this process image: writes everything recorded so far.
 void rt_shutdown() {
   if (g_phase.load() != kActive) return;
+  if (g_check_on) check_exit();
   writer_finish();
   g_fast_mode = g_check_on ? kGeneral : kForward;
   g_phase.store(kOff, std::memory_order_release);

@@ -68,6 +68,18 @@ std::string position(const TraceCheckError& e) {
 
 }  // namespace
 
+namespace {
+
+// An overflow or underflow found at exit in the padding of a guarded block never freed: the
+// runtime records it without a stack and without a call (a fault always has its context's
+// stack, unless the trace has none at all).
+bool found_at_exit(const HeapSummary& s, const TraceCheckError& e) {
+  return e.op == 0 && e.stack == 0 && !(s.process.flags & f::kFlagNoStacks) &&
+         (e.kind == f::kHeapOverflow || e.kind == f::kHeapUnderflow);
+}
+
+}  // namespace
+
 void write_errors_json(JsonWriter& w, const HeapSummary& s, Symbolizer& sym, size_t max_frames) {
   w.key("errors");
   w.begin_array();
@@ -94,6 +106,7 @@ void write_errors_json(JsonWriter& w, const HeapSummary& s, Symbolizer& sym, siz
       w.null_field("alloc_op");
     w.field("thread", static_cast<uint64_t>(e.tid));
     w.field("time", static_cast<double>(e.time) / 1e9);
+    w.field("found_at_exit", found_at_exit(s, e));
     w.end_object();
   }
   w.end_array();
@@ -105,8 +118,12 @@ void write_errors_text(const HeapSummary& s, Symbolizer& sym, std::string& out) 
   for (const TraceCheckError& e : s.errors) {
     const char* kind = f::check_kind_name(e.kind);
     const char* op = entry_point(e.op);
-    out += fmt::format("#{} {} on address {:#x} ({}), thread {}\n", ++i, kind ? kind : "?",
-                       e.address, op ? op : "memory access", e.tid);
+    out +=
+        fmt::format("#{} {} on address {:#x} ({}), thread {}\n", ++i, kind ? kind : "?", e.address,
+                    found_at_exit(s, e) ? "found at exit, in a guarded block never freed"
+                    : op                ? op
+                                        : "memory access",
+                    e.tid);
     text_stack(s, e.stack, sym, out);
     if (e.block) {
       std::string where = position(e);

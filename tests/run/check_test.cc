@@ -114,6 +114,33 @@ TEST(Check, CErrors) {
   for (const Case& c : c_error_cases()) expect_case(fx, c);
 }
 
+// The same off-by-one writes into guarded blocks that are never freed: the runtime checks the
+// padding of every live guarded block at exit. The write left no stack; the block's
+// allocation stack names it.
+TEST(Check, PaddingWritesInBlocksNeverFreedAreFoundAtExit) {
+  std::string fx = mctest::fixture("check_c");
+  for (const auto& [mode, kind] :
+       {std::pair<std::string, std::string>{"off-by-one-kept", "heap-overflow"},
+        {"underflow-write-kept", "heap-underflow"}}) {
+    SCOPED_TRACE(mode);
+    mctest::Traced t = mctest::traced({fx, mode}, {"--check", "--guard-rate", "1"});
+    EXPECT_EQ(t.status, 0);
+    ASSERT_FALSE(t.report.is_null());
+    const json& errors = t.report["errors"];
+    ASSERT_EQ(errors.size(), 1u) << errors.dump(1);
+    const json& e = errors[0];
+    EXPECT_EQ(e["kind"], kind);
+    EXPECT_EQ(e["found_at_exit"], true);
+    EXPECT_EQ(hex(e["address"].get<uint64_t>()), printed_address(t.out)) << t.out;
+    EXPECT_TRUE(names(e["alloc_frames"], "allocate_block")) << e["alloc_frames"].dump(1);
+    EXPECT_TRUE(e["free_frames"].is_null());
+    EXPECT_NE(t.out.find("done"), std::string::npos);
+  }
+  // A block freed with its padding intact, or live and intact, is not reported at exit.
+  mctest::Traced clean = mctest::traced({fx, "realloc-contract"}, {"--check", "--guard-rate", "1"});
+  EXPECT_EQ(clean.report["errors"].size(), 0u) << clean.report["errors"].dump(1);
+}
+
 // --guard-rate 1 guards every allocation: realloc's new blocks, the aligned allocators'
 // blocks, and blocks of more than the pool's small slots (up to 4 MiB).
 std::vector<Case> every_kind_cases() {
