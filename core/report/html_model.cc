@@ -85,16 +85,16 @@ void write_summary(JsonWriter& w, const Analysis& a) {
 }
 
 // RSS samples (thinned to max_points), with the live heap at each sample's time: the
-// highest live heap of the timeline bucket holding it.
+// highest live heap of the timeline buckets since the point before (up to the end, for the
+// last), so that a heap peak between two samples is drawn (the bucket of the sample alone
+// missed it when samples are farther apart than buckets, as in a program of a few ms).
 void write_timeline(JsonWriter& w, const std::vector<TraceRss>& rss, const Timeline& timeline,
                     size_t max_points) {
   size_t step = rss.size() > max_points ? (rss.size() + max_points - 1) / max_points : 1;
   std::vector<TimelineBucket> buckets = timeline.buckets();
   uint64_t width = timeline.width_ns();
-  auto live_at = [&](uint64_t t) -> uint64_t {
-    if (buckets.empty()) return 0;
-    size_t i = std::min<size_t>(static_cast<size_t>(t / width), buckets.size() - 1);
-    return buckets[i].live_max;
+  auto bucket_of = [&](uint64_t t) -> size_t {
+    return std::min<size_t>(static_cast<size_t>(t / width), buckets.size() - 1);
   };
   auto series = [&](const char* key, auto get) {
     w.key(key);
@@ -108,7 +108,21 @@ void write_timeline(JsonWriter& w, const std::vector<TraceRss>& rss, const Timel
   series("rss", [&](const TraceRss& r) { w.value(r.rss); });
   series("rss_anon", [&](const TraceRss& r) { w.value(r.rss_anon); });
   series("rss_file", [&](const TraceRss& r) { w.value(r.rss_file); });
-  if (!buckets.empty()) series("heap_live", [&](const TraceRss& r) { w.value(live_at(r.time)); });
+  if (!buckets.empty()) {
+    w.key("heap_live");
+    w.begin_array();
+    size_t next = 0;  // the first bucket not yet drawn
+    for (size_t i = 0; i < rss.size(); i += step) {
+      const bool last = i + step >= rss.size();
+      size_t upto = last ? buckets.size() - 1 : bucket_of(rss[i].time);
+      uint64_t v = 0;
+      for (size_t b = next; b <= upto; ++b) v = std::max(v, buckets[b].live_max);
+      if (next > upto) v = buckets[upto].live_max;  // no new bucket: the one holding it
+      next = std::max(next, upto + 1);
+      w.value(v);
+    }
+    w.end_array();
+  }
   w.end_object();
 }
 

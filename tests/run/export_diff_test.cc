@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <climits>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -154,6 +156,28 @@ TEST(Diff, SegmentKindsAtPeakAndExit) {
   auto text = mctest::run({mctest::memcensus(), "diff", small.trace, bigger.trace});
   EXPECT_NE(text.out.find("by segment kind"), std::string::npos);
   EXPECT_NE(text.out.find("RSS at exit"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// The html report's timeline draws the live heap at each RSS sample as the highest live heap
+// since the sample before: its highest point is the trace's peak even when the peak falls
+// between two samples (analysis_fx runs for a few ms; samples come every ~10 ms).
+TEST(Html, TimelineHeapReachesThePeak) {
+  auto t = mctest::traced({mctest::fixture("analysis_fx")});
+  ASSERT_EQ(t.status, 0);
+  std::string page = mctest::scratch_dir() + "/r.html";
+  ASSERT_EQ(mctest::run({mctest::memcensus(), "html", t.trace, "-o", page}).status, 0);
+  std::ifstream in(page);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t at = text.find("\"heap_live\":[");
+  ASSERT_NE(at, std::string::npos);
+  std::istringstream values(text.substr(at + 13, text.find(']', at) - at - 13));
+  uint64_t highest = 0;
+  for (std::string v; std::getline(values, v, ',');) highest = std::max<uint64_t>(highest, std::stoull(v));
+  EXPECT_EQ(highest, t.report["totals"]["peak_live_bytes"].get<uint64_t>());
 }
 
 }  // namespace
