@@ -159,6 +159,18 @@ uint64_t realtime_ns() {
 ssize_t read_small_file(const char* path, char* buf, size_t cap) {
   int fd = sys_open(path, O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) return -1;
+  // The writer reads /proc files while the program runs, and open() gives the lowest free
+  // number: one the program may dup2 onto or close meanwhile, after which the runtime's
+  // close would close the program's descriptor (a program that closes every number and dup2s
+  // onto them again saw one of its own closed). Read through a number from kRuntimeFdFloor up
+  // instead, and give the low one back at once: what is left is the window of one fcntl.
+  if (fd < kRuntimeFdFloor) {
+    int high = static_cast<int>(syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, kRuntimeFdFloor));
+    if (high >= 0) {
+      sys_close(fd);
+      fd = high;
+    }
+  }
   size_t used = 0;
   while (used < cap) {
     ssize_t r = sys_read(fd, buf + used, cap - used);

@@ -43,6 +43,11 @@ uint64_t monotonic_ns();
 uint64_t realtime_ns();
 
 // Reads the whole file into [buf, buf+cap); returns bytes read (at most cap), -1 on error.
+// The runtime's descriptors are moved to this number or above: out of the range programs
+// get from open() in the ordinary way.
+inline constexpr int kRuntimeFdFloor = 1000;
+
+// Reads a small file whole (through a descriptor from kRuntimeFdFloor up); its length, or -1.
 ssize_t read_small_file(const char* path, char* buf, size_t cap);
 
 size_t str_len(const char* s);

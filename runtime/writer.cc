@@ -35,10 +35,12 @@ constexpr uint64_t kRoundNs = 10'000'000;
 constexpr uint64_t kFlushNs = 50'000'000;
 // A snapshot at a new RSS peak (10% above the last snapshot's) waits at least this long
 // after the last one, and ten times what the last one took (reading smaps, compressing,
-// writing): at most ~10% of the writer's time, and prompt enough on small processes (a
-// snapshot there takes well under a millisecond) to catch a peak that lasts a few rounds.
-// (A fixed second let a short peak pass unseen: the "RSS peak" snapshot was then the exit's.)
-constexpr uint64_t kPeakSnapshotMinGapNs = 20'000'000;
+// writing): at most ~10% of the writer's time, and prompt enough to catch a peak that lasts
+// a few hundred milliseconds (a fixed second let such a peak pass unseen: the "RSS peak"
+// snapshot was then the exit's). Not much shorter: reading smaps holds a descriptor for a
+// millisecond or more, and a program that closes or dup2s onto every number meanwhile can
+// take it (read_small_file); at 20 ms, a short program's close-and-dup2 sweep met one.
+constexpr uint64_t kPeakSnapshotMinGapNs = 200'000'000;
 constexpr size_t kSmapsMax = 32u << 20;
 constexpr size_t kThreadHeaderMax = 32;      // a kThread record
 constexpr size_t kStackChunkCap = 4u << 20;  // the frames column of a stack chunk

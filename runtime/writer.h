@@ -57,8 +57,5 @@ void writer_main_thread_gone();
 // program takes `fd` over, the trace moves to another descriptor if `fd` is its.
 int writer_trace_fd();
 void writer_release_fd(int fd);
-// The runtime's descriptors are moved to this number or above: out of the range programs
-// get from open() in the ordinary way.
-inline constexpr int kRuntimeFdFloor = 1000;
 
 }  // namespace memcensus::rt
