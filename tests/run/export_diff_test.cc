@@ -176,7 +176,8 @@ TEST(Html, TimelineHeapReachesThePeak) {
   ASSERT_NE(at, std::string::npos);
   std::istringstream values(text.substr(at + 13, text.find(']', at) - at - 13));
   uint64_t highest = 0;
-  for (std::string v; std::getline(values, v, ',');) highest = std::max<uint64_t>(highest, std::stoull(v));
+  for (std::string v; std::getline(values, v, ',');)
+    highest = std::max<uint64_t>(highest, std::stoull(v));
   EXPECT_EQ(highest, t.report["totals"]["peak_live_bytes"].get<uint64_t>());
 }
 
