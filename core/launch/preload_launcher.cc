@@ -121,6 +121,7 @@ void check_trace_writable(const PreloadOptions& o) {
   }
   if (errno != ENOENT) fail(std::strerror(errno));
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == EEXIST) return;  // made meanwhile (by a run in the same directory)
   if (fd < 0) fail(std::strerror(errno));
   ::close(fd);
   ::unlink(path.c_str());
