@@ -69,7 +69,7 @@ bool runtime_context() {
 
 bool own_fd(int fd) {
   if (fd < 0) return false;
-  if (fd == writer_trace_fd()) return true;
+  if (writer_owns_fd(fd)) return true;
   for (const std::atomic<int>& o : g_own_fds)
     if (o.load(std::memory_order_relaxed) == fd) return true;
   return false;
@@ -98,15 +98,13 @@ int close_range_around(unsigned first, unsigned last, int flags) {
   }
   // Marking descriptors close-on-exec leaves the runtime's as they are (they already are).
   if (flags & CLOSE_RANGE_CLOEXEC) return next(first, last, flags);
-  int skip[kOwnFds + 1];
-  int n = 0;
-  int trace = writer_trace_fd();
-  if (trace >= 0) skip[n++] = trace;
+  int skip[kOwnFds + kWriterOwnFds];
+  int n = writer_own_fds(skip);
   for (const std::atomic<int>& o : g_own_fds) {
     int fd = o.load(std::memory_order_relaxed);
     if (fd >= 0) skip[n++] = fd;
   }
-  for (int i = 1; i < n; ++i)  // insertion sort of at most kOwnFds + 1 numbers
+  for (int i = 1; i < n; ++i)  // insertion sort of at most kOwnFds + kWriterOwnFds numbers
     for (int j = i; j > 0 && skip[j - 1] > skip[j]; --j) std::swap(skip[j - 1], skip[j]);
   unsigned from = first;
   for (int i = 0; i < n; ++i) {
@@ -142,7 +140,7 @@ MEMCENSUS_EXPORT int pipe2(int fds[2], int flags) {
 
 MEMCENSUS_EXPORT int close(int fd) {
   if (__builtin_expect(own_fd(fd), 0)) {
-    if (!runtime_context() || fd == writer_trace_fd()) {
+    if (!runtime_context() || writer_owns_fd(fd)) {
       errno = EBADF;
       return -1;
     }
@@ -171,7 +169,8 @@ MEMCENSUS_EXPORT void closefrom(int lowfd) {
   // runtime's is closed here (through the close hook) and the rest by glibc's closefrom.
   int saved = errno;
   if (close_range_around(static_cast<unsigned>(lowfd), ~0u, 0) != 0) {
-    int top = writer_trace_fd();
+    int top = -1, writer_fds[kWriterOwnFds];
+    for (int i = 0, n = writer_own_fds(writer_fds); i < n; ++i) top = std::max(top, writer_fds[i]);
     for (const std::atomic<int>& o : g_own_fds) top = std::max(top, o.load());
     for (int fd = lowfd; fd <= top; ++fd) close(fd);
     CloseFromFn next = resolved(g_closefrom, "closefrom");

@@ -37,9 +37,9 @@ constexpr uint64_t kFlushNs = 50'000'000;
 // after the last one, and ten times what the last one took (reading smaps, compressing,
 // writing): at most ~10% of the writer's time, and prompt enough to catch a peak that lasts
 // a few hundred milliseconds (a fixed second let such a peak pass unseen: the "RSS peak"
-// snapshot was then the exit's). Not much shorter: reading smaps holds a descriptor for a
-// millisecond or more, and a program that closes or dup2s onto every number meanwhile can
-// take it (read_small_file); at 20 ms, a short program's close-and-dup2 sweep met one.
+// snapshot was then the exit's). (At 20 ms, when smaps was opened per read, a short
+// program's close-and-dup2 sweep met the descriptor; the /proc files are kept open now,
+// g_proc_fd.)
 constexpr uint64_t kPeakSnapshotMinGapNs = 200'000'000;
 constexpr size_t kSmapsMax = 32u << 20;
 constexpr size_t kThreadHeaderMax = 32;      // a kThread record
@@ -75,6 +75,62 @@ constexpr unsigned kSmapsTableLog = 14;
 constexpr uint64_t kThreadNameDelayNs = 50'000'000;
 
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
+// The /proc files the writer reads while the program runs (RSS every round, smaps at
+// snapshots, the thread count after the main thread left) are opened once per trace, when
+// the writer opens the trace (before the program's code runs in this image, or in a forked
+// child before fork returns), at numbers from kRuntimeFdFloor up, and read with pread from
+// offset 0 (a seq_file makes its text afresh). They are kept like the trace's descriptor
+// (hooks_fd.cc): the program's close of one fails with EBADF, close_range and closefrom
+// pass around them, and dup2 onto one moves it first (writer_release_fd). Opening a file
+// per read, as before, gave the program's lowest free number to the runtime for a moment:
+// a program that dup2'd onto that number meanwhile had its new descriptor closed by the
+// runtime's close. They stay open to the end of the process (close-on-exec), so a number
+// the program never opened never becomes open under it.
+enum ProcFile : int { kProcStatm, kProcSmaps, kProcStat, kProcFiles };
+constexpr const char* kProcPath[kProcFiles] = {"/proc/self/statm", "/proc/self/smaps",
+                                               "/proc/self/stat"};
+int g_proc_fd[kProcFiles] = {-1, -1, -1};  // written under g_lock; read unlocked by the hooks
+
+// Opens `path` read-only at a number from kRuntimeFdFloor up; -1 on failure.
+int open_high(const char* path) {
+  int fd = sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0 || fd >= kRuntimeFdFloor) return fd;
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, kRuntimeFdFloor);
+  sys_close(fd);
+  return high;
+}
+
+// Opens the /proc files this process has none of (the caller holds g_lock, or no other
+// thread runs).
+void proc_files_open() {
+  for (int i = 0; i < kProcFiles; ++i)
+    if (g_proc_fd[i] < 0) __atomic_store_n(&g_proc_fd[i], open_high(kProcPath[i]), __ATOMIC_RELAXED);
+}
+
+// Closes them: a forked child's are its parent's /proc/PID (no other thread runs).
+void proc_files_close() {
+  for (int& fd : g_proc_fd) {
+    if (fd >= 0) sys_close(fd);
+    __atomic_store_n(&fd, -1, __ATOMIC_RELAXED);
+  }
+}
+
+// Reads /proc file `which` whole into buf (at most cap bytes); its length, or -1. The
+// caller holds g_lock.
+ssize_t read_proc(ProcFile which, char* buf, size_t cap) {
+  int fd = g_proc_fd[which];
+  if (fd < 0) return -1;
+  size_t used = 0;
+  while (used < cap) {
+    ssize_t r = pread(fd, buf + used, cap - used, static_cast<off_t>(used));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    used += static_cast<size_t>(r);
+  }
+  return used > 0 ? static_cast<ssize_t>(used) : -1;
+}
+
 pthread_t g_thread;
 std::atomic<bool> g_running{false};
 std::atomic<bool> g_stop{false};
@@ -345,7 +401,7 @@ void emit(const uint8_t* p, size_t n) {
 
 void emit_rss() {
   char buf[256];
-  ssize_t n = read_small_file("/proc/self/statm", buf, sizeof buf - 1);
+  ssize_t n = read_proc(kProcStatm, buf, sizeof buf - 1);
   if (n <= 0) return;
   buf[n] = 0;
   uint64_t v[3] = {0, 0, 0};
@@ -383,7 +439,7 @@ void write_snapshot(const uint8_t* rec, size_t n, const char* text, size_t len) 
 void emit_smaps(uint8_t reason) {
   const uint64_t started = now();
   constexpr size_t kHead = 32;
-  ssize_t n = read_small_file("/proc/self/smaps", g_smaps + kHead, kSmapsMax - kHead);
+  ssize_t n = read_proc(kProcSmaps, g_smaps + kHead, kSmapsMax - kHead);
   if (n <= 0) return;
   char* text = g_smaps + kHead;
   size_t len = static_cast<size_t>(n);
@@ -558,9 +614,10 @@ void round_locked(bool final_round) {
 std::atomic<bool> g_main_gone{false};
 
 // The process's thread count as the kernel gives it (/proc/self/stat, field 20); 0 if unread.
+// The caller holds g_lock.
 uint64_t thread_count() {
   char buf[1024];
-  ssize_t n = read_small_file("/proc/self/stat", buf, sizeof buf - 1);
+  ssize_t n = read_proc(kProcStat, buf, sizeof buf - 1);
   if (n <= 0) return 0;
   buf[n] = 0;
   const char* s = buf + n;
@@ -585,11 +642,11 @@ void* writer_main(void*) {
     uint32_t request = g_flush_request.load(std::memory_order_acquire);
     pthread_mutex_lock(&g_lock);
     round_locked(request != g_flush_done.load(std::memory_order_relaxed));
+    // writer_main_thread_gone: 2 threads are the exited main thread and this one.
+    bool last = g_main_gone.load(std::memory_order_relaxed) && thread_count() == 2;
     pthread_mutex_unlock(&g_lock);
     g_flush_done.store(request, std::memory_order_release);
-    // writer_main_thread_gone: 2 threads are the exited main thread and this one.
-    if (g_main_gone.load(std::memory_order_relaxed) && thread_count() == 2 &&
-        g_running.exchange(false))
+    if (last && g_running.exchange(false))
       exit(0);  // the program's last thread is gone: end it as glibc would (writer_finish
                 // then runs in this thread, without a join)
   }
@@ -649,6 +706,7 @@ bool writer_open() {
   if (!buffers_init()) return false;
   int fd = open_trace_file();
   if (fd < 0) return false;
+  proc_files_open();
   int high = fcntl(fd, F_DUPFD_CLOEXEC, kRuntimeFdFloor);
   if (high >= 0) {
     sys_close(fd);
@@ -828,16 +886,40 @@ int writer_trace_fd() {
   return __atomic_load_n(&g_fd, __ATOMIC_RELAXED);
 }
 
+int writer_own_fds(int out[kWriterOwnFds]) {
+  int n = 0;
+  int trace = writer_trace_fd();
+  if (trace >= 0) out[n++] = trace;
+  for (int& fd : g_proc_fd) {
+    int v = __atomic_load_n(&fd, __ATOMIC_RELAXED);
+    if (v >= 0) out[n++] = v;
+  }
+  return n;
+}
+
+bool writer_owns_fd(int fd) {
+  if (fd < 0) return false;
+  int own[kWriterOwnFds];
+  int n = writer_own_fds(own);
+  for (int i = 0; i < n; ++i)
+    if (own[i] == fd) return true;
+  return false;
+}
+
 void writer_release_fd(int fd) {
-  if (fd < 0 || fd != writer_trace_fd()) return;
+  if (!writer_owns_fd(fd)) return;
   GuardScope guard;
   pthread_mutex_lock(&g_lock);
-  if (g_fd == fd) {
+  // Moved to a higher number and the old one closed, so that the program's dup2 finds it
+  // free. If it cannot be moved the runtime lets it go (the dup2 replaces it): the trace is
+  // then lost rather than written into the program's file.
+  int* mine = g_fd == fd ? &g_fd : nullptr;
+  for (int& p : g_proc_fd)
+    if (p == fd) mine = &p;
+  if (mine) {
     int moved = fcntl(fd, F_DUPFD_CLOEXEC, fd + 1);
-    if (moved >= 0) {
-      __atomic_store_n(&g_fd, moved, __ATOMIC_RELAXED);
-      sys_close(fd);
-    }
+    __atomic_store_n(mine, moved, __ATOMIC_RELAXED);
+    if (moved >= 0) sys_close(fd);
   }
   pthread_mutex_unlock(&g_lock);
 }
@@ -859,6 +941,7 @@ void writer_fork_child(bool follow) {
   g_running.store(false);
   if (g_fd >= 0) sys_close(g_fd);
   g_fd = -1;
+  proc_files_close();
   packer_begin();
   stack_packer_begin();
   if (follow && writer_open()) writer_start();

@@ -50,12 +50,18 @@ void writer_fork_child(bool follow);
 // process itself with exit(0), as glibc's last thread would have.
 void writer_main_thread_gone();
 
-// The trace's file descriptor is the runtime's, not the program's: a program that closes
-// every descriptor (daemons, closefrom, a child before exec) must not close it, and one
-// that makes that number its own (dup2 onto it) gets it free (hooks_fd.cc).
-// writer_trace_fd: the trace's descriptor, -1 when none. writer_release_fd: before the
-// program takes `fd` over, the trace moves to another descriptor if `fd` is its.
+// The trace's file descriptor and the writer's /proc files are the runtime's, not the
+// program's: a program that closes every descriptor (daemons, closefrom, a child before
+// exec) must not close them, and one that makes such a number its own (dup2 onto it) gets
+// it free (hooks_fd.cc).
+// writer_trace_fd: the trace's descriptor, -1 when none. writer_own_fds: every descriptor
+// of the writer's (the trace first), their count. writer_owns_fd: whether `fd` is one.
+// writer_release_fd: before the program takes `fd` over, the writer's file there moves to
+// another descriptor.
+inline constexpr int kWriterOwnFds = 4;
 int writer_trace_fd();
+int writer_own_fds(int out[kWriterOwnFds]);
+bool writer_owns_fd(int fd);
 void writer_release_fd(int fd);
 
 }  // namespace memcensus::rt

@@ -238,6 +238,25 @@ TEST(Robustness, ClosingEveryDescriptorKeepsTheTrace) {
   }
 }
 
+// The writer keeps its /proc files open at numbers from 1000 up; a program that dup2s onto
+// those numbers gets them (the files move) and the RSS samples go on: 48 MiB held after the
+// sweep is seen.
+TEST(Robustness, Dup2OntoTheRuntimesNumbersKeepsRssSampling) {
+  mctest::Result native = mctest::run({fixture("fd_sweep"), "high"});
+  ASSERT_EQ(native.status, 0);
+  ASSERT_EQ(native.out, "high duped 100 reclosed 100\n");
+  for (const std::vector<std::string>& opts :
+       {std::vector<std::string>{}, {"--follow-fork"}, {"--check"}}) {
+    std::string what = opts.empty() ? "run" : opts[0];
+    auto t = traced({fixture("fd_sweep"), "high"}, opts);
+    EXPECT_EQ(t.status, 0) << what;
+    EXPECT_EQ(t.out, native.out) << what;
+    ASSERT_FALSE(t.report.is_null()) << what;
+    EXPECT_TRUE(t.report["trace"]["complete"].get<bool>()) << what;
+    EXPECT_GE(t.report["totals"]["peak_rss"].get<int64_t>(), int64_t{48} << 20) << what;
+  }
+}
+
 TEST(Robustness, FollowForkAcrossExec) {
   auto t = traced({fixture("fork"), "exec", fixture("count_c")}, {"--follow-fork"});
   ASSERT_EQ(t.status, 0);
