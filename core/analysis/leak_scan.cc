@@ -975,6 +975,7 @@ std::vector<ScanRange> leak_roots(const Layout& layout, const std::vector<ScanRa
       }
       case RegionKind::kAnon:
       case RegionKind::kShm:
+      case RegionKind::kFile:  // writable file mappings, private or shared, as memcheck
         add_without_blocks(s.start, s.end);
         break;
       default:

@@ -120,10 +120,12 @@ InteriorRules interior_rules(const Layout& layout);
 
 // The root ranges of a stopped process for classify_leaks: writable data of every object
 // (data, bss), each thread's stack from its stack pointer up (the whole stack when the
-// pointer is unknown), and writable anonymous memory (program mmaps, the main thread's TLS)
-// except the live blocks in it (malloc's mmapped large blocks). Not roots: heap and arena
-// regions, and mappings labelled "[anon:memcensus...]" (memcensus's own buffers, which hold
-// copies of every pointer). `blocks` as for classify_leaks.
+// pointer is unknown), writable anonymous memory (program mmaps, the main thread's TLS)
+// except the live blocks in it (malloc's mmapped large blocks), and writable file and shared
+// memory mappings. Not roots: heap and arena regions (memory the program took itself with
+// sbrk lies in the heap region and is not scanned either), and mappings labelled
+// "[anon:memcensus...]" (memcensus's own buffers, which hold copies of every pointer).
+// `blocks` as for classify_leaks.
 std::vector<ScanRange> leak_roots(const Layout& layout, const std::vector<ScanRange>& blocks);
 
 }  // namespace memcensus
