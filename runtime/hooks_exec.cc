@@ -3,6 +3,7 @@
 // traced, appends a new segment to the same file (see writer.cc). If exec fails, tracing
 // resumes. The l-variants collect their arguments (at most kMaxArgs) and call the v-variants.
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -45,12 +46,15 @@ using ThreadExitFn = void (*)(void*);
 ThreadExitFn g_pthread_exit = nullptr;
 using QuickExitFn = void (*)(int);
 QuickExitFn g_quick_exit = nullptr;
+using AbortFn = void (*)();
+AbortFn g_abort = nullptr;
 
 __attribute__((constructor)) void resolve_exec() {
   g_execve = reinterpret_cast<ExecFn>(next_symbol("execve"));
   g_execvpe = reinterpret_cast<ExecFn>(next_symbol("execvpe"));
   g_pthread_exit = reinterpret_cast<ThreadExitFn>(next_symbol("pthread_exit"));
   g_quick_exit = reinterpret_cast<QuickExitFn>(next_symbol("quick_exit"));
+  g_abort = reinterpret_cast<AbortFn>(next_symbol("abort"));
 }
 
 int do_execve(const char* path, char* const* argv, char* const* envp) {
@@ -97,6 +101,27 @@ MEMCENSUS_EXPORT void quick_exit(int status) {
   if (__builtin_expect(!next, 0)) abort();
   next(status);
   __builtin_unreachable();
+}
+
+// abort (a failed assert, std::terminate, Rust's panic=abort) ends the process by SIGABRT
+// with no exit handler and no destructor: the writer's last round was lost with it, up to
+// ~50 ms of events (a program that made 100,000 allocations and aborted: "0 allocations").
+// The events so far are written first (waiting at most 2 s for the writer); the trace is not
+// ended, since a SIGABRT handler may still go on, so it reads as cut short, as the crash it
+// is. Calls that glibc makes to abort from inside itself (its heap checks) do not come here.
+MEMCENSUS_EXPORT void abort() {
+  if (!t_state.guard && g_phase.load() == kActive) {
+    int saved = errno;
+    writer_flush_sync();
+    errno = saved;
+  }
+  AbortFn next = g_abort ? g_abort : reinterpret_cast<AbortFn>(next_symbol("abort"));
+  if (next) next();
+  // No abort to forward to: end the process by SIGABRT, as abort would.
+  for (;;) {
+    signal(SIGABRT, SIG_DFL);
+    raise(SIGABRT);
+  }
 }
 
 MEMCENSUS_EXPORT int execve(const char* path, char* const* argv, char* const* envp) {

@@ -341,6 +341,21 @@ TEST(Robustness, CrashAndAbortLeaveReadableTraces) {
   EXPECT_EQ(ab.report["exit_status"], 134);
 }
 
+// abort() (a failed assert, std::terminate, Rust's panic=abort) writes the events up to the
+// call before the process dies: 100,000 pairs made just before it were all lost before.
+TEST(Robustness, AbortKeepsTheEventsBeforeIt) {
+  for (const char* mode : {"", "--check"}) {
+    std::vector<std::string> opts;
+    if (*mode) opts.push_back(mode);
+    auto t = traced({fixture("die"), "abort-now", "100000"}, opts);
+    EXPECT_EQ(t.status, 128 + 6) << mode;
+    ASSERT_FALSE(t.report.is_null()) << mode;
+    EXPECT_EQ(t.report["calls"]["malloc"], 100000) << mode;
+    EXPECT_EQ(t.report["calls"]["free"], 100000) << mode;
+    EXPECT_FALSE(t.report["trace"]["complete"].get<bool>()) << mode;
+  }
+}
+
 TEST(Robustness, SignalHandlersThatAllocateAreCountedExactly) {
   std::string truth = mctest::scratch_dir() + "/t.json";
   auto t = traced({fixture("signal"), truth, "400"});
