@@ -105,7 +105,8 @@ int open_high(const char* path) {
 // thread runs).
 void proc_files_open() {
   for (int i = 0; i < kProcFiles; ++i)
-    if (g_proc_fd[i] < 0) __atomic_store_n(&g_proc_fd[i], open_high(kProcPath[i]), __ATOMIC_RELAXED);
+    if (g_proc_fd[i] < 0)
+      __atomic_store_n(&g_proc_fd[i], open_high(kProcPath[i]), __ATOMIC_RELAXED);
 }
 
 // Closes them: a forked child's are its parent's /proc/PID (no other thread runs).

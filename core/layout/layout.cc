@@ -1,5 +1,6 @@
 #include "layout/layout.h"
 
+#include <algorithm>
 #include <array>
 
 namespace memcensus {
@@ -13,6 +14,11 @@ std::string_view kind_name(RegionKind k) {
 
 void add_figures(SmapsFigures& a, const SmapsFigures& b) {
   for (size_t i = 0; i < kSmapsFieldCount; ++i) a.value[i] += b.value[i];
+  // Page sizes are a property of each region, not amounts: a sum keeps the largest.
+  for (SmapsField f : {SmapsField::kKernelPageSize, SmapsField::kMmuPageSize}) {
+    size_t i = static_cast<size_t>(f);
+    a.value[i] = std::max(a.value[i] - b.value[i], b.value[i]);
+  }
   a.present |= b.present;
 }
 

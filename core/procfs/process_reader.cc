@@ -10,10 +10,12 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "util/error.h"
@@ -58,9 +60,34 @@ std::string ProcessReader::proc_path(const std::string& leaf) const {
 
 void ProcessReader::fail_read(const std::string& leaf, int err) const {
   std::string p = proc_path(leaf);
-  if (err == EACCES || err == EPERM)
+  if (err == EACCES || err == EPERM) {
+    // The kernel's ptrace access check guards these files. Say which part of it failed
+    // when that can be told: another user's process, or one of the caller's own that it
+    // may still not read (no CAP_SYS_PTRACE, Yama's ptrace_scope, another user namespace,
+    // a process that made itself non-dumpable).
+    std::string why = "run memcensus as that user or as root";
+    std::optional<uint64_t> uid;
+    if (auto status = read_file_if_exists(root_ + "/status")) {
+      size_t at = status->find("\nUid:");
+      if (at != std::string::npos) {
+        const char* c = status->c_str() + at + 5;
+        while (*c == ' ' || *c == '\t') ++c;
+        char* end = nullptr;
+        unsigned long long v = std::strtoull(c, &end, 10);
+        if (end != c) uid = v;
+      }
+    }
+    if (uid && *uid != static_cast<uint64_t>(geteuid()))
+      throw Error("permission denied reading " + p + " (process " + std::to_string(pid_) +
+                  " belongs to user " + std::to_string(*uid) + "; " + why + ")");
+    if (uid)
+      throw Error("permission denied reading " + p + " (process " + std::to_string(pid_) +
+                  " has memcensus's user, but the kernel's ptrace access check refused: no "
+                  "CAP_SYS_PTRACE, Yama ptrace_scope, another user namespace, or a "
+                  "non-dumpable process)");
     throw Error("permission denied reading " + p + " (process " + std::to_string(pid_) +
-                " belongs to another user; run memcensus as that user or as root)");
+                " belongs to another user; " + why + ")");
+  }
   if (err == ENOENT || err == ESRCH) {
     if (err == ESRCH || !alive())
       throw Error("process " + std::to_string(pid_) + " exited while being read");

@@ -271,6 +271,11 @@ TEST(MapCpp, SnapshotAtExitKeepsThreadsAndPassesStatusThrough) {
   EXPECT_EQ(thread_named(layout, "fx-small")->at("stack_size").get<uint64_t>(), 256u << 10);
   EXPECT_NE(symbol_named(layout, "fixture::bss_array"), nullptr);
   EXPECT_EQ(layout["totals"]["rss"], layout["rollup"]["rss"]);
+  // Page sizes are not summed: the largest of the regions' (4 KiB pages here, no huge pages
+  // mapped by the fixture's code).
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  EXPECT_EQ(layout["totals"]["kernel_page_size"].get<uint64_t>(), page);
+  EXPECT_EQ(layout["totals"]["mmu_page_size"].get<uint64_t>(), page);
 }
 
 TEST(MapCpp, RunningThreadIsInterruptedBrieflyForItsStackPointer) {
@@ -512,6 +517,29 @@ TEST(MapErrors, AnotherUsersProcessIsPermissionDenied) {
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_NE(r.err.find("permission denied"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(std::to_string(fx.pid())), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("belongs to user 0"), std::string::npos) << r.err;
+}
+
+// A process of memcensus's own user that the kernel still will not let it read (one that
+// made itself non-dumpable, read without CAP_SYS_PTRACE) is not said to belong to another
+// user.
+TEST(MapErrors, OwnUsersProcessRefusedByTheKernelSaysWhy) {
+  if (getuid() != 0) GTEST_SKIP() << "needs root to switch both processes to another user";
+  const std::vector<std::string> as_nobody = {"setpriv", "--reuid=65534", "--regid=65534",
+                                              "--clear-groups"};
+  std::vector<std::string> argv = as_nobody;
+  for (const std::string& a :
+       {fixture_path("layout_fixture"), std::string("--dumpable"), std::string("0")})
+    argv.push_back(a);
+  Fixture fx(argv);
+  argv = as_nobody;
+  for (const std::string& a : {memcensus_bin(), std::string("map"), std::to_string(fx.pid())})
+    argv.push_back(a);
+  CommandResult r = run_command(argv);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.err.find("permission denied"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("ptrace access check"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("belongs to"), std::string::npos) << r.err;
 }
 
 TEST(MapCpp, BackgroundChildrenOutliveTheCommandUnharmed) {
