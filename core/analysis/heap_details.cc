@@ -11,8 +11,7 @@ namespace memcensus {
 namespace f = memcensus::format;
 
 const char* lifetime_bucket_name(size_t i) {
-  static const char* const names[kLifetimeBuckets] = {"< 1 us",  "< 10 us",  "< 100 us", "< 1 ms",
-                                                      "< 10 ms", "< 100 ms", "< 1 s",    ">= 1 s"};
+  static const char* const names[kLifetimeBuckets] = {"< 10 ms", "< 100 ms", "< 1 s", ">= 1 s"};
   return i < kLifetimeBuckets ? names[i] : "?";
 }
 

@@ -9,7 +9,12 @@
 //  * temporary (heaptrack's): a block freed when no other allocation or free happened
 //    since it was allocated, in the analysed order. realloc counts as a free of the old
 //    block followed by an allocation of the new one.
-//  * lifetime: free time minus allocation time, in decade buckets from 1 us to 1 s.
+//  * lifetime: free time minus allocation time, in decade buckets from 10 ms to 1 s. Event
+//    times keep the order of events exactly but follow real time only to the writer's round,
+//    about 10 ms (the event clock counts events and is raised to CLOCK_MONOTONIC each round;
+//    docs/trace-format.md): a block that lives 300 us reads as living a few ns, or 10 ms if
+//    a round fell inside its life. Shorter buckets would be filled by chance, so there are
+//    none; each bound is good to about one round.
 //  * growth step: a free of block B from site S while the latest allocation of S is a
 //    larger block allocated after B and still live (a vector growing: allocate the larger
 //    buffer, move, free the old), or a realloc from the site that allocated the block it
@@ -38,8 +43,8 @@
 
 namespace memcensus {
 
-// Lifetime buckets: < 1 us, < 10 us, < 100 us, < 1 ms, < 10 ms, < 100 ms, < 1 s, >= 1 s.
-inline constexpr size_t kLifetimeBuckets = 8;
+// Lifetime buckets: < 10 ms, < 100 ms, < 1 s, >= 1 s (see "lifetime" above).
+inline constexpr size_t kLifetimeBuckets = 4;
 const char* lifetime_bucket_name(size_t i);
 
 struct SiteDetail {

@@ -106,7 +106,7 @@ namespace {
 
 size_t lifetime_bucket(uint64_t ns) {
   size_t i = 0;
-  for (uint64_t limit = 1000; i + 1 < kLifetimeBuckets && ns >= limit; limit *= 10) ++i;
+  for (uint64_t limit = 10'000'000; i + 1 < kLifetimeBuckets && ns >= limit; limit *= 10) ++i;
   return i;
 }
 

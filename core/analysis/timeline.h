@@ -1,7 +1,9 @@
 // Timeline: live heap and RSS over time, and per-call-site series, in at most `max_buckets`
-// equal time buckets. Buckets start 1 ms wide and double in width (merging pairs) whenever
-// the trace outgrows them, so memory stays O(max_buckets x sites that allocated) however
-// long the trace. This is what the HTML report's charts and the text --timeline draw.
+// equal time buckets. Buckets start 10 ms wide (event times follow real time to the
+// writer's round, about 10 ms: narrower buckets showed each round's events in one bucket
+// and none in the next) and double in width (merging pairs) whenever the trace outgrows
+// them, so memory stays O(max_buckets x sites that allocated) however long the trace. This
+// is what the HTML report's charts and the text --timeline draw.
 //
 // Feed it heap changes and RSS samples in (roughly) time order; a change earlier than the
 // current bucket is counted in the current bucket. Not thread-safe.
@@ -36,7 +38,7 @@ struct SiteSeries {
 
 class Timeline {
  public:
-  explicit Timeline(size_t max_buckets = 200, uint64_t first_width_ns = 1'000'000);
+  explicit Timeline(size_t max_buckets = 200, uint64_t first_width_ns = 10'000'000);
 
   // The heap changed at `time` by `delta` bytes at `site` (an allocation when delta > 0 or
   // `is_alloc`), leaving `live` bytes live in total and `site_live` at the site.

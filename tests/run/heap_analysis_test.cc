@@ -135,7 +135,7 @@ TEST(HeapAnalysis, InterleavedThreadsAndWriterPassesMatchTheProgramsOwnCount) {
         uint64_t time;
       };
       std::vector<RssAt> rss_at;
-      std::map<uint64_t, uint64_t> allocations_by_ms;
+      std::map<uint64_t, uint64_t> allocations_by_10ms;
       int drained = 0;  // threads the writer drained in its current pass
       for (int step = 0; step < 3000; ++step) {
         if (next(4) == 0) {  // the writer drains one more thread
@@ -157,7 +157,7 @@ TEST(HeapAnalysis, InterleavedThreadsAndWriterPassesMatchTheProgramsOwnCount) {
           peak = std::max(peak, live_bytes);
           ++allocations;
           now += 25'000;
-          allocations_by_ms[now / 1'000'000]++;
+          allocations_by_10ms[now / 10'000'000]++;
           buffers[t].push_back(ev(f::kMalloc, t + 1, now, p, size));
         } else if (!live.empty()) {
           size_t i = next(live.size());
@@ -218,10 +218,10 @@ TEST(HeapAnalysis, InterleavedThreadsAndWriterPassesMatchTheProgramsOwnCount) {
       auto s = heap.finish();
       auto d = details.finish();
       SCOPED_TRACE(testing::Message() << "seed " << seed << (packed ? " packed" : " full"));
-      ASSERT_EQ(d.timeline.width_ns(), 1'000'000u);
+      ASSERT_EQ(d.timeline.width_ns(), 10'000'000u);
       auto buckets = d.timeline.buckets();
       for (size_t i = 0; i < buckets.size(); ++i)
-        EXPECT_EQ(buckets[i].allocations, allocations_by_ms[i]) << "bucket " << i;
+        EXPECT_EQ(buckets[i].allocations, allocations_by_10ms[i]) << "bucket " << i;
       EXPECT_EQ(s.totals.unmatched_frees, 0u);
       EXPECT_EQ(s.totals.allocation_calls, allocations);
       EXPECT_EQ(s.totals.free_calls, frees);
@@ -333,3 +333,23 @@ TEST(HeapAnalysis, RunsOfTemporaryPairsCountAsEachPairAlone) {
 }
 
 }  // namespace
+
+// Lifetimes are bucketed no finer than the event clock follows real time (about one writer
+// round, 10 ms): 300 us, 50 ms, 500 ms and 2 s lives land in the four buckets in order.
+TEST(HeapDetails, LifetimeBucketsStartAtTheClocksResolution) {
+  HeapAnalysis heap;
+  HeapDetails details;
+  memcensus::HeapAnalyses both(heap, details);
+  uint64_t t = 1'000'000;
+  for (uint64_t life : {300'000ull, 50'000'000ull, 500'000'000ull, 2'000'000'000ull}) {
+    both.on_event(ev(f::kMalloc, 1, t, 0x1000, 64, 1));
+    both.on_event(ev(f::kFree, 1, t += life, 0x1000));
+    t += 1000;
+  }
+  both.on_round();
+  both.finish_events();
+  auto d = details.finish();
+  ASSERT_EQ(d.lifetimes.size(), 4u);
+  for (size_t i = 0; i < d.lifetimes.size(); ++i) EXPECT_EQ(d.lifetimes[i], 1u) << i;
+  EXPECT_STREQ(memcensus::lifetime_bucket_name(0), "< 10 ms");
+}
