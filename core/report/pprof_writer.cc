@@ -5,6 +5,10 @@
 
 #include <algorithm>
 #include <map>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "util/error.h"
 
@@ -211,7 +215,11 @@ std::string gzip(const std::string& bytes) {
 
 std::string collapsed_stacks(const Analysis& a, const InUseBySite* in_use, Symbolizer& sym) {
   SiteNames names(a.heap, sym);
-  std::string out;
+  // Sites whose frames read the same (return addresses in one function at different lines,
+  // which collapsed frames do not show) are one line with the sum, as the format means:
+  // each stack once. Lines keep the order of their first site (largest first).
+  std::vector<std::pair<std::string, uint64_t>> lines;
+  std::unordered_map<std::string, size_t> line_of;
   for (const SiteStats& s : a.heap.sites) {
     uint64_t value = s.bytes;
     if (in_use) {
@@ -227,8 +235,14 @@ std::string collapsed_stacks(const Analysis& a, const InUseBySite* in_use, Symbo
       line += (line.empty() ? "" : ";") + label;
     }
     if (line.empty()) line = names.name(s.stack);
-    out += fmt::format("{} {}\n", line, value);
+    auto [it, added] = line_of.try_emplace(line, lines.size());
+    if (added)
+      lines.emplace_back(std::move(line), value);
+    else
+      lines[it->second].second += value;
   }
+  std::string out;
+  for (const auto& [line, value] : lines) out += fmt::format("{} {}\n", line, value);
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "run_test_util.h"
@@ -76,9 +77,12 @@ TEST(Export, CollapsedAndJson) {
   std::ifstream folded(exported(t.trace, "collapsed"));
   uint64_t sum = 0;
   bool vector_line = false;
+  std::set<std::string> stacks;
   for (std::string line; std::getline(folded, line);) {
     size_t space = line.rfind(' ');
     ASSERT_NE(space, std::string::npos) << line;
+    // Each stack once: sites that read the same are summed into one line.
+    EXPECT_TRUE(stacks.insert(line.substr(0, space)).second) << line;
     sum += std::stoull(line.substr(space + 1));
     vector_line |= line.find("main;grow_vector(") != std::string::npos;
   }
