@@ -291,6 +291,57 @@ constexpr Shape shape_of(uint8_t kind) {
   }
 }
 
+// The C++ signature of an operator variant ("operator new(size_t, align_val_t)"), else the
+// entry point's name; null for a kind that is not an event. Errors name calls this way: a
+// mismatched release of an aligned block by plain delete reads "operator new" freed by
+// "operator delete" otherwise.
+constexpr const char* signature_of(uint8_t kind) {
+  switch (kind) {
+    case kNew:
+      return "operator new(size_t)";
+    case kNewNothrow:
+      return "operator new(size_t, nothrow_t)";
+    case kNewArray:
+      return "operator new[](size_t)";
+    case kNewArrayNothrow:
+      return "operator new[](size_t, nothrow_t)";
+    case kNewAligned:
+      return "operator new(size_t, align_val_t)";
+    case kNewAlignedNothrow:
+      return "operator new(size_t, align_val_t, nothrow_t)";
+    case kNewArrayAligned:
+      return "operator new[](size_t, align_val_t)";
+    case kNewArrayAlignedNothrow:
+      return "operator new[](size_t, align_val_t, nothrow_t)";
+    case kDelete:
+      return "operator delete(void*)";
+    case kDeleteNothrow:
+      return "operator delete(void*, nothrow_t)";
+    case kDeleteArray:
+      return "operator delete[](void*)";
+    case kDeleteArrayNothrow:
+      return "operator delete[](void*, nothrow_t)";
+    case kDeleteSized:
+      return "operator delete(void*, size_t)";
+    case kDeleteArraySized:
+      return "operator delete[](void*, size_t)";
+    case kDeleteAligned:
+      return "operator delete(void*, align_val_t)";
+    case kDeleteAlignedNothrow:
+      return "operator delete(void*, align_val_t, nothrow_t)";
+    case kDeleteArrayAligned:
+      return "operator delete[](void*, align_val_t)";
+    case kDeleteArrayAlignedNothrow:
+      return "operator delete[](void*, align_val_t, nothrow_t)";
+    case kDeleteSizedAligned:
+      return "operator delete(void*, size_t, align_val_t)";
+    case kDeleteArraySizedAligned:
+      return "operator delete[](void*, size_t, align_val_t)";
+    default:
+      return shape_of(kind).entry_point;
+  }
+}
+
 // ---- Varints -----------------------------------------------------------------------------
 // LEB128: 7 bits per byte, low first, high bit = more. At most 10 bytes for 64 bits.
 inline constexpr size_t kMaxVarint = 10;

@@ -78,7 +78,7 @@ void write_frames(uint32_t stack) {
 }
 
 const char* call_name(uint8_t kind) {
-  const char* n = kind ? f::shape_of(kind).entry_point : nullptr;
+  const char* n = kind ? f::signature_of(kind) : nullptr;
   return n ? n : "?";
 }
 

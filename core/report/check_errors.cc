@@ -11,7 +11,7 @@ namespace f = memcensus::format;
 namespace {
 
 const char* entry_point(uint8_t kind) {
-  return kind ? f::shape_of(kind).entry_point : nullptr;
+  return kind ? f::signature_of(kind) : nullptr;
 }
 
 void write_stack(JsonWriter& w, const char* key, const HeapSummary& s, uint32_t stack,

@@ -230,6 +230,21 @@ TEST(Check, RustErrors) {
   for (const Case& c : cases) expect_case(fx, c);
 }
 
+// A mismatched release names both calls by their signatures: an aligned block released by
+// plain delete must not read as "operator new" freed by "operator delete".
+TEST(Check, MismatchNamesTheOperatorVariants) {
+  mctest::Traced t = mctest::traced({mctest::fixture("check_cxx"), "aligned-delete"}, {"--check"});
+  ASSERT_FALSE(t.report.is_null());
+  ASSERT_EQ(t.report["errors"].size(), 1u);
+  const json& e = t.report["errors"][0];
+  EXPECT_EQ(e["kind"], "mismatched-free");
+  EXPECT_EQ(e["op"], "operator delete(void*)");
+  EXPECT_EQ(e["alloc_op"], "operator new(size_t, align_val_t)");
+  mctest::Result text = mctest::run({mctest::memcensus(), "report", "--errors", t.trace});
+  EXPECT_NE(text.out.find("allocated by operator new(size_t, align_val_t)"), std::string::npos)
+      << text.out;
+}
+
 // Errors the program survives: its stdout is that of a native run (addresses aside).
 TEST(Check, StdoutAsNative) {
   for (const char* mode : {"new-free", "malloc-delete", "array-delete", "aligned-delete"}) {
