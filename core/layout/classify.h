@@ -11,6 +11,7 @@
 
 #include "elf/elf_reader.h"
 #include "layout/layout.h"
+#include "layout/static_symbols.h"
 
 namespace memcensus {
 
@@ -32,9 +33,11 @@ void classify_objects(std::vector<Region>& regions, const ElfLoader& load, uint6
 
 // Marks each thread's stack (the region holding its stack pointer) and the guard page below,
 // and fills the threads' stack figures. Threads without a known stack pointer are matched
-// by the glibc stack label when the kernel shows one.
-void assign_thread_stacks(std::vector<Region>& regions, std::vector<ThreadInfo>& threads,
-                          pid_t pid);
+// by the glibc stack label when the kernel shows one. Threads whose stacks share one region
+// (a stack without a guard page next to another) split it at their stack pointers, their
+// resident bytes counted with `pagemap` (may be empty), and say so in `warnings`.
+void assign_thread_stacks(std::vector<Region>& regions, std::vector<ThreadInfo>& threads, pid_t pid,
+                          const PagemapReader& pagemap, std::vector<std::string>& warnings);
 
 // Reads target memory; false if it cannot.
 using MemoryReader = std::function<bool(uint64_t addr, void* out, size_t len)>;

@@ -16,13 +16,13 @@ void classify_layout(std::deque<SmapsRegion>& raw, const LayoutSources& src, Lay
   classify_basic(layout.regions, layout.pid);
   std::vector<ElfInfo> infos;
   classify_objects(layout.regions, src.load_elf, page, layout.objects, infos, layout.warnings);
-  assign_thread_stacks(layout.regions, layout.threads, layout.pid);
-  find_arenas(layout.regions, src.read_memory
-                                  ? src.read_memory
-                                  : MemoryReader([](uint64_t, void*, size_t) { return false; }));
   PagemapReader pagemap =
       src.pagemap ? src.pagemap
                   : PagemapReader([](uint64_t, size_t) { return std::vector<uint64_t>(); });
+  assign_thread_stacks(layout.regions, layout.threads, layout.pid, src.pagemap, layout.warnings);
+  find_arenas(layout.regions, src.read_memory
+                                  ? src.read_memory
+                                  : MemoryReader([](uint64_t, void*, size_t) { return false; }));
   layout.symbols = largest_static_symbols(layout.objects, infos, src.symbols, page, pagemap);
   for (const auto& o : layout.objects)
     if (o.readable && o.stripped && !o.path.empty() && o.path == layout.exe)

@@ -278,6 +278,40 @@ TEST(MapCpp, SnapshotAtExitKeepsThreadsAndPassesStatusThrough) {
   EXPECT_EQ(layout["totals"]["mmu_page_size"].get<uint64_t>(), page);
 }
 
+// A thread stack made without a guard page next to another thread's lies in one mapping
+// with it: each thread gets its own stack (as pthread_getattr_np gives it), the resident
+// bytes it touched, and only the lower one the guard. Before, both got the whole mapping,
+// its resident bytes twice, and the guard.
+TEST(MapCpp, StacksSharingOneMappingAreSplitPerThread) {
+  Fixture fx({fixture_path("layout_fixture"), "--adjacent", "1"});
+  json layout = map_json(fx.pid());
+  auto facts = fx.facts("adjacent");  // adjacent NAME TID ADDR SIZE GUARD TOUCHED
+  ASSERT_EQ(facts.size(), 2u);
+  for (const auto& f : facts) {
+    SCOPED_TRACE(f[1]);
+    const json* t = thread_named(layout, f[1]);
+    ASSERT_NE(t, nullptr);
+    uint64_t addr = std::stoull(f[3], nullptr, 16), size = std::stoull(f[4]),
+             guard = std::stoull(f[5]), touched = std::stoull(f[6]);
+    EXPECT_EQ((*t)["stack_start"].get<uint64_t>(), addr);
+    EXPECT_EQ((*t)["stack_end"].get<uint64_t>(), addr + size);
+    uint64_t rss = (*t)["stack_rss"].get<uint64_t>();
+    EXPECT_GE(rss, touched);
+    EXPECT_LE(rss, touched + (64u << 10));  // the frames above and glibc's descriptor
+    if (guard == 0) {
+      EXPECT_TRUE((*t)["guard_start"].is_null());
+    } else {
+      ASSERT_FALSE((*t)["guard_end"].is_null());
+      EXPECT_EQ((*t)["guard_end"].get<uint64_t>(), addr);
+      EXPECT_EQ(addr - (*t)["guard_start"].get<uint64_t>(), guard);
+    }
+  }
+  bool warned = false;
+  for (const json& w : layout["warnings"])
+    warned |= w.get<std::string>().find("stacks in one mapping") != std::string::npos;
+  EXPECT_TRUE(warned) << layout["warnings"].dump();
+}
+
 TEST(MapCpp, RunningThreadIsInterruptedBrieflyForItsStackPointer) {
   Fixture fx({fixture_path("layout_fixture"), "--busy", "1"});
   json layout = map_json(fx.pid());

@@ -198,7 +198,8 @@ TEST(ThreadStacks, StackAndGuardFromStackPointer) {
   threads[1].tid = 11;
   threads[1].sp = 0x7f0000040f00;
   threads[2].tid = 12;  // running, unknown sp
-  assign_thread_stacks(regions, threads, 10);
+  std::vector<std::string> warnings;
+  assign_thread_stacks(regions, threads, 10, {}, warnings);
   EXPECT_EQ(regions[0].kind, RegionKind::kGuard);
   EXPECT_EQ(regions[0].tid, 11);
   EXPECT_EQ(regions[1].kind, RegionKind::kStack);
