@@ -21,7 +21,10 @@
 // claims it; the writer reads its name from /proc/self/task/TID/comm 50 ms later and writes
 // kThreadInfo; the key destructor keeps the name the thread leaves with (prctl), and the
 // writer writes it again at the thread's end, or at exit for those still running, if it
-// changed. A thread the runtime never sees (no event) has no info.
+// changed. A thread the runtime never sees (no event: it has no ring) is found in
+// /proc/self/task when the writer takes an smaps snapshot: it gets a kThreadInfo then, with
+// its stack pointer (from /proc/self/task/TID/syscall) as the hint, unless it is running at
+// that instant.
 #pragma once
 
 #include <stddef.h>

@@ -13,6 +13,7 @@
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
+#include <algorithm>
 #include <type_traits>
 
 #include "format/column_codec.h"
@@ -80,17 +81,18 @@ pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 // snapshots, the thread count after the main thread left) are opened once per trace, when
 // the writer opens the trace (before the program's code runs in this image, or in a forked
 // child before fork returns), at numbers from kRuntimeFdFloor up, and read with pread from
-// offset 0 (a seq_file makes its text afresh). They are kept like the trace's descriptor
+// offset 0 (a seq_file makes its text afresh; the task directory is listed again from its
+// start). They are kept like the trace's descriptor
 // (hooks_fd.cc): the program's close of one fails with EBADF, close_range and closefrom
 // pass around them, and dup2 onto one moves it first (writer_release_fd). Opening a file
 // per read, as before, gave the program's lowest free number to the runtime for a moment:
 // a program that dup2'd onto that number meanwhile had its new descriptor closed by the
 // runtime's close. They stay open to the end of the process (close-on-exec), so a number
 // the program never opened never becomes open under it.
-enum ProcFile : int { kProcStatm, kProcSmaps, kProcStat, kProcFiles };
+enum ProcFile : int { kProcStatm, kProcSmaps, kProcStat, kProcTask, kProcFiles };
 constexpr const char* kProcPath[kProcFiles] = {"/proc/self/statm", "/proc/self/smaps",
-                                               "/proc/self/stat"};
-int g_proc_fd[kProcFiles] = {-1, -1, -1};  // written under g_lock; read unlocked by the hooks
+                                               "/proc/self/stat", "/proc/self/task"};
+int g_proc_fd[kProcFiles] = {-1, -1, -1, -1};  // written under g_lock; read unlocked by the hooks
 
 // Opens `path` read-only at a number from kRuntimeFdFloor up; -1 on failure.
 int open_high(const char* path) {
@@ -423,6 +425,81 @@ void emit_rss() {
   if (rss > g_peak_rss) g_peak_rss = rss;
 }
 
+// The stack pointer of thread `tid` of this process from /proc/self/task/TID/syscall (its
+// next-to-last field); 0 when the thread is running at that instant ("running") or gone.
+uint64_t thread_stack_pointer(pid_t tid) {
+  char path[48];
+  char* p = put_str(path, "/proc/self/task/");
+  p = put_decimal(p, static_cast<uint64_t>(tid));
+  p = put_str(p, "/syscall");
+  *p = 0;
+  char buf[256];
+  ssize_t n = read_small_file(path, buf, sizeof buf - 1);
+  if (n <= 0) return 0;
+  size_t end = static_cast<size_t>(n);
+  while (end > 0 && (buf[end - 1] == '\n' || buf[end - 1] == ' ')) --end;
+  while (end > 0 && buf[end - 1] != ' ') --end;  // past the last field (the pc)
+  while (end > 0 && buf[end - 1] == ' ') --end;
+  size_t start = end;
+  while (start > 0 && buf[start - 1] != ' ') --start;  // the sp: "0x" and hex digits
+  if (end - start < 3 || buf[start] != '0' || buf[start + 1] != 'x') return 0;
+  uint64_t sp = 0;
+  for (size_t i = start + 2; i < end; ++i) {
+    char c = buf[i];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return 0;
+    sp = sp << 4 | static_cast<uint64_t>(d);
+  }
+  return sp;
+}
+
+pid_t g_writer_tid = 0;  // the writer thread, while it runs
+
+void emit_thread_info_record(uint64_t time, pid_t tid, uint64_t hint, const char* name);
+
+// Threads with no ring (they never made a recorded call: a worker that only computes or
+// waits) are known to the runtime only through /proc/self/task. Before each smaps
+// snapshot, each of them gets a thread_info record at the snapshot's `time` whose stack
+// hint is its stack pointer, so that readers find its stack in that snapshot (a thread
+// running at that instant has no stack pointer to read and gets none). The calling thread
+// and the writer thread are left out. The caller holds g_lock. Cost: one listing of
+// /proc/self/task, and for each thread without a ring two reads of small /proc files.
+void note_threads_without_ring(uint64_t time) {
+  int dir = g_proc_fd[kProcTask];
+  if (dir < 0 || lseek(dir, 0, SEEK_SET) != 0) return;
+  static pid_t active[kMaxRings];  // tids of the active rings, sorted
+  size_t n_active = 0;
+  uint32_t count = g_rings ? g_rings->count.load(std::memory_order_acquire) : 0;
+  for (uint32_t i = 0; i < count && n_active < kMaxRings; ++i) {
+    Ring* r = &g_rings->rings[i];
+    if (r->state.load(std::memory_order_acquire) == kRingActive) active[n_active++] = r->tid;
+  }
+  std::sort(active, active + n_active);
+  const pid_t self = sys_gettid();
+  alignas(8) static char buf[8192];
+  for (;;) {
+    long got = syscall(SYS_getdents64, dir, buf, sizeof buf);
+    if (got <= 0) return;
+    for (long at = 0; at < got;) {
+      // struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, char name[]
+      uint16_t reclen;
+      memcpy(&reclen, buf + at + 16, sizeof reclen);
+      const char* name = buf + at + 19;
+      at += reclen;
+      uint64_t tid = 0;
+      if (!parse_u64(name, &tid) || tid == 0) continue;
+      pid_t t = static_cast<pid_t>(tid);
+      if (t == self || t == g_writer_tid || std::binary_search(active, active + n_active, t))
+        continue;
+      uint64_t sp = thread_stack_pointer(t);
+      if (!sp) continue;
+      char comm[16];
+      if (!sys_thread_name(t, comm)) continue;  // it ended meanwhile
+      emit_thread_info_record(time, t, sp, comm);
+    }
+  }
+}
+
 // The chunk of an smaps record `rec` (n bytes) whose text (`len` bytes at `text`) is in
 // g_smaps: told against the segment's first snapshot when there is one, else kept as that
 // prefix (g_smaps then trades places with g_smaps_spare).
@@ -449,9 +526,11 @@ void emit_smaps(uint8_t reason) {
     len = limit;
     while (len > 0 && text[len - 1] != '\n') --len;
   }
+  const uint64_t taken = now();
+  note_threads_without_ring(taken);
   uint8_t head[kHead], *p = head;
   *p++ = f::kSmaps;
-  p = f::put_varint(p, now());
+  p = f::put_varint(p, taken);
   p = f::put_varint(p, reason);
   p = f::put_varint(p, len);
   size_t hn = static_cast<size_t>(p - head);
@@ -495,18 +574,22 @@ void emit_thread_end(Ring* r) {
 // seen for kThreadNameDelayNs, and again when it ends or the process exits if its name has
 // changed by then; written at its end at the latest (with the name it had when it left).
 // Costs one read of /proc/self/task/TID/comm per thread, plus one per thread at exit.
-void emit_thread_info(Ring* r, uint64_t hint, const char* name) {
+void emit_thread_info_record(uint64_t time, pid_t tid, uint64_t hint, const char* name) {
   size_t len = str_len(name);
   uint8_t rec[64], *p = rec;
   *p++ = f::kThreadInfo;
-  p = f::put_varint(p, now());
-  p = f::put_varint(p, static_cast<uint64_t>(r->tid));
+  p = f::put_varint(p, time);
+  p = f::put_varint(p, static_cast<uint64_t>(tid));
   p = f::put_varint(p, hint);
   p = f::put_varint(p, len);
   memcpy(p, name, len);
   p += len;
   emit(rec, static_cast<size_t>(p - rec));
-  memcpy(r->info_name, name, len + 1);
+}
+
+void emit_thread_info(Ring* r, uint64_t hint, const char* name) {
+  emit_thread_info_record(now(), r->tid, hint, name);
+  memcpy(r->info_name, name, str_len(name) + 1);
   r->info_written = true;
 }
 
@@ -637,6 +720,7 @@ uint64_t thread_count() {
 
 void* writer_main(void*) {
   t_state.guard = 1;
+  __atomic_store_n(&g_writer_tid, sys_gettid(), __ATOMIC_RELAXED);
   while (!g_stop.load(std::memory_order_acquire)) {
     sys_futex_wait(&g_wake_word, 0, kRoundNs);
     __atomic_store_n(&g_wake_word, 0, __ATOMIC_RELEASE);

@@ -48,6 +48,15 @@ void HeapDetails::on_round() {
 
 void HeapDetails::on_process(const TraceProcess&) {
   if (own_) own_->end_image();  // a later image (exec): the earlier one's blocks are gone
+  own_mappings_.clear();        // and its runtime's mappings
+}
+
+void HeapDetails::on_own_mapping(const TraceOwnMapping& m) {
+  if (m.length < 4096) return;
+  if (m.mapped)  // the length as asked of mmap: the mapping ends at the next page
+    own_mappings_[m.start] = (m.length + 4095) & ~uint64_t{4095};
+  else
+    own_mappings_.erase(m.start);
 }
 
 SiteDetail& HeapDetails::new_site(uint32_t index) {
@@ -164,6 +173,7 @@ void HeapDetails::on_smaps(const TraceSmaps& s) {
   p.snap.time = s.time;
   p.snap.rss = p.rss;
   p.snap.smaps = s.text;
+  for (const auto& [start, length] : own_mappings_) p.snap.own.push_back({start, length, 0});
   pending_.push_back(std::move(p));
 }
 

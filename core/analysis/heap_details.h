@@ -70,6 +70,7 @@ struct MomentSnapshot {
   std::string smaps;
   std::vector<AddressBlock> heap;   // live heap blocks
   std::vector<AddressBlock> mmaps;  // anonymous mappings made by mmap calls, still mapped
+  std::vector<AddressBlock> own;    // the runtime's own mappings (format::kOwnMapping) then
 };
 
 // Live blocks and bytes of one site at a moment.
@@ -117,6 +118,9 @@ class HeapDetails : public TraceVisitor {
   void on_smaps(const TraceSmaps& s) override;
   void on_round() override;
   void on_process(const TraceProcess& p) override;
+  // The runtime's own mappings, by the records written before each snapshot. Notes of less
+  // than a page are a thread's runtime state inside its stack mapping, not a mapping.
+  void on_own_mapping(const TraceOwnMapping& m) override;
   HeapDetailSummary finish();  // call once
 
  private:
@@ -172,8 +176,9 @@ class HeapDetails : public TraceVisitor {
   std::unique_ptr<HeapPass> own_;  // when used alone
   std::vector<SiteDetail> sites_;  // by HeapPass site index
   std::vector<LastAlloc> last_by_site_;
-  std::vector<uint32_t> thread_of_;         // HeapPass thread index -> s_.threads index + 1
-  std::map<uint64_t, AddressBlock> mmaps_;  // by start address
+  std::vector<uint32_t> thread_of_;            // HeapPass thread index -> s_.threads index + 1
+  std::map<uint64_t, AddressBlock> mmaps_;     // by start address
+  std::map<uint64_t, uint64_t> own_mappings_;  // the runtime's own mappings: start -> length
   std::vector<PendingSnapshot> pending_;
   std::optional<uint64_t> capture_at_;
   uint64_t best_peak_rss_ = 0, stored_peak_rss_ = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <unordered_set>
 
 #include "util/parallel_sort.h"
 
@@ -10,7 +11,9 @@ namespace {
 
 constexpr const char* kOverhead = "allocator overhead and retained free memory";
 constexpr const char* kUnknownAnon = "anonymous memory of unknown origin";
-constexpr const char* kOwn = "memcensus runtime buffers";
+constexpr uint64_t kPage = 4096;
+
+using Blocks = std::span<const AddressBlock>;
 
 // Bytes of [a, b) covered by [c, d).
 uint64_t overlap(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
@@ -18,18 +21,34 @@ uint64_t overlap(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
   return hi > lo ? hi - lo : 0;
 }
 
+// x * num / den without overflow (num <= den).
+uint64_t scaled(uint64_t x, uint64_t num, uint64_t den) {
+  return den ? static_cast<uint64_t>(static_cast<unsigned __int128>(x) * num / den) : 0;
+}
+
+// The first block of `sorted` that ends after `start`.
+Blocks::iterator first_after(Blocks sorted, uint64_t start) {
+  return std::lower_bound(
+      sorted.begin(), sorted.end(), start,
+      [](const AddressBlock& b, uint64_t a) { return b.address + b.size <= a; });
+}
+
 // Blocks sorted by address overlapping [start, end): bytes inside, per site.
-std::map<uint32_t, uint64_t> bytes_by_site(const std::vector<AddressBlock>& sorted, uint64_t start,
-                                           uint64_t end) {
+std::map<uint32_t, uint64_t> bytes_by_site(Blocks sorted, uint64_t start, uint64_t end) {
   std::map<uint32_t, uint64_t> out;
-  auto it =
-      std::lower_bound(sorted.begin(), sorted.end(), start,
-                       [](const AddressBlock& b, uint64_t a) { return b.address + b.size <= a; });
-  for (; it != sorted.end() && it->address < end; ++it) {
+  for (auto it = first_after(sorted, start); it != sorted.end() && it->address < end; ++it) {
     uint64_t n = overlap(start, end, it->address, it->address + it->size);
     if (n) out[it->site] += n;
   }
   return out;
+}
+
+// Bytes of [start, end) covered by disjoint ranges sorted by address.
+uint64_t covered(Blocks sorted, uint64_t start, uint64_t end) {
+  uint64_t n = 0;
+  for (auto it = first_after(sorted, start); it != sorted.end() && it->address < end; ++it)
+    n += overlap(start, end, it->address, it->address + it->size);
+  return n;
 }
 
 // Shares `rss` among sites in proportion to their bytes (capped at rss in total), adding
@@ -44,7 +63,7 @@ uint64_t share(uint64_t rss, const std::map<uint32_t, uint64_t>& by_site,
   uint64_t given = 0;
   uint32_t largest = by_site.begin()->first;
   for (const auto& [site, n] : by_site) {
-    uint64_t s = static_cast<uint64_t>(static_cast<unsigned __int128>(give) * n / total);
+    uint64_t s = scaled(give, n, total);
     parts[site] += s;
     given += s;
     if (n > by_site.at(largest)) largest = site;
@@ -53,89 +72,177 @@ uint64_t share(uint64_t rss, const std::map<uint32_t, uint64_t>& by_site,
   return give;
 }
 
+// Sum of the lengths of the union of ranges [lo, hi).
+uint64_t union_bytes(std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+  std::sort(ranges.begin(), ranges.end());
+  uint64_t total = 0, lo = 0, hi = 0;
+  for (const auto& [a, b] : ranges) {
+    if (a >= hi) {
+      total += hi - lo;
+      lo = a;
+      hi = b;
+    } else {
+      hi = std::max(hi, b);
+    }
+  }
+  return total + (hi - lo);
+}
+
+// Running totals of the split.
+struct Totals {
+  uint64_t code = 0, statics = 0, stacks = 0, overhead = 0, unknown_anon = 0, files = 0, shm = 0,
+           kernel = 0, other = 0, own = 0, own_libraries = 0, shared_by_size = 0;
+  std::map<uint32_t, uint64_t> heap_parts, mmap_parts;
+};
+
+// An anonymous mapping [start, end) with `rss` resident: its ranges by owner (the runtime's,
+// malloc blocks' own mappings with the program mmaps that hold live blocks, the program's
+// other mmaps by site, and the rest), each given its share of rss.
+void split_anon(uint64_t start, uint64_t end, uint64_t rss, Blocks live, Blocks mmaps, Blocks own,
+                Totals& t) {
+  const uint64_t size = end - start;
+  const uint64_t own_bytes = covered(own, start, end);
+  std::vector<std::pair<uint64_t, uint64_t>> heap_ranges;  // clipped to the mapping
+  for (auto it = first_after(live, start); it != live.end() && it->address < end; ++it) {
+    // From the page of the chunk header (16 bytes before the block) to the end's page.
+    uint64_t lo = (it->address >= 16 ? it->address - 16 : 0) & ~(kPage - 1);
+    uint64_t hi = (it->address + it->size + kPage - 1) & ~(kPage - 1);
+    heap_ranges.emplace_back(std::max(lo, start), std::min(hi, end));
+  }
+  std::map<uint32_t, uint64_t> mmap_bytes;
+  for (auto it = first_after(mmaps, start); it != mmaps.end() && it->address < end; ++it) {
+    uint64_t lo = std::max(it->address, start), hi = std::min(it->address + it->size, end);
+    if (hi <= lo) continue;
+    if (covered(live, lo, hi))
+      heap_ranges.emplace_back(lo, hi);  // an allocator's mapping
+    else
+      mmap_bytes[it->site] += hi - lo;
+  }
+  const uint64_t heap_bytes = heap_ranges.empty() ? 0 : union_bytes(heap_ranges);
+  uint64_t known = own_bytes + heap_bytes;
+  for (const auto& [site, n] : mmap_bytes) known += n;
+  const uint64_t rest = known < size ? size - known : 0;
+  const uint64_t total = known - std::min(known, size) + size;  // size, or more if overlapping
+
+  // Each owner's share of rss: in proportion to its bytes (exact when all is resident).
+  int owners =
+      (own_bytes > 0) + (heap_bytes > 0) + (rest > 0) + static_cast<int>(mmap_bytes.size());
+  if (owners > 1 && rss < size) t.shared_by_size += rss;
+
+  uint64_t given = 0;
+  uint64_t own_share = scaled(rss, own_bytes, total);
+  uint64_t heap_share = scaled(rss, heap_bytes, total);
+  std::map<uint32_t, uint64_t> mmap_share;
+  given += own_share + heap_share;
+  for (const auto& [site, n] : mmap_bytes) given += mmap_share[site] = scaled(rss, n, total);
+  uint64_t rest_share = rss - given;  // the rounding remainder too
+  if (!rest) {                        // no unknown range: the remainder goes to the largest owner
+    if (heap_bytes >= own_bytes && heap_bytes)
+      heap_share += rest_share;
+    else if (own_bytes)
+      own_share += rest_share;
+    else if (!mmap_share.empty())
+      mmap_share.begin()->second += rest_share;
+    rest_share = 0;
+  }
+  t.own += own_share;
+  uint64_t to_live = share(heap_share, bytes_by_site(live, start, end), t.heap_parts);
+  t.overhead += heap_share - to_live;
+  for (const auto& [site, n] : mmap_share) t.mmap_parts[site] += n;
+  t.unknown_anon += rest_share;
+}
+
+// A region that is no file's: the part of it the runtime mapped for itself. Returns the rss
+// left for the region's own kind.
+uint64_t take_own(const Region& r, uint64_t rss, Blocks own, Totals& t) {
+  uint64_t size = r.raw.end - r.raw.start;
+  uint64_t own_bytes = covered(own, r.raw.start, r.raw.end);
+  if (!own_bytes) return rss;
+  uint64_t share = own_bytes >= size ? rss : scaled(rss, own_bytes, size);
+  if (share < rss && rss < size) t.shared_by_size += rss;
+  t.own += share;
+  return rss - share;
+}
+
 }  // namespace
 
-std::vector<ResidentPart> split_resident(const Layout& layout,
-                                         const std::vector<AddressBlock>& live_in,
-                                         const std::vector<AddressBlock>& mmaps_in,
-                                         const std::function<std::string(uint32_t)>& site_name,
-                                         size_t max_sites) {
+ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
+                             const std::function<std::string(uint32_t)>& site_name,
+                             size_t max_sites) {
   auto by_address = [](const AddressBlock& a, const AddressBlock& b) {
     return a.address < b.address;
   };
   // Sorted copies only when needed (a snapshot's blocks come sorted: 16 M of them are 384 MB).
-  std::vector<AddressBlock> live_sorted, mmaps_sorted;
-  auto sorted = [&](const std::vector<AddressBlock>& in,
-                    std::vector<AddressBlock>& copy) -> const std::vector<AddressBlock>& {
+  std::vector<AddressBlock> live_sorted, mmaps_sorted, own_sorted;
+  auto sorted = [&](Blocks in, std::vector<AddressBlock>& copy) -> Blocks {
     if (std::is_sorted(in.begin(), in.end(), by_address)) return in;
-    copy = in;
+    copy.assign(in.begin(), in.end());
     parallel_sort(copy.begin(), copy.end(), by_address);
     return copy;
   };
-  const std::vector<AddressBlock>& live = sorted(live_in, live_sorted);
-  const std::vector<AddressBlock>& mmaps = sorted(mmaps_in, mmaps_sorted);
+  const Blocks live = sorted(facts.live, live_sorted);
+  const Blocks mmaps = sorted(facts.mmaps, mmaps_sorted);
+  const Blocks own = sorted(facts.own, own_sorted);
+  std::unordered_set<std::string> runtime_objects(facts.runtime_objects.begin(),
+                                                  facts.runtime_objects.end());
 
-  uint64_t code = 0, statics = 0, stacks = 0, overhead = 0, unknown_anon = 0, files = 0, shm = 0,
-           kernel = 0, other = 0, own = 0;
-  std::map<uint32_t, uint64_t> heap_parts, mmap_parts;
+  Totals t;
   for (const Region& r : layout.regions) {
     uint64_t rss = r.raw.fig.get(SmapsField::kRss);
     if (r.raw.path.starts_with("[anon:memcensus")) {  // the recorder's own rings and buffers
-      own += rss;
+      t.own += rss;
       continue;
     }
+    if (!r.object.empty() && runtime_objects.count(r.object)) {
+      t.own_libraries += rss;
+      continue;
+    }
+    if (r.raw.inode == 0 && r.kind != RegionKind::kAnon) rss = take_own(r, rss, own, t);
     switch (r.kind) {
       case RegionKind::kText:
-        code += rss;
+        t.code += rss;
         break;
       case RegionKind::kRodata:
       case RegionKind::kRelro:
       case RegionKind::kData:
       case RegionKind::kBss:
-        statics += rss;
+        t.statics += rss;
         break;
       case RegionKind::kStack:
       case RegionKind::kGuard:
-        stacks += rss;
+        t.stacks += rss;
         break;
       case RegionKind::kFile:
-        files += rss;
+        t.files += rss;
         break;
       case RegionKind::kShm:
-        shm += rss;
+        t.shm += rss;
         break;
       case RegionKind::kVdso:
       case RegionKind::kVvar:
       case RegionKind::kVsyscall:
-        kernel += rss;
+        t.kernel += rss;
         break;
       case RegionKind::kOther:
-        other += rss;
+        t.other += rss;
         break;
       case RegionKind::kHeap:
       case RegionKind::kArena: {
-        uint64_t given = share(rss, bytes_by_site(live, r.raw.start, r.raw.end), heap_parts);
-        overhead += rss - given;
+        uint64_t given = share(rss, bytes_by_site(live, r.raw.start, r.raw.end), t.heap_parts);
+        t.overhead += rss - given;
         break;
       }
-      case RegionKind::kAnon: {
-        // Large malloc blocks live in mappings of their own; mmap calls make the others.
-        auto in_heap = bytes_by_site(live, r.raw.start, r.raw.end);
-        uint64_t given = share(rss, in_heap, heap_parts);
-        if (!in_heap.empty()) {
-          overhead += rss - given;
-          break;
-        }
-        given = share(rss, bytes_by_site(mmaps, r.raw.start, r.raw.end), mmap_parts);
-        unknown_anon += rss - given;
+      case RegionKind::kAnon:
+        split_anon(r.raw.start, r.raw.end, rss, live, mmaps, own, t);
         break;
-      }
       case RegionKind::kCount:
         break;
     }
   }
 
-  std::vector<ResidentPart> parts;
+  ResidentSplit out;
+  out.shared_by_size = t.shared_by_size;
+  std::vector<ResidentPart>& parts = out.parts;
   auto add = [&](std::string what, uint64_t n) {
     if (n) parts.push_back({std::move(what), n});
   };
@@ -154,19 +261,20 @@ std::vector<ResidentPart> split_resident(const Layout& layout,
     }
     add(std::string(prefix) + "other sites", rest);
   };
-  add("code", code);
-  add("static data", statics);
-  add("stacks", stacks);
-  add_sites("live heap: ", heap_parts);
-  add(kOverhead, overhead);
-  add_sites("anonymous mmap: ", mmap_parts);
-  add(kUnknownAnon, unknown_anon);
-  add("file mappings", files);
-  add("shared memory", shm);
-  add("kernel-provided (vdso, vvar)", kernel);
-  add("other", other);
-  add(kOwn, own);
-  return parts;
+  add("code", t.code);
+  add("static data", t.statics);
+  add("stacks", t.stacks);
+  add_sites("live heap: ", t.heap_parts);
+  add(kOverhead, t.overhead);
+  add_sites("anonymous mmap: ", t.mmap_parts);
+  add(kUnknownAnon, t.unknown_anon);
+  add("file mappings", t.files);
+  add("shared memory", t.shm);
+  add("kernel-provided (vdso, vvar)", t.kernel);
+  add("other", t.other);
+  add(kRuntimeBuffers, t.own);
+  add(kRuntimeLibraries, t.own_libraries);
+  return out;
 }
 
 }  // namespace memcensus

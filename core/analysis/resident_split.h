@@ -5,23 +5,41 @@
 // (stacks and guards), "live heap: SITE" for each call site with live blocks, "allocator
 // overhead and retained free memory" (resident heap and arena bytes not covered by live
 // blocks), "anonymous mmap: SITE" for mmaps the program made, "anonymous memory of unknown
-// origin", "file mappings", "shared memory", "kernel-provided (vdso, vvar)", "other",
-// "memcensus runtime buffers" (mappings labelled [anon:memcensus] by the recorder).
+// origin", "file mappings", "shared memory", "kernel-provided (vdso, vvar)", "other", then
+// the memory of memcensus's own runtime, which is not the program's: kRuntimeBuffers (the
+// mappings the runtime logged as its own, and those labelled [anon:memcensus]) and
+// kRuntimeLibraries (every region of the ELF files in `runtime_objects`).
 //
-// Live bytes are counted resident up to the rss of the region that holds them (the trace
-// does not record which pages of a block were touched); within a region, its rss goes first
-// to live blocks, site by site in proportion to their bytes, and what remains is overhead.
-// Parts with zero bytes are omitted. Pure function; thread-compatible.
+// An anonymous mapping (one smaps entry) can hold ranges of several owners: the kernel
+// merges adjacent anonymous mappings with equal flags, so one entry may hold a program's
+// mmap, a large malloc block's own mapping (the pages from its chunk header to its end) and
+// the runtime's buffers. Each range is attributed by address. smaps gives one resident
+// figure per entry, so when an entry holds ranges of more than one owner and is not wholly
+// resident, its rss is shared among them in proportion to their sizes: an estimate, counted
+// in ResidentSplit::shared_by_size. A program mmap that holds live heap blocks is an
+// allocator's and counts as heap.
+//
+// Live heap bytes are counted resident up to the rss of the range that holds them (the
+// trace does not record which pages of a block were touched); within it, its rss goes first
+// to live blocks, site by site in proportion to their bytes (not to the pages each touched),
+// and what remains is overhead. Parts with zero bytes are omitted. Pure function;
+// thread-compatible.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "layout/layout.h"
 
 namespace memcensus {
+
+inline constexpr const char* kRuntimeBuffers =
+    "memcensus runtime (not the program's): its buffers and tables";
+inline constexpr const char* kRuntimeLibraries =
+    "memcensus runtime (not the program's): its libraries";
 
 struct AddressBlock {
   uint64_t address = 0;
@@ -34,12 +52,26 @@ struct ResidentPart {
   uint64_t bytes = 0;
 };
 
-// `live`: heap blocks live at that moment; `mmaps`: anonymous mappings the program made
-// (mmap calls) still mapped then; `site_name`: a short name for a site id.
-std::vector<ResidentPart> split_resident(const Layout& layout,
-                                         const std::vector<AddressBlock>& live,
-                                         const std::vector<AddressBlock>& mmaps,
-                                         const std::function<std::string(uint32_t)>& site_name,
-                                         size_t max_sites = 20);
+// What is known of the moment besides its layout. `live`: heap blocks live then; `mmaps`:
+// anonymous mappings the program made (mmap calls) still mapped then; `own`: the runtime's
+// own mappings then (sites unused); `runtime_objects`: paths of the ELF files loaded only
+// for the runtime. Sorted by address or not (a sorted copy is made when not).
+struct ResidentFacts {
+  std::span<const AddressBlock> live, mmaps, own;
+  std::span<const std::string> runtime_objects;
+};
+
+struct ResidentSplit {
+  std::vector<ResidentPart> parts;  // sum == the layout's rss
+  // Resident bytes of mappings that hold ranges of several owners and are not wholly
+  // resident, shared among those owners in proportion to their sizes.
+  uint64_t shared_by_size = 0;
+};
+
+// `site_name`: a short name for a site id; sites past the `max_sites` largest of a kind are
+// grouped as "other sites".
+ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
+                             const std::function<std::string(uint32_t)>& site_name,
+                             size_t max_sites = 20);
 
 }  // namespace memcensus

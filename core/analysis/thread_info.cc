@@ -31,6 +31,17 @@ std::vector<ThreadInfo> ThreadSummary::layout_threads(uint64_t time_ns,
 ThreadRecord& ThreadInfoCollector::thread_of(uint64_t stream, pid_t tid, uint64_t time) {
   auto [it, fresh] = by_stream_.try_emplace(stream, s_.threads.size());
   if (fresh) {
+    // A thread listed at a snapshot before its first recorded call: its record takes the
+    // stream, and its lifetime is the stream's from now on.
+    if (auto open = open_.find(tid); open != open_.end())
+      for (size_t i : open->second)
+        if (!s_.threads[i].stream) {
+          ThreadRecord& listed = s_.threads[i];
+          listed.stream = stream;
+          it->second = i;
+          last_[tid] = i;
+          return listed;
+        }
     ThreadRecord t;
     t.image = image_;
     t.stream = stream;

@@ -16,6 +16,10 @@
 //  the writer writes in
 //    the round that drained its last events, so within about 10 ms of its exit), in the
 //    trace's clock. A thread with no end record ran until the end of the trace.
+//    A thread known only by kThreadInfo records (no event: the writer lists the threads
+//    without a ring at each smaps snapshot, with the snapshot's time) runs from its first
+//    record to the end of the trace (its end is not recorded); when its first event comes,
+//    its stream takes that record over, and it ends with the stream.
 //  * running at a time T: started at or before T and not ended before T.
 // Memory: O(threads). Cost per event: one compare (a hash lookup when the stream changes).
 // Not thread-safe.

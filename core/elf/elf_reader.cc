@@ -58,6 +58,24 @@ void read_build_id(Elf_Scn* scn, std::string& out) {
   }
 }
 
+// DT_SONAME and the DT_NEEDED entries of the dynamic section `scn`.
+void read_links(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr, ElfInfo& info) {
+  Elf_Data* data = elf_getdata(scn, nullptr);
+  if (!data || shdr.sh_entsize == 0) return;
+  size_t count = data->d_size / shdr.sh_entsize;
+  for (size_t i = 0; i < count; ++i) {
+    GElf_Dyn dyn;
+    if (!gelf_getdyn(data, static_cast<int>(i), &dyn) || dyn.d_tag == DT_NULL) break;
+    if (dyn.d_tag != DT_NEEDED && dyn.d_tag != DT_SONAME) continue;
+    const char* s = elf_strptr(elf, shdr.sh_link, dyn.d_un.d_val);
+    if (!s) continue;
+    if (dyn.d_tag == DT_NEEDED)
+      info.needed.push_back(s);
+    else
+      info.soname = s;
+  }
+}
+
 // The allocator functions that .dynsym defines (ElfInfo::exported_allocator), in the order
 // malloc, free, calloc, realloc.
 void read_exported_allocator(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr,
@@ -128,7 +146,7 @@ bool looks_like_elf(std::span<const std::byte> bytes) {
 
 namespace {
 
-ElfInfo parse_handle(Elf* elf_handle, const std::string& name);
+ElfInfo parse_handle(Elf* elf_handle, const std::string& name, bool symbols = true);
 
 }  // namespace
 
@@ -145,7 +163,7 @@ ElfInfo parse_elf(std::span<const std::byte> bytes, const std::string& name) {
 
 namespace {
 
-ElfInfo parse_handle(Elf* elf_handle, const std::string& name) {
+ElfInfo parse_handle(Elf* elf_handle, const std::string& name, bool symbols) {
   struct {
     Elf* p;
     Elf* get() const { return p; }
@@ -192,7 +210,9 @@ ElfInfo parse_handle(Elf* elf_handle, const std::string& name) {
     if (sh.sh_type == SHT_NOTE && info.build_id.empty()) read_build_id(scn, info.build_id);
     if (sh.sh_type == SHT_SYMTAB) symtab = scn, symtab_hdr = sh;
     if (sh.sh_type == SHT_DYNSYM) dynsym = scn, dynsym_hdr = sh;
+    if (sh.sh_type == SHT_DYNAMIC) read_links(elf.get(), scn, sh, info);
   }
+  if (!symbols) return info;
   if (dynsym) read_exported_allocator(elf.get(), dynsym, dynsym_hdr, info.exported_allocator);
   if (symtab) {
     read_symbols(elf.get(), symtab, symtab_hdr, nsections, info.data_symbols);
@@ -205,7 +225,9 @@ ElfInfo parse_handle(Elf* elf_handle, const std::string& name) {
 
 }  // namespace
 
-ElfInfo load_elf_file(const std::string& path) {
+namespace {
+
+ElfInfo load(const std::string& path, bool symbols) {
   init_libelf();
   // libelf reads what it needs with pread (ELF_C_READ), so a file truncated while we look
   // at it gives an error, not SIGBUS, and a large binary is not read whole.
@@ -222,7 +244,17 @@ ElfInfo load_elf_file(const std::string& path) {
     fail(path, "not an ELF file");
   std::unique_ptr<Elf, ElfCloser> elf(elf_begin(fd, ELF_C_READ, nullptr));
   if (!elf || elf_kind(elf.get()) != ELF_K_ELF) fail(path, "not a readable ELF file");
-  return parse_handle(elf.get(), path);
+  return parse_handle(elf.get(), path, symbols);
+}
+
+}  // namespace
+
+ElfInfo load_elf_file(const std::string& path) {
+  return load(path, true);
+}
+
+ElfInfo load_elf_headers(const std::string& path) {
+  return load(path, false);
 }
 
 }  // namespace memcensus

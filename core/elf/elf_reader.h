@@ -1,5 +1,6 @@
 // Reads what memcensus needs from an ELF file: program headers (PT_LOAD, PT_GNU_RELRO,
-// PT_TLS), section headers, the build-id and the data symbols (objects and TLS).
+// PT_TLS), section headers, the build-id, the data symbols (objects and TLS), and the
+// soname and needed libraries of the dynamic section.
 //
 // parse_elf() takes the file's bytes and checks every offset through libelf; malformed
 // input throws Error naming the file. It never touches the file system, so the fuzzer
@@ -55,6 +56,8 @@ struct ElfInfo {
   // Which of malloc, free, calloc and realloc the file defines and exports (.dynsym): an
   // executable that does has its own allocator, and the loader binds every call to it.
   std::vector<std::string> exported_allocator;
+  std::string soname;               // DT_SONAME, empty if none
+  std::vector<std::string> needed;  // DT_NEEDED, in order
 
   const ElfSegment* find_segment(uint32_t type) const;
   // The PT_LOAD segments in file order.
@@ -66,6 +69,10 @@ ElfInfo parse_elf(std::span<const std::byte> bytes, const std::string& name);
 // Maps the file read-only and parses it. Throws Error naming the path if it cannot be
 // opened or is not ELF.
 ElfInfo load_elf_file(const std::string& path);
+
+// As load_elf_file without the symbols (data_symbols and exported_allocator stay empty):
+// headers, sections, build-id, soname and needed. Cheap even for a large library.
+ElfInfo load_elf_headers(const std::string& path);
 
 // True if `bytes` starts with the ELF magic.
 bool looks_like_elf(std::span<const std::byte> bytes);

@@ -64,9 +64,11 @@ std::string frame_label(const SourceFrame& f, const std::vector<TraceModule>& mo
 struct ResidentMoment {
   uint64_t time_ns = 0, rss = 0;
   std::vector<ResidentPart> parts;  // sum == rss
+  uint64_t shared_by_size = 0;      // see ResidentSplit::shared_by_size
 };
 // The resident split of a snapshot (see analysis/resident_split.h); the stacks of the
-// threads running then are found from their stack hints.
+// threads running then are found from their stack hints, and the files loaded only for the
+// runtime by layout/runtime_objects.h (each mapped file's headers are read).
 ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names,
                            const ThreadSummary* threads = nullptr);
 
@@ -84,7 +86,8 @@ std::vector<SnapshotRef> report_snapshots(const Analysis& a);
 std::vector<ThreadRecord> thread_stacks(const Analysis& a,
                                         std::vector<std::string>* warnings = nullptr);
 
-// {"time": seconds, "rss": bytes, "parts": [{"what", "bytes"}]}: the shape both
+// {"time": seconds, "rss": bytes, "shared_by_size": bytes, "parts": [{"what", "bytes"}]}:
+// the shape both
 // `report --json` and the HTML model use for a resident split.
 void write_resident_moment(JsonWriter& w, const ResidentMoment& r);
 

@@ -175,6 +175,12 @@ void write_moment(const char* title, const std::optional<MomentSnapshot>& m, con
         format_bytes(a.heap.totals.peak_rss), secs(a.heap.totals.peak_rss_time_ns));
   for (const ResidentPart& p : r.parts)
     out += fmt::format("  {:>10}  {}\n", format_bytes(p.bytes), p.what);
+  if (r.shared_by_size)
+    out += fmt::format(
+        "  ({} of it lies in mappings that hold memory of several owners and are partly "
+        "resident: smaps gives one figure per mapping, so it was shared among them in "
+        "proportion to their sizes)\n",
+        format_bytes(r.shared_by_size));
 }
 
 void write_resident(const Analysis& a, SiteNames& names, std::string& out) {

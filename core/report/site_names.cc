@@ -4,6 +4,7 @@
 
 #include "analysis/heap_analyses.h"
 #include "layout/classify_layout.h"
+#include "layout/runtime_objects.h"
 #include "report/analysis_report.h"
 #include "report/json_writer.h"
 #include "util/error.h"
@@ -56,8 +57,17 @@ ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names,
       0);
   ResidentMoment r;
   r.time_ns = m.time;
-  r.parts =
-      split_resident(layout, m.heap, m.mmaps, [&](uint32_t site) { return names.name(site); });
+  std::vector<std::string> objects;
+  for (const Region& region : layout.regions)
+    if (!region.object.empty() &&
+        std::find(objects.begin(), objects.end(), region.object) == objects.end())
+      objects.push_back(region.object);
+  std::vector<std::string> runtime = runtime_only_objects(objects);
+  ResidentFacts facts{m.heap, m.mmaps, m.own, runtime};
+  ResidentSplit split =
+      split_resident(layout, facts, [&](uint32_t site) { return names.name(site); });
+  r.parts = std::move(split.parts);
+  r.shared_by_size = split.shared_by_size;
   for (const ResidentPart& p : r.parts) r.rss += p.bytes;
   return r;
 }
@@ -144,6 +154,7 @@ void write_resident_moment(JsonWriter& w, const ResidentMoment& r) {
   w.begin_object();
   w.field("time", static_cast<double>(r.time_ns) / 1e9);
   w.field("rss", r.rss);
+  w.field("shared_by_size", r.shared_by_size);
   w.key("parts");
   w.begin_array();
   for (const ResidentPart& p : r.parts) {

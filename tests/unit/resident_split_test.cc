@@ -50,7 +50,7 @@ TEST(ResidentSplit, EveryByteNamedAndSumExact) {
   };
   std::vector<AddressBlock> mmaps = {{0x50000, 0x10000, 4}};
   auto name = [](uint32_t s) { return "site" + std::to_string(s); };
-  auto parts = split_resident(l, live, mmaps, name);
+  auto parts = split_resident(l, {live, mmaps, {}, {}}, name).parts;
 
   uint64_t rss = 0;
   for (const auto& r : l.regions) rss += r.raw.fig.get(SmapsField::kRss);
@@ -65,7 +65,7 @@ TEST(ResidentSplit, EveryByteNamedAndSumExact) {
   EXPECT_EQ(part(parts, "anonymous mmap: site4"), 0x3000u);
   EXPECT_EQ(part(parts, "anonymous memory of unknown origin"), 0x1000u);
   EXPECT_EQ(part(parts, "kernel-provided (vdso, vvar)"), 0x1000u);
-  EXPECT_EQ(part(parts, "memcensus runtime buffers"), 0x4000u);
+  EXPECT_EQ(part(parts, kRuntimeBuffers), 0x4000u);
   for (const auto& p : parts) EXPECT_GT(p.bytes, 0u) << p.what;
 }
 
@@ -73,7 +73,8 @@ TEST(ResidentSplit, ProportionalShareRoundsExactly) {
   Layout l;
   l.regions = {region(0x10000, 0x20000, RegionKind::kHeap, 1000)};  // less rss than live
   std::vector<AddressBlock> live = {{0x10000, 3000, 1}, {0x11000, 3000, 2}, {0x12000, 3001, 3}};
-  auto parts = split_resident(l, live, {}, [](uint32_t s) { return std::to_string(s); });
+  auto parts =
+      split_resident(l, {live, {}, {}, {}}, [](uint32_t s) { return std::to_string(s); }).parts;
   EXPECT_EQ(sum(parts), 1000u);
   EXPECT_EQ(part(parts, "allocator overhead and retained free memory"), 0u);
 }
@@ -84,9 +85,62 @@ TEST(ResidentSplit, SitesBeyondTheLimitAreGrouped) {
   std::vector<AddressBlock> live;
   for (uint32_t i = 0; i < 30; ++i) live.push_back({0x10000 + i * 0x100, 0x100, i});
   auto parts = split_resident(
-      l, live, {}, [](uint32_t s) { return std::to_string(s); }, 5);
+                   l, {live, {}, {}, {}}, [](uint32_t s) { return std::to_string(s); }, 5)
+                   .parts;
   EXPECT_EQ(sum(parts), 0x10000u);
   EXPECT_EQ(part(parts, "live heap: other sites"), 25u * 0x100);
+}
+
+// The runtime's own mappings (from the trace, when the kernel does not label them) and the
+// regions of its libraries are memcensus's, wherever they lie.
+TEST(ResidentSplit, RuntimeMappingsAndLibrariesAreNamed) {
+  Layout l;
+  l.regions = {
+      region(0x10000, 0x20000, RegionKind::kAnon, 0x6000),  // two rings, merged
+      region(0x30000, 0x31000, RegionKind::kText, 0x1000),  // the runtime's library
+      region(0x31000, 0x32000, RegionKind::kText, 0x1000),  // the program's
+  };
+  l.regions[1].object = "/opt/mc/lib/libmemcensus_rt.so";
+  l.regions[2].object = "/bin/prog";
+  std::vector<AddressBlock> own = {{0x18000, 0x8000, 0}, {0x10000, 0x8000, 0}};  // unsorted
+  std::vector<std::string> libs = {"/opt/mc/lib/libmemcensus_rt.so"};
+  auto split = split_resident(l, {{}, {}, own, libs}, [](uint32_t s) { return std::to_string(s); });
+  EXPECT_EQ(part(split.parts, kRuntimeBuffers), 0x6000u);
+  EXPECT_EQ(part(split.parts, kRuntimeLibraries), 0x1000u);
+  EXPECT_EQ(part(split.parts, "code"), 0x1000u);
+  EXPECT_EQ(part(split.parts, "anonymous memory of unknown origin"), 0u);
+  EXPECT_EQ(split.shared_by_size, 0u);
+}
+
+// One mapping holding a program mmap [0x10000, 0x18000) and a malloc block's own mapping
+// [0x18000, 0x20000) (the kernel merged them): wholly resident, each range goes to its owner
+// exactly; partly resident, rss is shared by size and counted as such.
+TEST(ResidentSplit, MergedMappingSplitByAddress) {
+  std::vector<AddressBlock> mmaps = {{0x10000, 0x8000, 7}};
+  std::vector<AddressBlock> live = {{0x18010, 0x7ff0, 9}};
+  auto name = [](uint32_t s) { return "site" + std::to_string(s); };
+  Layout l;
+  l.regions = {region(0x10000, 0x20000, RegionKind::kAnon, 0x10000)};
+  auto whole = split_resident(l, {live, mmaps, {}, {}}, name);
+  EXPECT_EQ(part(whole.parts, "anonymous mmap: site7"), 0x8000u);
+  EXPECT_EQ(part(whole.parts, "live heap: site9"), 0x7ff0u);
+  EXPECT_EQ(part(whole.parts, "allocator overhead and retained free memory"), 0x10u);
+  EXPECT_EQ(whole.shared_by_size, 0u);
+
+  l.regions = {region(0x10000, 0x20000, RegionKind::kAnon, 0x8000)};
+  auto half = split_resident(l, {live, mmaps, {}, {}}, name);
+  EXPECT_EQ(sum(half.parts), 0x8000u);
+  EXPECT_EQ(part(half.parts, "anonymous mmap: site7"), 0x4000u);
+  EXPECT_EQ(half.shared_by_size, 0x8000u);
+
+  // A program mmap holding live blocks is an allocator's: heap, not "anonymous mmap".
+  l.regions = {region(0x10000, 0x20000, RegionKind::kAnon, 0x10000)};
+  std::vector<AddressBlock> arena = {{0x10000, 0x10000, 7}};
+  std::vector<AddressBlock> small = {{0x10100, 0x100, 9}};
+  auto alloc = split_resident(l, {small, arena, {}, {}}, name);
+  EXPECT_EQ(part(alloc.parts, "live heap: site9"), 0x100u);
+  EXPECT_EQ(part(alloc.parts, "allocator overhead and retained free memory"), 0xff00u);
+  EXPECT_EQ(alloc.shared_by_size, 0u);
 }
 
 }  // namespace

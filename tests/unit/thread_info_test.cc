@@ -68,6 +68,28 @@ TEST(ThreadInfoCollector, JoinsNamesToThreadsByTidAndTime) {
   EXPECT_EQ(*at5000[1].sp, 0x7e000000u);
 }
 
+// A thread the writer listed at a snapshot before its first recorded call: its stream
+// continues that thread (one record, with the listed name and stack pointer).
+TEST(ThreadInfoCollector, ListedThreadTakenOverByItsStream) {
+  ThreadInfoCollector c;
+  TraceProcess p;
+  p.pid = 100;
+  c.on_process(p);
+  c.on_event(event(1, 100, 50));
+  c.on_thread_info(info(105, 500, 0x7c000000, "worker"));  // listed at a snapshot at 500
+  c.on_event(event(2, 105, 900));
+  c.on_thread_end(2);
+  ThreadSummary s = c.finish();
+  ASSERT_EQ(s.threads.size(), 2u);
+  EXPECT_EQ(s.threads[1].tid, 105);
+  EXPECT_EQ(s.threads[1].stream, 2u);
+  EXPECT_EQ(s.threads[1].name, "worker");
+  EXPECT_EQ(s.threads[1].stack_hint, 0x7c000000u);
+  EXPECT_EQ(s.threads[1].start_ns, 500u);
+  EXPECT_TRUE(s.threads[1].end_ns);
+  EXPECT_EQ(threads_for_layout(s.threads, 600, 0).size(), 1u);  // the main thread has no hint
+}
+
 TEST(ThreadInfoCollector, MeasuresStacksFromAClassifiedLayout) {
   std::vector<ThreadRecord> threads(2);
   threads[0].tid = 7;
