@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "symbolize/demangle.h"
+#include "symbolize/dwarf_scopes.h"
 
 namespace memcensus {
 namespace {
@@ -34,26 +35,6 @@ std::optional<std::string> die_function_name(Dwarf_Die* die) {
   return std::nullopt;
 }
 
-struct CallSite {
-  std::optional<std::string> file;
-  std::optional<int> line;
-};
-
-CallSite call_site(Dwarf_Die* inlined, Dwarf_Die* cu) {
-  CallSite c;
-  Dwarf_Attribute attr;
-  Dwarf_Word v;
-  Dwarf_Files* files = nullptr;
-  size_t nfiles = 0;
-  if (dwarf_attr(inlined, DW_AT_call_file, &attr) && dwarf_formudata(&attr, &v) == 0 &&
-      dwarf_getsrcfiles(cu, &files, &nfiles) == 0 && v < nfiles) {
-    if (const char* name = dwarf_filesrc(files, v, nullptr, nullptr)) c.file = name;
-  }
-  if (dwarf_attr(inlined, DW_AT_call_line, &attr) && dwarf_formudata(&attr, &v) == 0)
-    c.line = static_cast<int>(v);
-  return c;
-}
-
 }  // namespace
 
 struct Symbolizer::Impl {
@@ -63,7 +44,8 @@ struct Symbolizer::Impl {
   char* debuginfo_path_ptr = nullptr;
   std::vector<std::string> debug_dirs;
   std::unordered_map<uint64_t, std::vector<SourceFrame>> cache;
-  std::unordered_map<Dwfl_Module*, std::string> stale;  // module -> reason
+  std::unordered_map<Dwfl_Module*, std::string> stale;   // module -> reason
+  std::unordered_map<const void*, UnitFunctions> units;  // by the CU DIE's address in memory
 
   void report(const TraceModule& m);
   std::vector<SourceFrame> lookup(uint64_t pc);
@@ -133,31 +115,37 @@ void Symbolizer::Impl::expand(Dwfl_Module* mod, uint64_t pc, SourceFrame base,
                               std::vector<SourceFrame>& out) {
   Dwarf_Addr bias = 0;
   Dwarf_Die* cu = dwfl_module_addrdie(mod, pc, &bias);
-  if (!cu) {
+  if (!cu || !unit_holds(cu, pc - bias)) {
     out.push_back(std::move(base));
     return;
   }
-  Dwarf_Die* scopes = nullptr;
-  int n = dwarf_getscopes(cu, pc - bias, &scopes);
-  for (int i = 0; i < n; ++i) {
-    int tag = dwarf_tag(&scopes[i]);
-    if (tag != DW_TAG_inlined_subroutine && tag != DW_TAG_subprogram) continue;
-    SourceFrame f = base;
-    if (auto name = die_function_name(&scopes[i])) f.function = *name;
-    if (tag == DW_TAG_subprogram) {
-      if (f.function == "??") f.function = base.function;
-      out.push_back(std::move(f));
-      free(scopes);
-      return;
-    }
-    f.inlined = true;
-    out.push_back(std::move(f));
-    CallSite cs = call_site(&scopes[i], cu);
-    base.file = cs.file;
-    base.line = cs.line;
+  if (std::optional<SourceLine> at = source_line(cu, pc - bias)) {
+    base.file = std::move(at->file);
+    base.line = at->line;
   }
-  free(scopes);
-  out.push_back(std::move(base));
+  auto unit = units.find(cu->addr);
+  if (unit == units.end()) unit = units.emplace(cu->addr, UnitFunctions(cu)).first;
+  std::vector<Dwarf_Die> scopes = unit->second.scopes_at(pc - bias);
+  if (scopes.empty()) {
+    out.push_back(std::move(base));
+    return;
+  }
+  // Innermost first: each inlined frame takes the position reached so far, and hands its
+  // call site on to the frame it was inlined into.
+  for (Dwarf_Die& die : scopes) {
+    SourceFrame f = base;
+    f.inlined = dwarf_tag(&die) == DW_TAG_inlined_subroutine;
+    if (auto name = die_function_name(&die))
+      f.function = *name;
+    else if (f.inlined)
+      f.function = "??";
+    if (f.inlined) {
+      CallSite cs = call_site(&die);
+      base.file = std::move(cs.file);
+      base.line = cs.line;
+    }
+    out.push_back(std::move(f));
+  }
 }
 
 std::vector<SourceFrame> Symbolizer::Impl::lookup(uint64_t pc) {
@@ -181,13 +169,6 @@ std::vector<SourceFrame> Symbolizer::Impl::lookup(uint64_t pc) {
     return out;
   }
   if (const char* sym = dwfl_module_addrname(mod, pc)) base.function = demangle(sym);
-  if (Dwfl_Line* line = dwfl_module_getsrc(mod, pc)) {
-    int lineno = 0;
-    if (const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr)) {
-      base.file = file;
-      base.line = lineno;
-    }
-  }
   expand(mod, pc, std::move(base), out);
   return out;
 }

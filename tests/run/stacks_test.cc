@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <fstream>
 
 #include "run_test_util.h"
 
@@ -180,6 +181,103 @@ TEST(Stacks, ReplacedBinaryIsNotSymbolizedWithWrongNames) {
   EXPECT_NE(f0["function"].get<std::string>().find("build-id mismatch"), std::string::npos)
       << f0.dump();
   EXPECT_EQ(f0["object"], prog);
+}
+
+}  // namespace
+
+namespace {
+
+struct Mark {
+  std::string function;
+  int line = 0;
+};
+
+// The "@frame NAME" marks of a fixture's source, in the order they appear: NAME and line.
+std::vector<Mark> frame_marks(const std::string& source) {
+  std::ifstream in(std::string(MC_SOURCE_DIR) + "/tests/run/fixtures/" + source);
+  std::vector<Mark> out;
+  std::string text;
+  for (int line = 1; std::getline(in, text); ++line) {
+    size_t at = text.find("// @frame ");
+    if (at != std::string::npos) out.push_back({text.substr(at + 10), line});
+  }
+  return out;
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// Checks frames[first...] against the marks: the same functions in the same order, each
+// with the marked line of `source`; all but the last two (the function holding the inlined
+// calls, and main) inlined.
+void expect_marked_frames(const json& frames, size_t first, const std::vector<Mark>& marks,
+                          const std::string& source) {
+  ASSERT_LE(first + marks.size(), frames.size()) << frames.dump(1);
+  for (size_t i = 0; i < marks.size(); ++i) {
+    const json& f = frames[first + i];
+    SCOPED_TRACE(marks[i].function + "\n" + f.dump());
+    EXPECT_EQ(f["function"], marks[i].function);
+    ASSERT_TRUE(f["file"].is_string() && f["line"].is_number());
+    EXPECT_TRUE(ends_with(f["file"].get<std::string>(), "/" + source));
+    EXPECT_EQ(f["line"], marks[i].line);
+    EXPECT_EQ(f["inlined"], i + 2 < marks.size());
+  }
+}
+
+// Several inlined calls at one return address: each inlined function is a frame of its own,
+// innermost first, with the line of its own code (the innermost) or of its call to the next
+// inner one, as addr2line -i gives them; the function they were inlined into keeps the line
+// of its own call. The oracle is the fixture's source, whose lines are marked.
+TEST(Stacks, NestedInlinedCallsAreFramesWithTheirOwnLines) {
+  std::vector<Mark> marks = frame_marks("inline_chain.cc");
+  ASSERT_EQ(marks.size(), 5u);
+  auto t = mctest::traced({mctest::fixture("inline_chain")});
+  ASSERT_EQ(t.status, 0);
+  const json& top = t.report["top_sites"][0];
+  EXPECT_EQ(top["allocations"], 10);
+  const json& frames = top["frames"];
+  expect_marked_frames(frames, 0, marks, "inline_chain.cc");
+  for (size_t i = 0; i < marks.size(); ++i)
+    EXPECT_EQ(frames[i]["object"], mctest::fixture("inline_chain"));
+}
+
+// _start has no debug info and follows main's code, whose line-table sequence ends before
+// it: an address past the end of a sequence has no line (it used to take main's last row).
+TEST(Stacks, CodeWithoutDebugInfoAfterASequenceHasNoLine) {
+  auto t = mctest::traced({mctest::fixture("inline_chain")});
+  ASSERT_EQ(t.status, 0);
+  const json& frames = t.report["top_sites"][0]["frames"];
+  ASSERT_FALSE(frames.empty());
+  const json& last = frames[frames.size() - 1];
+  ASSERT_EQ(last["function"], "_start") << frames.dump(1);
+  EXPECT_TRUE(last["file"].is_null()) << last.dump();
+  EXPECT_TRUE(last["line"].is_null()) << last.dump();
+}
+
+// Rust: the standard library's inlined frames (Vec::with_capacity and what it inlines) come
+// first, then the program's own inlined chain with its lines, then the function that holds
+// it and main.
+TEST(Stacks, RustNestedInlinedCallsAreFramesWithTheirOwnLines) {
+  std::string rust = MC_RUST_INLINE_CHAIN;
+  if (rust.empty()) GTEST_SKIP() << "no rustc on PATH or in ~/.cargo/bin: Rust fixture not built";
+  std::vector<Mark> marks = frame_marks("inline_chain_rust.rs");
+  ASSERT_EQ(marks.size(), 5u);
+  auto t = mctest::traced({rust});
+  ASSERT_EQ(t.status, 0);
+  const json& frames = t.report["top_sites"][0]["frames"];
+  std::vector<std::string> fns = functions(t.report["top_sites"][0]);
+  auto at = std::find(fns.begin(), fns.end(), marks[0].function);
+  ASSERT_NE(at, fns.end()) << frames.dump(1);
+  size_t first = static_cast<size_t>(at - fns.begin());
+  ASSERT_GT(first, 0u);
+  expect_marked_frames(frames, first, marks, "inline_chain_rust.rs");
+  // The call Vec::with_capacity made was inlined into chain_level3 at the same address.
+  const json& callee = frames[first - 1];
+  EXPECT_TRUE(callee["inlined"].get<bool>()) << callee.dump();
+  EXPECT_NE(callee["function"].get<std::string>().find("with_capacity"), std::string::npos)
+      << callee.dump();
+  EXPECT_TRUE(callee["file"].is_string() && callee["line"].is_number()) << callee.dump();
 }
 
 }  // namespace
