@@ -33,7 +33,10 @@ int report(const ReportOptions& o) {
   ro.suppressions = &sup;
   std::string out;
   if (o.json) {
-    write_analysis_json(a, sym, ro, out);
+    write_analysis_json(a, sym, ro, out, [](std::string& part) {
+      std::fwrite(part.data(), 1, part.size(), stdout);
+      part.clear();
+    });
   } else {
     write_analysis_text(a, sym, o.sections, ro, out);
   }

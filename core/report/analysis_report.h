@@ -143,8 +143,11 @@ std::string leak_summary_text(const LeakKindsSummary& k, SiteNames& names, size_
 // section chosen, the summary and the top sites.
 void write_analysis_text(const Analysis& a, Symbolizer& sym, const ReportSections& sections,
                          const HeapReportOptions& o, std::string& out);
-// JSON with every section.
+// Takes the JSON written so far (writes it out and empties the string).
+using JsonFlush = std::function<void(std::string&)>;
+// JSON with every section. With `flush`, long parts (sites, stacks) are handed to it in
+// pieces as they are written, so that `out` stays small.
 void write_analysis_json(const Analysis& a, Symbolizer& sym, const HeapReportOptions& o,
-                         std::string& out);
+                         std::string& out, const JsonFlush& flush = {});
 
 }  // namespace memcensus
