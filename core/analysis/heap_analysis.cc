@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "analysis/heap_pass.h"
+#include "analysis/sampling.h"
 #include "format/trace_format.h"
 #include "trace/event_shapes.h"
 
@@ -46,9 +47,7 @@ void HeapAnalysis::on_round() {
 }
 
 double HeapAnalysis::weight_of(uint64_t size) const {
-  if (!s_.process.sample_bytes) return 1;
-  double p = -std::expm1(-static_cast<double>(size) / static_cast<double>(s_.process.sample_bytes));
-  return p > 0 ? 1 / p : 1;
+  return sample_weight(size, s_.process.sample_bytes);
 }
 
 void HeapAnalysis::estimate_alloc(const PassEvent& e, double w) {
@@ -56,37 +55,73 @@ void HeapAnalysis::estimate_alloc(const PassEvent& e, double w) {
   *est_slot_[e.kind()] += w;
   if (e.ptr == 0) return;
   est_.bytes += static_cast<double>(e.size) * w;
-  est_.live += static_cast<double>(e.size) * w;
-  est_.peak = std::max(est_.peak, est_.live);
   SiteStats& st = site(pass_->site_index(e.stack));
   st.est_allocations += w;
   st.est_bytes += static_cast<double>(e.size) * w;
 }
 
-// A --sample trace reports its weighted estimates in place of the recorded counts.
+// The estimated live heap changed by `delta` bytes at `index` (at `time`): as site_change,
+// on the weighted figures.
+void HeapAnalysis::estimate_change(uint32_t index, double delta, uint64_t time) {
+  if (index >= est_sites_.size()) est_sites_.resize(index + 1);
+  SiteEstimate& st = est_sites_[index];
+  if (st.epoch < est_epoch_) st.peak = st.live;
+  st.epoch = est_epoch_;
+  st.live += delta;
+  est_.live += delta;
+  if (est_.live > est_.peak) {
+    est_.peak = est_.live;
+    est_.peak_time_ns = time;
+    ++est_epoch_;
+  }
+}
+
+// A --sample trace reports its weighted estimates in place of the recorded counts. Figures
+// by site are rounded so that they add up to the totals (RoundedSum), in site index order.
 void HeapAnalysis::apply_estimates() {
   if (!s_.process.sample_bytes) return;
   HeapTotals& t = s_.totals;
   t.estimated = true;
   t.allocation_calls = std::llround(est_.allocation_calls);
   t.free_calls = std::llround(est_.free_calls);
-  t.bytes_allocated = std::llround(est_.bytes);
-  t.peak_live_bytes = std::llround(est_.peak);
   for (auto& [name, v] : est_.calls) s_.calls[name] = std::llround(v);
-  t.leaked_blocks = 0;
-  t.leaked_bytes = 0;
+  t.realloc_calls = 0;  // the sum of the realloc entry points' estimates, as `calls` shows them
+  for (unsigned k = 1; k < f::kEventKindEnd; ++k) {
+    const auto& shape = f::shape_of(static_cast<uint8_t>(k));
+    if (shape.entry_point && shape.family == f::Family::kRealloc)
+      t.realloc_calls += s_.calls[shape.entry_point];
+  }
+  t.realloc_moves = std::llround(est_.realloc_moves);
+  t.realloc_bytes_copied = std::llround(est_.realloc_bytes_copied);
   t.exec_discarded_blocks = std::llround(est_discarded_blocks_);
   t.exec_discarded_bytes = std::llround(est_discarded_bytes_);
-  auto leak = [&](const LiveBlock& b) {
-    double weight = weight_of(b.size);  // as when it was allocated: its size's
-    t.leaked_blocks += std::llround(weight);
-    t.leaked_bytes += std::llround(static_cast<double>(b.size) * weight);
+  struct Leak {
+    double blocks = 0, bytes = 0;
   };
-  if (pass_) pass_->live().for_each([&](uint64_t, const LiveBlock& b) { leak(b); });
-  for (SiteStats& site : s_.sites) {
-    site.allocations = std::llround(site.est_allocations);
-    site.bytes = std::llround(site.est_bytes);
+  std::vector<Leak> leaks(s_.sites.size());
+  if (pass_)
+    pass_->live().for_each([&](uint64_t, const LiveBlock& b) {
+      double weight = weight_of(b.size);  // as when it was allocated: its size's
+      if (b.site >= leaks.size()) return;
+      leaks[b.site].blocks += weight;
+      leaks[b.site].bytes += static_cast<double>(b.size) * weight;
+    });
+  RoundedSum allocations, bytes, peak, leaked_blocks, leaked_bytes;
+  for (size_t i = 0; i < s_.sites.size(); ++i) {
+    SiteStats& site = s_.sites[i];
+    site.allocations = allocations.next(site.est_allocations);
+    site.bytes = bytes.next(site.est_bytes);
+    SiteEstimate e = i < est_sites_.size() ? est_sites_[i] : SiteEstimate{};
+    site.peak_bytes = peak.next(e.epoch < est_epoch_ ? e.live : e.peak);
+    site.live_bytes = static_cast<uint64_t>(std::llround(std::max(0.0, e.live)));
+    site.leaked_blocks = leaked_blocks.next(leaks[i].blocks);
+    site.leaked_bytes = leaked_bytes.next(leaks[i].bytes);
   }
+  t.bytes_allocated = bytes.total();
+  t.peak_live_bytes = peak.total();
+  t.peak_time_ns = est_.peak_time_ns;
+  t.leaked_blocks = leaked_blocks.total();
+  t.leaked_bytes = leaked_bytes.total();
 }
 
 void HeapAnalysis::on_stack(const TraceStack& s) {

@@ -67,7 +67,11 @@ struct HeapTotals {
   // not freed, and not leaks of the program that exited. 0 without an exec.
   uint64_t exec_discarded_blocks = 0;
   uint64_t exec_discarded_bytes = 0;
-  bool estimated = false;  // a --sample trace: the figures above are unbiased estimates
+  // A --sample trace: the figures above are unbiased estimates (analysis/sampling.h), but
+  // for failed_allocations (failed calls are not recorded under sampling: unknown) and
+  // unmatched_frees (a count of recorded frees). Per-site figures are estimates too, rounded
+  // so that they add up to these totals.
+  bool estimated = false;
 };
 
 // A block live when the trace ends (a leak, in the sense of "not freed").
@@ -138,14 +142,23 @@ class HeapAnalysis : public TraceVisitor {
 
  private:
   friend class HeapPass;
-  // Weighted figures of a --sample trace (1/p per recorded allocation of probability p).
+  // Weighted figures of a --sample trace (1/p per recorded allocation of probability p; a
+  // realloc move 1/(p(old) p(new)): both blocks must be recorded for it to be seen).
   struct Estimates {
     double allocation_calls = 0, free_calls = 0, bytes = 0, live = 0, peak = 0;
+    double realloc_moves = 0, realloc_bytes_copied = 0;
+    uint64_t peak_time_ns = 0;
     std::map<std::string, double> calls;
+  };
+  // Estimated live bytes of one site, with the peak-epoch trick of site_change.
+  struct SiteEstimate {
+    double live = 0, peak = 0;
+    uint64_t epoch = 0;
   };
   bool sampling() const { return s_.process.sample_bytes != 0; }
   double weight_of(uint64_t size) const;
   void estimate_alloc(const PassEvent& e, double w);
+  void estimate_change(uint32_t site, double delta, uint64_t time);
   void apply_estimates();
   HeapPass& own_pass();
   bool keep_end_blocks_ = true;
@@ -171,6 +184,8 @@ class HeapAnalysis : public TraceVisitor {
   void note_time(uint64_t t) { s_.duration_ns = t > s_.duration_ns ? t : s_.duration_ns; }
 
   Estimates est_;
+  std::vector<SiteEstimate> est_sites_;  // by HeapPass site index (--sample traces only)
+  uint64_t est_epoch_ = 0;               // new peaks of the estimated live heap
   double est_discarded_blocks_ = 0, est_discarded_bytes_ = 0;
   double last_weight_ = 1;        // weight of the block released by the latest release
   double last_alloc_weight_ = 1;  // weight of the allocation being applied

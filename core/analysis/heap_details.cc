@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "analysis/heap_pass.h"
+#include "analysis/sampling.h"
 #include "format/trace_format.h"
 #include "trace/event_shapes.h"
 
@@ -46,9 +47,10 @@ void HeapDetails::on_round() {
   if (own_) own_->end_round();
 }
 
-void HeapDetails::on_process(const TraceProcess&) {
+void HeapDetails::on_process(const TraceProcess& p) {
   if (own_) own_->end_image();  // a later image (exec): the earlier one's blocks are gone
   own_mappings_.clear();        // and its runtime's mappings
+  s_.sample_bytes = p.sample_bytes;
 }
 
 void HeapDetails::on_own_mapping(const TraceOwnMapping& m) {
@@ -57,6 +59,65 @@ void HeapDetails::on_own_mapping(const TraceOwnMapping& m) {
     own_mappings_[m.start] = (m.length + 4095) & ~uint64_t{4095};
   else
     own_mappings_.erase(m.start);
+}
+
+double HeapDetails::weight_of(uint64_t size) const {
+  return sample_weight(size, s_.sample_bytes);
+}
+
+HeapDetails::SiteEstimate& HeapDetails::site_estimate(uint32_t index) {
+  if (index >= est_.sites.size()) est_.sites.resize(index + 1);
+  return est_.sites[index];
+}
+
+HeapDetails::ThreadEstimate& HeapDetails::thread_estimate(const ThreadDetail& t) {
+  auto i = static_cast<size_t>(&t - s_.threads.data());
+  if (i >= est_.threads.size()) est_.threads.resize(i + 1);
+  return est_.threads[i];
+}
+
+void HeapDetails::estimate_change(uint32_t index, double blocks, double bytes) {
+  SiteEstimate& st = site_estimate(index);
+  if (st.epoch < est_.epoch) st.peak_blocks = st.live_blocks;
+  st.epoch = est_.epoch;
+  st.live_blocks += blocks;
+  st.live_bytes += bytes;
+  est_.live_bytes += bytes;
+  if (est_.live_bytes > est_.peak_bytes) {
+    est_.peak_bytes = est_.live_bytes;
+    ++est_.epoch;
+  }
+}
+
+// The weighted figures in place of the recorded ones, rounded so that the parts add up to
+// their rounded total (by site in site index order, by thread in s_.threads order).
+void HeapDetails::apply_estimates() {
+  RoundedSum life;
+  for (size_t i = 0; i < kLifetimeBuckets; ++i) s_.lifetimes[i] = life.next(est_.lifetimes[i]);
+  RoundedSum hist;
+  for (size_t i = 0; i < s_.size_histogram.size(); ++i)
+    s_.size_histogram[i] = hist.next(est_.size_histogram[i]);
+  est_.threads.resize(s_.threads.size());
+  RoundedSum allocations, bytes, frees;
+  for (size_t i = 0; i < s_.threads.size(); ++i) {
+    s_.threads[i].allocations = allocations.next(est_.threads[i].allocations);
+    s_.threads[i].bytes = bytes.next(est_.threads[i].bytes);
+    s_.threads[i].frees = frees.next(est_.threads[i].frees);
+  }
+  est_.sites.resize(sites_.size());
+  RoundedSum moves, copied, peak_blocks, live_blocks, live_bytes;
+  std::array<RoundedSum, kLifetimeBuckets> site_life;
+  for (size_t i = 0; i < sites_.size(); ++i) {
+    SiteDetail& st = sites_[i];
+    const SiteEstimate& e = est_.sites[i];
+    st.realloc_moves = moves.next(e.realloc_moves);
+    st.realloc_bytes_copied = copied.next(e.realloc_bytes_copied);
+    st.peak_blocks = peak_blocks.next(e.epoch < est_.epoch ? e.live_blocks : e.peak_blocks);
+    st.live_blocks = live_blocks.next(e.live_blocks);
+    st.live_bytes = live_bytes.next(e.live_bytes);
+    for (size_t b = 0; b < kLifetimeBuckets; ++b)
+      st.lifetimes[b] = site_life[b].next(e.lifetimes[b]);
+  }
 }
 
 SiteDetail& HeapDetails::new_site(uint32_t index) {
@@ -110,8 +171,16 @@ void HeapDetails::unmap(uint64_t addr, uint64_t len) {
 void HeapDetails::capture_sites(uint64_t before) {
   if (!capture_at_ || *capture_at_ >= before) return;
   auto& out = s_.sites_at.emplace();
-  for (const SiteDetail& st : sites_)
-    if (st.live_blocks) out[st.stack] = SiteLive{st.live_blocks, st.live_bytes};
+  if (sampling()) {  // estimates, rounded as apply_estimates does
+    RoundedSum blocks, bytes;
+    for (size_t i = 0; i < sites_.size() && i < est_.sites.size(); ++i) {
+      SiteLive live{blocks.next(est_.sites[i].live_blocks), bytes.next(est_.sites[i].live_bytes)};
+      if (live.blocks) out[sites_[i].stack] = live;
+    }
+  } else {
+    for (const SiteDetail& st : sites_)
+      if (st.live_blocks) out[st.stack] = SiteLive{st.live_blocks, st.live_bytes};
+  }
   capture_at_.reset();
 }
 
@@ -182,8 +251,10 @@ HeapDetailSummary HeapDetails::finish() {
   take_snapshots(UINT64_MAX);
   capture_sites(UINT64_MAX);
   s_.timeline.finish_rss();
-  for (SiteDetail& st : sites_) {
+  for (SiteDetail& st : sites_)
     if (st.epoch < peak_epoch_) st.peak_blocks = st.live_blocks;
+  if (sampling()) apply_estimates();
+  for (SiteDetail& st : sites_) {
     s_.growth_steps += st.growth_steps;
     s_.growth_bytes_copied += st.growth_bytes_copied;
     s_.growth_chains += st.growth_chains;

@@ -23,6 +23,13 @@
 //  * Order: the events of one round sorted by time (see heap_analysis.h). Live blocks are
 //    those of the HeapPass shared with HeapAnalysis: a free read before its allocation, and
 //    an address live twice, are matched as heap_analysis.h says.
+//  * A --sample trace: figures summed over blocks (lifetimes, size histogram, per-thread
+//    allocations, bytes and frees, timeline, per-site realloc moves and bytes copied, live
+//    and peak blocks) are weighted estimates (analysis/sampling.h), as HeapAnalysis's; the
+//    per-site peak is taken when the estimated live heap peaks, as HeapAnalysis does.
+//    Temporaries and growth chains depend on the allocations that were not recorded: they
+//    are counted from the recorded ones only and are not estimates (HeapDetailSummary::
+//    sample_bytes tells a report so).
 // Memory: O(live blocks + sites + threads + timeline buckets + live mmaps at snapshots).
 // Not thread-safe.
 #pragma once
@@ -79,6 +86,10 @@ struct SiteLive {
 };
 
 struct HeapDetailSummary {
+  // --sample BYTES of the trace (0: every allocation recorded). When not 0, temporary and
+  // growth figures (in total, by site and by thread) count recorded blocks only: they are
+  // not estimates of the program's.
+  uint64_t sample_bytes = 0;
   uint64_t temporary = 0, temporary_bytes = 0;
   uint64_t growth_steps = 0, growth_bytes_copied = 0, growth_chains = 0;
   std::array<uint64_t, kLifetimeBuckets> lifetimes{};
@@ -125,6 +136,31 @@ class HeapDetails : public TraceVisitor {
 
  private:
   friend class HeapPass;
+  // Weighted figures of a --sample trace, rounded into s_ by finish().
+  struct SiteEstimate {
+    double live_blocks = 0, live_bytes = 0, peak_blocks = 0;
+    double realloc_moves = 0, realloc_bytes_copied = 0;
+    uint64_t epoch = 0;  // as SiteDetail::epoch, of the estimated peaks
+    std::array<double, kLifetimeBuckets> lifetimes{};
+  };
+  struct ThreadEstimate {
+    double allocations = 0, bytes = 0, frees = 0;
+  };
+  struct Estimates {
+    double live_bytes = 0, peak_bytes = 0;
+    uint64_t epoch = 0;
+    std::array<double, kLifetimeBuckets> lifetimes{};
+    std::array<double, 65> size_histogram{};
+    std::vector<SiteEstimate> sites;      // by HeapPass site index
+    std::vector<ThreadEstimate> threads;  // as s_.threads
+  };
+  bool sampling() const { return s_.sample_bytes != 0; }
+  double weight_of(uint64_t size) const;
+  SiteEstimate& site_estimate(uint32_t index);
+  ThreadEstimate& thread_estimate(const ThreadDetail& t);
+  // The estimated live heap changed at `index`: as site_change, weighted.
+  void estimate_change(uint32_t index, double blocks, double bytes);
+  void apply_estimates();
   struct LastAlloc {
     uint64_t ptr = 0, time = 0;
   };
@@ -138,7 +174,9 @@ class HeapDetails : public TraceVisitor {
   // Called by HeapPass for each event, in analysed order (heap_pass.cc says when).
   void begin_event(const PassEvent& e);
   void count_alloc(const PassEvent& e);
-  void count_free(const PassEvent& e);
+  // A free call; `b`: the live block it released (null when none: a free of null, or of an
+  // address with no live block).
+  void count_free(const PassEvent& e, const LiveBlock* b);
   // Nothing is due before an event (no snapshot to complete, no sites to capture).
   bool quiet() const { return pending_.empty() && !capture_at_; }
   // A release attempt at ptr: true when it frees the latest allocation (a temporary).
@@ -172,6 +210,7 @@ class HeapDetails : public TraceVisitor {
   void capture_sites(uint64_t before);
 
   HeapDetailSummary s_;
+  Estimates est_;                  // --sample traces only
   HeapPass* pass_ = nullptr;       // the pass feeding these details
   std::unique_ptr<HeapPass> own_;  // when used alone
   std::vector<SiteDetail> sites_;  // by HeapPass site index

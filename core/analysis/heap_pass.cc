@@ -1,10 +1,12 @@
 #include "analysis/heap_pass.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "analysis/heap_analysis.h"
 #include "analysis/heap_details.h"
+#include "analysis/sampling.h"
 #include "format/trace_format.h"
 #include "trace/event_shapes.h"
 
@@ -110,6 +112,11 @@ size_t lifetime_bucket(uint64_t ns) {
   return i;
 }
 
+// An estimate as a whole number of bytes (a sum of weighted changes may end a hair below 0).
+uint64_t rounded(double v) {
+  return v > 0 ? static_cast<uint64_t>(std::llround(v)) : 0;
+}
+
 size_t bit_width(uint64_t v) {
   return v ? 64 - static_cast<size_t>(__builtin_clzll(v)) : 0;
 }
@@ -198,13 +205,14 @@ void HeapAnalysis::allocated(uint32_t index, uint64_t size, uint64_t time) {
   uint64_t before = s_.totals.peak_live_bytes;
   site_change(index, static_cast<int64_t>(size));
   if (s_.totals.peak_live_bytes != before) s_.totals.peak_time_ns = time;
+  if (sampling()) estimate_change(index, static_cast<double>(size) * last_alloc_weight_, time);
 }
 
 void HeapAnalysis::released(const LiveBlock& b) {
   site_change(b.site, -static_cast<int64_t>(b.size));
   if (sampling()) {
     last_weight_ = weight_of(b.size);  // as when it was allocated: its size's
-    est_.live -= static_cast<double>(b.size) * last_weight_;
+    estimate_change(b.site, -static_cast<double>(b.size) * last_weight_, 0);
   }
 }
 
@@ -223,6 +231,11 @@ void HeapAnalysis::realloc_done(const PassEvent& e, uint64_t old_size) {
   if (e.old_ptr != 0 && e.ptr != e.old_ptr) {
     s_.totals.realloc_moves++;
     s_.totals.realloc_bytes_copied += std::min(old_size, e.size);
+    if (sampling()) {  // seen only when both blocks were recorded
+      double w = last_alloc_weight_ * weight_of(old_size);
+      est_.realloc_moves += w;
+      est_.realloc_bytes_copied += static_cast<double>(std::min(old_size, e.size)) * w;
+    }
   }
   s_.totals.bytes_allocated += e.size;
 }
@@ -268,10 +281,18 @@ void HeapDetails::allocated(uint64_t ptr, uint32_t index, uint64_t size, uint64_
   last_by_site_[index] = LastAlloc{ptr, time};
   last_alloc_ptr_ = ptr;
   if (summary_only_) return;
-  s_.size_histogram[bit_width(size)]++;
   site_change(index, 1, static_cast<int64_t>(size));
   const SiteDetail& st = sites_[index];
-  s_.timeline.on_heap(time, st.stack, true, size, live_bytes_, st.live_bytes);
+  if (!sampling()) {
+    s_.size_histogram[bit_width(size)]++;
+    s_.timeline.on_heap(time, st.stack, true, size, live_bytes_, st.live_bytes);
+    return;
+  }
+  double w = weight_of(size);
+  est_.size_histogram[bit_width(size)] += w;
+  estimate_change(index, w, static_cast<double>(size) * w);
+  s_.timeline.on_heap(time, st.stack, true, size, rounded(est_.live_bytes),
+                      rounded(est_.sites[index].live_bytes), w);
 }
 
 // A live block released at `time`; `free`: the free that did it (null for a realloc).
@@ -287,10 +308,20 @@ void HeapDetails::released(const LiveBlock& b, uint64_t time, bool temporary,
   }
   if (summary_only_) return;
   size_t bucket = lifetime_bucket(time >= b.time ? time - b.time : 0);
-  st.lifetimes[bucket]++;
-  s_.lifetimes[bucket]++;
   site_change(b.site, -1, -static_cast<int64_t>(b.size));
-  s_.timeline.on_heap(time, st.stack, false, b.size, live_bytes_, st.live_bytes);
+  if (!sampling()) {
+    st.lifetimes[bucket]++;
+    s_.lifetimes[bucket]++;
+    s_.timeline.on_heap(time, st.stack, false, b.size, live_bytes_, st.live_bytes);
+    return;
+  }
+  double w = weight_of(b.size);  // as when it was allocated: its size's
+  SiteEstimate& e = site_estimate(b.site);
+  e.lifetimes[bucket] += w;
+  est_.lifetimes[bucket] += w;
+  estimate_change(b.site, -w, -static_cast<double>(b.size) * w);
+  s_.timeline.on_heap(time, st.stack, false, b.size, rounded(est_.live_bytes),
+                      rounded(e.live_bytes), w);
 }
 
 // A block live when its image exec'd: it leaves the live heap (timeline, per-site live
@@ -299,7 +330,14 @@ void HeapDetails::discarded_at_exec(const LiveBlock& b, uint64_t time) {
   if (summary_only_) return;
   SiteDetail& st = site(b.site);
   site_change(b.site, -1, -static_cast<int64_t>(b.size));
-  s_.timeline.on_discard(time, st.stack, b.size, live_bytes_, st.live_bytes);
+  if (!sampling()) {
+    s_.timeline.on_discard(time, st.stack, b.size, live_bytes_, st.live_bytes);
+    return;
+  }
+  double w = weight_of(b.size);
+  estimate_change(b.site, -w, -static_cast<double>(b.size) * w);
+  s_.timeline.on_discard(time, st.stack, b.size, rounded(est_.live_bytes),
+                         rounded(est_.sites[b.site].live_bytes));
 }
 
 // A free of `b` while its site's latest allocation is a larger live block allocated after
@@ -322,11 +360,19 @@ void HeapDetails::count_alloc(const PassEvent& e) {
   ThreadDetail& t = thread(e);
   t.allocations++;
   if (e.ptr != 0) t.bytes += e.size;
+  if (sampling() && e.ptr != 0) {  // else a sampled trace's release-only realloc
+    double w = weight_of(e.size);
+    ThreadEstimate& te = thread_estimate(t);
+    te.allocations += w;
+    te.bytes += static_cast<double>(e.size) * w;
+  }
 }
 
-void HeapDetails::count_free(const PassEvent& e) {
+void HeapDetails::count_free(const PassEvent& e, const LiveBlock* b) {
   if (summary_only_) return;
-  thread(e).frees++;
+  ThreadDetail& t = thread(e);
+  t.frees++;
+  if (sampling()) thread_estimate(t).frees += b ? weight_of(b->size) : 1;
 }
 
 // A successful realloc after its old block was released (old: that block, null when none
@@ -338,6 +384,12 @@ uint32_t HeapDetails::realloc_done(const PassEvent& e, const LiveBlock* old) {
   if (e.old_ptr != 0 && e.ptr != e.old_ptr) {
     st.realloc_moves++;
     st.realloc_bytes_copied += copied;
+    if (sampling()) {  // seen only when both blocks were recorded
+      double w = weight_of(e.size) * weight_of(old ? old->size : 0);
+      SiteEstimate& est = site_estimate(pass_->site_index(e.stack));
+      est.realloc_moves += w;
+      est.realloc_bytes_copied += static_cast<double>(copied) * w;
+    }
   }
   if (old && sites_[old->site].stack == e.stack && e.size > old->size) {
     chain = old->chain + 1;
@@ -790,8 +842,8 @@ void HeapPass::apply_pair(const PassEvent& a, const PassEvent& fr) {
   // The free, as apply() and release() do it, with the block the table would have given.
   if (heap_) heap_->begin_event(fr, kFree);
   if (details_) details_->begin_event(fr);
-  if (details_) details_->count_free(fr);
   const LiveBlock b{a.size, a.time, site, 1};
+  if (details_) details_->count_free(fr, &b);
   bool temporary = details_ && details_->releasing(fr.ptr);
   if (heap_) heap_->released(b);
   if (details_) {
@@ -810,13 +862,15 @@ void HeapPass::apply_pair(const PassEvent& a, const PassEvent& fr) {
       if (details_) details_->count_alloc(e);
       if (e.ptr) allocate(e, e.size, e.time, 1);
       break;
-    case f::Family::kFree:
-      if (details_) details_->count_free(e);
-      if (e.ptr) {
-        LiveBlock b;
-        if (release(e.ptr, e.time, &e, &b) && details_) details_->growth_on_free(e.ptr, b);
+    case f::Family::kFree: {
+      LiveBlock b;
+      bool found = e.ptr && release(e.ptr, e.time, &e, &b);
+      if (details_) {
+        details_->count_free(e, found ? &b : nullptr);
+        if (found) details_->growth_on_free(e.ptr, b);
       }
       break;
+    }
     case f::Family::kRealloc: {
       if (details_) details_->count_alloc(e);
       LiveBlock old;

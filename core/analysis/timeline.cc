@@ -1,8 +1,10 @@
 #include "analysis/timeline.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "analysis/heap_details.h"
+#include "analysis/sampling.h"
 
 namespace memcensus {
 
@@ -17,7 +19,7 @@ size_t Timeline::index(uint64_t time) {
   if (i >= buckets_.size()) {
     uint64_t carry = buckets_.empty() ? 0 : buckets_.back().live_end;
     while (buckets_.size() <= i) {
-      TimelineBucket b;
+      Bucket b;
       b.start_ns = buckets_.size() * width_;
       b.live_max = b.live_end = carry;
       buckets_.push_back(b);
@@ -30,10 +32,10 @@ size_t Timeline::index(uint64_t time) {
 
 // Doubles the bucket width: bucket i of the new series is buckets 2i and 2i+1 of the old.
 void Timeline::halve() {
-  std::vector<TimelineBucket> merged((buckets_.size() + 1) / 2);
+  std::vector<Bucket> merged((buckets_.size() + 1) / 2);
   for (size_t i = 0; i < buckets_.size(); ++i) {
-    TimelineBucket& m = merged[i / 2];
-    const TimelineBucket& b = buckets_[i];
+    Bucket& m = merged[i / 2];
+    const Bucket& b = buckets_[i];
     m.start_ns = (i / 2) * width_ * 2;
     m.live_max = std::max(m.live_max, b.live_max);
     m.live_end = b.live_end;
@@ -47,9 +49,9 @@ void Timeline::halve() {
     std::vector<SitePoint> m((pts.size() + 1) / 2);
     for (size_t i = 0; i < pts.size(); ++i) {
       SitePoint& t = m[i / 2];
-      t.p.allocations += pts[i].p.allocations;
-      t.p.bytes += pts[i].p.bytes;
-      if (pts[i].touched) t.p.live_end = pts[i].p.live_end;
+      t.allocations += pts[i].allocations;
+      t.bytes += pts[i].bytes;
+      if (pts[i].touched) t.live_end = pts[i].live_end;
       t.touched |= pts[i].touched;
     }
     pts = std::move(m);
@@ -59,16 +61,16 @@ void Timeline::halve() {
 
 // The change falls in a new bucket or at a site other than the last one.
 void Timeline::on_heap_slow(uint64_t time, uint32_t site, bool is_alloc, uint64_t size,
-                            uint64_t live, uint64_t site_live) {
+                            uint64_t live, uint64_t site_live, double weight) {
   size_t i = index(time);
-  TimelineBucket& b = buckets_[i];
+  Bucket& b = buckets_[i];
   b.live_max = std::max(b.live_max, live);
   b.live_end = live;
   if (is_alloc) {
-    b.allocations++;
-    b.bytes += size;
+    b.allocations += weight;
+    b.bytes += static_cast<double>(size) * weight;
   } else {
-    b.frees++;
+    b.frees += weight;
   }
   if (site != cache_.site || !cache_.points) {
     cache_.site = site;
@@ -77,10 +79,10 @@ void Timeline::on_heap_slow(uint64_t time, uint32_t site, bool is_alloc, uint64_
   std::vector<SitePoint>& pts = *cache_.points;
   if (pts.size() <= i) pts.resize(i + 1);
   if (is_alloc) {
-    pts[i].p.allocations++;
-    pts[i].p.bytes += size;
+    pts[i].allocations += weight;
+    pts[i].bytes += static_cast<double>(size) * weight;
   }
-  pts[i].p.live_end = site_live;
+  pts[i].live_end = site_live;
   pts[i].touched = true;
 }
 
@@ -89,7 +91,7 @@ void Timeline::on_rss(uint64_t time, uint64_t rss) {
     rss_waiting_.push_back({time, rss});
     return;
   }
-  TimelineBucket& b = buckets_[std::min<size_t>(time / width_, buckets_.size() - 1)];
+  Bucket& b = buckets_[std::min<size_t>(time / width_, buckets_.size() - 1)];
   b.rss_max = std::max(b.rss_max, rss);
 }
 
@@ -97,7 +99,7 @@ void Timeline::take_rss() {
   size_t n = 0;
   for (; n < rss_waiting_.size() && rss_waiting_[n].time < end_ns_; ++n) {
     const RssSample& s = rss_waiting_[n];
-    TimelineBucket& b = buckets_[std::min<size_t>(s.time / width_, buckets_.size() - 1)];
+    Bucket& b = buckets_[std::min<size_t>(s.time / width_, buckets_.size() - 1)];
     b.rss_max = std::max(b.rss_max, s.rss);
   }
   rss_waiting_.erase(rss_waiting_.begin(), rss_waiting_.begin() + static_cast<ptrdiff_t>(n));
@@ -108,15 +110,22 @@ void Timeline::finish_rss() {
 }
 
 std::vector<TimelineBucket> Timeline::buckets() const {
-  return buckets_;
+  std::vector<TimelineBucket> out;
+  out.reserve(buckets_.size());
+  RoundedSum allocations, bytes, frees;
+  for (const Bucket& b : buckets_)
+    out.push_back(TimelineBucket{b.start_ns, b.live_max, b.live_end, b.rss_max,
+                                 allocations.next(b.allocations), bytes.next(b.bytes),
+                                 frees.next(b.frees)});
+  return out;
 }
 
 std::vector<SiteSeries> Timeline::site_series(size_t top) const {
   std::vector<std::pair<uint64_t, uint32_t>> order;
   for (const auto& [site, pts] : sites_) {
-    uint64_t bytes = 0;
-    for (const SitePoint& p : pts) bytes += p.p.bytes;
-    order.emplace_back(bytes, site);
+    double bytes = 0;
+    for (const SitePoint& p : pts) bytes += p.bytes;
+    order.emplace_back(static_cast<uint64_t>(std::llround(bytes)), site);
   }
   std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
@@ -127,10 +136,12 @@ std::vector<SiteSeries> Timeline::site_series(size_t top) const {
     const std::vector<SitePoint>& pts = sites_.at(site);
     SiteSeries s{site, std::vector<SiteSeriesPoint>(buckets_.size())};
     uint64_t live = 0;
+    RoundedSum site_allocations, site_bytes;
     for (size_t i = 0; i < s.points.size(); ++i) {
       if (i < pts.size()) {
-        s.points[i] = pts[i].p;
-        if (pts[i].touched) live = pts[i].p.live_end;
+        s.points[i].allocations = site_allocations.next(pts[i].allocations);
+        s.points[i].bytes = site_bytes.next(pts[i].bytes);
+        if (pts[i].touched) live = pts[i].live_end;
       }
       s.points[i].live_end = live;
     }

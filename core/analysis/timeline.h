@@ -6,7 +6,9 @@
 // is what the HTML report's charts and the text --timeline draw.
 //
 // Feed it heap changes and RSS samples in (roughly) time order; a change earlier than the
-// current bucket is counted in the current bucket. Not thread-safe.
+// current bucket is counted in the current bucket. A change may carry a weight (a --sample
+// trace's 1/p, analysis/sampling.h): counts and bytes add up weighted and are rounded when
+// read, so that the buckets add up to the rounded total. Not thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -40,35 +42,34 @@ class Timeline {
  public:
   explicit Timeline(size_t max_buckets = 200, uint64_t first_width_ns = 10'000'000);
 
-  // The heap changed at `time` by `delta` bytes at `site` (an allocation when delta > 0 or
-  // `is_alloc`), leaving `live` bytes live in total and `site_live` at the site.
+  // A block of `size` bytes was allocated (`is_alloc`) or released at `time` at `site`,
+  // leaving `live` bytes live in total and `site_live` at the site; it counts `weight` times.
   // Inline for the usual case (the last bucket, the same site as the last change): this runs
   // for every event of a trace.
   void on_heap(uint64_t time, uint32_t site, bool is_alloc, uint64_t size, uint64_t live,
-               uint64_t site_live) {
+               uint64_t site_live, double weight = 1) {
     if (time >= end_ns_ || site != cache_.site || !cache_.points ||
         cache_.points->size() != buckets_.size())
-      return on_heap_slow(time, site, is_alloc, size, live, site_live);
-    TimelineBucket& b = buckets_.back();
+      return on_heap_slow(time, site, is_alloc, size, live, site_live, weight);
+    Bucket& b = buckets_.back();
     SitePoint& pt = cache_.points->back();
     b.live_max = live > b.live_max ? live : b.live_max;
     b.live_end = live;
     if (is_alloc) {
-      b.allocations++;
-      b.bytes += size;
-      pt.p.allocations++;
-      pt.p.bytes += size;
+      b.allocations += weight;
+      b.bytes += static_cast<double>(size) * weight;
+      pt.allocations += weight;
+      pt.bytes += static_cast<double>(size) * weight;
     } else {
-      b.frees++;
+      b.frees += weight;
     }
-    pt.p.live_end = site_live;
+    pt.live_end = site_live;
     pt.touched = true;
   }
   // A block that leaves the live heap without a free (its image exec'd): as a free's on_heap,
   // without counting a free (the change lands in the last bucket, the one of `time`).
   void on_discard(uint64_t time, uint32_t site, uint64_t size, uint64_t live, uint64_t site_live) {
-    on_heap(time, site, false, size, live, site_live);
-    if (!buckets_.empty() && buckets_.back().frees) buckets_.back().frees--;
+    on_heap(time, site, false, size, live, site_live, 0);
   }
   // Changes at `site` before this time take the inline path of on_heap (0: none do).
   uint64_t inline_until(uint32_t site) const {
@@ -81,16 +82,16 @@ class Timeline {
   // live bytes in between; `live` and `site_live`: as after the last free.
   void on_heap_pairs(uint64_t count, uint64_t bytes, uint64_t live_max, uint64_t live,
                      uint64_t site_live) {
-    TimelineBucket& b = buckets_.back();
+    Bucket& b = buckets_.back();
     SitePoint& pt = cache_.points->back();
     b.live_max = live_max > b.live_max ? live_max : b.live_max;
     b.live_end = live;
-    b.allocations += count;
-    b.bytes += bytes;
-    b.frees += count;
-    pt.p.allocations += count;
-    pt.p.bytes += bytes;
-    pt.p.live_end = site_live;
+    b.allocations += static_cast<double>(count);
+    b.bytes += static_cast<double>(bytes);
+    b.frees += static_cast<double>(count);
+    pt.allocations += static_cast<double>(count);
+    pt.bytes += static_cast<double>(bytes);
+    pt.live_end = site_live;
     pt.touched = true;
   }
   // An RSS sample. Heap events are applied up to about two writer rounds after the samples
@@ -102,18 +103,26 @@ class Timeline {
 
   uint64_t width_ns() const { return width_; }
   // Buckets from time 0 to the last one touched; untouched ones carry the live bytes forward.
+  // Weighted counts are rounded so that they add up to the rounded totals.
   std::vector<TimelineBucket> buckets() const;
   // Series of the `top` sites with the most bytes allocated (all when 0), largest first.
   std::vector<SiteSeries> site_series(size_t top = 0) const;
 
  private:
+  // As TimelineBucket and SiteSeriesPoint, with the weighted figures not yet rounded (exact
+  // for counts and bytes below 2^53).
+  struct Bucket {
+    uint64_t start_ns = 0, live_max = 0, live_end = 0, rss_max = 0;
+    double allocations = 0, bytes = 0, frees = 0;
+  };
   struct SitePoint {
-    SiteSeriesPoint p;
+    double allocations = 0, bytes = 0;
+    uint64_t live_end = 0;
     bool touched = false;
   };
   size_t index(uint64_t time);
   void on_heap_slow(uint64_t time, uint32_t site, bool is_alloc, uint64_t size, uint64_t live,
-                    uint64_t site_live);
+                    uint64_t site_live, double weight);
   void halve();
 
   void take_rss();  // applies the waiting samples that the buckets now reach
@@ -124,7 +133,7 @@ class Timeline {
   size_t max_;
   uint64_t width_;
   uint64_t end_ns_ = 0;  // end of the last bucket (buckets_.size() x width_)
-  std::vector<TimelineBucket> buckets_;
+  std::vector<Bucket> buckets_;
   std::unordered_map<uint32_t, std::vector<SitePoint>> sites_;
   // sites_[site] of the latest change; a copy or move of the Timeline starts without it.
   struct SiteCache {

@@ -6,6 +6,19 @@
 namespace memcensus {
 namespace {
 
+void write_leaf(JsonWriter& w, const std::string& name, uint64_t bytes) {
+  w.begin_object();
+  w.field("name", name);
+  w.field("bytes", bytes);
+  w.key("children");
+  w.begin_array();
+  w.end_array();
+  w.end_object();
+}
+
+// A node and its children of at least `min` bytes; the bytes of the node that those children
+// do not hold (smaller children, stacks that end at this frame) are one more child, named
+// kOtherSites, so that children add up to their parent.
 void write_tree(JsonWriter& w, const FrameTree& t, size_t node, uint64_t min, size_t depth) {
   const FrameTree::Node& n = t.node(node);
   w.begin_object();
@@ -13,8 +26,13 @@ void write_tree(JsonWriter& w, const FrameTree& t, size_t node, uint64_t min, si
   w.field("bytes", n.value);
   w.key("children");
   w.begin_array();
+  uint64_t shown = 0;
   if (depth < 64)
-    for (size_t c : t.children(node, min, SIZE_MAX)) write_tree(w, t, c, min, depth + 1);
+    for (size_t c : t.children(node, min, SIZE_MAX)) {
+      write_tree(w, t, c, min, depth + 1);
+      shown += t.node(c).value;
+    }
+  if (n.value > shown && !n.children.empty()) write_leaf(w, kOtherSites, n.value - shown);
   w.end_array();
   w.end_object();
 }
@@ -32,7 +50,15 @@ void write_peak(JsonWriter& w, const Analysis& a, SiteNames& names) {
   w.end_object();
 }
 
-void write_site(JsonWriter& w, const SiteRow& r, SiteNames& names) {
+// A figure that a sampled trace cannot estimate: null there.
+void field_unless_sampled(JsonWriter& w, const char* key, uint64_t v, bool sampled) {
+  if (sampled)
+    w.null_field(key);
+  else
+    w.field(key, v);
+}
+
+void write_site(JsonWriter& w, const SiteRow& r, SiteNames& names, bool sampled) {
   const SiteStats& s = *r.stats;
   const SiteDetail& d = *r.detail;
   w.begin_object();
@@ -44,14 +70,14 @@ void write_site(JsonWriter& w, const SiteRow& r, SiteNames& names) {
   w.field("peak_blocks", d.peak_blocks);
   w.field("leaked_blocks", s.leaked_blocks);
   w.field("leaked_bytes", s.leaked_bytes);
-  w.field("temporary", d.temporary);
-  w.field("temporary_bytes", d.temporary_bytes);
+  field_unless_sampled(w, "temporary", d.temporary, sampled);
+  field_unless_sampled(w, "temporary_bytes", d.temporary_bytes, sampled);
   w.field("realloc_moves", d.realloc_moves);
   w.field("realloc_bytes_copied", d.realloc_bytes_copied);
-  w.field("growth_chains", d.growth_chains);
-  w.field("growth_steps", d.growth_steps);
-  w.field("growth_bytes_copied", d.growth_bytes_copied);
-  w.field("longest_chain", d.longest_chain);
+  field_unless_sampled(w, "growth_chains", d.growth_chains, sampled);
+  field_unless_sampled(w, "growth_steps", d.growth_steps, sampled);
+  field_unless_sampled(w, "growth_bytes_copied", d.growth_bytes_copied, sampled);
+  field_unless_sampled(w, "longest_chain", d.longest_chain, sampled);
   w.key("lifetimes");
   w.begin_array();
   for (uint64_t n : d.lifetimes) w.value(n);
@@ -71,7 +97,7 @@ void write_sites(JsonWriter& w, const Analysis& a, SiteNames& names, std::string
   w.key("sites");
   w.begin_array();
   for (const SiteRow& r : site_rows(a)) {
-    write_site(w, r, names);
+    write_site(w, r, names, a.heap.totals.estimated);
     maybe_flush();
   }
   w.end_array();
@@ -109,6 +135,7 @@ void write_lifetimes(JsonWriter& w, const std::array<uint64_t, kLifetimeBuckets>
 
 void write_totals_sections(JsonWriter& w, const Analysis& a) {
   const HeapDetailSummary& d = a.details;
+  const bool sampled = a.heap.totals.estimated;
   w.key("leaks");
   w.begin_object();
   w.field("blocks", a.heap.totals.leaked_blocks);
@@ -116,17 +143,17 @@ void write_totals_sections(JsonWriter& w, const Analysis& a) {
   w.end_object();
   w.key("temporary");
   w.begin_object();
-  w.field("allocations", d.temporary);
-  w.field("bytes", d.temporary_bytes);
+  field_unless_sampled(w, "allocations", d.temporary, sampled);
+  field_unless_sampled(w, "bytes", d.temporary_bytes, sampled);
   write_lifetimes(w, d.lifetimes);
   w.end_object();
   w.key("copies");
   w.begin_object();
   w.field("realloc_moves", a.heap.totals.realloc_moves);
   w.field("realloc_bytes_copied", a.heap.totals.realloc_bytes_copied);
-  w.field("growth_chains", d.growth_chains);
-  w.field("growth_steps", d.growth_steps);
-  w.field("growth_bytes_copied", d.growth_bytes_copied);
+  field_unless_sampled(w, "growth_chains", d.growth_chains, sampled);
+  field_unless_sampled(w, "growth_steps", d.growth_steps, sampled);
+  field_unless_sampled(w, "growth_bytes_copied", d.growth_bytes_copied, sampled);
   w.end_object();
 }
 
@@ -145,7 +172,7 @@ void write_threads(JsonWriter& w, const Analysis& a) {
     w.field("allocations", t.allocations);
     w.field("bytes", t.bytes);
     w.field("frees", t.frees);
-    w.field("temporary", t.temporary);
+    field_unless_sampled(w, "temporary", t.temporary, a.heap.totals.estimated);
     if (auto size = r.stack_size())
       w.field("stack_size", *size);
     else

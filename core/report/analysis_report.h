@@ -115,6 +115,10 @@ std::vector<SiteRow> site_rows(const Analysis& a);
 
 // Live heap at the peak by site, as a tree of frame names. top_down: outermost first.
 FrameTree peak_tree(const Analysis& a, SiteNames& names, bool top_down);
+// The name the reports give, under a node of a peak tree, to the bytes of that node that its
+// children as shown do not hold: children too small to show, and stacks that end at the node
+// (so that the children shown add up to their parent).
+inline constexpr const char* kOtherSites = "(other sites)";
 
 struct ReportSections {
   bool peak = false, leaks = false, temporary = false, copies = false, sites = false,

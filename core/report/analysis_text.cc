@@ -28,15 +28,25 @@ Rows top_rows(const Analysis& a, size_t n, Key key) {
   return rows;
 }
 
+// The children of `node` of at least `min` (at most 6), then what they leave of it (kOtherSites).
 void tree_lines(const FrameTree& t, size_t node, size_t depth, uint64_t min, std::string& out) {
   if (depth > 12) return;
+  auto line = [&](uint64_t bytes, const std::string& name) {
+    out += fmt::format("  {:>10}  {}{}\n", format_bytes(bytes), std::string(depth * 2, ' '), name);
+  };
+  uint64_t shown = 0;
   for (size_t c : t.children(node, min, 6)) {
     const FrameTree::Node& n = t.node(c);
-    out +=
-        fmt::format("  {:>10}  {}{}\n", format_bytes(n.value), std::string(depth * 2, ' '), n.name);
+    line(n.value, n.name);
+    shown += n.value;
     tree_lines(t, c, depth + 1, min, out);
   }
+  const FrameTree::Node& n = t.node(node);
+  if (n.value > shown && !n.children.empty()) line(n.value - shown, kOtherSites);
 }
+
+// What a sampled trace cannot estimate, in place of its figure.
+constexpr const char* kNotSampled = "not available in a sampled trace (--sample)";
 
 void write_peak(const Analysis& a, SiteNames& names, std::string& out) {
   out += fmt::format("\n== live heap at its peak: {} at {}\n",
@@ -64,11 +74,14 @@ void write_leaks(const Analysis& a, SiteNames& names, size_t top, std::string& o
 
 void write_temporary(const Analysis& a, SiteNames& names, size_t top, std::string& out) {
   const HeapDetailSummary& d = a.details;
-  out += fmt::format("\n== temporary allocations (freed with no allocation in between): {} ({})\n",
-                     d.temporary, format_bytes(d.temporary_bytes));
-  out += "lifetimes of freed blocks:\n";
+  const bool sampled = a.heap.totals.estimated;
+  out += "\n== temporary allocations (freed with no allocation in between): ";
+  out += sampled ? std::string(kNotSampled)
+                 : fmt::format("{} ({})", d.temporary, format_bytes(d.temporary_bytes));
+  out += sampled ? "\nlifetimes of freed blocks (estimated):\n" : "\nlifetimes of freed blocks:\n";
   for (size_t i = 0; i < kLifetimeBuckets; ++i)
     out += fmt::format("  {:>8}  {}\n", lifetime_bucket_name(i), d.lifetimes[i]);
+  if (sampled) return;
   for (const SiteRow& r : top_rows(a, top, [](const SiteRow& r) { return r.detail->temporary; }))
     site_line(fmt::format("{:>8} temporary ({})", r.detail->temporary,
                           format_bytes(r.detail->temporary_bytes)),
@@ -78,6 +91,16 @@ void write_temporary(const Analysis& a, SiteNames& names, size_t top, std::strin
 void write_copies(const Analysis& a, SiteNames& names, size_t top, std::string& out) {
   const HeapTotals& t = a.heap.totals;
   const HeapDetailSummary& d = a.details;
+  if (t.estimated) {
+    out += fmt::format("\n== copies: {} realloc moves copied {}; growth chains {}\n",
+                       t.realloc_moves, format_bytes(t.realloc_bytes_copied), kNotSampled);
+    auto copied = [](const SiteRow& r) { return r.detail->realloc_bytes_copied; };
+    for (const SiteRow& r : top_rows(a, top, copied))
+      site_line(fmt::format("{} moves {}", r.detail->realloc_moves,
+                            format_bytes(r.detail->realloc_bytes_copied)),
+                names.name(r.stats->stack), out);
+    return;
+  }
   out += fmt::format("\n== copies: {} realloc moves copied {}; {} growth chains, {} steps, {}\n",
                      t.realloc_moves, format_bytes(t.realloc_bytes_copied), d.growth_chains,
                      d.growth_steps, format_bytes(d.growth_bytes_copied));
@@ -126,9 +149,14 @@ void write_threads(const Analysis& a, std::string& out) {
     for (const SnapshotRef& s : snaps)
       rss += (rss.empty() ? "" : " / ") + opt_bytes(r.stack_rss(s.label));
     out += fmt::format("  {:>8} {:<15} {:>12} {:>12} {:>12} {:>10} {:>10}  {}\n", t.tid, name,
-                       t.allocations, format_bytes(t.bytes), t.frees, t.temporary,
+                       t.allocations, format_bytes(t.bytes), t.frees,
+                       a.heap.totals.estimated ? "-" : std::to_string(t.temporary),
                        opt_bytes(r.stack_size()), rss);
   }
+  if (a.heap.totals.estimated)
+    out +=
+        "  (a sampled trace: allocations, bytes and frees are estimates; temporary: not "
+        "available)\n";
   if (!a.threads.any_info())
     out += "  (no thread names or stacks: the trace was recorded without thread info)\n";
 }
@@ -191,6 +219,11 @@ void write_resident(const Analysis& a, SiteNames& names, std::string& out) {
 
 void write_summary_extra(const Analysis& a, std::string& out) {
   const HeapDetailSummary& d = a.details;
+  if (a.heap.totals.estimated) {
+    out += fmt::format("temporary:      {}\n", kNotSampled);
+    out += fmt::format("growth chains:  {}\n", kNotSampled);
+    return;
+  }
   out += fmt::format("temporary:      {} allocations ({})\n", d.temporary,
                      format_bytes(d.temporary_bytes));
   out += fmt::format("growth chains:  {} ({} steps, {} copied)\n", d.growth_chains, d.growth_steps,

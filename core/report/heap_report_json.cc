@@ -32,7 +32,10 @@ void write_totals(JsonWriter& w, const HeapTotals& t) {
   w.begin_object();
   w.field("allocation_calls", t.allocation_calls);
   w.field("free_calls", t.free_calls);
-  w.field("failed_allocations", t.failed_allocations);
+  if (t.estimated)  // failed calls are not recorded under sampling
+    w.null_field("failed_allocations");
+  else
+    w.field("failed_allocations", t.failed_allocations);
   w.field("bytes_allocated", t.bytes_allocated);
   w.field("peak_live_bytes", t.peak_live_bytes);
   w.field("peak_time_ns", t.peak_time_ns);
@@ -79,6 +82,9 @@ void write_process(JsonWriter& w, const HeapSummary& s) {
   w.field("duration_ns", s.duration_ns);
   w.field("threads", s.threads);
   w.field("sample_bytes", s.process.sample_bytes);
+  // --sample: figures are estimates, and those that have none are null (README, "Sampled
+  // traces").
+  w.field("sampled", s.process.sample_bytes != 0);
   w.field("checked", (s.process.flags & format::kFlagCheck) != 0);  // run --check
 }
 

@@ -47,8 +47,14 @@ void write_header(const HeapSummary& s, std::string& out) {
 
 void write_totals(const HeapSummary& s, std::string& out) {
   const HeapTotals& t = s.totals;
+  if (t.estimated)
+    out += fmt::format(
+        "sampled:        --sample {}: figures are estimates from the recorded allocations "
+        "(failed calls, temporaries and growth chains: not available)\n",
+        s.process.sample_bytes);
   out += fmt::format("allocations:    {} calls, {} requested ({} failed)\n", t.allocation_calls,
-                     bytes(t.bytes_allocated), t.failed_allocations);
+                     bytes(t.bytes_allocated),
+                     t.estimated ? std::string("?") : std::to_string(t.failed_allocations));
   out += fmt::format("frees:          {} calls\n", t.free_calls);
   out += fmt::format("peak live heap: {} at {:.3f} s\n", bytes(t.peak_live_bytes),
                      static_cast<double>(t.peak_time_ns) / 1e9);

@@ -80,7 +80,10 @@ void write_summary(JsonWriter& w, const Analysis& a) {
   w.field("realloc_calls", t.realloc_calls);
   w.field("realloc_moves", t.realloc_moves);
   w.field("realloc_bytes_copied", t.realloc_bytes_copied);
-  w.field("temporary_allocations", a.details.temporary);
+  if (t.estimated)  // no estimate from a sampled trace (README, "Sampled traces")
+    w.null_field("temporary_allocations");
+  else
+    w.field("temporary_allocations", a.details.temporary);
   w.end_object();
 }
 
@@ -167,7 +170,10 @@ void write_sites(JsonWriter& w, const HtmlModelInput& in, Symbolizer& sym, Frame
     w.field("leaked_bytes", site.leaked_bytes);
     auto detail = d.sites.find(site.stack);
     if (detail != d.sites.end()) {
-      w.field("temporary", detail->second.temporary);
+      if (s.totals.estimated)
+        w.null_field("temporary");
+      else
+        w.field("temporary", detail->second.temporary);
       w.field("copies", detail->second.realloc_moves);
       w.field("copied_bytes", detail->second.realloc_bytes_copied);
     }
@@ -312,7 +318,9 @@ void write_html_model(const HtmlModelInput& in, Symbolizer& sym, std::string& ou
     warnings.push_back("only the " + std::to_string(in.max_sites) + " largest of " +
                        std::to_string(a.heap.sites.size()) + " call sites are shown");
   if (a.heap.totals.estimated)
-    warnings.push_back("a sampled trace (--sample): figures are estimates");
+    warnings.push_back(
+        "a sampled trace (--sample): figures are estimates; temporary allocations cannot be "
+        "estimated from one and are not shown");
   w.key("warnings");
   w.begin_array();
   for (const auto& s : warnings) w.value(s);

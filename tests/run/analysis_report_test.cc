@@ -98,6 +98,30 @@ TEST_F(AnalysisFixture, PeakBySiteAndTrees) {
   EXPECT_TRUE(found);
 }
 
+// Every node's children add up to it: what the children shown leave (peak_tiny's 24 bytes,
+// below the cut-off of 0.1% of the peak) is one more child, "(other sites)".
+void expect_children_add_up(const json& node, int* others) {
+  const json& children = node["children"];
+  if (children.empty()) return;
+  uint64_t sum = 0;
+  for (const json& c : children) {
+    sum += c["bytes"].get<uint64_t>();
+    if (c["name"] == "(other sites)") ++*others;
+    expect_children_add_up(c, others);
+  }
+  EXPECT_EQ(sum, node["bytes"].get<uint64_t>()) << node["name"];
+}
+
+TEST_F(AnalysisFixture, PeakTreeChildrenAddUp) {
+  for (const char* view : {"top_down", "bottom_up"}) {
+    int others = 0;
+    expect_children_add_up(r()["peak"][view], &others);
+    EXPECT_GE(others, 1) << view;
+  }
+  auto text = mctest::run({mctest::memcensus(), "report", t_->trace, "--peak"});
+  EXPECT_NE(text.out.find("(other sites)"), std::string::npos) << text.out;
+}
+
 TEST_F(AnalysisFixture, LeaksBySite) {
   const json* s = site_of(r(), "leak", true);
   ASSERT_TRUE(s);

@@ -140,4 +140,84 @@ TEST(Counts, SampleEstimatesTotalsWithoutBias) {
             want["totals"]["allocation_calls"].get<uint64_t>());
 }
 
+// Sums of a report's entries, as doubles.
+double sum_of(const json& entries, const char* key) {
+  double sum = 0;
+  for (const json& e : entries) sum += e[key].get<double>();
+  return sum;
+}
+
+// Every figure of a sampled report that has an unbiased estimate is one, and is the same
+// estimate wherever it is shown; those that have none are null. count_c at 10,000 rounds under
+// --sample 512: the realloc moves (each seen only when both its blocks are recorded, with
+// probability p(n) p(64 n) ~ 0.2 for n = 16-215) have a standard error of ~2.5% (bytes copied
+// ~2%), the counts of ~100,000 calls ~1%: 15% is at least 6 standard errors. The runtime
+// draws its sample points from its own random state (no seed): the tolerances carry the test.
+TEST(Counts, SampleEstimatesEveryFigureConsistently) {
+  std::string truth = mctest::scratch_dir() + "/truth.json";
+  auto t = traced({fixture("count_c"), truth, "10000"}, {"--sample", "512"});
+  ASSERT_EQ(t.status, 0);
+  ASSERT_FALSE(t.report.is_null());
+  json want = mctest::read_json(truth);
+  const json& r = t.report;
+  const json& totals = r["totals"];
+  EXPECT_TRUE(r["sampled"].get<bool>());
+  auto near = [&](double got, const json& expected, const char* what) {
+    EXPECT_NEAR(got / expected.get<double>(), 1.0, 0.15) << what << ": " << got;
+  };
+  for (const char* k : {"realloc_calls", "realloc_moves", "realloc_bytes_copied"})
+    near(totals[k].get<double>(), want["totals"][k], k);
+  near(r["copies"]["realloc_moves"].get<double>(), want["totals"]["realloc_moves"], "copies");
+  near(sum_of(r["sites"], "realloc_moves"), want["totals"]["realloc_moves"], "sites' moves");
+  // The realloc calls in the totals are those of the entry points.
+  EXPECT_EQ(totals["realloc_calls"].get<uint64_t>(),
+            r["calls"]["realloc"].get<uint64_t>() + r["calls"]["reallocarray"].get<uint64_t>());
+  // Allocations by size, by thread and by time add up to the estimated calls (each rounded
+  // on its own way: within a few calls), and are estimates of the true count.
+  double calls = totals["allocation_calls"].get<double>();
+  double hist = sum_of(r["histogram"], "count");
+  double threads = sum_of(r["thread_totals"], "allocations");
+  double timeline = sum_of(r["timeline"]["buckets"], "allocations");
+  for (double v : {hist, threads, timeline}) EXPECT_NEAR(v, calls, 2 + calls * 1e-3);
+  near(hist, want["totals"]["allocation_calls"], "histogram");
+  near(sum_of(r["thread_totals"], "bytes"), want["totals"]["bytes_allocated"], "thread bytes");
+  near(sum_of(r["timeline"]["buckets"], "bytes"), want["totals"]["bytes_allocated"], "timeline");
+  double freed = sum_of(r["temporary"]["lifetimes"], "blocks");
+  near(freed,
+       json(want["totals"]["allocation_calls"].get<double>() -
+            want["totals"]["leaked_blocks"].get<double>()),
+       "lifetimes");
+  // The peak: the header, both trees and the sites show one figure.
+  const json& peak = r["peak"];
+  EXPECT_EQ(peak["bytes"], totals["peak_live_bytes"]);
+  EXPECT_EQ(peak["top_down"]["bytes"], peak["bytes"]);
+  EXPECT_EQ(peak["bottom_up"]["bytes"], peak["bytes"]);
+  EXPECT_EQ(sum_of(r["sites"], "peak_bytes"), peak["bytes"].get<double>());
+  EXPECT_EQ(sum_of(r["sites"], "leaked_bytes"), totals["leaked_bytes"].get<double>());
+  EXPECT_EQ(sum_of(r["sites"], "bytes"), totals["bytes_allocated"].get<double>());
+  // No estimate exists: null, not a count of the recorded events.
+  EXPECT_TRUE(totals["failed_allocations"].is_null());
+  EXPECT_TRUE(r["temporary"]["allocations"].is_null());
+  EXPECT_TRUE(r["temporary"]["bytes"].is_null());
+  EXPECT_TRUE(r["copies"]["growth_steps"].is_null());
+  for (const json& s : r["sites"]) {
+    EXPECT_TRUE(s["temporary"].is_null());
+    EXPECT_TRUE(s["growth_chains"].is_null());
+  }
+  for (const json& th : r["thread_totals"]) EXPECT_TRUE(th["temporary"].is_null());
+  auto text = mctest::run({mctest::memcensus(), "report", t.trace, "--temporary"});
+  EXPECT_NE(text.out.find("not available in a sampled trace"), std::string::npos) << text.out;
+}
+
+// Without --sample every figure is a count, none null.
+TEST(Counts, UnsampledReportHasNoNulls) {
+  std::string truth = mctest::scratch_dir() + "/truth.json";
+  auto t = traced({fixture("count_c"), truth, "10"});
+  ASSERT_EQ(t.status, 0);
+  EXPECT_FALSE(t.report["sampled"].get<bool>());
+  EXPECT_EQ(t.report["totals"]["failed_allocations"], 0);
+  EXPECT_TRUE(t.report["temporary"]["allocations"].is_number());
+  EXPECT_TRUE(t.report["copies"]["growth_steps"].is_number());
+}
+
 }  // namespace
