@@ -21,6 +21,18 @@ test('an empty model normalises to empty parts', () => {
   assert.equal(m.summary.present, false);
 });
 
+test('temporaries a sampled trace cannot estimate stay null; other nulls read 0', () => {
+  const m = normalise({
+    summary: { allocation_calls: 10, temporary_allocations: null, leaked_bytes: null },
+    sites: [{ id: 1, allocations: 3, temporary: null, copies: null }],
+  });
+  assert.equal(m.summary.temporary_allocations, null);
+  assert.equal(m.summary.leaked_bytes, 0);
+  assert.equal(m.sites[0].temporary, null);
+  assert.equal(m.sites[0].copies, 0);
+  assert.equal(normalise({ summary: { temporary_allocations: 7 } }).summary.temporary_allocations, 7);
+});
+
 test('a timeline series of the wrong length is dropped', () => {
   const m = normalise({ timeline: { t: [0, 1, 2], rss: [1, 2], heap_live: [1, 2, 3] } });
   assert.equal(m.timeline.rss, null);

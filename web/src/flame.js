@@ -45,7 +45,9 @@ export function flameView(panel, app) {
   const keys = h('span', { class: 'tool-label keys' }, 'Keyboard: Tab to the graph, arrow keys move, Enter zooms, Escape resets');
   panel.append(h('div', { class: 'toolbar' }, modeBar, search, reset, keys), note, chosen, details, cursorLine, box);
 
-  for (const m of MEASURES) {
+  // A sampled trace has no temporaries to show (null): no button for them.
+  const measures = MEASURES.filter((m) => m.id !== 'temporary' || model.summary.temporary_allocations !== null);
+  for (const m of measures) {
     modeBar.append(h('button', {
       type: 'button', role: 'radio', 'data-measure': m.id, 'aria-checked': m === measure ? 'true' : 'false',
       onclick: () => { measure = m; draw(); },
@@ -199,7 +201,7 @@ export function flameView(panel, app) {
     focusSite(id) {
       const site = model.sites.find((s) => s.id === id);
       if (!site) return;
-      const order = [measure, ...MEASURES.filter((m) => m !== measure)];
+      const order = [measure, ...measures.filter((m) => m !== measure)];
       const m = order.find((x) => x.value(app)(site) > 0);
       if (!m) {
         chosen.textContent = `Site #${id} has nothing to show in any measure${app.range ? ' in the selected time range' : ''}.`;

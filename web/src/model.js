@@ -35,12 +35,18 @@ function arr(v) {
 function num(v) {
   return typeof v === 'number' && Number.isFinite(v) ? v : 0;
 }
+// Figures a sampled trace cannot estimate (temporaries) come as null: kept null, so that
+// views show them as unknown rather than as 0.
+const NULLABLE_KEYS = new Set(['temporary_allocations', 'temporary']);
+function figure(k, v) {
+  return v === null && NULLABLE_KEYS.has(k) ? null : num(v);
+}
 
 /** Fills every part a trace may leave out, so views test emptiness instead of existence. */
 export function normalise(raw) {
   const meta = raw.meta || {};
   const summary = {};
-  for (const k of SUMMARY_KEYS) summary[k] = raw.summary ? num(raw.summary[k]) : 0;
+  for (const k of SUMMARY_KEYS) summary[k] = raw.summary ? figure(k, raw.summary[k]) : 0;
   summary.present = !!raw.summary;
   const tl = raw.timeline || {};
   const t = arr(tl.t);
@@ -56,7 +62,7 @@ export function normalise(raw) {
   }));
   const sites = arr(raw.sites).map((s, i) => {
     const site = { id: typeof s.id === 'number' ? s.id : i, frames: arr(s.frames), buckets: arr(s.buckets) };
-    for (const k of SITE_KEYS) site[k] = num(s[k]);
+    for (const k of SITE_KEYS) site[k] = figure(k, s[k]);
     return site;
   });
   const resident = raw.resident || {};

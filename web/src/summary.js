@@ -80,7 +80,9 @@ export function summaryView(panel, app) {
       card('Peak live heap', fmt.bytes(s.peak_live_bytes), `at ${fmt.seconds(s.peak_time)}`),
       card('Allocated', fmt.bytes(s.bytes_allocated), `${fmt.count(s.allocation_calls)} calls, ${fmt.count(s.free_calls)} frees`),
       card('Leaked', fmt.bytes(s.leaked_bytes), `${fmt.count(s.leaked_blocks)} blocks`),
-      card('Temporary', fmt.count(s.temporary_allocations), `${fmt.percent(s.temporary_allocations, s.allocation_calls)} of allocations`),
+      s.temporary_allocations === null
+        ? card('Temporary', fmt.count(null), 'not known in a sampled trace')
+        : card('Temporary', fmt.count(s.temporary_allocations), `${fmt.percent(s.temporary_allocations, s.allocation_calls)} of allocations`),
       card('realloc', fmt.bytes(s.realloc_bytes_copied), `copied in ${fmt.count(s.realloc_moves)} moves of ${fmt.count(s.realloc_calls)} calls`),
       card('Sites', fmt.count(model.sites.length), `${fmt.count(model.threads.length)} threads`),
       card('Duration', fmt.seconds(model.meta.duration), model.meta.exit_status === null ? '' : `exit status ${model.meta.exit_status}`),
