@@ -218,7 +218,10 @@ void write_timeline(JsonWriter& w, const Analysis& a) {
     w.field("time", static_cast<double>(b.start_ns) / 1e9);
     w.field("live_max", b.live_max);
     w.field("live_end", b.live_end);
-    w.field("rss_max", b.rss_max);
+    if (b.rss_max)
+      w.field("rss_max", b.rss_max);
+    else
+      w.null_field("rss_max");  // no RSS sample fell in this bucket
     w.field("allocations", b.allocations);
     w.field("bytes", b.bytes);
     w.field("frees", b.frees);

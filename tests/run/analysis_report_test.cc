@@ -141,6 +141,8 @@ TEST_F(AnalysisFixture, ThreadsHistogramTimelineAddUp) {
   for (const json& b : r()["timeline"]["buckets"]) {
     live_max = std::max(live_max, b["live_max"].get<uint64_t>());
     allocs += b["allocations"].get<uint64_t>();
+    // A bucket with no RSS sample says so (null); a sampled one has the process's RSS.
+    EXPECT_TRUE(b["rss_max"].is_null() || b["rss_max"].get<uint64_t>() > 0) << b.dump();
   }
   EXPECT_EQ(live_max, totals["peak_live_bytes"].get<uint64_t>());
   EXPECT_EQ(allocs, hist);
