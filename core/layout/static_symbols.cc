@@ -59,8 +59,21 @@ std::vector<StaticSymbol> largest_static_symbols(const std::vector<LoadedObject>
       all.push_back({s.size, objects[o].bias + vaddr, o, &s});
     }
   }
-  auto larger = [](const Candidate& a, const Candidate& b) {
-    return std::tie(b.size, a.address) < std::tie(a.size, b.address);
+  // Aliases of one size at one address are named the same way in every process: the public
+  // name first (fewer leading underscores: sys_errlist before _sys_errlist), then the
+  // shorter, then the first in order.
+  auto underscores = [](const std::string& name) {
+    size_t k = 0;
+    while (k < name.size() && name[k] == '_') ++k;
+    return k;
+  };
+  auto larger = [&](const Candidate& a, const Candidate& b) {
+    if (a.size != b.size) return a.size > b.size;
+    if (a.address != b.address) return a.address < b.address;
+    size_t ua = underscores(a.sym->name), ub = underscores(b.sym->name);
+    if (ua != ub) return ua < ub;
+    if (a.sym->name.size() != b.sym->name.size()) return a.sym->name.size() < b.sym->name.size();
+    return a.sym->name < b.sym->name;
   };
   std::sort(all.begin(), all.end(), larger);
 

@@ -312,6 +312,24 @@ TEST(MapCpp, StacksSharingOneMappingAreSplitPerThread) {
   EXPECT_TRUE(warned) << layout["warnings"].dump();
 }
 
+// Aliases of one symbol (libc's sys_errlist and _sys_errlist, one address and size) are
+// listed once, always under the public name.
+TEST(MapCpp, AliasesAreListedUnderTheirPublicName) {
+  Fixture fx({fixture_path("layout_fixture")});
+  CommandResult r =
+      run_command({memcensus_bin(), "map", "--json", "--symbols", "400", std::to_string(fx.pid())});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json layout = json::parse(r.out);
+  std::map<std::string, int> libc_names;
+  for (const json& s : layout["symbols"])
+    if (s["object"].get<std::string>().find("libc.so") != std::string::npos)
+      libc_names[s["name"].get<std::string>()]++;
+  if (!libc_names.count("sys_errlist") && !libc_names.count("_sys_errlist"))
+    GTEST_SKIP() << "this libc has no sys_errlist among its 400 largest symbols";
+  EXPECT_EQ(libc_names["sys_errlist"], 1);
+  EXPECT_EQ(libc_names.count("_sys_errlist"), 0u);
+}
+
 TEST(MapCpp, RunningThreadIsInterruptedBrieflyForItsStackPointer) {
   Fixture fx({fixture_path("layout_fixture"), "--busy", "1"});
   json layout = map_json(fx.pid());
