@@ -306,10 +306,21 @@ TEST(MapCpp, StacksSharingOneMappingAreSplitPerThread) {
       EXPECT_EQ(addr - (*t)["guard_start"].get<uint64_t>(), guard);
     }
   }
+  // The warning goes with a shared mapping: the kernel merges the two stacks here, but a
+  // build whose thread creation maps more between them (a sanitizer's) keeps them apart.
+  auto region_of = [&](uint64_t a) -> int64_t {
+    for (const json& r : layout["regions"])
+      if (r["start"].get<uint64_t>() <= a && a < r["end"].get<uint64_t>())
+        return static_cast<int64_t>(r["start"].get<uint64_t>());
+    return -1;
+  };
+  const json* lo = thread_named(layout, "fx-guarded");
+  const json* hi = thread_named(layout, "fx-noguard");
+  bool shared = region_of((*lo)["sp"].get<uint64_t>()) == region_of((*hi)["sp"].get<uint64_t>());
   bool warned = false;
   for (const json& w : layout["warnings"])
     warned |= w.get<std::string>().find("stacks in one mapping") != std::string::npos;
-  EXPECT_TRUE(warned) << layout["warnings"].dump();
+  EXPECT_EQ(warned, shared) << layout["warnings"].dump();
 }
 
 // Aliases of one symbol (libc's sys_errlist and _sys_errlist, one address and size) are
