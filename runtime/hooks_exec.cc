@@ -48,6 +48,20 @@ using QuickExitFn = void (*)(int);
 QuickExitFn g_quick_exit = nullptr;
 using AbortFn = void (*)();
 AbortFn g_abort = nullptr;
+using AssertFailFn = void (*)(const char*, const char*, unsigned, const char*);
+AssertFailFn g_assert_fail = nullptr;
+using AssertPerrorFailFn = void (*)(int, const char*, unsigned, const char*);
+AssertPerrorFailFn g_assert_perror_fail = nullptr;
+
+// Before the process dies by SIGABRT (abort, a failed assert): the events so far are
+// written (waiting at most 2 s for the writer); the trace is not ended, since a SIGABRT
+// handler may still go on, so it reads as cut short, as the crash it is.
+void flush_before_abort() {
+  if (t_state.guard || g_phase.load() != kActive) return;
+  int saved = errno;
+  writer_flush_sync();
+  errno = saved;
+}
 
 __attribute__((constructor)) void resolve_exec() {
   g_execve = reinterpret_cast<ExecFn>(next_symbol("execve"));
@@ -55,6 +69,8 @@ __attribute__((constructor)) void resolve_exec() {
   g_pthread_exit = reinterpret_cast<ThreadExitFn>(next_symbol("pthread_exit"));
   g_quick_exit = reinterpret_cast<QuickExitFn>(next_symbol("quick_exit"));
   g_abort = reinterpret_cast<AbortFn>(next_symbol("abort"));
+  g_assert_fail = reinterpret_cast<AssertFailFn>(next_symbol("__assert_fail"));
+  g_assert_perror_fail = reinterpret_cast<AssertPerrorFailFn>(next_symbol("__assert_perror_fail"));
 }
 
 int do_execve(const char* path, char* const* argv, char* const* envp) {
@@ -103,18 +119,15 @@ MEMCENSUS_EXPORT void quick_exit(int status) {
   __builtin_unreachable();
 }
 
-// abort (a failed assert, std::terminate, Rust's panic=abort) ends the process by SIGABRT
-// with no exit handler and no destructor: the writer's last round was lost with it, up to
-// ~50 ms of events (a program that made 100,000 allocations and aborted: "0 allocations").
-// The events so far are written first (waiting at most 2 s for the writer); the trace is not
-// ended, since a SIGABRT handler may still go on, so it reads as cut short, as the crash it
-// is. Calls that glibc makes to abort from inside itself (its heap checks) do not come here.
+// abort (std::terminate, Rust's panic=abort) ends the process by SIGABRT with no exit
+// handler and no destructor: the writer's last round was lost with it, up to ~50 ms of
+// events (a program that made 100,000 allocations and aborted: "0 allocations"). So the
+// events so far are written first (flush_before_abort). A failed assert reaches glibc's
+// abort from inside glibc, which no hook sees: __assert_fail and __assert_perror_fail, which
+// the program calls, are hooked for it. Calls that glibc makes to abort from inside itself
+// for its own reasons (its heap checks) still lose the last round.
 MEMCENSUS_EXPORT void abort() {
-  if (!t_state.guard && g_phase.load() == kActive) {
-    int saved = errno;
-    writer_flush_sync();
-    errno = saved;
-  }
+  flush_before_abort();
   AbortFn next = g_abort ? g_abort : reinterpret_cast<AbortFn>(next_symbol("abort"));
   if (next) next();
   // No abort to forward to: end the process by SIGABRT, as abort would.
@@ -122,6 +135,26 @@ MEMCENSUS_EXPORT void abort() {
     signal(SIGABRT, SIG_DFL);
     raise(SIGABRT);
   }
+}
+
+MEMCENSUS_EXPORT void __assert_fail(const char* assertion, const char* file, unsigned line,
+                                    const char* function) {
+  flush_before_abort();
+  AssertFailFn next =
+      g_assert_fail ? g_assert_fail : reinterpret_cast<AssertFailFn>(next_symbol("__assert_fail"));
+  if (next) next(assertion, file, line, function);
+  abort();
+}
+
+MEMCENSUS_EXPORT void __assert_perror_fail(int errnum, const char* file, unsigned line,
+                                           const char* function) {
+  flush_before_abort();
+  AssertPerrorFailFn next =
+      g_assert_perror_fail
+          ? g_assert_perror_fail
+          : reinterpret_cast<AssertPerrorFailFn>(next_symbol("__assert_perror_fail"));
+  if (next) next(errnum, file, line, function);
+  abort();
 }
 
 MEMCENSUS_EXPORT int execve(const char* path, char* const* argv, char* const* envp) {

@@ -341,18 +341,22 @@ TEST(Robustness, CrashAndAbortLeaveReadableTraces) {
   EXPECT_EQ(ab.report["exit_status"], 134);
 }
 
-// abort() (a failed assert, std::terminate, Rust's panic=abort) writes the events up to the
-// call before the process dies: 100,000 pairs made just before it were all lost before.
+// abort() (std::terminate, Rust's panic=abort) and a failed assert write the events up to
+// the call before the process dies: 100,000 pairs made just before were all lost before.
 TEST(Robustness, AbortKeepsTheEventsBeforeIt) {
-  for (const char* mode : {"", "--check"}) {
-    std::vector<std::string> opts;
-    if (*mode) opts.push_back(mode);
-    auto t = traced({fixture("die"), "abort-now", "100000"}, opts);
-    EXPECT_EQ(t.status, 128 + 6) << mode;
-    ASSERT_FALSE(t.report.is_null()) << mode;
-    EXPECT_EQ(t.report["calls"]["malloc"], 100000) << mode;
-    EXPECT_EQ(t.report["calls"]["free"], 100000) << mode;
-    EXPECT_FALSE(t.report["trace"]["complete"].get<bool>()) << mode;
+  for (const char* how : {"abort-now", "assert-now"}) {
+    for (const char* mode : {"", "--check"}) {
+      SCOPED_TRACE(std::string(how) + " " + mode);
+      std::vector<std::string> opts;
+      if (*mode) opts.push_back(mode);
+      auto t = traced({fixture("die"), how, "100000"}, opts);
+      EXPECT_EQ(t.status, 128 + 6);
+      ASSERT_FALSE(t.report.is_null());
+      // (The block assert's message takes is allocated after the events are written.)
+      EXPECT_EQ(t.report["calls"]["malloc"], 100000);
+      EXPECT_EQ(t.report["calls"]["free"], 100000);
+      EXPECT_FALSE(t.report["trace"]["complete"].get<bool>());
+    }
   }
 }
 
