@@ -174,6 +174,10 @@ const char* g_prefix = nullptr;  // the segment's first snapshot text; null: non
 size_t g_prefix_len = 0;
 uint64_t g_last_flush = 0;
 uint64_t g_peak_rss = 0, g_snapshot_rss = 0, g_snapshot_time = 0, g_last_alive_check = 0;
+// The next round checks every active ring's thread is alive, however recent the last check
+// (the exit's round: a thread whose only calls came after its exit hook, glibc's frees of
+// its teardown, holds a ring no exit hook closes, and it would read as running at exit).
+bool g_force_alive_check = false;
 uint64_t g_snapshot_cost = 0;  // ns the last smaps snapshot took
 uint64_t g_module_adds = ~0ull, g_module_subs = ~0ull;
 uint32_t g_own_cursor = 0;  // own-mapping notes already in this file
@@ -681,8 +685,9 @@ void round_locked(bool final_round) {
   emit_own_mappings();
   uint64_t t = now();
   event_clock_raise(t);
-  bool check_alive = t - g_last_alive_check > 1'000'000'000;
+  bool check_alive = g_force_alive_check || t - g_last_alive_check > 1'000'000'000;
   if (check_alive) g_last_alive_check = t;
+  g_force_alive_check = false;
   uint32_t count = g_rings->count.load(std::memory_order_acquire);
   for (uint32_t i = 0; i < count; ++i) drain_ring(&g_rings->rings[i], check_alive);
   emit_own_mappings();  // with the ends of the threads whose rings were just closed
@@ -936,6 +941,7 @@ void writer_finish() {
   }
   pthread_mutex_lock(&g_lock);
   if (g_fd >= 0) {
+    g_force_alive_check = true;
     round_locked(false);
     note_threads_at_exit();
     emit_smaps(f::kSmapsExit);

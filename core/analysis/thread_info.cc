@@ -121,7 +121,9 @@ void ThreadInfoCollector::on_thread_info(const TraceThreadInfo& info) {
     s_.threads.push_back(std::move(r));
     t = &s_.threads.back();
   }
-  t->name = info.name;
+  // An empty name says nothing new: the ring a thread claims for the frees of its teardown
+  // (after its exit hook) has no name to give, and must not erase the one it had.
+  if (!info.name.empty() || t->name.empty()) t->name = info.name;
   if (info.stack_hint) t->stack_hint = info.stack_hint;
 }
 

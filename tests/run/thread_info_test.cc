@@ -138,4 +138,27 @@ TEST(ThreadInfo, EachExecImageNamesItsOwnThreads) {
   EXPECT_EQ((*small)["stack_size"].get<uint64_t>(), 256u << 10);
 }
 
+// A thread that never allocates, alive at the peak snapshot and joined before exit: named
+// as it named itself (the frees of its teardown, in a ring with no name, kept it), with a
+// stack at the peak and none at exit, and not among the exit's stacks.
+TEST(ThreadInfo, QuietThreadJoinedBeforeExitHasNoStackAtExit) {
+  auto t = mctest::traced({mctest::fixture("quiet_thread")});
+  ASSERT_EQ(t.status, 0);
+  ASSERT_FALSE(t.report.is_null());
+  const json* quiet = nullptr;
+  const json* main_thread = nullptr;
+  for (const json& th : t.report["thread_totals"]) {
+    if (th["name"] == "qt-idle") quiet = &th;
+    if (th["name"] == "quiet_thread") main_thread = &th;
+  }
+  ASSERT_NE(quiet, nullptr) << t.report["thread_totals"].dump();
+  ASSERT_NE(main_thread, nullptr);
+  EXPECT_TRUE((*quiet)["stack_rss"]["exit"].is_null()) << quiet->dump();
+  EXPECT_FALSE((*quiet)["stack_rss"]["peak"].is_null()) << quiet->dump();
+  uint64_t stacks = 0;
+  for (const json& p : t.report["resident"]["at_exit"]["parts"])
+    if (p["what"] == "stacks") stacks = p["bytes"].get<uint64_t>();
+  EXPECT_EQ(stacks, (*main_thread)["stack_rss"]["exit"].get<uint64_t>());
+}
+
 }  // namespace
