@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "analysis/heap_pass.h"
 #include "analysis/sampling.h"
@@ -82,9 +83,24 @@ void HeapAnalysis::apply_estimates() {
   if (!s_.process.sample_bytes) return;
   HeapTotals& t = s_.totals;
   t.estimated = true;
-  t.allocation_calls = std::llround(est_.allocation_calls);
-  t.free_calls = std::llround(est_.free_calls);
-  for (auto& [name, v] : est_.calls) s_.calls[name] = std::llround(v);
+  // Calls by entry point are rounded within their group (allocating, releasing, the rest)
+  // so that each group adds up to its total, as an unsampled report's do.
+  std::map<std::string, f::Family> family_of;
+  for (unsigned k = 1; k < f::kEventKindEnd; ++k) {
+    const f::Shape shape = f::shape_of(static_cast<uint8_t>(k));
+    if (shape.entry_point) family_of.emplace(shape.entry_point, shape.family);
+  }
+  RoundedSum allocating, releasing, other;
+  for (auto& [name, v] : est_.calls) {
+    auto it = family_of.find(name);
+    f::Family fam = it == family_of.end() ? f::Family::kNone : it->second;
+    RoundedSum& group = fam == f::Family::kAlloc || fam == f::Family::kRealloc ? allocating
+                        : fam == f::Family::kFree                              ? releasing
+                                                                               : other;
+    s_.calls[name] = group.next(v);
+  }
+  t.allocation_calls = allocating.total();
+  t.free_calls = releasing.total();
   t.realloc_calls = 0;  // the sum of the realloc entry points' estimates, as `calls` shows them
   for (unsigned k = 1; k < f::kEventKindEnd; ++k) {
     const auto& shape = f::shape_of(static_cast<uint8_t>(k));

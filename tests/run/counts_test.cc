@@ -169,9 +169,18 @@ TEST(Counts, SampleEstimatesEveryFigureConsistently) {
     near(totals[k].get<double>(), want["totals"][k], k);
   near(r["copies"]["realloc_moves"].get<double>(), want["totals"]["realloc_moves"], "copies");
   near(sum_of(r["sites"], "realloc_moves"), want["totals"]["realloc_moves"], "sites' moves");
-  // The realloc calls in the totals are those of the entry points.
+  // The realloc calls in the totals are those of the entry points, and so are the
+  // allocating and releasing calls (each group rounded to add up).
   EXPECT_EQ(totals["realloc_calls"].get<uint64_t>(),
             r["calls"]["realloc"].get<uint64_t>() + r["calls"]["reallocarray"].get<uint64_t>());
+  uint64_t allocating = 0, releasing = 0;
+  for (const auto& [name, n] : r["calls"].items()) {
+    if (name == "mmap" || name == "munmap" || name == "mremap") continue;
+    bool frees = name == "free" || name.rfind("operator delete", 0) == 0;
+    (frees ? releasing : allocating) += n.get<uint64_t>();
+  }
+  EXPECT_EQ(allocating, totals["allocation_calls"].get<uint64_t>());
+  EXPECT_EQ(releasing, totals["free_calls"].get<uint64_t>());
   // Allocations by size, by thread and by time add up to the estimated calls (each rounded
   // on its own way: within a few calls), and are estimates of the true count.
   double calls = totals["allocation_calls"].get<double>();
