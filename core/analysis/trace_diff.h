@@ -38,10 +38,12 @@ struct SegmentDiffRow {
 
 struct TraceDiff {
   DiffFigures old_totals, new_totals;
-  uint64_t old_rss = 0, new_rss = 0;            // at the RSS-peak snapshot (0: none)
-  uint64_t old_peak_rss = 0, new_peak_rss = 0;  // the RSS samples' peak (totals.peak_rss):
-                                                // a snapshot may miss the peak itself
-  uint64_t old_exit_rss = 0, new_exit_rss = 0;  // at the exit snapshot (0: none)
+  uint64_t old_rss = 0, new_rss = 0;                    // at the RSS-peak snapshot (0: none)
+  uint64_t old_peak_rss = 0, new_peak_rss = 0;          // the RSS samples' peak (totals.peak_rss):
+                                                        // a snapshot may miss the peak itself
+  uint64_t old_exit_rss = 0, new_exit_rss = 0;          // at the exit snapshot (0: none)
+  uint64_t old_sample_bytes = 0, new_sample_bytes = 0;  // --sample of each trace (0: none):
+                                                        // its heap figures are estimates
   std::vector<DiffRow> sites;
   std::vector<SegmentDiffRow> segments;  // every kind present in either trace
   // Peak live heap growth in percent (0 when both are 0; +inf-like 1e9 when old is 0).

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <utility>
 
 #include "layout/classify_layout.h"
 #include "report/json_writer.h"
@@ -140,6 +141,8 @@ TraceDiff diff_analyses(const Analysis& old_a, Symbolizer& old_sym, const Analys
   d.new_totals = totals(new_a);
   d.old_peak_rss = old_a.heap.totals.peak_rss;
   d.new_peak_rss = new_a.heap.totals.peak_rss;
+  d.old_sample_bytes = old_a.heap.process.sample_bytes;
+  d.new_sample_bytes = new_a.heap.process.sample_bytes;
   std::map<std::string, DiffRow> sites;
   std::map<std::string, SegmentDiffRow> segments;
   add_sites(old_a, old_sym, &DiffRow::old_figures, sites);
@@ -167,6 +170,12 @@ void write_diff_text(const TraceDiff& d, size_t top, std::string& out) {
   line("peak RSS", d.old_peak_rss, d.new_peak_rss);
   line("RSS, peak snap.", d.old_rss, d.new_rss);
   out += fmt::format("peak live heap change: {:+.1f}%\n", d.peak_growth_percent());
+  for (auto [which, bytes] : {std::pair{"old", d.old_sample_bytes}, {"new", d.new_sample_bytes}})
+    if (bytes)
+      out += fmt::format(
+          "note: the {} trace is sampled (--sample {}): its heap figures are estimates, and "
+          "differences within their sampling error are not changes\n",
+          which, bytes);
   line("RSS at exit", d.old_exit_rss, d.new_exit_rss);
   out +=
       "\nby segment kind (resident in the snapshot nearest the RSS peak and at exit; virtual "
@@ -199,6 +208,8 @@ void write_diff_json(const TraceDiff& d, std::string& out) {
   w.field("old_exit_rss", d.old_exit_rss);
   w.field("new_exit_rss", d.new_exit_rss);
   w.field("peak_growth_percent", d.peak_growth_percent());
+  w.field("old_sampled", d.old_sample_bytes != 0);
+  w.field("new_sampled", d.new_sample_bytes != 0);
   segments_json(w, d.segments);
   rows_json(w, "sites", d.sites);
   w.end_object();

@@ -117,6 +117,24 @@ TEST(Diff, GrowthBySiteAndFailOnGrowth) {
   EXPECT_EQ(mctest::run({mc, "diff", small.trace, dir + "/missing"}).status, 2);
 }
 
+// A sampled trace on either side is named as such: its figures are estimates.
+TEST(Diff, SampledSideIsNamed) {
+  std::string dir = mctest::scratch_dir();
+  auto plain = mctest::traced({mctest::fixture("count_cxx"), dir + "/a.json", "10"});
+  auto sampled =
+      mctest::traced({mctest::fixture("count_cxx"), dir + "/b.json", "10"}, {"--sample", "4096"});
+  std::string mc = mctest::memcensus();
+  auto r = mctest::run({mc, "diff", plain.trace, sampled.trace, "--json"});
+  ASSERT_EQ(r.status, 0);
+  json d = json::parse(r.out);
+  EXPECT_EQ(d["old_sampled"], false);
+  EXPECT_EQ(d["new_sampled"], true);
+  auto text = mctest::run({mc, "diff", plain.trace, sampled.trace});
+  EXPECT_NE(text.out.find("the new trace is sampled (--sample 4096)"), std::string::npos)
+      << text.out;
+  EXPECT_EQ(text.out.find("the old trace is sampled"), std::string::npos) << text.out;
+}
+
 // Segment kinds from the smaps snapshots at the RSS peak and at exit: each side's rows sum to
 // the RSS of that snapshot, which is the RSS the resident split of `report` accounts for.
 TEST(Diff, SegmentKindsAtPeakAndExit) {
