@@ -314,9 +314,11 @@ TEST(MapCpp, StacksSharingOneMappingAreSplitPerThread) {
         return static_cast<int64_t>(r["start"].get<uint64_t>());
     return -1;
   };
-  const json* lo = thread_named(layout, "fx-guarded");
-  const json* hi = thread_named(layout, "fx-noguard");
-  bool shared = region_of((*lo)["sp"].get<uint64_t>()) == region_of((*hi)["sp"].get<uint64_t>());
+  // (The guard-less stack may also land next to another of the fixture's threads.)
+  std::set<int64_t> regions;
+  bool shared = false;
+  for (const json& th : layout["threads"])
+    if (!th["sp"].is_null()) shared |= !regions.insert(region_of(th["sp"].get<uint64_t>())).second;
   bool warned = false;
   for (const json& w : layout["warnings"])
     warned |= w.get<std::string>().find("stacks in one mapping") != std::string::npos;
