@@ -70,8 +70,9 @@ void split_shared_stacks(const std::vector<Region>& regions, std::vector<ThreadI
   for (ThreadInfo& t : threads)
     if (t.stack_found && t.sp && *t.sp >= t.stack_start && *t.sp < t.stack_end)
       by_start[t.stack_start].push_back(&t);
-  for (auto& [start, group] : by_start) {
+  for (auto& [region_start, group] : by_start) {
     if (group.size() < 2) continue;
+    const uint64_t start = region_start;  // a variable the lambda below may capture
     std::sort(group.begin(), group.end(),
               [](const ThreadInfo* a, const ThreadInfo* b) { return *a->sp < *b->sp; });
     const uint64_t end = group.front()->stack_end;
