@@ -1,5 +1,7 @@
 // memcensus diff OLD NEW [--json] [--top N] [--fail-on-growth PCT]
+#include <cmath>
 #include <cstdio>
+#include <string>
 
 #include "cli/commands.h"
 #include "cli/progress.h"
@@ -25,14 +27,18 @@ int diff(const DiffOptions& o) {
   TraceDiff d = diff_analyses(old_a, old_sym, new_a, new_sym);
   std::string out;
   if (o.json)
-    write_diff_json(d, out);
+    write_diff_json(d, o.top, out);
   else
     write_diff_text(d, o.top, out);
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fflush(stdout);
   if (o.fail_pct >= 0 && d.peak_growth_percent() > o.fail_pct) {
-    std::fprintf(stderr, "memcensus: peak live heap grew by %.1f%% (limit %.1f%%)\n",
-                 d.peak_growth_percent(), o.fail_pct);
+    if (std::isinf(d.peak_growth_percent()))
+      std::fprintf(stderr, "memcensus: peak live heap grew from 0 to %llu bytes (limit %.1f%%)\n",
+                   static_cast<unsigned long long>(d.new_totals.peak), o.fail_pct);
+    else
+      std::fprintf(stderr, "memcensus: peak live heap grew by %.1f%% (limit %.1f%%)\n",
+                   d.peak_growth_percent(), o.fail_pct);
     return 1;
   }
   return 0;
@@ -50,7 +56,20 @@ void add_diff_command(CLI::App& root, Context& ctx) {
   app->add_option("--top", o->top, "how many call sites to list")->check(CLI::Range(0, 1000000));
   app->add_option("--fail-on-growth", o->fail_pct,
                   "exit 1 when the peak live heap grew by more than PCT percent")
-      ->check(CLI::Range(0.0, 1e9));
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            double x = 0;
+            try {
+              size_t used = 0;
+              x = std::stod(v, &used);
+              if (used != v.size()) return std::string("not a number: ") + v;
+            } catch (const std::exception&) {
+              return std::string("not a number: ") + v;
+            }
+            if (!std::isfinite(x) || x < 0) return std::string("not a percentage >= 0: ") + v;
+            return std::string();
+          },
+          "PCT", "a finite percentage >= 0"));
   app->callback([o, &ctx] { ctx.exit_code = diff(*o); });
 }
 

@@ -15,13 +15,22 @@ struct ExportOptions {
   std::vector<std::string> debug_dirs;
 };
 
-// "peak", "exit", or seconds since the trace started.
+// "peak", "exit", or seconds since the trace started: decimal digits with an optional
+// fraction ("2", "0.25"), nothing else (no sign, exponent, hex or spaces).
 std::optional<uint64_t> parse_at(const std::string& at) {
   if (at.empty() || at == "peak" || at == "exit") return std::nullopt;
-  char* end = nullptr;
-  double s = std::strtod(at.c_str(), &end);
-  if (*end || !(s >= 0) || s > 1e9)
-    throw Error("--at " + at + ": expected peak, exit or a number of seconds");
+  size_t digits = 0, dots = 0;
+  for (char c : at) {
+    if (c >= '0' && c <= '9')
+      ++digits;
+    else if (c == '.')
+      ++dots;
+    else
+      digits = 0, dots = 2;  // refused below
+  }
+  double s = digits && dots <= 1 ? std::strtod(at.c_str(), nullptr) : -1;
+  if (!(s >= 0) || s > 1e9)
+    throw Error("--at '" + at + "': expected peak, exit or a number of seconds such as 2.5");
   return static_cast<uint64_t>(s * 1e9);
 }
 
@@ -42,7 +51,11 @@ void write_out(const std::string& path, const std::string& bytes) {
   if (!ok) throw Error(path + ": write failed");
 }
 
-int run_export(const ExportOptions& o) {
+int run_export(const ExportOptions& o, bool at_given) {
+  if (at_given && o.at.empty())
+    throw Error("--at '': expected peak, exit or a number of seconds such as 2.5");
+  if (at_given && o.format == "json")
+    throw Error("--at applies to --format pprof and collapsed; json holds the whole analysis");
   std::optional<uint64_t> at = parse_at(o.at);
   TraceReader reader = TraceReader::from_file(o.file);
   Analysis a = analyse_with_progress(reader, at);
@@ -68,12 +81,13 @@ void add_export_command(CLI::App& root, Context& ctx) {
   app->add_option("file", o->file, "trace file")->required();
   app->add_option("-o,--output", o->out, "output file")->required();
   add_debug_dir_option(app, o->debug_dirs);
-  app->add_option("--format", o->format, "pprof (gzipped profile.proto), collapsed or json")
+  app->add_option("--format", o->format,
+                  "pprof (gzipped profile.proto, the default), collapsed or json")
       ->check(CLI::IsMember({"pprof", "collapsed", "json"}));
   app->add_option("--at", o->at,
                   "in-use figures at: peak (the default), exit, or SECONDS after the start; "
                   "collapsed stacks show bytes allocated unless --at is given");
-  app->callback([o, &ctx] { ctx.exit_code = run_export(*o); });
+  app->callback([o, app, &ctx] { ctx.exit_code = run_export(*o, app->count("--at") > 0); });
 }
 
 }  // namespace memcensus::cli

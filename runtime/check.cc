@@ -322,7 +322,12 @@ void* realloc_from_guarded(uint8_t kind, void* old, const GuardBlock& g, size_t 
   void* p = realloc_guarded(kind, size, rec);
   bool guarded = p != nullptr;
   if (!p) p = __libc_malloc(size);
-  if (!p) return nullptr;  // errno ENOMEM from malloc; the old block stays
+  if (!p) {  // errno ENOMEM from malloc; the old block stays: a failed realloc, recorded
+    int saved = errno;
+    if (rec) record_realloc(kind, old, nullptr, size, before, from);
+    errno = saved;
+    return nullptr;
+  }
   int saved = errno;
   memcpy(p, old, g.size < size ? g.size : size);
   bool released = release_guarded(kind, old, rec, from);

@@ -36,13 +36,24 @@ Handler current_new_handler() {
   void* type = next_symbol("_ZTISt9bad_alloc");
   auto dtor = reinterpret_cast<void (*)(void*)>(next_symbol("_ZNSt9bad_allocD1Ev"));
   if (!alloc || !raise || !vtable || !type || !dtor) abort();
-  uint8_t old = t_state.guard;
-  t_state.guard = 1;
+  // The exception object's malloc (and, once caught, its free) is the program's, as under
+  // libstdc++'s own operator new: recorded like any other call of libstdc++.
   void* obj = alloc(sizeof(void*));
-  t_state.guard = old;
   *static_cast<void**>(obj) = static_cast<char*>(vtable) + 2 * sizeof(void*);
   raise(obj, type, dtor);
   abort();
+}
+
+// A nothrow operator new that failed. libstdc++'s calls the throwing one and catches its
+// std::bad_alloc, so natively the failure allocates the exception object and frees it
+// again when it is caught: the same malloc and free here, without the throw, so that the
+// calls counted are those of the program without the runtime.
+void nothrow_failed() {
+  using AllocFn = void* (*)(size_t);
+  using FreeFn = void (*)(void*);
+  static AllocFn alloc = reinterpret_cast<AllocFn>(next_symbol("__cxa_allocate_exception"));
+  static FreeFn release = reinterpret_cast<FreeFn>(next_symbol("__cxa_free_exception"));
+  if (alloc && release) release(alloc(sizeof(void*)));
 }
 
 inline bool skip() {
@@ -61,7 +72,8 @@ void* real_new(size_t n, size_t, size_t align) {
     for (;;) {
       void* p = checked_alloc(kind, n, align, false, from, real_new, real_n, 0);
       if (p || !current_new_handler()) {
-        if (p || nothrow) return p;
+        if (p) return p;
+        if (nothrow) return nothrow_failed(), nullptr;
         throw_bad_alloc();
       }
       current_new_handler()();
@@ -72,7 +84,8 @@ void* real_new(size_t n, size_t, size_t align) {
     void* p = align ? __libc_memalign(align, real_n) : __libc_malloc(real_n);
     if (p || !current_new_handler()) {
       if (record && !skip()) record_alloc(kind, p, n, align, from);
-      if (p || nothrow) return p;
+      if (p) return p;
+      if (nothrow) return nothrow_failed(), nullptr;
       throw_bad_alloc();
     }
     current_new_handler()();

@@ -295,7 +295,8 @@ void HeapDetails::allocated(uint64_t ptr, uint32_t index, uint64_t size, uint64_
                       rounded(est_.sites[index].live_bytes), w);
 }
 
-// A live block released at `time`; `free`: the free that did it (null for a realloc).
+// A live block released at `time` by the call `free` (a free, or the realloc that replaced
+// it).
 void HeapDetails::released(const LiveBlock& b, uint64_t time, bool temporary,
                            const PassEvent* free) {
   SiteDetail& st = site(b.site);
@@ -876,7 +877,7 @@ void HeapPass::apply_pair(const PassEvent& a, const PassEvent& fr) {
       LiveBlock old;
       bool known = false;
       if (e.old_ptr != 0 && (e.ptr != 0 || e.size == 0))
-        known = release(e.old_ptr, e.time, nullptr, &old);
+        known = release(e.old_ptr, e.time, &e, &old);
       if (e.ptr == 0) break;
       if (heap_) heap_->realloc_done(e, known ? old.size : 0);
       uint32_t chain = details_ ? details_->realloc_done(e, known ? &old : nullptr) : 1;

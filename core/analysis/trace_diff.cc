@@ -1,13 +1,27 @@
 #include "analysis/trace_diff.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace memcensus {
 
+namespace {
+int64_t delta(uint64_t n, uint64_t o) {
+  return static_cast<int64_t>(n) - static_cast<int64_t>(o);
+}
+}  // namespace
+
+int64_t DiffRow::peak_growth() const {
+  return delta(new_figures.peak, old_figures.peak);
+}
+
+int64_t DiffRow::bytes_growth() const {
+  return delta(new_figures.bytes, old_figures.bytes);
+}
+
 int64_t DiffRow::growth() const {
-  auto d = [](uint64_t n, uint64_t o) { return static_cast<int64_t>(n) - static_cast<int64_t>(o); };
-  int64_t peak = d(new_figures.peak, old_figures.peak);
-  return peak ? peak : d(new_figures.bytes, old_figures.bytes);
+  int64_t peak = peak_growth();
+  return peak ? peak : bytes_growth();
 }
 
 int64_t SegmentDiffRow::growth() const {
@@ -18,15 +32,16 @@ int64_t SegmentDiffRow::growth() const {
 }
 
 double TraceDiff::peak_growth_percent() const {
-  if (old_totals.peak == 0) return new_totals.peak ? 1e9 : 0;
+  if (old_totals.peak == 0) return new_totals.peak ? std::numeric_limits<double>::infinity() : 0;
   return (static_cast<double>(new_totals.peak) - static_cast<double>(old_totals.peak)) * 100.0 /
          static_cast<double>(old_totals.peak);
 }
 
 void sort_by_growth(std::vector<DiffRow>& rows) {
   std::sort(rows.begin(), rows.end(), [](const DiffRow& a, const DiffRow& b) {
-    int64_t ga = a.growth(), gb = b.growth();
-    return ga != gb ? ga > gb : a.what < b.what;
+    if (a.peak_growth() != b.peak_growth()) return a.peak_growth() > b.peak_growth();
+    if (a.bytes_growth() != b.bytes_growth()) return a.bytes_growth() > b.bytes_growth();
+    return a.what < b.what;
   });
 }
 

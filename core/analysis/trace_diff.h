@@ -2,8 +2,10 @@
 // matched by their symbolized call path (addresses differ between runs); segment kinds by
 // the smaps snapshots at the RSS peak and at exit, classified as the resident split
 // classifies them (text, data, bss, heap, arenas, stacks, anonymous and file mappings...).
-// Site rows are sorted by growth: peak bytes (new - old) first, then bytes allocated,
-// largest growth first; segment rows by resident growth at the peak, then at exit.
+// Sites are told apart by every frame's function and, where known, file and line: two sites
+// in one function on different lines are two rows. Site rows are sorted by peak growth
+// (new - old), then by growth of bytes allocated, largest first; segment rows by resident
+// growth at the peak, then at exit.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +21,9 @@ struct DiffFigures {
 struct DiffRow {
   std::string what;  // site path (innermost first, " < " between frames) or segment kind
   DiffFigures old_figures, new_figures;
-  int64_t growth() const;  // peak growth, or bytes growth when peaks are equal
+  int64_t peak_growth() const;   // peak bytes, new - old
+  int64_t bytes_growth() const;  // bytes allocated, new - old
+  int64_t growth() const;        // peak growth, or bytes growth when peaks are equal
 };
 
 // One segment kind in one trace: summed over its regions.
@@ -46,11 +50,13 @@ struct TraceDiff {
                                                         // its heap figures are estimates
   std::vector<DiffRow> sites;
   std::vector<SegmentDiffRow> segments;  // every kind present in either trace
-  // Peak live heap growth in percent (0 when both are 0; +inf-like 1e9 when old is 0).
+  bool old_complete = true, new_complete = true;  // false: that trace ends early
+  // Peak live heap growth in percent (0 when both are 0; +infinity when only old is 0).
   double peak_growth_percent() const;
 };
 
-// Sorts rows by growth, largest first (ties by name).
+// Sorts site rows by peak growth, then bytes growth, largest first (ties by name); segment
+// rows by growth(), largest first.
 void sort_by_growth(std::vector<DiffRow>& rows);
 void sort_by_growth(std::vector<SegmentDiffRow>& rows);
 

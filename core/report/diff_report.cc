@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <map>
 #include <utility>
 
@@ -13,10 +14,18 @@ namespace {
 
 using Side = DiffFigures DiffRow::*;
 
+// The site's frames, innermost first, each with its file's name and line where known: the
+// key that matches sites between the two traces.
 std::string site_path(SiteNames& names, uint32_t stack) {
   std::string path;
-  for (const SourceFrame& f : names.frames(stack))
+  for (const SourceFrame& f : names.frames(stack)) {
     path += (path.empty() ? "" : " < ") + names.label(f);
+    if (f.file) {
+      size_t slash = f.file->rfind('/');
+      path += fmt::format(" ({}:{})", slash == std::string::npos ? *f.file : f.file->substr(slash + 1),
+                          f.line.value_or(0));
+    }
+  }
   return path.empty() ? names.name(stack) : path;
 }
 
@@ -94,18 +103,26 @@ void figures_json(JsonWriter& w, const char* key, const DiffFigures& f) {
   w.end_object();
 }
 
-void rows_json(JsonWriter& w, const char* key, const std::vector<DiffRow>& rows) {
+void rows_json(JsonWriter& w, const char* key, const std::vector<DiffRow>& rows, size_t top) {
   w.key(key);
   w.begin_array();
-  for (const DiffRow& r : rows) {
+  for (size_t i = 0; i < rows.size() && i < top; ++i) {
+    const DiffRow& r = rows[i];
     w.begin_object();
     w.field("what", r.what);
     figures_json(w, "old", r.old_figures);
     figures_json(w, "new", r.new_figures);
+    w.field("peak_growth", r.peak_growth());
+    w.field("bytes_growth", r.bytes_growth());
     w.field("growth", r.growth());
     w.end_object();
   }
   w.end_array();
+}
+
+// The peak's growth in percent for text: "new" when the old peak was 0.
+std::string percent_text(double pct) {
+  return std::isinf(pct) ? std::string("new (the old peak was 0)") : fmt::format("{:+.1f}%", pct);
 }
 
 void segment_json(JsonWriter& w, const char* key, const SegmentFigures& f) {
@@ -143,6 +160,8 @@ TraceDiff diff_analyses(const Analysis& old_a, Symbolizer& old_sym, const Analys
   d.new_peak_rss = new_a.heap.totals.peak_rss;
   d.old_sample_bytes = old_a.heap.process.sample_bytes;
   d.new_sample_bytes = new_a.heap.process.sample_bytes;
+  d.old_complete = old_a.heap.clean_end && !old_a.stats.truncated;
+  d.new_complete = new_a.heap.clean_end && !new_a.stats.truncated;
   std::map<std::string, DiffRow> sites;
   std::map<std::string, SegmentDiffRow> segments;
   add_sites(old_a, old_sym, &DiffRow::old_figures, sites);
@@ -169,13 +188,19 @@ void write_diff_text(const TraceDiff& d, size_t top, std::string& out) {
   line("not freed", o.leaked, n.leaked);
   line("peak RSS", d.old_peak_rss, d.new_peak_rss);
   line("RSS, peak snap.", d.old_rss, d.new_rss);
-  out += fmt::format("peak live heap change: {:+.1f}%\n", d.peak_growth_percent());
+  out += fmt::format("peak live heap change: {}\n", percent_text(d.peak_growth_percent()));
   for (auto [which, bytes] : {std::pair{"old", d.old_sample_bytes}, {"new", d.new_sample_bytes}})
     if (bytes)
       out += fmt::format(
           "note: the {} trace is sampled (--sample {}): its heap figures are estimates, and "
           "differences within their sampling error are not changes\n",
           which, bytes);
+  for (auto [which, complete] : {std::pair{"old", d.old_complete}, {"new", d.new_complete}})
+    if (!complete)
+      out += fmt::format(
+          "note: the {} trace ends early (process killed or crashed, or its trace cut short); "
+          "its figures cover what was written\n",
+          which);
   line("RSS at exit", d.old_exit_rss, d.new_exit_rss);
   out +=
       "\nby segment kind (resident in the snapshot nearest the RSS peak and at exit; virtual "
@@ -188,15 +213,17 @@ void write_diff_text(const TraceDiff& d, size_t top, std::string& out) {
     out += fmt::format("  {:<9} {:>25} {:>25} {:>25}\n", r.kind, pair(a.rss_at_peak, b.rss_at_peak),
                        pair(a.rss_at_exit, b.rss_at_exit), pair(a.size, b.size));
   }
-  out += "\nby call site (peak; bytes allocated when peaks are equal):\n";
+  out += "\nby call site (sorted by peak growth, then by growth of bytes allocated):\n";
+  out += fmt::format("  {:>12}  {:>12}  {}\n", "peak", "allocated", "site");
   size_t shown = 0;
   for (const DiffRow& r : d.sites) {
-    if (!r.growth() || shown++ >= top) continue;
-    out += fmt::format("  {:>12}  {}\n", signed_bytes(r.growth()), r.what.substr(0, 160));
+    if ((!r.peak_growth() && !r.bytes_growth()) || shown++ >= top) continue;
+    out += fmt::format("  {:>12}  {:>12}  {}\n", signed_bytes(r.peak_growth()),
+                       signed_bytes(r.bytes_growth()), r.what.substr(0, 200));
   }
 }
 
-void write_diff_json(const TraceDiff& d, std::string& out) {
+void write_diff_json(const TraceDiff& d, size_t top, std::string& out) {
   JsonWriter w(out);
   w.begin_object();
   figures_json(w, "old", d.old_totals);
@@ -207,11 +234,18 @@ void write_diff_json(const TraceDiff& d, std::string& out) {
   w.field("new_rss", d.new_rss);
   w.field("old_exit_rss", d.old_exit_rss);
   w.field("new_exit_rss", d.new_exit_rss);
-  w.field("peak_growth_percent", d.peak_growth_percent());
+  if (std::isinf(d.peak_growth_percent())) {
+    w.key("peak_growth_percent");
+    w.null();
+  } else {
+    w.field("peak_growth_percent", d.peak_growth_percent());
+  }
+  w.field("old_complete", d.old_complete);
+  w.field("new_complete", d.new_complete);
   w.field("old_sampled", d.old_sample_bytes != 0);
   w.field("new_sampled", d.new_sample_bytes != 0);
   segments_json(w, d.segments);
-  rows_json(w, "sites", d.sites);
+  rows_json(w, "sites", d.sites, top);
   w.end_object();
   out += '\n';
 }

@@ -12,6 +12,6 @@ namespace memcensus {
 TraceDiff diff_analyses(const Analysis& old_a, Symbolizer& old_sym, const Analysis& new_a,
                         Symbolizer& new_sym);
 void write_diff_text(const TraceDiff& d, size_t top, std::string& out);
-void write_diff_json(const TraceDiff& d, std::string& out);
+void write_diff_json(const TraceDiff& d, size_t top, std::string& out);
 
 }  // namespace memcensus

@@ -195,6 +195,22 @@ TEST(Check, GuardedBlocksKeepTheAllocatorsContract) {
   }
 }
 
+// A realloc that fails leaves its block where it was, guarded or not, and is recorded as a
+// failed call (a guarded block's failure was once not recorded at all).
+TEST(Check, FailedReallocOfAGuardedBlockIsRecorded) {
+  for (const char* rate : {"1", "5000"}) {
+    SCOPED_TRACE(std::string("--guard-rate ") + rate);
+    mctest::Traced t =
+        mctest::traced({mctest::fixture("failures"), "0", "0", "3"}, {"--check", "--guard-rate", rate});
+    EXPECT_EQ(t.status, 0);
+    ASSERT_FALSE(t.report.is_null());
+    EXPECT_EQ(t.report["calls"]["realloc"], 3);
+    EXPECT_EQ(t.report["totals"]["realloc_calls"], 3);
+    EXPECT_EQ(t.report["totals"]["failed_allocations"], 3);
+    EXPECT_EQ(t.report["errors"].size(), 0u) << t.report["errors"].dump(1);
+  }
+}
+
 TEST(Check, CxxErrors) {
   std::string fx = mctest::fixture("check_cxx");
   const std::vector<Case> cases = {

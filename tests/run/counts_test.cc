@@ -49,6 +49,33 @@ TEST(Counts, CppNewAndDeleteVariantsExactly) {
   expect_counts(t.report, base.report, mctest::read_json(dir + "/t.json"));
 }
 
+// A failed operator new: libstdc++'s throws std::bad_alloc, whose object is malloc'd and,
+// once caught, freed; its nothrow form catches that exception itself. Both calls are the
+// program's, as without the runtime: counted against a run without failures, plain and under
+// --check.
+TEST(Counts, FailedNewAllocatesAndFreesItsExceptionObject) {
+  for (std::vector<std::string> opts : {std::vector<std::string>{}, {"--check"}}) {
+    SCOPED_TRACE(opts.empty() ? "run" : "run --check");
+    auto base = traced({fixture("failures")}, opts);
+    auto t = traced({fixture("failures"), "4", "3"}, opts);
+    ASSERT_EQ(t.status, 0);
+    ASSERT_FALSE(base.report.is_null());
+    ASSERT_FALSE(t.report.is_null());
+    const json &c = t.report["calls"], &c0 = base.report["calls"];
+    EXPECT_EQ(c["operator new[]"].get<int>() - c0["operator new[]"].get<int>(), 7);
+    EXPECT_EQ(c["malloc"].get<int>() - c0["malloc"].get<int>(), 7);
+    EXPECT_EQ(c["free"].get<int>() - c0["free"].get<int>(), 7);
+    EXPECT_EQ(t.report["totals"]["unmatched_frees"], 0);
+    EXPECT_EQ(t.report["totals"]["failed_allocations"].get<int>() -
+                  base.report["totals"]["failed_allocations"].get<int>(),
+              7);
+    EXPECT_EQ(t.report["totals"]["leaked_blocks"], base.report["totals"]["leaked_blocks"]);
+    if (!opts.empty()) {
+      EXPECT_EQ(t.report["errors"].size(), 0u) << t.report["errors"].dump(1);
+    }
+  }
+}
+
 TEST(Counts, RustProgramExactly) {
   std::string rust = MC_RUST_FIXTURE;
   if (rust.empty()) GTEST_SKIP() << "no rustc on PATH or in ~/.cargo/bin: Rust fixture not built";

@@ -93,6 +93,19 @@ TEST(Export, CollapsedAndJson) {
   EXPECT_TRUE(j["resident"]["at_exit"].is_object());
 }
 
+// --at takes peak, exit or plain decimal seconds; anything else, and --at with json (which
+// holds the whole analysis), is refused with exit status 2.
+TEST(Export, AtIsStrict) {
+  auto t = mctest::traced({mctest::fixture("failures"), "0", "0", "0", "3", "3"});
+  std::string out = mctest::scratch_dir() + "/out", mc = mctest::memcensus();
+  for (const char* ok : {"peak", "exit", "0", "2.5"})
+    EXPECT_EQ(mctest::run({mc, "export", t.trace, "-o", out, "--at", ok}).status, 0) << ok;
+  for (const char* bad : {"", "0x10", " 1", "-0", "1e3", "1.2.3", "nan", "soon"})
+    EXPECT_EQ(mctest::run({mc, "export", t.trace, "-o", out, "--at", bad}).status, 2) << bad;
+  EXPECT_EQ(mctest::run({mc, "export", t.trace, "-o", out, "--format", "json", "--at", "1"}).status,
+            2);
+}
+
 TEST(Diff, GrowthBySiteAndFailOnGrowth) {
   std::string dir = mctest::scratch_dir();
   auto small = mctest::traced({mctest::fixture("count_cxx"), dir + "/a.json", "10"});
@@ -115,6 +128,52 @@ TEST(Diff, GrowthBySiteAndFailOnGrowth) {
   EXPECT_EQ(mctest::run({mc, "diff", small.trace, bigger.trace, "--fail-on-growth", "50"}).status,
             1);
   EXPECT_EQ(mctest::run({mc, "diff", small.trace, dir + "/missing"}).status, 2);
+}
+
+// Two sites in one function on different lines are two rows, sorted by peak growth and then
+// by bytes growth; --top bounds the JSON rows too; a growth from a peak of 0 is no number.
+TEST(Diff, SitesOnDifferentLinesAreTwoRowsInPeakThenBytesOrder) {
+  auto a = mctest::traced({mctest::fixture("failures"), "0", "0", "0", "10", "0"});
+  auto b = mctest::traced({mctest::fixture("failures"), "0", "0", "0", "0", "10"});
+  std::string mc = mctest::memcensus();
+  auto r = mctest::run({mc, "diff", a.trace, b.trace, "--json"});
+  ASSERT_EQ(r.status, 0) << r.out;
+  json d = json::parse(r.out);
+  const json* line_a = nullptr;
+  const json* line_b = nullptr;
+  for (const json& s : d["sites"]) {
+    std::string what = s["what"];
+    if (what.rfind("main (failures.cc:", 0) != 0) continue;
+    if (s["old"]["allocations"] == 10) line_a = &s;
+    if (s["new"]["allocations"] == 10) line_b = &s;
+  }
+  ASSERT_TRUE(line_a && line_b) << d["sites"].dump();
+  EXPECT_NE((*line_a)["what"], (*line_b)["what"]);
+  EXPECT_EQ((*line_a)["new"]["allocations"], 0);
+  EXPECT_EQ((*line_a)["bytes_growth"], -1000);
+  EXPECT_EQ((*line_b)["old"]["allocations"], 0);
+  EXPECT_EQ((*line_b)["bytes_growth"], 1000);
+  // Sorted by peak growth first: a row that only allocated more is below one whose peak grew.
+  for (size_t i = 1; i < d["sites"].size(); ++i) {
+    const json &p = d["sites"][i - 1], &q = d["sites"][i];
+    EXPECT_TRUE(p["peak_growth"] > q["peak_growth"] ||
+                (p["peak_growth"] == q["peak_growth"] && p["bytes_growth"] >= q["bytes_growth"]))
+        << p.dump() << "\n" << q.dump();
+  }
+  auto top1 = mctest::run({mc, "diff", a.trace, b.trace, "--json", "--top", "1"});
+  EXPECT_EQ(json::parse(top1.out)["sites"].size(), 1u);
+  EXPECT_EQ(mctest::run({mc, "diff", a.trace, b.trace, "--fail-on-growth", "nan"}).status, 2);
+  EXPECT_EQ(mctest::run({mc, "diff", a.trace, b.trace, "--fail-on-growth", "inf"}).status, 2);
+
+  auto empty = mctest::traced({mctest::fixture("failures")});
+  auto grown = mctest::run({mc, "diff", empty.trace, a.trace, "--json"});
+  if (empty.report["totals"]["peak_live_bytes"] == 0) {
+    EXPECT_TRUE(json::parse(grown.out)["peak_growth_percent"].is_null()) << grown.out;
+    auto text = mctest::run({mc, "diff", empty.trace, a.trace});
+    EXPECT_NE(text.out.find("new (the old peak was 0)"), std::string::npos) << text.out;
+    EXPECT_EQ(mctest::run({mc, "diff", empty.trace, a.trace, "--fail-on-growth", "1000"}).status,
+              1);
+  }
 }
 
 // A sampled trace on either side is named as such: its figures are estimates.

@@ -353,3 +353,26 @@ TEST(HeapDetails, LifetimeBucketsStartAtTheClocksResolution) {
   for (size_t i = 0; i < d.lifetimes.size(); ++i) EXPECT_EQ(d.lifetimes[i], 1u) << i;
   EXPECT_STREQ(memcensus::lifetime_bucket_name(0), "< 10 ms");
 }
+
+// A temporary released by a realloc (the realloc that replaced it) counts for the thread
+// that made the realloc, as one released by free does for the freeing thread.
+TEST(HeapDetails, TemporariesReleasedByReallocCountForTheirThread) {
+  HeapAnalysis heap;
+  HeapDetails details;
+  memcensus::HeapAnalyses both(heap, details);
+  uint64_t t = 1000;
+  for (uint64_t i = 0; i < 3; ++i) {
+    both.on_event(ev(f::kMalloc, 1, t++, 0x1000, 64, 1));
+    TraceEvent r = ev(f::kRealloc, 1, t++, 0x2000, 128, 2);
+    r.old_ptr = 0x1000;
+    both.on_event(r);  // releases the block allocated just before it: a temporary
+    both.on_event(ev(f::kFree, 1, t++, 0x2000));
+  }
+  both.on_round();
+  both.finish_events();
+  auto d = details.finish();
+  uint64_t by_threads = 0;
+  for (const auto& th : d.threads) by_threads += th.temporary;
+  EXPECT_EQ(d.temporary, 6u);  // the three mallocs' blocks and the three reallocs'
+  EXPECT_EQ(by_threads, d.temporary);
+}
