@@ -54,8 +54,9 @@ MEMCENSUS_EXPORT void* mmap64(void* a, size_t len, int prot, int flags, int fd, 
 
 MEMCENSUS_EXPORT int munmap(void* a, size_t len) {
   if (skip(__builtin_return_address(0))) return static_cast<int>(syscall(SYS_munmap, a, len));
+  uint64_t before = rt_now();
   int r = static_cast<int>(syscall(SYS_munmap, a, len));
-  record_munmap(a, len, r);
+  record_munmap(a, len, r, before);
   return r;
 }
 

@@ -361,9 +361,9 @@ void record_mmap(const void* p, size_t len, int prot, int flags, int fd, const S
   });
 }
 
-void record_munmap(const void* p, size_t len, int result) {
+void record_munmap(const void* p, size_t len, int result, uint64_t t_before) {
   emit([&](ThreadState& t, Record& r) {
-    put_head(t, r, f::kMunmap, rt_now());
+    put_head(t, r, f::kMunmap, t_before);
     put_ptr(t, r, addr(p));
     r.p = f::put_varint(r.p, len);
     r.p = f::put_varint(r.p, result == 0 ? 0 : 1);

@@ -86,7 +86,10 @@ struct CheckErrorRecord {
 };
 uint32_t record_check_error(const CheckErrorRecord& e, const StartFrame* from, void* uc);
 void record_mmap(const void* p, size_t len, int prot, int flags, int fd, const StartFrame& from);
-void record_munmap(const void* p, size_t len, int result);
+// `t_before`: the clock read before the system call, as record_mremap's. Another thread's
+// mmap can get the same pages as soon as the unmap is done, and is recorded with a later time
+// only if the unmap's time was taken before it.
+void record_munmap(const void* p, size_t len, int result, uint64_t t_before);
 void record_mremap(const void* old, size_t old_len, const void* p, size_t new_len,
                    uint64_t t_before, const StartFrame& from);
 
