@@ -205,7 +205,23 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
       case RegionKind::kRodata:
       case RegionKind::kRelro:
       case RegionKind::kData:
+        t.statics += rss;
+        break;
       case RegionKind::kBss:
+        if (r.image_end > r.raw.start && r.image_end < r.raw.end) {
+          // The kernel merged a mapping into the object's bss: the image's part is static
+          // data, the rest is cut by address as an anonymous mapping is (the program's mmaps,
+          // heap, the runtime's), each part given its share of rss by size (exact when the
+          // region is wholly resident).
+          const uint64_t size = r.raw.end - r.raw.start;
+          const uint64_t image = r.image_end - r.raw.start;
+          const uint64_t image_share = scaled(rss, image, size);
+          const uint64_t shared_before = t.shared_by_size;
+          t.statics += image_share;
+          split_anon(r.image_end, r.raw.end, rss - image_share, live, mmaps, own, t);
+          if (rss < size) t.shared_by_size = shared_before + rss;  // the whole region, once
+          break;
+        }
         t.statics += rss;
         break;
       case RegionKind::kStack:

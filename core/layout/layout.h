@@ -46,6 +46,9 @@ struct Region {
   std::vector<std::string> sections;  // section names, then "[LOAD n]", "[RELRO]", "[zero-fill]"
   std::optional<pid_t> tid;           // owner of a stack or guard
   std::string detail;                 // "main thread", "reserved tail", an anon name...
+  // A bss region that the kernel merged with an adjacent anonymous mapping: where the
+  // object's memory image ends inside it (the rest is another mapping's). 0 otherwise.
+  uint64_t image_end = 0;
   // The region's smaps figures already rendered as JSON members (see
   // render_region_figures_json), or empty. Filled while smaps is still being read.
   std::string figures_json;

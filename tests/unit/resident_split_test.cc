@@ -143,5 +143,29 @@ TEST(ResidentSplit, MergedMappingSplitByAddress) {
   EXPECT_EQ(alloc.shared_by_size, 0u);
 }
 
+// The kernel merged a program mmap into a library's bss: the library's image is static data,
+// the rest the mmap's (it was all static data once), exactly when all of it is resident,
+// else shared by size and counted in shared_by_size.
+TEST(ResidentSplit, MmapMergedIntoABssIsTheMmaps) {
+  std::vector<AddressBlock> mmaps = {{0x14000, 0xc000, 7}};
+  auto name = [](uint32_t s) { return "site" + std::to_string(s); };
+  Layout l;
+  Region bss = region(0x10000, 0x20000, RegionKind::kBss, 0x10000);
+  bss.image_end = 0x14000;
+  l.regions = {bss};
+  auto whole = split_resident(l, {{}, mmaps, {}, {}}, name);
+  EXPECT_EQ(part(whole.parts, "static data"), 0x4000u);
+  EXPECT_EQ(part(whole.parts, "anonymous mmap: site7"), 0xc000u);
+  EXPECT_EQ(sum(whole.parts), 0x10000u);
+  EXPECT_EQ(whole.shared_by_size, 0u);
+
+  l.regions[0].raw.fig.set(SmapsField::kRss, 0x8000);
+  auto half = split_resident(l, {{}, mmaps, {}, {}}, name);
+  EXPECT_EQ(sum(half.parts), 0x8000u);
+  EXPECT_EQ(part(half.parts, "static data"), 0x2000u);
+  EXPECT_EQ(part(half.parts, "anonymous mmap: site7"), 0x6000u);
+  EXPECT_EQ(half.shared_by_size, 0x8000u);
+}
+
 }  // namespace
 }  // namespace memcensus
