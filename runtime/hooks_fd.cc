@@ -34,6 +34,7 @@ using CloseRangeFn = int (*)(unsigned, unsigned, int);
 using CloseFromFn = void (*)(int);
 using Dup2Fn = int (*)(int, int);
 using Dup3Fn = int (*)(int, int, int);
+using ReadFn = ssize_t (*)(int, void*, size_t);
 
 // Looked up when the library loads (as in hooks_exec.cc: a lookup at the program's call
 // would free its dl error string unseen); one that failed then is retried at the call.
@@ -43,6 +44,7 @@ CloseRangeFn g_close_range = nullptr;
 CloseFromFn g_closefrom = nullptr;
 Dup2Fn g_dup2 = nullptr;
 Dup3Fn g_dup3 = nullptr;
+ReadFn g_read = nullptr;
 
 __attribute__((constructor)) void resolve_fd() {
   g_pipe2 = reinterpret_cast<PipeFn>(next_symbol("pipe2"));
@@ -51,6 +53,7 @@ __attribute__((constructor)) void resolve_fd() {
   g_closefrom = reinterpret_cast<CloseFromFn>(next_symbol("closefrom"));
   g_dup2 = reinterpret_cast<Dup2Fn>(next_symbol("dup2"));
   g_dup3 = reinterpret_cast<Dup3Fn>(next_symbol("dup3"));
+  g_read = reinterpret_cast<ReadFn>(next_symbol("read"));
 }
 
 template <typename Fn>
@@ -86,6 +89,80 @@ void own_fd_remove(int fd) {
   for (std::atomic<int>& o : g_own_fds) {
     int mine = fd;
     if (o.compare_exchange_strong(mine, -1)) return;
+  }
+}
+
+// The runtime's pipes (both ends: libunwind's memory probe reads one end, then writes the
+// other), and the numbers of the ends of a pipe whose number the program took with dup2 or
+// dup3: libunwind keeps those numbers in its own memory, where they cannot be changed, and
+// would next read from and write to the program's descriptors there (its probe reads the
+// pipe, and writes a byte to it when the read says the pipe is fine), then close them and
+// open a new pipe. So a read of such a number by the runtime's code fails with EBADF, which
+// makes libunwind's probe open a new pipe before it writes, and its close of the number is
+// taken as done without closing anything (the number is the program's, or already closed);
+// that close ends the number's watch. The program's own reads and closes are untouched.
+constexpr int kPipes = 4;
+struct OwnPipe {
+  std::atomic<int> r{-1}, w{-1};
+};
+OwnPipe g_pipes[kPipes];
+constexpr int kStale = 8;
+std::atomic<int> g_stale[kStale] = {-1, -1, -1, -1, -1, -1, -1, -1};
+std::atomic<int> g_stale_count{0};
+
+bool stale(int fd) {
+  if (fd < 0 || g_stale_count.load(std::memory_order_relaxed) == 0) return false;
+  for (const std::atomic<int>& s : g_stale)
+    if (s.load(std::memory_order_relaxed) == fd) return true;
+  return false;
+}
+
+void stale_add(int fd) {
+  if (fd < 0 || stale(fd)) return;
+  for (std::atomic<int>& s : g_stale) {
+    int free_slot = -1;
+    if (s.compare_exchange_strong(free_slot, fd)) {
+      g_stale_count.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+}
+
+bool stale_remove(int fd) {
+  for (std::atomic<int>& s : g_stale) {
+    int mine = fd;
+    if (fd >= 0 && s.compare_exchange_strong(mine, -1)) {
+      g_stale_count.fetch_sub(1, std::memory_order_relaxed);
+      return true;
+    }
+  }
+  return false;
+}
+
+void pipe_add(int r, int w) {
+  for (OwnPipe& p : g_pipes) {
+    int free_slot = -1;
+    if (p.r.compare_exchange_strong(free_slot, r)) {
+      p.w.store(w, std::memory_order_relaxed);
+      return;
+    }
+  }
+}
+
+// Before the program's dup2 or dup3 onto `fd`: when it is an end of one of the runtime's
+// pipes, both ends' numbers become stale and the other end, still the runtime's, is closed.
+void pipe_taken(int fd) {
+  for (OwnPipe& p : g_pipes) {
+    int r = p.r.load(std::memory_order_relaxed), w = p.w.load(std::memory_order_relaxed);
+    if (fd < 0 || (fd != r && fd != w)) continue;
+    stale_add(r);
+    stale_add(w);
+    int other = fd == r ? w : r;
+    own_fd_remove(r);
+    own_fd_remove(w);
+    if (other >= 0) sys_close(other);
+    p.w.store(-1, std::memory_order_relaxed);
+    p.r.store(-1, std::memory_order_relaxed);
   }
 }
 
@@ -133,12 +210,33 @@ MEMCENSUS_EXPORT int pipe2(int fds[2], int flags) {
       sys_close(fds[i]);
       fds[i] = high;
     }
+    stale_remove(fds[i]);  // a number watched before is the runtime's again
     own_fd_add(fds[i]);
   }
+  pipe_add(fds[0], fds[1]);
   return 0;
 }
 
+MEMCENSUS_EXPORT ssize_t read(int fd, void* buf, size_t n) {
+  if (__builtin_expect(g_stale_count.load(std::memory_order_relaxed) != 0, 0) && stale(fd) &&
+      runtime_context()) {
+    errno = EBADF;
+    return -1;
+  }
+  ReadFn next = resolved(g_read, "read");
+  if (!next) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(fd, buf, n);
+}
+
 MEMCENSUS_EXPORT int close(int fd) {
+  if (__builtin_expect(g_stale_count.load(std::memory_order_relaxed) != 0, 0) && stale(fd) &&
+      runtime_context()) {
+    stale_remove(fd);
+    return 0;
+  }
   if (__builtin_expect(own_fd(fd), 0)) {
     if (!runtime_context() || writer_owns_fd(fd)) {
       errno = EBADF;
@@ -182,6 +280,7 @@ MEMCENSUS_EXPORT void closefrom(int lowfd) {
 MEMCENSUS_EXPORT int dup2(int oldfd, int newfd) {
   if (oldfd != newfd) {
     writer_release_fd(newfd);
+    pipe_taken(newfd);
     own_fd_remove(newfd);  // a pipe end of the runtime's: the number is the program's now
   }
   Dup2Fn next = resolved(g_dup2, "dup2");
@@ -195,6 +294,7 @@ MEMCENSUS_EXPORT int dup2(int oldfd, int newfd) {
 MEMCENSUS_EXPORT int dup3(int oldfd, int newfd, int flags) {
   if (oldfd != newfd) {
     writer_release_fd(newfd);
+    pipe_taken(newfd);
     own_fd_remove(newfd);
   }
   Dup3Fn next = resolved(g_dup3, "dup3");

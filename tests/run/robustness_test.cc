@@ -257,6 +257,19 @@ TEST(Robustness, Dup2OntoTheRuntimesNumbersKeepsRssSampling) {
   }
 }
 
+// The program's own files on the numbers where the runtime keeps its descriptors, and a
+// signal handler that allocates, so that the runtime's unwinder probes memory through its pipe:
+// the program's dup2 takes the pipe's number, and the unwinder must neither read from, write
+// to nor close the program's files there (it wrote into one file and closed two).
+TEST(Robustness, ProgramsFilesOnTheRuntimesNumbersStayIntact) {
+  for (std::vector<std::string> opts : {std::vector<std::string>{}, {"--check"}}) {
+    std::string dir = mctest::scratch_dir();
+    auto t = traced({fixture("high_fds"), dir}, opts);
+    EXPECT_EQ(t.status, 0) << t.out;
+    EXPECT_EQ(t.out, "files intact\n");
+  }
+}
+
 TEST(Robustness, FollowForkAcrossExec) {
   auto t = traced({fixture("fork"), "exec", fixture("count_c")}, {"--follow-fork"});
   ASSERT_EQ(t.status, 0);
