@@ -62,6 +62,7 @@ struct RingRegistry {
   Ring rings[kMaxRings];
   std::atomic<uint32_t> count;
   std::atomic<uint64_t> next_stream;
+  std::atomic<uint32_t> freed;  // slots the writer has freed (recycled) so far
 };
 extern RingRegistry* g_rings;
 

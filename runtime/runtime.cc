@@ -232,12 +232,17 @@ bool rt_initialise() {
 
 bool rt_attach_thread() {
   ThreadState& t = t_state;
-  if (t.no_ring) return false;
+  // A thread that found every ring taken (kMaxRings threads alive at once) tries again once
+  // a ring has been freed since; its events meanwhile are counted lost.
+  uint32_t freed = g_rings->freed.load(std::memory_order_acquire);
+  if (t.no_ring && freed == t.no_ring_at) return false;
   Ring* r = ring_claim(sys_gettid());
   if (!r) {
     t.no_ring = 1;
+    t.no_ring_at = freed;
     return false;
   }
+  t.no_ring = 0;
   t.ring = r;
   t.prev_time = 0;
   t.prev_ptr = 0;

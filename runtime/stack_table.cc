@@ -40,7 +40,13 @@ constexpr uint64_t kSmallSlots = 1u << 14;
 constexpr int kSmallProbes = 8;
 Slot* g_small = nullptr;
 Slot* g_slots = nullptr;
-uint64_t* g_arena = nullptr;
+// The frames of all stacks: kArenaFrames in segments of kSegmentFrames, each mapped when the
+// first stack goes into it (a stack never straddles two). One mapping of the whole 512 MiB
+// reserved that much address space in every traced process, which a program running under a
+// limit on it (RLIMIT_AS, `ulimit -v`) had lost: its own mmaps and mallocs failed.
+constexpr uint64_t kSegmentFrames = 1u << 19;  // 4 MiB
+constexpr uint64_t kSegments = kArenaFrames / kSegmentFrames;
+std::atomic<uint64_t*> g_segments[kSegments];
 // Pages of g_slots that have been written: a probe writes to a page first (a no-op atomic
 // add) instead of reading it. A hashed insertion touches a random page, and a page first
 // read (mapping the zero page) then written (the slot's claim) costs two page faults; written
@@ -67,16 +73,50 @@ bool same(const Slot& s, const uint64_t* ips, uint32_t n) {
   return s.id != 0 && stack_is(s.id, ips, n);
 }
 
+// Segment `index` of the arena, mapped on its first use (null when it cannot be mapped).
+// Async-signal-safe: a system call and a CAS (two threads may both map it; one unmaps).
+uint64_t* arena_segment(uint64_t index) {
+  uint64_t* seg = g_segments[index].load(std::memory_order_acquire);
+  if (seg) return seg;
+  uint64_t* fresh = static_cast<uint64_t*>(sys_map(kSegmentFrames * sizeof(uint64_t)));
+  if (!fresh) return nullptr;
+  // The arena fills in order: huge pages cost at most one partly used 2 MiB page, and save
+  // a page fault per 4 KiB of frames (bench_deep, 100,000 new stacks: ~9,000 faults). Not
+  // in the first segment: a program with a few thousand stacks would pay for zeroing a
+  // whole huge page (~0.4 ms, 2 MiB of RSS) at its first allocation.
+  if (index > 0) sys_prefer_huge_pages(fresh, kSegmentFrames * sizeof(uint64_t));
+  if (!g_segments[index].compare_exchange_strong(seg, fresh, std::memory_order_acq_rel)) {
+    sys_unmap(fresh, kSegmentFrames * sizeof(uint64_t));
+    return seg;
+  }
+  return fresh;
+}
+
+// Room for n frames within one segment: their offset in the arena, or UINT64_MAX when the
+// arena is full.
+uint64_t reserve_frames(uint32_t n) {
+  uint64_t used = g_arena_used.load(std::memory_order_relaxed);
+  for (;;) {
+    uint64_t start = used;
+    if (n && start / kSegmentFrames != (start + n - 1) / kSegmentFrames)
+      start = (start / kSegmentFrames + 1) * kSegmentFrames;
+    if (start + n > kArenaFrames) return UINT64_MAX;
+    if (g_arena_used.compare_exchange_weak(used, start + n, std::memory_order_relaxed))
+      return start;
+  }
+}
+
 // Fills a freshly claimed slot; returns its id or 0 when the arena or ids are exhausted.
 uint32_t fill(Slot& s, const uint64_t* ips, uint32_t n) {
-  uint64_t off = g_arena_used.fetch_add(n, std::memory_order_relaxed);
+  uint64_t off = reserve_frames(n);
+  uint64_t* seg = off == UINT64_MAX ? nullptr : arena_segment(off / kSegmentFrames);
   uint32_t id = 0;
-  if (off + n <= kArenaFrames) {
+  if (seg) {
     id = g_next_id.fetch_add(1, std::memory_order_relaxed);
     if (id > kMaxStacks) id = 0;
   }
   if (id != 0) {
-    memcpy(g_arena + off, ips, n * sizeof(uint64_t));
+    memcpy(seg + off % kSegmentFrames, ips, n * sizeof(uint64_t));
     __atomic_store_n(&g_by_id[id], off << 16 | kFilled | n, __ATOMIC_RELEASE);
   }
   s.id = id;
@@ -89,26 +129,18 @@ uint32_t fill(Slot& s, const uint64_t* ips, uint32_t n) {
 bool stack_table_init() {
   g_small = static_cast<Slot*>(sys_map(kSmallSlots * sizeof(Slot)));
   g_slots = static_cast<Slot*>(sys_map(kSlots * sizeof(Slot)));
-  g_arena = static_cast<uint64_t*>(sys_map(kArenaFrames * sizeof(uint64_t)));
-  // The arena fills in order: huge pages cost at most one partly used 2 MiB page, and save
-  // a page fault per 4 KiB of frames (bench_deep, 100,000 new stacks: ~9,000 faults). Not
-  // its first 2 MiB: a program with a few thousand stacks would pay for zeroing a whole huge
-  // page (~0.4 ms, 2 MiB of RSS) at its first allocation, against at most 512 faults once
-  // for those that go past it.
-  if (g_arena) {
-    constexpr uint64_t kHuge = 2u << 20;
-    uint64_t lo = (reinterpret_cast<uint64_t>(g_arena) + 2 * kHuge - 1) & ~(kHuge - 1);
-    uint64_t hi = reinterpret_cast<uint64_t>(g_arena) + kArenaFrames * sizeof(uint64_t);
-    sys_prefer_huge_pages(reinterpret_cast<void*>(lo), hi - lo);
-  }
+  uint64_t* first = arena_segment(0);
   g_by_id = static_cast<uint64_t*>(sys_map((kMaxStacks + 1) * sizeof(uint64_t)));
-  return g_small && g_slots && g_arena && g_by_id;
+  return g_small && g_slots && first && g_by_id;
 }
 
 uint32_t stack_frames(uint32_t id, const uint64_t** ips) {
   if (!g_by_id || id == 0 || id > kMaxStacks) return 0;
   uint64_t v = __atomic_load_n(&g_by_id[id], __ATOMIC_ACQUIRE);
-  *ips = g_arena + (v >> 16);
+  uint64_t off = v >> 16;
+  uint64_t* seg = g_segments[(off / kSegmentFrames) % kSegments].load(std::memory_order_relaxed);
+  if (!seg) return 0;
+  *ips = seg + off % kSegmentFrames;
   return static_cast<uint32_t>(v & (kFilled - 1));
 }
 

@@ -27,6 +27,8 @@ struct ThreadState {
   uint8_t clock_busy;   // solo reads of the event clock and shard sections begun (runtime.h)
   uint8_t clock_solo;   // ... of which confirmed as the clock's owner (runtime.h)
   uint32_t guard_left;  // run --check: eligible allocations until the next guarded one
+  uint32_t no_ring_at;  // with no_ring: g_rings->freed when no ring was free (a ring freed
+                        // since lets the thread try again)
 };
 static_assert(sizeof(ThreadState) <= 56, "keep the TLS block small");
 

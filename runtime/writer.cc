@@ -42,7 +42,9 @@ constexpr uint64_t kFlushNs = 50'000'000;
 // program's close-and-dup2 sweep met the descriptor; the /proc files are kept open now,
 // g_proc_fd.)
 constexpr uint64_t kPeakSnapshotMinGapNs = 200'000'000;
-constexpr size_t kSmapsMax = 32u << 20;
+// A snapshot's text is cut to fit one chunk (emit_smaps), so no more of it is read: a
+// larger buffer only reserved address space.
+constexpr size_t kSmapsMax = kChunkCap;
 constexpr size_t kThreadHeaderMax = 32;      // a kThread record
 constexpr size_t kStackChunkCap = 4u << 20;  // the frames column of a stack chunk
 constexpr size_t kStackFieldCap = 1u << 20;  // each other column of a stack chunk
@@ -673,6 +675,7 @@ void drain_ring(Ring* r, bool check_alive) {
     r->stack_hint.store(0, std::memory_order_relaxed);
     own_mapping_note(r->tls_state, sizeof(ThreadState), false);
     r->state.store(kRingFree, std::memory_order_release);
+    g_rings->freed.fetch_add(1, std::memory_order_release);
   } else {
     note_thread(r, false, nullptr);
   }

@@ -82,7 +82,11 @@ void write_heap_summary(const HeapSummary& s, const TraceStats& st, std::string&
     out +=
         "note: the trace ends early (process killed or crashed); figures cover what was "
         "written\n";
-  if (s.lost_events) out += fmt::format("note: {} events were lost\n", s.lost_events);
+  if (s.lost_events)
+    out += fmt::format(
+        "note: {} events were lost (a thread found no room in the runtime's buffers, or more "
+        "than 4096 threads were alive at once): the counts and bytes above miss them\n",
+        s.lost_events);
 }
 
 void write_heap_text(const HeapSummary& s, const TraceStats& st, Symbolizer& sym,

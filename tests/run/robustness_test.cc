@@ -270,6 +270,17 @@ TEST(Robustness, ProgramsFilesOnTheRuntimesNumbersStayIntact) {
   }
 }
 
+// The runtime's own memory counts against a limit on the address space: it reserved 680 MB
+// in every process (a program that limited itself to 256 MiB then got no memory at all), and
+// takes about 110 MB now (the stack table's frames are mapped as they fill).
+TEST(Robustness, AddressSpaceLimitLeavesTheProgramRoom) {
+  mctest::Result native = mctest::run({fixture("as_limit"), "256", "100"});
+  ASSERT_EQ(native.out, "got 100 MiB\n");
+  auto t = traced({fixture("as_limit"), "256", "100"});
+  EXPECT_EQ(t.status, 0);
+  EXPECT_EQ(t.out, native.out);
+}
+
 TEST(Robustness, FollowForkAcrossExec) {
   auto t = traced({fixture("fork"), "exec", fixture("count_c")}, {"--follow-fork"});
   ASSERT_EQ(t.status, 0);
