@@ -66,13 +66,19 @@ TraceExit exit_of(int status) {
   return e;
 }
 
-void print_summary(const std::string& path) {
+void print_summary(const std::string& path, int wait_status) {
   TraceReader reader = TraceReader::from_file(path);
   HeapAnalysis analysis;
   analysis.skip_end_blocks();
   reader.read(analysis);
   HeapSummary s = analysis.finish();
   print_heap_line(s.totals, reader.stats().truncated);
+  if (!s.clean_end && !WIFSIGNALED(wait_status))
+    std::fprintf(stderr,
+                 "memcensus: note: the trace ends before the program's exit although no signal "
+                 "ended it: the program called exit_group directly, or closed the trace's "
+                 "descriptor with a raw system call (syscall(SYS_close_range, ...)), which the "
+                 "runtime cannot see; the figures cover what was written before\n");
 }
 
 int run(const RunOptions& o, const Context& ctx) {
@@ -98,7 +104,7 @@ int run(const RunOptions& o, const Context& ctx) {
     throw Error("'" + ctx.trailing[0] + "' wrote no trace to " + r.trace_path +
                 ": the runtime was not loaded (LD_PRELOAD removed or ignored?)");
   append_exit_record(r.trace_path, exit_of(r.wait_status));
-  if (!o.quiet) print_summary(r.trace_path);
+  if (!o.quiet) print_summary(r.trace_path, r.wait_status);
   std::fprintf(stderr, "memcensus: trace written to %s%s\n", r.trace_path.c_str(),
                o.follow_fork ? " (children: <trace>.<pid>)" : "");
   return exit_code_of(r.wait_status);

@@ -80,8 +80,9 @@ void write_heap_summary(const HeapSummary& s, const TraceStats& st, std::string&
   write_totals(s, out);
   if (st.truncated || !s.clean_end)
     out +=
-        "note: the trace ends early (process killed or crashed); figures cover what was "
-        "written\n";
+        "note: the trace ends early (the process was killed or crashed, called exit_group "
+        "directly, or closed the trace's descriptor with a raw system call); figures cover "
+        "what was written\n";
   if (s.lost_events)
     out += fmt::format(
         "note: {} events were lost (a thread found no room in the runtime's buffers, or more "
