@@ -73,10 +73,74 @@ __attribute__((constructor)) void resolve_exec() {
   g_assert_perror_fail = reinterpret_cast<AssertPerrorFailFn>(next_symbol("__assert_perror_fail"));
 }
 
+// The runtime's settings, taken out of the program's environment (hide_runtime_env): the
+// "MEMCENSUS_*=..." strings, and LD_PRELOAD's first entry, the runtime's path.
+constexpr int kHiddenMax = 32;
+const char* g_hidden[kHiddenMax];
+int g_hidden_count = 0;
+char g_runtime_path[1024];
+bool g_env_hidden = false;
+
+bool starts_with(const char* s, const char* prefix) {
+  while (*prefix)
+    if (*s++ != *prefix++) return false;
+  return true;
+}
+
+// An exec of the traced image itself (the same process: the new image records into the same
+// trace) gets back the settings hide_runtime_env took out of the environment, in a copy of
+// `envp` made in `room`; any other exec keeps `envp`. The copy's array and LD_PRELOAD string
+// are in memory mapped here (freed by the exec, or by the caller when it fails).
+struct EnvCopy {
+  char* const* envp;
+  void* map = nullptr;
+  size_t bytes = 0;
+};
+
+EnvCopy with_runtime_env(char* const* envp) {
+  EnvCopy c{envp};
+  if (!g_env_hidden || sys_getpid() != g_config.root_pid || !envp) return c;
+  size_t n = 0, user_preload = 0;
+  const char* preload = nullptr;
+  for (; envp[n]; ++n)
+    if (starts_with(envp[n], "LD_PRELOAD=")) preload = envp[n] + 11;
+  if (preload)
+    while (preload[user_preload]) ++user_preload;
+  size_t path_len = 0;
+  while (g_runtime_path[path_len]) ++path_len;
+  size_t strings = 11 + path_len + 1 + user_preload + 1;
+  c.bytes = (n + g_hidden_count + 2) * sizeof(char*) + strings;
+  c.map = sys_map(c.bytes);
+  if (!c.map) return c;
+  char** out = static_cast<char**>(c.map);
+  char* text = reinterpret_cast<char*>(out + n + g_hidden_count + 2);
+  size_t k = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (!starts_with(envp[i], "LD_PRELOAD=") && !starts_with(envp[i], "MEMCENSUS_"))
+      out[k++] = envp[i];
+  for (int i = 0; i < g_hidden_count; ++i) out[k++] = const_cast<char*>(g_hidden[i]);
+  char* t = text;
+  for (const char* q = "LD_PRELOAD="; *q;) *t++ = *q++;
+  for (size_t i = 0; i < path_len; ++i) *t++ = g_runtime_path[i];
+  if (user_preload) {
+    *t++ = ':';
+    for (size_t i = 0; i < user_preload; ++i) *t++ = preload[i];
+  }
+  *t = 0;
+  out[k++] = text;
+  out[k] = nullptr;
+  c.envp = out;
+  return c;
+}
+
 int do_execve(const char* path, char* const* argv, char* const* envp) {
   ExecFn fn = g_execve ? g_execve : reinterpret_cast<ExecFn>(next_symbol("execve"));
   bool paused = before_exec();
-  int r = fn(path, argv, envp);
+  EnvCopy env = with_runtime_env(envp);
+  int r = fn(path, argv, env.envp);
+  int saved = errno;
+  if (env.map) sys_unmap(env.map, env.bytes);
+  errno = saved;
   after_failed_exec(paused);
   return r;
 }
@@ -84,7 +148,11 @@ int do_execve(const char* path, char* const* argv, char* const* envp) {
 int do_execvpe(const char* file, char* const* argv, char* const* envp) {
   ExecFn fn = g_execvpe ? g_execvpe : reinterpret_cast<ExecFn>(next_symbol("execvpe"));
   bool paused = before_exec();
-  int r = fn(file, argv, envp);
+  EnvCopy env = with_runtime_env(envp);
+  int r = fn(file, argv, env.envp);
+  int saved = errno;
+  if (env.map) sys_unmap(env.map, env.bytes);
+  errno = saved;
   after_failed_exec(paused);
   return r;
 }
@@ -104,6 +172,62 @@ bool collect(const char* arg0, va_list ap, char** out, char* const** envp) {
 }
 
 }  // namespace
+
+namespace memcensus::rt {
+
+namespace {
+// The length of LD_PRELOAD's first entry when it is the runtime's path, else 0.
+size_t runtime_entry(const char* value) {
+  size_t len = 0;
+  while (value[len] && value[len] != ':' && value[len] != ' ') ++len;
+  static constexpr char kName[] = "libmemcensus_rt.so";
+  constexpr size_t kNameLen = sizeof kName - 1;
+  bool ours = len >= kNameLen && len < sizeof g_runtime_path &&
+              starts_with(value + len - kNameLen, kName);
+  return ours ? len : 0;
+}
+}  // namespace
+
+void hide_runtime_env() {
+  if (g_env_hidden || g_config.follow_fork || !environ) return;
+  // First the check that everything can be put back at an exec of the image: at most
+  // kHiddenMax settings, and LD_PRELOAD starting with the runtime's path. Otherwise the
+  // environment stays as it is.
+  int settings = 0;
+  bool preload = false;
+  for (char** e = environ; *e; ++e) {
+    if (starts_with(*e, "MEMCENSUS_")) ++settings;
+    if (starts_with(*e, "LD_PRELOAD=")) {
+      if (!runtime_entry(*e + 11) || preload) return;
+      preload = true;
+    }
+  }
+  if (!preload || settings > kHiddenMax) return;
+  char** w = environ;
+  for (char** e = environ; *e; ++e) {
+    if (starts_with(*e, "MEMCENSUS_")) {
+      g_hidden[g_hidden_count++] = *e;
+      continue;
+    }
+    if (starts_with(*e, "LD_PRELOAD=")) {
+      // "LD_PRELOAD=<runtime>[:<the user's>]": the runtime's path is taken out in place.
+      char* value = *e + 11;
+      size_t len = runtime_entry(value);
+      for (size_t i = 0; i < len; ++i) g_runtime_path[i] = value[i];
+      g_runtime_path[len] = 0;
+      char* rest = value + len + (value[len] ? 1 : 0);
+      if (!*rest) continue;  // only the runtime: LD_PRELOAD goes
+      char* d = value;
+      while ((*d++ = *rest++)) {
+      }
+    }
+    *w++ = *e;
+  }
+  *w = nullptr;
+  g_env_hidden = true;
+}
+
+}  // namespace memcensus::rt
 
 // quick_exit runs the at_quick_exit handlers and then glibc's own _exit, which no hook sees,
 // and no destructor: without this hook the trace had none of its last round (a program

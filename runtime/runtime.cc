@@ -272,6 +272,7 @@ namespace {
 __attribute__((constructor)) void runtime_constructor() {
   if (!rt_active()) return;
   resolve_libc_alloc();
+  hide_runtime_env();
   writer_start();
 }
 

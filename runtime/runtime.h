@@ -234,6 +234,14 @@ extern uint8_t g_fast_mode;
 // Initialises the runtime once (any thread, any hook); true when it became active.
 bool rt_initialise();
 
+// Without --follow-fork: takes the runtime's settings (MEMCENSUS_*) and its path in
+// LD_PRELOAD out of the program's environment, so that the program sees (and copies) the
+// environment it would have without the runtime and its children run without it; an exec of
+// the traced image itself gets them back (hooks_exec.cc). Called once, from the runtime's
+// constructor, before any thread of the runtime's runs. With --follow-fork they stay: glibc's
+// posix_spawn, system and popen pass the environment to children without a hook on the way.
+void hide_runtime_env();
+
 // True when events should be recorded. Cheap when active; initialises on first use.
 inline bool rt_active() {
   uint32_t p = g_phase.load(std::memory_order_acquire);

@@ -281,6 +281,29 @@ TEST(Robustness, AddressSpaceLimitLeavesTheProgramRoom) {
   EXPECT_EQ(t.out, native.out);
 }
 
+// The program sees the environment it has without the runtime: the runtime's settings and
+// its LD_PRELOAD entry are taken out (the user's own LD_PRELOAD entries stay), also in an
+// image the program execs (which is traced, and gets them back to start with), and in its
+// children. With --follow-fork they stay, for the children to be traced.
+TEST(Robustness, ProgramSeesItsOwnEnvironment) {
+  std::string env = "/usr/bin/env";
+  for (std::vector<std::string> argv :
+       {std::vector<std::string>{env}, {"/bin/sh", "-c", "exec " + env}, {"/bin/sh", "-c", env}}) {
+    SCOPED_TRACE(argv.back());
+    mctest::Result native = mctest::run(argv);
+    ASSERT_EQ(native.status, 0);
+    auto t = traced(argv);
+    EXPECT_EQ(t.status, 0);
+    EXPECT_EQ(t.out, native.out);
+    EXPECT_GE(t.report["totals"]["allocation_calls"].get<int>(), 0);
+  }
+  auto follow = traced({env}, {"--follow-fork"});
+  EXPECT_NE(follow.out.find("MEMCENSUS_OUTPUT="), std::string::npos);
+  auto user = traced({env}, {}, {"LD_PRELOAD=/nonexistent/libuser.so"});
+  EXPECT_NE(user.out.find("LD_PRELOAD=/nonexistent/libuser.so\n"), std::string::npos) << user.out;
+  EXPECT_EQ(user.out.find("libmemcensus_rt"), std::string::npos) << user.out;
+}
+
 TEST(Robustness, FollowForkAcrossExec) {
   auto t = traced({fixture("fork"), "exec", fixture("count_c")}, {"--follow-fork"});
   ASSERT_EQ(t.status, 0);
