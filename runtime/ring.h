@@ -19,7 +19,7 @@ namespace memcensus::rt {
 struct WalkCache;
 
 inline constexpr size_t kRingSize = 1u << 20;  // bytes, power of two
-inline constexpr size_t kMaxRings = 4096;
+inline constexpr size_t kMaxRings = 16384;
 // How long a producer waits for room while the writer completes no round, before it drops
 // its record (ring_append).
 inline constexpr uint64_t kWriterStallNs = 1'000'000'000;

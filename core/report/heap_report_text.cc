@@ -86,7 +86,7 @@ void write_heap_summary(const HeapSummary& s, const TraceStats& st, std::string&
   if (s.lost_events)
     out += fmt::format(
         "note: {} events were lost (a thread found no room in the runtime's buffers, or more "
-        "than 4096 threads were alive at once): the counts and bytes above miss them\n",
+        "than 16384 threads were alive at once): the counts and bytes above miss them\n",
         s.lost_events);
 }
 

@@ -304,6 +304,21 @@ TEST(Robustness, ProgramSeesItsOwnEnvironment) {
   EXPECT_EQ(user.out.find("libmemcensus_rt"), std::string::npos) << user.out;
 }
 
+// Thousands of threads alive at once each record every call (past 4096 of them, the
+// runtime's registry of rings once had no ring for the rest: their calls were lost).
+TEST(Robustness, ThousandsOfThreadsAliveAtOnceAreAllRecorded) {
+  auto t = traced({fixture("wide_threads"), "5000"});
+  ASSERT_EQ(t.status, 0);
+  ASSERT_FALSE(t.report.is_null());
+  EXPECT_EQ(t.report["trace"]["lost_events"], 0);
+  EXPECT_GE(t.report["totals"]["peak_live_bytes"].get<uint64_t>(), 5000u * 4321);
+  EXPECT_GE(t.report["thread_totals"].size(), 5001u);
+  uint64_t blocks = 0;
+  for (const json& site : t.report["sites"])
+    if (site["bytes"] == site["allocations"].get<uint64_t>() * 4321) blocks += site["allocations"].get<uint64_t>();
+  EXPECT_EQ(blocks, 5000u);
+}
+
 TEST(Robustness, FollowForkAcrossExec) {
   auto t = traced({fixture("fork"), "exec", fixture("count_c")}, {"--follow-fork"});
   ASSERT_EQ(t.status, 0);
