@@ -162,6 +162,7 @@ void front_claim() {
     while (used < i + 1 &&
            !g_fronts_used.compare_exchange_weak(used, i + 1, std::memory_order_acq_rel)) {
     }
+    h.live = kFrontSlots;  // the census reads the slots of a front that was ever claimed
     t_front = g_front_slots[i];
     return;
   }
@@ -275,7 +276,7 @@ bool table_init() {
     Shard& h = g_shards[kShards + f];
     h.slots = g_front_slots[f];
     h.mask = kFrontSlots - 1;
-    h.live = kFrontSlots;  // the census's bound on the live entries
+    h.live = 0;  // the census's bound on the live entries: none until a thread claims it
     h.owner.store(0, std::memory_order_relaxed);
   }
   for (uint64_t i = 0; i < kShards; ++i) {

@@ -114,7 +114,11 @@ bool read_table(pid_t pid, const f::LiveCensus& c, std::vector<ScanRange>& out,
   if (room >= kRadixSortMin && room * 2 * sizeof(ScanRange) <= memory / 4)
     scratch = std::make_unique<Prefaulted>(room * sizeof(ScanRange), out.data() + out.size(),
                                            (room - out.size()) * sizeof(ScanRange));
-  std::vector<f::CensusSlot> slots;
+  // The shards that hold live entries (a shard, or a thread's front, that never held one is
+  // not read), read in batches of up to kBatchBytes and kBatchPieces pieces per system call:
+  // a small program's table was a few hundred reads of a few KiB, one call each.
+  constexpr size_t kBatchBytes = 4u << 20, kBatchPieces = 1024;
+  std::vector<f::CensusShard> todo;
   for (uint32_t i = 0; i < c.shard_count; ++i) {
     f::CensusShard s;
     std::memcpy(&s, shards.data() + i * c.shard_stride, sizeof s);
@@ -126,33 +130,60 @@ bool read_table(pid_t pid, const f::LiveCensus& c, std::vector<ScanRange>& out,
       *why = "the runtime's check table has an unknown layout";
       return false;
     }
-    slots.resize(s.mask + 1);
-    if (!read_exact(pid, s.slots, slots.data(), slots.size() * sizeof(f::CensusSlot))) {
+    if (s.live) todo.push_back(s);
+  }
+  std::vector<f::CensusSlot> slots;
+  std::vector<iovec> local, remote;
+  for (size_t first = 0; first < todo.size();) {
+    size_t last = first, count = 0;
+    do {
+      count += todo[last].mask + 1;
+      ++last;
+    } while (last < todo.size() && last - first < kBatchPieces &&
+             (count + todo[last].mask + 1) * sizeof(f::CensusSlot) <= kBatchBytes);
+    slots.resize(count);
+    local.clear();
+    remote.clear();
+    size_t at = 0;
+    for (size_t k = first; k < last; ++k) {
+      size_t bytes = (todo[k].mask + 1) * sizeof(f::CensusSlot);
+      local.push_back({reinterpret_cast<uint8_t*>(slots.data()) + at, bytes});
+      remote.push_back({reinterpret_cast<void*>(todo[k].slots), bytes});
+      at += bytes;
+    }
+    if (process_vm_readv(pid, local.data(), local.size(), remote.data(), remote.size(), 0) !=
+        static_cast<ssize_t>(at)) {
       *why = "cannot read the runtime's check table";
       return false;
     }
-    uint64_t live = 0;
-    for (const f::CensusSlot& slot : slots) {
-      if (slot.key == 0 || (slot.key & f::kCensusReleasedBit)) continue;
-      ++live;
-      uint32_t stack = f::census_stack(slot.info);
-      if (stack == f::kCensusStackUnrecorded) continue;
-      uint64_t size = f::census_size(slot.info);
-      if (size == f::kCensusSizeMax) {
-        *why = "a live block is too large for the runtime's check table to hold its size";
+    const f::CensusSlot* next = slots.data();
+    for (size_t k = first; k < last; ++k) {
+      const f::CensusShard& s = todo[k];
+      uint64_t live = 0;
+      for (const f::CensusSlot* slot = next; slot != next + s.mask + 1; ++slot) {
+        if (slot->key == 0 || (slot->key & f::kCensusReleasedBit)) continue;
+        ++live;
+        uint32_t stack = f::census_stack(slot->info);
+        if (stack == f::kCensusStackUnrecorded) continue;
+        uint64_t size = f::census_size(slot->info);
+        if (size == f::kCensusSizeMax) {
+          *why = "a live block is too large for the runtime's check table to hold its size";
+          return false;
+        }
+        if (past_address_space(slot->key, size)) {
+          *why = "the runtime's check table holds a block past the end of the address space";
+          return false;
+        }
+        out.push_back(block_range(slot->key, size));
+      }
+      next += s.mask + 1;
+      if (live > s.live) {  // fewer is possible: an address entered twice counts twice
+        *why = "the runtime's check table does not add up (a shard counts " +
+               std::to_string(s.live) + " live blocks and holds " + std::to_string(live) + ")";
         return false;
       }
-      if (past_address_space(slot.key, size)) {
-        *why = "the runtime's check table holds a block past the end of the address space";
-        return false;
-      }
-      out.push_back(block_range(slot.key, size));
     }
-    if (live > s.live) {  // fewer is possible: an address entered twice counts twice
-      *why = "the runtime's check table does not add up (a shard counts " + std::to_string(s.live) +
-             " live blocks and holds " + std::to_string(live) + ")";
-      return false;
-    }
+    first = last;
   }
   return true;
 }

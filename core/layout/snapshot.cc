@@ -107,11 +107,17 @@ Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
   SmapsStreamParser::RegionDone done;
   if (opt.prerender)
     done = [&](const SmapsRegion& r, size_t) { rendered.push_back(opt.prerender(r)); };
-  ProcessReader::SmapsWithRollup read = proc.smaps(done);
+  ProcessReader::SmapsWithRollup read;
+  if (opt.regions_only) {
+    read.regions = proc.maps();
+  } else {
+    read = proc.smaps(done);
+    if (!read.rollup)
+      layout.warnings.push_back(
+          "smaps_rollup not provided by this kernel; totals are sums of smaps");
+  }
   std::deque<SmapsRegion>& raw = read.regions;
   layout.rollup = std::move(read.rollup);
-  if (!layout.rollup)
-    layout.warnings.push_back("smaps_rollup not provided by this kernel; totals are sums of smaps");
   // A process that exits while smaps is read yields a truncated text: never report it.
   proc.check_still_there(started);
   if (raw.empty())
@@ -121,7 +127,10 @@ Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
   layout.threads = read_threads(proc, opt, layout.warnings);
   LayoutSources src;
   src.symbols = opt.symbols;
-  src.load_elf = [&](const SmapsRegion& r, std::string& why) { return load_object(proc, r, why); };
+  src.load_elf = [&](const SmapsRegion& r, std::string& why) -> std::optional<ElfInfo> {
+    if (opt.regions_only) return std::nullopt;  // a plain file mapping, as far as it goes
+    return load_object(proc, r, why);
+  };
   src.read_memory = [&](uint64_t a, void* out, size_t n) { return proc.read_memory(a, out, n); };
   src.pagemap = [&](uint64_t first, size_t count) { return proc.pagemap(first, count); };
   classify_layout(raw, src, layout);

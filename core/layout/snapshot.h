@@ -23,6 +23,10 @@ struct SnapshotOptions {
   // If set, called on the parsing thread for each region while smaps is still being read;
   // its result becomes Region::figures_json (used to render JSON output early).
   std::function<std::string(const SmapsRegion&)> prerender;
+  // Regions only, for the leak scan's roots: /proc/PID/maps instead of smaps (no figures, no
+  // rollup) and no ELF file read (file mappings stay "file", a bss continuation "anon";
+  // labels, heap, arenas and thread stacks are found as usual).
+  bool regions_only = false;
 };
 
 // Throws Error with a one-line message if the process does not exist, vanishes while being

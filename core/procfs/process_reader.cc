@@ -187,6 +187,12 @@ ProcessReader::SmapsWithRollup ProcessReader::smaps(
   return out;
 }
 
+std::deque<SmapsRegion> ProcessReader::maps() const {
+  SmapsStreamParser parser;
+  parser.feed(read("maps"));
+  return parser.finish();
+}
+
 ProcessStatus ProcessReader::status() const {
   return parse_status(read("status"));
 }

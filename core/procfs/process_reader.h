@@ -36,6 +36,9 @@ class ProcessReader {
     std::optional<SmapsFigures> rollup;
   };
   SmapsWithRollup smaps(const SmapsStreamParser::RegionDone& done = {}) const;
+  // The regions of /proc/PID/maps: smaps' without their figures, at a fraction of the cost
+  // (the kernel walks no page tables for it).
+  std::deque<SmapsRegion> maps() const;
 
   ProcessStatus status() const;
   // Start time of the process (to tell it from a later process with the same PID).
