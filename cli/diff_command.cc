@@ -14,6 +14,7 @@ struct DiffOptions {
   std::string old_file, new_file;
   bool json = false;
   size_t top = 20;
+  bool top_given = false;  // --json lists every site unless --top was given
   double fail_pct = -1;
   std::vector<std::string> debug_dirs;
 };
@@ -27,7 +28,7 @@ int diff(const DiffOptions& o) {
   TraceDiff d = diff_analyses(old_a, old_sym, new_a, new_sym);
   std::string out;
   if (o.json)
-    write_diff_json(d, o.top, out);
+    write_diff_json(d, o.top_given ? o.top : SIZE_MAX, out);
   else
     write_diff_text(d, o.top, out);
   std::fwrite(out.data(), 1, out.size(), stdout);
@@ -53,7 +54,7 @@ void add_diff_command(CLI::App& root, Context& ctx) {
   app->add_option("new", o->new_file, "the later trace")->required();
   app->add_flag("--json", o->json, "print one JSON object");
   add_debug_dir_option(app, o->debug_dirs);
-  app->add_option("--top", o->top, "how many call sites to list")->check(CLI::Range(0, 1000000));
+  app->add_option("--top", o->top, "how many call sites to list (text: 20 by default; --json: all)")->check(CLI::Range(0, 1000000));
   app->add_option("--fail-on-growth", o->fail_pct,
                   "exit 1 when the peak live heap grew by more than PCT percent")
       ->check(CLI::Validator(
@@ -70,7 +71,10 @@ void add_diff_command(CLI::App& root, Context& ctx) {
             return std::string();
           },
           "PCT", "a finite percentage >= 0"));
-  app->callback([o, &ctx] { ctx.exit_code = diff(*o); });
+  app->callback([o, app, &ctx] {
+    o->top_given = app->count("--top") > 0;
+    ctx.exit_code = diff(*o);
+  });
 }
 
 }  // namespace memcensus::cli

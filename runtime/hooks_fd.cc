@@ -8,11 +8,12 @@
 // seen.
 // The runtime's libraries open descriptors too: libunwind a pipe (its memory probe) when it
 // starts, which took the program's lowest free numbers (3 and 4: a program's first open()
-// returned 5, and its close loop closed the probe). A pipe made by the runtime's own code
-// (the guard or the unwinder's mark set) moves to numbers from kRuntimeFdFloor up, and its ends
-// are kept like the trace's, closable only by the runtime.
+// returned 5, and its close loop closed the probe). A pipe libunwind makes (told by the
+// call's return address) moves to numbers from kRuntimeFdFloor up, and its ends are kept
+// like the trace's, closable only by libunwind.
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <utility>
 
 #include "runtime/libc_alloc.h"
+#include "runtime/runtime.h"
 #include "runtime/sys.h"
 #include "runtime/thread_state.h"
 #include "runtime/writer.h"
@@ -65,10 +67,6 @@ Fn resolved(Fn& fn, const char* name) {
 // The ends of the runtime's own pipes (-1: free slot).
 constexpr int kOwnFds = 8;
 std::atomic<int> g_own_fds[kOwnFds] = {-1, -1, -1, -1, -1, -1, -1, -1};
-
-bool runtime_context() {
-  return t_state.guard || t_state.unwinding;
-}
 
 bool own_fd(int fd) {
   if (fd < 0) return false;
@@ -139,7 +137,20 @@ bool stale_remove(int fd) {
   return false;
 }
 
+// Forgets the runtime pipe that has `fd` as an end (libunwind closes both ends together).
+void pipe_forget(int fd) {
+  for (OwnPipe& p : g_pipes) {
+    if (fd < 0 || (p.r.load(std::memory_order_relaxed) != fd &&
+                   p.w.load(std::memory_order_relaxed) != fd))
+      continue;
+    p.w.store(-1, std::memory_order_relaxed);
+    p.r.store(-1, std::memory_order_relaxed);
+  }
+}
+
 void pipe_add(int r, int w) {
+  pipe_forget(r);  // a pipe whose ends were closed unseen (a raw system call) had them
+  pipe_forget(w);
   for (OwnPipe& p : g_pipes) {
     int free_slot = -1;
     if (p.r.compare_exchange_strong(free_slot, r)) {
@@ -150,20 +161,31 @@ void pipe_add(int r, int w) {
 }
 
 // Before the program's dup2 or dup3 onto `fd`: when it is an end of one of the runtime's
-// pipes, both ends' numbers become stale and the other end, still the runtime's, is closed.
-void pipe_taken(int fd) {
+// pipes, both ends' numbers become stale, threads inside libunwind are let out (one may be
+// between its probe's read and its write: the write would go to the program's file), and
+// the other end, still the runtime's, is closed. True when `fd` was such an end (still
+// open: the caller closes it if its dup2 fails).
+bool pipe_taken(int fd) {
+  if (fd < 0) return false;
   for (OwnPipe& p : g_pipes) {
     int r = p.r.load(std::memory_order_relaxed), w = p.w.load(std::memory_order_relaxed);
-    if (fd < 0 || (fd != r && fd != w)) continue;
+    if (fd != r && fd != w) continue;
     stale_add(r);
     stale_add(w);
+    // At most 100 ms: a thread stopped inside libunwind (a debugger) must not hang the dup2.
+    uint64_t start = monotonic_ns();
+    while (g_unwinder_users.load(std::memory_order_acquire) > 0 &&
+           monotonic_ns() - start < 100'000'000)
+      sched_yield();
     int other = fd == r ? w : r;
     own_fd_remove(r);
     own_fd_remove(w);
     if (other >= 0) sys_close(other);
     p.w.store(-1, std::memory_order_relaxed);
     p.r.store(-1, std::memory_order_relaxed);
+    return true;
   }
+  return false;
 }
 
 // close_range over [first, last] less the runtime's descriptors (calls over the gaps).
@@ -203,7 +225,7 @@ MEMCENSUS_EXPORT int pipe2(int fds[2], int flags) {
     return -1;
   }
   int r = next(fds, flags);
-  if (r != 0 || !runtime_context()) return r;
+  if (r != 0 || !from_unwinder(__builtin_return_address(0))) return r;
   for (int i = 0; i < 2; ++i) {
     int high = fcntl(fds[i], (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, kRuntimeFdFloor);
     if (high >= 0) {
@@ -219,7 +241,7 @@ MEMCENSUS_EXPORT int pipe2(int fds[2], int flags) {
 
 MEMCENSUS_EXPORT ssize_t read(int fd, void* buf, size_t n) {
   if (__builtin_expect(g_stale_count.load(std::memory_order_relaxed) != 0, 0) && stale(fd) &&
-      runtime_context()) {
+      from_unwinder(__builtin_return_address(0))) {
     errno = EBADF;
     return -1;
   }
@@ -232,17 +254,19 @@ MEMCENSUS_EXPORT ssize_t read(int fd, void* buf, size_t n) {
 }
 
 MEMCENSUS_EXPORT int close(int fd) {
+  const void* ret = __builtin_return_address(0);
   if (__builtin_expect(g_stale_count.load(std::memory_order_relaxed) != 0, 0) && stale(fd) &&
-      runtime_context()) {
+      from_unwinder(ret)) {
     stale_remove(fd);
     return 0;
   }
   if (__builtin_expect(own_fd(fd), 0)) {
-    if (!runtime_context() || writer_owns_fd(fd)) {
+    if (!from_unwinder(ret) || writer_owns_fd(fd)) {
       errno = EBADF;
       return -1;
     }
     own_fd_remove(fd);
+    pipe_forget(fd);
   }
   CloseFn next = resolved(g_close, "close");
   if (!next) {
@@ -278,9 +302,10 @@ MEMCENSUS_EXPORT void closefrom(int lowfd) {
 }
 
 MEMCENSUS_EXPORT int dup2(int oldfd, int newfd) {
+  bool pipe_end = false;
   if (oldfd != newfd) {
     writer_release_fd(newfd);
-    pipe_taken(newfd);
+    pipe_end = pipe_taken(newfd);
     own_fd_remove(newfd);  // a pipe end of the runtime's: the number is the program's now
   }
   Dup2Fn next = resolved(g_dup2, "dup2");
@@ -288,13 +313,20 @@ MEMCENSUS_EXPORT int dup2(int oldfd, int newfd) {
     errno = ENOSYS;
     return -1;
   }
-  return next(oldfd, newfd);
+  int r = next(oldfd, newfd);
+  if (r < 0 && pipe_end) {  // the end is still the runtime's, no longer used: closed
+    int saved = errno;
+    sys_close(newfd);
+    errno = saved;
+  }
+  return r;
 }
 
 MEMCENSUS_EXPORT int dup3(int oldfd, int newfd, int flags) {
+  bool pipe_end = false;
   if (oldfd != newfd) {
     writer_release_fd(newfd);
-    pipe_taken(newfd);
+    pipe_end = pipe_taken(newfd);
     own_fd_remove(newfd);
   }
   Dup3Fn next = resolved(g_dup3, "dup3");
@@ -302,5 +334,11 @@ MEMCENSUS_EXPORT int dup3(int oldfd, int newfd, int flags) {
     errno = ENOSYS;
     return -1;
   }
-  return next(oldfd, newfd, flags);
+  int r = next(oldfd, newfd, flags);
+  if (r < 0 && pipe_end) {
+    int saved = errno;
+    sys_close(newfd);
+    errno = saved;
+  }
+  return r;
 }

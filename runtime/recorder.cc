@@ -72,7 +72,10 @@ uint32_t walk(const StartFrame& from, uint64_t* ips, WalkRecord* rec, const Prio
   if (n >= 0) return static_cast<uint32_t>(n);
   if (rec) rec->nreads = -1;
   void* frames[kMaxStackDepth + kRuntimeFrames];
-  n = unw_backtrace(frames, max + kRuntimeFrames);
+  {
+    UnwinderUse use;
+    n = unw_backtrace(frames, max + kRuntimeFrames);
+  }
   int start = 0;
   for (int i = 0; i < n && i < kRuntimeFrames; ++i) {
     if (reinterpret_cast<uint64_t>(frames[i]) == from.ip) {
@@ -149,13 +152,16 @@ uint32_t capture_context_stack(ThreadState& t, Record& r, void* uc) {
   uint32_t max = g_config.stack_depth < 64 ? g_config.stack_depth : 64;
   uint32_t depth = 0;
   unw_cursor_t c;
-  if (unw_init_local2(&c, static_cast<unw_context_t*>(uc), UNW_INIT_SIGNAL_FRAME) == 0) {
-    do {
-      unw_word_t ip = 0;
-      if (unw_get_reg(&c, UNW_REG_IP, &ip) != 0 || ip == 0) break;
-      ips[depth] = depth == 0 ? ip + 1 : ip;
-      ++depth;
-    } while (depth < max && unw_step(&c) > 0);
+  {
+    UnwinderUse use;
+    if (unw_init_local2(&c, static_cast<unw_context_t*>(uc), UNW_INIT_SIGNAL_FRAME) == 0) {
+      do {
+        unw_word_t ip = 0;
+        if (unw_get_reg(&c, UNW_REG_IP, &ip) != 0 || ip == 0) break;
+        ips[depth] = depth == 0 ? ip + 1 : ip;
+        ++depth;
+      } while (depth < max && unw_step(&c) > 0);
+    }
   }
   bool is_new = false;
   uint32_t id = depth ? stack_intern(ips, depth, r.nested, &is_new) : 0;

@@ -33,6 +33,7 @@ Config g_config;
 uint64_t g_t0 = 0;
 EventClock g_clock;
 uint64_t g_unwinder_lo = 0, g_unwinder_hi = 0;
+std::atomic<int> g_unwinder_users{0};
 
 namespace {
 
@@ -209,8 +210,10 @@ bool setup() {
   g_t0 = monotonic_ns();
   clock_go_solo();
   if (!writer_open()) return false;
-  unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+  // libunwind's range first: its first call opens its memory probe's pipe, which the pipe2
+  // hook tells as libunwind's by the call's return address (hooks_fd.cc).
   module_range_of(reinterpret_cast<const void*>(&unw_backtrace), &g_unwinder_lo, &g_unwinder_hi);
+  unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   pthread_key_create(&g_thread_key, thread_exit);
   pthread_atfork(fork_prepare, fork_parent, fork_child);
   return true;

@@ -254,6 +254,20 @@ void rt_shutdown();
 
 // Text range of libunwind: mappings it makes for its caches are not the program's.
 extern uint64_t g_unwinder_lo, g_unwinder_hi;
+// True when `ret` (a hook's return address) is in libunwind: the call is the unwinder's.
+inline bool from_unwinder(const void* ret) {
+  uint64_t r = reinterpret_cast<uint64_t>(ret);
+  return r >= g_unwinder_lo && r < g_unwinder_hi;
+}
+// Threads inside a call into libunwind now (hooks_fd.cc waits for them before the program
+// takes the number of the unwinder's pipe). UnwinderUse counts one for its lifetime.
+extern std::atomic<int> g_unwinder_users;
+struct UnwinderUse {
+  UnwinderUse() { g_unwinder_users.fetch_add(1, std::memory_order_acq_rel); }
+  ~UnwinderUse() { g_unwinder_users.fetch_sub(1, std::memory_order_acq_rel); }
+  UnwinderUse(const UnwinderUse&) = delete;
+  UnwinderUse& operator=(const UnwinderUse&) = delete;
+};
 
 // Events dropped because no ring could be claimed or the writer was gone.
 extern std::atomic<uint64_t> g_lost_events;

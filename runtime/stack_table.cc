@@ -108,7 +108,7 @@ uint64_t reserve_frames(uint32_t n) {
 
 // Fills a freshly claimed slot; returns its id or 0 when the arena or ids are exhausted.
 uint32_t fill(Slot& s, const uint64_t* ips, uint32_t n) {
-  uint64_t off = reserve_frames(n);
+  uint64_t off = n ? reserve_frames(n) : 0;  // a stack of no frames needs no room
   uint64_t* seg = off == UINT64_MAX ? nullptr : arena_segment(off / kSegmentFrames);
   uint32_t id = 0;
   if (seg) {

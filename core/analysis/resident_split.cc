@@ -197,7 +197,12 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
       t.own_libraries += rss;
       continue;
     }
-    if (r.raw.inode == 0 && r.kind != RegionKind::kAnon) rss = take_own(r, rss, own, t);
+    // (A bss that the kernel merged with another mapping has its tail cut by split_anon,
+    // the runtime's part of it included.)
+    const bool merged_bss =
+        r.kind == RegionKind::kBss && r.image_end > r.raw.start && r.image_end < r.raw.end;
+    if (r.raw.inode == 0 && r.kind != RegionKind::kAnon && !merged_bss)
+      rss = take_own(r, rss, own, t);
     switch (r.kind) {
       case RegionKind::kText:
         t.code += rss;
@@ -208,7 +213,7 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
         t.statics += rss;
         break;
       case RegionKind::kBss:
-        if (r.image_end > r.raw.start && r.image_end < r.raw.end) {
+        if (merged_bss) {
           // The kernel merged a mapping into the object's bss: the image's part is static
           // data, the rest is cut by address as an anonymous mapping is (the program's mmaps,
           // heap, the runtime's), each part given its share of rss by size (exact when the

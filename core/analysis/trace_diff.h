@@ -3,7 +3,9 @@
 // the smaps snapshots at the RSS peak and at exit, classified as the resident split
 // classifies them (text, data, bss, heap, arenas, stacks, anonymous and file mappings...).
 // Sites are told apart by every frame's function and, where known, file and line: two sites
-// in one function on different lines are two rows. Site rows are sorted by peak growth
+// in one function on different lines are two rows. When a module has another build in the
+// other trace, a site found in one trace only is then matched by its functions alone, when
+// that pairs it with exactly one site found in the other trace only (a line that moved). Site rows are sorted by peak growth
 // (new - old), then by growth of bytes allocated, largest first; segment rows by resident
 // growth at the peak, then at exit.
 #pragma once
@@ -21,6 +23,7 @@ struct DiffFigures {
 struct DiffRow {
   std::string what;  // site path (innermost first, " < " between frames) or segment kind
   DiffFigures old_figures, new_figures;
+  bool in_old = false, in_new = false;  // the site is in that trace
   int64_t peak_growth() const;   // peak bytes, new - old
   int64_t bytes_growth() const;  // bytes allocated, new - old
   int64_t growth() const;        // peak growth, or bytes growth when peaks are equal

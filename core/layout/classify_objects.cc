@@ -127,7 +127,7 @@ size_t mark_bss(std::vector<Region>& regions, size_t j, const std::string& objec
       r.sections = {"[zero-fill]"};
       r.detail = "assumed: the object's file could not be read";
     }
-    if (r.raw.end > image_limit) r.image_end = image_limit;
+    if (r.raw.end > image_limit && info) r.image_end = image_limit;  // a known image only
     if (r.raw.end > image_limit)
       r.detail = "extends " + std::to_string(r.raw.end - image_limit) +
                  " bytes past the object's image (merged with an adjacent mapping)";

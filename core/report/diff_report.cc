@@ -14,28 +14,39 @@ namespace {
 
 using Side = DiffFigures DiffRow::*;
 
-// The site's frames, innermost first, each with its file's name and line where known: the
-// key that matches sites between the two traces.
-std::string site_path(SiteNames& names, uint32_t stack) {
-  std::string path;
+// The site's frames, innermost first, each with its file's name and line where known (the
+// key that matches sites between the two traces), and the same without files and lines (the
+// key that matches what the first left unmatched).
+struct SiteKeys {
+  std::string full, functions;
+};
+
+SiteKeys site_keys(SiteNames& names, uint32_t stack) {
+  SiteKeys k;
   for (const SourceFrame& f : names.frames(stack)) {
-    path += (path.empty() ? "" : " < ") + names.label(f);
+    const char* sep = k.full.empty() ? "" : " < ";
+    k.full += sep + names.label(f);
+    k.functions += sep + names.label(f);
     if (f.file) {
       size_t slash = f.file->rfind('/');
-      path += fmt::format(" ({}:{})", slash == std::string::npos ? *f.file : f.file->substr(slash + 1),
-                          f.line.value_or(0));
+      k.full += fmt::format(" ({}:{})", slash == std::string::npos ? *f.file : f.file->substr(slash + 1),
+                            f.line.value_or(0));
     }
   }
-  return path.empty() ? names.name(stack) : path;
+  if (k.full.empty()) k.full = k.functions = names.name(stack);
+  return k;
 }
 
 void add_sites(const Analysis& a, Symbolizer& sym, Side side,
-               std::map<std::string, DiffRow>& rows) {
+               std::map<std::string, DiffRow>& rows, std::map<std::string, std::string>& functions) {
   SiteNames names(a.heap, sym);
   for (const SiteStats& s : a.heap.sites) {
-    std::string key = site_path(names, s.stack);
+    SiteKeys keys = site_keys(names, s.stack);
+    const std::string& key = keys.full;
+    functions[key] = keys.functions;
     DiffRow& row = rows[key];
     row.what = key;
+    (side == &DiffRow::old_figures ? row.in_old : row.in_new) = true;
     DiffFigures& f = row.*side;
     f.allocations += s.allocations;
     f.bytes += s.bytes;
@@ -82,6 +93,43 @@ DiffFigures totals(const Analysis& a) {
   return {t.allocation_calls, t.bytes_allocated, t.peak_live_bytes, t.leaked_bytes};
 }
 
+// Pairs a row found in the old trace only with one found in the new trace only when their
+// functions are the same and no other such row has them (a line that moved between builds):
+// the pair becomes one row, named as in the new trace.
+void match_by_functions(std::map<std::string, DiffRow>& rows,
+                        const std::map<std::string, std::string>& functions) {
+  std::map<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>> alone;
+  for (const auto& [key, row] : rows) {
+    if (row.in_old == row.in_new) continue;
+    auto f = functions.find(key);
+    if (f == functions.end()) continue;
+    auto& [olds, news] = alone[f->second];
+    (row.in_old ? olds : news).push_back(key);
+  }
+  for (const auto& [fn, sides] : alone) {
+    const auto& [olds, news] = sides;
+    if (olds.size() != 1 || news.size() != 1) continue;
+    DiffRow merged = rows[news[0]];
+    merged.old_figures = rows[olds[0]].old_figures;
+    merged.in_old = true;
+    rows.erase(olds[0]);
+    rows[news[0]] = merged;
+  }
+}
+
+// Whether a module of one trace has another build in the other (a build-id that differs for
+// the same path): only then can a site's line have moved between the two.
+bool builds_differ(const Analysis& a, const Analysis& b) {
+  std::map<std::string, std::string> ids;
+  for (const TraceModule& m : a.heap.modules)
+    if (!m.build_id.empty()) ids[m.path] = m.build_id;
+  for (const TraceModule& m : b.heap.modules) {
+    auto it = ids.find(m.path);
+    if (it != ids.end() && !m.build_id.empty() && it->second != m.build_id) return true;
+  }
+  return false;
+}
+
 std::vector<DiffRow> sorted(std::map<std::string, DiffRow>& rows) {
   std::vector<DiffRow> out;
   for (auto& [k, r] : rows) out.push_back(std::move(r));
@@ -104,6 +152,7 @@ void figures_json(JsonWriter& w, const char* key, const DiffFigures& f) {
 }
 
 void rows_json(JsonWriter& w, const char* key, const std::vector<DiffRow>& rows, size_t top) {
+  w.field("sites_total", static_cast<uint64_t>(rows.size()));
   w.key(key);
   w.begin_array();
   for (size_t i = 0; i < rows.size() && i < top; ++i) {
@@ -163,9 +212,11 @@ TraceDiff diff_analyses(const Analysis& old_a, Symbolizer& old_sym, const Analys
   d.old_complete = old_a.heap.clean_end && !old_a.stats.truncated;
   d.new_complete = new_a.heap.clean_end && !new_a.stats.truncated;
   std::map<std::string, DiffRow> sites;
+  std::map<std::string, std::string> functions;
   std::map<std::string, SegmentDiffRow> segments;
-  add_sites(old_a, old_sym, &DiffRow::old_figures, sites);
-  add_sites(new_a, new_sym, &DiffRow::new_figures, sites);
+  add_sites(old_a, old_sym, &DiffRow::old_figures, sites, functions);
+  add_sites(new_a, new_sym, &DiffRow::new_figures, sites, functions);
+  if (builds_differ(old_a, new_a)) match_by_functions(sites, functions);
   add_segments(old_a, &SegmentDiffRow::old_figures, &d.old_rss, &d.old_exit_rss, segments);
   add_segments(new_a, &SegmentDiffRow::new_figures, &d.new_rss, &d.new_exit_rss, segments);
   d.sites = sorted(sites);

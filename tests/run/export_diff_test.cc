@@ -160,20 +160,21 @@ TEST(Diff, SitesOnDifferentLinesAreTwoRowsInPeakThenBytesOrder) {
                 (p["peak_growth"] == q["peak_growth"] && p["bytes_growth"] >= q["bytes_growth"]))
         << p.dump() << "\n" << q.dump();
   }
+  EXPECT_EQ(d["sites_total"], d["sites"].size());  // --json lists every site by default
   auto top1 = mctest::run({mc, "diff", a.trace, b.trace, "--json", "--top", "1"});
   EXPECT_EQ(json::parse(top1.out)["sites"].size(), 1u);
+  EXPECT_EQ(json::parse(top1.out)["sites_total"], d["sites_total"]);
   EXPECT_EQ(mctest::run({mc, "diff", a.trace, b.trace, "--fail-on-growth", "nan"}).status, 2);
   EXPECT_EQ(mctest::run({mc, "diff", a.trace, b.trace, "--fail-on-growth", "inf"}).status, 2);
 
-  auto empty = mctest::traced({mctest::fixture("failures")});
+  // /bin/true allocates nothing: a growth from a peak of 0 has no percentage.
+  auto empty = mctest::traced({"/bin/true"});
+  ASSERT_EQ(empty.report["totals"]["peak_live_bytes"], 0) << empty.report["totals"].dump();
   auto grown = mctest::run({mc, "diff", empty.trace, a.trace, "--json"});
-  if (empty.report["totals"]["peak_live_bytes"] == 0) {
-    EXPECT_TRUE(json::parse(grown.out)["peak_growth_percent"].is_null()) << grown.out;
-    auto text = mctest::run({mc, "diff", empty.trace, a.trace});
-    EXPECT_NE(text.out.find("new (the old peak was 0)"), std::string::npos) << text.out;
-    EXPECT_EQ(mctest::run({mc, "diff", empty.trace, a.trace, "--fail-on-growth", "1000"}).status,
-              1);
-  }
+  EXPECT_TRUE(json::parse(grown.out)["peak_growth_percent"].is_null()) << grown.out;
+  auto text = mctest::run({mc, "diff", empty.trace, a.trace});
+  EXPECT_NE(text.out.find("new (the old peak was 0)"), std::string::npos) << text.out;
+  EXPECT_EQ(mctest::run({mc, "diff", empty.trace, a.trace, "--fail-on-growth", "1000"}).status, 1);
 }
 
 // A sampled trace on either side is named as such: its figures are estimates.
