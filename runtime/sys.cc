@@ -156,6 +156,8 @@ uint64_t realtime_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+std::atomic<int> g_small_file_fd{-1};
+
 ssize_t read_small_file(const char* path, char* buf, size_t cap) {
   int fd = sys_open(path, O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) return -1;
@@ -171,6 +173,9 @@ ssize_t read_small_file(const char* path, char* buf, size_t cap) {
       fd = high;
     }
   }
+  // Registered while it is open: a program dup2 onto its number waits for the writer's round
+  // (writer_release_fd), by the end of which it is closed again.
+  g_small_file_fd.store(fd, std::memory_order_release);
   size_t used = 0;
   while (used < cap) {
     ssize_t r = sys_read(fd, buf + used, cap - used);
@@ -178,6 +183,7 @@ ssize_t read_small_file(const char* path, char* buf, size_t cap) {
     used += static_cast<size_t>(r);
   }
   sys_close(fd);
+  g_small_file_fd.store(-1, std::memory_order_release);
   return static_cast<ssize_t>(used);
 }
 

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <atomic>
+
 namespace memcensus::rt {
 
 // Anonymous private mapping of `size` bytes (MAP_NORESERVE), or nullptr.
@@ -49,6 +51,9 @@ inline constexpr int kRuntimeFdFloor = 1000;
 
 // Reads a small file whole (through a descriptor from kRuntimeFdFloor up); its length, or -1.
 ssize_t read_small_file(const char* path, char* buf, size_t cap);
+// The descriptor read_small_file has open (-1: none). Its callers are the writer's rounds,
+// under the writer's lock, and the writer's start, before the program runs.
+extern std::atomic<int> g_small_file_fd;
 
 size_t str_len(const char* s);
 bool str_eq(const char* a, const char* b);

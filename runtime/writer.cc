@@ -988,6 +988,8 @@ int writer_own_fds(int out[kWriterOwnFds]) {
     int v = __atomic_load_n(&fd, __ATOMIC_RELAXED);
     if (v >= 0) out[n++] = v;
   }
+  int small = g_small_file_fd.load(std::memory_order_acquire);
+  if (small >= 0) out[n++] = small;
   return n;
 }
 
@@ -1001,7 +1003,9 @@ bool writer_owns_fd(int fd) {
 }
 
 void writer_release_fd(int fd) {
-  if (!writer_owns_fd(fd)) return;
+  // A number from kRuntimeFdFloor up may also be the one read_small_file has open during a
+  // round: taking the lock waits for the round, which closes it.
+  if (!writer_owns_fd(fd) && fd < kRuntimeFdFloor) return;
   GuardScope guard;
   pthread_mutex_lock(&g_lock);
   // Moved to a higher number and the old one closed, so that the program's dup2 finds it

@@ -58,7 +58,7 @@ void writer_main_thread_gone();
 // of the writer's (the trace first), their count. writer_owns_fd: whether `fd` is one.
 // writer_release_fd: before the program takes `fd` over, the writer's file there moves to
 // another descriptor.
-inline constexpr int kWriterOwnFds = 5;
+inline constexpr int kWriterOwnFds = 6;
 int writer_trace_fd();
 int writer_own_fds(int out[kWriterOwnFds]);
 bool writer_owns_fd(int fd);

@@ -319,6 +319,16 @@ TEST(Robustness, ThousandsOfThreadsAliveAtOnceAreAllRecorded) {
   EXPECT_EQ(blocks, 5000u);
 }
 
+// A program that keeps dup2-ing its file onto numbers from 1000 up while threads come and go
+// (the writer then reads their names and stacks from /proc at such numbers): the runtime must
+// neither read from nor close the program's file there (it once did both).
+TEST(Robustness, Dup2RacingTheWritersProcReadsLeavesTheProgramsFile) {
+  std::string file = mctest::scratch_dir() + "/file";
+  auto t = traced({fixture("dup2_churn"), file, "10000"});
+  EXPECT_EQ(t.status, 0);
+  EXPECT_EQ(t.out, "intact\n");
+}
+
 TEST(Robustness, FollowForkAcrossExec) {
   auto t = traced({fixture("fork"), "exec", fixture("count_c")}, {"--follow-fork"});
   ASSERT_EQ(t.status, 0);
