@@ -21,7 +21,7 @@ namespace {
 constexpr int kMaxArgs = 4096;
 
 bool before_exec() {
-  if (t_state.guard || g_phase.load() != kActive) return false;
+  if (t_state.guard || g_phase.load() != kActive || !rt_own_process()) return false;
   writer_pause_for_exec();
   return true;
 }
@@ -57,7 +57,7 @@ AssertPerrorFailFn g_assert_perror_fail = nullptr;
 // written (waiting at most 2 s for the writer); the trace is not ended, since a SIGABRT
 // handler may still go on, so it reads as cut short, as the crash it is.
 void flush_before_abort() {
-  if (t_state.guard || g_phase.load() != kActive) return;
+  if (t_state.guard || g_phase.load() != kActive || !rt_own_process()) return;
   int saved = errno;
   writer_flush_sync();
   errno = saved;
@@ -73,13 +73,20 @@ __attribute__((constructor)) void resolve_exec() {
   g_assert_perror_fail = reinterpret_cast<AssertPerrorFailFn>(next_symbol("__assert_perror_fail"));
 }
 
-// The runtime's settings, taken out of the program's environment (hide_runtime_env): the
-// "MEMCENSUS_*=..." strings, and LD_PRELOAD's first entry, the runtime's path.
-constexpr int kHiddenMax = 32;
-const char* g_hidden[kHiddenMax];
-int g_hidden_count = 0;
+// The runtime's settings as `memcensus run` put them in the environment (hide_runtime_env):
+// copies of its "MEMCENSUS_<name>=..." strings, and LD_PRELOAD's first entry, the runtime's
+// path. Only the names the launcher sets (core/launch/preload_launcher.cc): a variable of the
+// user's that merely starts with MEMCENSUS_ is the program's.
+constexpr const char* kLauncherNames[] = {
+    "MEMCENSUS_OUTPUT=",      "MEMCENSUS_ROOT_PID=", "MEMCENSUS_FOLLOW_FORK=",
+    "MEMCENSUS_NO_STACKS=",   "MEMCENSUS_STACK_DEPTH=", "MEMCENSUS_SAMPLE=",
+    "MEMCENSUS_CHECK=",       "MEMCENSUS_GUARD_RATE="};
+constexpr int kSavedMax = sizeof kLauncherNames / sizeof kLauncherNames[0];
+char g_saved_text[8192];
+const char* g_saved[kSavedMax];
+int g_saved_count = 0;
 char g_runtime_path[1024];
-bool g_env_hidden = false;
+bool g_env_saved = false;
 
 bool starts_with(const char* s, const char* prefix) {
   while (*prefix)
@@ -87,10 +94,18 @@ bool starts_with(const char* s, const char* prefix) {
   return true;
 }
 
-// An exec of the traced image itself (the same process: the new image records into the same
-// trace) gets back the settings hide_runtime_env took out of the environment, in a copy of
-// `envp` made in `room`; any other exec keeps `envp`. The copy's array and LD_PRELOAD string
-// are in memory mapped here (freed by the exec, or by the caller when it fails).
+bool launcher_setting(const char* e) {
+  for (const char* name : kLauncherNames)
+    if (starts_with(e, name)) return true;
+  return false;
+}
+
+// An exec by a traced process (the traced image itself, or with --follow-fork any traced
+// process) gets the launcher's settings and the runtime's LD_PRELOAD entry back, in a copy of
+// `envp` (a null envp is an empty environment), whatever the program did to its environment
+// meanwhile: the new image records into the trace as before. Any other exec keeps `envp`.
+// The copy's array and LD_PRELOAD string are in memory mapped here (freed by the exec, or by
+// the caller when it fails).
 struct EnvCopy {
   char* const* envp;
   void* map = nullptr;
@@ -99,7 +114,9 @@ struct EnvCopy {
 
 EnvCopy with_runtime_env(char* const* envp) {
   EnvCopy c{envp};
-  if (!g_env_hidden || sys_getpid() != g_config.root_pid || !envp) return c;
+  if (!g_env_saved || g_phase.load() != kActive || !rt_own_process()) return c;
+  static char* const kEmpty[] = {nullptr};
+  if (!envp) envp = kEmpty;
   size_t n = 0, user_preload = 0;
   const char* preload = nullptr;
   for (; envp[n]; ++n)
@@ -109,22 +126,27 @@ EnvCopy with_runtime_env(char* const* envp) {
   size_t path_len = 0;
   while (g_runtime_path[path_len]) ++path_len;
   size_t strings = 11 + path_len + 1 + user_preload + 1;
-  c.bytes = (n + g_hidden_count + 2) * sizeof(char*) + strings;
+  c.bytes = (n + g_saved_count + 2) * sizeof(char*) + strings;
   c.map = sys_map(c.bytes);
   if (!c.map) return c;
   char** out = static_cast<char**>(c.map);
-  char* text = reinterpret_cast<char*>(out + n + g_hidden_count + 2);
+  char* text = reinterpret_cast<char*>(out + n + g_saved_count + 2);
   size_t k = 0;
   for (size_t i = 0; i < n; ++i)
-    if (!starts_with(envp[i], "LD_PRELOAD=") && !starts_with(envp[i], "MEMCENSUS_"))
-      out[k++] = envp[i];
-  for (int i = 0; i < g_hidden_count; ++i) out[k++] = const_cast<char*>(g_hidden[i]);
+    if (!starts_with(envp[i], "LD_PRELOAD=") && !launcher_setting(envp[i])) out[k++] = envp[i];
+  for (int i = 0; i < g_saved_count; ++i) out[k++] = const_cast<char*>(g_saved[i]);
   char* t = text;
   for (const char* q = "LD_PRELOAD="; *q;) *t++ = *q++;
   for (size_t i = 0; i < path_len; ++i) *t++ = g_runtime_path[i];
   if (user_preload) {
-    *t++ = ':';
-    for (size_t i = 0; i < user_preload; ++i) *t++ = preload[i];
+    // The user's entries, less the runtime's own if the program had kept it there.
+    const char* rest = preload;
+    if (starts_with(rest, g_runtime_path) && (rest[path_len] == ':' || rest[path_len] == 0))
+      rest += path_len + (rest[path_len] == ':' ? 1 : 0);
+    if (*rest) {
+      *t++ = ':';
+      while (*rest) *t++ = *rest++;
+    }
   }
   *t = 0;
   out[k++] = text;
@@ -188,43 +210,50 @@ size_t runtime_entry(const char* value) {
 }
 }  // namespace
 
-void hide_runtime_env() {
-  if (g_env_hidden || g_config.follow_fork || !environ) return;
-  // First the check that everything can be put back at an exec of the image: at most
-  // kHiddenMax settings, and LD_PRELOAD starting with the runtime's path. Otherwise the
-  // environment stays as it is.
-  int settings = 0;
+void hide_runtime_env(bool keep) {
+  if (g_env_saved || !environ) return;
+  // First the check that everything can be put back at an exec: LD_PRELOAD starting with the
+  // runtime's path, and room for copies of the settings. Otherwise nothing changes.
+  size_t text = 0;
   bool preload = false;
   for (char** e = environ; *e; ++e) {
-    if (starts_with(*e, "MEMCENSUS_")) ++settings;
+    if (launcher_setting(*e))
+      for (const char* q = *e; *q; ++q) ++text;
     if (starts_with(*e, "LD_PRELOAD=")) {
       if (!runtime_entry(*e + 11) || preload) return;
       preload = true;
     }
   }
-  if (!preload || settings > kHiddenMax) return;
+  if (!preload || text + kSavedMax > sizeof g_saved_text) return;
+  char* t = g_saved_text;
   char** w = environ;
   for (char** e = environ; *e; ++e) {
-    if (starts_with(*e, "MEMCENSUS_")) {
-      g_hidden[g_hidden_count++] = *e;
-      continue;
+    if (launcher_setting(*e)) {
+      if (g_saved_count < kSavedMax) {
+        g_saved[g_saved_count++] = t;
+        for (const char* q = *e; (*t++ = *q++);) {
+        }
+      }
+      if (!keep) continue;
     }
     if (starts_with(*e, "LD_PRELOAD=")) {
-      // "LD_PRELOAD=<runtime>[:<the user's>]": the runtime's path is taken out in place.
       char* value = *e + 11;
       size_t len = runtime_entry(value);
       for (size_t i = 0; i < len; ++i) g_runtime_path[i] = value[i];
       g_runtime_path[len] = 0;
-      char* rest = value + len + (value[len] ? 1 : 0);
-      if (!*rest) continue;  // only the runtime: LD_PRELOAD goes
-      char* d = value;
-      while ((*d++ = *rest++)) {
+      if (!keep) {
+        // "LD_PRELOAD=<runtime>[:<the user's>]": the runtime's path is taken out in place.
+        char* rest = value + len + (value[len] ? 1 : 0);
+        if (!*rest) continue;  // only the runtime: LD_PRELOAD goes
+        char* d = value;
+        while ((*d++ = *rest++)) {
+        }
       }
     }
     *w++ = *e;
   }
   *w = nullptr;
-  g_env_hidden = true;
+  g_env_saved = true;
 }
 
 }  // namespace memcensus::rt

@@ -174,6 +174,7 @@ void fork_parent() {
 
 // The child keeps none of the parent's pending events: they are the parent's to write.
 void fork_child() {
+  g_runtime_pid = sys_getpid();
   if (g_phase.load() != kActive) return;
   GuardScope guard;
   if (g_check_on) check_fork_child();
@@ -203,6 +204,7 @@ void fork_child() {
 }
 
 bool setup() {
+  g_runtime_pid = sys_getpid();
   if (!read_config()) return false;
   // Check mode first: every allocation from here on must reach the live-block table.
   if (g_config.check && !check_init()) return false;
@@ -262,9 +264,16 @@ bool rt_attach_thread() {
   return true;
 }
 
+pid_t g_runtime_pid = 0;
+
+bool rt_own_process() {
+  return sys_getpid() == g_runtime_pid;
+}
+
 // Ends tracing of this process image: writes everything recorded so far.
 void rt_shutdown() {
   if (g_phase.load() != kActive) return;
+  if (!rt_own_process()) return;  // a vfork child's _exit: the memory is its parent's
   if (g_check_on) check_exit();
   writer_finish();
   g_fast_mode = g_check_on ? kGeneral : kForward;
@@ -273,9 +282,12 @@ void rt_shutdown() {
 
 namespace {
 __attribute__((constructor)) void runtime_constructor() {
-  if (!rt_active()) return;
+  if (!rt_active()) {
+    if (g_config.output[0]) hide_runtime_env(false);  // started by memcensus run, not traced
+    return;
+  }
   resolve_libc_alloc();
-  hide_runtime_env();
+  hide_runtime_env(g_config.follow_fork);
   writer_start();
 }
 

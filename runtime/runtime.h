@@ -234,13 +234,16 @@ extern uint8_t g_fast_mode;
 // Initialises the runtime once (any thread, any hook); true when it became active.
 bool rt_initialise();
 
-// Without --follow-fork: takes the runtime's settings (MEMCENSUS_*) and its path in
-// LD_PRELOAD out of the program's environment, so that the program sees (and copies) the
-// environment it would have without the runtime and its children run without it; an exec of
-// the traced image itself gets them back (hooks_exec.cc). Called once, from the runtime's
-// constructor, before any thread of the runtime's runs. With --follow-fork they stay: glibc's
-// posix_spawn, system and popen pass the environment to children without a hook on the way.
-void hide_runtime_env();
+// Keeps copies of the settings `memcensus run` put in the environment (MEMCENSUS_OUTPUT and
+// the others it sets) and of the runtime's path at the head of LD_PRELOAD, and, unless `keep`,
+// takes them out of the program's environment, so that the program sees (and copies) the
+// environment it would have without the runtime and its children run without it. An exec by
+// a traced process gets them back (hooks_exec.cc). Called once, from the runtime's
+// constructor, before any thread of the runtime's runs: keep is --follow-fork in a traced
+// process (glibc's posix_spawn, system and popen hand the environment to children without a
+// hook on the way), false otherwise (a process that is not traced takes them out too, for its
+// children).
+void hide_runtime_env(bool keep);
 
 // True when events should be recorded. Cheap when active; initialises on first use.
 inline bool rt_active() {
@@ -251,6 +254,13 @@ inline bool rt_active() {
 
 // Writes everything recorded so far and turns the runtime off (destructor, _exit).
 void rt_shutdown();
+
+// The process whose runtime this memory holds (set at initialisation and in a forked child);
+// rt_own_process() is false in a vfork child, which runs in its parent's memory until it
+// execs or exits: the exec and exit hooks then leave the parent's runtime alone (a vfork
+// child whose exec failed once stopped the parent's writer and ended its trace).
+extern pid_t g_runtime_pid;
+bool rt_own_process();
 
 // Text range of libunwind: mappings it makes for its caches are not the program's.
 extern uint64_t g_unwinder_lo, g_unwinder_hi;

@@ -329,6 +329,27 @@ TEST(Robustness, Dup2RacingTheWritersProcReadsLeavesTheProgramsFile) {
   EXPECT_EQ(t.out, "intact\n");
 }
 
+// However the traced image execs itself -- with a null or an emptied environment, after a
+// vfork child whose exec failed (it ran the exec and exit hooks in the parent's memory) --
+// and with or without --follow-fork, both images are in the trace with exact counts.
+TEST(Robustness, ExecWithAnyEnvironmentKeepsTracing) {
+  for (const char* how : {"null-env", "clearenv", "vfork-fail"}) {
+    for (std::vector<std::string> opts : {std::vector<std::string>{}, {"--follow-fork"}}) {
+      SCOPED_TRACE(std::string(how) + (opts.empty() ? "" : " --follow-fork"));
+      auto t = traced({fixture("exec_chain"), how}, opts);
+      ASSERT_EQ(t.status, 0);
+      ASSERT_FALSE(t.report.is_null());
+      const json& tot = t.report["totals"];
+      bool vfork = std::string(how) == "vfork-fail";
+      EXPECT_EQ(tot["allocation_calls"], vfork ? 6 : 5);
+      EXPECT_EQ(tot["free_calls"], vfork ? 3 : 2);
+      EXPECT_EQ(tot["leaked_bytes"], 10);
+      EXPECT_EQ(t.report["images"].size(), 2u);
+      EXPECT_TRUE(t.report["trace"]["complete"].get<bool>()) << t.report["trace"].dump();
+    }
+  }
+}
+
 TEST(Robustness, FollowForkAcrossExec) {
   auto t = traced({fixture("fork"), "exec", fixture("count_c")}, {"--follow-fork"});
   ASSERT_EQ(t.status, 0);
