@@ -3,8 +3,9 @@
 // the smaps snapshots at the RSS peak and at exit, classified as the resident split
 // classifies them (text, data, bss, heap, arenas, stacks, anonymous and file mappings...).
 // Sites are told apart by every frame's function and, where known, file and line: two sites
-// in one function on different lines are two rows. When a module has another build in the
-// other trace, a site found in one trace only is then matched by its functions alone, when
+// in one function on different lines are two rows. When the traces ran other builds (their
+// modules' build-ids differ), a site found in one trace only is then matched by its functions
+// alone, when
 // that pairs it with exactly one site found in the other trace only (a line that moved). Site rows are sorted by peak growth
 // (new - old), then by growth of bytes allocated, largest first; segment rows by resident
 // growth at the peak, then at exit.

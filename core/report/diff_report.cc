@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "layout/classify_layout.h"
@@ -117,17 +118,17 @@ void match_by_functions(std::map<std::string, DiffRow>& rows,
   }
 }
 
-// Whether a module of one trace has another build in the other (a build-id that differs for
-// the same path): only then can a site's line have moved between the two.
+// Whether the two traces ran other builds: a module's build-id in one that the other lacks
+// (the same program run twice has the same set, wherever its files were loaded). Only then
+// can a site's line have moved between the two.
 bool builds_differ(const Analysis& a, const Analysis& b) {
-  std::map<std::string, std::string> ids;
-  for (const TraceModule& m : a.heap.modules)
-    if (!m.build_id.empty()) ids[m.path] = m.build_id;
-  for (const TraceModule& m : b.heap.modules) {
-    auto it = ids.find(m.path);
-    if (it != ids.end() && !m.build_id.empty() && it->second != m.build_id) return true;
-  }
-  return false;
+  auto ids = [](const Analysis& x) {
+    std::set<std::string> out;
+    for (const TraceModule& m : x.heap.modules)
+      if (!m.build_id.empty()) out.insert(m.build_id);
+    return out;
+  };
+  return ids(a) != ids(b);
 }
 
 std::vector<DiffRow> sorted(std::map<std::string, DiffRow>& rows) {

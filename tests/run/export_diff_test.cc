@@ -177,6 +177,38 @@ TEST(Diff, SitesOnDifferentLinesAreTwoRowsInPeakThenBytesOrder) {
   EXPECT_EQ(mctest::run({mc, "diff", empty.trace, a.trace, "--fail-on-growth", "1000"}).status, 1);
 }
 
+// Two builds of one program in which the allocating line moved (a line added above it): the
+// site is one row, matched by its functions, with both sides' figures.
+TEST(Diff, SiteWhoseLineMovedBetweenBuildsIsOneRow) {
+  std::string dir = mctest::scratch_dir();
+  auto build = [&](const std::string& name, const std::string& above) {
+    std::ofstream(dir + "/" + name + ".c")
+        << "#include <stdlib.h>\n" << above
+        << "void* volatile sink;\n"
+           "__attribute__((noinline)) void grow(int n) {\n"
+           "  for (int i = 0; i < n; ++i) { sink = malloc(64); free(sink); }\n"
+           "}\n"
+           "int main(int argc, char** argv) { grow(atoi(argv[1])); return 0; }\n";
+    auto r = mctest::run({"gcc", "-O1", "-g", dir + "/" + name + ".c", "-o", dir + "/" + name});
+    EXPECT_EQ(r.status, 0) << r.out;
+    return dir + "/" + name;
+  };
+  std::string before = build("before", ""), after = build("after", "/* one more line */\n");
+  auto a = mctest::traced({before, "10"});
+  auto b = mctest::traced({after, "30"});
+  auto r = mctest::run({mctest::memcensus(), "diff", a.trace, b.trace, "--json"});
+  ASSERT_EQ(r.status, 0) << r.out;
+  int rows = 0;
+  json d = json::parse(r.out);
+  for (const json& site : d["sites"]) {
+    if (site["what"].get<std::string>().rfind("grow (after.c:", 0) != 0) continue;
+    ++rows;
+    EXPECT_EQ(site["old"]["allocations"], 10) << site.dump();
+    EXPECT_EQ(site["new"]["allocations"], 30) << site.dump();
+  }
+  EXPECT_EQ(rows, 1) << r.out;
+}
+
 // A sampled trace on either side is named as such: its figures are estimates.
 TEST(Diff, SampledSideIsNamed) {
   std::string dir = mctest::scratch_dir();
