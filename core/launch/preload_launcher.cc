@@ -78,9 +78,20 @@ void set_preload_env(const PreloadOptions& o, const std::string& trace) {
   set_env("LD_PRELOAD", o.runtime + (old && *old ? ":" + std::string(old) : ""));
 }
 
+// A shell that runs a command sets "_" in its environment to the command's path: it says
+// memcensus here, as the shell ran memcensus; the program's own value is its own path.
+void set_underscore(const std::string& program) {
+  if (!::getenv("_")) return;
+  try {
+    set_env("_", find_program(program));
+  } catch (const Error&) {
+  }
+}
+
 [[noreturn]] void exec_child(const std::vector<std::string>& argv, const PreloadOptions& o,
                              const std::string& trace, int report_fd) {
   set_preload_env(o, trace);
+  set_underscore(argv[0]);
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);

@@ -284,15 +284,18 @@ TEST(Robustness, AddressSpaceLimitLeavesTheProgramRoom) {
 // The program sees the environment it has without the runtime: the runtime's settings and
 // its LD_PRELOAD entry are taken out (the user's own LD_PRELOAD entries stay), also in an
 // image the program execs (which is traced, and gets them back to start with), and in its
-// children. With --follow-fork they stay, for the children to be traced.
+// children; "_" is the program's path, as a shell would set it. With --follow-fork the
+// settings stay, for the children to be traced.
 TEST(Robustness, ProgramSeesItsOwnEnvironment) {
   std::string env = "/usr/bin/env";
   for (std::vector<std::string> argv :
        {std::vector<std::string>{env}, {"/bin/sh", "-c", "exec " + env}, {"/bin/sh", "-c", env}}) {
     SCOPED_TRACE(argv.back());
-    mctest::Result native = mctest::run(argv);
+    // As a shell runs it: with "_" set to the command's path (run sets it so, for the shell
+    // that ran it set "_" to memcensus).
+    mctest::Result native = mctest::run(argv, {"_=" + argv[0]});
     ASSERT_EQ(native.status, 0);
-    auto t = traced(argv);
+    auto t = traced(argv, {}, {"_=/the/shell/ran/memcensus"});
     EXPECT_EQ(t.status, 0);
     EXPECT_EQ(t.out, native.out);
     EXPECT_GE(t.report["totals"]["allocation_calls"].get<int>(), 0);
