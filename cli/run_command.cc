@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 
 #include "analysis/heap_analysis.h"
 #include "cli/commands.h"
@@ -100,6 +101,11 @@ int run(const RunOptions& o, const Context& ctx) {
     return run_with_check(ctx.trailing, p, c);
   }
   LaunchResult r = run_preloaded(ctx.trailing, p);
+  if (::access(r.trace_path.c_str(), F_OK) != 0 && WIFSIGNALED(r.wait_status)) {
+    std::fprintf(stderr, "memcensus: '%s' was killed by SIG%s before the runtime started: no trace\n",
+                 ctx.trailing[0].c_str(), sigabbrev_np(WTERMSIG(r.wait_status)));
+    return exit_code_of(r.wait_status);
+  }
   if (::access(r.trace_path.c_str(), F_OK) != 0)
     throw Error("'" + ctx.trailing[0] + "' wrote no trace to " + r.trace_path +
                 ": the runtime was not loaded (LD_PRELOAD removed or ignored?)");
