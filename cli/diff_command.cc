@@ -54,7 +54,8 @@ void add_diff_command(CLI::App& root, Context& ctx) {
   app->add_option("new", o->new_file, "the later trace")->required();
   app->add_flag("--json", o->json, "print one JSON object");
   add_debug_dir_option(app, o->debug_dirs);
-  app->add_option("--top", o->top, "how many call sites to list (text: 20 by default; --json: all)")->check(CLI::Range(0, 1000000));
+  app->add_option("--top", o->top, "how many call sites to list (text: 20 by default; --json: all)")
+      ->check(CLI::Range(0, 1000000));
   app->add_option("--fail-on-growth", o->fail_pct,
                   "exit 1 when the peak live heap grew by more than PCT percent")
       ->check(CLI::Validator(

@@ -51,7 +51,8 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
       },
       [&](pid_t, const std::string& path) { src.trace_path = path; });
   if (::access(r.trace_path.c_str(), F_OK) != 0 && WIFSIGNALED(r.wait_status)) {
-    std::fprintf(stderr, "memcensus: '%s' was killed by SIG%s before the runtime started: no trace\n",
+    std::fprintf(stderr,
+                 "memcensus: '%s' was killed by SIG%s before the runtime started: no trace\n",
                  argv[0].c_str(), sigabbrev_np(WTERMSIG(r.wait_status)));
     return exit_code_of(r.wait_status);
   }

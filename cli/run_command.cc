@@ -102,7 +102,8 @@ int run(const RunOptions& o, const Context& ctx) {
   }
   LaunchResult r = run_preloaded(ctx.trailing, p);
   if (::access(r.trace_path.c_str(), F_OK) != 0 && WIFSIGNALED(r.wait_status)) {
-    std::fprintf(stderr, "memcensus: '%s' was killed by SIG%s before the runtime started: no trace\n",
+    std::fprintf(stderr,
+                 "memcensus: '%s' was killed by SIG%s before the runtime started: no trace\n",
                  ctx.trailing[0].c_str(), sigabbrev_np(WTERMSIG(r.wait_status)));
     return exit_code_of(r.wait_status);
   }

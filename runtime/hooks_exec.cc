@@ -78,9 +78,9 @@ __attribute__((constructor)) void resolve_exec() {
 // path. Only the names the launcher sets (core/launch/preload_launcher.cc): a variable of the
 // user's that merely starts with MEMCENSUS_ is the program's.
 constexpr const char* kLauncherNames[] = {
-    "MEMCENSUS_OUTPUT=",      "MEMCENSUS_ROOT_PID=", "MEMCENSUS_FOLLOW_FORK=",
-    "MEMCENSUS_NO_STACKS=",   "MEMCENSUS_STACK_DEPTH=", "MEMCENSUS_SAMPLE=",
-    "MEMCENSUS_CHECK=",       "MEMCENSUS_GUARD_RATE="};
+    "MEMCENSUS_OUTPUT=",    "MEMCENSUS_ROOT_PID=",    "MEMCENSUS_FOLLOW_FORK=",
+    "MEMCENSUS_NO_STACKS=", "MEMCENSUS_STACK_DEPTH=", "MEMCENSUS_SAMPLE=",
+    "MEMCENSUS_CHECK=",     "MEMCENSUS_GUARD_RATE="};
 constexpr int kSavedMax = sizeof kLauncherNames / sizeof kLauncherNames[0];
 char g_saved_text[8192];
 const char* g_saved[kSavedMax];
@@ -204,8 +204,8 @@ size_t runtime_entry(const char* value) {
   while (value[len] && value[len] != ':' && value[len] != ' ') ++len;
   static constexpr char kName[] = "libmemcensus_rt.so";
   constexpr size_t kNameLen = sizeof kName - 1;
-  bool ours = len >= kNameLen && len < sizeof g_runtime_path &&
-              starts_with(value + len - kNameLen, kName);
+  bool ours =
+      len >= kNameLen && len < sizeof g_runtime_path && starts_with(value + len - kNameLen, kName);
   return ours ? len : 0;
 }
 }  // namespace

@@ -140,8 +140,8 @@ bool stale_remove(int fd) {
 // Forgets the runtime pipe that has `fd` as an end (libunwind closes both ends together).
 void pipe_forget(int fd) {
   for (OwnPipe& p : g_pipes) {
-    if (fd < 0 || (p.r.load(std::memory_order_relaxed) != fd &&
-                   p.w.load(std::memory_order_relaxed) != fd))
+    if (fd < 0 ||
+        (p.r.load(std::memory_order_relaxed) != fd && p.w.load(std::memory_order_relaxed) != fd))
       continue;
     p.w.store(-1, std::memory_order_relaxed);
     p.r.store(-1, std::memory_order_relaxed);

@@ -6,9 +6,9 @@
 // in one function on different lines are two rows. When the traces ran other builds (their
 // modules' build-ids differ), a site found in one trace only is then matched by its functions
 // alone, when
-// that pairs it with exactly one site found in the other trace only (a line that moved). Site rows are sorted by peak growth
-// (new - old), then by growth of bytes allocated, largest first; segment rows by resident
-// growth at the peak, then at exit.
+// that pairs it with exactly one site found in the other trace only (a line that moved). Site rows
+// are sorted by peak growth (new - old), then by growth of bytes allocated, largest first; segment
+// rows by resident growth at the peak, then at exit.
 #pragma once
 
 #include <cstdint>
@@ -25,9 +25,9 @@ struct DiffRow {
   std::string what;  // site path (innermost first, " < " between frames) or segment kind
   DiffFigures old_figures, new_figures;
   bool in_old = false, in_new = false;  // the site is in that trace
-  int64_t peak_growth() const;   // peak bytes, new - old
-  int64_t bytes_growth() const;  // bytes allocated, new - old
-  int64_t growth() const;        // peak growth, or bytes growth when peaks are equal
+  int64_t peak_growth() const;          // peak bytes, new - old
+  int64_t bytes_growth() const;         // bytes allocated, new - old
+  int64_t growth() const;               // peak growth, or bytes growth when peaks are equal
 };
 
 // One segment kind in one trace: summed over its regions.
@@ -53,7 +53,7 @@ struct TraceDiff {
   uint64_t old_sample_bytes = 0, new_sample_bytes = 0;  // --sample of each trace (0: none):
                                                         // its heap figures are estimates
   std::vector<DiffRow> sites;
-  std::vector<SegmentDiffRow> segments;  // every kind present in either trace
+  std::vector<SegmentDiffRow> segments;           // every kind present in either trace
   bool old_complete = true, new_complete = true;  // false: that trace ends early
   // Peak live heap growth in percent (0 when both are 0; +infinity when only old is 0).
   double peak_growth_percent() const;

@@ -30,16 +30,17 @@ SiteKeys site_keys(SiteNames& names, uint32_t stack) {
     k.functions += sep + names.label(f);
     if (f.file) {
       size_t slash = f.file->rfind('/');
-      k.full += fmt::format(" ({}:{})", slash == std::string::npos ? *f.file : f.file->substr(slash + 1),
-                            f.line.value_or(0));
+      k.full +=
+          fmt::format(" ({}:{})", slash == std::string::npos ? *f.file : f.file->substr(slash + 1),
+                      f.line.value_or(0));
     }
   }
   if (k.full.empty()) k.full = k.functions = names.name(stack);
   return k;
 }
 
-void add_sites(const Analysis& a, Symbolizer& sym, Side side,
-               std::map<std::string, DiffRow>& rows, std::map<std::string, std::string>& functions) {
+void add_sites(const Analysis& a, Symbolizer& sym, Side side, std::map<std::string, DiffRow>& rows,
+               std::map<std::string, std::string>& functions) {
   SiteNames names(a.heap, sym);
   for (const SiteStats& s : a.heap.sites) {
     SiteKeys keys = site_keys(names, s.stack);

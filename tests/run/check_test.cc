@@ -200,8 +200,8 @@ TEST(Check, GuardedBlocksKeepTheAllocatorsContract) {
 TEST(Check, FailedReallocOfAGuardedBlockIsRecorded) {
   for (const char* rate : {"1", "5000"}) {
     SCOPED_TRACE(std::string("--guard-rate ") + rate);
-    mctest::Traced t =
-        mctest::traced({mctest::fixture("failures"), "0", "0", "3"}, {"--check", "--guard-rate", rate});
+    mctest::Traced t = mctest::traced({mctest::fixture("failures"), "0", "0", "3"},
+                                      {"--check", "--guard-rate", rate});
     EXPECT_EQ(t.status, 0);
     ASSERT_FALSE(t.report.is_null());
     EXPECT_EQ(t.report["calls"]["realloc"], 3);

@@ -158,7 +158,8 @@ TEST(Diff, SitesOnDifferentLinesAreTwoRowsInPeakThenBytesOrder) {
     const json &p = d["sites"][i - 1], &q = d["sites"][i];
     EXPECT_TRUE(p["peak_growth"] > q["peak_growth"] ||
                 (p["peak_growth"] == q["peak_growth"] && p["bytes_growth"] >= q["bytes_growth"]))
-        << p.dump() << "\n" << q.dump();
+        << p.dump() << "\n"
+        << q.dump();
   }
   EXPECT_EQ(d["sites_total"], d["sites"].size());  // --json lists every site by default
   auto top1 = mctest::run({mc, "diff", a.trace, b.trace, "--json", "--top", "1"});
@@ -183,7 +184,8 @@ TEST(Diff, SiteWhoseLineMovedBetweenBuildsIsOneRow) {
   std::string dir = mctest::scratch_dir();
   auto build = [&](const std::string& name, const std::string& above) {
     std::ofstream(dir + "/" + name + ".c")
-        << "#include <stdlib.h>\n" << above
+        << "#include <stdlib.h>\n"
+        << above
         << "void* volatile sink;\n"
            "__attribute__((noinline)) void grow(int n) {\n"
            "  for (int i = 0; i < n; ++i) { sink = malloc(64); free(sink); }\n"

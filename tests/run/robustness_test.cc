@@ -318,7 +318,8 @@ TEST(Robustness, ThousandsOfThreadsAliveAtOnceAreAllRecorded) {
   EXPECT_GE(t.report["thread_totals"].size(), 5001u);
   uint64_t blocks = 0;
   for (const json& site : t.report["sites"])
-    if (site["bytes"] == site["allocations"].get<uint64_t>() * 4321) blocks += site["allocations"].get<uint64_t>();
+    if (site["bytes"] == site["allocations"].get<uint64_t>() * 4321)
+      blocks += site["allocations"].get<uint64_t>();
   EXPECT_EQ(blocks, 5000u);
 }
 
