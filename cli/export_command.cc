@@ -70,12 +70,7 @@ int run_export(const ExportOptions& o, bool at_given) {
     write_analysis_json(a, sym, HeapReportOptions{}, bytes);
   }
   write_out(o.out, bytes);
-  if (!a.heap.clean_end || a.stats.truncated)
-    std::fprintf(stderr,
-                 "memcensus: note: %s ends early (the process was killed or crashed, or its "
-                 "trace was cut short): the figures cover what was written, and blocks live at "
-                 "the cut count as not freed\n",
-                 o.file.c_str());
+  note_if_cut(a, o.file);
 
   return 0;
 }

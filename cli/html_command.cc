@@ -46,12 +46,7 @@ int html(const HtmlOptions& o) {
   bool ok = std::fwrite(page.data(), 1, page.size(), f) == page.size();
   ok = std::fclose(f) == 0 && ok;
   if (!ok) throw Error("cannot write '" + o.output + "': " + std::strerror(errno));
-  if (!a.heap.clean_end || a.stats.truncated)
-    std::fprintf(stderr,
-                 "memcensus: note: %s ends early (the process was killed or crashed, or its "
-                 "trace was cut short): the figures cover what was written, and blocks live at "
-                 "the cut count as not freed\n",
-                 o.file.c_str());
+  note_if_cut(a, o.file);
   std::fprintf(stderr, "memcensus: report written to %s (%zu bytes)\n", o.output.c_str(),
                page.size());
   return 0;

@@ -30,4 +30,13 @@ Analysis analyse_with_progress(TraceReader& reader, std::optional<uint64_t> capt
   return a;
 }
 
+void note_if_cut(const Analysis& a, const std::string& file) {
+  if (a.heap.clean_end && !a.stats.truncated) return;
+  std::fprintf(stderr,
+               "memcensus: note: %s ends early (the process was killed or crashed, or its trace "
+               "was cut short): the figures cover what was written, and blocks live at the cut "
+               "count as not freed\n",
+               file.c_str());
+}
+
 }  // namespace memcensus::cli

@@ -12,4 +12,7 @@ Analysis analyse_with_progress(TraceReader& reader,
                                std::optional<uint64_t> capture_ns = std::nullopt,
                                bool summary_only = false);
 
+// On stderr, when the analysed trace ends early: its figures cover what was written.
+void note_if_cut(const Analysis& a, const std::string& file);
+
 }  // namespace memcensus::cli
