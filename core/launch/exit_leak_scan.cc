@@ -246,7 +246,7 @@ Layout stopped_layout(const ExitEvent& ev) {
   so.symbols = 0;
   so.known_sps = ev.stack_pointers;
   so.interrupt_running = false;
-  so.regions_only = true;  // the roots need no figures and no ELF sections
+  so.regions_only = true;  // the roots need no smaps figures
   return snapshot_layout(ev.pid, so);
 }
 

@@ -127,10 +127,7 @@ Layout snapshot_layout(pid_t pid, const SnapshotOptions& opt) {
   layout.threads = read_threads(proc, opt, layout.warnings);
   LayoutSources src;
   src.symbols = opt.symbols;
-  src.load_elf = [&](const SmapsRegion& r, std::string& why) -> std::optional<ElfInfo> {
-    if (opt.regions_only) return std::nullopt;  // a plain file mapping, as far as it goes
-    return load_object(proc, r, why);
-  };
+  src.load_elf = [&](const SmapsRegion& r, std::string& why) { return load_object(proc, r, why); };
   src.read_memory = [&](uint64_t a, void* out, size_t n) { return proc.read_memory(a, out, n); };
   src.pagemap = [&](uint64_t first, size_t count) { return proc.pagemap(first, count); };
   classify_layout(raw, src, layout);

@@ -24,8 +24,9 @@ struct SnapshotOptions {
   // its result becomes Region::figures_json (used to render JSON output early).
   std::function<std::string(const SmapsRegion&)> prerender;
   // Regions only, for the leak scan's roots: /proc/PID/maps instead of smaps (no figures, no
-  // rollup) and no ELF file read (file mappings stay "file", a bss continuation "anon";
-  // labels, heap, arenas and thread stacks are found as usual).
+  // rollup). Objects are still read: a bss continuation must stay "bss", not "anon" (the
+  // scan takes an anonymous region holding an ended thread's runtime state for that thread's
+  // stack, and a library's bss next to the main thread's TLS block was then left out).
   bool regions_only = false;
 };
 
