@@ -188,6 +188,17 @@ bool pipe_taken(int fd) {
   return false;
 }
 
+// After the program's dup2 or dup3 (result r) onto `newfd`: when newfd was a runtime pipe
+// end (pipe_taken) and the call failed, that end, no longer used, is closed. Returns r.
+int dup_done(int r, bool pipe_end, int newfd) {
+  if (r < 0 && pipe_end) {
+    int saved = errno;
+    sys_close(newfd);
+    errno = saved;
+  }
+  return r;
+}
+
 // close_range over [first, last] less the runtime's descriptors (calls over the gaps).
 int close_range_around(unsigned first, unsigned last, int flags) {
   CloseRangeFn next = resolved(g_close_range, "close_range");
@@ -314,12 +325,7 @@ MEMCENSUS_EXPORT int dup2(int oldfd, int newfd) {
     return -1;
   }
   int r = next(oldfd, newfd);
-  if (r < 0 && pipe_end) {  // the end is still the runtime's, no longer used: closed
-    int saved = errno;
-    sys_close(newfd);
-    errno = saved;
-  }
-  return r;
+  return dup_done(r, pipe_end, newfd);
 }
 
 MEMCENSUS_EXPORT int dup3(int oldfd, int newfd, int flags) {
@@ -335,10 +341,5 @@ MEMCENSUS_EXPORT int dup3(int oldfd, int newfd, int flags) {
     return -1;
   }
   int r = next(oldfd, newfd, flags);
-  if (r < 0 && pipe_end) {
-    int saved = errno;
-    sys_close(newfd);
-    errno = saved;
-  }
-  return r;
+  return dup_done(r, pipe_end, newfd);
 }
