@@ -1,6 +1,8 @@
 // memcensus export --format pprof|collapsed|json FILE -o OUT [--at exit|peak|SECONDS]
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <string_view>
 
 #include "cli/commands.h"
 #include "cli/progress.h"
@@ -43,10 +45,20 @@ InUseBySite in_use(const Analysis& a, const std::string& at) {
   return out;
 }
 
-void write_out(const std::string& path, const std::string& bytes) {
+// Writes what `produce` hands to its sink into the file at `path`.
+void write_out(const std::string& path,
+               const std::function<void(const std::function<void(std::string_view)>&)>& produce) {
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) throw Error(path + ": cannot create output file");
-  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  bool ok = true;
+  try {
+    produce([&](std::string_view part) {
+      ok &= std::fwrite(part.data(), 1, part.size(), f) == part.size();
+    });
+  } catch (...) {
+    std::fclose(f);
+    throw;
+  }
   ok &= std::fclose(f) == 0;
   if (!ok) throw Error(path + ": write failed");
 }
@@ -60,16 +72,22 @@ int run_export(const ExportOptions& o, bool at_given) {
   TraceReader reader = TraceReader::from_file(o.file);
   Analysis a = analyse_with_progress(reader, at);
   Symbolizer sym(a.heap.modules, o.debug_dirs);
-  std::string bytes;
-  if (o.format == "pprof") {
-    bytes = gzip(encode_pprof(a, in_use(a, o.at), sym));
-  } else if (o.format == "collapsed") {
-    InUseBySite live = in_use(a, o.at);
-    bytes = collapsed_stacks(a, o.at.empty() ? nullptr : &live, sym);
-  } else {
-    write_analysis_json(a, sym, HeapReportOptions{}, bytes);
-  }
-  write_out(o.out, bytes);
+  write_out(o.out, [&](const std::function<void(std::string_view)>& sink) {
+    if (o.format == "collapsed") {
+      InUseBySite live = in_use(a, o.at);
+      write_collapsed_stacks(a, o.at.empty() ? nullptr : &live, sym, sink);
+      return;
+    }
+    std::string bytes;
+    if (o.format == "pprof")
+      bytes = gzip(encode_pprof(a, in_use(a, o.at), sym));
+    else
+      write_analysis_json(a, sym, HeapReportOptions{}, bytes, [&](std::string& part) {
+        sink(part);
+        part.clear();
+      });
+    sink(bytes);
+  });
   note_if_cut(a, o.file);
 
   return 0;

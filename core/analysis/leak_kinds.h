@@ -69,7 +69,7 @@ struct LeakKindsSummary {
 };
 
 // Symbolized frames of a stack id (innermost first); empty for none.
-using StackFrames = std::function<const std::vector<SourceFrame>&(uint32_t stack)>;
+using StackFrames = std::function<std::vector<SourceFrame>(uint32_t stack)>;
 
 LeakKindsSummary summarize_leak_kinds(const LeakKindsCollector& c, const HeapSummary& heap,
                                       const Suppressions& suppressions, const StackFrames& frames);

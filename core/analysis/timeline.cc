@@ -46,15 +46,20 @@ void Timeline::halve() {
   }
   buckets_ = std::move(merged);
   for (auto& [site, pts] : sites_) {
-    std::vector<SitePoint> m((pts.size() + 1) / 2);
+    size_t n = 0;  // points kept, merged in place
     for (size_t i = 0; i < pts.size(); ++i) {
-      SitePoint& t = m[i / 2];
-      t.allocations += pts[i].allocations;
-      t.bytes += pts[i].bytes;
-      if (pts[i].touched) t.live_end = pts[i].live_end;
-      t.touched |= pts[i].touched;
+      SitePoint p = pts[i];
+      p.bucket /= 2;
+      if (n && pts[n - 1].bucket == p.bucket) {
+        SitePoint& t = pts[n - 1];
+        t.allocations += p.allocations;
+        t.bytes += p.bytes;
+        t.live_end = p.live_end;
+      } else {
+        pts[n++] = p;
+      }
     }
-    pts = std::move(m);
+    pts.resize(n);
   }
   width_ *= 2;
 }
@@ -77,13 +82,15 @@ void Timeline::on_heap_slow(uint64_t time, uint32_t site, bool is_alloc, uint64_
     cache_.points = &sites_[site];  // node-based map: the vector does not move
   }
   std::vector<SitePoint>& pts = *cache_.points;
-  if (pts.size() <= i) pts.resize(i + 1);
+  // i is the last bucket, or a new one: a site's points stay in bucket order.
+  if (pts.empty() || pts.back().bucket != i)
+    pts.push_back(SitePoint{.bucket = static_cast<uint32_t>(i)});
+  SitePoint& pt = pts.back();
   if (is_alloc) {
-    pts[i].allocations += weight;
-    pts[i].bytes += static_cast<double>(size) * weight;
+    pt.allocations += weight;
+    pt.bytes += static_cast<double>(size) * weight;
   }
-  pts[i].live_end = site_live;
-  pts[i].touched = true;
+  pt.live_end = site_live;
 }
 
 void Timeline::on_rss(uint64_t time, uint64_t rss) {
@@ -137,11 +144,12 @@ std::vector<SiteSeries> Timeline::site_series(size_t top) const {
     SiteSeries s{site, std::vector<SiteSeriesPoint>(buckets_.size())};
     uint64_t live = 0;
     RoundedSum site_allocations, site_bytes;
+    size_t next = 0;  // pts[next]: the site's next bucket that changed
     for (size_t i = 0; i < s.points.size(); ++i) {
-      if (i < pts.size()) {
-        s.points[i].allocations = site_allocations.next(pts[i].allocations);
-        s.points[i].bytes = site_bytes.next(pts[i].bytes);
-        if (pts[i].touched) live = pts[i].live_end;
+      if (next < pts.size() && pts[next].bucket == i) {
+        s.points[i].allocations = site_allocations.next(pts[next].allocations);
+        s.points[i].bytes = site_bytes.next(pts[next].bytes);
+        live = pts[next++].live_end;
       }
       s.points[i].live_end = live;
     }

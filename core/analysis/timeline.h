@@ -2,8 +2,11 @@
 // equal time buckets. Buckets start 10 ms wide (event times follow real time to the
 // writer's round, about 10 ms: narrower buckets showed each round's events in one bucket
 // and none in the next) and double in width (merging pairs) whenever the trace outgrows
-// them, so memory stays O(max_buckets x sites that allocated) however long the trace. This
-// is what the HTML report's charts and the text --timeline draw.
+// them. Each site keeps a point only for the buckets in which it changed, so memory is
+// O(max_buckets + changes per site, at most max_buckets each) however long the trace: a
+// trace of 500,000 sites each allocating once costs ~100 bytes per site, not a series of
+// max_buckets points each. This is what the HTML report's charts and the text --timeline
+// draw.
 //
 // Feed it heap changes and RSS samples in (roughly) time order; a change earlier than the
 // current bucket is counted in the current bucket. A change may carry a weight (a --sample
@@ -49,7 +52,7 @@ class Timeline {
   void on_heap(uint64_t time, uint32_t site, bool is_alloc, uint64_t size, uint64_t live,
                uint64_t site_live, double weight = 1) {
     if (time >= end_ns_ || site != cache_.site || !cache_.points ||
-        cache_.points->size() != buckets_.size())
+        cache_.points->back().bucket + 1 != buckets_.size())
       return on_heap_slow(time, site, is_alloc, size, live, site_live, weight);
     Bucket& b = buckets_.back();
     SitePoint& pt = cache_.points->back();
@@ -64,7 +67,6 @@ class Timeline {
       b.frees += weight;
     }
     pt.live_end = site_live;
-    pt.touched = true;
   }
   // A block that leaves the live heap without a free (its image exec'd): as a free's on_heap,
   // without counting a free (the change lands in the last bucket, the one of `time`).
@@ -73,7 +75,8 @@ class Timeline {
   }
   // Changes at `site` before this time take the inline path of on_heap (0: none do).
   uint64_t inline_until(uint32_t site) const {
-    return site == cache_.site && cache_.points && cache_.points->size() == buckets_.size()
+    return site == cache_.site && cache_.points &&
+                   cache_.points->back().bucket + 1 == buckets_.size()
                ? end_ns_
                : 0;
   }
@@ -92,7 +95,6 @@ class Timeline {
     pt.allocations += static_cast<double>(count);
     pt.bytes += static_cast<double>(bytes);
     pt.live_end = site_live;
-    pt.touched = true;
   }
   // An RSS sample. Heap events are applied up to about two writer rounds after the samples
   // read next to them (heap_pass.cc, "Rounds and order"), and an event earlier than the end
@@ -115,10 +117,11 @@ class Timeline {
     uint64_t start_ns = 0, live_max = 0, live_end = 0, rss_max = 0;
     double allocations = 0, bytes = 0, frees = 0;
   };
+  // A site's figures in one bucket in which it changed.
   struct SitePoint {
     double allocations = 0, bytes = 0;
     uint64_t live_end = 0;
-    bool touched = false;
+    uint32_t bucket = 0;  // index into buckets_
   };
   size_t index(uint64_t time);
   void on_heap_slow(uint64_t time, uint32_t site, bool is_alloc, uint64_t size, uint64_t live,
@@ -134,6 +137,7 @@ class Timeline {
   uint64_t width_;
   uint64_t end_ns_ = 0;  // end of the last bucket (buckets_.size() x width_)
   std::vector<Bucket> buckets_;
+  // By site: its points in bucket order, never empty.
   std::unordered_map<uint32_t, std::vector<SitePoint>> sites_;
   // sites_[site] of the latest change; a copy or move of the Timeline starts without it.
   struct SiteCache {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,12 +43,52 @@ Analysis analyse_trace(TraceReader& reader, const std::function<void(uint64_t)>&
                        std::optional<uint64_t> capture_ns = std::nullopt,
                        bool summary_only = false);
 
-// Symbolized names of call sites, each stack symbolized once.
+// The frames of one stack, innermost first: references to the Symbolizer's frames of each
+// return address, so that a stack costs 8 bytes a frame however long its names.
+class FrameRefs {
+ public:
+  class iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = SourceFrame;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const SourceFrame*;
+    using reference = const SourceFrame&;
+    iterator() = default;
+    explicit iterator(const SourceFrame* const* p) : p_(p) {}
+    const SourceFrame& operator*() const { return **p_; }
+    const SourceFrame* operator->() const { return *p_; }
+    iterator& operator++() {
+      ++p_;
+      return *this;
+    }
+    iterator operator++(int) { return iterator(p_++); }
+    bool operator==(const iterator&) const = default;
+
+   private:
+    const SourceFrame* const* p_ = nullptr;
+  };
+  iterator begin() const { return iterator(refs_.data()); }
+  iterator end() const { return iterator(refs_.data() + refs_.size()); }
+  size_t size() const { return refs_.size(); }
+  bool empty() const { return refs_.empty(); }
+  const SourceFrame& front() const { return *refs_.front(); }
+  const SourceFrame& operator[](size_t i) const { return *refs_[i]; }
+  void push_back(const SourceFrame& f) { refs_.push_back(&f); }
+
+ private:
+  std::vector<const SourceFrame*> refs_;
+};
+
+// Symbolized names of call sites, each stack symbolized once. Holds references into `sym`,
+// which must outlive it.
 class SiteNames {
  public:
   SiteNames(const HeapSummary& s, Symbolizer& sym) : s_(s), sym_(sym) {}
   // Frames innermost first ("function" or "object+0xoffset" when unknown).
-  const std::vector<SourceFrame>& frames(uint32_t stack);
+  const FrameRefs& frames(uint32_t stack);
+  // The same, copied (for StackFrames).
+  std::vector<SourceFrame> frame_copies(uint32_t stack);
   // Short name: the innermost frame, with file:line when known.
   std::string name(uint32_t stack);
   std::string label(const SourceFrame& f) const;  // frame_label with the trace's modules
@@ -55,7 +96,7 @@ class SiteNames {
  private:
   const HeapSummary& s_;
   Symbolizer& sym_;
-  std::unordered_map<uint32_t, std::vector<SourceFrame>> cache_;
+  std::unordered_map<uint32_t, FrameRefs> cache_;
 };
 
 // "function", or "object+0xoffset" (offset from the module's load bias) when unknown.

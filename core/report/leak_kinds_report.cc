@@ -73,9 +73,8 @@ void write_kind_sites(const LeakKindsSummary& k, LeakKind kind, SiteNames& names
 
 LeakKindsSummary leak_kinds_of(const Analysis& a, SiteNames& names, const HeapReportOptions& o) {
   static const Suppressions kNone;
-  return summarize_leak_kinds(
-      a.checks, a.heap, o.suppressions ? *o.suppressions : kNone,
-      [&](uint32_t stack) -> const std::vector<SourceFrame>& { return names.frames(stack); });
+  return summarize_leak_kinds(a.checks, a.heap, o.suppressions ? *o.suppressions : kNone,
+                              [&](uint32_t stack) { return names.frame_copies(stack); });
 }
 
 void write_leak_kinds_text(const LeakKindsSummary& k, SiteNames& names, size_t top,

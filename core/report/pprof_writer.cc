@@ -4,9 +4,12 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -213,13 +216,40 @@ std::string gzip(const std::string& bytes) {
   return out;
 }
 
-std::string collapsed_stacks(const Analysis& a, const InUseBySite* in_use, Symbolizer& sym) {
-  SiteNames names(a.heap, sym);
-  // Sites whose frames read the same (return addresses in one function at different lines,
-  // which collapsed frames do not show) are one line with the sum, as the format means:
-  // each stack once. Lines keep the order of their first site (largest first).
-  std::vector<std::pair<std::string, uint64_t>> lines;
-  std::unordered_map<std::string, size_t> line_of;
+void write_collapsed_stacks(const Analysis& a, const InUseBySite* in_use, Symbolizer& sym,
+                            const std::function<void(std::string_view)>& out) {
+  // Memory is kept to a few bytes per frame of each distinct line, however many sites: a
+  // frame is a label id, each return address's labels are worked out once, and lines are
+  // written as they are joined. Sites whose frames read the same (return addresses in one
+  // function at different lines, which collapsed frames do not show) are one line with the
+  // sum, as the format means: each stack once. Lines keep the order of their first site
+  // (largest first).
+  std::vector<std::string> labels;
+  std::unordered_map<std::string, uint32_t> label_ids;
+  auto label_id = [&](std::string label) {
+    std::replace(label.begin(), label.end(), ';', ':');
+    auto [it, added] = label_ids.try_emplace(label, static_cast<uint32_t>(labels.size()));
+    if (added) labels.push_back(std::move(label));
+    return it->second;
+  };
+  std::unordered_map<uint64_t, std::vector<uint32_t>> address_labels;  // outermost first
+  struct Line {
+    size_t begin;
+    uint32_t size;
+    uint64_t value;
+  };
+  std::vector<uint32_t> ids;  // the lines' label ids, one after another
+  std::vector<Line> lines;
+  auto ids_of = [&](uint32_t line) {
+    return std::span<const uint32_t>(ids.data() + lines[line].begin, lines[line].size);
+  };
+  auto hash = [&](uint32_t line) {
+    uint64_t h = 14695981039346656037ull;
+    for (uint32_t id : ids_of(line)) h = (h ^ id) * 1099511628211ull;
+    return static_cast<size_t>(h);
+  };
+  auto same = [&](uint32_t x, uint32_t y) { return std::ranges::equal(ids_of(x), ids_of(y)); };
+  std::unordered_set<uint32_t, decltype(hash), decltype(same)> line_set(16, hash, same);
   for (const SiteStats& s : a.heap.sites) {
     uint64_t value = s.bytes;
     if (in_use) {
@@ -227,23 +257,44 @@ std::string collapsed_stacks(const Analysis& a, const InUseBySite* in_use, Symbo
       value = it == in_use->end() ? 0 : it->second.bytes;
     }
     if (!value) continue;
-    const std::vector<SourceFrame>& frames = names.frames(s.stack);
-    std::string line;
-    for (auto f = frames.rbegin(); f != frames.rend(); ++f) {
-      std::string label = names.label(*f);
-      std::replace(label.begin(), label.end(), ';', ':');
-      line += (line.empty() ? "" : ";") + label;
+    Line line{ids.size(), 0, value};
+    auto st = a.heap.stacks.find(s.stack);
+    if (st != a.heap.stacks.end())
+      for (auto addr = st->second.rbegin(); addr != st->second.rend(); ++addr) {
+        auto [at, fresh] = address_labels.try_emplace(*addr);
+        if (fresh) {
+          const std::vector<SourceFrame>& frames = sym.symbolize_return_address(*addr);
+          for (auto f = frames.rbegin(); f != frames.rend(); ++f)
+            at->second.push_back(label_id(frame_label(*f, a.heap.modules)));
+        }
+        ids.insert(ids.end(), at->second.begin(), at->second.end());
+      }
+    if (ids.size() == line.begin)  // no frames: as SiteNames::name reads it
+      ids.push_back(label_id(s.stack ? fmt::format("stack #{}", s.stack) : "(no stack)"));
+    line.size = static_cast<uint32_t>(ids.size() - line.begin);
+    lines.push_back(line);
+    auto [it, added] = line_set.insert(static_cast<uint32_t>(lines.size() - 1));
+    if (!added) {
+      lines[*it].value += value;
+      lines.pop_back();
+      ids.resize(line.begin);
     }
-    if (line.empty()) line = names.name(s.stack);
-    auto [it, added] = line_of.try_emplace(line, lines.size());
-    if (added)
-      lines.emplace_back(std::move(line), value);
-    else
-      lines[it->second].second += value;
   }
-  std::string out;
-  for (const auto& [line, value] : lines) out += fmt::format("{} {}\n", line, value);
-  return out;
+  std::string buf;
+  for (uint32_t i = 0; i < lines.size(); ++i) {
+    bool first = true;
+    for (uint32_t id : ids_of(i)) {
+      if (!first) buf += ';';
+      buf += labels[id];
+      first = false;
+    }
+    fmt::format_to(std::back_inserter(buf), " {}\n", lines[i].value);
+    if (buf.size() >= (1u << 20)) {
+      out(buf);
+      buf.clear();
+    }
+  }
+  if (!buf.empty()) out(buf);
 }
 
 }  // namespace memcensus

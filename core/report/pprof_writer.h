@@ -7,7 +7,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "report/analysis_report.h"
@@ -30,8 +32,10 @@ std::string encode_pprof(const Analysis& a, const InUseBySite& in_use, Symbolize
 // gzip (RFC 1952) of `bytes`.
 std::string gzip(const std::string& bytes);
 
-// Collapsed stacks: one line per site with a non-zero value, outermost frame first.
-// value: bytes allocated, or in-use bytes when `in_use` is given.
-std::string collapsed_stacks(const Analysis& a, const InUseBySite* in_use, Symbolizer& sym);
+// Collapsed stacks: one line per distinct stack with a non-zero value, outermost frame first.
+// value: bytes allocated, or in-use bytes when `in_use` is given. Handed to `out` in parts
+// of about 1 MiB.
+void write_collapsed_stacks(const Analysis& a, const InUseBySite* in_use, Symbolizer& sym,
+                            const std::function<void(std::string_view)>& out);
 
 }  // namespace memcensus

@@ -26,18 +26,24 @@ std::string SiteNames::label(const SourceFrame& f) const {
   return frame_label(f, s_.modules);
 }
 
-const std::vector<SourceFrame>& SiteNames::frames(uint32_t stack) {
+const FrameRefs& SiteNames::frames(uint32_t stack) {
   auto [it, fresh] = cache_.try_emplace(stack);
   if (!fresh) return it->second;
   auto st = s_.stacks.find(stack);
   if (st == s_.stacks.end()) return it->second;
+  // The symbolizer's frames stay where they are: its cache is node-based and never erased.
   for (uint64_t addr : st->second)
     for (const SourceFrame& f : sym_.symbolize_return_address(addr)) it->second.push_back(f);
   return it->second;
 }
 
+std::vector<SourceFrame> SiteNames::frame_copies(uint32_t stack) {
+  const FrameRefs& refs = frames(stack);
+  return std::vector<SourceFrame>(refs.begin(), refs.end());
+}
+
 std::string SiteNames::name(uint32_t stack) {
-  const std::vector<SourceFrame>& fr = frames(stack);
+  const FrameRefs& fr = frames(stack);
   if (fr.empty()) return stack ? fmt::format("stack #{}", stack) : "(no stack)";
   const SourceFrame& f = fr.front();
   std::string s = label(f);

@@ -93,6 +93,58 @@ TEST(Export, CollapsedAndJson) {
   EXPECT_TRUE(j["resident"]["at_exit"].is_object());
 }
 
+// 4,096 distinct stacks (every path of a 12-level recursion, each taken twice): the collapsed
+// export has one line per path, with the turns of that path and the bytes it allocated (by
+// the fixture's sizes), and the JSON export one stack per site with the same turns.
+TEST(Export, CollapsedAndJsonKeepEveryPathOfARecursion) {
+  constexpr int kDepth = 12, kRounds = 2;
+  auto t = mctest::traced(
+      {mctest::fixture("tree_paths"), std::to_string(kRounds), std::to_string(kDepth)}, {});
+  ASSERT_EQ(t.status, 0);
+  // The turns named in `functions` (outermost first), as the path's number.
+  auto path_of = [](const std::vector<std::string>& functions, int* turns) {
+    unsigned path = 0;
+    *turns = 0;
+    for (const std::string& f : functions)
+      if (f == "go_left" || f == "go_right") {
+        path = path << 1 | (f == "go_right" ? 1u : 0u);
+        ++*turns;
+      }
+    return path;
+  };
+  std::vector<int> seen(1u << kDepth);
+  std::ifstream folded(exported(t.trace, "collapsed"));
+  for (std::string line; std::getline(folded, line);) {
+    size_t space = line.rfind(' ');
+    ASSERT_NE(space, std::string::npos) << line;
+    std::vector<std::string> functions;
+    std::stringstream frames(line.substr(0, space));
+    for (std::string f; std::getline(frames, f, ';');) functions.push_back(f);
+    if (functions.empty() || functions.back() != "leaf") continue;
+    int turns = 0;
+    unsigned path = path_of(functions, &turns);
+    ASSERT_EQ(turns, kDepth) << line;
+    ++seen[path];
+    EXPECT_EQ(std::stoull(line.substr(space + 1)), kRounds * (16 + path)) << line;
+  }
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), 1 << kDepth);
+
+  json j = mctest::read_json(exported(t.trace, "json"));
+  std::vector<int> in_json(1u << kDepth);
+  for (const json& site : j["sites"]) {
+    const json& frames = j["stacks"][std::to_string(site["stack_id"].get<uint64_t>())];
+    if (frames.empty() || frames[0]["function"] != "leaf") continue;
+    std::vector<std::string> functions;
+    for (auto f = frames.rbegin(); f != frames.rend(); ++f) functions.push_back((*f)["function"]);
+    int turns = 0;
+    unsigned path = path_of(functions, &turns);
+    ASSERT_EQ(turns, kDepth) << frames.dump();
+    ++in_json[path];
+    EXPECT_EQ(site["bytes"], kRounds * (16 + path));
+  }
+  EXPECT_EQ(std::count(in_json.begin(), in_json.end(), 1), 1 << kDepth);
+}
+
 // --at takes peak, exit or plain decimal seconds; anything else, and --at with json (which
 // holds the whole analysis), is refused with exit status 2.
 TEST(Export, AtIsStrict) {

@@ -81,9 +81,7 @@ TEST(LeakKinds, JoinsClassesWithBlocksAndSuppresses) {
   c.errors = {e, e};
   c.errors[1].stack = 3;
   std::vector<SourceFrame> f1 = {frame("lose_it", "/p")}, f2 = {frame("other", "/p")}, none;
-  StackFrames frames = [&](uint32_t s) -> const std::vector<SourceFrame>& {
-    return s == 1 ? f1 : s == 2 ? f2 : none;
-  };
+  StackFrames frames = [&](uint32_t s) { return s == 1 ? f1 : s == 2 ? f2 : none; };
   LeakKindsSummary k = summarize_leak_kinds(c, heap, Suppressions(), frames);
   EXPECT_TRUE(k.have_scan);
   EXPECT_EQ(k.of(LeakKind::kDefinite).blocks, 2u);

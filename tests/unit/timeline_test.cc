@@ -36,6 +36,39 @@ TEST(Timeline, BucketsCarryLiveBytesAndMergeWhenOutgrown) {
   EXPECT_EQ(series[1].points[2].live_end, 10u);
 }
 
+// A site keeps points only for the buckets it changed in; the series read back fills the
+// gaps (no allocations, live bytes carried) before and after merging.
+TEST(Timeline, SitesChangingInFewBucketsReadAsFullSeries) {
+  Timeline t(8, 1000);
+  t.on_heap(500, 1, true, 100, 100, 100);  // bucket 0
+  t.on_heap(3500, 2, true, 7, 107, 7);     // bucket 3
+  t.on_heap(5200, 1, true, 20, 127, 120);  // bucket 5
+  t.on_heap(5300, 1, false, 100, 27, 20);  // bucket 5
+  t.on_heap(7100, 2, false, 7, 20, 0);     // bucket 7
+  auto s = t.site_series();
+  ASSERT_EQ(s.size(), 2u);
+  ASSERT_EQ(s[0].site, 1u);
+  ASSERT_EQ(s[0].points.size(), 8u);
+  std::vector<uint64_t> live1, allocs1, live2;
+  for (const auto& p : s[0].points) live1.push_back(p.live_end), allocs1.push_back(p.allocations);
+  for (const auto& p : s[1].points) live2.push_back(p.live_end);
+  EXPECT_EQ(live1, (std::vector<uint64_t>{100, 100, 100, 100, 100, 20, 20, 20}));
+  EXPECT_EQ(allocs1, (std::vector<uint64_t>{1, 0, 0, 0, 0, 1, 0, 0}));
+  EXPECT_EQ(live2, (std::vector<uint64_t>{0, 0, 0, 7, 7, 7, 7, 0}));
+  t.on_heap(9000, 2, true, 5, 25, 5);  // past 8 buckets: they merge in pairs
+  ASSERT_EQ(t.width_ns(), 2000u);
+  s = t.site_series();
+  live1.clear(), allocs1.clear(), live2.clear();
+  for (const auto& p : s[0].points) live1.push_back(p.live_end), allocs1.push_back(p.allocations);
+  for (const auto& p : s[1].points) live2.push_back(p.live_end);
+  EXPECT_EQ(live1, (std::vector<uint64_t>{100, 100, 20, 20, 20}));
+  EXPECT_EQ(allocs1, (std::vector<uint64_t>{1, 0, 1, 0, 0}));
+  EXPECT_EQ(live2, (std::vector<uint64_t>{0, 7, 7, 0, 5}));
+  std::vector<uint64_t> allocs2;
+  for (const auto& p : s[1].points) allocs2.push_back(p.allocations);
+  EXPECT_EQ(allocs2, (std::vector<uint64_t>{0, 1, 0, 0, 1}));
+}
+
 TEST(Timeline, RssSamplesReadAheadOfHeapChangesOpenNoBucket) {
   // Samples are read up to two writer rounds before the heap changes of their time are
   // applied; had they opened buckets, those changes would count in the last one.
