@@ -460,6 +460,18 @@ void RecordDecoder::on_stack(Cursor& c, uint8_t, TraceVisitor& v) {
   v.on_stack(s);
 }
 
+size_t RecordDecoder::FrameStore::append(std::span<const uint64_t> frames) {
+  if (used_ + frames.size() > kBlock) {
+    blocks_.push_back(std::make_unique_for_overwrite<uint64_t[]>(kBlock));
+    used_ = 0;
+  }
+  size_t offset = (blocks_.size() - 1) * kBlock + used_;
+  std::copy(frames.begin(), frames.end(), blocks_.back().get() + used_);
+  used_ += frames.size();
+  size_ += frames.size();
+  return offset;
+}
+
 // Frames are checked as they are read: the depth stays within the reader's limit and a
 // base must be a kStackRef stack read before in this segment.
 void RecordDecoder::on_stack_ref(Cursor& c, uint8_t, TraceVisitor& v) {
@@ -496,15 +508,14 @@ void RecordDecoder::on_stack_ref(Cursor& c, uint8_t, TraceVisitor& v) {
     uint64_t keep = c.varint();
     if (keep > base_depth)
       c.fail("stack " + std::to_string(id) + " keeps more frames than its base has");
-    s.frames.assign(ref_frames_.begin() + static_cast<ptrdiff_t>(base_at),
-                    ref_frames_.begin() + static_cast<ptrdiff_t>(base_at + keep));
+    const uint64_t* base = ref_frames_.at(base_at);
+    s.frames.assign(base, base + keep);
     read_frames(c.varint(), keep ? s.frames.back() : 0);
     uint64_t from = c.varint();
     if (from > base_depth)
       c.fail("stack " + std::to_string(id) + " takes frames past its base's end");
     if (base_depth - from > kMaxDepth - s.frames.size()) c.fail("stack depth out of range");
-    s.frames.insert(s.frames.end(), ref_frames_.begin() + static_cast<ptrdiff_t>(base_at + from),
-                    ref_frames_.begin() + static_cast<ptrdiff_t>(base_at + base_depth));
+    s.frames.insert(s.frames.end(), base + from, base + base_depth);
   }
   // A reference copies up to 4096 frames from a few bytes of input: without a bound on the
   // total, a short malformed file could make the reader take all memory.
@@ -513,9 +524,8 @@ void RecordDecoder::on_stack_ref(Cursor& c, uint8_t, TraceVisitor& v) {
     c.fail("more than " + std::to_string(kMaxRefFrames) + " stack frames in the trace");
   prev_ref_id_ = id;
   max_stack_ = std::max(max_stack_, s.id);
-  ref_stacks_.emplace(id,
-                      std::make_pair(ref_frames_.size(), static_cast<uint32_t>(s.frames.size())));
-  ref_frames_.insert(ref_frames_.end(), s.frames.begin(), s.frames.end());
+  ref_stacks_.emplace(
+      id, std::make_pair(ref_frames_.append(s.frames), static_cast<uint32_t>(s.frames.size())));
   v.on_stack(s);
 }
 
