@@ -9,6 +9,7 @@
 //
 // Version 4: a chunk's raw bytes may instead be a column chunk (first byte kColumns or
 // kStackColumns) that expands into records (format/column_codec.h).
+// Version 6: kResidency records follow kSmaps records.
 // Version 5: a chunk whose header says kPrefixedChunkMagic is a zstd frame compressed with
 // the segment's first smaps text as its prefix (see kPrefixedChunkMagic); column chunks class
 // sizes as (size + 7) / 16 (format/column_codec.h, size_class_bias).
@@ -26,8 +27,8 @@ namespace memcensus::format {
 
 inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
 // 2 added tags 0x4a-0x4e, 3 kStackRef, 4 kColumns, 5 kPrefixedChunkMagic and the pointer
-// model's size class (size + 7) / 16 (format/column_codec.h)
-inline constexpr uint16_t kVersion = 5;
+// model's size class (size + 7) / 16 (format/column_codec.h), 6 kResidency
+inline constexpr uint16_t kVersion = 6;
 inline constexpr uint16_t kMinVersion = 1;           // readers accept kMinVersion..kVersion
 inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file
 // (version 5) "MCCP": the chunk's zstd frame was compressed against a prefix (zstd raw
@@ -144,7 +145,14 @@ enum MetaTag : uint8_t {
                          // records are stored field by field (format/column_codec.h)
   kStackColumns = 0x51,  // (version 4) not a record: the first byte of a stack column chunk,
                          // kStackRef records stored field by field (format/column_codec.h)
-  kLastMetaTag = 0x4f,
+  kResidency = 0x52,     // (version 6) right after a kSmaps record, in its chunk: which pages of
+                         // the snapshot's partly resident anonymous mappings were resident then
+                         // (read with mincore just after the text). varint count, count x
+                         // (varint start, varint pages, runs): runs are varint page counts,
+                         // alternately not resident and resident (the first may be 0), that add
+                         // up to pages. An entry of 0 pages says nothing (the mapping went away,
+                         // or its runs did not fit); a mapping not listed was not measured.
+  kLastMetaTag = 0x52,
 };
 
 // kCheckError kinds; the names are those of report --json "errors".

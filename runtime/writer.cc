@@ -20,6 +20,7 @@
 #include "format/trace_format.h"
 #include "runtime/modules.h"
 #include "runtime/own_mappings.h"
+#include "runtime/residency.h"
 #include "runtime/ring.h"
 #include "runtime/runtime.h"
 #include "runtime/stack_table.h"
@@ -541,8 +542,12 @@ void emit_smaps(uint8_t reason) {
   p = f::put_varint(p, len);
   size_t hn = static_cast<size_t>(p - head);
   memcpy(text - hn, head, hn);
+  // Which pages of the partly resident anonymous mappings are resident, in the same chunk
+  // (the buffer holds kChunkCap bytes from text - kHead).
+  size_t rn = residency_record(text, len, reinterpret_cast<uint8_t*>(text + len),
+                               kChunkCap - (kHead + len));
   flush_chunk();
-  if (g_fd >= 0) write_snapshot(reinterpret_cast<uint8_t*>(text - hn), hn + len, text, len);
+  if (g_fd >= 0) write_snapshot(reinterpret_cast<uint8_t*>(text - hn), hn + len + rn, text, len);
   g_snapshot_rss = g_peak_rss;
   g_snapshot_time = now();
   g_snapshot_cost = g_snapshot_time - started;

@@ -243,6 +243,8 @@ void HeapDetails::on_smaps(const TraceSmaps& s) {
   p.snap.rss = p.rss;
   p.snap.smaps = s.text;
   for (const auto& [start, length] : own_mappings_) p.snap.own.push_back({start, length, 0});
+  for (const AddressRange& r : s.measured) p.snap.measured.push_back({r.start, r.end - r.start, 0});
+  for (const AddressRange& r : s.resident) p.snap.resident.push_back({r.start, r.end - r.start, 0});
   pending_.push_back(std::move(p));
 }
 

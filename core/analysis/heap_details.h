@@ -78,6 +78,9 @@ struct MomentSnapshot {
   std::vector<AddressBlock> heap;   // live heap blocks
   std::vector<AddressBlock> mmaps;  // anonymous mappings made by mmap calls, still mapped
   std::vector<AddressBlock> own;    // the runtime's own mappings (format::kOwnMapping) then
+  // Partly resident anonymous mappings whose pages were measured, and their resident pages
+  // (TraceSmaps::measured and resident; sites unused).
+  std::vector<AddressBlock> measured, resident;
 };
 
 // Live blocks and bytes of one site at a moment.

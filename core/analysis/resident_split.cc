@@ -72,20 +72,50 @@ uint64_t share(uint64_t rss, const std::map<uint32_t, uint64_t>& by_site,
   return give;
 }
 
-// Sum of the lengths of the union of ranges [lo, hi).
-uint64_t union_bytes(std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+// Weighs the ranges of one mapping: by their resident bytes when the mapping's pages were
+// measured (format::kResidency), else by their size.
+struct Weigh {
+  Blocks resident;     // sorted resident pages
+  bool exact = false;  // the mapping's pages were measured
+  uint64_t operator()(uint64_t lo, uint64_t hi) const {
+    if (hi <= lo) return 0;
+    return exact ? covered(resident, lo, hi) : hi - lo;
+  }
+};
+
+// The Weigh of the mapping [start, end): exact when a measured range holds it and any of
+// its pages were found resident (none with rss > 0: pages came in after the measure, so the
+// sizes are the better guide).
+Weigh weigh_for(uint64_t start, uint64_t end, uint64_t rss, Blocks measured, Blocks resident) {
+  Weigh w{resident, false};
+  auto it = first_after(measured, start);
+  if (rss && it != measured.end() && it->address <= start && it->address + it->size >= end)
+    w.exact = covered(resident, start, end) > 0;
+  return w;
+}
+
+// Weight of the union of ranges [lo, hi).
+uint64_t union_weight(std::vector<std::pair<uint64_t, uint64_t>>& ranges, const Weigh& w) {
   std::sort(ranges.begin(), ranges.end());
   uint64_t total = 0, lo = 0, hi = 0;
   for (const auto& [a, b] : ranges) {
     if (a >= hi) {
-      total += hi - lo;
+      total += w(lo, hi);
       lo = a;
       hi = b;
     } else {
       hi = std::max(hi, b);
     }
   }
-  return total + (hi - lo);
+  return total + w(lo, hi);
+}
+
+// Weight of the parts of [start, end) covered by disjoint ranges sorted by address.
+uint64_t covered_weight(Blocks sorted, uint64_t start, uint64_t end, const Weigh& w) {
+  uint64_t n = 0;
+  for (auto it = first_after(sorted, start); it != sorted.end() && it->address < end; ++it)
+    n += w(std::max(start, it->address), std::min(end, it->address + it->size));
+  return n;
 }
 
 // Running totals of the split.
@@ -97,11 +127,11 @@ struct Totals {
 
 // An anonymous mapping [start, end) with `rss` resident: its ranges by owner (the runtime's,
 // malloc blocks' own mappings with the program mmaps that hold live blocks, the program's
-// other mmaps by site, and the rest), each given its share of rss.
-void split_anon(uint64_t start, uint64_t end, uint64_t rss, Blocks live, Blocks mmaps, Blocks own,
-                Totals& t) {
-  const uint64_t size = end - start;
-  const uint64_t own_bytes = covered(own, start, end);
+// other mmaps by site, and the rest), each given its share of rss by weight (`w`).
+void split_anon(uint64_t start, uint64_t end, uint64_t rss, const Weigh& w, Blocks live,
+                Blocks mmaps, Blocks own, Totals& t) {
+  const uint64_t size = w(start, end);
+  const uint64_t own_bytes = covered_weight(own, start, end, w);
   std::vector<std::pair<uint64_t, uint64_t>> heap_ranges;  // clipped to the mapping
   for (auto it = first_after(live, start); it != live.end() && it->address < end; ++it) {
     // From the page of the chunk header (16 bytes before the block) to the end's page.
@@ -116,18 +146,19 @@ void split_anon(uint64_t start, uint64_t end, uint64_t rss, Blocks live, Blocks 
     if (covered(live, lo, hi))
       heap_ranges.emplace_back(lo, hi);  // an allocator's mapping
     else
-      mmap_bytes[it->site] += hi - lo;
+      mmap_bytes[it->site] += w(lo, hi);
   }
-  const uint64_t heap_bytes = heap_ranges.empty() ? 0 : union_bytes(heap_ranges);
+  const uint64_t heap_bytes = heap_ranges.empty() ? 0 : union_weight(heap_ranges, w);
   uint64_t known = own_bytes + heap_bytes;
   for (const auto& [site, n] : mmap_bytes) known += n;
   const uint64_t rest = known < size ? size - known : 0;
   const uint64_t total = known - std::min(known, size) + size;  // size, or more if overlapping
 
-  // Each owner's share of rss: in proportion to its bytes (exact when all is resident).
+  // Each owner's share of rss: in proportion to its weight (exact when all is resident or
+  // the pages were measured).
   int owners =
       (own_bytes > 0) + (heap_bytes > 0) + (rest > 0) + static_cast<int>(mmap_bytes.size());
-  if (owners > 1 && rss < size) t.shared_by_size += rss;
+  if (owners > 1 && rss < end - start && !w.exact) t.shared_by_size += rss;
 
   uint64_t given = 0;
   uint64_t own_share = scaled(rss, own_bytes, total);
@@ -154,12 +185,12 @@ void split_anon(uint64_t start, uint64_t end, uint64_t rss, Blocks live, Blocks 
 
 // A region that is no file's: the part of it the runtime mapped for itself. Returns the rss
 // left for the region's own kind.
-uint64_t take_own(const Region& r, uint64_t rss, Blocks own, Totals& t) {
-  uint64_t size = r.raw.end - r.raw.start;
-  uint64_t own_bytes = covered(own, r.raw.start, r.raw.end);
+uint64_t take_own(const Region& r, uint64_t rss, const Weigh& w, Blocks own, Totals& t) {
+  uint64_t size = w(r.raw.start, r.raw.end);
+  uint64_t own_bytes = covered_weight(own, r.raw.start, r.raw.end, w);
   if (!own_bytes) return rss;
   uint64_t share = own_bytes >= size ? rss : scaled(rss, own_bytes, size);
-  if (share < rss && rss < size) t.shared_by_size += rss;
+  if (share < rss && rss < r.raw.end - r.raw.start && !w.exact) t.shared_by_size += rss;
   t.own += share;
   return rss - share;
 }
@@ -183,6 +214,7 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
   const Blocks live = sorted(facts.live, live_sorted);
   const Blocks mmaps = sorted(facts.mmaps, mmaps_sorted);
   const Blocks own = sorted(facts.own, own_sorted);
+  const Blocks measured = facts.measured, resident = facts.resident;
   std::unordered_set<std::string> runtime_objects(facts.runtime_objects.begin(),
                                                   facts.runtime_objects.end());
 
@@ -201,8 +233,9 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
     // the runtime's part of it included.)
     const bool merged_bss =
         r.kind == RegionKind::kBss && r.image_end > r.raw.start && r.image_end < r.raw.end;
+    const Weigh w = weigh_for(r.raw.start, r.raw.end, rss, measured, resident);
     if (r.raw.inode == 0 && r.kind != RegionKind::kAnon && !merged_bss)
-      rss = take_own(r, rss, own, t);
+      rss = take_own(r, rss, w, own, t);
     switch (r.kind) {
       case RegionKind::kText:
         t.code += rss;
@@ -216,15 +249,16 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
         if (merged_bss) {
           // The kernel merged a mapping into the object's bss: the image's part is static
           // data, the rest is cut by address as an anonymous mapping is (the program's mmaps,
-          // heap, the runtime's), each part given its share of rss by size (exact when the
-          // region is wholly resident).
+          // heap, the runtime's), each part given its share of rss by weight (exact when the
+          // region is wholly resident or its pages were measured).
           const uint64_t size = r.raw.end - r.raw.start;
-          const uint64_t image = r.image_end - r.raw.start;
-          const uint64_t image_share = scaled(rss, image, size);
+          const uint64_t image_share =
+              scaled(rss, w(r.raw.start, r.image_end), w(r.raw.start, r.raw.end));
           const uint64_t shared_before = t.shared_by_size;
           t.statics += image_share;
-          split_anon(r.image_end, r.raw.end, rss - image_share, live, mmaps, own, t);
-          if (rss < size) t.shared_by_size = shared_before + rss;  // the whole region, once
+          split_anon(r.image_end, r.raw.end, rss - image_share, w, live, mmaps, own, t);
+          if (rss < size && !w.exact)
+            t.shared_by_size = shared_before + rss;  // the whole region, once
           break;
         }
         t.statics += rss;
@@ -254,7 +288,7 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
         break;
       }
       case RegionKind::kAnon:
-        split_anon(r.raw.start, r.raw.end, rss, live, mmaps, own, t);
+        split_anon(r.raw.start, r.raw.end, rss, w, live, mmaps, own, t);
         break;
       case RegionKind::kCount:
         break;

@@ -14,9 +14,12 @@
 // merges adjacent anonymous mappings with equal flags, so one entry may hold a program's
 // mmap, a large malloc block's own mapping (the pages from its chunk header to its end) and
 // the runtime's buffers. Each range is attributed by address. smaps gives one resident
-// figure per entry, so when an entry holds ranges of more than one owner and is not wholly
-// resident, its rss is shared among them in proportion to their sizes: an estimate, counted
-// in ResidentSplit::shared_by_size. A program mmap that holds live heap blocks is an
+// figure per entry; the runtime also records which pages of each partly resident anonymous
+// entry were resident (format::kResidency), and then each owner's range gets the entry's rss
+// in proportion to its resident bytes: exact. Without that record (older traces, a mapping
+// that could not be measured), an entry that holds ranges of more than one owner and is not
+// wholly resident has its rss shared among them in proportion to their sizes: an estimate,
+// counted in ResidentSplit::shared_by_size. A program mmap that holds live heap blocks is an
 // allocator's and counts as heap.
 //
 // Live heap bytes are counted resident up to the rss of the range that holds them (the
@@ -56,15 +59,20 @@ struct ResidentPart {
 // anonymous mappings the program made (mmap calls) still mapped then; `own`: the runtime's
 // own mappings then (sites unused); `runtime_objects`: paths of the ELF files loaded only
 // for the runtime. Sorted by address or not (a sorted copy is made when not).
+// `measured`: the partly resident anonymous mappings whose resident pages are known, and
+// `resident` those pages (format::kResidency; sorted, disjoint): a mapping among them is
+// split among its owners by the resident bytes of each owner's range, exactly.
 struct ResidentFacts {
   std::span<const AddressBlock> live, mmaps, own;
   std::span<const std::string> runtime_objects;
+  std::span<const AddressBlock> measured = {}, resident = {};
 };
 
 struct ResidentSplit {
   std::vector<ResidentPart> parts;  // sum == the layout's rss
-  // Resident bytes of mappings that hold ranges of several owners and are not wholly
-  // resident, shared among those owners in proportion to their sizes.
+  // Resident bytes of mappings that hold ranges of several owners, are not wholly resident
+  // and whose resident pages were not measured, shared among those owners in proportion to
+  // their sizes.
   uint64_t shared_by_size = 0;
 };
 

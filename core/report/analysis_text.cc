@@ -205,9 +205,9 @@ void write_moment(const char* title, const std::optional<MomentSnapshot>& m, con
     out += fmt::format("  {:>10}  {}\n", format_bytes(p.bytes), p.what);
   if (r.shared_by_size)
     out += fmt::format(
-        "  ({} of it lies in mappings that hold memory of several owners and are partly "
-        "resident: smaps gives one figure per mapping, so it was shared among them in "
-        "proportion to their sizes)\n",
+        "  ({} of it lies in mappings that hold memory of several owners, are partly "
+        "resident and could not be measured page by page: smaps gives one figure per "
+        "mapping, so it was shared among them in proportion to their sizes)\n",
         format_bytes(r.shared_by_size));
 }
 

@@ -69,7 +69,7 @@ ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names,
         std::find(objects.begin(), objects.end(), region.object) == objects.end())
       objects.push_back(region.object);
   std::vector<std::string> runtime = runtime_only_objects(objects);
-  ResidentFacts facts{m.heap, m.mmaps, m.own, runtime};
+  ResidentFacts facts{m.heap, m.mmaps, m.own, runtime, m.measured, m.resident};
   ResidentSplit split =
       split_resident(layout, facts, [&](uint32_t site) { return names.name(site); });
   r.parts = std::move(split.parts);

@@ -88,6 +88,8 @@ RecordDecoder::Handler RecordDecoder::handler_for(uint8_t tag) {
       return &RecordDecoder::on_smaps;
     case f::kEnd:
       return &RecordDecoder::on_end;
+    case f::kResidency:
+      return &RecordDecoder::on_residency;
     case f::kExit:
       return &RecordDecoder::on_exit;
     case f::kRound:
@@ -575,7 +577,41 @@ void RecordDecoder::on_smaps(Cursor& c, uint8_t, TraceVisitor& v) {
     first_smaps_ = s.text;
     has_first_smaps_ = true;
   }
+  if (c.pos < c.data.size() && c.data[c.pos] == f::kResidency) {
+    ++c.pos;
+    read_residency(c, s);
+  }
   v.on_smaps(s);
+}
+
+void RecordDecoder::read_residency(Cursor& c, TraceSmaps& s) {
+  constexpr uint64_t kPage = 4096;
+  uint64_t count = c.varint();
+  if (count > c.data.size() - c.pos) c.fail("residency: more mappings than bytes");
+  uint64_t last_end = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t start = c.varint();
+    uint64_t pages = c.varint();
+    if (pages == 0) continue;  // not measured
+    if (start % kPage || start < last_end || pages > (UINT64_MAX - start) / kPage)
+      c.fail("residency: mapping out of order or out of range");
+    const uint64_t end = start + pages * kPage;
+    s.measured.push_back({start, end});
+    uint64_t at = start;
+    for (bool resident = false, first = true; at < end; resident = !resident, first = false) {
+      uint64_t run = c.varint();
+      if (run > (end - at) / kPage || (run == 0 && !first))
+        c.fail("residency: page runs do not add up to the mapping");
+      uint64_t next = at + run * kPage;
+      if (resident && run) s.resident.push_back({at, next});
+      at = next;
+    }
+    last_end = end;
+  }
+}
+
+void RecordDecoder::on_residency(Cursor& c, uint8_t, TraceVisitor&) {
+  c.fail("residency record not after an smaps snapshot");
 }
 
 void RecordDecoder::on_end(Cursor& c, uint8_t, TraceVisitor& v) {

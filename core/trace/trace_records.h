@@ -98,10 +98,18 @@ struct TraceRss {
   uint64_t time = 0, rss = 0, rss_anon = 0, rss_file = 0;
 };
 
+struct AddressRange {
+  uint64_t start = 0, end = 0;
+};
+
 struct TraceSmaps {
   uint64_t time = 0;
   uint8_t reason = 0;  // format::SmapsReason
   std::string text;
+  // The kResidency record after it (version 6), if any: the partly resident anonymous
+  // mappings whose pages were measured, and the resident pages among them; both disjoint
+  // and in address order.
+  std::vector<AddressRange> measured, resident;
 };
 
 struct TraceEnd {

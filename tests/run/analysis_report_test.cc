@@ -265,6 +265,28 @@ TEST_F(ResidentOwners, MergedMmapAndMallocBlockAttributedByAddress) {
   // neighbour, may still be shared by size, so shared_by_size need not be 0.)
 }
 
+// The same merged mapping, partly resident (1 of the mmap's 8 MiB touched, 30 of the
+// block's 40): split by the pages each owner really has (the runtime measures them with
+// mincore for the snapshot), equal to what the program itself reads with mincore at the end,
+// not by size (which would give the mmap 8/48 of the 31 MiB).
+TEST(ResidentSplit, PartlyResidentMergedMappingIsSplitByItsPages) {
+  auto t = mctest::traced({mctest::fixture("resident_owners"), "partial"});
+  ASSERT_EQ(t.status, 0);
+  uint64_t mmap_res = 0, block_res = 0;
+  ASSERT_EQ(std::sscanf(t.out.c_str() + t.out.find('\n') + 1, "mmap=%lu block=%lu", &mmap_res,
+                        &block_res),
+            2)
+      << t.out;
+  if (t.out.rfind("merged\n", 0) != 0) GTEST_SKIP() << "the kernel kept the two mappings apart";
+  ASSERT_GT(mmap_res, 0u);
+  ASSERT_GT(block_res, 0u);
+  const json& m = t.report["resident"]["at_exit"];
+  expect_exact_split(m);
+  EXPECT_EQ(part_bytes(m, "anonymous mmap: map_user_region"), mmap_res) << m.dump(1);
+  EXPECT_EQ(part_bytes(m, "live heap: alloc_big_block"), block_res) << m.dump(1);
+  EXPECT_EQ(m["shared_by_size"], 0) << m.dump(1);
+}
+
 TEST(AnalysisReport, SectionsAloneAndBadInput) {
   auto t = mctest::traced({mctest::fixture("analysis_fx")});
   for (const char* flag : {"--peak", "--leaks", "--temporary", "--copies", "--sites", "--threads",

@@ -172,4 +172,52 @@ TEST(RecordDecoder, MalformedRecordsAreErrors) {
   }
 }
 
+// kResidency after kSmaps: measured mappings and their resident page runs; a mapping of 0
+// pages says nothing. Runs that do not add up, a zero run after the first, mappings out of
+// order, or the record anywhere but after a snapshot are errors.
+TEST(RecordDecoder, ResidencyFollowsItsSnapshot) {
+  struct Smaps : memcensus::TraceVisitor {
+    std::vector<memcensus::TraceSmaps> got;
+    void on_smaps(const memcensus::TraceSmaps& s) override { got.push_back(s); }
+  };
+  auto snapshot = [](Chunk c) {
+    Chunk out;
+    out.tag(f::kSmaps).v(5).v(f::kSmapsExit).v(2).bytes(reinterpret_cast<const uint8_t*>("ab"), 2);
+    out.data.insert(out.data.end(), c.data.begin(), c.data.end());
+    return out;
+  };
+  Chunk ok;
+  // 0x10000: 8 pages, 2 out, 3 in, 3 out; 0x30000: nothing said; 0x40000: 2 pages, all in.
+  ok.tag(f::kResidency).v(3).v(0x10000).v(8).v(2).v(3).v(3).v(0).v(0).v(0x40000).v(2).v(0).v(2);
+  Smaps out;
+  RecordDecoder d("test");
+  d.decode(snapshot(ok).data, 0, out);
+  ASSERT_EQ(out.got.size(), 1u);
+  const auto& s = out.got[0];
+  EXPECT_EQ(s.text, "ab");
+  ASSERT_EQ(s.measured.size(), 2u);
+  EXPECT_EQ(s.measured[0].start, 0x10000u);
+  EXPECT_EQ(s.measured[0].end, 0x18000u);
+  EXPECT_EQ(s.measured[1].start, 0x40000u);
+  ASSERT_EQ(s.resident.size(), 2u);
+  EXPECT_EQ(s.resident[0].start, 0x12000u);
+  EXPECT_EQ(s.resident[0].end, 0x15000u);
+  EXPECT_EQ(s.resident[1].start, 0x40000u);
+  EXPECT_EQ(s.resident[1].end, 0x42000u);
+
+  auto fails = [&](Chunk c, bool after_smaps = true) {
+    Smaps o;
+    RecordDecoder dd("test");
+    EXPECT_THROW(dd.decode((after_smaps ? snapshot(c) : c).data, 0, o), memcensus::Error);
+  };
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(1).v(2));                  // adds up to 3
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(1).v(2).v(2));             // to 5
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(1).v(0).v(3));             // zero run
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10001).v(1).v(1));                       // not a page
+  fails(Chunk().tag(f::kResidency).v(2).v(0x20000).v(1).v(1).v(0x10000).v(1).v(1));  // order
+  fails(Chunk().tag(f::kResidency).v(1).v(~0ull - 4095).v(2).v(2));                  // past the end
+  fails(Chunk().tag(f::kResidency).v(1000).v(0).v(0));                 // count > bytes
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(1).v(1), false);  // no snapshot
+}
+
 }  // namespace

@@ -143,6 +143,35 @@ TEST(ResidentSplit, MergedMappingSplitByAddress) {
   EXPECT_EQ(alloc.shared_by_size, 0u);
 }
 
+// The same merged mapping half resident, with its resident pages measured: each owner gets
+// the resident bytes of its own range (the mmap 1 page, the block's mapping 7), not a share
+// by size, and nothing is counted as shared by size. A measure that found no page resident
+// (pages came in after it) is no guide: sizes are used.
+TEST(ResidentSplit, MeasuredPagesSplitAPartlyResidentMappingExactly) {
+  std::vector<AddressBlock> mmaps = {{0x10000, 0x8000, 7}};
+  std::vector<AddressBlock> live = {{0x18010, 0x7ff0, 9}};
+  auto name = [](uint32_t s) { return "site" + std::to_string(s); };
+  Layout l;
+  l.regions = {region(0x10000, 0x20000, RegionKind::kAnon, 0x8000)};
+  std::vector<AddressBlock> measured = {{0x10000, 0x10000, 0}};
+  std::vector<AddressBlock> resident = {{0x13000, 0x1000, 0}, {0x19000, 0x7000, 0}};
+  auto exact = split_resident(l, {live, mmaps, {}, {}, measured, resident}, name);
+  EXPECT_EQ(sum(exact.parts), 0x8000u);
+  EXPECT_EQ(part(exact.parts, "anonymous mmap: site7"), 0x1000u);
+  EXPECT_EQ(part(exact.parts, "live heap: site9"), 0x7000u);
+  EXPECT_EQ(exact.shared_by_size, 0u);
+
+  std::vector<AddressBlock> none;
+  auto stale = split_resident(l, {live, mmaps, {}, {}, measured, none}, name);
+  EXPECT_EQ(part(stale.parts, "anonymous mmap: site7"), 0x4000u);
+  EXPECT_EQ(stale.shared_by_size, 0x8000u);
+
+  // A measure of another mapping says nothing about this one.
+  std::vector<AddressBlock> elsewhere = {{0x40000, 0x10000, 0}};
+  auto other = split_resident(l, {live, mmaps, {}, {}, elsewhere, resident}, name);
+  EXPECT_EQ(part(other.parts, "anonymous mmap: site7"), 0x4000u);
+}
+
 // The kernel merged a program mmap into a library's bss: the library's image is static data,
 // the rest the mmap's (it was all static data once), exactly when all of it is resident,
 // else shared by size and counted in shared_by_size.

@@ -1,0 +1,19 @@
+// Which pages of an smaps snapshot's partly resident anonymous mappings are resident
+// (format::kResidency), so that a report can split such a mapping among its owners by the
+// pages each really has rather than by size: the kernel merges adjacent anonymous mappings
+// (a program's mmaps, malloc's, the runtime's), and smaps gives one Rss per merged entry.
+//
+// Runs on the writer thread, right after the snapshot is read; one mincore() call per 64 MiB
+// of such mappings. Allocates nothing; not reentrant (static buffers).
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace memcensus::rt {
+
+// Writes a kResidency record for the smaps `text` (len bytes) into out (cap bytes) and
+// returns its size; 0 when no mapping is partly resident or the record does not fit.
+size_t residency_record(const char* text, size_t len, uint8_t* out, size_t cap);
+
+}  // namespace memcensus::rt
