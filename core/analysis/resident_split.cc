@@ -33,43 +33,12 @@ Blocks::iterator first_after(Blocks sorted, uint64_t start) {
       [](const AddressBlock& b, uint64_t a) { return b.address + b.size <= a; });
 }
 
-// Blocks sorted by address overlapping [start, end): bytes inside, per site.
-std::map<uint32_t, uint64_t> bytes_by_site(Blocks sorted, uint64_t start, uint64_t end) {
-  std::map<uint32_t, uint64_t> out;
-  for (auto it = first_after(sorted, start); it != sorted.end() && it->address < end; ++it) {
-    uint64_t n = overlap(start, end, it->address, it->address + it->size);
-    if (n) out[it->site] += n;
-  }
-  return out;
-}
-
 // Bytes of [start, end) covered by disjoint ranges sorted by address.
 uint64_t covered(Blocks sorted, uint64_t start, uint64_t end) {
   uint64_t n = 0;
   for (auto it = first_after(sorted, start); it != sorted.end() && it->address < end; ++it)
     n += overlap(start, end, it->address, it->address + it->size);
   return n;
-}
-
-// Shares `rss` among sites in proportion to their bytes (capped at rss in total), adding
-// each share to parts[site]; returns what was given out. Exact integers: the rounding
-// remainder goes to the largest site.
-uint64_t share(uint64_t rss, const std::map<uint32_t, uint64_t>& by_site,
-               std::map<uint32_t, uint64_t>& parts) {
-  uint64_t total = 0;
-  for (const auto& [site, n] : by_site) total += n;
-  if (total == 0 || rss == 0) return 0;
-  uint64_t give = std::min(rss, total);
-  uint64_t given = 0;
-  uint32_t largest = by_site.begin()->first;
-  for (const auto& [site, n] : by_site) {
-    uint64_t s = scaled(give, n, total);
-    parts[site] += s;
-    given += s;
-    if (n > by_site.at(largest)) largest = site;
-  }
-  parts[largest] += give - given;
-  return give;
 }
 
 // Weighs the ranges of one mapping: by their resident bytes when the mapping's pages were
@@ -92,6 +61,39 @@ Weigh weigh_for(uint64_t start, uint64_t end, uint64_t rss, Blocks measured, Blo
   if (rss && it != measured.end() && it->address <= start && it->address + it->size >= end)
     w.exact = covered(resident, start, end) > 0;
   return w;
+}
+
+// Blocks sorted by address overlapping [start, end): their weight inside (resident bytes,
+// when the mapping's pages were measured), per site.
+std::map<uint32_t, uint64_t> bytes_by_site(Blocks sorted, uint64_t start, uint64_t end,
+                                           const Weigh& w) {
+  std::map<uint32_t, uint64_t> out;
+  for (auto it = first_after(sorted, start); it != sorted.end() && it->address < end; ++it) {
+    uint64_t n = w(std::max(start, it->address), std::min(end, it->address + it->size));
+    if (n) out[it->site] += n;
+  }
+  return out;
+}
+
+// Shares `rss` among sites in proportion to their bytes (capped at rss in total), adding
+// each share to parts[site]; returns what was given out. Exact integers: the rounding
+// remainder goes to the largest site.
+uint64_t share(uint64_t rss, const std::map<uint32_t, uint64_t>& by_site,
+               std::map<uint32_t, uint64_t>& parts) {
+  uint64_t total = 0;
+  for (const auto& [site, n] : by_site) total += n;
+  if (total == 0 || rss == 0) return 0;
+  uint64_t give = std::min(rss, total);
+  uint64_t given = 0;
+  uint32_t largest = by_site.begin()->first;
+  for (const auto& [site, n] : by_site) {
+    uint64_t s = scaled(give, n, total);
+    parts[site] += s;
+    given += s;
+    if (n > by_site.at(largest)) largest = site;
+  }
+  parts[largest] += give - given;
+  return give;
 }
 
 // Weight of the union of ranges [lo, hi).
@@ -177,7 +179,7 @@ void split_anon(uint64_t start, uint64_t end, uint64_t rss, const Weigh& w, Bloc
     rest_share = 0;
   }
   t.own += own_share;
-  uint64_t to_live = share(heap_share, bytes_by_site(live, start, end), t.heap_parts);
+  uint64_t to_live = share(heap_share, bytes_by_site(live, start, end, w), t.heap_parts);
   t.overhead += heap_share - to_live;
   for (const auto& [site, n] : mmap_share) t.mmap_parts[site] += n;
   t.unknown_anon += rest_share;
@@ -283,7 +285,7 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
         break;
       case RegionKind::kHeap:
       case RegionKind::kArena: {
-        uint64_t given = share(rss, bytes_by_site(live, r.raw.start, r.raw.end), t.heap_parts);
+        uint64_t given = share(rss, bytes_by_site(live, r.raw.start, r.raw.end, w), t.heap_parts);
         t.overhead += rss - given;
         break;
       }

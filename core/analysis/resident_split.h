@@ -22,10 +22,11 @@
 // counted in ResidentSplit::shared_by_size. A program mmap that holds live heap blocks is an
 // allocator's and counts as heap.
 //
-// Live heap bytes are counted resident up to the rss of the range that holds them (the
-// trace does not record which pages of a block were touched); within it, its rss goes first
-// to live blocks, site by site in proportion to their bytes (not to the pages each touched),
-// and what remains is overhead. Parts with zero bytes are omitted. Pure function;
+// Live heap bytes are counted resident up to the rss of the range that holds them; within
+// it, its rss goes first to live blocks, each site getting the bytes of its blocks that lie
+// in resident pages (all, when the range is wholly resident; by the measured pages when it
+// is partly resident; in proportion to their bytes when it was not measured), and what
+// remains is overhead. Parts with zero bytes are omitted. Pure function;
 // thread-compatible.
 #pragma once
 
