@@ -38,11 +38,12 @@ constexpr uint64_t kFlushNs = 50'000'000;
 // A snapshot at a new RSS peak (10% above the last snapshot's) waits at least this long
 // after the last one, and ten times what the last one took (reading smaps, compressing,
 // writing): at most ~10% of the writer's time, and prompt enough to catch a peak that lasts
-// a few hundred milliseconds (a fixed second let such a peak pass unseen: the "RSS peak"
-// snapshot was then the exit's). (At 20 ms, when smaps was opened per read, a short
-// program's close-and-dup2 sweep met the descriptor; the /proc files are kept open now,
-// g_proc_fd.)
-constexpr uint64_t kPeakSnapshotMinGapNs = 200'000'000;
+// a tenth of a second (a fixed second, then 200 ms, let such peaks pass unseen: the "RSS
+// peak" snapshot was then an earlier or the exit's). As RSS must grow 10% past the last
+// snapshot's, a program growing from 10 MB to 1 GB takes at most ~50 of them however fast.
+// (At 20 ms, when smaps was opened per read, a short program's close-and-dup2 sweep met the
+// descriptor; the /proc files are kept open now, g_proc_fd.)
+constexpr uint64_t kPeakSnapshotMinGapNs = 50'000'000;
 // A snapshot's text is cut to fit one chunk (emit_smaps), so no more of it is read: a
 // larger buffer only reserved address space.
 constexpr size_t kSmapsMax = kChunkCap;

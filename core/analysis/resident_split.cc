@@ -303,16 +303,20 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
   auto add = [&](std::string what, uint64_t n) {
     if (n) parts.push_back({std::move(what), n});
   };
+  // Sites whose names read the same (different stacks through one allocating line) are one
+  // part: a reader could not tell such parts apart.
   auto add_sites = [&](const char* prefix, const std::map<uint32_t, uint64_t>& by_site) {
-    std::vector<std::pair<uint64_t, uint32_t>> order;
-    for (const auto& [site, n] : by_site) order.emplace_back(n, site);
+    std::map<std::string, uint64_t> by_name;
+    for (const auto& [site, n] : by_site) by_name[site_name(site)] += n;
+    std::vector<std::pair<uint64_t, std::string>> order;
+    for (auto& [name, n] : by_name) order.emplace_back(n, name);
     std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
       return a.first != b.first ? a.first > b.first : a.second < b.second;
     });
     uint64_t rest = 0;
     for (size_t i = 0; i < order.size(); ++i) {
       if (i < max_sites)
-        add(std::string(prefix) + site_name(order[i].second), order[i].first);
+        add(std::string(prefix) + order[i].second, order[i].first);
       else
         rest += order[i].first;
     }

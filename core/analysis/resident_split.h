@@ -77,8 +77,8 @@ struct ResidentSplit {
   uint64_t shared_by_size = 0;
 };
 
-// `site_name`: a short name for a site id; sites past the `max_sites` largest of a kind are
-// grouped as "other sites".
+// `site_name`: a short name for a site id; sites of one kind whose names are the same are
+// one part, and those past the `max_sites` largest of a kind are grouped as "other sites".
 ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
                              const std::function<std::string(uint32_t)>& site_name,
                              size_t max_sites = 20);

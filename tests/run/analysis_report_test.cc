@@ -200,6 +200,19 @@ TEST(AnalysisReport, PeakSnapshotCatchesAShortRssPeak) {
   EXPECT_LT(tot["peak_rss_time_ns"].get<uint64_t>(), 400'000'000u);
 }
 
+// A peak of 120 ms, 20 ms after the start: the snapshot nearest the RSS peak is taken during
+// it (peak snapshots waited 200 ms after the start's, and this one came and went in that
+// time: the report's "peak" was then the start's, 32 MiB short).
+TEST(AnalysisReport, PeakSnapshotCatchesAPeakOfATenthOfASecond) {
+  auto t = mctest::traced({mctest::fixture("rss_spike"), "20", "120"});
+  ASSERT_EQ(t.status, 0);
+  const uint64_t peak = t.report["totals"]["peak_rss"].get<uint64_t>();
+  const json& at_peak = t.report["resident"]["at_peak"];
+  ASSERT_TRUE(at_peak.is_object()) << t.report["resident"].dump();
+  EXPECT_GT(at_peak["rss"].get<uint64_t>(), 32u << 20);
+  EXPECT_GE(at_peak["rss"].get<uint64_t>(), peak - peak / 10);
+}
+
 // The bytes of the parts of `moment` whose name starts with `prefix`.
 uint64_t part_bytes(const json& moment, const std::string& prefix) {
   uint64_t n = 0;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cstring>
 
 namespace memcensus {
@@ -89,6 +91,19 @@ TEST(ResidentSplit, SitesBeyondTheLimitAreGrouped) {
                    .parts;
   EXPECT_EQ(sum(parts), 0x10000u);
   EXPECT_EQ(part(parts, "live heap: other sites"), 25u * 0x100);
+
+  // Sites named alike (stacks that differ past their innermost frame) are one part, and the
+  // limit counts names: 30 sites under 3 names are 3 parts.
+  auto alike = split_resident(
+                   l, {live, {}, {}, {}}, [](uint32_t s) { return "f" + std::to_string(s % 3); },
+                   5)
+                   .parts;
+  EXPECT_EQ(sum(alike), 0x10000u);
+  EXPECT_EQ(std::count_if(alike.begin(), alike.end(),
+                          [](const auto& p) { return p.what == "live heap: f1"; }),
+            1);
+  EXPECT_EQ(part(alike, "live heap: f1"), 10u * 0x100);
+  EXPECT_EQ(part(alike, "live heap: other sites"), 0u);
 }
 
 // The runtime's own mappings (from the trace, when the kernel does not label them) and the
