@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "util/error.h"
+
 namespace memcensus::cli {
 
 Analysis analyse_with_progress(TraceReader& reader, std::optional<uint64_t> capture_ns,
@@ -27,6 +29,15 @@ Analysis analyse_with_progress(TraceReader& reader, std::optional<uint64_t> capt
   };
   Analysis a = analyse_trace(reader, progress, capture_ns, summary_only);
   if (shown) std::fprintf(stderr, "\r\033[K");
+  // A header and nothing else: no process, no figure. A report of zeros would read as a
+  // program that did nothing.
+  if (reader.stats().chunks == 0)
+    throw Error(reader.name() + (reader.stats().truncated
+                                     ? ": trace cut short inside its first chunk: it holds no "
+                                       "complete record"
+                                     : ": the trace holds nothing after its header (the traced "
+                                       "program ended or was killed before the runtime wrote "
+                                       "anything)"));
   return a;
 }
 

@@ -118,6 +118,12 @@ class MemorySource : public Source {
 };
 
 void check_header(const f::FileHeader& h, size_t got, const std::string& name) {
+  if (got == 0) throw Error(name + ": empty file, not a memcensus trace");
+  // A file that ends inside the header but starts as a trace does: a cut copy, or a trace
+  // whose writer was killed as it began.
+  if (got < sizeof h && std::memcmp(h.magic, f::kFileMagic, std::min(got, sizeof h.magic)) == 0)
+    throw Error(name + ": trace cut short inside its " + std::to_string(sizeof h) +
+                "-byte header (" + std::to_string(got) + " bytes)");
   if (got < sizeof h || std::memcmp(h.magic, f::kFileMagic, sizeof h.magic) != 0)
     throw Error(name + ": not a memcensus trace (bad magic)");
   if (h.version < f::kMinVersion || h.version > f::kVersion)
@@ -178,6 +184,10 @@ TraceReader TraceReader::from_memory(std::string_view bytes, std::string name) {
 
 const TraceStats& TraceReader::stats() const {
   return impl_->stats;
+}
+
+const std::string& TraceReader::name() const {
+  return impl_->name;
 }
 
 namespace {

@@ -46,6 +46,7 @@ class TraceReader {
   // the calling thread; every visitor call happens on the calling thread, in file order.
   void read(TraceVisitor& visitor);
   const TraceStats& stats() const;
+  const std::string& name() const;  // the path, or the name given to from_memory
 
  private:
   struct Impl;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -58,6 +59,34 @@ TEST(TraceReader, RejectsBadMagicAndVersion) {
   bad[8] = 99;  // version
   EXPECT_THROW(read_bytes(bad), memcensus::Error);
   EXPECT_THROW(read_bytes("short"), memcensus::Error);
+}
+
+// A file that ends inside the header or right after it gets a message saying so, from
+// every command that reads traces, with exit status 2 (it read "bad magic", or a report of
+// zeros for pid 0).
+TEST(TraceReader, FilesCutInOrJustAfterTheHeaderSaySo) {
+  std::string t = sample_trace();
+  std::string mc = mctest::memcensus(), dir = mctest::scratch_dir();
+  struct Case {
+    size_t bytes;
+    const char* says;
+  };
+  for (Case c :
+       {Case{0, "empty file"}, Case{5, "cut short inside its 16-byte header (5 bytes)"},
+        Case{15, "cut short inside its 16-byte header (15 bytes)"},
+        Case{16, "holds nothing after its header"}, Case{24, "cut short inside its first chunk"}}) {
+    std::string path = dir + "/cut" + std::to_string(c.bytes);
+    std::ofstream(path, std::ios::binary) << t.substr(0, c.bytes);
+    for (std::string command :
+         {"report '" + path + "'", "html -o '" + dir + "/x' '" + path + "'",
+          "export -o '" + dir + "/x' '" + path + "'", "diff '" + path + "' '" + path + "'"}) {
+      // stderr alone, onto stdout
+      auto r = mctest::run({"sh", "-c", "'" + mc + "' " + command + " 2>&1 >/dev/null"});
+      EXPECT_EQ(r.status, 2) << command;
+      EXPECT_NE(r.out.find(c.says), std::string::npos) << command << ": " << r.out;
+      EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    }
+  }
 }
 
 // A format 4 trace (bench_storm 10000000 1 under --sample 524288, committed as a fuzz seed)
