@@ -16,6 +16,13 @@ void classify_layout(std::deque<SmapsRegion>& raw, const LayoutSources& src, Lay
   classify_basic(layout.regions, layout.pid);
   std::vector<ElfInfo> infos;
   classify_objects(layout.regions, src.load_elf, page, layout.objects, infos, layout.warnings);
+  bool has_runtime = false;
+  for (const auto& o : layout.objects) {
+    size_t slash = o.path.rfind('/');
+    has_runtime |=
+        o.path.compare(slash == std::string::npos ? 0 : slash + 1, 15, "libmemcensus_rt") == 0;
+  }
+  for (ThreadInfo& t : layout.threads) t.runtime = has_runtime && t.name == "memcensus";
   PagemapReader pagemap =
       src.pagemap ? src.pagemap
                   : PagemapReader([](uint64_t, size_t) { return std::vector<uint64_t>(); });

@@ -64,6 +64,9 @@ struct ThreadInfo {
   uint64_t stack_rss = 0;  // resident stack bytes: its high-water mark
   std::optional<uint64_t> guard_start;
   std::optional<uint64_t> guard_end;
+  // memcensus's own writer thread, not the program's: named "memcensus" in a process that
+  // has the runtime (libmemcensus_rt) loaded.
+  bool runtime = false;
 };
 
 struct StaticSymbol {

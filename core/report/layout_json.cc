@@ -177,6 +177,7 @@ void write_layout_json(const Layout& layout, std::string& out,
     w.begin_object();
     w.field("tid", static_cast<int64_t>(t.tid));
     w.field("name", t.name);
+    w.field("runtime", t.runtime);
     if (t.sp)
       w.field("sp", *t.sp);
     else

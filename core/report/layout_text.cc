@@ -107,11 +107,17 @@ std::string human_bytes(uint64_t b) {
 void write_layout_text(const Layout& layout, const LayoutTextOptions& opt, std::string& out) {
   SmapsFigures t = layout.totals();
   out += fmt::format("memcensus map  pid {}  {}\n", layout.pid, fit(layout.command, 70));
+  size_t runtime_threads =
+      static_cast<size_t>(std::count_if(layout.threads.begin(), layout.threads.end(),
+                                        [](const ThreadInfo& th) { return th.runtime; }));
   out += fmt::format(
-      "  virtual {}   rss {}   pss {}   uss {}   swap {}   ({} regions, {} threads)\n",
+      "  virtual {}   rss {}   pss {}   uss {}   swap {}   ({} regions, {} thread{}{})\n",
       human_bytes(t.get(SmapsField::kSize)), human_bytes(t.get(SmapsField::kRss)),
       human_bytes(t.get(SmapsField::kPss)), human_bytes(t.uss()),
-      human_bytes(t.get(SmapsField::kSwap)), layout.regions.size(), layout.threads.size());
+      human_bytes(t.get(SmapsField::kSwap)), layout.regions.size(),
+      layout.threads.size() - runtime_threads,
+      layout.threads.size() - runtime_threads == 1 ? "" : "s",
+      runtime_threads ? fmt::format(" + {} of memcensus", runtime_threads) : std::string());
   if (layout.rollup) {
     bool same = layout.rollup->get(SmapsField::kRss) == t.get(SmapsField::kRss) &&
                 layout.rollup->uss() == t.uss() &&
@@ -158,6 +164,9 @@ void write_layout_text(const Layout& layout, const LayoutTextOptions& opt, std::
       else
         out += fmt::format("{:>8}  {:<16} {:>27}\n", th.tid, fit(th.name, 16), "unknown");
     }
+    for (const ThreadInfo& th : layout.threads)
+      if (th.runtime)
+        out += fmt::format("  (thread {} is memcensus's writer, not the program's)\n", th.tid);
   }
 
   if (!layout.symbols.empty()) {

@@ -230,6 +230,36 @@ TEST(MapCpp, SymbolsSectionsKindsThreadsAndTotals) {
   expect_totals_equal_rollup(fx.pid());
 }
 
+// A process traced by `memcensus run`: the runtime's writer thread is named "memcensus" and
+// flagged as memcensus's (it carried the program's name and counted as one of its threads);
+// the program's own threads are as without the runtime.
+TEST(MapCpp, TracedProcessShowsTheWriterAsMemcensuss) {
+  Fixture fx({memcensus_bin(), "run", "-q", "-o", scratch_dir() + "/t.trace", "--",
+              fixture_path("layout_fixture")});
+  ASSERT_FALSE(fx.facts("pid").empty());
+  pid_t pid = std::stoi(fx.facts("pid")[0][1]);
+  json layout = map_json(pid);
+  int runtime = 0, program = 0;
+  for (const json& t : layout["threads"]) {
+    if (t["runtime"].get<bool>()) {
+      ++runtime;
+      EXPECT_EQ(t["name"], "memcensus");
+    } else {
+      ++program;
+    }
+  }
+  EXPECT_EQ(runtime, 1) << layout["threads"].dump();
+  EXPECT_EQ(program, 3) << layout["threads"].dump();  // main and the fixture's two
+  for (const auto& f : fx.facts("thread")) {
+    const json* t = thread_named(layout, f[1]);
+    ASSERT_NE(t, nullptr) << f[1];
+    EXPECT_FALSE((*t)["runtime"].get<bool>());
+  }
+  CommandResult r = run_command({memcensus_bin(), "map", std::to_string(pid)});
+  EXPECT_NE(r.out.find("3 threads + 1 of memcensus"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("is memcensus's writer, not the program's"), std::string::npos) << r.out;
+}
+
 TEST(MapCpp, TextOutputShowsSummaryAndTables) {
   Fixture fx({fixture_path("layout_fixture")});
   for (const char* by : {"region", "kind", "object"}) {
