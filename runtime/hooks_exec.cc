@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "format/launch_env.h"
 #include "runtime/libc_alloc.h"
 #include "runtime/runtime.h"
 #include "runtime/sys.h"
@@ -15,6 +16,7 @@
 #include "runtime/writer.h"
 
 using namespace memcensus::rt;
+namespace f = memcensus::format;
 
 namespace {
 
@@ -77,11 +79,7 @@ __attribute__((constructor)) void resolve_exec() {
 // copies of its "MEMCENSUS_<name>=..." strings, and LD_PRELOAD's first entry, the runtime's
 // path. Only the names the launcher sets (core/launch/preload_launcher.cc): a variable of the
 // user's that merely starts with MEMCENSUS_ is the program's.
-constexpr const char* kLauncherNames[] = {
-    "MEMCENSUS_OUTPUT=",    "MEMCENSUS_ROOT_PID=",    "MEMCENSUS_FOLLOW_FORK=",
-    "MEMCENSUS_NO_STACKS=", "MEMCENSUS_STACK_DEPTH=", "MEMCENSUS_SAMPLE=",
-    "MEMCENSUS_CHECK=",     "MEMCENSUS_GUARD_RATE="};
-constexpr int kSavedMax = sizeof kLauncherNames / sizeof kLauncherNames[0];
+constexpr int kSavedMax = sizeof f::kLauncherSettings / sizeof f::kLauncherSettings[0];
 char g_saved_text[8192];
 const char* g_saved[kSavedMax];
 int g_saved_count = 0;
@@ -94,9 +92,10 @@ bool starts_with(const char* s, const char* prefix) {
   return true;
 }
 
+// "NAME=..." for one of the launcher's settings.
 bool launcher_setting(const char* e) {
-  for (const char* name : kLauncherNames)
-    if (starts_with(e, name)) return true;
+  for (const char* name : f::kLauncherSettings)
+    if (starts_with(e, name) && e[str_len(name)] == '=') return true;
   return false;
 }
 

@@ -64,32 +64,6 @@ Fn resolved(Fn& fn, const char* name) {
   return fn;
 }
 
-// The ends of the runtime's own pipes (-1: free slot).
-constexpr int kOwnFds = 8;
-std::atomic<int> g_own_fds[kOwnFds] = {-1, -1, -1, -1, -1, -1, -1, -1};
-
-bool own_fd(int fd) {
-  if (fd < 0) return false;
-  if (writer_owns_fd(fd)) return true;
-  for (const std::atomic<int>& o : g_own_fds)
-    if (o.load(std::memory_order_relaxed) == fd) return true;
-  return false;
-}
-
-void own_fd_add(int fd) {
-  for (std::atomic<int>& o : g_own_fds) {
-    int free_slot = -1;
-    if (o.compare_exchange_strong(free_slot, fd)) return;
-  }
-}
-
-void own_fd_remove(int fd) {
-  for (std::atomic<int>& o : g_own_fds) {
-    int mine = fd;
-    if (o.compare_exchange_strong(mine, -1)) return;
-  }
-}
-
 // The runtime's pipes (both ends: libunwind's memory probe reads one end, then writes the
 // other), and the numbers of the ends of a pipe whose number the program took with dup2 or
 // dup3: libunwind keeps those numbers in its own memory, where they cannot be changed, and
@@ -99,11 +73,37 @@ void own_fd_remove(int fd) {
 // makes libunwind's probe open a new pipe before it writes, and its close of the number is
 // taken as done without closing anything (the number is the program's, or already closed);
 // that close ends the number's watch. The program's own reads and closes are untouched.
+// A slot is free when both ends are -1; an end the runtime closed is -1 alone.
 constexpr int kPipes = 4;
 struct OwnPipe {
   std::atomic<int> r{-1}, w{-1};
 };
 OwnPipe g_pipes[kPipes];
+
+// An open end of one of the runtime's pipes.
+bool pipe_end(int fd) {
+  if (fd < 0) return false;
+  for (const OwnPipe& p : g_pipes)
+    if (p.r.load(std::memory_order_relaxed) == fd || p.w.load(std::memory_order_relaxed) == fd)
+      return true;
+  return false;
+}
+
+// A descriptor of the runtime's: a pipe end, or one the writer holds.
+bool own_fd(int fd) {
+  return fd >= 0 && (writer_owns_fd(fd) || pipe_end(fd));
+}
+
+// The runtime closed `fd`, one end of a pipe (the other stays its own until closed).
+void pipe_end_closed(int fd) {
+  if (fd < 0) return;
+  for (OwnPipe& p : g_pipes) {
+    int mine = fd;
+    if (p.r.compare_exchange_strong(mine, -1)) return;
+    mine = fd;
+    if (p.w.compare_exchange_strong(mine, -1)) return;
+  }
+}
 constexpr int kStale = 8;
 std::atomic<int> g_stale[kStale] = {-1, -1, -1, -1, -1, -1, -1, -1};
 std::atomic<int> g_stale_count{0};
@@ -152,6 +152,7 @@ void pipe_add(int r, int w) {
   pipe_forget(r);  // a pipe whose ends were closed unseen (a raw system call) had them
   pipe_forget(w);
   for (OwnPipe& p : g_pipes) {
+    if (p.w.load(std::memory_order_relaxed) != -1) continue;  // half closed: not free
     int free_slot = -1;
     if (p.r.compare_exchange_strong(free_slot, r)) {
       p.w.store(w, std::memory_order_relaxed);
@@ -178,8 +179,6 @@ bool pipe_taken(int fd) {
            monotonic_ns() - start < 100'000'000)
       sched_yield();
     int other = fd == r ? w : r;
-    own_fd_remove(r);
-    own_fd_remove(w);
     if (other >= 0) sys_close(other);
     p.w.store(-1, std::memory_order_relaxed);
     p.r.store(-1, std::memory_order_relaxed);
@@ -208,13 +207,12 @@ int close_range_around(unsigned first, unsigned last, int flags) {
   }
   // Marking descriptors close-on-exec leaves the runtime's as they are (they already are).
   if (flags & CLOSE_RANGE_CLOEXEC) return next(first, last, flags);
-  int skip[kOwnFds + kWriterOwnFds];
+  int skip[2 * kPipes + kWriterOwnFds];
   int n = writer_own_fds(skip);
-  for (const std::atomic<int>& o : g_own_fds) {
-    int fd = o.load(std::memory_order_relaxed);
-    if (fd >= 0) skip[n++] = fd;
-  }
-  for (int i = 1; i < n; ++i)  // insertion sort of at most kOwnFds + kWriterOwnFds numbers
+  for (const OwnPipe& p : g_pipes)
+    for (int fd : {p.r.load(std::memory_order_relaxed), p.w.load(std::memory_order_relaxed)})
+      if (fd >= 0) skip[n++] = fd;
+  for (int i = 1; i < n; ++i)  // insertion sort of at most 2 x kPipes + kWriterOwnFds numbers
     for (int j = i; j > 0 && skip[j - 1] > skip[j]; --j) std::swap(skip[j - 1], skip[j]);
   unsigned from = first;
   for (int i = 0; i < n; ++i) {
@@ -244,7 +242,6 @@ MEMCENSUS_EXPORT int pipe2(int fds[2], int flags) {
       fds[i] = high;
     }
     stale_remove(fds[i]);  // a number watched before is the runtime's again
-    own_fd_add(fds[i]);
   }
   pipe_add(fds[0], fds[1]);
   return 0;
@@ -276,8 +273,7 @@ MEMCENSUS_EXPORT int close(int fd) {
       errno = EBADF;
       return -1;
     }
-    own_fd_remove(fd);
-    pipe_forget(fd);
+    pipe_end_closed(fd);
   }
   CloseFn next = resolved(g_close, "close");
   if (!next) {
@@ -304,7 +300,7 @@ MEMCENSUS_EXPORT void closefrom(int lowfd) {
   if (close_range_around(static_cast<unsigned>(lowfd), ~0u, 0) != 0) {
     int top = -1, writer_fds[kWriterOwnFds];
     for (int i = 0, n = writer_own_fds(writer_fds); i < n; ++i) top = std::max(top, writer_fds[i]);
-    for (const std::atomic<int>& o : g_own_fds) top = std::max(top, o.load());
+    for (const OwnPipe& p : g_pipes) top = std::max({top, p.r.load(), p.w.load()});
     for (int fd = lowfd; fd <= top; ++fd) close(fd);
     CloseFromFn next = resolved(g_closefrom, "closefrom");
     if (next) next(std::max(lowfd, top + 1));
@@ -316,8 +312,7 @@ MEMCENSUS_EXPORT int dup2(int oldfd, int newfd) {
   bool pipe_end = false;
   if (oldfd != newfd) {
     writer_release_fd(newfd);
-    pipe_end = pipe_taken(newfd);
-    own_fd_remove(newfd);  // a pipe end of the runtime's: the number is the program's now
+    pipe_end = pipe_taken(newfd);  // a pipe end of the runtime's: the number is the program's
   }
   Dup2Fn next = resolved(g_dup2, "dup2");
   if (!next) {
@@ -333,7 +328,6 @@ MEMCENSUS_EXPORT int dup3(int oldfd, int newfd, int flags) {
   if (oldfd != newfd) {
     writer_release_fd(newfd);
     pipe_end = pipe_taken(newfd);
-    own_fd_remove(newfd);
   }
   Dup3Fn next = resolved(g_dup3, "dup3");
   if (!next) {

@@ -10,6 +10,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
+#include "format/launch_env.h"
 #include "runtime/check.h"
 #include "runtime/fast_unwind.h"
 #include "runtime/libc_alloc.h"
@@ -24,6 +25,8 @@
 extern "C" int __cxa_atexit(void (*fn)(void*), void* arg, void* dso);
 
 namespace memcensus::rt {
+
+namespace f = memcensus::format;
 
 __thread ThreadState t_state __attribute__((tls_model("initial-exec")));
 std::atomic<uint32_t> g_phase{kUninit};
@@ -117,26 +120,26 @@ bool env_flag(const char* name) {
 // Reads the settings `memcensus run` put in the environment. False: not started by it, or
 // this process is not one to trace.
 bool read_config() {
-  const char* out = getenv("MEMCENSUS_OUTPUT");
+  const char* out = getenv(f::kEnvOutput);
   if (!out || !*out || str_len(out) >= sizeof g_config.output) return false;
   char* end = put_str(g_config.output, out);
   *end = 0;
   uint64_t v = 0;
-  g_config.root_pid = parse_u64(getenv("MEMCENSUS_ROOT_PID"), &v) ? static_cast<pid_t>(v) : 0;
-  g_config.follow_fork = env_flag("MEMCENSUS_FOLLOW_FORK");
-  g_config.no_stacks = env_flag("MEMCENSUS_NO_STACKS");
+  g_config.root_pid = parse_u64(getenv(f::kEnvRootPid), &v) ? static_cast<pid_t>(v) : 0;
+  g_config.follow_fork = env_flag(f::kEnvFollowFork);
+  g_config.no_stacks = env_flag(f::kEnvNoStacks);
   g_config.stack_depth = 64;
-  if (parse_u64(getenv("MEMCENSUS_STACK_DEPTH"), &v))
+  if (parse_u64(getenv(f::kEnvStackDepth), &v))
     g_config.stack_depth = v > kMaxStackDepth ? kMaxStackDepth : static_cast<uint32_t>(v);
-  g_config.sample_bytes = parse_u64(getenv("MEMCENSUS_SAMPLE"), &v) ? v : 0;
-  g_config.check = env_flag("MEMCENSUS_CHECK");
+  g_config.sample_bytes = parse_u64(getenv(f::kEnvSample), &v) ? v : 0;
+  g_config.check = env_flag(f::kEnvCheck);
   g_config.clock_handovers = kClockHandovers;
   if (parse_u64(getenv("MEMCENSUS_CLOCK_HANDOVERS"), &v))
     g_config.clock_handovers = v > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(v);
   g_config.guard_rate = 0;
   const char* markers = getenv("MEMCENSUS_GUARD_MARKERS");
   g_config.guard_markers = !(markers && str_eq(markers, "0"));
-  if (g_config.check && parse_u64(getenv("MEMCENSUS_GUARD_RATE"), &v))
+  if (g_config.check && parse_u64(getenv(f::kEnvGuardRate), &v))
     g_config.guard_rate = v > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(v);
   return sys_getpid() == g_config.root_pid || g_config.follow_fork;
 }

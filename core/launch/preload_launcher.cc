@@ -13,11 +13,14 @@
 #include <optional>
 
 #include "elf/elf_reader.h"
+#include "format/launch_env.h"
 #include "launch/exit_tracer.h"
 #include "util/error.h"
 
 namespace memcensus {
 namespace {
+
+namespace f = memcensus::format;
 
 bool is_executable_file(const std::string& p) {
   struct stat st;
@@ -66,14 +69,14 @@ void set_env(const char* name, const std::string& value) {
 // In the child: the runtime's settings and LD_PRELOAD.
 void set_preload_env(const PreloadOptions& o, const std::string& trace) {
   ::unlink(trace.c_str());
-  set_env("MEMCENSUS_OUTPUT", trace);
-  set_env("MEMCENSUS_ROOT_PID", std::to_string(::getpid()));
-  set_env("MEMCENSUS_FOLLOW_FORK", o.follow_fork ? "1" : "0");
-  set_env("MEMCENSUS_NO_STACKS", o.no_stacks ? "1" : "0");
-  set_env("MEMCENSUS_STACK_DEPTH", std::to_string(o.stack_depth));
-  set_env("MEMCENSUS_SAMPLE", std::to_string(o.sample_bytes));
-  set_env("MEMCENSUS_CHECK", o.check ? "1" : "0");
-  set_env("MEMCENSUS_GUARD_RATE", std::to_string(o.guard_rate));
+  set_env(f::kEnvOutput, trace);
+  set_env(f::kEnvRootPid, std::to_string(::getpid()));
+  set_env(f::kEnvFollowFork, o.follow_fork ? "1" : "0");
+  set_env(f::kEnvNoStacks, o.no_stacks ? "1" : "0");
+  set_env(f::kEnvStackDepth, std::to_string(o.stack_depth));
+  set_env(f::kEnvSample, std::to_string(o.sample_bytes));
+  set_env(f::kEnvCheck, o.check ? "1" : "0");
+  set_env(f::kEnvGuardRate, std::to_string(o.guard_rate));
   const char* old = ::getenv("LD_PRELOAD");
   set_env("LD_PRELOAD", o.runtime + (old && *old ? ":" + std::string(old) : ""));
 }
