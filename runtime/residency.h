@@ -4,7 +4,9 @@
 // (a program's mmaps, malloc's, the runtime's), and smaps gives one Rss per merged entry.
 //
 // Runs on the writer thread, right after the snapshot is read; one mincore() call per 64 MiB
-// of such mappings. Allocates nothing; not reentrant (static buffers).
+// of such mappings, at most 64 GiB of them per snapshot (~9 ms; a program that reserves
+// terabytes would otherwise stall the writer for seconds and lose events). Allocates
+// nothing; not reentrant (static buffers).
 #pragma once
 
 #include <stddef.h>

@@ -44,22 +44,29 @@ uint64_t covered(Blocks sorted, uint64_t start, uint64_t end) {
 // Weighs the ranges of one mapping: by their resident bytes when the mapping's pages were
 // measured (format::kResidency), else by their size.
 struct Weigh {
-  Blocks resident;     // sorted resident pages
-  bool exact = false;  // the mapping's pages were measured
+  Blocks resident;        // sorted resident pages
+  bool by_pages = false;  // the mapping's pages were measured
+  // ... and found resident as many as its rss says. mincore also counts pages that were only
+  // read, which map the kernel's shared zero page and are not in Rss; and pages may come or
+  // go between the two reads. A split by pages that do not add up is an estimate.
+  bool exact = false;
   uint64_t operator()(uint64_t lo, uint64_t hi) const {
     if (hi <= lo) return 0;
-    return exact ? covered(resident, lo, hi) : hi - lo;
+    return by_pages ? covered(resident, lo, hi) : hi - lo;
   }
 };
 
-// The Weigh of the mapping [start, end): exact when a measured range holds it and any of
+// The Weigh of the mapping [start, end): by pages when a measured range holds it and any of
 // its pages were found resident (none with rss > 0: pages came in after the measure, so the
 // sizes are the better guide).
 Weigh weigh_for(uint64_t start, uint64_t end, uint64_t rss, Blocks measured, Blocks resident) {
-  Weigh w{resident, false};
+  Weigh w{resident};
   auto it = first_after(measured, start);
-  if (rss && it != measured.end() && it->address <= start && it->address + it->size >= end)
-    w.exact = covered(resident, start, end) > 0;
+  if (rss && it != measured.end() && it->address <= start && it->address + it->size >= end) {
+    uint64_t found = covered(resident, start, end);
+    w.by_pages = found > 0;
+    w.exact = found == rss;
+  }
   return w;
 }
 
@@ -123,7 +130,8 @@ uint64_t covered_weight(Blocks sorted, uint64_t start, uint64_t end, const Weigh
 // Running totals of the split.
 struct Totals {
   uint64_t code = 0, statics = 0, stacks = 0, overhead = 0, unknown_anon = 0, files = 0, shm = 0,
-           kernel = 0, other = 0, own = 0, own_libraries = 0, shared_by_size = 0;
+           kernel = 0, other = 0, own = 0, own_libraries = 0, shared_by_size = 0,
+           by_pages_estimated = 0;
   std::map<uint32_t, uint64_t> heap_parts, mmap_parts;
 };
 
@@ -160,7 +168,8 @@ void split_anon(uint64_t start, uint64_t end, uint64_t rss, const Weigh& w, Bloc
   // the pages were measured).
   int owners =
       (own_bytes > 0) + (heap_bytes > 0) + (rest > 0) + static_cast<int>(mmap_bytes.size());
-  if (owners > 1 && rss < end - start && !w.exact) t.shared_by_size += rss;
+  if (owners > 1 && rss < end - start && !w.by_pages) t.shared_by_size += rss;
+  if ((owners > 1 || heap_bytes) && w.by_pages && !w.exact) t.by_pages_estimated += rss;
 
   uint64_t given = 0;
   uint64_t own_share = scaled(rss, own_bytes, total);
@@ -192,7 +201,8 @@ uint64_t take_own(const Region& r, uint64_t rss, const Weigh& w, Blocks own, Tot
   uint64_t own_bytes = covered_weight(own, r.raw.start, r.raw.end, w);
   if (!own_bytes) return rss;
   uint64_t share = own_bytes >= size ? rss : scaled(rss, own_bytes, size);
-  if (share < rss && rss < r.raw.end - r.raw.start && !w.exact) t.shared_by_size += rss;
+  if (share < rss && rss < r.raw.end - r.raw.start && !w.by_pages) t.shared_by_size += rss;
+  if (share < rss && w.by_pages && !w.exact) t.by_pages_estimated += rss;
   t.own += share;
   return rss - share;
 }
@@ -259,7 +269,7 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
           const uint64_t shared_before = t.shared_by_size;
           t.statics += image_share;
           split_anon(r.image_end, r.raw.end, rss - image_share, w, live, mmaps, own, t);
-          if (rss < size && !w.exact)
+          if (rss < size && !w.by_pages)
             t.shared_by_size = shared_before + rss;  // the whole region, once
           break;
         }
@@ -283,9 +293,19 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
       case RegionKind::kOther:
         t.other += rss;
         break;
-      case RegionKind::kHeap:
-      case RegionKind::kArena: {
-        uint64_t given = share(rss, bytes_by_site(live, r.raw.start, r.raw.end, w), t.heap_parts);
+      case RegionKind::kArena:
+        // A mapping at a 64 MiB boundary reads as a malloc arena's heap when nothing says
+        // otherwise; glibc maps its arenas unseen by the hooks, so one the program mapped
+        // itself (a recorded mmap) is cut as any anonymous mapping is.
+        if (covered(mmaps, r.raw.start, r.raw.end)) {
+          split_anon(r.raw.start, r.raw.end, rss, w, live, mmaps, own, t);
+          break;
+        }
+        [[fallthrough]];
+      case RegionKind::kHeap: {
+        auto sites = bytes_by_site(live, r.raw.start, r.raw.end, w);
+        if (!sites.empty() && w.by_pages && !w.exact) t.by_pages_estimated += rss;
+        uint64_t given = share(rss, sites, t.heap_parts);
         t.overhead += rss - given;
         break;
       }
@@ -299,6 +319,7 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
 
   ResidentSplit out;
   out.shared_by_size = t.shared_by_size;
+  out.by_pages_estimated = t.by_pages_estimated;
   std::vector<ResidentPart>& parts = out.parts;
   auto add = [&](std::string what, uint64_t n) {
     if (n) parts.push_back({std::move(what), n});

@@ -75,6 +75,11 @@ struct ResidentSplit {
   // and whose resident pages were not measured, shared among those owners in proportion to
   // their sizes.
   uint64_t shared_by_size = 0;
+  // Resident bytes of mappings split by their measured pages where those pages did not add
+  // up to the mapping's rss (pages only read, which map the kernel's shared zero page and
+  // which smaps does not count; or pages that came or went between the two reads): an
+  // estimate, closer than by size.
+  uint64_t by_pages_estimated = 0;
 };
 
 // `site_name`: a short name for a site id; sites of one kind whose names are the same are

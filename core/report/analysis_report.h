@@ -106,6 +106,7 @@ struct ResidentMoment {
   uint64_t time_ns = 0, rss = 0;
   std::vector<ResidentPart> parts;  // sum == rss
   uint64_t shared_by_size = 0;      // see ResidentSplit::shared_by_size
+  uint64_t by_pages_estimated = 0;  // see ResidentSplit::by_pages_estimated
 };
 // The resident split of a snapshot (see analysis/resident_split.h); the stacks of the
 // threads running then are found from their stack hints, and the files loaded only for the
@@ -127,7 +128,8 @@ std::vector<SnapshotRef> report_snapshots(const Analysis& a);
 std::vector<ThreadRecord> thread_stacks(const Analysis& a,
                                         std::vector<std::string>* warnings = nullptr);
 
-// {"time": seconds, "rss": bytes, "shared_by_size": bytes, "parts": [{"what", "bytes"}]}:
+// {"time": seconds, "rss": bytes, "shared_by_size": bytes, "by_pages_estimated": bytes,
+// "parts": [{"what", "bytes"}]}:
 // the shape both
 // `report --json` and the HTML model use for a resident split.
 void write_resident_moment(JsonWriter& w, const ResidentMoment& r);

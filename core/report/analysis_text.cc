@@ -209,6 +209,12 @@ void write_moment(const char* title, const std::optional<MomentSnapshot>& m, con
         "resident and could not be measured page by page: smaps gives one figure per "
         "mapping, so it was shared among them in proportion to their sizes)\n",
         format_bytes(r.shared_by_size));
+  if (r.by_pages_estimated)
+    out += fmt::format(
+        "  ({} of it lies in mappings split by their resident pages where those pages did not "
+        "add up to what smaps counts: pages only read, which map the kernel's shared zero "
+        "page, or pages that came or went between the two reads)\n",
+        format_bytes(r.by_pages_estimated));
 }
 
 void write_resident(const Analysis& a, SiteNames& names, std::string& out) {

@@ -74,6 +74,7 @@ ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names,
       split_resident(layout, facts, [&](uint32_t site) { return names.name(site); });
   r.parts = std::move(split.parts);
   r.shared_by_size = split.shared_by_size;
+  r.by_pages_estimated = split.by_pages_estimated;
   for (const ResidentPart& p : r.parts) r.rss += p.bytes;
   return r;
 }
@@ -161,6 +162,7 @@ void write_resident_moment(JsonWriter& w, const ResidentMoment& r) {
   w.field("time", static_cast<double>(r.time_ns) / 1e9);
   w.field("rss", r.rss);
   w.field("shared_by_size", r.shared_by_size);
+  w.field("by_pages_estimated", r.by_pages_estimated);
   w.key("parts");
   w.begin_array();
   for (const ResidentPart& p : r.parts) {

@@ -597,14 +597,32 @@ void RecordDecoder::read_residency(Cursor& c, TraceSmaps& s) {
       c.fail("residency: mapping out of order or out of range");
     const uint64_t end = start + pages * kPage;
     s.measured.push_back({start, end});
-    uint64_t at = start;
-    for (bool resident = false, first = true; at < end; resident = !resident, first = false) {
-      uint64_t run = c.varint();
-      if (run > (end - at) / kPage || (run == 0 && !first))
-        c.fail("residency: page runs do not add up to the mapping");
-      uint64_t next = at + run * kPage;
-      if (resident && run) s.resident.push_back({at, next});
-      at = next;
+    const uint64_t form = c.varint();
+    if (form == 0) {  // runs, alternately not resident and resident
+      uint64_t at = start;
+      for (bool resident = false, first = true; at < end; resident = !resident, first = false) {
+        uint64_t run = c.varint();
+        if (run > (end - at) / kPage || (run == 0 && !first))
+          c.fail("residency: page runs do not add up to the mapping");
+        uint64_t next = at + run * kPage;
+        if (resident && run) s.resident.push_back({at, next});
+        at = next;
+      }
+    } else if (form == 1) {  // a bitmap, bit i (least significant first) for page i
+      const uint64_t bytes = (pages + 7) / 8;
+      if (bytes > c.data.size() - c.pos) c.fail("residency: bitmap past the chunk's end");
+      const uint8_t* bits = c.data.data() + c.pos;
+      c.pos += bytes;
+      for (uint64_t page = 0; page < pages; ++page) {
+        if (!(bits[page / 8] >> (page % 8) & 1)) continue;
+        uint64_t at = start + page * kPage;
+        if (!s.resident.empty() && s.resident.back().end == at)
+          s.resident.back().end = at + kPage;
+        else
+          s.resident.push_back({at, at + kPage});
+      }
+    } else {
+      c.fail("residency: unknown form " + std::to_string(form));
     }
     last_end = end;
   }

@@ -2,10 +2,13 @@
 // answers are known exactly (see fixtures/analysis_fx.cc).
 #include <gtest/gtest.h>
 
+#include <map>
 #include <numeric>
 #include <sstream>
 
+#include "procfs/smaps_parser.h"
 #include "run_test_util.h"
+#include "trace/trace_reader.h"
 
 using nlohmann::json;
 
@@ -312,6 +315,49 @@ TEST(ResidentSplit, PartlyResidentMergedMappingIsSplitByItsPages) {
   EXPECT_LT(in_untouched, in_touched / 2);
   EXPECT_EQ(part_bytes(m, "live heap: touched_blocks"), in_touched) << m.dump(1);
   EXPECT_EQ(part_bytes(m, "live heap: untouched_blocks"), in_untouched) << m.dump(1);
+}
+
+// The runtime measures, at each snapshot, exactly the partly resident anonymous mappings:
+// every one listed is an smaps entry with inode 0 (not [vdso] or [vvar]) and Rss above 0
+// and below its size, with its resident pages inside it; file mappings, partly resident too,
+// are not measured. (How many pages are resident need not equal Rss: mincore also counts
+// pages only read, which map the shared zero page, and a thread that exits meanwhile has
+// glibc drop its stack's pages.)
+TEST(ResidentSplit, SnapshotsMeasureThePartlyResidentAnonymousMappings) {
+  auto t = mctest::traced({mctest::fixture("resident_owners"), "partial"});
+  ASSERT_EQ(t.status, 0);
+  struct Snapshots : memcensus::TraceVisitor {
+    std::vector<memcensus::TraceSmaps> got;
+    void on_smaps(const memcensus::TraceSmaps& s) override { got.push_back(s); }
+  } snaps;
+  auto reader = memcensus::TraceReader::from_file(t.trace);
+  reader.read(snaps);
+  ASSERT_FALSE(snaps.got.empty());
+  const memcensus::TraceSmaps& s = snaps.got.back();  // the exit's
+  memcensus::SmapsStreamParser parser;
+  parser.feed(s.text);
+  std::map<uint64_t, memcensus::SmapsRegion> by_start;
+  for (auto& r : parser.finish()) by_start.emplace(r.start, std::move(r));
+  size_t expected = 0, file_partly = 0;
+  for (const auto& [start, r] : by_start) {
+    uint64_t rss = r.fig.get(memcensus::SmapsField::kRss);
+    bool partly = rss > 0 && rss < r.size();
+    if (partly && r.inode == 0 && !r.path.starts_with("[v")) ++expected;
+    if (partly && r.inode != 0) ++file_partly;
+  }
+  EXPECT_GT(file_partly, 0u);
+  EXPECT_EQ(s.measured.size(), expected);
+  for (const auto& m : s.measured) {
+    auto it = by_start.find(m.start);
+    ASSERT_NE(it, by_start.end()) << std::hex << m.start;
+    const memcensus::SmapsRegion& r = it->second;
+    EXPECT_EQ(r.end, m.end);
+    EXPECT_EQ(r.inode, 0u) << r.path;
+    uint64_t resident = 0;
+    for (const auto& p : s.resident)
+      if (p.start >= m.start && p.end <= m.end) resident += p.end - p.start;
+    EXPECT_LE(resident, r.size());
+  }
 }
 
 TEST(AnalysisReport, SectionsAloneAndBadInput) {

@@ -187,37 +187,46 @@ TEST(RecordDecoder, ResidencyFollowsItsSnapshot) {
     return out;
   };
   Chunk ok;
-  // 0x10000: 8 pages, 2 out, 3 in, 3 out; 0x30000: nothing said; 0x40000: 2 pages, all in.
-  ok.tag(f::kResidency).v(3).v(0x10000).v(8).v(2).v(3).v(3).v(0).v(0).v(0x40000).v(2).v(0).v(2);
+  // 0x10000: 8 pages as runs: 2 out, 3 in, 3 out; 0x30000: not measured; 0x40000: 2 pages
+  // as runs, all in; 0x50000: 10 pages as a bitmap, pages 0, 1 and 9 in.
+  ok.tag(f::kResidency).v(4).v(0x10000).v(8).v(0).v(2).v(3).v(3).v(0x30000).v(0);
+  ok.v(0x40000).v(2).v(0).v(0).v(2).v(0x50000).v(10).v(1).v(0x03).v(0x02);
   Smaps out;
   RecordDecoder d("test");
   d.decode(snapshot(ok).data, 0, out);
   ASSERT_EQ(out.got.size(), 1u);
   const auto& s = out.got[0];
   EXPECT_EQ(s.text, "ab");
-  ASSERT_EQ(s.measured.size(), 2u);
+  ASSERT_EQ(s.measured.size(), 3u);
   EXPECT_EQ(s.measured[0].start, 0x10000u);
   EXPECT_EQ(s.measured[0].end, 0x18000u);
   EXPECT_EQ(s.measured[1].start, 0x40000u);
-  ASSERT_EQ(s.resident.size(), 2u);
+  EXPECT_EQ(s.measured[2].end, 0x5a000u);
+  ASSERT_EQ(s.resident.size(), 4u);
   EXPECT_EQ(s.resident[0].start, 0x12000u);
   EXPECT_EQ(s.resident[0].end, 0x15000u);
   EXPECT_EQ(s.resident[1].start, 0x40000u);
   EXPECT_EQ(s.resident[1].end, 0x42000u);
+  EXPECT_EQ(s.resident[2].start, 0x50000u);
+  EXPECT_EQ(s.resident[2].end, 0x52000u);
+  EXPECT_EQ(s.resident[3].start, 0x59000u);
+  EXPECT_EQ(s.resident[3].end, 0x5a000u);
 
   auto fails = [&](Chunk c, bool after_smaps = true) {
     Smaps o;
     RecordDecoder dd("test");
     EXPECT_THROW(dd.decode((after_smaps ? snapshot(c) : c).data, 0, o), memcensus::Error);
   };
-  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(1).v(2));                  // adds up to 3
-  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(1).v(2).v(2));             // to 5
-  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(1).v(0).v(3));             // zero run
-  fails(Chunk().tag(f::kResidency).v(1).v(0x10001).v(1).v(1));                       // not a page
-  fails(Chunk().tag(f::kResidency).v(2).v(0x20000).v(1).v(1).v(0x10000).v(1).v(1));  // order
-  fails(Chunk().tag(f::kResidency).v(1).v(~0ull - 4095).v(2).v(2));                  // past the end
-  fails(Chunk().tag(f::kResidency).v(1000).v(0).v(0));                 // count > bytes
-  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(1).v(1), false);  // no snapshot
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(0).v(1).v(2));       // adds up to 3
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(0).v(1).v(2).v(2));  // to 5
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(0).v(1).v(0).v(3));  // zero run
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10001).v(1).v(0).v(1));            // not a page
+  fails(Chunk().tag(f::kResidency).v(2).v(0x20000).v(1).v(0).v(1).v(0x10000).v(1).v(0).v(1));
+  fails(Chunk().tag(f::kResidency).v(1).v(~0ull - 4095).v(2).v(0).v(2));    // past the end
+  fails(Chunk().tag(f::kResidency).v(1000).v(0).v(0));                      // count > bytes
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(2).v(4));         // unknown form
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(20).v(1).v(0xff));     // bitmap cut
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(1).v(0).v(1), false);  // no snapshot
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-
 #include <cstring>
 
 namespace memcensus {
@@ -95,8 +94,7 @@ TEST(ResidentSplit, SitesBeyondTheLimitAreGrouped) {
   // Sites named alike (stacks that differ past their innermost frame) are one part, and the
   // limit counts names: 30 sites under 3 names are 3 parts.
   auto alike = split_resident(
-                   l, {live, {}, {}, {}}, [](uint32_t s) { return "f" + std::to_string(s % 3); },
-                   5)
+                   l, {live, {}, {}, {}}, [](uint32_t s) { return "f" + std::to_string(s % 3); }, 5)
                    .parts;
   EXPECT_EQ(sum(alike), 0x10000u);
   EXPECT_EQ(std::count_if(alike.begin(), alike.end(),
@@ -185,6 +183,21 @@ TEST(ResidentSplit, MeasuredPagesSplitAPartlyResidentMappingExactly) {
   std::vector<AddressBlock> elsewhere = {{0x40000, 0x10000, 0}};
   auto other = split_resident(l, {live, mmaps, {}, {}, elsewhere, resident}, name);
   EXPECT_EQ(part(other.parts, "anonymous mmap: site7"), 0x4000u);
+}
+
+// A program mmap that happens to start at a 64 MiB boundary (as a malloc arena's heap does,
+// and so classified when nothing else is known) is the program's mmap: glibc maps its arenas
+// unseen by the hooks.
+TEST(ResidentSplit, ProgramMmapAtAnArenasAlignmentIsTheProgramsMmap) {
+  std::vector<AddressBlock> mmaps = {{0x4000000, 0x2000, 7}};
+  auto name = [](uint32_t s) { return "site" + std::to_string(s); };
+  Layout l;
+  l.regions = {region(0x4000000, 0x4002000, RegionKind::kArena, 0x1000)};
+  auto split = split_resident(l, {{}, mmaps, {}, {}}, name);
+  EXPECT_EQ(part(split.parts, "anonymous mmap: site7"), 0x1000u);
+  EXPECT_EQ(part(split.parts, "allocator overhead and retained free memory"), 0u);
+  auto arena = split_resident(l, {{}, {}, {}, {}}, name);  // no program mmap there: an arena
+  EXPECT_EQ(part(arena.parts, "allocator overhead and retained free memory"), 0x1000u);
 }
 
 // The kernel merged a program mmap into a library's bss: the library's image is static data,
