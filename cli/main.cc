@@ -1,6 +1,7 @@
 // memcensus: where every byte of a running program lives and how it got there.
 // The only place where errors become text and exit codes: 2 for bad usage or unusable input
 // (one line on stderr), 1 for problems a command was asked to fail on, else the command's.
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -54,6 +55,12 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "memcensus: internal error: %s\n", e.what());
+    return 2;
+  }
+  // What went to standard output must have got there (a full disk, a closed descriptor).
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "memcensus: writing to standard output failed: %s\n",
+                 std::strerror(errno));
     return 2;
   }
   return ctx.exit_code;

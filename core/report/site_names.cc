@@ -12,7 +12,8 @@
 namespace memcensus {
 
 std::string frame_label(const SourceFrame& f, const std::vector<TraceModule>& modules) {
-  if (f.function.rfind("??", 0) != 0) return f.function;
+  // (An empty name, which debug information can give, reads as an unknown one.)
+  if (!f.function.empty() && f.function.rfind("??", 0) != 0) return f.function;
   std::string object = f.object;
   size_t slash = object.rfind('/');
   if (slash != std::string::npos) object = object.substr(slash + 1);

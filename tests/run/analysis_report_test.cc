@@ -376,6 +376,11 @@ TEST(AnalysisReport, SectionsAloneAndBadInput) {
   std::fputs("hello\n", f);
   std::fclose(f);
   EXPECT_EQ(mctest::run({mctest::memcensus(), "report", bad}).status, 2);
+  // Output that cannot be written is an error, not a success (it exited 0).
+  auto full = mctest::run(
+      {"sh", "-c",
+       "'" + mctest::memcensus() + "' report --json '" + t.trace + "' >/dev/full 2>&1"});
+  EXPECT_EQ(full.status, 2);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "report/analysis_report.h"
+
 namespace memcensus {
 namespace {
 
@@ -15,6 +17,22 @@ TEST(Demangle, CppRustLegacyRustV0AndPlain) {
             "layout_fixture_rs::statics::DATA_TABLE");
   EXPECT_EQ(demangle("main"), "main");
   EXPECT_EQ(demangle("_Z"), "_Z");  // malformed: unchanged
+}
+
+// A frame's label: its function, or object+offset from the load bias when the name is
+// unknown ("??") or empty (debug information can name a function ""; collapsed stacks then
+// had an empty frame).
+TEST(FrameLabel, UnknownAndEmptyNamesReadAsObjectAndOffset) {
+  std::vector<TraceModule> modules = {{0x1000, 0x1000, 0x9000, "/usr/lib/libx.so", ""}};
+  SourceFrame f;
+  f.object = "/usr/lib/libx.so";
+  f.address = 0x1234;
+  f.function = "work";
+  EXPECT_EQ(frame_label(f, modules), "work");
+  f.function = "??";
+  EXPECT_EQ(frame_label(f, modules), "libx.so+0x234");
+  f.function = "";
+  EXPECT_EQ(frame_label(f, modules), "libx.so+0x234");
 }
 
 }  // namespace
