@@ -145,13 +145,16 @@ enum MetaTag : uint8_t {
                          // records are stored field by field (format/column_codec.h)
   kStackColumns = 0x51,  // (version 4) not a record: the first byte of a stack column chunk,
                          // kStackRef records stored field by field (format/column_codec.h)
-  kResidency = 0x52,     // (version 6) right after a kSmaps record, in its chunk: which pages of
-                         // the snapshot's partly resident anonymous mappings were resident then
-                         // (read with mincore just after the text). varint count, count x
-                         // (varint start, varint pages, runs): runs are varint page counts,
-                         // alternately not resident and resident (the first may be 0), that add
-                         // up to pages. An entry of 0 pages says nothing (the mapping went away,
-                         // or its runs did not fit); a mapping not listed was not measured.
+  kResidency = 0x52,     // (version 6) right after a kSmaps record, in its chunk: which 4 KiB
+                         // pages of the snapshot's partly resident anonymous mappings were
+                         // resident then (read with mincore just after the text). varint count,
+                         // count x (varint start, varint pages, [varint form, data]). Form 0:
+                         // runs, varint page counts alternately not resident and resident (the
+                         // first may be 0), adding up to pages; form 1: a bitmap of
+                         // (pages + 7) / 8 bytes, bit i (least significant first) for page i.
+                         // An entry of 0 pages has no form and says nothing (the mapping went
+                         // away, lay past the snapshot's budget or did not fit); a mapping not
+                         // listed was not measured. docs/trace-format.md has the details.
   kLastMetaTag = 0x52,
 };
 

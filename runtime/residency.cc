@@ -144,6 +144,9 @@ uint8_t* measure(const Range& r, uint64_t pages, uint8_t* p, uint8_t* limit) {
 }  // namespace
 
 size_t residency_record(const char* text, size_t len, uint8_t* out, size_t cap) {
+  // The record counts 4 KiB pages; on a kernel with larger pages there is no record and the
+  // report shares partly resident mappings by size, as before version 6.
+  if (sysconf(_SC_PAGESIZE) != static_cast<long>(kPage)) return 0;
   const char* const end = text + len;
   uint64_t n = 0;
   Range r;
@@ -155,13 +158,18 @@ size_t residency_record(const char* text, size_t len, uint8_t* out, size_t cap) 
   p = f::put_varint(p, n);
   uint64_t budget = kBudgetPages;
   uint64_t i = 0;
+  uint64_t last_end = 0;
   for (const char* t = text; i < n && next_partly_resident(t, end, &r); ++i) {
-    const uint64_t pages = (r.end - r.start) / kPage;
+    // Text read while the program maps and unmaps can list a mapping twice or out of order
+    // (each read() resumes at an address): such an entry is not measured.
+    const bool in_order = r.start >= last_end;
+    if (in_order) last_end = r.end;
+    const uint64_t pages = in_order ? (r.end - r.start) / kPage : 0;
     // Room for this entry, leaving the later ones room to say "not measured".
     uint8_t* const limit = out_end - 2 * f::kMaxVarint * (n - i - 1);
     uint8_t* const at = p;
     uint8_t* e = nullptr;
-    if (pages <= budget && limit - p > static_cast<ptrdiff_t>(2 * f::kMaxVarint)) {
+    if (pages && pages <= budget && limit - p > static_cast<ptrdiff_t>(2 * f::kMaxVarint)) {
       budget -= pages;
       p = f::put_varint(f::put_varint(p, r.start), pages);
       e = measure(r, pages, p, limit);

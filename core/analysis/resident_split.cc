@@ -326,29 +326,15 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
   };
   // Sites whose names read the same (different stacks through one allocating line) are one
   // part: a reader could not tell such parts apart.
-  // Only the largest sites are named (naming one symbolizes its stack): enough that the
-  // max_sites largest names are found even when several sites share each.
   auto add_sites = [&](const char* prefix, const std::map<uint32_t, uint64_t>& by_site) {
-    std::vector<std::pair<uint64_t, uint32_t>> sites;
-    for (const auto& [site, n] : by_site) sites.emplace_back(n, site);
-    std::sort(sites.begin(), sites.end(), [](const auto& a, const auto& b) {
-      return a.first != b.first ? a.first > b.first : a.second < b.second;
-    });
-    const size_t named = std::max<size_t>(4 * max_sites, 100);
     std::map<std::string, uint64_t> by_name;
-    uint64_t unnamed = 0;
-    for (size_t i = 0; i < sites.size(); ++i) {
-      if (i < named)
-        by_name[site_name(sites[i].second)] += sites[i].first;
-      else
-        unnamed += sites[i].first;
-    }
+    for (const auto& [site, n] : by_site) by_name[site_name(site)] += n;
     std::vector<std::pair<uint64_t, std::string>> order;
     for (auto& [name, n] : by_name) order.emplace_back(n, name);
     std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
       return a.first != b.first ? a.first > b.first : a.second < b.second;
     });
-    uint64_t rest = unnamed;
+    uint64_t rest = 0;
     for (size_t i = 0; i < order.size(); ++i) {
       if (i < max_sites)
         add(std::string(prefix) + order[i].second, order[i].first);

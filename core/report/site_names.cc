@@ -44,15 +44,27 @@ std::vector<SourceFrame> SiteNames::frame_copies(uint32_t stack) {
 }
 
 std::string SiteNames::name(uint32_t stack) {
-  const FrameRefs& fr = frames(stack);
-  if (fr.empty()) return stack ? fmt::format("stack #{}", stack) : "(no stack)";
-  const SourceFrame& f = fr.front();
-  std::string s = label(f);
-  if (f.file) {
-    std::string file = *f.file;
+  // Only the innermost frame is needed: symbolizing just it (cached per address) keeps naming
+  // every live site of a large program cheap.
+  const SourceFrame* f = nullptr;
+  if (auto c = cache_.find(stack); c != cache_.end()) {
+    if (!c->second.empty()) f = &*c->second.begin();
+  } else if (auto st = s_.stacks.find(stack); st != s_.stacks.end()) {
+    for (uint64_t addr : st->second) {
+      const std::vector<SourceFrame>& v = sym_.symbolize_return_address(addr);
+      if (!v.empty()) {
+        f = &v.front();
+        break;
+      }
+    }
+  }
+  if (!f) return stack ? fmt::format("stack #{}", stack) : "(no stack)";
+  std::string s = label(*f);
+  if (f->file) {
+    std::string file = *f->file;
     size_t slash = file.rfind('/');
     if (slash != std::string::npos) file = file.substr(slash + 1);
-    s += fmt::format(" ({}:{})", file, f.line.value_or(0));
+    s += fmt::format(" ({}:{})", file, f->line.value_or(0));
   }
   return s;
 }

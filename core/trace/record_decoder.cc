@@ -463,6 +463,7 @@ void RecordDecoder::on_stack(Cursor& c, uint8_t, TraceVisitor& v) {
 }
 
 size_t RecordDecoder::FrameStore::append(std::span<const uint64_t> frames) {
+  if (frames.empty()) return 0;  // never read: at() is only asked for stacks with frames
   if (used_ + frames.size() > kBlock) {
     blocks_.push_back(std::make_unique_for_overwrite<uint64_t[]>(kBlock));
     used_ = 0;
@@ -510,7 +511,7 @@ void RecordDecoder::on_stack_ref(Cursor& c, uint8_t, TraceVisitor& v) {
     uint64_t keep = c.varint();
     if (keep > base_depth)
       c.fail("stack " + std::to_string(id) + " keeps more frames than its base has");
-    const uint64_t* base = ref_frames_.at(base_at);
+    const uint64_t* base = base_depth ? ref_frames_.at(base_at) : nullptr;
     s.frames.assign(base, base + keep);
     read_frames(c.varint(), keep ? s.frames.back() : 0);
     uint64_t from = c.varint();
@@ -593,10 +594,16 @@ void RecordDecoder::read_residency(Cursor& c, TraceSmaps& s) {
     uint64_t start = c.varint();
     uint64_t pages = c.varint();
     if (pages == 0) continue;  // not measured
-    if (start % kPage || start < last_end || pages > (UINT64_MAX - start) / kPage)
-      c.fail("residency: mapping out of order or out of range");
+    if (start % kPage || pages > (UINT64_MAX - start) / kPage)
+      c.fail("residency: mapping out of range");
     const uint64_t end = start + pages * kPage;
-    s.measured.push_back({start, end});
+    // smaps text read while the program maps and unmaps can list a mapping twice or out of
+    // order (the kernel resumes each read() at an address). The writer leaves such entries
+    // unmeasured, but earlier writers did not: an entry overlapping an earlier one is read
+    // and dropped, as which reading is right cannot be told.
+    const bool keep = start >= last_end;
+    const size_t resident_before = s.resident.size();
+    if (keep) s.measured.push_back({start, end});
     const uint64_t form = c.varint();
     if (form == 0) {  // runs, alternately not resident and resident
       uint64_t at = start;
@@ -616,7 +623,7 @@ void RecordDecoder::read_residency(Cursor& c, TraceSmaps& s) {
       for (uint64_t page = 0; page < pages; ++page) {
         if (!(bits[page / 8] >> (page % 8) & 1)) continue;
         uint64_t at = start + page * kPage;
-        if (!s.resident.empty() && s.resident.back().end == at)
+        if (s.resident.size() > resident_before && s.resident.back().end == at)
           s.resident.back().end = at + kPage;
         else
           s.resident.push_back({at, at + kPage});
@@ -624,7 +631,10 @@ void RecordDecoder::read_residency(Cursor& c, TraceSmaps& s) {
     } else {
       c.fail("residency: unknown form " + std::to_string(form));
     }
-    last_end = end;
+    if (keep)
+      last_end = end;
+    else
+      s.resident.resize(resident_before);
   }
 }
 

@@ -122,6 +122,34 @@ TEST(RecordDecoder, StackReferences) {
   EXPECT_THROW(d.decode(stale.data, 2, out), memcensus::Error);
 }
 
+// A stack of no frames may be a base, first in a segment and when the frames stored so far
+// fill a block exactly.
+TEST(RecordDecoder, EmptyStacksAsBases) {
+  Chunk c;
+  c.tag(f::kStackRef).z(1).z(0).v(0);            // 1: empty, before any frame is stored
+  c.tag(f::kStackRef).z(1).z(1).v(0).v(0).v(0);  // 2: 1 again
+  Chunk full_base;
+  full_base.tag(f::kStackRef).z(2).z(0).v(4096);  // 4: 4096 frames
+  for (int i = 0; i < 4096; ++i) full_base.z(8);
+  c.bytes(full_base.data.data(), full_base.data.size());
+  constexpr int kCopies = (1 << 20) / 4096 - 1;  // with 4: exactly one block of frames
+  for (int i = 0; i < kCopies; ++i) c.tag(f::kStackRef).z(1).z(i + 1).v(4096).v(0).v(4096);
+  c.tag(f::kStackRef).z(1).z(0).v(0);                      // an empty stack after the full block
+  c.tag(f::kStackRef).z(1).z(1).v(0).v(0).v(0);            // and one on it
+  c.tag(f::kStackRef).z(1).z(kCopies + 3).v(1).v(0).v(1);  // and one on 4, still there
+  Collect out;
+  RecordDecoder d("test");
+  d.decode(c.data, 0, out);
+  ASSERT_EQ(out.stacks.size(), static_cast<size_t>(kCopies) + 6);
+  EXPECT_TRUE(out.stacks[0].frames.empty());
+  EXPECT_TRUE(out.stacks[1].frames.empty());
+  EXPECT_EQ(out.stacks[2].frames.size(), 4096u);
+  EXPECT_EQ(out.stacks[kCopies + 2].frames, out.stacks[2].frames);
+  EXPECT_TRUE(out.stacks[kCopies + 3].frames.empty());
+  EXPECT_TRUE(out.stacks[kCopies + 4].frames.empty());
+  EXPECT_EQ(out.stacks[kCopies + 5].frames, out.stacks[2].frames);
+}
+
 TEST(RecordDecoder, MalformedStackReferencesAreErrors) {
   Collect out;
   auto message = [&](const Chunk& c) -> std::string {
@@ -173,8 +201,9 @@ TEST(RecordDecoder, MalformedRecordsAreErrors) {
 }
 
 // kResidency after kSmaps: measured mappings and their resident page runs; a mapping of 0
-// pages says nothing. Runs that do not add up, a zero run after the first, mappings out of
-// order, or the record anywhere but after a snapshot are errors.
+// pages says nothing, one overlapping an earlier one (smaps text read while mappings change)
+// is dropped. Runs that do not add up, a zero run after the first, or the record anywhere but
+// after a snapshot are errors.
 TEST(RecordDecoder, ResidencyFollowsItsSnapshot) {
   struct Smaps : memcensus::TraceVisitor {
     std::vector<memcensus::TraceSmaps> got;
@@ -212,6 +241,22 @@ TEST(RecordDecoder, ResidencyFollowsItsSnapshot) {
   EXPECT_EQ(s.resident[3].start, 0x59000u);
   EXPECT_EQ(s.resident[3].end, 0x5a000u);
 
+  // 0x10000: 4 pages, all in; 0x11000 (overlaps: dropped) 4 pages, the last in, where the
+  // first's run ends; 0x8000 (before: dropped); 0x20000: 1 page in.
+  Chunk overlap;
+  overlap.tag(f::kResidency).v(4).v(0x10000).v(4).v(1).v(0x0f).v(0x11000).v(4).v(1).v(0x08);
+  overlap.v(0x8000).v(1).v(0).v(0).v(1).v(0x20000).v(1).v(0).v(0).v(1);
+  Smaps o2;
+  RecordDecoder d2("test");
+  d2.decode(snapshot(overlap).data, 0, o2);
+  ASSERT_EQ(o2.got.size(), 1u);
+  ASSERT_EQ(o2.got[0].measured.size(), 2u);
+  EXPECT_EQ(o2.got[0].measured[1].start, 0x20000u);
+  ASSERT_EQ(o2.got[0].resident.size(), 2u);
+  EXPECT_EQ(o2.got[0].resident[0].start, 0x10000u);
+  EXPECT_EQ(o2.got[0].resident[0].end, 0x14000u);
+  EXPECT_EQ(o2.got[0].resident[1].start, 0x20000u);
+
   auto fails = [&](Chunk c, bool after_smaps = true) {
     Smaps o;
     RecordDecoder dd("test");
@@ -221,12 +266,11 @@ TEST(RecordDecoder, ResidencyFollowsItsSnapshot) {
   fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(0).v(1).v(2).v(2));  // to 5
   fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(0).v(1).v(0).v(3));  // zero run
   fails(Chunk().tag(f::kResidency).v(1).v(0x10001).v(1).v(0).v(1));            // not a page
-  fails(Chunk().tag(f::kResidency).v(2).v(0x20000).v(1).v(0).v(1).v(0x10000).v(1).v(0).v(1));
-  fails(Chunk().tag(f::kResidency).v(1).v(~0ull - 4095).v(2).v(0).v(2));    // past the end
-  fails(Chunk().tag(f::kResidency).v(1000).v(0).v(0));                      // count > bytes
-  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(2).v(4));         // unknown form
-  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(20).v(1).v(0xff));     // bitmap cut
-  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(1).v(0).v(1), false);  // no snapshot
+  fails(Chunk().tag(f::kResidency).v(1).v(~0ull - 4095).v(2).v(0).v(2));       // past the end
+  fails(Chunk().tag(f::kResidency).v(1000).v(0).v(0));                         // count > bytes
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(4).v(2).v(4));            // unknown form
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(20).v(1).v(0xff));        // bitmap cut
+  fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(1).v(0).v(1), false);     // no snapshot
 }
 
 }  // namespace

@@ -1,0 +1,88 @@
+// The runtime's kResidency writer on smaps text naming real mappings of this process,
+// read back by the decoder: resident pages as mincore sees them, and an entry that the text
+// lists out of order (as text read while mappings change can) left unmeasured.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "format/trace_format.h"
+#include "runtime/residency.h"
+#include "trace/record_decoder.h"
+
+namespace f = memcensus::format;
+
+namespace {
+
+struct Smaps : memcensus::TraceVisitor {
+  std::vector<memcensus::TraceSmaps> got;
+  void on_smaps(const memcensus::TraceSmaps& s) override { got.push_back(s); }
+};
+
+std::string entry(uint64_t start, uint64_t end, uint64_t rss_kb) {
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "%lx-%lx rw-p 00000000 00:00 0 \nSize: %lu kB\nRss: %lu kB\n",
+                static_cast<unsigned long>(start), static_cast<unsigned long>(end),
+                static_cast<unsigned long>((end - start) / 1024),
+                static_cast<unsigned long>(rss_kb));
+  return buf;
+}
+
+// A kSmaps record of `text` followed by what residency_record writes for it, decoded.
+memcensus::TraceSmaps decode(const std::string& text) {
+  std::vector<uint8_t> out(1 << 16);
+  size_t n = memcensus::rt::residency_record(text.data(), text.size(), out.data(), out.size());
+  EXPECT_GT(n, 0u);
+  std::vector<uint8_t> chunk;
+  uint8_t buf[f::kMaxVarint];
+  auto v = [&](uint64_t x) { chunk.insert(chunk.end(), buf, f::put_varint(buf, x)); };
+  chunk.push_back(f::kSmaps);
+  v(1);
+  v(f::kSmapsExit);
+  v(text.size());
+  chunk.insert(chunk.end(), text.begin(), text.end());
+  chunk.insert(chunk.end(), out.begin(), out.begin() + static_cast<ptrdiff_t>(n));
+  Smaps got;
+  memcensus::RecordDecoder d("test");
+  d.decode(chunk, 0, got);
+  EXPECT_EQ(got.got.size(), 1u);
+  return got.got.empty() ? memcensus::TraceSmaps{} : got.got[0];
+}
+
+TEST(ResidencyRecord, MeasuresPagesAndSkipsEntriesOutOfOrder) {
+  if (sysconf(_SC_PAGESIZE) != 4096) GTEST_SKIP() << "the record counts 4 KiB pages";
+  constexpr size_t kPages = 16;
+  auto* a = static_cast<char*>(
+      mmap(nullptr, 2 * kPages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(a, MAP_FAILED);
+  char* b = a + kPages * 4096;
+  a[1 * 4096] = a[2 * 4096] = a[9 * 4096] = 1;  // pages 1, 2 and 9 of the first
+  b[0] = 1;                                     // page 0 of the second
+  const auto A = reinterpret_cast<uint64_t>(a), B = reinterpret_cast<uint64_t>(b);
+  const uint64_t size = kPages * 4096;
+
+  memcensus::TraceSmaps s = decode(entry(A, A + size, 12) + entry(B, B + size, 4));
+  ASSERT_EQ(s.measured.size(), 2u);
+  ASSERT_EQ(s.resident.size(), 3u);
+  EXPECT_EQ(s.resident[0].start, A + 4096);
+  EXPECT_EQ(s.resident[0].end, A + 3 * 4096);
+  EXPECT_EQ(s.resident[1].start, A + 9 * 4096);
+  EXPECT_EQ(s.resident[1].end, A + 10 * 4096);
+  EXPECT_EQ(s.resident[2].start, B);
+  EXPECT_EQ(s.resident[2].end, B + 4096);
+
+  // The first mapping listed again after the second, and a part of the second again: only
+  // the in-order entries are measured.
+  s = decode(entry(A, A + size, 12) + entry(B, B + size, 4) + entry(A, A + size, 12) +
+             entry(B + 4096, B + size, 4));
+  ASSERT_EQ(s.measured.size(), 2u);
+  EXPECT_EQ(s.measured[0].start, A);
+  EXPECT_EQ(s.measured[1].start, B);
+  EXPECT_EQ(s.resident.size(), 3u);
+  munmap(a, 2 * size);
+}
+
+}  // namespace
