@@ -15,6 +15,7 @@
 
 #include "symbolize/demangle.h"
 #include "symbolize/dwarf_scopes.h"
+#include "symbolize/symbol_index.h"
 
 namespace memcensus {
 namespace {
@@ -46,6 +47,7 @@ struct Symbolizer::Impl {
   std::unordered_map<uint64_t, std::vector<SourceFrame>> cache;
   std::unordered_map<Dwfl_Module*, std::string> stale;   // module -> reason
   std::unordered_map<const void*, UnitFunctions> units;  // by the CU DIE's address in memory
+  std::unordered_map<Dwfl_Module*, std::unique_ptr<SymbolIndex>> symbols;  // made when first used
 
   void report(const TraceModule& m);
   std::vector<SourceFrame> lookup(uint64_t pc);
@@ -168,7 +170,12 @@ std::vector<SourceFrame> Symbolizer::Impl::lookup(uint64_t pc) {
     out.push_back(std::move(base));
     return out;
   }
-  if (const char* sym = dwfl_module_addrname(mod, pc)) base.function = demangle(sym);
+  auto& index = symbols[mod];
+  if (!index) index = std::make_unique<SymbolIndex>(mod);
+  bool decided = false;
+  const char* sym = index->find(pc, &decided);
+  if (!decided) sym = dwfl_module_addrname(mod, pc);
+  if (sym) base.function = demangle(sym);
   expand(mod, pc, std::move(base), out);
   return out;
 }
