@@ -18,7 +18,9 @@
 //    round that are earlier than all of that round's events are applied, sorted by time
 //    (causal order); the rest wait for the next round (heap_pass.cc, "Rounds and order";
 //    memory: about two rounds of events). Each free goes with the latest allocation of its
-//    address at or before the free's time.
+//    address at or before the free's time, and a munmap removes only mappings made before
+//    it: a realloc's or munmap's time is taken before its call, so another thread's reuse of
+//    the memory it released can be read rounds before it.
 // Not thread-safe.
 #pragma once
 

@@ -140,31 +140,44 @@ void HeapDetails::on_mmap(const PassEvent& e) {
   if (summary_only_) return;
   f::Family fam = event_shape(e.kind()).family;
   if (fam == f::Family::kMmap && e.ptr != 0 && (e.aux & PackedEvent::kAnon)) {
-    unmap(e.ptr, e.size);
-    mmaps_[e.ptr] = AddressBlock{e.ptr, e.size, e.stack};
+    unmap(e.ptr, e.size, e.time);
+    mmaps_[e.ptr] = Mapping{AddressBlock{e.ptr, e.size, e.stack}, e.time};
   } else if (fam == f::Family::kMunmap && !(e.aux & PackedEvent::kFailed)) {
-    unmap(e.ptr, e.size);
+    unmap(e.ptr, e.size, e.time);
   } else if (fam == f::Family::kMremap && e.ptr != 0) {
     auto it = mmaps_.find(e.old_ptr);
     if (it == mmaps_.end()) return;
-    AddressBlock moved{e.ptr, e.size, it->second.site};
-    unmap(e.old_ptr, e.aux);
-    unmap(e.ptr, e.size);
-    mmaps_[e.ptr] = moved;
+    AddressBlock moved{e.ptr, e.size, it->second.block.site};
+    unmap(e.old_ptr, e.aux, e.time);
+    unmap(e.ptr, e.size, e.time);
+    mmaps_[e.ptr] = Mapping{moved, e.time};
   }
 }
 
-// Removes [addr, addr+len) from the tracked mappings, trimming or splitting those it cuts.
-void HeapDetails::unmap(uint64_t addr, uint64_t len) {
+// Removes [addr, addr+len) from the tracked mappings made before `time`, trimming or
+// splitting those it cuts. (A mapping made later is another thread's, made after this call
+// unmapped the pages, whose event was read first.)
+void HeapDetails::unmap(uint64_t addr, uint64_t len, uint64_t time) {
   uint64_t end = addr + len;
   auto it = mmaps_.lower_bound(addr);
-  if (it != mmaps_.begin() && std::prev(it)->second.address + std::prev(it)->second.size > addr)
-    --it;
+  if (it != mmaps_.begin()) {
+    const AddressBlock& b = std::prev(it)->second.block;
+    if (b.address + b.size > addr) --it;
+  }
   while (it != mmaps_.end() && it->first < end) {
-    AddressBlock m = it->second;
+    Mapping m = it->second;
+    if (m.time > time) {
+      ++it;
+      continue;
+    }
     it = mmaps_.erase(it);
-    if (m.address < addr) mmaps_[m.address] = AddressBlock{m.address, addr - m.address, m.site};
-    if (m.address + m.size > end) mmaps_[end] = AddressBlock{end, m.address + m.size - end, m.site};
+    const AddressBlock& b = m.block;
+    if (b.address < addr)
+      mmaps_[b.address] = Mapping{{b.address, addr - b.address, b.site}, m.time};
+    if (b.address + b.size > end) {
+      it = mmaps_.emplace(end, Mapping{{end, b.address + b.size - end, b.site}, m.time}).first;
+      ++it;
+    }
   }
 }
 
@@ -203,7 +216,7 @@ void HeapDetails::store(PendingSnapshot&& p) {
     std::sort(p.snap.heap.begin(), p.snap.heap.end(),
               [](const AddressBlock& a, const AddressBlock& b) { return a.address < b.address; });
   }
-  for (const auto& [addr, m] : mmaps_) p.snap.mmaps.push_back(m);
+  for (const auto& [addr, m] : mmaps_) p.snap.mmaps.push_back(m.block);
   if (p.as_peak && p.rss >= stored_peak_rss_) {
     stored_peak_rss_ = p.rss;
     s_.at_rss_peak = p.snap;

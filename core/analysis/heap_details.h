@@ -200,7 +200,7 @@ class HeapDetails : public TraceVisitor {
   void quiet_pairs(const PassEvent& a, const PassEvent& f, const PassEvent& last, uint32_t site,
                    uint64_t count, uint64_t bytes, uint64_t max_size);
   void on_mmap(const PassEvent& e);
-  void unmap(uint64_t addr, uint64_t len);
+  void unmap(uint64_t addr, uint64_t len, uint64_t time);
   void site_change(uint32_t site, int64_t blocks, int64_t bytes);
   SiteDetail& site(uint32_t index) {
     return index < sites_.size() ? sites_[index] : new_site(index);
@@ -218,8 +218,16 @@ class HeapDetails : public TraceVisitor {
   std::unique_ptr<HeapPass> own_;  // when used alone
   std::vector<SiteDetail> sites_;  // by HeapPass site index
   std::vector<LastAlloc> last_by_site_;
-  std::vector<uint32_t> thread_of_;            // HeapPass thread index -> s_.threads index + 1
-  std::map<uint64_t, AddressBlock> mmaps_;     // by start address
+  std::vector<uint32_t> thread_of_;  // HeapPass thread index -> s_.threads index + 1
+  // The program's anonymous mappings by start address, each with the time of the call that
+  // made it: a munmap's time is taken before its call and it may be published after another
+  // thread's mmap of the same pages (read rounds earlier, though later in time); it removes
+  // only what was mapped before it.
+  struct Mapping {
+    AddressBlock block;
+    uint64_t time;
+  };
+  std::map<uint64_t, Mapping> mmaps_;
   std::map<uint64_t, uint64_t> own_mappings_;  // the runtime's own mappings: start -> length
   std::vector<PendingSnapshot> pending_;
   std::optional<uint64_t> capture_at_;

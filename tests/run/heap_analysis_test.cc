@@ -376,3 +376,41 @@ TEST(HeapDetails, TemporariesReleasedByReallocCountForTheirThread) {
   EXPECT_EQ(d.temporary, 6u);  // the three mallocs' blocks and the three reallocs'
   EXPECT_EQ(by_threads, d.temporary);
 }
+
+namespace {
+
+// A munmap's time is taken before its call, and its event can be published rounds after
+// another thread's mmap that got the same pages once it returned (mmap_race under load: 1 run
+// in 5). Read in that order, the munmap must not take the newer mapping away.
+TEST(HeapDetails, MunmapReadAfterANewerMappingOfItsPagesLeavesThatMapping) {
+  HeapAnalysis heap;
+  HeapDetails details;
+  memcensus::HeapAnalyses both(heap, details);
+  auto map = [](uint8_t kind, uint64_t stream, uint64_t time, uint64_t ptr, uint64_t size) {
+    TraceEvent e = ev(kind, stream, time, ptr, size, static_cast<uint32_t>(stream));
+    e.fd = -1;  // anonymous
+    return e;
+  };
+  both.on_event(map(f::kMmap, 1, 10, 0x10000, 0x3000));  // stream 1 maps 3 pages
+  both.on_event(map(f::kMmap, 2, 40, 0x11000, 0x1000));  // stream 2 gets the middle page
+  both.on_round();
+  both.on_event(map(f::kMmap, 3, 50, 0x90000, 0x1000));
+  both.on_round();
+  both.on_event(map(f::kMunmap, 1, 30, 0x11000, 0x1000));  // stream 1 unmapped it first
+  both.on_event(map(f::kMunmap, 1, 60, 0x10000, 0x1000));  // and later its first page
+  both.on_round();
+  memcensus::TraceSmaps exit;
+  exit.time = 100;
+  exit.reason = f::kSmapsExit;
+  both.on_smaps(exit);
+  both.finish_events();
+  auto d = details.finish();
+  ASSERT_TRUE(d.at_exit.has_value());
+  std::map<uint64_t, std::pair<uint64_t, uint32_t>> got;
+  for (const auto& m : d.at_exit->mmaps) got[m.address] = {m.size, m.site};
+  std::map<uint64_t, std::pair<uint64_t, uint32_t>> want = {
+      {0x11000, {0x1000, 2}}, {0x12000, {0x1000, 1}}, {0x90000, {0x1000, 3}}};
+  EXPECT_EQ(got, want);
+}
+
+}  // namespace
