@@ -146,7 +146,8 @@ uint8_t* measure(const Range& r, uint64_t pages, uint8_t* p, uint8_t* limit) {
 size_t residency_record(const char* text, size_t len, uint8_t* out, size_t cap) {
   // The record counts 4 KiB pages; on a kernel with larger pages there is no record and the
   // report shares partly resident mappings by size, as before version 6.
-  if (sysconf(_SC_PAGESIZE) != static_cast<long>(kPage)) return 0;
+  static const bool four_k_pages = sysconf(_SC_PAGESIZE) == static_cast<long>(kPage);
+  if (!four_k_pages) return 0;
   const char* const end = text + len;
   uint64_t n = 0;
   Range r;

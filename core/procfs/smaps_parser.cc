@@ -181,16 +181,25 @@ void SmapsStreamParser::line(std::string_view line) {
   ++line_no_;
   if (line.empty()) return;
   if (is_header(line)) {
-    if (done_ && !regions_.empty()) done_(regions_.back(), regions_.size() - 1);
-    SmapsRegion& r = regions_.emplace_back();
-    parse_header(line, line_no_, r);
-    if (regions_.size() > 1 && r.start < regions_[regions_.size() - 2].end)
-      fail(line_no_, "regions overlap or are out of order", line);
     hint_ = 0;
+    SmapsRegion r;
+    parse_header(line, line_no_, r);
+    // Text read while the process maps and unmaps can list a mapping twice, or one that
+    // overlaps the last (each read() resumes at an address): such a later reading is
+    // parsed and dropped, as the kernel's own tools would show the first.
+    skipping_ = !regions_.empty() && r.start < regions_.back().end;
+    if (skipping_) {
+      ++dropped_;
+      dropped_region_ = std::move(r);
+      return;
+    }
+    if (done_ && !regions_.empty()) done_(regions_.back(), regions_.size() - 1);
+    regions_.push_back(std::move(r));
     return;
   }
   if (regions_.empty()) fail(line_no_, "figure before the first region", line);
-  parse_field(line, line_no_, regions_.back().fig, &regions_.back(), hint_);
+  SmapsRegion& to = skipping_ ? dropped_region_ : regions_.back();
+  parse_field(line, line_no_, to.fig, &to, hint_);
 }
 
 void SmapsStreamParser::feed(std::string_view piece) {

@@ -111,6 +111,8 @@ class SmapsStreamParser {
   void feed(std::string_view piece);
   // Parses the last line if unterminated; returns the regions. Call once.
   std::deque<SmapsRegion> finish();
+  // Regions dropped because they overlapped or came before the one listed before them.
+  size_t dropped() const { return dropped_; }
 
  private:
   void line(std::string_view line);
@@ -120,6 +122,9 @@ class SmapsStreamParser {
   RegionDone done_;
   size_t line_no_ = 0;
   size_t hint_ = 0;
+  bool skipping_ = false;  // the region being read is dropped
+  SmapsRegion dropped_region_;
+  size_t dropped_ = 0;
 };
 
 // Parses smaps_rollup text: the header line "[rollup]" and its figures.

@@ -1,6 +1,7 @@
 #include "symbolize/symbol_index.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <tuple>
 
 namespace memcensus {
@@ -8,7 +9,8 @@ namespace memcensus {
 SymbolIndex::SymbolIndex(Dwfl_Module* mod) {
   struct Sym {
     uint64_t start, end;
-    int binding;
+    int part;      // 1 in the table's global part, 0 among the locals
+    int strength;  // within a part
     int index;
     const char* name;
   };
@@ -27,17 +29,23 @@ SymbolIndex::SymbolIndex(Dwfl_Module* mod) {
       sizeless_.push_back(addr);
       continue;
     }
+    if (sym.st_size > UINT64_MAX - addr) {  // a range past the address space's end
+      wraps_from_ = std::min(wraps_from_, addr);
+      continue;
+    }
     const int bind = GELF_ST_BIND(sym.st_info);
     const int strength = bind == STB_GLOBAL ? 3 : bind == STB_WEAK ? 2 : bind == STB_LOCAL ? 1 : 0;
-    syms.push_back({addr, addr + sym.st_size, strength, i, name});
+    syms.push_back({addr, addr + sym.st_size, bind != STB_LOCAL, strength, i, name});
   }
   std::sort(sizeless_.begin(), sizeless_.end());
-  // Aliases (one range, several names): libdwfl keeps the first symbol it meets and takes a
-  // later one of the same start only for a stronger binding (global, then weak, then local),
-  // so the first of the strongest binding.
+  // Aliases (one range, several names): libdwfl searches the table's global part first and
+  // the locals only when nothing there holds the address; within a part it keeps the first
+  // symbol it meets and takes a later one of the same start only for a stronger binding
+  // (global, then weak, then local, then any other: GNU unique). So: the first of the
+  // strongest binding of the global part, if any is there.
   std::sort(syms.begin(), syms.end(), [](const Sym& a, const Sym& b) {
-    return std::tie(a.start, a.end, b.binding, a.index) <
-           std::tie(b.start, b.end, a.binding, b.index);
+    return std::tie(a.start, a.end, b.part, b.strength, a.index) <
+           std::tie(b.start, b.end, a.part, a.strength, b.index);
   });
   for (const Sym& s : syms) {
     if (!ranges_.empty() && ranges_.back().start == s.start && ranges_.back().end == s.end)
@@ -49,6 +57,7 @@ SymbolIndex::SymbolIndex(Dwfl_Module* mod) {
 
 const char* SymbolIndex::find(uint64_t address, bool* decided) const {
   *decided = false;
+  if (address >= wraps_from_) return nullptr;
   // Ranges starting at or below the address, latest first, while any of them could reach it.
   auto it = std::upper_bound(ranges_.begin(), ranges_.end(), address,
                              [](uint64_t a, const Range& r) { return a < r.start; });

@@ -599,8 +599,8 @@ void RecordDecoder::read_residency(Cursor& c, TraceSmaps& s) {
     const uint64_t end = start + pages * kPage;
     // smaps text read while the program maps and unmaps can list a mapping twice or out of
     // order (the kernel resumes each read() at an address). The writer leaves such entries
-    // unmeasured, but earlier writers did not: an entry overlapping an earlier one is read
-    // and dropped, as which reading is right cannot be told.
+    // unmeasured, but earlier writers did not: an entry starting below the end of the last
+    // one kept is read and dropped, as which reading is right cannot be told.
     const bool keep = start >= last_end;
     const size_t resident_before = s.resident.size();
     if (keep) s.measured.push_back({start, end});

@@ -103,7 +103,6 @@ TEST(SmapsParser, RejectsMalformedInputWithLineNumber) {
       "1000-2000 r--p 0 00:00 0\nRss: many kB\n",
       "1000-2000 r--p 0 00:00 0\nRss 4 kB\n",
       "1000-2000 r--p 0 00:00 0\nRss: 99999999999999999999 kB\n",
-      "1000-2000 r--p 0 00:00 0\n0800-0900 r--p 0 00:00 0\n",
       "1000-2000 r--p 0 00:00 0\nTHPeligible: yes\n",
   };
   for (const char* text : bad) {
@@ -115,6 +114,24 @@ TEST(SmapsParser, RejectsMalformedInputWithLineNumber) {
       EXPECT_NE(std::string(e.what()).find("smaps line"), std::string::npos) << e.what();
     }
   }
+}
+
+// Text read while mappings change can list one twice or one overlapping the last: the
+// later reading is dropped, its figures too, and counted.
+TEST(SmapsParser, RegionsListedAgainOrOverlappingAreDropped) {
+  SmapsStreamParser p;
+  p.feed(
+      "1000-3000 rw-p 0 00:00 0\nRss: 8 kB\n"
+      "2000-4000 rw-p 0 00:00 0\nRss: 4 kB\nVmFlags: rd\n"
+      "1000-3000 rw-p 0 00:00 0\nRss: 8 kB\n"
+      "3000-5000 r--p 0 00:00 0\nRss: 4 kB\n");
+  auto r = p.finish();
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].start, 0x1000u);
+  EXPECT_EQ(r[0].fig.get(SmapsField::kRss), 8192u);
+  EXPECT_EQ(r[1].start, 0x3000u);
+  EXPECT_EQ(r[1].fig.get(SmapsField::kRss), 4096u);
+  EXPECT_EQ(p.dropped(), 2u);
 }
 
 TEST(SmapsParser, Rollup) {

@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -46,8 +48,9 @@ Tally check_module(Dwfl_Module* mod, size_t max_symbols) {
     GElf_Sym sym;
     GElf_Addr addr = 0;
     const char* name = dwfl_module_getsym_info(mod, i, &sym, &addr, nullptr, nullptr, nullptr);
-    if (name && GELF_ST_TYPE(sym.st_info) == STT_FUNC && sym.st_size > 0 &&
-        sym.st_shndx != SHN_UNDEF)
+    const int type = GELF_ST_TYPE(sym.st_info);
+    if (name && (type == STT_FUNC || type == STT_OBJECT || type == STT_GNU_IFUNC) &&
+        sym.st_size > 0 && sym.st_size < (1u << 30) && sym.st_shndx != SHN_UNDEF)
       funcs.emplace_back(addr, addr + sym.st_size);
   }
   Dwarf_Addr low = 0, high = 0;
@@ -77,6 +80,93 @@ Tally check_module(Dwfl_Module* mod, size_t max_symbols) {
         << "at 0x" << std::hex << a;
   }
   return t;
+}
+
+// Every byte of a library built from assembly with the cases the rules single out: aliases
+// of each binding (a GNU unique symbol with a local alias: the global part wins), a sizeless
+// label inside and after sized symbols, nested ranges, and a size past the address space.
+TEST(SymbolIndex, HandmadeSymbolsNamedAsLibdwflNamesThem) {
+  const char* dir = std::getenv("TMPDIR");
+  const std::string base =
+      std::string(dir ? dir : "/tmp") + "/symbol_index_test_" + std::to_string(::getpid());
+  {
+    std::ofstream s(base + ".s");
+    s << R"(  .text
+  .globl pad_fn
+  .type pad_fn, @function
+pad_fn:
+  ret
+  .size pad_fn, 1
+  .p2align 4
+  .globl uobj
+  .type uobj, @gnu_unique_object
+uobj:
+  .type lalias, @function
+lalias:
+  .fill 32, 1, 0x90
+  .size uobj, 32
+  .size lalias, 32
+  .weak wfn
+  .type wfn, @function
+  .globl gfn
+  .type gfn, @function
+  .type lfn, @function
+lfn:
+wfn:
+gfn:
+  .fill 16, 1, 0x90
+  .size lfn, 16
+  .size wfn, 16
+  .size gfn, 16
+  .globl outer
+  .type outer, @function
+outer:
+  .fill 8, 1, 0x90
+  .globl inner
+  .type inner, @function
+inner:
+  .fill 8, 1, 0x90
+  .size inner, 8
+  .fill 8, 1, 0x90
+  .size outer, 24
+label_after:
+  .fill 8, 1, 0x90
+  .globl sized
+  .type sized, @function
+sized:
+  .fill 8, 1, 0x90
+label_inside:
+  .fill 8, 1, 0x90
+  .size sized, 16
+  .globl huge
+  .type huge, @object
+huge:
+  .fill 16, 1, 0x90
+  .size huge, 0xfffffffffffffff0
+)";
+  }
+  const std::string so = base + ".so";
+  const std::string cmd = "cc -shared -nostdlib -o " + so + " " + base + ".s 2>&1";
+  if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "no assembler: " << cmd;
+  Offline dwfl;
+  Dwfl_Module* mod = dwfl.load(so);
+  ASSERT_NE(mod, nullptr);
+  SymbolIndex index(mod);
+  Dwarf_Addr low = 0, high = 0;
+  dwfl_module_info(mod, nullptr, &low, &high, nullptr, nullptr, nullptr, nullptr);
+  size_t decided_count = 0;
+  for (uint64_t a = low; a < high; ++a) {
+    bool decided = false;
+    const char* fast = index.find(a, &decided);
+    if (!decided) continue;
+    ++decided_count;
+    const char* slow = dwfl_module_addrname(mod, a);
+    EXPECT_EQ(std::string(fast ? fast : "(none)"), std::string(slow ? slow : "(none)"))
+        << "at 0x" << std::hex << a;
+  }
+  EXPECT_GT(decided_count, 32u);
+  std::remove((base + ".s").c_str());
+  std::remove(so.c_str());
 }
 
 TEST(SymbolIndex, NamesWhatLibdwflNames) {
