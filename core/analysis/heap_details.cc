@@ -229,15 +229,40 @@ void HeapDetails::on_rss(const TraceRss& r) {
   s_.timeline.on_rss(r.time, r.rss);
 }
 
-// Sum of the "Rss:" lines of a smaps text, in bytes.
+// Sum of the "Rss:" lines of a smaps text, in bytes; a region listed again, or overlapping
+// the one before (text read while mappings changed), counts once, as the parser keeps it.
 static uint64_t smaps_rss(std::string_view text) {
-  uint64_t kb = 0;
-  for (size_t at = 0; (at = text.find("\nRss:", at)) != std::string_view::npos;) {
-    at += 5;
-    while (at < text.size() && text[at] == ' ') ++at;
+  uint64_t kb = 0, last_end = 0;
+  bool counted = true;
+  auto hex = [](std::string_view s, size_t& i) {
     uint64_t v = 0;
-    while (at < text.size() && text[at] >= '0' && text[at] <= '9') v = v * 10 + (text[at++] - '0');
-    kb += v;
+    for (; i < s.size(); ++i) {
+      char c = s[i];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0) break;
+      v = v << 4 | static_cast<uint64_t>(d);
+    }
+    return v;
+  };
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    size_t i = 0;
+    uint64_t start = hex(line, i);
+    if (i > 0 && i < line.size() && line[i] == '-') {  // a region's header
+      ++i;
+      uint64_t end = hex(line, i);
+      counted = start >= last_end;
+      if (counted) last_end = end;
+    } else if (counted && line.starts_with("Rss:")) {
+      size_t at = 4;
+      while (at < line.size() && line[at] == ' ') ++at;
+      uint64_t v = 0;
+      while (at < line.size() && line[at] >= '0' && line[at] <= '9')
+        v = v * 10 + static_cast<uint64_t>(line[at++] - '0');
+      kb += v;
+    }
   }
   return kb * 1024;
 }

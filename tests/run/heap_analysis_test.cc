@@ -414,3 +414,33 @@ TEST(HeapDetails, MunmapReadAfterANewerMappingOfItsPagesLeavesThatMapping) {
 }
 
 }  // namespace
+
+namespace {
+
+// The snapshot with the most RSS is the report's peak; a region that smaps text lists twice
+// (read while mappings changed) counts once, as the parser keeps it.
+TEST(HeapDetails, RegionListedTwiceInASnapshotCountsOnceForThePeak) {
+  HeapAnalysis heap;
+  HeapDetails details;
+  memcensus::HeapAnalyses both(heap, details);
+  both.on_event(ev(f::kMalloc, 1, 10, 0x500, 8));
+  both.on_round();
+  memcensus::TraceSmaps a;
+  a.time = 20;
+  a.reason = f::kSmapsPeak;
+  a.text = "1000-4000 rw-p 0 00:00 0\nRss: 12 kB\n";
+  both.on_smaps(a);
+  memcensus::TraceSmaps b = a;
+  b.time = 30;
+  b.text =
+      "1000-3000 rw-p 0 00:00 0\nRss: 8 kB\n"
+      "1000-3000 rw-p 0 00:00 0\nRss: 8 kB\n";
+  both.on_smaps(b);
+  both.finish_events();
+  auto d = details.finish();
+  ASSERT_TRUE(d.at_rss_peak.has_value());
+  EXPECT_EQ(d.at_rss_peak->time, 20u);
+  EXPECT_EQ(d.at_rss_peak->rss, 12u * 1024);
+}
+
+}  // namespace
