@@ -53,7 +53,12 @@ memcensus::TraceSmaps decode(const std::string& text) {
 }
 
 TEST(ResidencyRecord, MeasuresPagesAndSkipsEntriesOutOfOrder) {
-  if (sysconf(_SC_PAGESIZE) != 4096) GTEST_SKIP() << "the record counts 4 KiB pages";
+  if (sysconf(_SC_PAGESIZE) != 4096) {  // the record counts 4 KiB pages: none is written
+    const std::string text = "1000-9000 rw-p 00000000 00:00 0 \nSize: 32 kB\nRss: 4 kB\n";
+    uint8_t out[256];
+    EXPECT_EQ(memcensus::rt::residency_record(text.data(), text.size(), out, sizeof out), 0u);
+    return;
+  }
   constexpr size_t kPages = 16;
   auto* a = static_cast<char*>(
       mmap(nullptr, 2 * kPages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
