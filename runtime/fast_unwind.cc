@@ -7,6 +7,7 @@
 #include <atomic>
 
 #include "runtime/sys.h"
+#include "runtime/writer.h"
 
 namespace memcensus::rt {
 namespace {
@@ -335,6 +336,10 @@ int find_hdr(dl_phdr_info* info, size_t, void* data) {
 [[gnu::noinline]] uint64_t compute_rule(uint64_t ip) {
   uint64_t pc = ip - 1;
   Lookup q{pc, nullptr};
+  // Code not seen before, perhaps in an object the trace does not list yet: a program
+  // thread lists the loader's objects after this walk when the writer leaves that to it
+  // (writer.h, writer_scan_modules).
+  g_modules_due.store(true, std::memory_order_relaxed);
   dl_iterate_phdr(find_hdr, &q);
   if (!q.hdr || q.hdr[0] != 1 || q.hdr[3] != 0x3b) return 0;
   uint64_t base = reinterpret_cast<uint64_t>(q.hdr);

@@ -44,6 +44,8 @@ using ExecvFn = int (*)(const char*, char* const*);
 // as never freed). A lookup that failed then is retried at the call.
 ExecFn g_execve = nullptr;
 ExecFn g_execvpe = nullptr;
+using ForkFn = pid_t (*)();
+ForkFn g_fork = nullptr;
 using ThreadExitFn = void (*)(void*);
 ThreadExitFn g_pthread_exit = nullptr;
 using QuickExitFn = void (*)(int);
@@ -68,6 +70,7 @@ void flush_before_abort() {
 __attribute__((constructor)) void resolve_exec() {
   g_execve = reinterpret_cast<ExecFn>(next_symbol("execve"));
   g_execvpe = reinterpret_cast<ExecFn>(next_symbol("execvpe"));
+  g_fork = reinterpret_cast<ForkFn>(next_symbol("fork"));
   g_pthread_exit = reinterpret_cast<ThreadExitFn>(next_symbol("pthread_exit"));
   g_quick_exit = reinterpret_cast<QuickExitFn>(next_symbol("quick_exit"));
   g_abort = reinterpret_cast<AbortFn>(next_symbol("abort"));
@@ -354,6 +357,18 @@ MEMCENSUS_EXPORT int execle(const char* path, const char* arg0, ...) {
   va_end(ap);
   if (!ok) return errno = E2BIG, -1;
   return do_execve(path, args, envp);
+}
+
+// fork: glibc decides before the fork handlers run whether the process has several threads,
+// and only then resets its thread count and thread lists in the child. While the runtime
+// keeps glibc's single-thread mode (writer.h), the writer is one more thread it would
+// otherwise leave counted in the child, where no writer runs (a child's main thread
+// leaving with pthread_exit would then not end the process).
+MEMCENSUS_EXPORT pid_t fork() {
+  ForkFn next = g_fork ? g_fork : reinterpret_cast<ForkFn>(next_symbol("fork"));
+  if (__builtin_expect(!next, 0)) abort();
+  if (g_phase.load() == kActive) writer_fork_unkeep();
+  return next();
 }
 
 // pthread_exit on the main thread: see writer_main_thread_gone (writer.h).

@@ -129,6 +129,8 @@ uint32_t rec::capture_stack_walk(ThreadState& t, bool nested, const StartFrame& 
   }
   if (entry && id != 0 && rec.nreads >= 0)
     walk_cache_fill(*cache, entry, from, rec, ips, depth, walked, id);
+  if (__builtin_expect(g_modules_due.load(std::memory_order_relaxed), 0) && !nested)
+    writer_scan_modules();
   t.unwinding = 0;
   return id;
 }

@@ -136,6 +136,8 @@ bool read_config() {
   g_config.clock_handovers = kClockHandovers;
   if (parse_u64(getenv("MEMCENSUS_CLOCK_HANDOVERS"), &v))
     g_config.clock_handovers = v > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(v);
+  const char* single = getenv("MEMCENSUS_KEEP_SINGLE_THREAD");
+  g_config.keep_single_thread = !(single && str_eq(single, "0"));
   g_config.guard_rate = 0;
   const char* markers = getenv("MEMCENSUS_GUARD_MARKERS");
   g_config.guard_markers = !(markers && str_eq(markers, "0"));

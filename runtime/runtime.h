@@ -52,6 +52,8 @@ struct Config {
   uint32_t clock_handovers;  // MEMCENSUS_CLOCK_HANDOVERS: the event clock's handovers
                              // allowed (kClockHandovers; the tests raise it; 0: no solo
                              // mode and no membarrier call at all, runtime.h)
+  bool keep_single_thread;   // MEMCENSUS_KEEP_SINGLE_THREAD (not "0"): glibc's single-thread
+                             // mode kept after the writer starts (writer.cc)
   bool guard_markers;        // MEMCENSUS_GUARD_MARKERS (not "0"): guard markers where the kernel
                              // has them (guard_pool.cc), else mprotect (the tests of both paths)
   bool forked_child;         // this image began as a traced fork (not an exec): the blocks it

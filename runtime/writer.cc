@@ -1,5 +1,6 @@
 #include "runtime/writer.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/single_threaded.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #define ZSTD_STATIC_LINKING_ONLY
@@ -30,7 +32,11 @@
 
 namespace memcensus::rt {
 namespace f = memcensus::format;
+
+std::atomic<bool> g_modules_due{false};
+
 namespace {
+uint32_t g_start_word = 0;  // 1: writer_start has decided on glibc's single-thread mode
 
 constexpr size_t kChunkCap = 8u << 20;
 constexpr size_t kFlushBytes = 1u << 20;
@@ -80,7 +86,63 @@ constexpr unsigned kSmapsTableLog = 14;
 // its creator sets right after pthread_create is the one written.
 constexpr uint64_t kThreadNameDelayNs = 50'000'000;
 
-pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+// The writer lock. Not a pthread mutex: while glibc's single-thread mode is kept (below),
+// glibc 2.36 takes a normal or recursive pthread mutex with plain stores on the program's
+// thread, which would not exclude the writer thread. 0 free, 1 held, 2 held with waiters.
+struct WriterLock {
+  uint32_t word = 0;
+};
+WriterLock g_lock;
+
+bool lock_try(WriterLock* m) {
+  uint32_t free = 0;
+  return __atomic_compare_exchange_n(&m->word, &free, 1, false, __ATOMIC_ACQUIRE,
+                                      __ATOMIC_RELAXED);
+}
+void lock_take(WriterLock* m) {
+  uint32_t c = 0;
+  if (__atomic_compare_exchange_n(&m->word, &c, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+    return;
+  if (c != 2) c = __atomic_exchange_n(&m->word, 2, __ATOMIC_ACQUIRE);
+  while (c != 0) {
+    sys_futex_wait(&m->word, 2, 1'000'000'000);
+    c = __atomic_exchange_n(&m->word, 2, __ATOMIC_ACQUIRE);
+  }
+}
+void lock_release(WriterLock* m) {
+  if (__atomic_exchange_n(&m->word, 0, __ATOMIC_RELEASE) == 2) sys_futex_wake(&m->word);
+}
+
+// glibc's single-thread mode. glibc takes its fast paths (malloc and free without their
+// arena lock and atomic operations, pthread mutexes with plain stores) while
+// __libc_single_threaded is set, and pthread_create clears it for good. The writer thread
+// would cost a single-threaded program those paths: bench_containers 46.5 -> 52.9 ms of CPU
+// and bench_rust 15.9 -> 19.3 ms with a preload that only starts an idle thread, most of what
+// --sample costs such programs. So when the program had one thread when the writer started,
+// the flag is set back after pthread_create (glibc's own copy, which its functions read, and
+// the one the program sees, which differ when the program has a copy relocation of it): the
+// program's glibc then behaves as without the runtime, and its own first pthread_create
+// clears the flag as it would natively. That is safe because the writer thread takes no
+// lock of glibc's and calls nothing that allocates: its lock is the one above; its module
+// scan (the loader's lock, in dl_iterate_phdr) is left to a program thread while the flag is
+// set (writer_scan_modules); zstd works in static contexts; the rest is system calls. (Its
+// exit frees glibc's per-thread buffers, while the program's thread waits for it in
+// pthread_join or is gone.) A probe in the hooks found no allocation by the running writer
+// over the whole test suite, python3, g++ and git included.
+// MEMCENSUS_KEEP_SINGLE_THREAD=0 turns it off.
+char* g_libc_single = nullptr;  // glibc's own flag, while single-thread mode is kept
+__thread bool t_is_writer __attribute__((tls_model("initial-exec")));
+
+// Whether this thread may scan the loader's module list now: any thread but the writer;
+// the writer unless single-thread mode is kept and the program still runs on one thread
+// (a program thread scans then). Once the program's pthread_create has cleared glibc's flag
+// it stays clear: the program's threads take the loader's lock with atomic operations from
+// then on. (The fork hook clears it for the fork and sets it again in writer_fork_parent,
+// under the writer lock, so never during a round's scan.)
+bool may_scan_modules() {
+  if (!t_is_writer || !g_libc_single) return true;
+  return __atomic_load_n(g_libc_single, __ATOMIC_ACQUIRE) == 0;
+}
 
 // The /proc files the writer reads while the program runs (RSS every round, smaps at
 // snapshots, the thread count after the main thread left) are opened once per trace, when
@@ -691,7 +753,10 @@ void drain_ring(Ring* r, bool check_alive) {
 // One round; the caller holds g_lock.
 void round_locked(bool final_round) {
   if (g_fd < 0) return;
-  emit_modules(false);
+  if (may_scan_modules())
+    emit_modules(false);
+  else
+    g_modules_due.store(true, std::memory_order_relaxed);
   emit_own_mappings();
   uint64_t t = now();
   event_clock_raise(t);
@@ -735,6 +800,12 @@ uint64_t thread_count() {
 
 void* writer_main(void*) {
   t_state.guard = 1;
+  t_is_writer = true;
+  // No round before writer_start has set glibc's single-thread mode: a round that began
+  // its module scan before the flag was set could hold the loader's lock while the program's
+  // thread takes it with plain stores.
+  while (__atomic_load_n(&g_start_word, __ATOMIC_ACQUIRE) == 0)
+    sys_futex_wait(&g_start_word, 0, 1'000'000);
   __atomic_store_n(&g_writer_tid, sys_gettid(), __ATOMIC_RELAXED);
   // Its name (/proc/PID/task/TID/comm) says whose thread it is, to `memcensus map`, top -H
   // and the program alike: it would otherwise carry the program's name.
@@ -743,15 +814,17 @@ void* writer_main(void*) {
     sys_futex_wait(&g_wake_word, 0, kRoundNs);
     __atomic_store_n(&g_wake_word, 0, __ATOMIC_RELEASE);
     uint32_t request = g_flush_request.load(std::memory_order_acquire);
-    pthread_mutex_lock(&g_lock);
+    lock_take(&g_lock);
     round_locked(request != g_flush_done.load(std::memory_order_relaxed));
     // writer_main_thread_gone: 2 threads are the exited main thread and this one.
     bool last = g_main_gone.load(std::memory_order_relaxed) && thread_count() == 2;
-    pthread_mutex_unlock(&g_lock);
+    lock_release(&g_lock);
     g_flush_done.store(request, std::memory_order_release);
-    if (last && g_running.exchange(false))
+    if (last && g_running.exchange(false)) {
+      t_is_writer = false;  // the program's threads are gone: it may scan modules itself
       exit(0);  // the program's last thread is gone: end it as glibc would (writer_finish
                 // then runs in this thread, without a join)
+    }
   }
   return nullptr;
 }
@@ -856,6 +929,13 @@ namespace {
 // forked child, where glibc drops the parent's threads on user stacks). Returns false,
 // leaving `attr` as it was, if no stack could be mapped. A program whose static TLS does
 // not fit in it makes pthread_create fail (EINVAL): the writer then gets a glibc stack.
+// glibc's own __libc_single_threaded (the next definition after the runtime's: a program's
+// copy relocation of it comes first in the lookup order), or null.
+char* libc_single_flag() {
+  static char* flag = static_cast<char*>(dlsym(RTLD_NEXT, "__libc_single_threaded"));
+  return flag;
+}
+
 constexpr size_t kWriterStack = 2u << 20;  // also holds the static TLS and the descriptor
 uint8_t* g_writer_stack = nullptr;         // the guard page, then kWriterStack bytes
 
@@ -875,9 +955,9 @@ bool writer_stack_attr(pthread_attr_t* attr) {
 void writer_start() {
   if (g_running.load() || g_fd < 0) return;
   GuardScope guard;
-  pthread_mutex_lock(&g_lock);
+  lock_take(&g_lock);
   emit_smaps(f::kSmapsStart);
-  pthread_mutex_unlock(&g_lock);
+  lock_release(&g_lock);
   g_stop.store(false);
   // The writer is born with every signal blocked: the program's handlers must run on the
   // program's threads, where their allocations are recorded.
@@ -887,9 +967,20 @@ void writer_start() {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   bool own_stack = writer_stack_attr(&attr);
+  char* libc_single = g_config.keep_single_thread ? libc_single_flag() : nullptr;
+  bool single = libc_single && __atomic_load_n(libc_single, __ATOMIC_RELAXED) != 0 &&
+                __libc_single_threaded != 0;
+  __atomic_store_n(&g_start_word, 0, __ATOMIC_RELAXED);
   int r = pthread_create(&g_thread, &attr, writer_main, nullptr);
   if (r != 0 && own_stack) r = pthread_create(&g_thread, nullptr, writer_main, nullptr);
   if (r == 0) g_running.store(true);
+  if (r == 0 && single) {  // glibc's single-thread mode, kept (above)
+    __atomic_store_n(libc_single, 1, __ATOMIC_RELEASE);
+    __libc_single_threaded = 1;
+    g_libc_single = libc_single;
+  }
+  __atomic_store_n(&g_start_word, 1, __ATOMIC_RELEASE);
+  sys_futex_wake(&g_start_word);
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
@@ -914,10 +1005,10 @@ bool writer_make_room(int attempt) {
     return true;
   }
   if (t_state.depth > 1 || g_fd < 0) return false;
-  if (pthread_mutex_trylock(&g_lock) != 0) return attempt < 1000;
+  if (!lock_try(&g_lock)) return attempt < 1000;
   GuardScope guard;
   round_locked(false);
-  pthread_mutex_unlock(&g_lock);
+  lock_release(&g_lock);
   return true;
 }
 
@@ -932,17 +1023,30 @@ void writer_flush_sync() {
     }
     return;
   }
-  if (g_fd < 0 || pthread_mutex_trylock(&g_lock) != 0) return;
+  if (g_fd < 0 || !lock_try(&g_lock)) return;
   GuardScope guard;
   round_locked(true);
-  pthread_mutex_unlock(&g_lock);
+  lock_release(&g_lock);
+}
+
+void writer_scan_modules() {
+  if (!g_modules_due.exchange(false, std::memory_order_acq_rel)) return;
+  if (!g_libc_single || t_is_writer) return;  // otherwise the writer scans each round
+  // No GuardScope: a signal handler that interrupts the scan makes the program's calls,
+  // recorded as nested in the walk's record (the scan itself neither allocates nor maps).
+  if (!lock_try(&g_lock)) {  // a round runs: the next walk tries again
+    g_modules_due.store(true, std::memory_order_relaxed);
+    return;
+  }
+  if (g_fd >= 0) emit_modules(false);
+  lock_release(&g_lock);
 }
 
 void writer_note_modules() {
   GuardScope guard;
-  pthread_mutex_lock(&g_lock);
+  lock_take(&g_lock);
   if (g_fd >= 0) emit_modules(true);
-  pthread_mutex_unlock(&g_lock);
+  lock_release(&g_lock);
 }
 
 void writer_finish() {
@@ -952,7 +1056,7 @@ void writer_finish() {
     writer_wake();
     pthread_join(g_thread, nullptr);
   }
-  pthread_mutex_lock(&g_lock);
+  lock_take(&g_lock);
   if (g_fd >= 0) {
     g_force_alive_check = true;
     round_locked(false);
@@ -967,7 +1071,7 @@ void writer_finish() {
     sys_close(g_fd);
     g_fd = -1;
   }
-  pthread_mutex_unlock(&g_lock);
+  lock_release(&g_lock);
 }
 
 void writer_pause_for_exec() {
@@ -977,13 +1081,13 @@ void writer_pause_for_exec() {
     writer_wake();
     pthread_join(g_thread, nullptr);
   }
-  pthread_mutex_lock(&g_lock);
+  lock_take(&g_lock);
   round_locked(true);
   if (g_fd >= 0) {
     note_threads_at_exit();  // the image ends here: its threads' last names
     flush_chunk();
   }
-  pthread_mutex_unlock(&g_lock);
+  lock_release(&g_lock);
 }
 
 int writer_trace_fd() {
@@ -1017,7 +1121,7 @@ void writer_release_fd(int fd) {
   // round: taking the lock waits for the round, which closes it.
   if (!writer_owns_fd(fd) && fd < kRuntimeFdFloor) return;
   GuardScope guard;
-  pthread_mutex_lock(&g_lock);
+  lock_take(&g_lock);
   // Moved to a higher number and the old one closed, so that the program's dup2 finds it
   // free. If it cannot be moved the runtime lets it go (the dup2 replaces it): the trace is
   // then lost rather than written into the program's file.
@@ -1029,22 +1133,44 @@ void writer_release_fd(int fd) {
     __atomic_store_n(mine, moved, __ATOMIC_RELAXED);
     if (moved >= 0) sys_close(fd);
   }
-  pthread_mutex_unlock(&g_lock);
+  lock_release(&g_lock);
 }
 
 void writer_main_thread_gone() {
   g_main_gone.store(true, std::memory_order_relaxed);
 }
 
+namespace {
+bool g_unkept_for_fork = false;  // writer_fork_unkeep cleared glibc's flag for this fork
+
+// glibc's flag (both copies) set to `v`, by the program's one thread.
+void set_single_threaded(char v) {
+  __atomic_store_n(g_libc_single, v, __ATOMIC_RELEASE);
+  __libc_single_threaded = v;
+}
+}  // namespace
+
+void writer_fork_unkeep() {
+  g_unkept_for_fork = g_libc_single && __atomic_load_n(g_libc_single, __ATOMIC_ACQUIRE) != 0;
+  if (g_unkept_for_fork) set_single_threaded(0);
+}
+
 void writer_fork_prepare() {
-  pthread_mutex_lock(&g_lock);
+  lock_take(&g_lock);
 }
 void writer_fork_parent() {
-  pthread_mutex_unlock(&g_lock);
+  if (g_unkept_for_fork) set_single_threaded(1);
+  g_unkept_for_fork = false;
+  lock_release(&g_lock);
 }
 
 void writer_fork_child(bool follow) {
-  pthread_mutex_init(&g_lock, nullptr);
+  g_lock.word = 0;
+  // glibc's child path for a process of several threads has run (its thread count is one
+  // again): the child has one thread, as glibc's flag now says once more.
+  if (g_unkept_for_fork) set_single_threaded(1);
+  g_unkept_for_fork = false;
+  g_libc_single = nullptr;  // writer_start keeps the mode again if it starts a writer
   g_main_gone.store(false, std::memory_order_relaxed);
   g_running.store(false);
   if (g_fd >= 0) sys_close(g_fd);

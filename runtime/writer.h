@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <atomic>
+
 namespace memcensus::rt {
 
 // Opens this process image's trace file and writes the header and kProcess record.
@@ -31,6 +33,16 @@ void writer_wake();
 void writer_flush_sync();
 // Records the current module list now (dlopen/dlclose).
 void writer_note_modules();
+// glibc's single-thread mode, kept after the writer starts (writer.cc): the writer thread
+// then takes none of glibc's locks, so the loader's module list is scanned by a program
+// thread instead, when a scan is due (set after each round and after a walk met code it had
+// not seen): writer_scan_modules, called after a stack walk outside a signal handler's
+// record. writer_fork_unkeep: called by the fork hook before glibc's fork, which takes its
+// path for a process of several threads (resetting its thread count in the child) only
+// when the flag is clear; writer_fork_parent and writer_fork_child set it again.
+extern std::atomic<bool> g_modules_due;
+void writer_scan_modules();
+void writer_fork_unkeep();
 // Final round: drains every ring, exit snapshot, kEnd, closes the file. Idempotent.
 void writer_finish();
 
