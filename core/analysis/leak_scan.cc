@@ -961,6 +961,9 @@ std::vector<ScanRange> leak_roots(const Layout& layout, const std::vector<ScanRa
     const SmapsRegion& s = r.raw;
     if (!s.readable() || !s.writable()) continue;
     if (s.path.starts_with("[anon:memcensus")) continue;
+    // A malloc heap the kernel merged into the region is no root: its free chunks keep
+    // stale pointers, and its live blocks are scanned as blocks.
+    const size_t first = roots.size();
     switch (r.kind) {
       case RegionKind::kData:
       case RegionKind::kBss:
@@ -980,6 +983,14 @@ std::vector<ScanRange> leak_roots(const Layout& layout, const std::vector<ScanRa
         break;
       default:
         break;
+    }
+    if (r.arena_end > r.arena_start) {
+      std::vector<ScanRange> mine(roots.begin() + static_cast<std::ptrdiff_t>(first), roots.end());
+      roots.resize(first);
+      for (ScanRange& p : mine) {
+        if (p.start < r.arena_start) roots.push_back({p.start, std::min(p.end, r.arena_start)});
+        if (p.end > r.arena_end) roots.push_back({std::max(p.start, r.arena_end), p.end});
+      }
     }
   }
   return roots;

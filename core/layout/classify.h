@@ -43,7 +43,12 @@ void assign_thread_stacks(std::vector<Region>& regions, std::vector<ThreadInfo>&
 using MemoryReader = std::function<bool(uint64_t addr, void* out, size_t len)>;
 
 // Marks glibc's non-main malloc arenas (heaps aligned to their 64 MiB maximum, with a
-// reserved PROT_NONE tail), checking the heap header in target memory when readable.
-void find_arenas(std::vector<Region>& regions, const MemoryReader& read);
+// reserved PROT_NONE tail), checking the heap header in target memory when readable. A heap
+// the kernel merged with an anonymous mapping or a thread's stack next to it is found by its
+// header alone (when target memory is readable) and marked as part of that region
+// (Region::arena_start); the stack figures of `threads` then leave it out, their resident
+// bytes counted with `pagemap` (may be empty: shared by size).
+void find_arenas(std::vector<Region>& regions, std::vector<ThreadInfo>& threads,
+                 const PagemapReader& pagemap, const MemoryReader& read, uint64_t page);
 
 }  // namespace memcensus

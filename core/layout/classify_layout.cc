@@ -27,9 +27,10 @@ void classify_layout(std::deque<SmapsRegion>& raw, const LayoutSources& src, Lay
       src.pagemap ? src.pagemap
                   : PagemapReader([](uint64_t, size_t) { return std::vector<uint64_t>(); });
   assign_thread_stacks(layout.regions, layout.threads, layout.pid, src.pagemap, layout.warnings);
-  find_arenas(layout.regions, src.read_memory
-                                  ? src.read_memory
-                                  : MemoryReader([](uint64_t, void*, size_t) { return false; }));
+  find_arenas(layout.regions, layout.threads, src.pagemap,
+              src.read_memory ? src.read_memory
+                              : MemoryReader([](uint64_t, void*, size_t) { return false; }),
+              page);
   layout.symbols = largest_static_symbols(layout.objects, infos, src.symbols, page, pagemap);
   for (const auto& o : layout.objects)
     if (o.readable && o.stripped && !o.path.empty() && o.path == layout.exe)

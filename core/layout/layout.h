@@ -49,6 +49,12 @@ struct Region {
   // A bss region that the kernel merged with an adjacent anonymous mapping: where the
   // object's memory image ends inside it (the rest is another mapping's). 0 otherwise.
   uint64_t image_end = 0;
+  // An anonymous region (or stack, guard) that the kernel merged with a glibc malloc arena
+  // heap next to it: the heap's part of it, [arena_start, arena_end) (its header, its
+  // chunks, or its reserved tail). Both 0 otherwise. The region keeps the kind of its other
+  // part; a region that is all heap is kArena instead.
+  uint64_t arena_start = 0;
+  uint64_t arena_end = 0;
   // The region's smaps figures already rendered as JSON members (see
   // render_region_figures_json), or empty. Filled while smaps is still being read.
   std::string figures_json;

@@ -74,6 +74,13 @@ void write_region(JsonWriter& w, const Region& r) {
     w.null_field("detail");
   else
     w.field("detail", r.detail);
+  if (r.arena_end > r.arena_start) {
+    w.field("arena_start", r.arena_start);
+    w.field("arena_end", r.arena_end);
+  } else {
+    w.null_field("arena_start");
+    w.null_field("arena_end");
+  }
   if (!r.figures_json.empty())
     w.raw_members(r.figures_json);
   else

@@ -35,7 +35,7 @@ std::string describe(const Region& r) {
   }
   if (!secs.empty())
     d += (d.empty() ? "" : " ") + secs;
-  else if (!r.detail.empty() && !r.tid)
+  else if (!r.detail.empty() && (!r.tid || r.arena_end))
     d += (d.empty() ? "" : " ") + r.detail;
   return d;
 }

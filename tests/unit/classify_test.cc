@@ -3,7 +3,9 @@
 #include <elf.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
+#include <map>
 
 #include "layout/static_symbols.h"
 
@@ -224,15 +226,124 @@ TEST(Arenas, AlignedHeapWithReservedTailAndValidHeader) {
       make(base + 0x8021000, base + 0xc000000, "---p"),
   };
   classify_basic(regions, 1);
-  find_arenas(regions, [&](uint64_t addr, void* out, size_t n) {
-    uint64_t h[4] = {addr + 0x20, 0, 0x21000, addr == base ? 0x21000u : 0x5000u};
+  std::vector<ThreadInfo> threads;
+  find_arenas(regions, threads, {}, [&](uint64_t addr, void* out, size_t n) {
+    uint64_t h[4] = {addr + 0x30, 0, 0x21000, addr == base ? 0x21000u : 0x5000u};
     std::memcpy(out, h, std::min(n, sizeof h));
     return true;
-  });
+  }, kPage);
   EXPECT_EQ(regions[0].kind, RegionKind::kArena);
   EXPECT_EQ(regions[1].kind, RegionKind::kArena);
   EXPECT_EQ(regions[2].kind, RegionKind::kAnon);
   EXPECT_EQ(regions[3].kind, RegionKind::kAnon);
+}
+
+// Target memory holding glibc heap headers (ar_ptr, prev, size, mprotect_size) at given
+// addresses, zeros elsewhere.
+MemoryReader heaps(std::map<uint64_t, std::array<uint64_t, 4>> at) {
+  return [at = std::move(at)](uint64_t addr, void* out, size_t n) {
+    std::array<uint64_t, 4> h{};
+    if (auto it = at.find(addr); it != at.end()) h = it->second;
+    std::memcpy(out, h.data(), std::min(n, sizeof h));
+    return true;
+  };
+}
+
+// The kernel merges an arena heap with an anonymous mapping that ends where it starts: the
+// heap is found by its header inside the region, the reserved tail above it too.
+TEST(Arenas, HeapMergedWithTheMappingBelow) {
+  const uint64_t base = 0x7f0004000000;
+  std::vector<Region> regions = {
+      make(base - 0x10000, base + 0x21000, "rw-p"),
+      make(base + 0x21000, base + 0x4000000, "---p"),
+  };
+  classify_basic(regions, 1);
+  std::vector<ThreadInfo> threads;
+  find_arenas(regions, threads, {}, heaps({{base, {base + 0x30, 0, 0x21000, 0x21000}}}), kPage);
+  EXPECT_EQ(regions[0].kind, RegionKind::kAnon);
+  EXPECT_EQ(regions[0].arena_start, base);
+  EXPECT_EQ(regions[0].arena_end, base + 0x21000);
+  EXPECT_NE(regions[0].detail.find("arena heap"), std::string::npos);
+  EXPECT_EQ(regions[1].kind, RegionKind::kArena);
+  EXPECT_EQ(regions[1].arena_end, 0u);
+}
+
+// A thread's stack that ends where a heap starts: the heap is cut out of the stack's figures,
+// its resident bytes counted by page.
+TEST(Arenas, HeapMergedWithAThreadStack) {
+  const uint64_t base = 0x7f0004000000;
+  std::vector<Region> regions = {
+      make(base - 0x11000, base - 0x10000, "---p"),
+      make(base - 0x10000, base + 0x21000, "rw-p"),
+      make(base + 0x21000, base + 0x5000000, "---p"),  // the tail and another thread's guard
+      make(base + 0x5000000, base + 0x5100000, "rw-p"),
+  };
+  regions[1].raw.fig.set(SmapsField::kRss, 0x31000);
+  classify_basic(regions, 1);
+  std::vector<ThreadInfo> threads(2);
+  threads[0].tid = 7;
+  threads[0].sp = base - 0x2000;
+  threads[1].tid = 8;
+  threads[1].sp = base + 0x50ff000;
+  std::vector<std::string> warnings;
+  PagemapReader pagemap = [&](uint64_t first, size_t count) {
+    std::vector<uint64_t> e(count);
+    for (size_t i = 0; i < count; ++i)  // the stack's top 3 pages are resident
+      e[i] = (first + i) * kPage >= base - 0x3000 ? 1ull << 63 : 0;
+    return e;
+  };
+  assign_thread_stacks(regions, threads, 1, pagemap, warnings);
+  ASSERT_EQ(regions[1].kind, RegionKind::kStack);
+  find_arenas(regions, threads, pagemap,
+              heaps({{base, {base + 0x30, 0, 0x21000, 0x21000}}}), kPage);
+  EXPECT_EQ(regions[1].kind, RegionKind::kStack);
+  EXPECT_EQ(regions[1].arena_start, base);
+  EXPECT_EQ(regions[1].arena_end, base + 0x21000);
+  EXPECT_EQ(threads[0].stack_start, base - 0x10000);
+  EXPECT_EQ(threads[0].stack_end, base);
+  EXPECT_EQ(threads[0].stack_rss, 3 * kPage);
+  EXPECT_TRUE(threads[0].guard_start.has_value());
+  // The tail merged with the guard page of the stack above: only the guard is that thread's.
+  EXPECT_EQ(regions[2].kind, RegionKind::kGuard);
+  EXPECT_EQ(regions[2].arena_start, base + 0x21000);
+  EXPECT_EQ(regions[2].arena_end, base + 0x4000000);
+  ASSERT_TRUE(threads[1].guard_start.has_value());
+  EXPECT_EQ(*threads[1].guard_start, base + 0x4000000);
+  EXPECT_EQ(*threads[1].guard_end, base + 0x5000000);
+}
+
+// An arena of two heaps, the first full (all 64 MiB read-write), that the kernel shows as
+// one region; a full heap with a mapping merged above it; then regions whose aligned words
+// are no heap header.
+TEST(Arenas, FullHeapsMergedAboveAndNoHeaderNoHeap) {
+  const uint64_t base = 0x7f0004000000, second = base + 0x4000000, full = base + 0x20000000;
+  std::vector<Region> regions = {
+      make(base, second + 0x8000, "rw-p"),
+      make(second + 0x8000, base + 0x8000000, "---p"),
+      make(base + 0xc000000 - 0x1000, base + 0xc000000 + 0x1000, "rw-p"),
+      make(base + 0x10000000 - 0x1000, base + 0x10000000 + 0x1000, "rw-p"),
+      make(full, full + 0x4000000 + 0x3000, "rw-p"),
+  };
+  classify_basic(regions, 1);
+  std::vector<ThreadInfo> threads;
+  find_arenas(regions, threads, {},
+              heaps({{base, {base + 0x30, 0, 0x4000000, 0x4000000}},
+                     {second, {base + 0x30, base, 0x8000, 0x8000}},
+                     // size above mprotect_size: not a header
+                     {base + 0xc000000, {base + 0xc000030, 0, 0x2000, 0x1000}},
+                     // an arena pointer too far from its first heap's header
+                     {base + 0x10000000, {base + 0x10002000, 0, 0x1000, 0x1000}},
+                     {full, {full + 0x30, 0, 0x4000000, 0x4000000}}}),
+              kPage);
+  EXPECT_EQ(regions[0].kind, RegionKind::kArena);
+  EXPECT_EQ(regions[0].arena_end, 0u);
+  EXPECT_EQ(regions[1].kind, RegionKind::kArena);
+  EXPECT_EQ(regions[2].kind, RegionKind::kAnon);
+  EXPECT_EQ(regions[2].arena_end, 0u);
+  EXPECT_EQ(regions[3].arena_end, 0u);
+  EXPECT_EQ(regions[4].kind, RegionKind::kAnon);
+  EXPECT_EQ(regions[4].arena_start, full);
+  EXPECT_EQ(regions[4].arena_end, full + 0x4000000);
 }
 
 TEST(StaticSymbols, ResidentBytes) {

@@ -619,5 +619,39 @@ TEST(LeakScan, RootsFromLayout) {
   EXPECT_EQ(roots[5].end, 0x80000u);
 }
 
+// A malloc heap that the kernel merged into an anonymous mapping or a stack is no root, on
+// either side of the part that is not heap.
+TEST(LeakScan, RootsLeaveOutMergedHeaps) {
+  auto region = [](uint64_t a, uint64_t b, RegionKind k, uint64_t heap_lo, uint64_t heap_hi) {
+    Region r;
+    r.raw.start = a;
+    r.raw.end = b;
+    std::memcpy(r.raw.perms, "rw-p", 4);
+    r.kind = k;
+    r.arena_start = heap_lo;
+    r.arena_end = heap_hi;
+    return r;
+  };
+  Layout l;
+  l.regions = {
+      region(0x10000, 0x40000, RegionKind::kAnon, 0x20000, 0x30000),
+      region(0x50000, 0x70000, RegionKind::kStack, 0x60000, 0x70000),
+  };
+  ThreadInfo t;
+  t.tid = 2;
+  t.sp = 0x5f008;
+  l.threads = {t};
+  auto roots = leak_roots(l, {{0x38000, 0x38100}});
+  ASSERT_EQ(roots.size(), 4u);
+  EXPECT_EQ(roots[0].start, 0x10000u);
+  EXPECT_EQ(roots[0].end, 0x20000u);
+  EXPECT_EQ(roots[1].start, 0x30000u);
+  EXPECT_EQ(roots[1].end, 0x38000u);
+  EXPECT_EQ(roots[2].start, 0x38100u);
+  EXPECT_EQ(roots[2].end, 0x40000u);
+  EXPECT_EQ(roots[3].start, 0x5f008u);
+  EXPECT_EQ(roots[3].end, 0x60000u);
+}
+
 }  // namespace
 }  // namespace memcensus
