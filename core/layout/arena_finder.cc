@@ -32,6 +32,20 @@ void append_detail(Region& r, const std::string& what) {
   r.detail += (r.detail.empty() ? "" : "; ") + what;
 }
 
+// Marks [lo, hi) of `r` as `what`, of a malloc heap: the whole region (kind arena) when it
+// is all of it and plain anonymous memory, else a part of it. True for a part.
+bool mark_heap_part(Region& r, uint64_t lo, uint64_t hi, const char* what) {
+  if (lo == r.raw.start && hi == r.raw.end && r.kind == RegionKind::kAnon) {
+    r.kind = RegionKind::kArena;
+    r.detail = what;
+    return false;
+  }
+  r.arena_start = lo;
+  r.arena_end = hi;
+  append_detail(r, std::string(what) + " at " + hex_range(lo, hi) + " (the kernel merged them)");
+  return true;
+}
+
 // Whether `h`, read at the 64 MiB-aligned `at` inside the read-write region `r`, is a heap
 // header: its sizes page multiples within a heap, its read-write part inside the region and
 // ending where the region does unless the heap is full (the rest of a heap is PROT_NONE, so
@@ -105,35 +119,19 @@ void find_merged_heaps(std::vector<Region>& regions, std::vector<ThreadInfo>& th
       last_rw = h.mprotect_size;
     }
     if (!hi) continue;
-    const bool whole = lo == r.raw.start && hi == r.raw.end && r.kind == RegionKind::kAnon;
-    if (whole) {
-      r.kind = RegionKind::kArena;
-      r.detail = "glibc malloc arena heap";
-    } else {
-      r.arena_start = lo;
-      r.arena_end = hi;
-      append_detail(r, "glibc malloc arena heap at " + hex_range(lo, hi) +
-                           " (the kernel merged them)");
-      if (r.kind == RegionKind::kStack) clip_stacks(r, threads, pagemap, page);
-    }
+    if (mark_heap_part(r, lo, hi, "glibc malloc arena heap") && r.kind == RegionKind::kStack)
+      clip_stacks(r, threads, pagemap, page);
     if (last_rw == kHeapMax || i + 1 >= regions.size()) continue;
     Region& n = regions[i + 1];
     const uint64_t tail_end = last + kHeapMax;
     if (n.raw.start != hi || !n.raw.anonymous() || !n.raw.no_access() || n.raw.end < tail_end ||
         (n.kind != RegionKind::kAnon && n.kind != RegionKind::kGuard))
       continue;
-    if (n.raw.end == tail_end && n.kind == RegionKind::kAnon) {
-      n.kind = RegionKind::kArena;
-      n.detail = "reserved tail of the arena heap";
-    } else {
-      n.arena_start = hi;
-      n.arena_end = tail_end;
-      append_detail(n, "reserved tail of the arena heap at " + hex_range(hi, tail_end) +
-                           " (the kernel merged them)");
+    if (mark_heap_part(n, hi, tail_end, "reserved tail of the arena heap"))
       for (ThreadInfo& t : threads)  // a guard page merged above the tail
-        if (t.guard_start && *t.guard_start < tail_end && *t.guard_end > tail_end)
+        if (t.guard_start && t.guard_end && t.guard_start.value() < tail_end &&
+            t.guard_end.value() > tail_end)
           t.guard_start = tail_end;
-    }
   }
 }
 

@@ -227,11 +227,14 @@ TEST(Arenas, AlignedHeapWithReservedTailAndValidHeader) {
   };
   classify_basic(regions, 1);
   std::vector<ThreadInfo> threads;
-  find_arenas(regions, threads, {}, [&](uint64_t addr, void* out, size_t n) {
-    uint64_t h[4] = {addr + 0x30, 0, 0x21000, addr == base ? 0x21000u : 0x5000u};
-    std::memcpy(out, h, std::min(n, sizeof h));
-    return true;
-  }, kPage);
+  find_arenas(
+      regions, threads, {},
+      [&](uint64_t addr, void* out, size_t n) {
+        uint64_t h[4] = {addr + 0x30, 0, 0x21000, addr == base ? 0x21000u : 0x5000u};
+        std::memcpy(out, h, std::min(n, sizeof h));
+        return true;
+      },
+      kPage);
   EXPECT_EQ(regions[0].kind, RegionKind::kArena);
   EXPECT_EQ(regions[1].kind, RegionKind::kArena);
   EXPECT_EQ(regions[2].kind, RegionKind::kAnon);
@@ -294,8 +297,8 @@ TEST(Arenas, HeapMergedWithAThreadStack) {
   };
   assign_thread_stacks(regions, threads, 1, pagemap, warnings);
   ASSERT_EQ(regions[1].kind, RegionKind::kStack);
-  find_arenas(regions, threads, pagemap,
-              heaps({{base, {base + 0x30, 0, 0x21000, 0x21000}}}), kPage);
+  find_arenas(regions, threads, pagemap, heaps({{base, {base + 0x30, 0, 0x21000, 0x21000}}}),
+              kPage);
   EXPECT_EQ(regions[1].kind, RegionKind::kStack);
   EXPECT_EQ(regions[1].arena_start, base);
   EXPECT_EQ(regions[1].arena_end, base + 0x21000);
