@@ -10,6 +10,7 @@
 // Version 4: a chunk's raw bytes may instead be a column chunk (first byte kColumns or
 // kStackColumns) that expands into records (format/column_codec.h).
 // Version 6: kResidency records follow kSmaps records.
+// Version 7: kHeapHeaders records follow kSmaps records (after their kResidency, if any).
 // Version 5: a chunk whose header says kPrefixedChunkMagic is a zstd frame compressed with
 // the segment's first smaps text as its prefix (see kPrefixedChunkMagic); column chunks class
 // sizes as (size + 7) / 16 (format/column_codec.h, size_class_bias).
@@ -27,8 +28,8 @@ namespace memcensus::format {
 
 inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
 // 2 added tags 0x4a-0x4e, 3 kStackRef, 4 kColumns, 5 kPrefixedChunkMagic and the pointer
-// model's size class (size + 7) / 16 (format/column_codec.h), 6 kResidency
-inline constexpr uint16_t kVersion = 6;
+// model's size class (size + 7) / 16 (format/column_codec.h), 6 kResidency, 7 kHeapHeaders
+inline constexpr uint16_t kVersion = 7;
 inline constexpr uint16_t kMinVersion = 1;           // readers accept kMinVersion..kVersion
 inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file
 // (version 5) "MCCP": the chunk's zstd frame was compressed against a prefix (zstd raw
@@ -155,7 +156,16 @@ enum MetaTag : uint8_t {
                          // An entry of 0 pages has no form and says nothing (the mapping went
                          // away, lay past the snapshot's budget or did not fit); a mapping not
                          // listed was not measured. docs/trace-format.md has the details.
-  kLastMetaTag = 0x52,
+  kHeapHeaders = 0x53,   // (version 7) right after a kSmaps record (and its kResidency, if
+                         // any), in its chunk: the header of a glibc malloc arena heap (struct
+                         // heap_info: ar_ptr, prev, size, mprotect_size) at each 64 MiB-aligned
+                         // address of the snapshot's read-write private anonymous mappings
+                         // where one may lie, read just after the text. varint count, count x
+                         // (varint address, 4 x varint word). Only words that could be a
+                         // header are written (sizes page multiples, at most 64 MiB, size <=
+                         // mprotect_size, ar_ptr not 0); readers check the rest. An address
+                         // not listed holds no heap the writer saw.
+  kLastMetaTag = 0x53,
 };
 
 // kCheckError kinds; the names are those of report --json "errors".

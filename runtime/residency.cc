@@ -1,7 +1,9 @@
 #include "runtime/residency.h"
 
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "format/trace_format.h"
@@ -51,40 +53,68 @@ bool starts(const char* p, const char* end, const char* word) {
   return true;
 }
 
-// Reads smaps text from `p` to the next anonymous mapping (inode 0, not the kernel's
-// [vdso]/[vvar]/[vsyscall]) whose Rss is above 0 and below its size; false at the end.
+bool hex_digit(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+// The line of text at p: [p, *eol); p moves past its newline.
+const char* next_line(const char*& p, const char* end, const char** eol) {
+  const char* line = p;
+  const char* nl = static_cast<const char*>(memchr(p, '\n', static_cast<size_t>(end - p)));
+  *eol = nl ? nl : end;
+  p = nl ? nl + 1 : end;
+  return line;
+}
+
+// A mapping's header line in smaps text: "start-end perms offset dev inode [path]".
+struct MapLine {
+  Range range;
+  bool anon;        // inode 0 and not the kernel's [vdso]/[vvar]/[vsyscall]
+  bool rw_private;  // perms "rw?p"
+};
+
+// Parses [line, eol) as a mapping's header line; false for any other line (smaps field
+// names begin with a capital letter, which no address does).
+bool map_line(const char* line, const char* eol, MapLine* m) {
+  const char* q = line;
+  uint64_t start = hex_at(q, eol);
+  if (q == line || q >= eol || *q != '-') return false;
+  ++q;
+  m->range = {start, hex_at(q, eol)};
+  while (q < eol && *q == ' ') ++q;
+  m->rw_private = eol - q >= 4 && q[0] == 'r' && q[1] == 'w' && q[3] == 'p';
+  for (int field = 0; field < 3; ++field) {  // perms, offset, dev
+    while (q < eol && *q == ' ') ++q;
+    while (q < eol && *q != ' ') ++q;
+  }
+  while (q < eol && *q == ' ') ++q;
+  const bool digits = q < eol && *q >= '0' && *q <= '9';
+  const uint64_t inode = dec_at(q, eol);
+  while (q < eol && *q == ' ') ++q;
+  m->anon = digits && inode == 0 && !(q + 2 <= eol && q[0] == '[' && q[1] == 'v') &&
+            m->range.end > m->range.start;
+  return true;
+}
+
+// Reads smaps text from `p` to the next anonymous mapping whose Rss is above 0 and below
+// its size; false at the end.
 bool next_partly_resident(const char*& p, const char* end, Range* out) {
-  Range cur{0, 0};
+  MapLine m{};
   bool anon = false;
   while (p < end) {
-    const char* line = p;
-    while (p < end && *p != '\n') ++p;
-    const char* eol = p;
-    if (p < end) ++p;
-    const char* q = line;
-    uint64_t start = hex_at(q, eol);
-    if (q > line && q < eol && *q == '-') {  // "start-end perms offset dev inode [path]"
-      ++q;
-      cur = {start, hex_at(q, eol)};
-      for (int field = 0; field < 3; ++field) {  // perms, offset, dev
-        while (q < eol && *q == ' ') ++q;
-        while (q < eol && *q != ' ') ++q;
-      }
-      while (q < eol && *q == ' ') ++q;
-      const bool digits = q < eol && *q >= '0' && *q <= '9';
-      const uint64_t inode = dec_at(q, eol);
-      while (q < eol && *q == ' ') ++q;
-      anon = digits && inode == 0 && !(q + 2 <= eol && q[0] == '[' && q[1] == 'v') &&
-             cur.end > cur.start;
+    const char* eol;
+    const char* line = next_line(p, end, &eol);
+    if (hex_digit(*line)) {
+      if (map_line(line, eol, &m)) anon = m.anon;
       continue;
     }
     if (anon && starts(line, eol, "Rss:")) {
       anon = false;
-      q = line + 4;
+      const char* q = line + 4;
       while (q < eol && *q == ' ') ++q;
       uint64_t rss = dec_at(q, eol) * 1024;
-      if (rss > 0 && rss < cur.end - cur.start) {
-        *out = cur;
+      if (rss > 0 && rss < m.range.end - m.range.start) {
+        *out = m.range;
         return true;
       }
     }
@@ -182,6 +212,76 @@ size_t residency_record(const char* text, size_t len, uint8_t* out, size_t cap) 
     }
   }
   for (; i < n; ++i) p = f::put_varint(f::put_varint(p, 0), 0);  // the text changed? never
+  return static_cast<size_t>(p - out);
+}
+
+namespace {
+
+// glibc's HEAP_MAX_SIZE on 64-bit targets: every non-main arena heap starts at a multiple.
+constexpr uint64_t kHeapMax = 64ull << 20;
+constexpr size_t kMaxHeapHeaders = 512;  // per snapshot: 32 GiB of arena heaps
+constexpr uint64_t kMaxProbesPerMapping = 1024;
+constexpr uint64_t kMaxProbes = 4096;
+
+struct HeapHeader {
+  uint64_t address;
+  uint64_t words[4];  // ar_ptr, prev, size, mprotect_size
+};
+HeapHeader g_headers[kMaxHeapHeaders];
+
+// Whether glibc could have written `w` as a heap header (the reader checks the rest).
+bool could_be_header(const uint64_t* w) {
+  const uint64_t size = w[2], mprotect_size = w[3];
+  return w[0] != 0 && w[0] % 8 == 0 && size != 0 && size <= mprotect_size &&
+         mprotect_size <= kHeapMax && size % kPage == 0 && mprotect_size % kPage == 0;
+}
+
+}  // namespace
+
+size_t heap_headers_record(const char* text, size_t len, uint8_t* out, size_t cap) {
+  const char* const end = text + len;
+  const pid_t self = static_cast<pid_t>(syscall(SYS_getpid));
+  size_t n = 0;
+  uint64_t probes = 0;
+  for (const char* p = text; p < end && n < kMaxHeapHeaders && probes < kMaxProbes;) {
+    const char* eol;
+    const char* line = next_line(p, end, &eol);
+    MapLine m;
+    if (!hex_digit(*line) || !map_line(line, eol, &m) || !m.anon || !m.rw_private) continue;
+    uint64_t here = 0;
+    for (uint64_t at = (m.range.start + kHeapMax - 1) / kHeapMax * kHeapMax;
+         at < m.range.end && here < kMaxProbesPerMapping && probes < kMaxProbes &&
+         n < kMaxHeapHeaders;
+         at += kHeapMax, ++here, ++probes) {
+      // Only a resident page can hold a header (glibc wrote it). Reading one that is not
+      // would map the zero page there, which the next snapshot's mincore would count as
+      // resident while smaps does not.
+      unsigned char in = 0;
+      if (syscall(SYS_mincore, at, kPage, &in) != 0 || !(in & 1)) continue;
+      // Read through the kernel: the mapping may be gone since the text was read, and a
+      // fault here would be the program's.
+      HeapHeader& h = g_headers[n];
+      struct iovec local = {h.words, sizeof h.words};
+      struct iovec remote = {reinterpret_cast<void*>(at), sizeof h.words};
+      if (syscall(SYS_process_vm_readv, self, &local, 1, &remote, 1, 0) !=
+          static_cast<long>(sizeof h.words))
+        continue;
+      // (Text read while mappings change can list a mapping twice.)
+      if (!could_be_header(h.words) || (n && at <= g_headers[n - 1].address)) continue;
+      h.address = at;
+      ++n;
+    }
+  }
+  if (n == 0 || cap < 1 + f::kMaxVarint) return 0;
+  uint8_t* p = out;
+  uint8_t* const limit = out + cap;
+  *p++ = f::kHeapHeaders;
+  p = f::put_varint(p, n);
+  for (size_t i = 0; i < n; ++i) {
+    if (limit - p < static_cast<ptrdiff_t>(5 * f::kMaxVarint)) return 0;
+    p = f::put_varint(p, g_headers[i].address);
+    for (uint64_t w : g_headers[i].words) p = f::put_varint(p, w);
+  }
   return static_cast<size_t>(p - out);
 }
 

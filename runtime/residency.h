@@ -18,4 +18,12 @@ namespace memcensus::rt {
 // returns its size; 0 when no mapping is partly resident or the record does not fit.
 size_t residency_record(const char* text, size_t len, uint8_t* out, size_t cap);
 
+// Writes a kHeapHeaders record for the smaps `text`: the words at each 64 MiB-aligned
+// address of its read-write private anonymous mappings that could be a glibc malloc heap's
+// header (read with process_vm_readv, so a mapping gone since cannot fault), so that a
+// report can find arena heaps the kernel merged with a neighbouring mapping, as `map` does
+// by reading the process. Returns its size; 0 when none was found or it does not fit. At
+// most 4096 reads (1024 per mapping) and 512 headers per snapshot.
+size_t heap_headers_record(const char* text, size_t len, uint8_t* out, size_t cap);
+
 }  // namespace memcensus::rt

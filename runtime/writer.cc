@@ -96,8 +96,7 @@ WriterLock g_lock;
 
 bool lock_try(WriterLock* m) {
   uint32_t free = 0;
-  return __atomic_compare_exchange_n(&m->word, &free, 1, false, __ATOMIC_ACQUIRE,
-                                      __ATOMIC_RELAXED);
+  return __atomic_compare_exchange_n(&m->word, &free, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 void lock_take(WriterLock* m) {
   uint32_t c = 0;
@@ -610,6 +609,10 @@ void emit_smaps(uint8_t reason) {
   // (the buffer holds kChunkCap bytes from text - kHead).
   size_t rn = residency_record(text, len, reinterpret_cast<uint8_t*>(text + len),
                                kChunkCap - (kHead + len));
+  // The malloc arena heaps' headers, for the report to find heaps the kernel merged with a
+  // neighbouring mapping.
+  rn += heap_headers_record(text, len, reinterpret_cast<uint8_t*>(text + len + rn),
+                            kChunkCap - (kHead + len + rn));
   flush_chunk();
   if (g_fd >= 0) write_snapshot(reinterpret_cast<uint8_t*>(text - hn), hn + len + rn, text, len);
   g_snapshot_rss = g_peak_rss;

@@ -283,6 +283,7 @@ void HeapDetails::on_smaps(const TraceSmaps& s) {
   for (const auto& [start, length] : own_mappings_) p.snap.own.push_back({start, length, 0});
   for (const AddressRange& r : s.measured) p.snap.measured.push_back({r.start, r.end - r.start, 0});
   for (const AddressRange& r : s.resident) p.snap.resident.push_back({r.start, r.end - r.start, 0});
+  p.snap.heaps = s.heaps;
   pending_.push_back(std::move(p));
 }
 

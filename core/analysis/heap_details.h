@@ -81,6 +81,7 @@ struct MomentSnapshot {
   // Partly resident anonymous mappings whose pages were measured, and their resident pages
   // (TraceSmaps::measured and resident; sites unused).
   std::vector<AddressBlock> measured, resident;
+  std::vector<HeapHeaderAt> heaps;  // TraceSmaps::heaps
 };
 
 // Live blocks and bytes of one site at a moment.

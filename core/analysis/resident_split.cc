@@ -136,10 +136,11 @@ struct Totals {
 };
 
 // An anonymous mapping [start, end) with `rss` resident: its ranges by owner (the runtime's,
-// malloc blocks' own mappings with the program mmaps that hold live blocks, the program's
-// other mmaps by site, and the rest), each given its share of rss by weight (`w`).
+// malloc blocks' own mappings with the program mmaps that hold live blocks, a malloc arena
+// heap the kernel merged into it ([heap_lo, heap_hi): Region::arena_start/end), the
+// program's other mmaps by site, and the rest), each given its share of rss by weight (`w`).
 void split_anon(uint64_t start, uint64_t end, uint64_t rss, const Weigh& w, Blocks live,
-                Blocks mmaps, Blocks own, Totals& t) {
+                Blocks mmaps, Blocks own, Totals& t, uint64_t heap_lo = 0, uint64_t heap_hi = 0) {
   const uint64_t size = w(start, end);
   const uint64_t own_bytes = covered_weight(own, start, end, w);
   std::vector<std::pair<uint64_t, uint64_t>> heap_ranges;  // clipped to the mapping
@@ -149,6 +150,8 @@ void split_anon(uint64_t start, uint64_t end, uint64_t rss, const Weigh& w, Bloc
     uint64_t hi = (it->address + it->size + kPage - 1) & ~(kPage - 1);
     heap_ranges.emplace_back(std::max(lo, start), std::min(hi, end));
   }
+  if (std::min(heap_hi, end) > std::max(heap_lo, start))
+    heap_ranges.emplace_back(std::max(heap_lo, start), std::min(heap_hi, end));
   std::map<uint32_t, uint64_t> mmap_bytes;
   for (auto it = first_after(mmaps, start); it != mmaps.end() && it->address < end; ++it) {
     uint64_t lo = std::max(it->address, start), hi = std::min(it->address + it->size, end);
@@ -192,6 +195,15 @@ void split_anon(uint64_t start, uint64_t end, uint64_t rss, const Weigh& w, Bloc
   t.overhead += heap_share - to_live;
   for (const auto& [site, n] : mmap_share) t.mmap_parts[site] += n;
   t.unknown_anon += rest_share;
+}
+
+// Malloc's memory [lo, hi) with `rss` resident: the live blocks' sites get their share by
+// weight, the rest is the allocator's.
+void split_heap(uint64_t lo, uint64_t hi, uint64_t rss, const Weigh& w, Blocks live, Totals& t) {
+  auto sites = bytes_by_site(live, lo, hi, w);
+  if (!sites.empty() && w.by_pages && !w.exact) t.by_pages_estimated += rss;
+  uint64_t given = share(rss, sites, t.heap_parts);
+  t.overhead += rss - given;
 }
 
 // A region that is no file's: the part of it the runtime mapped for itself. Returns the rss
@@ -277,6 +289,17 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
         break;
       case RegionKind::kStack:
       case RegionKind::kGuard:
+        if (r.arena_end > r.arena_start) {
+          // A malloc arena heap the kernel merged with a thread's stack (or its reserved
+          // tail with a guard page): the heap's part is split as malloc's memory.
+          const uint64_t size = w(r.raw.start, r.raw.end);
+          const uint64_t heap_rss = scaled(rss, w(r.arena_start, r.arena_end), size);
+          if (heap_rss && heap_rss < rss && rss < r.raw.end - r.raw.start && !w.by_pages)
+            t.shared_by_size += rss;
+          split_heap(r.arena_start, r.arena_end, heap_rss, w, live, t);
+          t.stacks += rss - heap_rss;
+          break;
+        }
         t.stacks += rss;
         break;
       case RegionKind::kFile:
@@ -302,15 +325,11 @@ ResidentSplit split_resident(const Layout& layout, const ResidentFacts& facts,
           break;
         }
         [[fallthrough]];
-      case RegionKind::kHeap: {
-        auto sites = bytes_by_site(live, r.raw.start, r.raw.end, w);
-        if (!sites.empty() && w.by_pages && !w.exact) t.by_pages_estimated += rss;
-        uint64_t given = share(rss, sites, t.heap_parts);
-        t.overhead += rss - given;
+      case RegionKind::kHeap:
+        split_heap(r.raw.start, r.raw.end, rss, w, live, t);
         break;
-      }
       case RegionKind::kAnon:
-        split_anon(r.raw.start, r.raw.end, rss, w, live, mmaps, own, t);
+        split_anon(r.raw.start, r.raw.end, rss, w, live, mmaps, own, t, r.arena_start, r.arena_end);
         break;
       case RegionKind::kCount:
         break;

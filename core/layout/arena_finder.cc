@@ -46,6 +46,18 @@ bool mark_heap_part(Region& r, uint64_t lo, uint64_t hi, const char* what) {
   return true;
 }
 
+// The page at `at`, where a header would be: resident (or not known), swapped out, or
+// neither (never written: no header). Only a resident page is read: reading another would
+// change the process, mapping the zero page there (which mincore and pagemap then count) or
+// bringing it back from swap.
+enum class HeaderPage { kResident, kSwapped, kAbsent };
+HeaderPage header_page(const PagemapReader& pagemap, uint64_t at, uint64_t page) {
+  if (!pagemap) return HeaderPage::kResident;
+  std::vector<uint64_t> e = pagemap(at / page, 1);
+  if (e.size() != 1 || (e[0] >> 63 & 1)) return HeaderPage::kResident;
+  return (e[0] >> 62 & 1) ? HeaderPage::kSwapped : HeaderPage::kAbsent;
+}
+
 // Whether `h`, read at the 64 MiB-aligned `at` inside the read-write region `r`, is a heap
 // header: its sizes page multiples within a heap, its read-write part inside the region and
 // ending where the region does unless the heap is full (the rest of a heap is PROT_NONE, so
@@ -109,7 +121,8 @@ void find_merged_heaps(std::vector<Region>& regions, std::vector<ThreadInfo>& th
          at < r.raw.end && probes < kMaxProbes; at += kHeapMax, ++probes) {
       HeapInfoPrefix h{};
       if (hi && at != hi) break;  // past the contiguous heaps
-      if (!read(at, &h, sizeof h) || !heap_header(h, at, r, page)) {
+      if (header_page(pagemap, at, page) != HeaderPage::kResident || !read(at, &h, sizeof h) ||
+          !heap_header(h, at, r, page)) {
         if (hi) break;
         continue;
       }
@@ -153,7 +166,11 @@ void find_arenas(std::vector<Region>& regions, std::vector<ThreadInfo>& threads,
     }
     if (!tail && r.raw.size() != kHeapMax) continue;
     HeapInfoPrefix h{};
-    if (read(r.raw.start, &h, sizeof h)) {
+    const HeaderPage at_start = header_page(pagemap, r.raw.start, page);
+    if (at_start == HeaderPage::kAbsent) continue;  // never written: no heap
+    if (at_start == HeaderPage::kSwapped) {
+      r.detail = "glibc malloc arena heap (by shape; header swapped out)";
+    } else if (read(r.raw.start, &h, sizeof h)) {
       bool plausible =
           h.ar_ptr != 0 && h.size > 0 && h.size <= kHeapMax && h.mprotect_size == r.raw.size();
       if (!plausible) continue;

@@ -24,8 +24,9 @@ void classify_layout(std::deque<SmapsRegion>& raw, const LayoutSources& src, Lay
   }
   for (ThreadInfo& t : layout.threads) t.runtime = has_runtime && t.name == "memcensus";
   PagemapReader pagemap =
-      src.pagemap ? src.pagemap
-                  : PagemapReader([](uint64_t, size_t) { return std::vector<uint64_t>(); });
+      src.pagemap && src.symbol_pages
+          ? src.pagemap
+          : PagemapReader([](uint64_t, size_t) { return std::vector<uint64_t>(); });
   assign_thread_stacks(layout.regions, layout.threads, layout.pid, src.pagemap, layout.warnings);
   find_arenas(layout.regions, layout.threads, src.pagemap,
               src.read_memory ? src.read_memory
@@ -38,7 +39,8 @@ void classify_layout(std::deque<SmapsRegion>& raw, const LayoutSources& src, Lay
 }
 
 Layout layout_from_smaps(std::string_view smaps_text, pid_t pid,
-                         const std::vector<ThreadInfo>& threads, size_t symbols) {
+                         const std::vector<ThreadInfo>& threads, size_t symbols,
+                         const MemoryReader& read_memory, const PagemapReader& pagemap) {
   SmapsStreamParser parser;
   parser.feed(smaps_text);
   std::deque<SmapsRegion> raw = parser.finish();
@@ -47,6 +49,9 @@ Layout layout_from_smaps(std::string_view smaps_text, pid_t pid,
   layout.threads = threads;
   LayoutSources src;
   src.symbols = symbols;
+  src.read_memory = read_memory;
+  src.pagemap = pagemap;
+  src.symbol_pages = false;
   src.load_elf = [](const SmapsRegion& r, std::string& why) -> std::optional<ElfInfo> {
     struct stat st;
     if (r.deleted || ::stat(r.path.c_str(), &st) != 0) {

@@ -18,6 +18,7 @@
 #include "analysis/heap_details.h"
 #include "analysis/leak_kinds.h"
 #include "analysis/thread_info.h"
+#include "layout/classify.h"
 #include "report/heap_report.h"
 #include "symbolize/symbolizer.h"
 #include "trace/trace_reader.h"
@@ -120,7 +121,20 @@ struct SnapshotRef {
   const char* label;
   uint64_t time_ns;
   const std::string* smaps;
+  MemoryReader read_memory;  // its recorded heap headers (recorded_heap_headers)
+  PagemapReader pagemap;     // its recorded resident pages (recorded_pagemap)
 };
+
+// Reads of the snapshot's memory that its recorded malloc heap headers answer (32 bytes or
+// fewer at a header's address); any other read fails.
+MemoryReader recorded_heap_headers(const std::vector<HeapHeaderAt>& heaps);
+
+// Page-table entries as a snapshot's residency record tells them (bit 63: resident), for
+// pages inside one measured mapping; empty for any other range. The vectors must outlive it.
+PagemapReader recorded_pagemap(const std::vector<AddressRange>& measured,
+                               const std::vector<AddressRange>& resident);
+PagemapReader recorded_pagemap(const std::vector<AddressBlock>& measured,
+                               const std::vector<AddressBlock>& resident);
 std::vector<SnapshotRef> report_snapshots(const Analysis& a);
 
 // a.threads.threads with each one's stack measured at report_snapshots (a snapshot that

@@ -64,7 +64,8 @@ using SegmentSide = SegmentFigures SegmentDiffRow::*;
 uint64_t add_segments(const Analysis& a, const MomentSnapshot& m, bool at_peak, SegmentSide side,
                       std::map<std::string, SegmentDiffRow>& rows) {
   Layout layout =
-      layout_from_smaps(m.smaps, a.heap.process.pid, a.threads.layout_threads(m.time, m.smaps), 0);
+      layout_from_smaps(m.smaps, a.heap.process.pid, a.threads.layout_threads(m.time, m.smaps), 0,
+                        recorded_heap_headers(m.heaps), recorded_pagemap(m.measured, m.resident));
   uint64_t total = 0;
   for (const Region& r : layout.regions) {
     std::string key(kind_name(r.kind));

@@ -274,9 +274,11 @@ void write_snapshots(JsonWriter& w, const HtmlModelInput& in, std::vector<std::s
     if (it == chosen.end()) continue;
     Layout layout;
     try {
-      layout = layout_from_smaps(
-          it->second->text, in.analysis->heap.process.pid,
-          in.analysis->threads.layout_threads(it->second->time, it->second->text), 20);
+      layout =
+          layout_from_smaps(it->second->text, in.analysis->heap.process.pid,
+                            in.analysis->threads.layout_threads(it->second->time, it->second->text),
+                            20, recorded_heap_headers(it->second->heaps),
+                            recorded_pagemap(it->second->measured, it->second->resident));
     } catch (const Error& e) {
       warnings.push_back(std::string(label) + " snapshot unreadable: " + e.what());
       continue;

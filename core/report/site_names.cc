@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "analysis/heap_analyses.h"
 #include "layout/classify_layout.h"
@@ -69,11 +70,61 @@ std::string SiteNames::name(uint32_t stack) {
   return s;
 }
 
+MemoryReader recorded_heap_headers(const std::vector<HeapHeaderAt>& heaps) {
+  if (heaps.empty()) return nullptr;
+  return [&heaps](uint64_t addr, void* out, size_t len) {
+    auto it = std::lower_bound(heaps.begin(), heaps.end(), addr,
+                               [](const HeapHeaderAt& h, uint64_t a) { return h.address < a; });
+    if (it == heaps.end() || it->address != addr || len > sizeof it->words) return false;
+    std::memcpy(out, it->words, len);
+    return true;
+  };
+}
+
+namespace {
+
+template <class R, class Lo, class Hi>
+PagemapReader pagemap_of(const std::vector<R>& measured, const std::vector<R>& resident, Lo lo,
+                         Hi hi) {
+  if (measured.empty()) return nullptr;
+  return [&measured, &resident, lo, hi](uint64_t first, size_t count) {
+    constexpr uint64_t kPage = 4096;  // what residency records count
+    std::vector<uint64_t> out;
+    const uint64_t a = first * kPage, b = a + count * kPage;
+    auto m = std::upper_bound(measured.begin(), measured.end(), a,
+                              [&](uint64_t x, const R& r) { return x < lo(r); });
+    if (m == measured.begin() || hi(*(m - 1)) < b || count == 0) return out;
+    out.assign(count, 0);
+    auto it = std::upper_bound(resident.begin(), resident.end(), a,
+                               [&](uint64_t x, const R& r) { return x < hi(r); });
+    for (; it != resident.end() && lo(*it) < b; ++it)
+      for (uint64_t p = std::max(a, lo(*it)); p < std::min(b, hi(*it)); p += kPage)
+        out[(p - a) / kPage] = uint64_t{1} << 63;
+    return out;
+  };
+}
+
+}  // namespace
+
+PagemapReader recorded_pagemap(const std::vector<AddressRange>& measured,
+                               const std::vector<AddressRange>& resident) {
+  return pagemap_of(
+      measured, resident, [](const AddressRange& r) { return r.start; },
+      [](const AddressRange& r) { return r.end; });
+}
+
+PagemapReader recorded_pagemap(const std::vector<AddressBlock>& measured,
+                               const std::vector<AddressBlock>& resident) {
+  return pagemap_of(
+      measured, resident, [](const AddressBlock& r) { return r.address; },
+      [](const AddressBlock& r) { return r.address + r.size; });
+}
+
 ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names,
                            const ThreadSummary* threads) {
   Layout layout = layout_from_smaps(
       m.smaps, pid, threads ? threads->layout_threads(m.time, m.smaps) : std::vector<ThreadInfo>(),
-      0);
+      0, recorded_heap_headers(m.heaps), recorded_pagemap(m.measured, m.resident));
   ResidentMoment r;
   r.time_ns = m.time;
   std::vector<std::string> objects;
@@ -94,9 +145,14 @@ ResidentMoment resident_at(const MomentSnapshot& m, pid_t pid, SiteNames& names,
 
 std::vector<SnapshotRef> report_snapshots(const Analysis& a) {
   std::vector<SnapshotRef> out;
-  if (const auto& s = a.threads.start_snapshot) out.push_back({"start", s->time, &s->text});
-  if (const auto& m = a.details.at_rss_peak) out.push_back({"peak", m->time, &m->smaps});
-  if (const auto& m = a.details.at_exit) out.push_back({"exit", m->time, &m->smaps});
+  if (const auto& s = a.threads.start_snapshot)
+    out.push_back({"start", s->time, &s->text, recorded_heap_headers(s->heaps),
+                   recorded_pagemap(s->measured, s->resident)});
+  for (const auto* m : {&a.details.at_rss_peak, &a.details.at_exit})
+    if (*m)
+      out.push_back({m == &a.details.at_rss_peak ? "peak" : "exit", (*m)->time, &(*m)->smaps,
+                     recorded_heap_headers((*m)->heaps),
+                     recorded_pagemap((*m)->measured, (*m)->resident)});
   return out;
 }
 
@@ -107,7 +163,8 @@ std::vector<ThreadRecord> thread_stacks(const Analysis& a, std::vector<std::stri
     uint32_t image = a.threads.image_of(s.time_ns, *s.smaps);
     try {
       Layout layout = layout_from_smaps(*s.smaps, a.heap.process.pid,
-                                        threads_for_layout(threads, s.time_ns, image), 0);
+                                        threads_for_layout(threads, s.time_ns, image), 0,
+                                        s.read_memory, s.pagemap);
       measure_thread_stacks(threads, s.label, s.time_ns, image, layout);
     } catch (const Error& e) {
       if (warnings) warnings->push_back(std::string(s.label) + " snapshot unreadable: " + e.what());

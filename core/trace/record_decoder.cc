@@ -90,6 +90,8 @@ RecordDecoder::Handler RecordDecoder::handler_for(uint8_t tag) {
       return &RecordDecoder::on_end;
     case f::kResidency:
       return &RecordDecoder::on_residency;
+    case f::kHeapHeaders:
+      return &RecordDecoder::on_heap_headers;
     case f::kExit:
       return &RecordDecoder::on_exit;
     case f::kRound:
@@ -582,6 +584,10 @@ void RecordDecoder::on_smaps(Cursor& c, uint8_t, TraceVisitor& v) {
     ++c.pos;
     read_residency(c, s);
   }
+  if (c.pos < c.data.size() && c.data[c.pos] == f::kHeapHeaders) {
+    ++c.pos;
+    read_heap_headers(c, s);
+  }
   v.on_smaps(s);
 }
 
@@ -640,6 +646,26 @@ void RecordDecoder::read_residency(Cursor& c, TraceSmaps& s) {
 
 void RecordDecoder::on_residency(Cursor& c, uint8_t, TraceVisitor&) {
   c.fail("residency record not after an smaps snapshot");
+}
+
+void RecordDecoder::read_heap_headers(Cursor& c, TraceSmaps& s) {
+  constexpr uint64_t kHeapMax = 64ull << 20;
+  uint64_t count = c.varint();
+  if (count > (c.data.size() - c.pos) / 5) c.fail("heap headers: more headers than bytes");
+  s.heaps.reserve(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    HeapHeaderAt h;
+    h.address = c.varint();
+    if (h.address % kHeapMax) c.fail("heap headers: address not 64 MiB-aligned");
+    if (!s.heaps.empty() && h.address <= s.heaps.back().address)
+      c.fail("heap headers: addresses out of order");
+    for (uint64_t& w : h.words) w = c.varint();
+    s.heaps.push_back(h);
+  }
+}
+
+void RecordDecoder::on_heap_headers(Cursor& c, uint8_t, TraceVisitor&) {
+  c.fail("heap headers record not after an smaps snapshot");
 }
 
 void RecordDecoder::on_end(Cursor& c, uint8_t, TraceVisitor& v) {

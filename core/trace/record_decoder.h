@@ -87,6 +87,8 @@ class RecordDecoder {
   void on_smaps(Cursor& c, uint8_t tag, TraceVisitor& v);
   void read_residency(Cursor& c, TraceSmaps& s);
   void on_residency(Cursor& c, uint8_t tag, TraceVisitor& v);
+  void read_heap_headers(Cursor& c, TraceSmaps& s);
+  void on_heap_headers(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_end(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_exit(Cursor& c, uint8_t tag, TraceVisitor& v);
   void on_round(Cursor& c, uint8_t tag, TraceVisitor& v);

@@ -102,6 +102,13 @@ struct AddressRange {
   uint64_t start = 0, end = 0;
 };
 
+// The words of a glibc malloc heap header (struct heap_info: ar_ptr, prev, size,
+// mprotect_size) read at a 64 MiB-aligned address (format::kHeapHeaders).
+struct HeapHeaderAt {
+  uint64_t address = 0;
+  uint64_t words[4] = {};
+};
+
 struct TraceSmaps {
   uint64_t time = 0;
   uint8_t reason = 0;  // format::SmapsReason
@@ -110,6 +117,8 @@ struct TraceSmaps {
   // mappings whose pages were measured, and the resident pages among them; both disjoint
   // and in address order.
   std::vector<AddressRange> measured, resident;
+  // The kHeapHeaders record after it (version 7), if any, in address order.
+  std::vector<HeapHeaderAt> heaps;
 };
 
 struct TraceEnd {

@@ -273,4 +273,71 @@ TEST(RecordDecoder, ResidencyFollowsItsSnapshot) {
   fails(Chunk().tag(f::kResidency).v(1).v(0x10000).v(1).v(0).v(1), false);     // no snapshot
 }
 
+// kHeapHeaders after kSmaps (and after its kResidency): each header's address and its four
+// words. An address off the 64 MiB grid, addresses out of order, more headers than bytes,
+// or the record anywhere but after a snapshot are errors.
+TEST(RecordDecoder, HeapHeadersFollowTheirSnapshot) {
+  struct Smaps : memcensus::TraceVisitor {
+    std::vector<memcensus::TraceSmaps> got;
+    void on_smaps(const memcensus::TraceSmaps& s) override { got.push_back(s); }
+  };
+  auto snapshot = [](Chunk c) {
+    Chunk out;
+    out.tag(f::kSmaps).v(5).v(f::kSmapsExit).v(2).bytes(reinterpret_cast<const uint8_t*>("ab"), 2);
+    out.data.insert(out.data.end(), c.data.begin(), c.data.end());
+    return out;
+  };
+  constexpr uint64_t kHeap = 64ull << 20;
+  Chunk ok;
+  ok.tag(f::kResidency).v(1).v(0x10000).v(1).v(0).v(0).v(1);
+  ok.tag(f::kHeapHeaders).v(2).v(kHeap).v(kHeap + 0x20).v(0).v(0x21000).v(0x21000);
+  ok.v(3 * kHeap).v(0x7f0000000a0).v(kHeap).v(0x4000000).v(0x4000000);
+  Smaps out;
+  RecordDecoder d("test");
+  d.decode(snapshot(ok).data, 0, out);
+  ASSERT_EQ(out.got.size(), 1u);
+  const auto& s = out.got[0];
+  EXPECT_EQ(s.measured.size(), 1u);
+  ASSERT_EQ(s.heaps.size(), 2u);
+  EXPECT_EQ(s.heaps[0].address, kHeap);
+  EXPECT_EQ(s.heaps[0].words[0], kHeap + 0x20);
+  EXPECT_EQ(s.heaps[0].words[1], 0u);
+  EXPECT_EQ(s.heaps[0].words[2], 0x21000u);
+  EXPECT_EQ(s.heaps[0].words[3], 0x21000u);
+  EXPECT_EQ(s.heaps[1].address, 3 * kHeap);
+  EXPECT_EQ(s.heaps[1].words[0], 0x7f0000000a0u);
+  EXPECT_EQ(s.heaps[1].words[1], kHeap);
+
+  // Without a residency record in between.
+  Smaps o2;
+  RecordDecoder d2("test");
+  d2.decode(snapshot(Chunk().tag(f::kHeapHeaders).v(1).v(kHeap).v(1).v(2).v(3).v(4)).data, 0, o2);
+  ASSERT_EQ(o2.got.size(), 1u);
+  ASSERT_EQ(o2.got[0].heaps.size(), 1u);
+  EXPECT_EQ(o2.got[0].heaps[0].words[3], 4u);
+
+  auto fails = [&](Chunk c, bool after_smaps = true) {
+    Smaps o;
+    RecordDecoder dd("test");
+    EXPECT_THROW(dd.decode((after_smaps ? snapshot(c) : c).data, 0, o), memcensus::Error);
+  };
+  fails(Chunk().tag(f::kHeapHeaders).v(1).v(kHeap + 4096).v(1).v(0).v(1).v(1));  // off the grid
+  fails(Chunk()
+            .tag(f::kHeapHeaders)
+            .v(2)
+            .v(kHeap)
+            .v(1)
+            .v(0)
+            .v(1)
+            .v(1)
+            .v(kHeap)
+            .v(1)
+            .v(0)
+            .v(1)
+            .v(1));                                                              // twice the same
+  fails(Chunk().tag(f::kHeapHeaders).v(1000).v(kHeap).v(1).v(0).v(1).v(1));      // count > bytes
+  fails(Chunk().tag(f::kHeapHeaders).v(1).v(kHeap).v(1).v(0));                   // cut short
+  fails(Chunk().tag(f::kHeapHeaders).v(1).v(kHeap).v(1).v(0).v(1).v(1), false);  // no snapshot
+}
+
 }  // namespace

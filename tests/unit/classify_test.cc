@@ -271,6 +271,38 @@ TEST(Arenas, HeapMergedWithTheMappingBelow) {
   EXPECT_EQ(regions[1].arena_end, 0u);
 }
 
+// A page that pagemap says is not resident holds no header and is not read (reading it would
+// map the zero page in the process, or bring it back from swap): the header words there are
+// not consulted. A swapped-out page at a region's start leaves the arena found by its shape.
+TEST(Arenas, HeaderPagesNotResidentAreNotRead) {
+  const uint64_t base = 0x7f0004000000;
+  std::vector<uint64_t> read_at;
+  MemoryReader reader =
+      [&, inner = heaps({{base, {base + 0x30, 0, 0x21000, 0x21000}},
+                         {base + 0x8000000, {base + 0x30, 0, 0x4000000, 0x4000000}}})](
+          uint64_t at, void* out, size_t n) {
+        read_at.push_back(at);
+        return inner(at, out, n);
+      };
+  for (uint64_t flags : {0ull, 1ull << 62}) {
+    SCOPED_TRACE(flags);
+    read_at.clear();
+    std::vector<Region> regions = {
+        make(base - 0x10000, base + 0x21000, "rw-p"),      // a heap merged below
+        make(base + 0x8000000, base + 0xc000000, "rw-p"),  // a full heap at its start
+    };
+    classify_basic(regions, 1);
+    std::vector<ThreadInfo> threads;
+    PagemapReader pagemap = [&](uint64_t, size_t count) {
+      return std::vector<uint64_t>(count, flags);
+    };
+    find_arenas(regions, threads, pagemap, reader, kPage);
+    EXPECT_TRUE(read_at.empty());
+    EXPECT_EQ(regions[0].arena_end, 0u);
+    EXPECT_EQ(regions[1].kind, flags ? RegionKind::kArena : RegionKind::kAnon);
+  }
+}
+
 // A thread's stack that ends where a heap starts: the heap is cut out of the stack's figures,
 // its resident bytes counted by page.
 TEST(Arenas, HeapMergedWithAThreadStack) {

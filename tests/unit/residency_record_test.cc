@@ -90,4 +90,83 @@ TEST(ResidencyRecord, MeasuresPagesAndSkipsEntriesOutOfOrder) {
   munmap(a, 2 * size);
 }
 
+// The heap headers the runtime records with a snapshot: at each 64 MiB-aligned address of a
+// read-write private anonymous mapping, the words that could be a glibc heap header, read
+// from this process; no other mapping is read, and words that cannot be a header are left out.
+TEST(HeapHeadersRecord, ReadsHeadersAtAlignedAddressesOfAnonymousMappings) {
+  constexpr uint64_t kHeap = 64ull << 20;
+  // Four aligned addresses inside: a header, junk, a later heap of the same arena, and a
+  // page never written (not read: reading it would map the zero page there).
+  const size_t len = 5 * kHeap;
+  auto* m = static_cast<char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE,
+                                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
+  ASSERT_NE(m, MAP_FAILED);
+  const uint64_t base = reinterpret_cast<uint64_t>(m);
+  const uint64_t first = (base + kHeap - 1) / kHeap * kHeap;  // base + len > first + 2 * kHeap
+  auto words = [&](uint64_t at) { return reinterpret_cast<uint64_t*>(at); };
+  const uint64_t arena = first + 0x20;
+  words(first)[0] = arena;  // ar_ptr, prev, size, mprotect_size
+  words(first)[1] = 0;
+  words(first)[2] = 0x21000;
+  words(first)[3] = 0x21000;
+  words(first + kHeap)[0] = 12345;  // ar_ptr not 8-aligned: no header
+  words(first + kHeap)[2] = 4096;
+  words(first + kHeap)[3] = 4096;
+  words(first + 2 * kHeap)[0] = arena;
+  words(first + 2 * kHeap)[1] = first;
+  words(first + 2 * kHeap)[2] = kHeap;
+  words(first + 2 * kHeap)[3] = kHeap;
+
+  auto line = [](uint64_t lo, uint64_t hi, const char* rest) {
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "%lx-%lx %s\nSize: 4 kB\nRss: 4 kB\n",
+                  static_cast<unsigned long>(lo), static_cast<unsigned long>(hi), rest);
+    return std::string(buf);
+  };
+  auto record = [](const std::string& text) {
+    std::vector<uint8_t> out(1 << 12);
+    size_t n = memcensus::rt::heap_headers_record(text.data(), text.size(), out.data(), out.size());
+    out.resize(n);
+    return out;
+  };
+  auto decode_heaps = [](const std::string& text, const std::vector<uint8_t>& rec) {
+    std::vector<uint8_t> chunk;
+    uint8_t buf[f::kMaxVarint];
+    auto v = [&](uint64_t x) { chunk.insert(chunk.end(), buf, f::put_varint(buf, x)); };
+    chunk.push_back(f::kSmaps);
+    v(1);
+    v(f::kSmapsExit);
+    v(text.size());
+    chunk.insert(chunk.end(), text.begin(), text.end());
+    chunk.insert(chunk.end(), rec.begin(), rec.end());
+    Smaps got;
+    memcensus::RecordDecoder d("test");
+    d.decode(chunk, 0, got);
+    EXPECT_EQ(got.got.size(), 1u);
+    return got.got.empty() ? std::vector<memcensus::HeapHeaderAt>() : got.got[0].heaps;
+  };
+
+  const std::string text = line(base, base + len, "rw-p 00000000 00:00 0 ");
+  auto heaps = decode_heaps(text, record(text));
+  unsigned char in = 1;
+  ASSERT_EQ(mincore(reinterpret_cast<void*>(first + 3 * kHeap), 4096, &in), 0);
+  EXPECT_EQ(in & 1, 0);
+  ASSERT_EQ(heaps.size(), 2u);
+  EXPECT_EQ(heaps[0].address, first);
+  EXPECT_EQ(heaps[0].words[0], arena);
+  EXPECT_EQ(heaps[0].words[2], 0x21000u);
+  EXPECT_EQ(heaps[1].address, first + 2 * kHeap);
+  EXPECT_EQ(heaps[1].words[1], first);
+  EXPECT_EQ(heaps[1].words[3], kHeap);
+
+  // Read-only, shared, a file's, or listed twice (text read while mappings change).
+  EXPECT_TRUE(record(line(base, base + len, "r--p 00000000 00:00 0 ")).empty());
+  EXPECT_TRUE(record(line(base, base + len, "rw-s 00000000 00:01 0 ")).empty());
+  EXPECT_TRUE(record(line(base, base + len, "rw-p 00000000 fe:00 1234 /lib/x.so")).empty());
+  EXPECT_EQ(decode_heaps(text + text, record(text + text)).size(), 2u);
+  // A mapping gone since the text was read: nothing, and no fault.
+  munmap(m, len);
+  EXPECT_TRUE(record(text).empty());
+}
+
 }  // namespace

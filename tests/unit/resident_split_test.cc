@@ -185,6 +185,33 @@ TEST(ResidentSplit, MeasuredPagesSplitAPartlyResidentMappingExactly) {
   EXPECT_EQ(part(other.parts, "anonymous mmap: site7"), 0x4000u);
 }
 
+// A malloc arena heap the kernel merged with the mapping or thread stack below it
+// (Region::arena_start/end): its pages are malloc's, its live blocks their sites' and the
+// rest allocator overhead, never anonymous memory of unknown origin nor stack.
+TEST(ResidentSplit, MergedArenaHeapIsMallocsMemory) {
+  constexpr uint64_t kHeap = 0x4000000;
+  auto name = [](uint32_t s) { return "site" + std::to_string(s); };
+  std::vector<AddressBlock> live = {{kHeap + 0x1000, 0x800, 9}};
+  std::vector<AddressBlock> measured = {{kHeap - 0x4000, 0x8000, 0}};
+  // The 4 pages below resident, and the heap's first two.
+  std::vector<AddressBlock> resident = {{kHeap - 0x4000, 0x6000, 0}};
+  for (RegionKind kind : {RegionKind::kAnon, RegionKind::kStack}) {
+    SCOPED_TRACE(static_cast<int>(kind));
+    Layout l;
+    l.regions = {region(kHeap - 0x4000, kHeap + 0x4000, kind, 0x6000)};
+    l.regions[0].arena_start = kHeap;
+    l.regions[0].arena_end = kHeap + 0x4000;
+    auto split = split_resident(l, {live, {}, {}, {}, measured, resident}, name);
+    EXPECT_EQ(sum(split.parts), 0x6000u);
+    EXPECT_EQ(part(split.parts, "live heap: site9"), 0x800u);
+    EXPECT_EQ(part(split.parts, "allocator overhead and retained free memory"), 0x1800u);
+    EXPECT_EQ(part(split.parts,
+                   kind == RegionKind::kStack ? "stacks" : "anonymous memory of unknown origin"),
+              0x4000u);
+    EXPECT_EQ(split.shared_by_size, 0u);
+  }
+}
+
 // A program mmap that happens to start at a 64 MiB boundary (as a malloc arena's heap does,
 // and so classified when nothing else is known) is the program's mmap: glibc maps its arenas
 // unseen by the hooks.
