@@ -141,7 +141,18 @@ void HeapAnalysis::apply_estimates() {
 }
 
 void HeapAnalysis::on_stack(const TraceStack& s) {
-  s_.stacks[s.id] = s.frames;
+  std::shared_ptr<const FrameArena> arena = s.arena;
+  size_t offset = s.arena_offset;
+  if (!arena) {  // frames the decoder did not keep (kStack records): copied into our own
+    if (!own_frames_) own_frames_ = std::make_shared<FrameArena>();
+    offset = own_frames_->append(s.frames);
+    arena = own_frames_;
+  }
+  if (s_.frame_arenas.empty() || s_.frame_arenas.back() != arena) {
+    if (std::find(s_.frame_arenas.begin(), s_.frame_arenas.end(), arena) == s_.frame_arenas.end())
+      s_.frame_arenas.push_back(arena);
+  }
+  s_.stacks[s.id] = arena->view(offset, s.frames.size());
 }
 
 void HeapAnalysis::on_module(const TraceModule& m) {

@@ -301,7 +301,7 @@ void RecordDecoder::new_segment() {
   lane_announced_ = false;
   stack_offset_ = max_stack_;
   stream_offset_ = max_stream_;
-  ref_frames_.clear();
+  ref_frames_ = std::make_shared<FrameArena>();
   ref_stacks_.clear();
   prev_ref_id_ = 0;
   first_smaps_.clear();
@@ -455,16 +455,16 @@ void RecordDecoder::on_stack(Cursor& c, uint8_t, TraceVisitor& v) {
   max_stack_ = std::max(max_stack_, s.id);
   uint64_t depth = c.varint();
   if (depth > 4096 || depth > c.data.size() - c.pos) c.fail("stack depth out of range");
-  s.frames.reserve(depth);
+  if (keep_stacks_) s.frames.reserve(depth);
   uint64_t prev = 0;
   for (uint64_t i = 0; i < depth; ++i) {
     prev += static_cast<uint64_t>(c.signed_varint());
-    s.frames.push_back(prev);
+    if (keep_stacks_) s.frames.push_back(prev);
   }
-  v.on_stack(s);
+  if (keep_stacks_) v.on_stack(s);
 }
 
-size_t RecordDecoder::FrameStore::append(std::span<const uint64_t> frames) {
+size_t FrameArena::append(std::span<const uint64_t> frames) {
   if (frames.empty()) return 0;  // never read: at() is only asked for stacks with frames
   if (used_ + frames.size() > kBlock) {
     blocks_.push_back(std::make_unique_for_overwrite<uint64_t[]>(kBlock));
@@ -490,13 +490,16 @@ void RecordDecoder::on_stack_ref(Cursor& c, uint8_t, TraceVisitor& v) {
   int64_t base_delta = c.signed_varint();
   TraceStack s;
   s.id = id + stack_offset_;
+  // Without keep_stacks_ only the depths are kept, which later references are checked by.
+  const bool frames = keep_stacks_;
+  uint64_t depth = 0;
   auto read_frames = [&](uint64_t n, uint64_t prev) {
-    if (n > kMaxDepth - s.frames.size() || n > c.data.size() - c.pos)
-      c.fail("stack depth out of range");
+    if (n > kMaxDepth - depth || n > c.data.size() - c.pos) c.fail("stack depth out of range");
     for (uint64_t i = 0; i < n; ++i) {
       prev += static_cast<uint64_t>(c.signed_varint());
-      s.frames.push_back(prev);
+      if (frames) s.frames.push_back(prev);
     }
+    depth += n;
   };
   if (base_delta == 0) {
     read_frames(c.varint(), 0);
@@ -513,24 +516,31 @@ void RecordDecoder::on_stack_ref(Cursor& c, uint8_t, TraceVisitor& v) {
     uint64_t keep = c.varint();
     if (keep > base_depth)
       c.fail("stack " + std::to_string(id) + " keeps more frames than its base has");
-    const uint64_t* base = base_depth ? ref_frames_.at(base_at) : nullptr;
-    s.frames.assign(base, base + keep);
-    read_frames(c.varint(), keep ? s.frames.back() : 0);
+    const uint64_t* base = frames && base_depth ? ref_frames_->at(base_at) : nullptr;
+    if (frames) s.frames.assign(base, base + keep);
+    depth = keep;
+    read_frames(c.varint(), frames && keep ? s.frames.back() : 0);
     uint64_t from = c.varint();
     if (from > base_depth)
       c.fail("stack " + std::to_string(id) + " takes frames past its base's end");
-    if (base_depth - from > kMaxDepth - s.frames.size()) c.fail("stack depth out of range");
-    s.frames.insert(s.frames.end(), base + from, base + base_depth);
+    if (base_depth - from > kMaxDepth - depth) c.fail("stack depth out of range");
+    if (frames) s.frames.insert(s.frames.end(), base + from, base + base_depth);
+    depth += base_depth - from;
   }
   // A reference copies up to 4096 frames from a few bytes of input: without a bound on the
   // total, a short malformed file could make the reader take all memory.
   constexpr size_t kMaxRefFrames = size_t{1} << 28;  // 2 GiB of frames
-  if (s.frames.size() > kMaxRefFrames - ref_frames_.size())
+  if (s.frames.size() > kMaxRefFrames - ref_frames_->size())
     c.fail("more than " + std::to_string(kMaxRefFrames) + " stack frames in the trace");
   prev_ref_id_ = id;
   max_stack_ = std::max(max_stack_, s.id);
-  ref_stacks_.emplace(
-      id, std::make_pair(ref_frames_.append(s.frames), static_cast<uint32_t>(s.frames.size())));
+  if (!frames) {
+    ref_stacks_.emplace(id, std::make_pair(size_t{0}, static_cast<uint32_t>(depth)));
+    return;
+  }
+  s.arena = ref_frames_;
+  s.arena_offset = ref_frames_->append(s.frames);
+  ref_stacks_.emplace(id, std::make_pair(s.arena_offset, static_cast<uint32_t>(s.frames.size())));
   v.on_stack(s);
 }
 

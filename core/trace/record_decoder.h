@@ -33,6 +33,8 @@ class RecordDecoder {
   // decoder's own buffer; it is asked again after each delivery of events. The reader's
   // decoding thread uses it to decode straight into the batches it hands over.
   static constexpr size_t kBatch = 256;
+  // false: stack records are checked but not delivered, and no frames are kept.
+  void set_keep_stacks(bool keep) { keep_stacks_ = keep; }
   void set_packed_room(std::function<PackedEvent*()> room) {
     room_ = std::move(room);
     if (packed_ && room_) packed_batch_ = room_();
@@ -133,31 +135,11 @@ class RecordDecoder {
   uint32_t stack_offset_ = 0;
   uint32_t max_stack_ = 0;
   uint64_t stream_offset_ = 0;
-  // kStackRef stacks of the current segment, the bases later ones may name: frames in
-  // blocks of 8 MiB that never move (one growing array held up to 2.5 times the frames while
-  // it grew: 130 MB for the 50 MB of a trace of 127,000 stacks), (offset, depth) by
-  // segment-local id. A stack never spans two blocks.
-  class FrameStore {
-   public:
-    static constexpr size_t kBlock = size_t{1} << 20;  // frames
-    size_t size() const { return size_; }              // frames stored
-    const uint64_t* at(size_t offset) const {
-      return blocks_[offset / kBlock].get() + offset % kBlock;
-    }
-    // Stores `frames` (at most kBlock) and returns their offset.
-    size_t append(std::span<const uint64_t> frames);
-    void clear() {
-      blocks_.clear();
-      used_ = kBlock;
-      size_ = 0;
-    }
-
-   private:
-    std::vector<std::unique_ptr<uint64_t[]>> blocks_;
-    size_t used_ = kBlock;  // frames used in the last block
-    size_t size_ = 0;
-  };
-  FrameStore ref_frames_;
+  // kStackRef stacks of the current segment, the bases later ones may name: frames in an
+  // arena of blocks that never move (shared with the visitors that keep them, see
+  // TraceStack::arena; a new one per segment), (offset, depth) by segment-local id.
+  std::shared_ptr<FrameArena> ref_frames_ = std::make_shared<FrameArena>();
+  bool keep_stacks_ = true;
   std::unordered_map<uint32_t, std::pair<size_t, uint32_t>> ref_stacks_;
   uint32_t prev_ref_id_ = 0;
   uint64_t max_stream_ = 0;  // the largest stream id given out so far (shifted)

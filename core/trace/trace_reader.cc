@@ -279,6 +279,7 @@ void TraceReader::read_here(TraceVisitor& visitor) {
   uint16_t version = 0;
   m.stats.compressed_bytes = finish_header(*m.source, &fh, m.name, &version);
   RecordDecoder decoder(m.name, visitor.event_form());
+  decoder.set_keep_stacks(visitor.wants_stacks());
   DCtxPtr dctx(ZSTD_createDCtx());
   if (!dctx) throw Error(m.name + ": out of memory");
   decoder.set_packed_room(std::exchange(m.packed_room, nullptr));
@@ -432,8 +433,11 @@ class BatchPool : public std::enable_shared_from_this<BatchPool> {
 // the visitor they are for takes.
 class BatchRecorder : public TraceVisitor {
  public:
-  BatchRecorder(BatchQueue& q, EventForm form) : q_(q), form_(form) { reserve(); }
+  BatchRecorder(BatchQueue& q, EventForm form, bool stacks) : q_(q), form_(form), stacks_(stacks) {
+    reserve();
+  }
   EventForm event_form() const override { return form_; }
+  bool wants_stacks() const override { return stacks_; }
   void on_event(const TraceEvent& e) override { on_events(std::span<const TraceEvent>(&e, 1)); }
   void on_events(std::span<const TraceEvent> e) override {
     cur_.events.insert(cur_.events.end(), e.begin(), e.end());
@@ -526,6 +530,7 @@ class BatchRecorder : public TraceVisitor {
  private:
   BatchQueue& q_;
   EventForm form_;
+  bool stacks_;
   std::shared_ptr<BatchPool> pool_ = std::make_shared<BatchPool>();
   Batch cur_;
   bool cancelled_ = false;
@@ -576,8 +581,9 @@ void TraceReader::read(TraceVisitor& visitor) {
   if (!file || std::thread::hardware_concurrency() < 2) return read_here(visitor);
   BatchQueue queue;
   EventForm form = visitor.event_form();
+  const bool stacks = visitor.wants_stacks();
   auto decode = [&] {  // the decoding thread
-    BatchRecorder rec(queue, form);
+    BatchRecorder rec(queue, form, stacks);
     if (form != EventForm::kFull) m.packed_room = [&rec] { return rec.room(); };
     try {
       std::exception_ptr error;

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "trace/frame_arena.h"
+
 namespace memcensus {
 
 // One intercepted call. Fields a kind does not carry are 0.
@@ -76,6 +78,10 @@ struct PackedInfo {
 struct TraceStack {
   uint32_t id = 0;
   std::vector<uint64_t> frames;  // return addresses, innermost (the allocating function) first
+  // When set, the same frames stay at arena_offset in `arena` for as long as it is held: a
+  // visitor that keeps stacks can keep the arena and views into it instead of copies.
+  std::shared_ptr<const FrameArena> arena;
+  size_t arena_offset = 0;
 };
 
 struct TraceModule {
@@ -186,6 +192,8 @@ class TraceVisitor {
   // Asked once when reading starts; events then come only in that form (kNone: in either
   // form, or not at all).
   virtual EventForm event_form() const { return EventForm::kFull; }
+  // false: the visitor takes no stacks (on_stack is not called), so the reader keeps none.
+  virtual bool wants_stacks() const { return true; }
   virtual void on_event(const TraceEvent&) {}
   // Consecutive events in file order, several at a time (how the decoder delivers them: one
   // virtual call per batch). By default each goes to on_event. No other record falls between

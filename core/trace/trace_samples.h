@@ -14,6 +14,7 @@ class TraceSamples : public TraceVisitor {
  public:
   void on_rss(const TraceRss& r) override { rss.push_back(r); }
   void on_smaps(const TraceSmaps& s) override { smaps.push_back(s); }
+  bool wants_stacks() const override { return false; }
 
   std::vector<TraceRss> rss;
   std::vector<TraceSmaps> smaps;
