@@ -12,6 +12,9 @@ struct Context {
   std::vector<std::string> trailing;
   bool has_trailing = false;  // a "--" was given
   int exit_code = 0;
+  // run: the program died of this signal; memcensus dies of it too once it is done (a
+  // parent's waitpid, or a shell's handling of Ctrl-C, then sees what it would natively).
+  int die_by_signal = 0;
 };
 
 // --debug-dir DIR (repeatable): where report, export, html and diff also look for debug info.

@@ -1,12 +1,38 @@
 // memcensus: where every byte of a running program lives and how it got there.
 // The only place where errors become text and exit codes: 2 for bad usage or unusable input
 // (one line on stderr), 1 for problems a command was asked to fail on, else the command's.
+#include <signal.h>
+#include <sys/resource.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 
 #include "cli/commands.h"
 #include "util/error.h"
+
+namespace {
+
+// Ends memcensus by the signal its program died of, with that signal's default action but
+// no core dump of memcensus itself (the program's, if any, is its own); returns if the
+// signal does not end a process.
+void die_by(int sig) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  struct rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(sig, &dfl, nullptr);
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  sigprocmask(SIG_UNBLOCK, &one, nullptr);
+  raise(sig);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using memcensus::cli::Context;
@@ -63,5 +89,6 @@ int main(int argc, char** argv) {
                  std::strerror(errno));
     return 2;
   }
+  if (ctx.die_by_signal) die_by(ctx.die_by_signal);
   return ctx.exit_code;
 }

@@ -33,7 +33,7 @@ void print_heap_line(const HeapTotals& t, bool truncated) {
 }
 
 int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p,
-                   const CheckOptions& c) {
+                   const CheckOptions& c, int* died_of) {
   Suppressions sup;
   if (!c.suppressions.empty()) sup = Suppressions::load(c.suppressions);
 
@@ -54,6 +54,7 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
     std::fprintf(stderr,
                  "memcensus: '%s' was killed by SIG%s before the runtime started: no trace\n",
                  argv[0].c_str(), sigabbrev_np(WTERMSIG(r.wait_status)));
+    *died_of = WIFSIGNALED(r.wait_status) ? WTERMSIG(r.wait_status) : 0;
     return exit_code_of(r.wait_status);
   }
   if (::access(r.trace_path.c_str(), F_OK) != 0)
@@ -81,6 +82,7 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
     if (!scan->scan.done)
       std::fprintf(stderr, "memcensus: no leak scan: %s\n", scan->scan.note.c_str());
     std::fprintf(stderr, "memcensus: trace written to %s\n", r.trace_path.c_str());
+    *died_of = WIFSIGNALED(r.wait_status) ? WTERMSIG(r.wait_status) : 0;
     return exit_code_of(r.wait_status);
   }
   Analysis a;
@@ -132,6 +134,7 @@ int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p
   }
   std::fprintf(stderr, "memcensus: trace written to %s\n", r.trace_path.c_str());
   if (c.error_exitcode && k.failing()) return c.error_exitcode;
+  *died_of = WIFSIGNALED(r.wait_status) ? WTERMSIG(r.wait_status) : 0;
   return exit_code_of(r.wait_status);
 }
 

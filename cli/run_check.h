@@ -21,7 +21,8 @@ struct CheckOptions {
 void print_heap_line(const HeapTotals& t, bool truncated);
 
 // Runs argv; returns memcensus run's exit status. Throws Error (exit 2) on bad input.
+// `*died_of`: the signal the program died of (0: it exited), when its status is returned.
 int run_with_check(const std::vector<std::string>& argv, const PreloadOptions& p,
-                   const CheckOptions& c);
+                   const CheckOptions& c, int* died_of);
 
 }  // namespace memcensus::cli

@@ -82,7 +82,7 @@ void print_summary(const std::string& path, int wait_status) {
                  "runtime cannot see; the figures cover what was written before\n");
 }
 
-int run(const RunOptions& o, const Context& ctx) {
+int run(const RunOptions& o, Context& ctx) {
   if (!ctx.has_trailing || ctx.trailing.empty()) throw Error("run needs -- CMD [ARGS...]");
   PreloadOptions p;
   p.runtime = find_runtime();
@@ -98,9 +98,10 @@ int run(const RunOptions& o, const Context& ctx) {
   if (o.check) {
     CheckOptions c = o.checks;
     c.quiet = o.quiet;
-    return run_with_check(ctx.trailing, p, c);
+    return run_with_check(ctx.trailing, p, c, &ctx.die_by_signal);
   }
   LaunchResult r = run_preloaded(ctx.trailing, p);
+  if (WIFSIGNALED(r.wait_status)) ctx.die_by_signal = WTERMSIG(r.wait_status);
   if (::access(r.trace_path.c_str(), F_OK) != 0 && WIFSIGNALED(r.wait_status)) {
     std::fprintf(stderr,
                  "memcensus: '%s' was killed by SIG%s before the runtime started: no trace\n",

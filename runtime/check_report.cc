@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "format/trace_format.h"
+#include "runtime/death_signals.h"
 #include "runtime/guard_pool.h"
 #include "runtime/libc_alloc.h"
 #include "runtime/runtime.h"
@@ -263,6 +264,7 @@ using namespace memcensus::rt;
 
 // The program's view of SIGSEGV while the runtime's handler is installed (check_report.h).
 MEMCENSUS_EXPORT int sigaction(int sig, const struct sigaction* act, struct sigaction* old) {
+  if (death_signal(sig)) return death_sigaction(sig, act, old);
   if (!g_real_sigaction) {
     using Fn = int (*)(int, const struct sigaction*, struct sigaction*);
     static Fn real = nullptr;
@@ -279,6 +281,7 @@ MEMCENSUS_EXPORT int sigaction(int sig, const struct sigaction* act, struct siga
 }
 
 MEMCENSUS_EXPORT sighandler_t signal(int sig, sighandler_t handler) {
+  if (death_signal(sig)) return death_signal_set(sig, handler);
   if (sig == SIGSEGV && g_handler_installed) {
     sighandler_t previous = g_program_action.sa_handler;
     struct sigaction a;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "runtime/death_signals.h"
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
@@ -294,6 +296,7 @@ __attribute__((constructor)) void runtime_constructor() {
   resolve_libc_alloc();
   hide_runtime_env(g_config.follow_fork);
   writer_start();
+  death_signals_init();
 }
 
 void late_shutdown(void*) {

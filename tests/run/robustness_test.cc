@@ -1,7 +1,10 @@
 // Threads, fork/exec, signals, SIGKILL, crashes, dlopen: counts stay exact where the fixture
 // knows them, and the trace stays readable.
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -480,6 +483,93 @@ TEST(Robustness, AbortKeepsTheEventsBeforeIt) {
       EXPECT_EQ(t.report["calls"]["free"], 100000);
       EXPECT_FALSE(t.report["trace"]["complete"].get<bool>());
     }
+  }
+}
+
+// A program killed by a signal it leaves at its default action (SIGPIPE in `prog | head`,
+// SIGTERM, SIGINT...) loses no events: `prog | head -c 100000` recorded 0 allocations
+// before. The counts equal the program's own, kept in a shared file it cannot lose, and
+// `memcensus run` itself dies of the signal (bash's pipefail status: 128 + 13, as natively).
+TEST(Robustness, DeathBySigpipeKeepsEveryEvent) {
+  const std::string dir = mctest::scratch_dir();
+  const std::string counts = dir + "/counts", trace = dir + "/t.trace";
+  auto native = mctest::run({"/bin/bash", "-c",
+                             "set -o pipefail; " + fixture("death_signal") + " pipe " + counts +
+                                 " | head -c 100000 >/dev/null"});
+  EXPECT_EQ(native.status, 128 + SIGPIPE);
+  auto r = mctest::run({"/bin/bash", "-c",
+                        "set -o pipefail; " + mctest::memcensus() + " run -q -o " + trace + " -- " +
+                            fixture("death_signal") + " pipe " + counts +
+                            " | head -c 100000 >/dev/null"});
+  EXPECT_EQ(r.status, 128 + SIGPIPE);
+  uint64_t n[2] = {0, 0};
+  std::ifstream in(counts, std::ios::binary);
+  ASSERT_TRUE(in.read(reinterpret_cast<char*>(n), sizeof n));
+  EXPECT_GE(n[0], 1000u);  // 100,000 bytes read, 100 a write
+  json rep = mctest::report_json(trace);
+  ASSERT_FALSE(rep.is_null());
+  EXPECT_EQ(rep["calls"]["malloc"], n[0]);
+  EXPECT_EQ(rep["calls"]["free"], n[1]);
+  EXPECT_EQ(rep["exit_status"], 128 + SIGPIPE);
+}
+
+TEST(Robustness, DeathByTerminatingSignalsKeepsEveryEvent) {
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGALRM, SIGQUIT}) {
+    for (const char* mode : {"", "--check"}) {
+      SCOPED_TRACE(std::string(sigabbrev_np(sig)) + " " + mode);
+      std::vector<std::string> opts;
+      if (*mode) opts.push_back(mode);
+      auto t = traced({fixture("death_signal"), "raise", std::to_string(sig), "50000"}, opts);
+      EXPECT_EQ(t.status, 128 + sig);
+      ASSERT_FALSE(t.report.is_null());
+      EXPECT_EQ(t.report["calls"]["malloc"], 50010);
+      EXPECT_EQ(t.report["calls"]["free"], 50000);
+    }
+  }
+}
+
+// What the program sees of those dispositions is what it would natively: SIG_DFL where it
+// left them, and the old dispositions that signal() and sigaction() return; SIG_IGN and its
+// own handlers work as set.
+TEST(Robustness, DeathSignalDispositionsReadAsNative) {
+  auto native = mctest::run({fixture("death_signal"), "dispositions"});
+  ASSERT_EQ(native.status, 0);
+  EXPECT_NE(native.out.find("PIPE:dfl signal-old:dfl ign-old:handler dfl-old:ign now:dfl"),
+            std::string::npos)
+      << native.out;
+  EXPECT_NE(native.out.find("after raise: handled USR1"), std::string::npos);
+  auto t = traced({fixture("death_signal"), "dispositions"});
+  EXPECT_EQ(t.status, 0);
+  EXPECT_EQ(t.out, native.out);
+}
+
+// The wait status of `memcensus run` is the program's: killed by the same signal, not an
+// exit with 128 + N, so that a parent (or a shell handling Ctrl-C) sees what it would.
+TEST(Robustness, RunDiesOfTheSignalItsProgramDiedOf) {
+  for (const char* mode : {"", "--check"}) {
+    SCOPED_TRACE(mode);
+    const std::string trace = mctest::scratch_dir() + "/t.trace";
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int null = open("/dev/null", O_WRONLY);
+      dup2(null, 2);
+      std::vector<std::string> args = {mctest::memcensus(), "run", "-q", "-o", trace};
+      if (*mode) args.push_back(mode);
+      for (std::string a : {std::string("--"), fixture("death_signal"), std::string("raise"),
+                            std::to_string(SIGTERM), std::string("10")})
+        args.push_back(a);
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(st)) << st;
+    EXPECT_EQ(WTERMSIG(st), SIGTERM);
+    EXPECT_FALSE(WCOREDUMP(st));
   }
 }
 
