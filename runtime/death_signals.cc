@@ -12,15 +12,25 @@ namespace memcensus::rt {
 namespace {
 
 constexpr int kSignals[] = {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGALRM, SIGTERM};
+// Faults: raised by the instruction that faulted, which faults again once the handler
+// returns with SIG_DFL restored.
+constexpr int kFaults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 constexpr int kMaxSignal = 32;
 
 SigactionFn g_real = nullptr;
+bool g_managed[kMaxSignal];  // set once, at init: the signals sigaction() and signal() route here
 // held[sig]: the runtime's handler is installed in place of the program's SIG_DFL (and
 // program[sig] is what the program set: SIG_DFL with its flags and mask).
 volatile sig_atomic_t g_held[kMaxSignal];
 struct sigaction g_program[kMaxSignal];
 
-void on_death_signal(int sig) {
+bool is_fault(int sig) {
+  for (int s : kFaults)
+    if (s == sig) return true;
+  return false;
+}
+
+void on_death_signal(int sig, siginfo_t* info, void*) {
   int saved = errno;
   if (!t_state.guard && g_phase.load(std::memory_order_acquire) == kActive && rt_own_process())
     writer_flush_sync();
@@ -31,7 +41,11 @@ void on_death_signal(int sig) {
   g_held[sig] = 0;
   if (g_real) g_real(sig, &dfl, nullptr);
   errno = saved;
-  raise(sig);  // blocked while this handler runs: delivered, to SIG_DFL, when it returns
+  // A fault the kernel raised happens again when the handler returns, to SIG_DFL (with its
+  // own si_code and core dump); any other signal is raised again: blocked while this handler
+  // runs, it is delivered, to SIG_DFL, when it returns.
+  if (is_fault(sig) && info && info->si_code > 0) return;
+  raise(sig);
 }
 
 bool is_default(const struct sigaction* a) {
@@ -42,8 +56,8 @@ bool is_default(const struct sigaction* a) {
 void hold(int sig, const struct sigaction& program) {
   struct sigaction a;
   memset(&a, 0, sizeof a);
-  a.sa_handler = on_death_signal;
-  a.sa_flags = SA_RESTART;
+  a.sa_sigaction = on_death_signal;
+  a.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
   sigemptyset(&a.sa_mask);
   g_program[sig] = program;
   if (g_real(sig, &a, nullptr) == 0) g_held[sig] = 1;
@@ -54,8 +68,8 @@ void hold(int sig, const struct sigaction& program) {
 bool still_held(int sig) {
   if (!g_held[sig]) return false;
   struct sigaction now;
-  if (g_real(sig, nullptr, &now) != 0 || (now.sa_flags & SA_SIGINFO) ||
-      now.sa_handler != on_death_signal) {
+  if (g_real(sig, nullptr, &now) != 0 || !(now.sa_flags & SA_SIGINFO) ||
+      now.sa_sigaction != on_death_signal) {
     g_held[sig] = 0;
     return false;
   }
@@ -73,17 +87,19 @@ SigactionFn real_sigaction() {
 }
 
 bool death_signal(int sig) {
-  for (int s : kSignals)
-    if (s == sig) return true;
-  return false;
+  return sig > 0 && sig < kMaxSignal && g_managed[sig];
 }
 
-void death_signals_init() {
+void death_signals_init(bool with_segv) {
   if (!real_sigaction()) return;
-  for (int sig : kSignals) {
+  auto take = [](int sig) {
+    g_managed[sig] = true;
     struct sigaction now;
     if (g_real(sig, nullptr, &now) == 0 && is_default(&now)) hold(sig, now);
-  }
+  };
+  for (int sig : kSignals) take(sig);
+  for (int sig : kFaults)
+    if (sig != SIGSEGV || with_segv) take(sig);
 }
 
 int death_sigaction(int sig, const struct sigaction* act, struct sigaction* old) {

@@ -296,7 +296,7 @@ __attribute__((constructor)) void runtime_constructor() {
   resolve_libc_alloc();
   hide_runtime_env(g_config.follow_fork);
   writer_start();
-  death_signals_init();
+  death_signals_init(!(g_config.check && g_config.guard_rate));
 }
 
 void late_shutdown(void*) {

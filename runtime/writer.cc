@@ -43,9 +43,9 @@ constexpr size_t kFlushBytes = 1u << 20;
 constexpr uint64_t kRoundNs = 10'000'000;
 constexpr uint64_t kFlushNs = 50'000'000;
 // A snapshot at a new RSS peak (10% above the last snapshot's) waits at least this long
-// after the last one, and ten times what the last one took (reading smaps, compressing,
-// writing): at most ~10% of the writer's time, and prompt enough to catch a peak that lasts
-// a tenth of a second (a fixed second, then 200 ms, let such peaks pass unseen: the "RSS
+// after the last one, and ten times the CPU time the last one took (reading smaps,
+// compressing, writing): at most ~10% of the writer's CPU, and prompt enough to catch a peak that
+// lasts a tenth of a second (a fixed second, then 200 ms, let such peaks pass unseen: the "RSS
 // peak" snapshot was then an earlier or the exit's). As RSS must grow 10% past the last
 // snapshot's, a program growing from 10 MB to 1 GB takes at most ~50 of them however fast.
 // (At 20 ms, when smaps was opened per read, a short program's close-and-dup2 sweep met the
@@ -244,12 +244,19 @@ uint64_t g_peak_rss = 0, g_snapshot_rss = 0, g_snapshot_time = 0, g_last_alive_c
 // (the exit's round: a thread whose only calls came after its exit hook, glibc's frees of
 // its teardown, holds a ring no exit hook closes, and it would read as running at exit).
 bool g_force_alive_check = false;
-uint64_t g_snapshot_cost = 0;  // ns the last smaps snapshot took
+uint64_t g_snapshot_cost = 0;  // CPU ns the last smaps snapshot took (its thread's)
 uint64_t g_module_adds = ~0ull, g_module_subs = ~0ull;
 uint32_t g_own_cursor = 0;  // own-mapping notes already in this file
 
 uint64_t now() {
   return monotonic_ns() - g_t0;
+}
+
+// CPU time of the calling thread (the kernel's work for it included).
+uint64_t thread_cpu_ns() {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 // A static compression context of `level` for inputs of about `size_hint` bytes (0: any),
@@ -585,7 +592,7 @@ void write_snapshot(const uint8_t* rec, size_t n, const char* text, size_t len) 
 
 // An smaps snapshot: a chunk of its own (after the current one), at kSmapsLevel.
 void emit_smaps(uint8_t reason) {
-  const uint64_t started = now();
+  const uint64_t cpu_started = thread_cpu_ns();
   constexpr size_t kHead = 32;
   ssize_t n = read_proc(kProcSmaps, g_smaps + kHead, kSmapsMax - kHead);
   if (n <= 0) return;
@@ -617,7 +624,10 @@ void emit_smaps(uint8_t reason) {
   if (g_fd >= 0) write_snapshot(reinterpret_cast<uint8_t*>(text - hn), hn + len + rn, text, len);
   g_snapshot_rss = g_peak_rss;
   g_snapshot_time = now();
-  g_snapshot_cost = g_snapshot_time - started;
+  // The cost that spaces the next peak snapshot is CPU time: on a loaded machine the wall
+  // time of a snapshot stretches with the waits for a CPU (a 100 ms snapshot put the next
+  // one a second away, past a peak that lasted 1.5 s).
+  g_snapshot_cost = thread_cpu_ns() - cpu_started;
 }
 
 void maybe_peak_snapshot() {

@@ -490,6 +490,24 @@ TEST(Robustness, AbortKeepsTheEventsBeforeIt) {
 // SIGTERM, SIGINT...) loses no events: `prog | head -c 100000` recorded 0 allocations
 // before. The counts equal the program's own, kept in a shared file it cannot lose, and
 // `memcensus run` itself dies of the signal (bash's pipefail status: 128 + 13, as natively).
+// A crash by a fault the program leaves at its default action writes every event first too
+// (a segmentation fault, a division by zero); in --check the guard pool's SIGSEGV handler
+// does it for faults it does not own.
+TEST(Robustness, CrashKeepsEveryEventBeforeIt) {
+  for (const char* how : {"segv-now", "fpe-now"}) {
+    for (const char* mode : {"", "--check"}) {
+      SCOPED_TRACE(std::string(how) + " " + mode);
+      std::vector<std::string> opts;
+      if (*mode) opts.push_back(mode);
+      auto t = traced({fixture("die"), how, "100000"}, opts);
+      EXPECT_EQ(t.status, 128 + (how[0] == 's' ? SIGSEGV : SIGFPE));
+      ASSERT_FALSE(t.report.is_null());
+      EXPECT_EQ(t.report["calls"]["malloc"], 100000);
+      EXPECT_EQ(t.report["calls"]["free"], 100000);
+    }
+  }
+}
+
 TEST(Robustness, DeathBySigpipeKeepsEveryEvent) {
   const std::string dir = mctest::scratch_dir();
   const std::string counts = dir + "/counts", trace = dir + "/t.trace";

@@ -141,15 +141,25 @@ TEST(ThreadInfo, EachExecImageNamesItsOwnThreads) {
 // A thread that never allocates, alive at the peak snapshot and joined before exit: named
 // as it named itself (the frees of its teardown, in a ring with no name, kept it), with a
 // stack at the peak and none at exit, and not among the exit's stacks.
+// The runtime spaces peak snapshots by ten times what the last one took, which a loaded
+// machine stretches past the fixture's windows now and then (under tsan: no snapshot while
+// qt-idle lived); a run without a snapshot in qt-idle's life is tried again, twice at most.
 TEST(ThreadInfo, QuietThreadJoinedBeforeExitHasNoStackAtExit) {
-  auto t = mctest::traced({mctest::fixture("quiet_thread")});
-  ASSERT_EQ(t.status, 0);
-  ASSERT_FALSE(t.report.is_null());
+  mctest::Traced t;
   const json* quiet = nullptr;
   const json* main_thread = nullptr;
-  for (const json& th : t.report["thread_totals"]) {
-    if (th["name"] == "qt-idle") quiet = &th;
-    if (th["name"] == "quiet_thread") main_thread = &th;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    t = mctest::traced({mctest::fixture("quiet_thread")});
+    ASSERT_EQ(t.status, 0);
+    ASSERT_FALSE(t.report.is_null());
+    quiet = main_thread = nullptr;
+    bool seen_alive = false;
+    for (const json& th : t.report["thread_totals"]) {
+      if (th["name"] == "qt-idle") quiet = &th;
+      if (th["name"] == "quiet_thread") main_thread = &th;
+      if (th["tid"] != t.report["pid"] && !th["stack_rss"]["peak"].is_null()) seen_alive = true;
+    }
+    if (seen_alive) break;
   }
   ASSERT_NE(quiet, nullptr) << t.report["thread_totals"].dump();
   ASSERT_NE(main_thread, nullptr);
