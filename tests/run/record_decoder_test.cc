@@ -200,21 +200,25 @@ TEST(RecordDecoder, MalformedRecordsAreErrors) {
   }
 }
 
+// The smaps snapshots a decoder delivers.
+struct Smaps : memcensus::TraceVisitor {
+  std::vector<memcensus::TraceSmaps> got;
+  void on_smaps(const memcensus::TraceSmaps& s) override { got.push_back(s); }
+};
+
+// A kSmaps record of the text "ab", followed by `c`'s records.
+Chunk snapshot(const Chunk& c) {
+  Chunk out;
+  out.tag(f::kSmaps).v(5).v(f::kSmapsExit).v(2).bytes(reinterpret_cast<const uint8_t*>("ab"), 2);
+  out.data.insert(out.data.end(), c.data.begin(), c.data.end());
+  return out;
+}
+
 // kResidency after kSmaps: measured mappings and their resident page runs; a mapping of 0
 // pages says nothing, one overlapping an earlier one (smaps text read while mappings change)
 // is dropped. Runs that do not add up, a zero run after the first, or the record anywhere but
 // after a snapshot are errors.
 TEST(RecordDecoder, ResidencyFollowsItsSnapshot) {
-  struct Smaps : memcensus::TraceVisitor {
-    std::vector<memcensus::TraceSmaps> got;
-    void on_smaps(const memcensus::TraceSmaps& s) override { got.push_back(s); }
-  };
-  auto snapshot = [](Chunk c) {
-    Chunk out;
-    out.tag(f::kSmaps).v(5).v(f::kSmapsExit).v(2).bytes(reinterpret_cast<const uint8_t*>("ab"), 2);
-    out.data.insert(out.data.end(), c.data.begin(), c.data.end());
-    return out;
-  };
   Chunk ok;
   // 0x10000: 8 pages as runs: 2 out, 3 in, 3 out; 0x30000: not measured; 0x40000: 2 pages
   // as runs, all in; 0x50000: 10 pages as a bitmap, pages 0, 1 and 9 in.
@@ -277,16 +281,6 @@ TEST(RecordDecoder, ResidencyFollowsItsSnapshot) {
 // words. An address off the 64 MiB grid, addresses out of order, more headers than bytes,
 // or the record anywhere but after a snapshot are errors.
 TEST(RecordDecoder, HeapHeadersFollowTheirSnapshot) {
-  struct Smaps : memcensus::TraceVisitor {
-    std::vector<memcensus::TraceSmaps> got;
-    void on_smaps(const memcensus::TraceSmaps& s) override { got.push_back(s); }
-  };
-  auto snapshot = [](Chunk c) {
-    Chunk out;
-    out.tag(f::kSmaps).v(5).v(f::kSmapsExit).v(2).bytes(reinterpret_cast<const uint8_t*>("ab"), 2);
-    out.data.insert(out.data.end(), c.data.begin(), c.data.end());
-    return out;
-  };
   constexpr uint64_t kHeap = 64ull << 20;
   Chunk ok;
   ok.tag(f::kResidency).v(1).v(0x10000).v(1).v(0).v(0).v(1);

@@ -31,11 +31,8 @@ std::string entry(uint64_t start, uint64_t end, uint64_t rss_kb) {
   return buf;
 }
 
-// A kSmaps record of `text` followed by what residency_record writes for it, decoded.
-memcensus::TraceSmaps decode(const std::string& text) {
-  std::vector<uint8_t> out(1 << 16);
-  size_t n = memcensus::rt::residency_record(text.data(), text.size(), out.data(), out.size());
-  EXPECT_GT(n, 0u);
+// A kSmaps record of `text` followed by `records`, decoded.
+memcensus::TraceSmaps decode_after(const std::string& text, const std::vector<uint8_t>& records) {
   std::vector<uint8_t> chunk;
   uint8_t buf[f::kMaxVarint];
   auto v = [&](uint64_t x) { chunk.insert(chunk.end(), buf, f::put_varint(buf, x)); };
@@ -44,12 +41,21 @@ memcensus::TraceSmaps decode(const std::string& text) {
   v(f::kSmapsExit);
   v(text.size());
   chunk.insert(chunk.end(), text.begin(), text.end());
-  chunk.insert(chunk.end(), out.begin(), out.begin() + static_cast<ptrdiff_t>(n));
+  chunk.insert(chunk.end(), records.begin(), records.end());
   Smaps got;
   memcensus::RecordDecoder d("test");
   d.decode(chunk, 0, got);
   EXPECT_EQ(got.got.size(), 1u);
   return got.got.empty() ? memcensus::TraceSmaps{} : got.got[0];
+}
+
+// The same, followed by what residency_record writes for it.
+memcensus::TraceSmaps decode(const std::string& text) {
+  std::vector<uint8_t> out(1 << 16);
+  size_t n = memcensus::rt::residency_record(text.data(), text.size(), out.data(), out.size());
+  EXPECT_GT(n, 0u);
+  out.resize(n);
+  return decode_after(text, out);
 }
 
 TEST(ResidencyRecord, MeasuresPagesAndSkipsEntriesOutOfOrder) {
@@ -130,20 +136,7 @@ TEST(HeapHeadersRecord, ReadsHeadersAtAlignedAddressesOfAnonymousMappings) {
     return out;
   };
   auto decode_heaps = [](const std::string& text, const std::vector<uint8_t>& rec) {
-    std::vector<uint8_t> chunk;
-    uint8_t buf[f::kMaxVarint];
-    auto v = [&](uint64_t x) { chunk.insert(chunk.end(), buf, f::put_varint(buf, x)); };
-    chunk.push_back(f::kSmaps);
-    v(1);
-    v(f::kSmapsExit);
-    v(text.size());
-    chunk.insert(chunk.end(), text.begin(), text.end());
-    chunk.insert(chunk.end(), rec.begin(), rec.end());
-    Smaps got;
-    memcensus::RecordDecoder d("test");
-    d.decode(chunk, 0, got);
-    EXPECT_EQ(got.got.size(), 1u);
-    return got.got.empty() ? std::vector<memcensus::HeapHeaderAt>() : got.got[0].heaps;
+    return decode_after(text, rec).heaps;
   };
 
   const std::string text = line(base, base + len, "rw-p 00000000 00:00 0 ");
