@@ -158,8 +158,7 @@ void forward(int sig, siginfo_t* info, void* uc) {
   }
   if (a.sa_handler == SIG_IGN && info->si_code <= 0) return;  // a sent signal, ignored
   // The process dies of it: the events so far are written first (death_signals.h).
-  if (!t_state.guard && g_phase.load(std::memory_order_acquire) == kActive && rt_own_process())
-    writer_flush_sync();
+  flush_before_death();
   restore_default();
   // A fault happens again when the handler returns; a sent signal is sent again (it stays
   // pending until this handler returns, then kills with the default action).

@@ -32,8 +32,7 @@ bool is_fault(int sig) {
 
 void on_death_signal(int sig, siginfo_t* info, void*) {
   int saved = errno;
-  if (!t_state.guard && g_phase.load(std::memory_order_acquire) == kActive && rt_own_process())
-    writer_flush_sync();
+  flush_before_death();
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);
   dfl.sa_handler = SIG_DFL;
@@ -77,6 +76,14 @@ bool still_held(int sig) {
 }
 
 }  // namespace
+
+void flush_before_death() {
+  if (t_state.guard || g_phase.load(std::memory_order_acquire) != kActive || !rt_own_process())
+    return;
+  int saved = errno;
+  writer_flush_sync();
+  errno = saved;
+}
 
 SigactionFn real_sigaction() {
   if (!g_real) {

@@ -24,6 +24,11 @@ using SigactionFn = int (*)(int, const struct sigaction*, struct sigaction*);
 // glibc's sigaction (resolved once, under the guard: dlsym may allocate).
 SigactionFn real_sigaction();
 
+// Before the process dies (abort, a failed assert, a signal's default action): the events so
+// far are written (waiting at most 2 s for the writer), unless this thread was inside the
+// runtime. The trace is not ended: it reads as cut short, as the death it is.
+void flush_before_death();
+
 // At start, once tracing is on: takes the place of SIG_DFL for each such signal; SIGSEGV
 // only `with_segv` (run --check's guard pool has its own SIGSEGV handler, check_report.h,
 // which writes the events before a death it forwards).

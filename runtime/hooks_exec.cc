@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "format/launch_env.h"
+#include "runtime/death_signals.h"
 #include "runtime/libc_alloc.h"
 #include "runtime/runtime.h"
 #include "runtime/sys.h"
@@ -56,16 +57,6 @@ using AssertFailFn = void (*)(const char*, const char*, unsigned, const char*);
 AssertFailFn g_assert_fail = nullptr;
 using AssertPerrorFailFn = void (*)(int, const char*, unsigned, const char*);
 AssertPerrorFailFn g_assert_perror_fail = nullptr;
-
-// Before the process dies by SIGABRT (abort, a failed assert): the events so far are
-// written (waiting at most 2 s for the writer); the trace is not ended, since a SIGABRT
-// handler may still go on, so it reads as cut short, as the crash it is.
-void flush_before_abort() {
-  if (t_state.guard || g_phase.load() != kActive || !rt_own_process()) return;
-  int saved = errno;
-  writer_flush_sync();
-  errno = saved;
-}
 
 __attribute__((constructor)) void resolve_exec() {
   g_execve = reinterpret_cast<ExecFn>(next_symbol("execve"));
@@ -277,12 +268,12 @@ MEMCENSUS_EXPORT void quick_exit(int status) {
 // abort (std::terminate, Rust's panic=abort) ends the process by SIGABRT with no exit
 // handler and no destructor: the writer's last round was lost with it, up to ~50 ms of
 // events (a program that made 100,000 allocations and aborted: "0 allocations"). So the
-// events so far are written first (flush_before_abort). A failed assert reaches glibc's
+// events so far are written first (flush_before_death). A failed assert reaches glibc's
 // abort from inside glibc, which no hook sees: __assert_fail and __assert_perror_fail, which
 // the program calls, are hooked for it. Calls that glibc makes to abort from inside itself
 // for its own reasons (its heap checks) still lose the last round.
 MEMCENSUS_EXPORT void abort() {
-  flush_before_abort();
+  flush_before_death();
   AbortFn next = g_abort ? g_abort : reinterpret_cast<AbortFn>(next_symbol("abort"));
   if (next) next();
   // No abort to forward to: end the process by SIGABRT, as abort would.
@@ -294,7 +285,7 @@ MEMCENSUS_EXPORT void abort() {
 
 MEMCENSUS_EXPORT void __assert_fail(const char* assertion, const char* file, unsigned line,
                                     const char* function) {
-  flush_before_abort();
+  flush_before_death();
   AssertFailFn next =
       g_assert_fail ? g_assert_fail : reinterpret_cast<AssertFailFn>(next_symbol("__assert_fail"));
   if (next) next(assertion, file, line, function);
@@ -303,7 +294,7 @@ MEMCENSUS_EXPORT void __assert_fail(const char* assertion, const char* file, uns
 
 MEMCENSUS_EXPORT void __assert_perror_fail(int errnum, const char* file, unsigned line,
                                            const char* function) {
-  flush_before_abort();
+  flush_before_death();
   AssertPerrorFailFn next =
       g_assert_perror_fail
           ? g_assert_perror_fail
