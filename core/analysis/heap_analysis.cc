@@ -148,10 +148,9 @@ void HeapAnalysis::on_stack(const TraceStack& s) {
     offset = own_frames_->append(s.frames);
     arena = own_frames_;
   }
-  if (s_.frame_arenas.empty() || s_.frame_arenas.back() != arena) {
-    if (std::find(s_.frame_arenas.begin(), s_.frame_arenas.end(), arena) == s_.frame_arenas.end())
-      s_.frame_arenas.push_back(arena);
-  }
+  // (A few arenas in all: one per segment, and ours.)
+  if (std::find(s_.frame_arenas.begin(), s_.frame_arenas.end(), arena) == s_.frame_arenas.end())
+    s_.frame_arenas.push_back(arena);
   s_.stacks[s.id] = arena->view(offset, s.frames.size());
 }
 
