@@ -272,17 +272,26 @@ size_t heap_headers_record(const char* text, size_t len, uint8_t* out, size_t ca
       ++n;
     }
   }
-  if (n == 0 || cap < 1 + f::kMaxVarint) return 0;
-  uint8_t* p = out;
-  uint8_t* const limit = out + cap;
-  *p++ = f::kHeapHeaders;
-  p = f::put_varint(p, n);
-  for (size_t i = 0; i < n; ++i) {
-    if (limit - p < static_cast<ptrdiff_t>(5 * f::kMaxVarint)) return 0;
-    p = f::put_varint(p, g_headers[i].address);
-    for (uint64_t w : g_headers[i].words) p = f::put_varint(p, w);
+  size_t written = 0;
+  if (n > 0 && cap >= 1 + f::kMaxVarint) {
+    uint8_t* p = out;
+    uint8_t* const limit = out + cap;
+    *p++ = f::kHeapHeaders;
+    p = f::put_varint(p, n);
+    for (size_t i = 0; i < n && p; ++i) {
+      if (limit - p < static_cast<ptrdiff_t>(5 * f::kMaxVarint)) {
+        p = nullptr;
+        break;
+      }
+      p = f::put_varint(p, g_headers[i].address);
+      for (uint64_t w : g_headers[i].words) p = f::put_varint(p, w);
+    }
+    if (p) written = static_cast<size_t>(p - out);
   }
-  return static_cast<size_t>(p - out);
+  // The words read are the program's (a rejected probe's too, left in the next slot): no
+  // copy may stay in the runtime's memory, where the leak scan at exit would find them.
+  memset(g_headers, 0, (n < kMaxHeapHeaders ? n + 1 : n) * sizeof g_headers[0]);
+  return written;
 }
 
 }  // namespace memcensus::rt

@@ -207,13 +207,30 @@ ExitLeakScan skipped_leak_scan(std::string why) {
 
 namespace {
 
+// The writable part of the runtime's image (`runtime`, its path): its data and bss, up to
+// the image's end where the kernel merged the bss with a mapping after it. The runtime's
+// globals hold words of the program's at times (the heap-header probe's reads, a record
+// being built), which the program itself does not hold: no roots of the program's.
+std::vector<ScanRange> runtime_image(const Layout& layout, const std::string& runtime) {
+  std::vector<ScanRange> out;
+  if (runtime.empty()) return out;
+  for (const Region& r : layout.regions) {
+    if (r.object != runtime || !r.raw.writable()) continue;
+    out.push_back({r.raw.start, r.image_end > r.raw.start ? r.image_end : r.raw.end});
+  }
+  return out;
+}
+
 // Classifies the live `blocks` (sorted, not overlapping) in the stopped process of `ev`,
-// with the roots of `layout` minus the runtime's own memory (`own`).
+// with the roots of `layout` minus the runtime's own memory (`own`, and its image's data
+// and bss: `runtime`, its path).
 void scan_blocks(const ExitEvent& ev, const Layout& layout, const std::vector<ScanRange>& blocks,
-                 const OwnMappings& own, const ScanRange& guard_pool, ExitLeakScan& out) {
+                 const OwnMappings& own, const ScanRange& guard_pool, const std::string& runtime,
+                 ExitLeakScan& out) {
   auto t1 = std::chrono::steady_clock::now();
   std::vector<uint64_t> words = register_words(ev);
   std::vector<ScanRange> not_roots = own.ranges();
+  for (const ScanRange& r : runtime_image(layout, runtime)) not_roots.push_back(r);
   if (guard_pool.end > guard_pool.start) not_roots.push_back(guard_pool);
   for (const ScanRange& r : ended_thread_stacks(layout, own, ev.stack_pointers))
     not_roots.push_back(r);
@@ -253,7 +270,7 @@ Layout stopped_layout(const ExitEvent& ev) {
 // The old way, when the census cannot be used: the live blocks and own mappings of the
 // trace, read whole at the stop.
 ExitLeakScan scan_from_trace(const ExitEvent& ev, const std::string& trace_path,
-                             const Layout& layout, std::string why) {
+                             const std::string& runtime, const Layout& layout, std::string why) {
   ExitLeakScan out;
   out.census_refused = std::move(why);
   auto t0 = std::chrono::steady_clock::now();
@@ -272,7 +289,7 @@ ExitLeakScan scan_from_trace(const ExitEvent& ev, const std::string& trace_path,
                              out.census_refused +
                              "): a block whose release was lost would look lost");
   out.blocks_seconds = seconds_since(t0);
-  scan_blocks(ev, layout, block_ranges(s.live_at_end), image.own(), ScanRange{}, out);
+  scan_blocks(ev, layout, block_ranges(s.live_at_end), image.own(), ScanRange{}, runtime, out);
   if (image.images() == 1) out.heap = std::move(s);
   return out;
 }
@@ -296,7 +313,8 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, const ExitScanSources& src) {
     std::string why;
     std::optional<LiveCensusBlocks> census = read_live_census(ev.pid, regions, src.runtime, &why);
     if (!census) {
-      ExitLeakScan out = scan_from_trace(ev, src.trace_path, layout, std::move(why));
+      ExitLeakScan out =
+          scan_from_trace(ev, src.trace_path, src.runtime, layout, std::move(why));
       out.layout_seconds += layout_seconds;
       return out;
     }
@@ -311,7 +329,8 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, const ExitScanSources& src) {
     out.blocks_seconds = seconds_since(t1);
     out.layout_seconds = layout_seconds;
     scan_blocks(ev, layout, census->blocks, own,
-                ScanRange{census->guard_lo, census->guard_lo + census->guard_size}, out);
+                ScanRange{census->guard_lo, census->guard_lo + census->guard_size}, src.runtime,
+                out);
     return out;
   } catch (const std::exception& e) {
     return skipped_leak_scan(std::string("the leak scan failed: ") + e.what());

@@ -375,6 +375,26 @@ TEST(LeakCheck, ReportCutsTheMergedHeapOutOfTheRecordedStack) {
   EXPECT_EQ(lost_site, 1000u);  // the lost block, in the heap's resident pages
 }
 
+TEST(LeakCheck, NoCopyTheRuntimeMadeKeepsABlockReachable) {
+  // The only pointer to a 200-byte block sat at a 64 MiB-aligned address of an anonymous
+  // mapping (where an arena heap's header would be) when the runtime took the snapshot of
+  // the RSS peak, which reads such words; the mapping is gone at exit. A copy of them left
+  // in the runtime's data made the block still reachable.
+  std::vector<std::string> argv = {mctest::fixture("stale_copy")};
+  Checked c = checked(argv);
+  ASSERT_TRUE(c.report.is_object()) << c.err;
+  ASSERT_FALSE(c.report["leak_kinds"].is_null()) << c.report["leak_scan"];
+  // The peak's snapshot was taken with the mapping resident (64 MiB of it), so it read them.
+  EXPECT_GE(c.report["resident"]["at_peak"]["rss"].get<uint64_t>(), uint64_t{64} << 20);
+  Kinds k = kinds_of(c.report);
+  EXPECT_EQ(k.definite_blocks, 1u) << c.err;
+  EXPECT_EQ(k.definite_bytes, 200u);
+  EXPECT_EQ(k.reachable_blocks, 1u);
+  EXPECT_EQ(k.reachable_bytes, 300u);
+  if (!have_valgrind()) GTEST_SKIP() << "no valgrind";
+  expect_same_as_valgrind(k, valgrind_kinds(argv));
+}
+
 TEST(LeakCheck, FreesOfLibraryExitHandlersAreSeen) {
   const std::string fx = mctest::fixture("exit_handlers");
   Checked c = checked({fx});
