@@ -790,8 +790,8 @@ class Scanner {
       for (size_t b = part.first; b < part.last; ++b) {
         if (!part.weak[b - part.first] || !strong(b)) continue;
         const size_t end = part.offsets[b - part.first + 1];
-        const size_t i = part.edges.for_while(
-            part.offsets[b - part.first], end, may_make_reachable, [](uint32_t) {});
+        const size_t i = part.edges.for_while(part.offsets[b - part.first], end, may_make_reachable,
+                                              [](uint32_t) {});
         weak_edges(part, b, i, end, part.second_bases);
       }
     });
@@ -872,7 +872,7 @@ class Scanner {
     std::vector<std::pair<size_t, uint64_t>> vtable_words;
     std::vector<uint64_t> deferred;
     mutable std::vector<std::pair<size_t, size_t>> second_bases;
-    std::vector<size_t> possible;  // pass 2's possible blocks with edges, to walk
+    std::vector<size_t> possible;   // pass 2's possible blocks with edges, to walk
     mutable RuleBook::Cache cache;  // this part's thread's (pass 1 and pass 2)
   };
 

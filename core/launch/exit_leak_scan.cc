@@ -313,8 +313,7 @@ ExitLeakScan scan_at_exit(const ExitEvent& ev, const ExitScanSources& src) {
     std::string why;
     std::optional<LiveCensusBlocks> census = read_live_census(ev.pid, regions, src.runtime, &why);
     if (!census) {
-      ExitLeakScan out =
-          scan_from_trace(ev, src.trace_path, src.runtime, layout, std::move(why));
+      ExitLeakScan out = scan_from_trace(ev, src.trace_path, src.runtime, layout, std::move(why));
       out.layout_seconds += layout_seconds;
       return out;
     }
