@@ -457,7 +457,7 @@ class Scanner {
     for (size_t i = 0; i < n_inner; ++i) {  // stage 3: dense interior hits' header test
       const size_t j = inner[i], b = inner_block[i];
       if (is_next_chunk_header(vals[j], blocks_[b])) continue;
-      __builtin_prefetch(&state_[b]);
+      prefetch_block_state(b, false);
       res[j] = static_cast<long>(b);
       at_start[j] = false;
     }
@@ -467,9 +467,19 @@ class Scanner {
       if (b < 0) continue;
       const ScanRange& block = blocks_[static_cast<size_t>(b)];
       if (vals[j] != block.start && is_next_chunk_header(vals[j], block)) continue;
-      __builtin_prefetch(&state_[static_cast<size_t>(b)]);
+      prefetch_block_state(static_cast<size_t>(b), vals[j] == block.start);
       res[j] = b;
       at_start[j] = vals[j] == block.start;
+    }
+  }
+
+  // What the caller of lookup_batch reads next about block b: its state, and for an
+  // interior pointer with rules its shape and waiting second-base offset.
+  void prefetch_block_state(size_t b, bool at_start) const {
+    __builtin_prefetch(&state_[b]);
+    if (!at_start && !info_.empty()) {
+      __builtin_prefetch(&info_[b]);
+      __builtin_prefetch(&first_other_[b]);
     }
   }
 
