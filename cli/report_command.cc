@@ -51,6 +51,8 @@ void add_section_flags(CLI::App* app, ReportSections& s) {
   app->add_flag("--temporary", s.temporary, "temporary allocations and lifetimes");
   app->add_flag("--copies", s.copies, "realloc moves and growth chains, by site");
   app->add_flag("--sites", s.sites, "allocation sites by bytes");
+  app->add_flag("--free-sites", s.free_sites,
+                "free and delete sites by bytes released (traces of run --free-stacks)");
   app->add_flag("--threads", s.threads, "per-thread totals");
   app->add_flag("--histogram", s.histogram, "allocation sizes");
   app->add_flag("--timeline", s.timeline, "live heap and RSS over time");

@@ -1,5 +1,5 @@
-// memcensus run [-o FILE] [--follow-fork] [--sample BYTES] [--no-stacks] [--stack-depth N]
-//               [--check [--guard-rate N]] -- CMD [ARGS...]
+// memcensus run [-o FILE] [--follow-fork] [--sample BYTES] [--no-stacks | --free-stacks]
+//               [--stack-depth N] [--check [--guard-rate N]] -- CMD [ARGS...]
 // Runs CMD with the runtime preloaded, adds its exit status to the trace, prints a summary
 // on stderr (stdout stays the program's) and exits with the program's status.
 #include <sys/wait.h>
@@ -32,6 +32,7 @@ struct RunOptions {
   std::string output;
   bool follow_fork = false;
   bool no_stacks = false;
+  bool free_stacks = false;  // every release recorded with its stack
   uint32_t stack_depth = 64;
   uint64_t sample = 0;
   bool quiet = false;
@@ -89,6 +90,7 @@ int run(const RunOptions& o, Context& ctx) {
   p.output = o.output;
   p.follow_fork = o.follow_fork;
   p.no_stacks = o.no_stacks;
+  p.free_stacks = o.free_stacks;
   p.stack_depth = o.stack_depth;
   p.sample_bytes = o.sample;
   p.check = o.check;
@@ -130,7 +132,11 @@ void add_run_command(CLI::App& root, Context& ctx) {
                 "trace forked children too, each into <trace>.<pid>");
   app->add_option("--sample", o->sample,
                   "record allocations sampled every BYTES bytes on average (0: record all)");
-  app->add_flag("--no-stacks", o->no_stacks, "do not record call stacks");
+  CLI::Option* no_stacks = app->add_flag("--no-stacks", o->no_stacks, "do not record call stacks");
+  app->add_flag("--free-stacks", o->free_stacks,
+                "record the call stack of every free and delete too (allocations always have "
+                "theirs); costs a stack walk per release")
+      ->excludes(no_stacks);
   app->add_option("--stack-depth", o->stack_depth, "frames kept per stack")
       ->check(CLI::Range(1, 256));
   app->add_flag("-q,--quiet", o->quiet,

@@ -140,7 +140,7 @@ constexpr uint8_t event_field_count(const Shape& s) {
     case Family::kAlloc:
       return static_cast<uint8_t>(4 + s.has_align);
     case Family::kFree:
-      return static_cast<uint8_t>(2 + s.has_size + s.has_align);
+      return static_cast<uint8_t>(2 + s.has_size + s.has_align + s.has_stack);
     case Family::kRealloc:
       return 6;
     case Family::kMmap:
@@ -356,6 +356,11 @@ class ColumnPacker {
       h.base += static_cast<uint64_t>(unzigzag(d));
       if (s.has_size) h.size = put_varint(h.size, fast_varint(q));
       if (s.has_align) h.other = put_varint(h.other, fast_varint(q));
+      if (s.has_stack) {
+        uint64_t stack = fast_varint(q);
+        h.stack = put_varint(h.stack, zigzag(static_cast<int64_t>(stack - h.prev_stack)));
+        h.prev_stack = stack;
+      }
     } else if (s.family == Family::kAlloc) {
       uint64_t t = fast_varint(q), d = fast_varint(q), size = fast_varint(q),
                stack = fast_varint(q);
@@ -418,7 +423,8 @@ class ColumnPacker {
         base += static_cast<uint64_t>(unzigzag(v[1]));
         size_t i = 2;
         if (s.has_size) c_[kColSize].varint(v[i++]);
-        if (s.has_align) c_[kColOther].varint(v[i]);
+        if (s.has_align) c_[kColOther].varint(v[i++]);
+        if (s.has_stack) put_stack(v[i]);
         break;
       }
       case Family::kRealloc:
@@ -544,6 +550,7 @@ inline size_t unpack_columns(const uint8_t* in, size_t n, uint8_t* out, size_t c
     if (op >= kEventKindEnd || shape_of(op).family == Family::kNone)
       return fail("unknown op in a column chunk");
     Shape s = shape_of(op);
+    if (s.has_stack && version < 8) return fail("a free with a stack in a trace before version 8");
     uint64_t& base = model->base();
     *o++ = op;
     o = put_varint(o, col[kColTime].varint());
@@ -575,6 +582,7 @@ inline size_t unpack_columns(const uint8_t* in, size_t n, uint8_t* out, size_t c
         base += static_cast<uint64_t>(unzigzag(d));
         if (s.has_size) o = put_varint(o, col[kColSize].varint());
         if (s.has_align) o = put_varint(o, col[kColOther].varint());
+        if (s.has_stack) o = put_varint(o, stack());
         break;
       }
       case Family::kRealloc:

@@ -14,10 +14,11 @@ inline constexpr const char* kEnvStackDepth = "MEMCENSUS_STACK_DEPTH";  // frame
 inline constexpr const char* kEnvSample = "MEMCENSUS_SAMPLE";           // bytes; 0: all
 inline constexpr const char* kEnvCheck = "MEMCENSUS_CHECK";             // "1" or "0"
 inline constexpr const char* kEnvGuardRate = "MEMCENSUS_GUARD_RATE";    // one in N guarded
+inline constexpr const char* kEnvFreeStacks = "MEMCENSUS_FREE_STACKS";  // "1" or "0"
 
 // Every one of them (the user's own MEMCENSUS_* variables are not the launcher's).
 inline constexpr const char* kLauncherSettings[] = {kEnvOutput,   kEnvRootPid,    kEnvFollowFork,
                                                     kEnvNoStacks, kEnvStackDepth, kEnvSample,
-                                                    kEnvCheck,    kEnvGuardRate};
+                                                    kEnvCheck,    kEnvGuardRate,  kEnvFreeStacks};
 
 }  // namespace memcensus::format

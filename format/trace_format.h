@@ -28,8 +28,9 @@ namespace memcensus::format {
 
 inline constexpr uint8_t kFileMagic[8] = {'M', 'C', 'E', 'N', 'S', 'U', 'S', 0x1a};
 // 2 added tags 0x4a-0x4e, 3 kStackRef, 4 kColumns, 5 kPrefixedChunkMagic and the pointer
-// model's size class (size + 7) / 16 (format/column_codec.h), 6 kResidency, 7 kHeapHeaders
-inline constexpr uint16_t kVersion = 7;
+// model's size class (size + 7) / 16 (format/column_codec.h), 6 kResidency, 7 kHeapHeaders,
+// 8 the frees with a stack (kFreeStacked: run --free-stacks)
+inline constexpr uint16_t kVersion = 8;
 inline constexpr uint16_t kMinVersion = 1;           // readers accept kMinVersion..kVersion
 inline constexpr uint32_t kChunkMagic = 0x4b43434d;  // "MCCK" in a little-endian file
 // (version 5) "MCCP": the chunk's zstd frame was compressed against a prefix (zstd raw
@@ -99,8 +100,26 @@ enum EventKind : uint8_t {
   kMmap = 0x30,
   kMunmap,
   kMremap,
+  // (version 8) The frees again, each with the stack of its call as a last field: tag
+  // kind + kStackedFreeOffset (0x33 free ... 0x3f delete[](align, nothrow)). Written for every
+  // release under run --free-stacks (process flag kFlagFreeStacks), never otherwise. Readers
+  // give the event its plain kind (unstacked_kind) and the stack.
+  kFreeStacked = 0x33,
+  kDeleteArrayAlignedNothrowStacked = 0x3f,
   kEventKindEnd = 0x40,
 };
+inline constexpr uint8_t kStackedFreeOffset = kFreeStacked - kFree;
+static_assert(kDeleteArrayAlignedNothrow + kStackedFreeOffset == kDeleteArrayAlignedNothrowStacked);
+// The kind of a release with its stack (kFree..kDeleteArrayAlignedNothrow in).
+constexpr uint8_t stacked_free_kind(uint8_t kind) {
+  return static_cast<uint8_t>(kind + kStackedFreeOffset);
+}
+// The plain kind of an event kind: a stacked free's release kind, any other kind itself.
+constexpr uint8_t unstacked_kind(uint8_t kind) {
+  return kind >= kFreeStacked && kind <= kDeleteArrayAlignedNothrowStacked
+             ? static_cast<uint8_t>(kind - kStackedFreeOffset)
+             : kind;
+}
 
 enum MetaTag : uint8_t {
   kFirstMetaTag = 0x40,
@@ -224,13 +243,15 @@ inline constexpr uint64_t kFlagCheck = 4;  // run --check: the runtime checked f
 // blocks it inherited were allocated in its parent's trace, so its frees of them match no
 // allocation of its own (unmatched) and they are not among its live or leaked blocks.
 inline constexpr uint64_t kFlagForkedChild = 8;
+// (version 8) run --free-stacks: every release was recorded with its stack (kFreeStacked...).
+inline constexpr uint64_t kFlagFreeStacks = 16;
 
 // ---- Event shapes ------------------------------------------------------------------------
 // Body of each event kind (d = delta against the stream's previous value; t = time in ns
 // since the process's trace start, read from the runtime's event clock: strictly increasing
 // along causality across threads, ~10 ms resolution; see runtime/runtime.h):
 //   allocation:  dt, zz(dptr), size, stack [, align]        ptr 0 = the call failed
-//   free:        dt, zz(dptr) [, size] [, align]
+//   free:        dt, zz(dptr) [, size] [, align] [, stack]    stack: kFreeStacked... only
 //   realloc:     dt(before), t_after - t_before, zz(old - prev), zz(new - old), size, stack
 //   mmap:        dt, zz(dptr), length, prot, flags, zz(fd), stack
 //   munmap:      dt, zz(dptr), length, varint result (0 ok, 1 failed)
@@ -245,9 +266,15 @@ struct Shape {
   bool has_size;            // frees: sized delete
   bool has_align;           // aligned allocations and deletes
   const char* entry_point;  // the name a report shows: "malloc", "operator new"...
+  bool has_stack = false;   // frees: kFreeStacked... (allocations always have one)
 };
 
 constexpr Shape shape_of(uint8_t kind) {
+  if (kind >= kFreeStacked && kind <= kDeleteArrayAlignedNothrowStacked) {
+    Shape s = shape_of(unstacked_kind(kind));
+    s.has_stack = true;
+    return s;
+  }
   switch (kind) {
     case kMalloc:
       return {Family::kAlloc, true, false, "malloc"};

@@ -116,10 +116,13 @@ BlockInfo info_of(const GuardBlock& g) {
 
 // A release of a guarded block (free, delete, or the old block of a realloc). Returns false
 // when it must not go further (double or invalid free, reported when `rec`).
-bool release_guarded(uint8_t kind, void* p, bool rec, const StartFrame& from) {
+// `*stack`, when given: the release's stack (0: none taken).
+bool release_guarded(uint8_t kind, void* p, bool rec, const StartFrame& from,
+                     uint32_t* stack = nullptr) {
   GuardBlock g;
   uint64_t bad = 0;
   uint32_t free_stack = rec ? record_stack(from) : 0;
+  if (stack) *stack = free_stack;
   GuardRelease r = guard_release(p, free_stack, &g, &bad);
   if (r == GuardRelease::kDoubleFree) {
     if (rec) report_block(f::kDoubleFree, kind, p, g.block, info_of(g), g.free_stack, from);
@@ -149,11 +152,23 @@ bool unknown_pointer(uint8_t kind, void* p, bool rec, const StartFrame& from) {
   return false;
 }
 
-// The free stack of an unguarded block released before: the one frame the table kept (the
-// call that released it, table_free_site), or 0.
+// The `site` a release leaves in the table (table_release): its return address, or under
+// --free-stacks its whole stack (interned now, *stack; record_free takes it from there), as
+// kSiteIsStack | id. Return addresses are user-space addresses, below 2^47.
+constexpr uint64_t kSiteIsStack = 1ull << 63;
+uint64_t release_site(const StartFrame& from, bool rec, uint32_t* stack) {
+  *stack = 0;
+  if (!g_config.free_stacks || !rec) return from.ip;
+  *stack = record_stack(from);
+  return *stack ? kSiteIsStack | *stack : from.ip;
+}
+
+// The free stack of an unguarded block released before: the stack (--free-stacks) or the one
+// frame the table kept (the call that released it, table_free_site), or 0.
 uint32_t free_site_stack(const void* p, bool rec) {
   if (!rec) return 0;
   uint64_t site = table_free_site(p);
+  if (site & kSiteIsStack) return static_cast<uint32_t>(site);
   return site ? record_frames(&site, 1) : 0;
 }
 
@@ -190,14 +205,14 @@ namespace {
 // A release the table did not find live and of the right family (`l`, `b`): reported, then
 // recorded (when `rec`) and passed to glibc if it goes on.
 void free_judged(uint8_t kind, void* p, size_t size, size_t align, bool rec, const StartFrame& from,
-                 Lookup l, const BlockInfo& b) {
+                 Lookup l, const BlockInfo& b, uint32_t stack = 0) {
   int saved = errno;
   bool pass = release_goes_on(l, b, false, kind, p, rec, from);
   if (!pass) {
     errno = saved;
     return;
   }
-  if (rec) record_free(kind, p, size, align);
+  if (rec) record_free(kind, p, size, align, from, stack);
   errno = saved;
   __libc_free(p);
 }
@@ -262,12 +277,14 @@ void checked_free(uint8_t kind, void* p, size_t size, size_t align, const StartF
   bool rec = phase == kActive && !t_state.guard;
   if (__builtin_expect(in_guard_pool(p), 0)) {
     int saved = errno;
-    if (release_guarded(kind, p, rec, from) && rec) record_free(kind, p, size, align);
+    uint32_t stack = 0;
+    if (release_guarded(kind, p, rec, from, &stack) && rec)
+      record_free(kind, p, size, align, from, stack);
     errno = saved;
     return;
   }
   if (!p) {
-    if (rec) record_free(kind, p, size, align);
+    if (rec) record_free(kind, p, size, align, from);
     __libc_free(p);
     return;
   }
@@ -280,15 +297,17 @@ void checked_free(uint8_t kind, void* p, size_t size, size_t align, const StartF
     __libc_free(p);
     return;
   }
-  // Only the error paths below touch errno (check_report keeps it); table_release does not.
+  // Only the error paths below touch errno (check_report keeps it); table_release and
+  // release_site do not.
   BlockInfo b;
-  Lookup l = table_release(p, &b, from.ip);
+  uint32_t stack;
+  Lookup l = table_release(p, &b, release_site(from, rec, &stack));
   if (__builtin_expect(l == Lookup::kLive && b.family == family_of(kind), 1)) {
-    if (rec) record_free(kind, p, size, align);
+    if (rec) record_free(kind, p, size, align, from, stack);
     __libc_free(p);
     return;
   }
-  free_judged(kind, p, size, align, rec, from, l, b);
+  free_judged(kind, p, size, align, rec, from, l, b, stack);
 }
 
 void checked_free_regs(uint8_t kind, void* p, size_t size, size_t align, uint64_t ip, uint64_t sp,
@@ -385,7 +404,8 @@ void* checked_realloc(uint8_t kind, void* old, size_t size, const StartFrame& fr
     return nullptr;  // realloc(p, 0) frees p; a double or invalid one is skipped
   }
   if (old && phase != kOff) {
-    l = table_release(old, &b, from.ip);
+    uint32_t stack;
+    l = table_release(old, &b, release_site(from, rec, &stack));
     if (!release_goes_on(l, b, b.family == kFamilyMalloc, kind, old, rec, from)) {
       errno = ENOMEM;
       return nullptr;

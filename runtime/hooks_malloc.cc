@@ -180,7 +180,7 @@ namespace {
 [[gnu::noinline]] void free_general(void* p, uint64_t ip, uint64_t sp, uint64_t rbp) {
   if (check_mode()) return checked_free(f::kFree, p, 0, 0, StartFrame{ip, sp, rbp});
   if (skip()) return __libc_free(p);
-  record_free(f::kFree, p, 0, 0);
+  record_free(f::kFree, p, 0, 0, StartFrame{ip, sp, rbp});
   __libc_free(p);
 }
 

@@ -95,7 +95,7 @@ void* real_new(size_t n, size_t, size_t align) {
 [[gnu::noinline]] void release(uint8_t kind, void* p, size_t size, size_t align,
                                const StartFrame& from) {
   if (check_mode()) return checked_free(kind, p, size, align, from);
-  if (!skip()) record_free(kind, p, size, align);
+  if (!skip()) record_free(kind, p, size, align, from);
   __libc_free(p);
 }
 

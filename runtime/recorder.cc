@@ -277,6 +277,19 @@ void rec::record_free_general(uint8_t kind, const void* p, size_t size, size_t a
   });
 }
 
+void record_free_stacked(uint8_t kind, const void* p, size_t size, size_t align,
+                         const StartFrame& from, uint32_t stack) {
+  emit([&](ThreadState& t, Record& r) {
+    if (!stack) stack = capture_stack(t, r, from);
+    put_head(t, r, f::stacked_free_kind(kind), rt_now());
+    put_ptr(t, r, addr(p));
+    uint8_t fields = fields_of(kind);
+    if (fields & kHasSize) r.p = f::put_varint(r.p, size);
+    if (fields & kHasAlign) r.p = f::put_varint(r.p, align);
+    r.p = f::put_varint(r.p, stack);
+  });
+}
+
 void record_free_event(uint8_t kind, const void* p, size_t size, size_t align) {
   rec::record_free_inline(kind, p, size, align);
 }

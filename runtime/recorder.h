@@ -57,8 +57,17 @@ inline uint32_t record_alloc(uint8_t kind, const void* p, size_t size, size_t al
   return record_alloc_event(kind, p, size, align, from);
 }
 
-inline void record_free(uint8_t kind, const void* p, size_t size, size_t align) {
+// run --free-stacks: a release's record with its stack (format::kFreeStacked...): the stack
+// of the call at `from`, or `stack` when the caller has it already (not 0).
+void record_free_stacked(uint8_t kind, const void* p, size_t size, size_t align,
+                         const StartFrame& from, uint32_t stack);
+
+// Records a release (of a block --sample recorded). `from`: the caller's registers, for its
+// stack under --free-stacks; `stack`, that stack when the caller took it already (0: none).
+inline void record_free(uint8_t kind, const void* p, size_t size, size_t align,
+                        const StartFrame& from, uint32_t stack = 0) {
   if (g_config.sample_bytes && p && !sampled_release(p)) return;
+  if (g_config.free_stacks) return record_free_stacked(kind, p, size, align, from, stack);
   record_free_event(kind, p, size, align);
 }
 // Returns the stack id of the call (0: none, or not recorded under --sample).

@@ -130,6 +130,7 @@ bool read_config() {
   g_config.root_pid = parse_u64(getenv(f::kEnvRootPid), &v) ? static_cast<pid_t>(v) : 0;
   g_config.follow_fork = env_flag(f::kEnvFollowFork);
   g_config.no_stacks = env_flag(f::kEnvNoStacks);
+  g_config.free_stacks = env_flag(f::kEnvFreeStacks) && !g_config.no_stacks;
   g_config.stack_depth = 64;
   if (parse_u64(getenv(f::kEnvStackDepth), &v))
     g_config.stack_depth = v > kMaxStackDepth ? kMaxStackDepth : static_cast<uint32_t>(v);
@@ -236,8 +237,12 @@ bool rt_initialise() {
   GuardScope guard;
   bool ok = setup();
   g_phase.store(ok ? kActive : kOff, std::memory_order_release);
-  if (ok && !g_config.check) g_fast_mode = g_config.sample_bytes ? kSampleAll : kRecordAll;
-  if (ok && g_config.check && !g_config.sample_bytes) g_fast_mode = kCheckAll;
+  // --free-stacks: a release needs its caller's registers, which only the general paths of
+  // the hooks (and those of --sample) pass on.
+  if (ok && !g_config.check && (g_config.sample_bytes || !g_config.free_stacks))
+    g_fast_mode = g_config.sample_bytes ? kSampleAll : kRecordAll;
+  if (ok && g_config.check && !g_config.sample_bytes && !g_config.free_stacks)
+    g_fast_mode = kCheckAll;
   if (!ok && !g_check_on) g_fast_mode = kForward;
   return ok;
 }

@@ -44,6 +44,7 @@ struct Config {
   char output[4096];  // trace path of the root process
   bool follow_fork;
   bool no_stacks;
+  bool free_stacks;          // run --free-stacks: every release recorded with its stack
   uint32_t stack_depth;      // frames kept per stack
   uint64_t sample_bytes;     // 0: record every allocation
   pid_t root_pid;            // the process `memcensus run` started

@@ -859,6 +859,7 @@ void emit_process() {
   p = f::put_varint(p, (g_config.follow_fork ? f::kFlagFollowFork : 0) |
                            (g_config.no_stacks ? f::kFlagNoStacks : 0) |
                            (g_config.check ? f::kFlagCheck : 0) |
+                           (g_config.free_stacks ? f::kFlagFreeStacks : 0) |
                            (g_config.forked_child ? f::kFlagForkedChild : 0));
   p = f::put_varint(p, e > 0 ? static_cast<uint64_t>(e) : 0);
   emit(head, static_cast<size_t>(p - head));

@@ -227,6 +227,25 @@ HeapSummary HeapAnalysis::finish() {
     if (a.allocations != b.allocations) return a.allocations > b.allocations;
     return a.stack < b.stack;
   });
+  // Free sites in stack order, their estimates rounded (RoundedSum) so that they add up.
+  s_.free_sites.reserve(free_sites_.size());
+  for (auto& [stack, fs] : free_sites_) s_.free_sites.push_back(fs);
+  free_sites_.clear();
+  if (sampling()) {
+    std::sort(s_.free_sites.begin(), s_.free_sites.end(),
+              [](const FreeSiteStats& a, const FreeSiteStats& b) { return a.stack < b.stack; });
+    RoundedSum frees, freed;
+    for (FreeSiteStats& fs : s_.free_sites) {
+      fs.frees = frees.next(fs.est_frees);
+      fs.bytes = freed.next(fs.est_bytes);
+    }
+  }
+  std::sort(s_.free_sites.begin(), s_.free_sites.end(),
+            [](const FreeSiteStats& a, const FreeSiteStats& b) {
+              if (a.bytes != b.bytes) return a.bytes > b.bytes;
+              if (a.frees != b.frees) return a.frees > b.frees;
+              return a.stack < b.stack;
+            });
   return std::move(s_);
 }
 

@@ -50,6 +50,15 @@ struct SiteStats {
   double est_allocations = 0, est_bytes = 0;  // --sample traces: weighted estimates
 };
 
+// The releases made from one call stack (a trace of run --free-stacks: format::kFlagFreeStacks).
+// The old block of a realloc is released from the realloc's own site, not here.
+struct FreeSiteStats {
+  uint32_t stack = 0;
+  uint64_t frees = 0;  // free and delete calls (free(NULL) included)
+  uint64_t bytes = 0;  // the sizes of the blocks they released (an unmatched free adds 0)
+  double est_frees = 0, est_bytes = 0;  // --sample traces: weighted estimates
+};
+
 struct HeapTotals {
   uint64_t allocation_calls = 0;
   uint64_t free_calls = 0;
@@ -100,6 +109,9 @@ struct HeapSummary {
   HeapTotals totals;
   std::map<std::string, uint64_t> calls;  // by entry point name
   std::vector<SiteStats> sites;           // sorted by bytes allocated, descending
+  // Releases by stack, sorted by bytes released, descending: only a trace whose frees carry
+  // their stacks (run --free-stacks) has any. Estimates in a --sample trace.
+  std::vector<FreeSiteStats> free_sites;
   // Frames by stack id: views into `frame_arenas` (the decoder's, kept rather than copied:
   // a trace of 127,000 deep stacks holds 50 MB of frames).
   std::unordered_map<uint32_t, std::span<const uint64_t>> stacks;
@@ -176,6 +188,9 @@ class HeapAnalysis : public TraceVisitor {
   void released(const LiveBlock& b);
   void discarded_at_exec(const LiveBlock& b);  // released(b), counted as exec_discarded
   void realloc_done(const PassEvent& e, uint64_t old_size);
+  // `count` releases from `stack` (their event's stack; not 0) of `bytes` in all, after the
+  // release of their block (whose weight is last_weight_).
+  void free_site(uint32_t stack, uint64_t count, uint64_t bytes);
   // Bytes an allocation may take without making a new peak of the live heap.
   uint64_t peak_room() const { return s_.totals.peak_live_bytes - live_bytes_; }
   // `count` more pairs like (a, f), `bytes` allocated in all (see HeapPass::quiet_pairs).
@@ -206,7 +221,8 @@ class HeapAnalysis : public TraceVisitor {
   HeapPass* pass_ = nullptr;                // the pass feeding this analysis
   std::unique_ptr<HeapPass> own_;           // when used alone
   std::vector<SiteStats> sites_;            // by HeapPass site index
-  std::vector<bool> thread_seen_;           // by HeapPass thread index
+  std::unordered_map<uint32_t, FreeSiteStats> free_sites_;  // by stack id
+  std::vector<bool> thread_seen_;                           // by HeapPass thread index
   std::unordered_set<pid_t> tids_seen_;
   std::map<std::pair<std::string, uint64_t>, size_t> module_index_;
   uint64_t live_bytes_ = 0;

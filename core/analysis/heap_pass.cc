@@ -253,6 +253,18 @@ void HeapAnalysis::quiet_pairs(const PassEvent& a, const PassEvent& f, uint32_t 
   SiteStats& st = sites_[index];
   st.allocations += count;
   st.bytes += bytes;
+  if (f.stack) free_site(f.stack, count, bytes);
+}
+
+void HeapAnalysis::free_site(uint32_t stack, uint64_t count, uint64_t bytes) {
+  FreeSiteStats& fs = free_sites_[stack];
+  fs.stack = stack;
+  fs.frees += count;
+  fs.bytes += bytes;
+  if (sampling()) {
+    fs.est_frees += static_cast<double>(count) * last_weight_;
+    fs.est_bytes += static_cast<double>(bytes) * last_weight_;
+  }
 }
 
 // Per-site live blocks, with the peak-epoch trick of HeapAnalysis::site_change for the
@@ -801,8 +813,8 @@ size_t HeapPass::quiet_pairs(const PassEvent* ev, size_t n, const PassEvent& a0,
     const PassEvent& a = ev[i];
     const PassEvent& fr = ev[i + 1];
     if (a.lane_kind != a0.lane_kind || fr.lane_kind != f0.lane_kind || a.stack != a0.stack ||
-        fr.ptr != a.ptr || a.ptr == 0 || fr.time < a.time || a.size > room || fr.time >= time_end ||
-        (!live_empty && live_.find(a.ptr)))
+        fr.stack != f0.stack || fr.ptr != a.ptr || a.ptr == 0 || fr.time < a.time ||
+        a.size > room || fr.time >= time_end || (!live_empty && live_.find(a.ptr)))
       break;
     bytes += a.size;
     max_size = a.size > max_size ? a.size : max_size;
@@ -846,7 +858,10 @@ void HeapPass::apply_pair(const PassEvent& a, const PassEvent& fr) {
   const LiveBlock b{a.size, a.time, site, 1};
   if (details_) details_->count_free(fr, &b);
   bool temporary = details_ && details_->releasing(fr.ptr);
-  if (heap_) heap_->released(b);
+  if (heap_) {
+    heap_->released(b);
+    if (fr.stack) heap_->free_site(fr.stack, 1, b.size);
+  }
   if (details_) {
     details_->released(b, fr.time, temporary, &fr);
     details_->growth_on_free(fr.ptr, b);
@@ -866,6 +881,7 @@ void HeapPass::apply_pair(const PassEvent& a, const PassEvent& fr) {
     case f::Family::kFree: {
       LiveBlock b;
       bool found = e.ptr && release(e.ptr, e.time, &e, &b);
+      if (heap_ && e.stack) heap_->free_site(e.stack, 1, found ? b.size : 0);
       if (details_) {
         details_->count_free(e, found ? &b : nullptr);
         if (found) details_->growth_on_free(e.ptr, b);

@@ -73,6 +73,7 @@ void set_preload_env(const PreloadOptions& o, const std::string& trace) {
   set_env(f::kEnvRootPid, std::to_string(::getpid()));
   set_env(f::kEnvFollowFork, o.follow_fork ? "1" : "0");
   set_env(f::kEnvNoStacks, o.no_stacks ? "1" : "0");
+  set_env(f::kEnvFreeStacks, o.free_stacks ? "1" : "0");
   set_env(f::kEnvStackDepth, std::to_string(o.stack_depth));
   set_env(f::kEnvSample, std::to_string(o.sample_bytes));
   set_env(f::kEnvCheck, o.check ? "1" : "0");

@@ -17,6 +17,7 @@ struct PreloadOptions {
   std::string output;   // trace path; empty: memcensus.<program>.<pid>.trace in the cwd
   bool follow_fork = false;
   bool no_stacks = false;
+  bool free_stacks = false;  // every release recorded with its stack (run --free-stacks)
   uint32_t stack_depth = 64;
   uint64_t sample_bytes = 0;
   bool check = false;       // run --check (runtime/check.h)

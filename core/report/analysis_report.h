@@ -180,10 +180,10 @@ inline constexpr const char* kOtherSites = "(other sites)";
 struct ReportSections {
   bool peak = false, leaks = false, temporary = false, copies = false, sites = false,
        threads = false, histogram = false, timeline = false, resident = false, leak_kinds = false,
-       errors = false;
+       errors = false, free_sites = false;
   bool any() const {
     return peak || leaks || temporary || copies || sites || threads || histogram || timeline ||
-           resident || leak_kinds || errors;
+           resident || leak_kinds || errors || free_sites;
   }
 };
 

@@ -129,6 +129,23 @@ void write_sites(const Analysis& a, SiteNames& names, size_t top, std::string& o
   }
 }
 
+// Releases by stack (run --free-stacks), by bytes released; says so for a trace without them.
+void write_free_sites(const Analysis& a, SiteNames& names, size_t top, std::string& out) {
+  const std::vector<FreeSiteStats>& sites = a.heap.free_sites;
+  if (!has_free_stacks(a.heap)) {
+    out += "\n== free sites: the trace has no stacks of frees (run --free-stacks records them)\n";
+    return;
+  }
+  out += fmt::format("\n== free sites by bytes released ({} sites)\n", sites.size());
+  for (size_t i = 0; i < sites.size() && i < top; ++i) {
+    const FreeSiteStats& s = sites[i];
+    site_line(fmt::format("{:>10} in {:>8} frees", format_bytes(s.bytes), s.frees),
+              names.name(s.stack), out);
+    const auto& fr = names.frames(s.stack);
+    for (size_t j = 1; j < fr.size() && j < 6; ++j) out += "        " + names.label(fr[j]) + "\n";
+  }
+}
+
 void write_threads(const Analysis& a, std::string& out) {
   std::vector<ThreadRecord> records = thread_stacks(a);
   std::vector<ThreadRow> rows = thread_rows(a.details, records);
@@ -249,12 +266,13 @@ void write_analysis_text(const Analysis& a, Symbolizer& sym, const ReportSection
       write_errors_text(a.heap, sym, out);
     }
     write_sites(a, names, std::min<size_t>(o.top_sites, 5), out);
+    if (has_free_stacks(a.heap)) write_free_sites(a, names, std::min<size_t>(o.top_sites, 5), out);
     if (a.checks.scan)
       write_leak_kinds_text(leak_kinds_of(a, names, o), names, std::min<size_t>(o.top_sites, 5),
                             out);
     out +=
-        "(sections: --peak --leaks --temporary --copies --sites --threads --histogram "
-        "--timeline --resident --errors --leak-kinds; --json for everything)\n";
+        "(sections: --peak --leaks --temporary --copies --sites --free-sites --threads "
+        "--histogram --timeline --resident --errors --leak-kinds; --json for everything)\n";
     return;
   }
   if (sec.errors) {
@@ -266,6 +284,7 @@ void write_analysis_text(const Analysis& a, Symbolizer& sym, const ReportSection
   if (sec.temporary) write_temporary(a, names, o.top_sites, out);
   if (sec.copies) write_copies(a, names, o.top_sites, out);
   if (sec.sites) write_sites(a, names, o.top_sites, out);
+  if (sec.free_sites) write_free_sites(a, names, o.top_sites, out);
   if (sec.threads) write_threads(a, out);
   if (sec.histogram) write_histogram(a, out);
   if (sec.timeline) write_timeline(a, out);

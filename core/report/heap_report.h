@@ -37,6 +37,10 @@ void write_frames(JsonWriter& w, const HeapSummary& s, uint32_t stack, Symbolize
 void write_heap_summary(const HeapSummary& s, const TraceStats& stats, std::string& out);
 std::string format_bytes(uint64_t b);  // "1.5 MiB"
 
+// The trace's releases carry their stacks (run --free-stacks, in any of its images): the
+// reports list free sites.
+bool has_free_stacks(const HeapSummary& s);
+
 // Exit status of the traced program as a shell would show it (128+N for signal N), or -1
 // when the trace does not say.
 int traced_exit_status(const HeapSummary& s);

@@ -117,6 +117,12 @@ void write_frame_members(JsonWriter& w, const SourceFrame& f) {
   w.field("object", f.object);
 }
 
+bool has_free_stacks(const HeapSummary& s) {
+  for (const TraceProcess& p : s.images)
+    if (p.flags & format::kFlagFreeStacks) return true;
+  return !s.free_sites.empty() || (s.process.flags & format::kFlagFreeStacks);
+}
+
 int traced_exit_status(const HeapSummary& s) {
   if (!s.have_exit) return -1;
   return s.exit.signaled ? 128 + s.exit.code : s.exit.code;
@@ -154,6 +160,20 @@ void write_heap_fields(JsonWriter& w, const HeapSummary& s, const TraceStats& st
     w.end_object();
   }
   w.end_array();
+  if (has_free_stacks(s)) {  // run --free-stacks: where the blocks were released
+    w.key("free_sites");
+    w.begin_array();
+    for (size_t i = 0; i < s.free_sites.size() && i < o.top_sites; ++i) {
+      const FreeSiteStats& site = s.free_sites[i];
+      w.begin_object();
+      w.field("stack_id", static_cast<uint64_t>(site.stack));
+      write_frames(w, s, site.stack, sym, o.max_frames);
+      w.field("frees", site.frees);
+      w.field("bytes", site.bytes);
+      w.end_object();
+    }
+    w.end_array();
+  }
   w.key("modules");
   w.begin_array();
   for (const TraceModule& m : s.modules) {

@@ -202,6 +202,7 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
       ptr = ptr_base + static_cast<uint64_t>(f::unzigzag(short_varint(q, ok)));
       if (s.has_size) size = short_varint(q, ok);
       if (s.has_align) short_varint(q, ok);
+      if (s.has_stack) stack = static_cast<uint32_t>(short_varint(q, ok));
     } else if (s.family == f::Family::kRealloc) {
       time_after = time + short_varint(q, ok);
       old_ptr = ptr_base + static_cast<uint64_t>(f::unzigzag(short_varint(q, ok)));
@@ -226,7 +227,7 @@ void RecordDecoder::decode_packed_run(Cursor& c, TraceVisitor& v) {
     e.size = size;
     e.aux = time_after;
     e.stack = stack;
-    e.lane_kind = lane | static_cast<uint32_t>(kind) << 24;
+    e.lane_kind = lane | static_cast<uint32_t>(f::unstacked_kind(kind)) << 24;
     max_time = time_after > max_time ? time_after : max_time;
     last_time = time;
     p = q;
@@ -347,6 +348,7 @@ RecordDecoder::Fields RecordDecoder::decode_fields(Cursor& c, uint8_t tag) {
     } else if (s.family == f::Family::kFree) {
       if (s.has_size) x.size = c.varint();
       if (s.has_align) x.align = c.varint();
+      if (s.has_stack) x.stack = static_cast<uint32_t>(c.varint());
     } else if (s.family == f::Family::kMmap) {
       x.size = c.varint();
       x.prot = static_cast<uint32_t>(c.varint());
@@ -373,7 +375,7 @@ RecordDecoder::Fields RecordDecoder::decode_fields(Cursor& c, uint8_t tag) {
 void RecordDecoder::decode_event(Cursor& c, uint8_t tag) {
   const Fields x = decode_fields(c, tag);
   TraceEvent& e = batch_[batch_size_++];
-  e.kind = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
+  e.kind = f::unstacked_kind(tag & static_cast<uint8_t>(~f::kAbsoluteFlag));
   e.stream = current_id_;
   e.tid = current_->tid;
   e.time = x.time;
@@ -394,7 +396,7 @@ void RecordDecoder::decode_packed_event(Cursor& c, uint8_t tag, TraceVisitor& v)
   if (!current_) c.fail("event outside a thread stream");
   if (!lane_announced_) announce_lane(v);
   const Fields x = decode_fields(c, tag);
-  uint8_t kind = tag & static_cast<uint8_t>(~f::kAbsoluteFlag);
+  uint8_t kind = f::unstacked_kind(tag & static_cast<uint8_t>(~f::kAbsoluteFlag));
   PackedEvent& p = packed_batch_[batch_size_++];
   p.time = x.time;
   p.ptr = x.ptr;

@@ -145,10 +145,25 @@ TEST(ColumnCodec, RandomEventsSplitAcrossSmallChunksExpandToTheSameRecords) {
         return next() % 100;
     }
   };
-  const uint8_t kinds[] = {f::kMalloc,     f::kFree,   f::kNew,    f::kDeleteSized,
-                           f::kNewAligned, f::kCalloc, f::kDelete, f::kDeleteSizedAligned,
-                           f::kRealloc,    f::kMmap,   f::kMunmap, f::kMremap,
-                           f::kFree,       f::kMalloc, f::kFree,   f::kMalloc};
+  const uint8_t kinds[] = {f::kMalloc,
+                           f::kFree,
+                           f::kNew,
+                           f::kDeleteSized,
+                           f::kNewAligned,
+                           f::kCalloc,
+                           f::kDelete,
+                           f::kDeleteSizedAligned,
+                           f::kRealloc,
+                           f::kMmap,
+                           f::kMunmap,
+                           f::kMremap,
+                           f::kFree,
+                           f::kMalloc,
+                           f::kFree,
+                           f::kMalloc,
+                           f::stacked_free_kind(f::kFree),
+                           f::stacked_free_kind(f::kDeleteSizedAligned),
+                           f::stacked_free_kind(f::kDeleteArray)};
   Bytes b;
   for (int i = 0; i < 20000; ++i) {
     uint8_t kind = kinds[next() % sizeof kinds];
@@ -191,6 +206,43 @@ TEST(ColumnCodec, RandomEventsSplitAcrossSmallChunksExpandToTheSameRecords) {
   }
   EXPECT_GT(chunks, 10);
   EXPECT_EQ(expanded, ring);
+}
+
+// Version 8's frees with a stack (run --free-stacks), through the packer's fast path (a run of
+// them) and its general one (an absolute one, aligned ones): the stack goes to the stack
+// column and comes back; a segment of an earlier version has no such op.
+TEST(ColumnCodec, FreesWithStacksExpandInVersion8Only) {
+  Bytes b;
+  for (int i = 0; i < 40; ++i) {
+    b.tag(f::kMalloc).v(1).z(64).v(32).v(1 + i % 3);
+    b.tag(f::stacked_free_kind(i % 2 ? f::kFree : f::kDeleteSized)).v(1).z(0);
+    if (!(i % 2)) b.v(32);
+    b.v(100 + i % 7);
+  }
+  b.tag(f::stacked_free_kind(f::kDeleteArraySizedAligned)).v(1).z(-64).v(48).v(64).v(5);
+  b.tag(f::stacked_free_kind(f::kDelete) | f::kAbsoluteFlag).v(9).v(0x7f0000002000).v(6);
+  std::vector<std::vector<uint8_t>> cols(f::kColumnCount, std::vector<uint8_t>(1 << 14));
+  uint8_t* p[f::kColumnCount];
+  size_t caps[f::kColumnCount];
+  for (int i = 0; i < f::kColumnCount; ++i) p[i] = cols[i].data(), caps[i] = cols[i].size();
+  auto model = std::make_unique<f::PtrModel>();
+  f::ColumnPacker packer;
+  packer.begin(p, caps, model.get());
+  packer.thread(3, 1003);
+  ASSERT_EQ(packer.records(b.data.data(), b.data.size()), b.data.size());
+  uint8_t head[1 + (f::kColumnCount + 1) * f::kMaxVarint];
+  std::vector<uint8_t> chunk(head, packer.header(head));
+  for (int i = 0; i < f::kColumnCount; ++i)
+    chunk.insert(chunk.end(), packer.column(i).start, packer.column(i).p);
+  Bytes want;
+  want.tag(f::kThread).v(3).v(1003);
+  want.data.insert(want.data.end(), b.data.begin(), b.data.end());
+  std::vector<uint8_t> out;
+  const char* err = "";
+  ASSERT_EQ(unpack(chunk, out, &err, 8), want.data.size()) << err;
+  EXPECT_EQ(out, want.data);
+  EXPECT_EQ(unpack(chunk, out, &err, 7), 0u);
+  EXPECT_STREQ(err, "a free with a stack in a trace before version 8");
 }
 
 TEST(ColumnCodec, MalformedEventChunksAreRejected) {

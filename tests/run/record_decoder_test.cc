@@ -62,6 +62,40 @@ TEST(RecordDecoder, DeltasPerStreamAndAbsoluteNestedEvents) {
   EXPECT_EQ(out.events[3].tid, 200);
 }
 
+// Version 8: a free with its stack (run --free-stacks) reads as the plain release kind with
+// the stack; an absolute one too; the stack id shifts with the segment as any other.
+TEST(RecordDecoder, FreesWithStacksReadAsTheirKindWithTheStack) {
+  Chunk c;
+  c.tag(f::kThread).v(1).v(100);
+  c.tag(f::kMalloc).v(1000).z(0x5000).v(32).v(1);
+  c.tag(f::stacked_free_kind(f::kDeleteSized)).v(10).z(0).v(32).v(4);
+  c.tag(f::stacked_free_kind(f::kFree) | f::kAbsoluteFlag).v(1500).z(0x9000).v(5);
+  c.tag(f::stacked_free_kind(f::kDeleteArrayAlignedNothrow)).v(1).z(0x10).v(64).v(6);
+  Collect out;
+  RecordDecoder d("test");
+  EXPECT_EQ(d.decode(c.data, 0, out), 4u);
+  ASSERT_EQ(out.events.size(), 4u);
+  EXPECT_EQ(out.events[1].kind, f::kDeleteSized);
+  EXPECT_EQ(out.events[1].ptr, 0x5000u);
+  EXPECT_EQ(out.events[1].size, 32u);
+  EXPECT_EQ(out.events[1].stack, 4u);
+  EXPECT_EQ(out.events[2].kind, f::kFree);
+  EXPECT_EQ(out.events[2].ptr, 0x9000u);
+  EXPECT_EQ(out.events[2].stack, 5u);
+  EXPECT_EQ(out.events[3].kind, f::kDeleteArrayAlignedNothrow);
+  EXPECT_EQ(out.events[3].ptr, 0x5010u);  // against the stream's base, not the absolute one
+  EXPECT_EQ(out.events[3].align, 64u);
+  EXPECT_EQ(out.events[3].stack, 6u);
+  d.new_segment();
+  Chunk next;
+  next.tag(f::kStack).v(1).v(1).z(0x500000);
+  next.tag(f::kThread).v(1).v(7);
+  next.tag(f::stacked_free_kind(f::kFree)).v(1).z(0x10).v(1);
+  d.decode(next.data, 1, out);
+  ASSERT_EQ(out.events.size(), 5u);
+  EXPECT_EQ(out.events[4].stack, out.stacks.back().id);
+}
+
 TEST(RecordDecoder, ReallocAndStacksAcrossSegments) {
   Chunk c;
   c.tag(f::kStack).v(1).v(2).z(0x401000).z(0x10);
