@@ -71,6 +71,11 @@ run_one deep-sample-512k "--sample 524288" "$bin/bench_deep" 100000
 run_one containers-sample-512k "--sample 524288" "$bin/bench_containers" 200
 if [ -x "$bin/bench_rust" ]; then run_one rust-sample-512k "--sample 524288" "$bin/bench_rust" 100; fi
 run_one storm-no-stacks "--no-stacks" "$bin/bench_storm" 10000000 1
+# --free-stacks: every release walks its stack too (against the plain rows above).
+run_one storm-free-stacks "--free-stacks" "$bin/bench_storm" 10000000 1
+run_one deep-free-stacks "--free-stacks" "$bin/bench_deep" 100000
+run_one containers-free-stacks "--free-stacks" "$bin/bench_containers" 200
+if [ -x "$bin/bench_rust" ]; then run_one rust-free-stacks "--free-stacks" "$bin/bench_rust" 100; fi
 # The floor of interposition: the same storm under a preload that only forwards malloc and
 # free to glibc (the memcensus column is that preload's time). `--sample` cannot go below it.
 if [ -e "$bin/libbench_forward_shim.so" ]; then
