@@ -184,6 +184,32 @@ void write_sites(JsonWriter& w, const HtmlModelInput& in, Symbolizer& sym, Frame
   w.end_array();
 }
 
+// A trace of run --free-stacks: the free sites by bytes released, {id, frames, frees, bytes};
+// none otherwise.
+void write_free_sites(JsonWriter& w, const HtmlModelInput& in, Symbolizer& sym,
+                      FrameTable& frames) {
+  const HeapSummary& s = in.analysis->heap;
+  if (!has_free_stacks(s)) return;
+  w.key("free_sites");
+  w.begin_array();
+  for (size_t i = 0; i < s.free_sites.size() && i < in.max_sites; ++i) {
+    const FreeSiteStats& site = s.free_sites[i];
+    w.begin_object();
+    w.field("id", static_cast<uint64_t>(site.stack));
+    w.key("frames");
+    w.begin_array();
+    if (auto it = s.stacks.find(site.stack); it != s.stacks.end())
+      for (uint64_t addr : it->second)
+        for (const SourceFrame& f : sym.symbolize_return_address(addr))
+          w.value(static_cast<uint64_t>(frames.index(f)));
+    w.end_array();
+    w.field("frees", site.frees);
+    w.field("bytes", site.bytes);
+    w.end_object();
+  }
+  w.end_array();
+}
+
 // stack_rss: resident stack bytes at the latest snapshot that found the thread's stack;
 // stack_rss_at: {start, peak, exit} (null: not running or not found then).
 // (A snapshot that cannot be classified is reported once, by write_snapshots.)
@@ -312,6 +338,7 @@ void write_html_model(const HtmlModelInput& in, Symbolizer& sym, std::string& ou
   write_summary(w, a);
   write_timeline(w, *in.rss, a.details.timeline, in.max_timeline);
   write_sites(w, in, sym, frames);
+  write_free_sites(w, in, sym, frames);
   frames.write(w);
   write_threads(w, a);
   write_snapshots(w, in, warnings);

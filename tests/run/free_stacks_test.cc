@@ -2,6 +2,9 @@
 // free sites that `report` makes of them, checked against what the fixtures did.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "run_test_util.h"
 
 using mctest::fixture;
@@ -147,6 +150,30 @@ TEST(FreeStacks, SampledFreeSitesAddUpToTheEstimate) {
   const json& sites = report["free_sites"];
   ASSERT_FALSE(sites.empty()) << report.dump(1);
   EXPECT_EQ(sum(sites, "frees"), report["totals"]["free_calls"].get<uint64_t>());
+}
+
+// The html report's model holds the free sites (its "Free sites" view), and only for such a
+// trace.
+TEST(FreeStacks, HtmlModelHoldsTheFreeSites) {
+  for (bool free_stacks : {false, true}) {
+    SCOPED_TRACE(free_stacks ? "--free-stacks" : "plain");
+    auto t = traced({fixture("stacks")}, free_stacks ? std::vector<std::string>{"--free-stacks"}
+                                                     : std::vector<std::string>{});
+    ASSERT_EQ(t.status, 0);
+    std::string page = mctest::scratch_dir() + "/r.html";
+    ASSERT_EQ(mctest::run({mctest::memcensus(), "html", t.trace, "-o", page}).status, 0);
+    std::ifstream in(page);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t at = text.find("\"free_sites\":[");
+    if (!free_stacks) {
+      EXPECT_EQ(at, std::string::npos);
+      continue;
+    }
+    ASSERT_NE(at, std::string::npos);
+    size_t end = text.find("}", at);
+    std::string first = text.substr(at, end - at);
+    EXPECT_NE(first.find("\"frees\":10,\"bytes\":10485760"), std::string::npos) << first;
+  }
 }
 
 TEST(FreeStacks, NoStacksAndFreeStacksAreRefused) {

@@ -21,6 +21,16 @@ test('an empty model normalises to empty parts', () => {
   assert.equal(m.summary.present, false);
 });
 
+test('free sites: null without them (no view), else every row filled in', () => {
+  assert.equal(normalise({}).free_sites, null);
+  assert.equal(normalise({ free_sites: 'x' }).free_sites, null);
+  const m = normalise({ frames: [{ function: 'drop_it', file: 'a.c', line: 3 }],
+    free_sites: [{ id: 7, frames: [0], frees: 3, bytes: 96 }, { frames: null }] });
+  assert.deepEqual(m.free_sites[0], { id: 7, frames: [0], frees: 3, bytes: 96 });
+  assert.deepEqual(m.free_sites[1], { id: 1, frames: [], frees: 0, bytes: 0 });
+  assert.equal(siteLocation(m, m.free_sites[0]), 'a.c:3');
+});
+
 test('temporaries a sampled trace cannot estimate stay null; other nulls read 0', () => {
   const m = normalise({
     summary: { allocation_calls: 10, temporary_allocations: null, leaked_bytes: null },

@@ -405,6 +405,36 @@ async function sampleChecks(context, dir, sample, template, out) {
   await page.close();
 }
 
+// Free sites (a trace of run --free-stacks): a tab of their own, rows sorted by bytes released,
+// filtered by function; the sample, which has none, shows no such tab.
+async function freeSitesChecks(context, dir, sample, template) {
+  const without = await open(context, dir, 'no-frees.html', fill(template, sample));
+  await check('free sites: no tab without them', async () => {
+    assert(await without.page.locator('#tab-frees').count() === 0, 'a Free sites tab without free sites');
+  });
+  await without.page.close();
+  const model = { ...sample, free_sites: [
+    { id: 91, frames: [1, 0], frees: 5, bytes: 640 },
+    { id: 92, frames: [2, 0], frees: 40, bytes: 1 << 20 },
+    { id: 93, frames: [0], frees: 1, bytes: 0 },
+  ] };
+  const { page, errors } = await open(context, dir, 'frees.html', fill(template, model));
+  await check('free sites: every row, the most bytes first, filtered by function', async () => {
+    await showTab(page, 'frees');
+    assert(await rowCount(page, 'frees') === 3, `${await rowCount(page, 'frees')} rows`);
+    const first = await page.locator('#view-frees table.data tbody tr').first().textContent();
+    assert(first.includes('1.00 MiB'), `first row: ${first}`);
+    const fn = sample.frames[2].function;
+    await page.fill('#view-frees input.search', fn);
+    const n = await rowCount(page, 'frees');
+    assert(n >= 1 && n < 3, `${n} rows match ${fn}`);
+    const w = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert(w <= VIEWPORT.width, `frees is ${w} px wide`);
+    assert(errors.length === 0, errors.join(' | '));
+  });
+  await page.close();
+}
+
 async function emptyChecks(context, dir, template) {
   const { page, errors } = await open(context, dir, 'empty.html', fill(template, { meta: { command: ['true'] } }));
   await check('empty model: every view says there is nothing, without errors', async () => {
@@ -499,6 +529,7 @@ async function main() {
   try {
     await sampleChecks(context, pages, sample, template, a.out);
     await emptyChecks(context, pages, template);
+    await freeSitesChecks(context, pages, sample, template);
     await largeChecks(context, pages, template, sample.snapshots[sample.snapshots.length - 1].layout, a.out);
   } finally {
     await context.close();

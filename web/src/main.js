@@ -9,7 +9,7 @@ import { seconds } from './format.js';
 import { summaryView } from './summary.js';
 import { timelineView } from './timeline.js';
 import { flameView } from './flame.js';
-import { siteTablesViews, threadsView } from './tables.js';
+import { freeSitesView, siteTablesViews, threadsView } from './tables.js';
 import { atlasView } from './atlas.js';
 import { residentView } from './resident.js';
 
@@ -127,6 +127,7 @@ function boot() {
     { id: 'timeline', label: 'Timeline', mount: timelineView },
     { id: 'flame', label: 'Flame graph', mount: flameView },
     ...siteTablesViews,
+    ...(model.free_sites ? [{ id: 'frees', label: 'Free sites', mount: freeSitesView }] : []),
     { id: 'threads', label: 'Threads', mount: threadsView },
     { id: 'layout', label: 'Layout', mount: atlasView },
     { id: 'resident', label: 'Resident', mount: residentView },

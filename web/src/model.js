@@ -65,6 +65,12 @@ export function normalise(raw) {
     for (const k of SITE_KEYS) site[k] = figure(k, s[k]);
     return site;
   });
+  // Only a trace of `run --free-stacks` has them: null otherwise (no view then).
+  const freeSites = Array.isArray(raw.free_sites)
+    ? raw.free_sites.map((s, i) => ({
+      id: typeof s.id === 'number' ? s.id : i, frames: arr(s.frames), frees: num(s.frees), bytes: num(s.bytes),
+    }))
+    : null;
   const resident = raw.resident || {};
   return {
     meta: {
@@ -84,6 +90,7 @@ export function normalise(raw) {
     },
     frames,
     sites,
+    free_sites: freeSites,
     threads: arr(raw.threads),
     snapshots: arr(raw.snapshots).filter((s) => s && s.layout && typeof s.layout === 'object'),
     resident: {

@@ -117,6 +117,33 @@ export const siteTablesViews = [
   },
 ];
 
+/** Free sites of a trace of `run --free-stacks`: where blocks were released, by bytes. */
+export function freeSitesView(panel, app) {
+  const { model } = app;
+  const table = sortableTable([
+    { key: 'fn', label: 'Freeing function', get: (r) => r.fn },
+    location,
+    numeric('frees', 'Frees', (r) => r.frees, fmt.count, 'free and delete calls made from this stack'),
+    numeric('bytes', 'Bytes released', (r) => r.bytes, fmt.bytes, 'Sizes of the blocks these calls released'),
+  ], { sortKey: 'bytes', caption: 'Free sites', emptyText: 'This trace recorded no free.' });
+  const filter = h('input', { type: 'search', class: 'search', placeholder: 'Filter by function or file', 'aria-label': 'Filter free sites' });
+  panel.append(h('h2', null, 'Free sites: where blocks were released'),
+    h('p', { class: 'hint' }, 'One row per distinct call stack of free and delete calls, over the whole run (a realloc releases its old block at its own site, under Top sites).'),
+    h('div', { class: 'toolbar' }, filter), table.el);
+  const rows = model.free_sites.map((s) => {
+    const f = siteFrame(model, s);
+    return { fn: f ? f.function : '??', location: siteLocation(model, s), frees: s.frees, bytes: s.bytes };
+  });
+  function refresh() {
+    const needle = filter.value.trim().toLowerCase();
+    table.setRows(rows.filter((r) => !needle || r.fn.toLowerCase().includes(needle)
+      || r.location.toLowerCase().includes(needle)));
+  }
+  filter.addEventListener('input', refresh);
+  refresh();
+  return {};
+}
+
 /** "start 8 KiB · exit 12 KiB": a thread's resident stack at each snapshot. */
 function stackAt(r) {
   const at = r.stack_rss_at && typeof r.stack_rss_at === 'object' ? r.stack_rss_at : {};
