@@ -19,6 +19,7 @@
 #include "layout/snapshot.h"
 #include "trace/trace_reader.h"
 #include "util/error.h"
+#include "util/prefaulted.h"
 #include "util/radix_sort.h"
 
 namespace memcensus {
@@ -250,6 +251,7 @@ void scan_blocks(const ExitEvent& ev, const Layout& layout, const std::vector<Sc
   for (const ScanRange& r : roots) out.scan.root_bytes += r.end - r.start;
   out.scan.scanned_blocks = blocks.size();
   out.blocks.reserve(kinds.size());
+  advise_huge(out.blocks.data(), kinds.size() * sizeof(out.blocks[0]));
   for (size_t i = 0; i < kinds.size(); ++i)
     out.blocks.push_back(
         {blocks[i].start, reached_by[i] == InteriorRule::kNone
