@@ -145,6 +145,18 @@ void write_site_buckets(JsonWriter& w, const SiteSeries* series, uint64_t width)
   w.end_array();
 }
 
+// "frames": a stack's frames (inlined ones expanded) as indexes into `frames`.
+void write_frame_indexes(JsonWriter& w, const HeapSummary& s, uint32_t stack, Symbolizer& sym,
+                         FrameTable& frames) {
+  w.key("frames");
+  w.begin_array();
+  if (auto it = s.stacks.find(stack); it != s.stacks.end())
+    for (uint64_t addr : it->second)
+      for (const SourceFrame& f : sym.symbolize_return_address(addr))
+        w.value(static_cast<uint64_t>(frames.index(f)));
+  w.end_array();
+}
+
 void write_sites(JsonWriter& w, const HtmlModelInput& in, Symbolizer& sym, FrameTable& frames) {
   const HeapSummary& s = in.analysis->heap;
   const HeapDetailSummary& d = in.analysis->details;
@@ -156,13 +168,7 @@ void write_sites(JsonWriter& w, const HtmlModelInput& in, Symbolizer& sym, Frame
     const SiteStats& site = s.sites[i];
     w.begin_object();
     w.field("id", static_cast<uint64_t>(site.stack));
-    w.key("frames");
-    w.begin_array();
-    if (auto it = s.stacks.find(site.stack); it != s.stacks.end())
-      for (uint64_t addr : it->second)
-        for (const SourceFrame& f : sym.symbolize_return_address(addr))
-          w.value(static_cast<uint64_t>(frames.index(f)));
-    w.end_array();
+    write_frame_indexes(w, s, site.stack, sym, frames);
     w.field("allocations", site.allocations);
     w.field("bytes", site.bytes);
     w.field("peak_bytes", site.peak_bytes);
@@ -196,13 +202,7 @@ void write_free_sites(JsonWriter& w, const HtmlModelInput& in, Symbolizer& sym,
     const FreeSiteStats& site = s.free_sites[i];
     w.begin_object();
     w.field("id", static_cast<uint64_t>(site.stack));
-    w.key("frames");
-    w.begin_array();
-    if (auto it = s.stacks.find(site.stack); it != s.stacks.end())
-      for (uint64_t addr : it->second)
-        for (const SourceFrame& f : sym.symbolize_return_address(addr))
-          w.value(static_cast<uint64_t>(frames.index(f)));
-    w.end_array();
+    write_frame_indexes(w, s, site.stack, sym, frames);
     w.field("frees", site.frees);
     w.field("bytes", site.bytes);
     w.end_object();

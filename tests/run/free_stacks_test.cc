@@ -8,24 +8,12 @@
 #include "run_test_util.h"
 
 using mctest::fixture;
+using mctest::functions;
+using mctest::in_order;
 using mctest::traced;
 using nlohmann::json;
 
 namespace {
-
-std::vector<std::string> functions(const json& site) {
-  std::vector<std::string> out;
-  for (const json& f : site["frames"]) out.push_back(f["function"].get<std::string>());
-  return out;
-}
-
-// True when `want` appears in `have` in this order (other frames may come between).
-bool in_order(const std::vector<std::string>& have, const std::vector<std::string>& want) {
-  size_t i = 0;
-  for (const std::string& h : have)
-    if (i < want.size() && h == want[i]) ++i;
-  return i == want.size();
-}
 
 uint64_t sum(const json& sites, const char* field) {
   uint64_t n = 0;

@@ -79,4 +79,17 @@ Traced traced(const std::vector<std::string>& argv, const std::vector<std::strin
   return t;
 }
 
+std::vector<std::string> functions(const nlohmann::json& site) {
+  std::vector<std::string> out;
+  for (const nlohmann::json& f : site["frames"]) out.push_back(f["function"].get<std::string>());
+  return out;
+}
+
+bool in_order(const std::vector<std::string>& have, const std::vector<std::string>& want) {
+  size_t i = 0;
+  for (const std::string& h : have)
+    if (i < want.size() && h == want[i]) ++i;
+  return i == want.size();
+}
+
 }  // namespace mctest

@@ -35,6 +35,11 @@ Traced traced(const std::vector<std::string>& argv, const std::vector<std::strin
               const std::vector<std::string>& env = {});
 
 nlohmann::json report_json(const std::string& trace, int top = 5);
+
+// The "function" of each of a site's (or an error's) "frames", innermost first.
+std::vector<std::string> functions(const nlohmann::json& site);
+// True when `want` appears in `have` in this order (other frames may come between).
+bool in_order(const std::vector<std::string>& have, const std::vector<std::string>& want);
 nlohmann::json read_json(const std::string& path);
 
 }  // namespace mctest

@@ -8,23 +8,11 @@
 
 #include "run_test_util.h"
 
+using mctest::functions;
+using mctest::in_order;
 using nlohmann::json;
 
 namespace {
-
-std::vector<std::string> functions(const json& site) {
-  std::vector<std::string> out;
-  for (const json& f : site["frames"]) out.push_back(f["function"].get<std::string>());
-  return out;
-}
-
-// True when `want` appears in `have` in this order (other frames may come between).
-bool in_order(const std::vector<std::string>& have, const std::vector<std::string>& want) {
-  size_t i = 0;
-  for (const std::string& h : have)
-    if (i < want.size() && h == want[i]) ++i;
-  return i == want.size();
-}
 
 // The runtime's own frames above a hook's caller are never part of a stack, whichever
 // path recorded it: the first allocations of a process (from the loader's constructors,
