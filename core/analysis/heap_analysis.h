@@ -188,9 +188,9 @@ class HeapAnalysis : public TraceVisitor {
   void released(const LiveBlock& b);
   void discarded_at_exec(const LiveBlock& b);  // released(b), counted as exec_discarded
   void realloc_done(const PassEvent& e, uint64_t old_size);
-  // `count` releases from `stack` (their event's stack; not 0) of `bytes` in all, after the
-  // release of their block (whose weight is last_weight_).
-  void free_site(uint32_t stack, uint64_t count, uint64_t bytes);
+  // `count` releases from `stack` (their event's stack; not 0) of `bytes` in all, each of
+  // sampling weight `weight`.
+  void free_site(uint32_t stack, uint64_t count, uint64_t bytes, double weight);
   // Bytes an allocation may take without making a new peak of the live heap.
   uint64_t peak_room() const { return s_.totals.peak_live_bytes - live_bytes_; }
   // `count` more pairs like (a, f), `bytes` allocated in all (see HeapPass::quiet_pairs).

@@ -253,17 +253,17 @@ void HeapAnalysis::quiet_pairs(const PassEvent& a, const PassEvent& f, uint32_t 
   SiteStats& st = sites_[index];
   st.allocations += count;
   st.bytes += bytes;
-  if (f.stack) free_site(f.stack, count, bytes);
+  if (f.stack) free_site(f.stack, count, bytes, 1);
 }
 
-void HeapAnalysis::free_site(uint32_t stack, uint64_t count, uint64_t bytes) {
+void HeapAnalysis::free_site(uint32_t stack, uint64_t count, uint64_t bytes, double weight) {
   FreeSiteStats& fs = free_sites_[stack];
   fs.stack = stack;
   fs.frees += count;
   fs.bytes += bytes;
   if (sampling()) {
-    fs.est_frees += static_cast<double>(count) * last_weight_;
-    fs.est_bytes += static_cast<double>(bytes) * last_weight_;
+    fs.est_frees += static_cast<double>(count) * weight;
+    fs.est_bytes += static_cast<double>(bytes) * weight;
   }
 }
 
@@ -743,8 +743,11 @@ void HeapPass::allocate(const PassEvent& e, uint64_t size, uint64_t time, uint32
       auto& times = pending->second;
       auto it = times.end();  // the earliest free at or after this allocation
       for (auto i = times.begin(); i != times.end(); ++i)
-        if (*i >= time && (it == times.end() || *i < *it)) it = i;
+        if (i->time >= time && (it == times.end() || i->time < it->time)) it = i;
       if (it != times.end()) {  // its free was read first (another thread's buffer)
+        // Its free site, counted when the free was applied, gets the block's bytes now.
+        if (heap_ && it->free_stack)
+          heap_->free_site(it->free_stack, 0, size, heap_->sampling() ? heap_->weight_of(size) : 1);
         times.erase(it);
         if (times.empty()) pending_frees_.erase(pending);
         if (heap_) heap_->s_.totals.unmatched_frees--;
@@ -761,7 +764,8 @@ void HeapPass::allocate(const PassEvent& e, uint64_t size, uint64_t time, uint32
 bool HeapPass::release(uint64_t ptr, uint64_t time, const PassEvent* free, LiveBlock* out) {
   bool temporary = details_ && details_->releasing(ptr);
   if (!live_.take(ptr, time, out)) {
-    pending_frees_[ptr].push_back(time);
+    const bool own_free = free && event_shape(free->kind()).family == f::Family::kFree;
+    pending_frees_[ptr].push_back({time, own_free ? free->stack : 0});
     if (heap_) heap_->s_.totals.unmatched_frees++;
     return false;
   }
@@ -860,7 +864,7 @@ void HeapPass::apply_pair(const PassEvent& a, const PassEvent& fr) {
   bool temporary = details_ && details_->releasing(fr.ptr);
   if (heap_) {
     heap_->released(b);
-    if (fr.stack) heap_->free_site(fr.stack, 1, b.size);
+    if (fr.stack) heap_->free_site(fr.stack, 1, b.size, heap_->last_weight_);
   }
   if (details_) {
     details_->released(b, fr.time, temporary, &fr);
@@ -881,7 +885,7 @@ void HeapPass::apply_pair(const PassEvent& a, const PassEvent& fr) {
     case f::Family::kFree: {
       LiveBlock b;
       bool found = e.ptr && release(e.ptr, e.time, &e, &b);
-      if (heap_ && e.stack) heap_->free_site(e.stack, 1, found ? b.size : 0);
+      if (heap_ && e.stack) heap_->free_site(e.stack, 1, found ? b.size : 0, heap_->last_weight_);
       if (details_) {
         details_->count_free(e, found ? &b : nullptr);
         if (found) details_->growth_on_free(e.ptr, b);

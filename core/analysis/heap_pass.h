@@ -180,8 +180,13 @@ class HeapPass {
   LiveBlocks live_;
   uint64_t applied_until_ = 0;  // the latest time of an event applied so far
   // Frees applied before the allocation they release (none should be, now that rounds wait:
-  // kept for a free whose allocation is read later still): address -> times of those frees.
-  std::unordered_map<uint64_t, std::vector<uint64_t>> pending_frees_;
+  // kept for a free whose allocation is read later still): address -> those frees.
+  struct PendingFree {
+    uint64_t time;
+    uint32_t free_stack;  // a free's own stack (run --free-stacks), whose site gets the
+                          // block's bytes once it is found; 0 none (a realloc's release)
+  };
+  std::unordered_map<uint64_t, std::vector<PendingFree>> pending_frees_;
   std::vector<uint32_t> site_of_stack_;  // stack id -> site index + 1, for small ids
   std::unordered_map<uint32_t, uint32_t> site_of_big_stack_;
   std::vector<uint32_t> site_stacks_;  // site index -> stack id

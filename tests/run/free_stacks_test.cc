@@ -70,6 +70,20 @@ TEST(FreeStacks, CppCountsUnchangedAndFreeSitesAddUp) {
   EXPECT_TRUE(string) << sites.dump(1);
 }
 
+// Threads freeing each other's blocks: whichever order the threads' events are read in, the
+// free sites add up to every free and to the bytes of every block released.
+TEST(FreeStacks, CrossThreadFreesAddUp) {
+  auto t = traced({fixture("crossfree"), "4", "20000"}, {"--free-stacks"});
+  ASSERT_EQ(t.status, 0);
+  json report = full_report(t);
+  const json& totals = report["totals"];
+  ASSERT_EQ(totals["realloc_calls"], 0);
+  EXPECT_EQ(totals["unmatched_frees"], 0);
+  EXPECT_EQ(sum(report["free_sites"], "frees"), totals["free_calls"].get<uint64_t>());
+  EXPECT_EQ(sum(report["free_sites"], "bytes"),
+            totals["bytes_allocated"].get<uint64_t>() - totals["leaked_bytes"].get<uint64_t>());
+}
+
 // Without frame pointers, the free site names the chain from the freeing function to main.
 TEST(FreeStacks, FreeSiteNamesTheChainWithoutFramePointers) {
   auto t = traced({fixture("stacks")}, {"--free-stacks"});

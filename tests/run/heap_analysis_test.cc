@@ -232,6 +232,37 @@ TEST(HeapAnalysis, InterleavedThreadsAndWriterPassesMatchTheProgramsOwnCount) {
   }
 }
 
+// Frees with their stacks (run --free-stacks): each free site counts its frees and the bytes
+// of the blocks they released, a free read a round before its allocation included (its
+// bytes come when the allocation does); a realloc's release of its old block is no free site.
+TEST(HeapAnalysis, FreeSitesCountAFreeReadBeforeItsAllocation) {
+  HeapAnalysis a;
+  a.on_event(ev(f::kMalloc, 1, 800, 0x500, 54, 1));
+  a.on_event(ev(f::kFree, 1, 805, 0x500, 0, 7));
+  a.on_event(ev(f::kFree, 2, 878, 0x500, 0, 8));  // releases the block allocated at 875
+  a.on_round();
+  a.on_event(ev(f::kMalloc, 1, 870, 0x500, 54, 1));
+  a.on_event(ev(f::kFree, 1, 872, 0x500, 0, 7));
+  a.on_event(ev(f::kMalloc, 1, 875, 0x500, 55, 1));
+  a.on_event(ev(f::kMalloc, 1, 880, 0x600, 10, 2));
+  TraceEvent r = ev(f::kRealloc, 1, 881, 0x700, 20, 3);
+  r.old_ptr = 0x600;
+  a.on_event(r);
+  a.on_event(ev(f::kFree, 1, 882, 0x700, 0, 9));
+  a.on_event(ev(f::kFree, 1, 883, 0, 0, 9));  // free(NULL)
+  a.on_round();
+  auto s = a.finish();
+  EXPECT_EQ(s.totals.unmatched_frees, 0u);
+  std::map<uint32_t, std::pair<uint64_t, uint64_t>> sites;
+  for (const auto& fs : s.free_sites) sites[fs.stack] = {fs.frees, fs.bytes};
+  EXPECT_EQ(sites.size(), 3u);
+  EXPECT_EQ(sites[7], std::make_pair(uint64_t{2}, uint64_t{108}));
+  EXPECT_EQ(sites[8], std::make_pair(uint64_t{1}, uint64_t{55}));
+  EXPECT_EQ(sites[9], std::make_pair(uint64_t{2}, uint64_t{20}));
+  ASSERT_FALSE(s.free_sites.empty());
+  EXPECT_EQ(s.free_sites[0].stack, 7u);  // the most bytes first
+}
+
 TEST(HeapAnalysis, FreeOfUnknownPointerIsCountedNotMatched) {
   HeapAnalysis a;
   a.on_event(ev(f::kFree, 1, 1, 0x999));
