@@ -109,19 +109,6 @@ void write_heap_text(const HeapSummary& s, const TraceStats& st, Symbolizer& sym
       for (const SourceFrame& f : sym.symbolize_return_address(addr))
         if (n++ < o.max_frames) out += "    " + location(f) + "\n";
   }
-  if (!has_free_stacks(s)) return;
-  out += fmt::format("top {} free sites by bytes released:\n",
-                     std::min(o.top_sites, s.free_sites.size()));
-  for (size_t i = 0; i < s.free_sites.size() && i < o.top_sites; ++i) {
-    const FreeSiteStats& site = s.free_sites[i];
-    out += fmt::format("#{} {} in {} frees\n", i + 1, bytes(site.bytes), site.frees);
-    auto it = s.stacks.find(site.stack);
-    size_t n = 0;
-    if (it != s.stacks.end())
-      for (uint64_t addr : it->second)
-        for (const SourceFrame& f : sym.symbolize_return_address(addr))
-          if (n++ < o.max_frames) out += "    " + location(f) + "\n";
-  }
 }
 
 }  // namespace memcensus
